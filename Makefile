@@ -1,0 +1,105 @@
+# pgq — build, test, run, install. See README.md.
+#
+#   make                 libpgq.a, libpgq.so, pgq (in $(BUILD)/)
+#   make test            Check unit + integration tests against a throwaway PostgreSQL
+#   make run             throwaway PostgreSQL (unless DATABASE_URL is set), migrate, demo
+#   make install         PREFIX=/usr/local DESTDIR=
+#   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SANITIZER ?=
+BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
+
+CC      ?= gcc
+PKGS     = libpq inih
+TESTPKGS = check
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wwrite-strings
+WERROR  ?= -Werror
+OPT     ?= -O2 -g
+SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
+CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
+           -MMD -MP -Icore -Iconfig -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
+LDFLAGS += -pthread $(SAN_FLAGS)
+LIBS     = $(shell pkg-config --libs $(PKGS))
+TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
+
+CORE_SRC   = $(wildcard core/*.c)
+CONFIG_SRC = $(wildcard config/*.c)
+MIGRATIONS = $(sort $(wildcard migrations/*.sql))
+LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
+CLI_SRC    = $(wildcard cli/*.c)
+CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC   = $(wildcard tests/*.c)
+TEST_OBJ   = $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+LIBA = $(BUILD)/libpgq.a
+LIBSO = $(BUILD)/libpgq.so
+PGQ  = $(BUILD)/pgq
+TESTBIN = $(BUILD)/pgq-tests
+
+.PHONY: all test unit run install uninstall clean deps check-deps
+all: $(LIBA) $(LIBSO) $(PGQ)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/migrations_gen.c: $(MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(BUILD)
+	sh scripts/embed-sql.sh $@ $(MIGRATIONS)
+
+$(BUILD)/migrations_gen.o: $(BUILD)/migrations_gen.c
+	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libpgq.so.0 $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(PGQ): $(CLI_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LIBS)
+
+$(TESTBIN): $(TEST_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
+
+# Unit and integration tests; a throwaway PostgreSQL unless
+# PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
+# correctness, and crash tests kill processes, not the machine.
+test: deps all $(TESTBIN)
+	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
+	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
+	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
+
+# Unit tests only: no database needed.
+unit: $(TESTBIN)
+	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_UNIT_ONLY=1 $(TESTBIN)
+
+run: deps all
+	scripts/run-demo.sh $(BUILD)
+
+deps:
+	@scripts/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(PGQ) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
+	ln -sf libpgq.so.0 $(DESTDIR)$(PREFIX)/lib/libpgq.so
+	install -m 644 core/pgq.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)|' \
+	    pgq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/pgq $(DESTDIR)$(PREFIX)/lib/libpgq.* \
+	    $(DESTDIR)$(PREFIX)/include/pgq.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
+
+clean:
+	rm -rf build build-address build-thread build-undefined
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,281 @@
+/* Operating the queue: requeue, cancel, prune, stats and a job's detail.
+ * These are the statements behind the pgq CLI and the dashboard. State
+ * changes are conditional on the current state, so two operators acting at
+ * once cannot move a job twice; each action that moved anything is written
+ * to pgq.actions in the same statement. */
+#include "db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Run a state-changing statement over ids ($1) with `who` ($2) and mark
+ * done[i] for each id the statement returned. */
+static int over_ids(pgq_conn *c, const char *sql, const char *what, const int64_t *ids,
+                    size_t n, const char *who, bool *done, int64_t *count,
+                    char *err, size_t errlen)
+{
+    if (count)
+        *count = 0;
+    if (n == 0)
+        return 0;
+    char *arr = db_int64_array(ids, n);
+    if (!arr)
+        return seterr(err, errlen, "%s: out of memory", what);
+    const char *params[] = { arr, who };
+    PGresult *r = db_query(c, sql, 2, params, PGRES_TUPLES_OK, what, err, errlen);
+    free(arr);
+    if (!r)
+        return -1;
+    for (size_t i = 0; done && i < n; i++) {
+        done[i] = false;
+        for (int row = 0; row < PQntuples(r); row++)
+            if (db_int64(r, row, 0, 0) == ids[i])
+                done[i] = true;
+    }
+    if (count)
+        *count = PQntuples(r);
+    PQclear(r);
+    return 0;
+}
+
+#define REQUEUE_SET \
+    "SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL, " \
+    "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+
+int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+                int64_t *count, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "WITH upd AS (UPDATE pgq.jobs " REQUEUE_SET
+        "   WHERE id = ANY($1::bigint[]) AND state IN ('dead', 'cancelled')"
+        "   RETURNING id, queue),"
+        " act AS (INSERT INTO pgq.actions (action, job_count, job_ids, detail)"
+        "   SELECT 'requeue', count(*), array_agg(id), $2 FROM upd HAVING count(*) > 0)"
+        " SELECT id, pg_notify('pgq_jobs', queue) FROM upd";
+    return over_ids(c, sql, "requeue", ids, n, who, done, count, err, errlen);
+}
+
+int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+               int64_t *count, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "WITH upd AS (UPDATE pgq.jobs SET state = 'cancelled', finished_at = now()"
+        "   WHERE id = ANY($1::bigint[]) AND state = 'ready' RETURNING id),"
+        " act AS (INSERT INTO pgq.actions (action, job_count, job_ids, detail)"
+        "   SELECT 'cancel', count(*), array_agg(id), $2 FROM upd HAVING count(*) > 0)"
+        " SELECT id FROM upd";
+    return over_ids(c, sql, "cancel", ids, n, who, done, count, err, errlen);
+}
+
+int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
+                         const char *who, int64_t *count, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "WITH upd AS (UPDATE pgq.jobs " REQUEUE_SET
+        "   WHERE state = $1 AND ($2::text IS NULL OR queue = $2)"
+        "     AND ($3::text IS NULL OR type = $3) RETURNING id, queue),"
+        " act AS (INSERT INTO pgq.actions (action, job_count, detail)"
+        "   SELECT 'requeue', count(*), $4 FROM upd HAVING count(*) > 0),"
+        " woke AS (SELECT pg_notify('pgq_jobs', q) FROM (SELECT DISTINCT queue FROM upd) d(q))"
+        " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM woke)";
+    if (!state || (strcmp(state, "dead") != 0 && strcmp(state, "cancelled") != 0))
+        return seterr(err, errlen, "requeue: state must be dead or cancelled, not \"%s\"",
+                      state ? state : "");
+    const char *params[] = { state, queue, type, who };
+    PGresult *r = db_query(c, sql, 4, params, PGRES_TUPLES_OK, "requeue", err, errlen);
+    if (!r)
+        return -1;
+    *count = db_int64(r, 0, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+              int64_t *deleted, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "WITH gone AS (DELETE FROM pgq.jobs WHERE id IN ("
+        "   (SELECT id FROM pgq.jobs WHERE state = 'done'"
+        "      AND finished_at < now() - $1::bigint * interval '1 millisecond' LIMIT $3)"
+        "   UNION ALL"
+        "   (SELECT id FROM pgq.jobs WHERE state IN ('dead', 'cancelled')"
+        "      AND finished_at < now() - $2::bigint * interval '1 millisecond' LIMIT $3))"
+        "  RETURNING 1)"
+        " SELECT count(*) FROM gone";
+    char a[24], b[24], l[16];
+    snprintf(a, sizeof a, "%" PRId64, keep_done_ms);
+    snprintf(b, sizeof b, "%" PRId64, keep_dead_ms);
+    snprintf(l, sizeof l, "%d", limit > 0 ? limit : 10000);
+    const char *params[] = { a, b, l };
+    PGresult *r = db_query(c, sql, 3, params, PGRES_TUPLES_OK, "prune", err, errlen);
+    if (!r)
+        return -1;
+    if (deleted)
+        *deleted = db_int64(r, 0, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT queue,"
+        " count(*) FILTER (WHERE state = 'ready' AND run_at <= now()),"
+        " count(*) FILTER (WHERE state = 'ready' AND run_at > now() AND attempts = 0),"
+        " count(*) FILTER (WHERE state = 'ready' AND run_at > now() AND attempts > 0),"
+        " count(*) FILTER (WHERE state = 'running'),"
+        " count(*) FILTER (WHERE state = 'dead'),"
+        " count(*) FILTER (WHERE state = 'cancelled'),"
+        " count(*) FILTER (WHERE state = 'done'),"
+        " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour')"
+        " FROM pgq.jobs GROUP BY queue ORDER BY queue";
+    PGresult *r = db_query(c, sql, 0, NULL, PGRES_TUPLES_OK, "stats", err, errlen);
+    if (!r)
+        return -1;
+    size_t rows = (size_t)PQntuples(r);
+    pgq_queue_stats *s = calloc(rows + 1, sizeof *s);
+    if (!s) {
+        PQclear(r);
+        return seterr(err, errlen, "stats: out of memory");
+    }
+    for (int i = 0; i < (int)rows; i++) {
+        snprintf(s[i].queue, sizeof s[i].queue, "%s", PQgetvalue(r, i, 0));
+        s[i].ready = db_int64(r, i, 1, 0);
+        s[i].scheduled = db_int64(r, i, 2, 0);
+        s[i].retrying = db_int64(r, i, 3, 0);
+        s[i].running = db_int64(r, i, 4, 0);
+        s[i].dead = db_int64(r, i, 5, 0);
+        s[i].cancelled = db_int64(r, i, 6, 0);
+        s[i].done = db_int64(r, i, 7, 0);
+        s[i].done_last_hour = db_int64(r, i, 8, 0);
+    }
+    PQclear(r);
+    *out = s;
+    *n = rows;
+    return 0;
+}
+
+/* The three results a detail points into; freed together. */
+struct detail_priv {
+    PGresult *job, *attempts, *effects;
+};
+
+static const char *str_or_null(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, size_t errlen)
+{
+    static const char job_sql[] =
+        "SELECT id, queue, type, state, jsonb_pretty(payload), run_at::text, idempotency_key,"
+        " lease_owner, lease_expires_at::text, last_error, created_at::text, started_at::text,"
+        " finished_at::text, priority, attempts, max_retries FROM pgq.jobs WHERE id = $1";
+    static const char att_sql[] =
+        "SELECT attempt, outcome, worker, error, started_at::text, finished_at::text,"
+        " duration_ms, exit_code, term_signal, cpu_ms, max_rss_kb"
+        " FROM pgq.job_attempts WHERE job_id = $1 ORDER BY id";
+    static const char eff_sql[] =
+        "SELECT e.key, e.state, e.started_at::text, e.finished_at::text, e.attempt,"
+        " e.state = 'started' AND (j.state <> 'running' OR j.lease_token IS DISTINCT FROM e.lease_token)"
+        " FROM pgq.effects e JOIN pgq.jobs j ON j.id = e.job_id WHERE e.job_id = $1"
+        " ORDER BY e.started_at, e.key";
+    char ids[24];
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    const char *params[] = { ids };
+    struct detail_priv *p = calloc(1, sizeof *p);
+    pgq_job_detail *d = calloc(1, sizeof *d);
+
+    *out = NULL;
+    if (!p || !d) {
+        free(p);
+        free(d);
+        return seterr(err, errlen, "job %s: out of memory", ids);
+    }
+    d->priv_ = p;
+    p->job = db_query(c, job_sql, 1, params, PGRES_TUPLES_OK, "job", err, errlen);
+    if (!p->job)
+        goto fail;
+    if (PQntuples(p->job) == 0) {
+        pgq_job_detail_free(d);
+        return 0;
+    }
+    p->attempts = db_query(c, att_sql, 1, params, PGRES_TUPLES_OK, "job attempts", err, errlen);
+    p->effects = db_query(c, eff_sql, 1, params, PGRES_TUPLES_OK, "job effects", err, errlen);
+    if (!p->attempts || !p->effects)
+        goto fail;
+    PGresult *j = p->job;
+    d->id = id;
+    d->queue = PQgetvalue(j, 0, 1);
+    d->type = PQgetvalue(j, 0, 2);
+    d->state = PQgetvalue(j, 0, 3);
+    d->payload_pretty = PQgetvalue(j, 0, 4);
+    d->run_at = PQgetvalue(j, 0, 5);
+    d->idempotency_key = str_or_null(j, 0, 6);
+    d->lease_owner = str_or_null(j, 0, 7);
+    d->lease_expires_at = str_or_null(j, 0, 8);
+    d->last_error = str_or_null(j, 0, 9);
+    d->created_at = PQgetvalue(j, 0, 10);
+    d->started_at = str_or_null(j, 0, 11);
+    d->finished_at = str_or_null(j, 0, 12);
+    d->priority = (int)db_int64(j, 0, 13, 0);
+    d->attempts = (int)db_int64(j, 0, 14, 0);
+    d->max_retries = (int)db_int64(j, 0, 15, 0);
+
+    d->nattempts = (size_t)PQntuples(p->attempts);
+    d->attempts_v = calloc(d->nattempts + 1, sizeof *d->attempts_v);
+    d->neffects = (size_t)PQntuples(p->effects);
+    d->effects = calloc(d->neffects + 1, sizeof *d->effects);
+    if (!d->attempts_v || !d->effects) {
+        seterr(err, errlen, "job %s: out of memory", ids);
+        goto fail;
+    }
+    for (int i = 0; i < (int)d->nattempts; i++) {
+        pgq_attempt_row *a = &d->attempts_v[i];
+        PGresult *r = p->attempts;
+        a->attempt = (int)db_int64(r, i, 0, 0);
+        a->outcome = PQgetvalue(r, i, 1);
+        a->worker = str_or_null(r, i, 2);
+        a->error = str_or_null(r, i, 3);
+        a->started_at = str_or_null(r, i, 4);
+        a->finished_at = PQgetvalue(r, i, 5);
+        a->duration_ms = db_double(r, i, 6, -1);
+        a->exit_code = (int)db_int64(r, i, 7, -1);
+        a->term_signal = (int)db_int64(r, i, 8, 0);
+        a->cpu_ms = db_int64(r, i, 9, -1);
+        a->max_rss_kb = db_int64(r, i, 10, -1);
+    }
+    for (int i = 0; i < (int)d->neffects; i++) {
+        pgq_effect_row *e = &d->effects[i];
+        PGresult *r = p->effects;
+        e->key = PQgetvalue(r, i, 0);
+        e->state = PQgetvalue(r, i, 1);
+        e->started_at = PQgetvalue(r, i, 2);
+        e->finished_at = str_or_null(r, i, 3);
+        e->attempt = (int)db_int64(r, i, 4, 0);
+        e->in_doubt = db_bool(r, i, 5);
+    }
+    *out = d;
+    return 0;
+fail:
+    pgq_job_detail_free(d);
+    return -1;
+}
+
+void pgq_job_detail_free(pgq_job_detail *d)
+{
+    if (!d)
+        return;
+    struct detail_priv *p = d->priv_;
+    if (p) {
+        PQclear(p->job);
+        PQclear(p->attempts);
+        PQclear(p->effects);
+        free(p);
+    }
+    free(d->attempts_v);
+    free(d->effects);
+    free(d);
+}

@@ -1,0 +1,65 @@
+/* Internal: the pgq_conn struct and helpers shared by core/ modules. */
+#ifndef PGQ_DB_H
+#define PGQ_DB_H
+
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgq.h"
+
+/* Statements prepared lazily, once per connection (see db.c's table). */
+enum db_stmt {
+    STMT_ADD,
+    STMT_CLAIM,
+    STMT_HEARTBEAT,
+    STMT_COMPLETE,
+    STMT_FAIL,
+    STMT_RELEASE,
+    STMT_REAP,
+    STMT_ONCE_BEGIN,
+    STMT_ONCE_DONE,
+    STMT_ONCE_FORGET,
+    STMT__COUNT
+};
+
+struct pgq_conn {
+    PGconn *pg;
+    char *url;
+    uint64_t prepared;   /* bit per enum db_stmt */
+};
+
+/* Write a formatted message into err (always NUL-terminated). Returns -1 so
+ * callers can `return seterr(...)`. */
+int seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Describe a failed result (or the connection's error when res is NULL) as
+ * "WHAT: primary message (detail)" into err; returns -1. */
+int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size_t errlen);
+
+/* Run a prepared statement from the table with text params. Returns the
+ * result when its status is `want`, else NULL with err filled (the result
+ * is cleared). */
+PGresult *db_run(pgq_conn *c, enum db_stmt s, int nparams, const char *const *params,
+                 ExecStatusType want, const char *what, char *err, size_t errlen);
+
+/* Run ad-hoc parameterized SQL (for rare statements not worth preparing). */
+PGresult *db_query(pgq_conn *c, const char *sql, int nparams, const char *const *params,
+                   ExecStatusType want, const char *what, char *err, size_t errlen);
+
+/* Run parameterless SQL that returns no rows (BEGIN, COMMIT, ...). */
+int db_command(pgq_conn *c, const char *sql, const char *what, char *err, size_t errlen);
+
+/* Build a PostgreSQL array literal ({"a","b"}) from n strings (NULL
+ * elements become NULL). Returns malloc'd text or NULL on out of memory. */
+char *db_text_array(const char *const *items, size_t n);
+char *db_int64_array(const int64_t *items, size_t n);
+
+/* Integer/bool/double field getters: NULL fields give the fallback. */
+int64_t db_int64(const PGresult *r, int row, int col, int64_t fallback);
+double db_double(const PGresult *r, int row, int col, double fallback);
+bool db_bool(const PGresult *r, int row, int col);
+
+#endif

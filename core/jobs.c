@@ -1,0 +1,349 @@
+/* The job state machine as seen by producers and workers: enqueue, claim,
+ * heartbeat, complete, fail, release and reap.
+ *
+ * Each transition is one statement (see db.c's table), and every transition
+ * of a running job names the job's lease token in its WHERE clause: a
+ * statement that matches no row means the lease was lost, and then nothing
+ * changed. Retry backoff and dead-lettering are decided inside PostgreSQL
+ * (pgq.fail in migrations/001_schema.sql), never by sleeping workers. */
+#include "db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parallel text arrays for pgq.enqueue, one element per item. */
+struct add_arrays {
+    const char **types, **payloads, **queues, **prios, **run_ats, **delays, **retries, **keys;
+    char *numbuf;   /* storage for the numbers' text */
+};
+
+static void add_arrays_free(struct add_arrays *a)
+{
+    free(a->types);
+    free(a->numbuf);
+}
+
+/* An error about item i of n: "item 3: msg" in a batch, "msg" alone. */
+static int item_err(char *err, size_t errlen, size_t n, size_t i, const char *msg)
+{
+    if (n > 1)
+        return seterr(err, errlen, "item %zu: %s", i + 1, msg);
+    return seterr(err, errlen, "%s", msg);
+}
+
+static int add_arrays_fill(struct add_arrays *a, const pgq_add_item *items, size_t n,
+                           char *err, size_t errlen)
+{
+    const size_t slot = 24;   /* enough for any int64 */
+    memset(a, 0, sizeof *a);
+    a->types = calloc(8 * n, sizeof(char *));
+    a->numbuf = malloc(3 * n * slot);
+    if (!a->types || !a->numbuf) {
+        add_arrays_free(a);
+        return seterr(err, errlen, "add: out of memory");
+    }
+    a->payloads = a->types + n;
+    a->queues = a->types + 2 * n;
+    a->prios = a->types + 3 * n;
+    a->run_ats = a->types + 4 * n;
+    a->delays = a->types + 5 * n;
+    a->retries = a->types + 6 * n;
+    a->keys = a->types + 7 * n;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_add_opts *o = &items[i].opts;
+        char *num = a->numbuf + 3 * i * slot;
+        const char *bad = NULL;
+        if (!items[i].type || !*items[i].type)
+            bad = "job type is missing";
+        else if (!items[i].payload)
+            bad = "payload is missing";
+        else if (o->delay_ms < 0)
+            bad = "delay must not be negative";
+        else if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
+            bad = "max_retries must be 0 or more";
+        else if (o->queue && !*o->queue)
+            bad = "queue name is empty";
+        if (bad) {
+            add_arrays_free(a);
+            return item_err(err, errlen, n, i, bad);
+        }
+        a->types[i] = items[i].type;
+        a->payloads[i] = items[i].payload;
+        a->queues[i] = o->queue;
+        a->run_ats[i] = o->run_at;
+        a->keys[i] = o->idempotency_key;
+        if (o->priority != PGQ_DEFAULT) {
+            snprintf(num, slot, "%d", o->priority);
+            a->prios[i] = num;
+        }
+        if (o->delay_ms > 0) {
+            snprintf(num + slot, slot, "%" PRId64, o->delay_ms);
+            a->delays[i] = num + slot;
+        }
+        if (o->max_retries != PGQ_DEFAULT) {
+            snprintf(num + 2 * slot, slot, "%d", o->max_retries);
+            a->retries[i] = num + 2 * slot;
+        }
+    }
+    return 0;
+}
+
+/* Rewrite "add: msg (item N)" into "item N: msg" for batches, or "msg"
+ * for a single add: the caller knows it is adding. */
+static void tidy_add_error(char *err, size_t errlen, size_t n)
+{
+    if (!err || !errlen)
+        return;
+    char *msg = strncmp(err, "add: ", 5) == 0 ? err + 5 : err;
+    char *item = strstr(msg, " (item ");
+    char tmp[1024];
+    if (item && n > 1) {
+        long k = strtol(item + 7, NULL, 10);
+        *item = '\0';
+        snprintf(tmp, sizeof tmp, "item %ld: %s", k, msg);
+    } else {
+        if (item)
+            *item = '\0';
+        snprintf(tmp, sizeof tmp, "%s", msg);
+    }
+    snprintf(err, errlen, "%s", tmp);
+}
+
+int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                  char *err, size_t errlen)
+{
+    struct add_arrays a;
+    char *arr[8] = { 0 };
+    int rc = -1;
+
+    if (n == 0)
+        return 0;
+    if (add_arrays_fill(&a, items, n, err, errlen) < 0)
+        return -1;
+    const char **cols[8] = { a.types, a.payloads, a.queues, a.prios, a.run_ats, a.delays,
+                             a.retries, a.keys };
+    for (int k = 0; k < 8; k++) {
+        arr[k] = db_text_array(cols[k], n);
+        if (!arr[k]) {
+            seterr(err, errlen, "add: out of memory");
+            goto out;
+        }
+    }
+    PGresult *r = db_run(c, STMT_ADD, 8, (const char *const *)arr, PGRES_TUPLES_OK, "add",
+                         err, errlen);
+    if (!r) {
+        tidy_add_error(err, errlen, n);
+        goto out;
+    }
+    if ((size_t)PQntuples(r) != n) {
+        seterr(err, errlen, "add: expected %zu results, got %d", n, PQntuples(r));
+        PQclear(r);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        size_t ord = (size_t)db_int64(r, i, 0, 0);
+        if (ord < 1 || ord > n) {
+            seterr(err, errlen, "add: result for unknown item %zu", ord);
+            PQclear(r);
+            goto out;
+        }
+        res[ord - 1].id = db_int64(r, i, 1, 0);
+        res[ord - 1].duplicate = db_bool(r, i, 2);
+    }
+    PQclear(r);
+    rc = 0;
+out:
+    for (int k = 0; k < 8; k++)
+        free(arr[k]);
+    add_arrays_free(&a);
+    return rc;
+}
+
+int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_opts *opts,
+            pgq_add_result *res, char *err, size_t errlen)
+{
+    pgq_add_item item = { type, payload, PGQ_ADD_OPTS_INIT };
+    if (opts)
+        item.opts = *opts;
+    return pgq_add_batch(c, &item, 1, res, err, errlen);
+}
+
+int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
+              int64_t lease_ttl_ms, pgq_job **job, char *err, size_t errlen)
+{
+    char ttl[24];
+    *job = NULL;
+    if (nqueues == 0)
+        return seterr(err, errlen, "claim: no queues given");
+    if (lease_ttl_ms <= 0)
+        return seterr(err, errlen, "claim: lease TTL must be positive");
+    char *qarr = db_text_array(queues, nqueues);
+    if (!qarr)
+        return seterr(err, errlen, "claim: out of memory");
+    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms);
+    const char *params[] = { qarr, worker ? worker : "", ttl };
+    PGresult *r = db_run(c, STMT_CLAIM, 3, params, PGRES_TUPLES_OK, "claim", err, errlen);
+    free(qarr);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return 0;
+    }
+    /* One allocation: the struct followed by its strings. */
+    size_t lq = strlen(PQgetvalue(r, 0, 1)) + 1, lt = strlen(PQgetvalue(r, 0, 2)) + 1,
+           lp = strlen(PQgetvalue(r, 0, 3)) + 1;
+    pgq_job *j = malloc(sizeof *j + lq + lt + lp);
+    if (!j) {
+        PQclear(r);
+        return seterr(err, errlen, "claim: out of memory (job claimed; its lease will expire)");
+    }
+    char *p = (char *)(j + 1);
+    memcpy(p, PQgetvalue(r, 0, 1), lq);
+    j->queue = p;
+    memcpy(p + lq, PQgetvalue(r, 0, 2), lt);
+    j->type = p + lq;
+    memcpy(p + lq + lt, PQgetvalue(r, 0, 3), lp);
+    j->payload = p + lq + lt;
+    j->id = db_int64(r, 0, 0, 0);
+    j->attempt = (int)db_int64(r, 0, 4, 1);
+    j->max_retries = (int)db_int64(r, 0, 5, 0);
+    j->priority = (int)db_int64(r, 0, 6, 0);
+    snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, 0, 7));
+    j->timeout_ms = db_int64(r, 0, 8, 60000);
+    PQclear(r);
+    *job = j;
+    return 0;
+}
+
+void pgq_job_free(pgq_job *job)
+{
+    free(job);
+}
+
+int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, size_t n,
+                  int64_t lease_ttl_ms, bool *lost, char *err, size_t errlen)
+{
+    char ttl[24];
+    if (n == 0)
+        return 0;
+    char *idarr = db_int64_array(ids, n), *tokarr = db_text_array(tokens, n);
+    if (!idarr || !tokarr) {
+        free(idarr);
+        free(tokarr);
+        return seterr(err, errlen, "heartbeat: out of memory");
+    }
+    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms);
+    const char *params[] = { idarr, tokarr, ttl };
+    PGresult *r = db_run(c, STMT_HEARTBEAT, 3, params, PGRES_TUPLES_OK, "heartbeat", err, errlen);
+    free(idarr);
+    free(tokarr);
+    if (!r)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        lost[i] = true;
+        for (int row = 0; row < PQntuples(r); row++)
+            if (db_int64(r, row, 0, 0) == ids[i])
+                lost[i] = false;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Text params for the attempt info columns; NULL where unknown. */
+struct info_params {
+    char buf[4][24];
+    const char *v[4];
+};
+
+static void info_params(const pgq_attempt_info *info, struct info_params *p)
+{
+    memset(p->v, 0, sizeof p->v);
+    if (!info)
+        return;
+    if (info->exit_code >= 0) {
+        snprintf(p->buf[0], sizeof p->buf[0], "%d", info->exit_code);
+        p->v[0] = p->buf[0];
+    }
+    if (info->term_signal > 0) {
+        snprintf(p->buf[1], sizeof p->buf[1], "%d", info->term_signal);
+        p->v[1] = p->buf[1];
+    }
+    if (info->cpu_ms >= 0) {
+        snprintf(p->buf[2], sizeof p->buf[2], "%" PRId64, info->cpu_ms);
+        p->v[2] = p->buf[2];
+    }
+    if (info->max_rss_kb >= 0) {
+        snprintf(p->buf[3], sizeof p->buf[3], "%" PRId64, info->max_rss_kb);
+        p->v[3] = p->buf[3];
+    }
+}
+
+int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
+                 bool *lease_lost, char *err, size_t errlen)
+{
+    char ids[24];
+    struct info_params ip;
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    info_params(info, &ip);
+    const char *params[] = { ids, token, ip.v[0], ip.v[1], ip.v[2], ip.v[3] };
+    PGresult *r = db_run(c, STMT_COMPLETE, 6, params, PGRES_TUPLES_OK, "complete", err, errlen);
+    if (!r)
+        return -1;
+    *lease_lost = PQntuples(r) == 0;
+    PQclear(r);
+    return 0;
+}
+
+int pgq_fail(pgq_conn *c, int64_t id, const char *token, const char *error,
+             const pgq_attempt_info *info, pgq_fail_result *res, char *err, size_t errlen)
+{
+    char ids[24];
+    struct info_params ip;
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    info_params(info, &ip);
+    const char *params[] = { ids, token, error ? error : "failed", ip.v[0], ip.v[1], ip.v[2],
+                             ip.v[3] };
+    PGresult *r = db_run(c, STMT_FAIL, 7, params, PGRES_TUPLES_OK, "fail", err, errlen);
+    if (!r)
+        return -1;
+    memset(res, 0, sizeof *res);
+    if (PQntuples(r) == 0) {
+        res->lease_lost = true;
+    } else {
+        res->dead = strcmp(PQgetvalue(r, 0, 0), "dead") == 0;
+        res->retry_in_s = res->dead ? 0 : db_double(r, 0, 1, 0);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int pgq_release(pgq_conn *c, int64_t id, const char *token, bool *lease_lost,
+                char *err, size_t errlen)
+{
+    char ids[24];
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    const char *params[] = { ids, token };
+    PGresult *r = db_run(c, STMT_RELEASE, 2, params, PGRES_TUPLES_OK, "release", err, errlen);
+    if (!r)
+        return -1;
+    *lease_lost = PQntuples(r) == 0;
+    PQclear(r);
+    return 0;
+}
+
+int pgq_reap(pgq_conn *c, int limit, int *reaped, char *err, size_t errlen)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit > 0 ? limit : 1000);
+    const char *params[] = { lim };
+    PGresult *r = db_run(c, STMT_REAP, 1, params, PGRES_TUPLES_OK, "reap", err, errlen);
+    if (!r)
+        return -1;
+    if (reaped)
+        *reaped = PQntuples(r);
+    PQclear(r);
+    return 0;
+}

@@ -1,0 +1,175 @@
+/* Schema migrations. The SQL files of migrations/ are compiled in (see
+ * scripts/embed-sql.sh). pgq_migrate takes a session advisory lock, so two
+ * migrates at once serialize: the second finds nothing left to do. Each
+ * pending migration runs in its own transaction together with its row in
+ * pgq.migrations, so a failure leaves the schema at the last good version. */
+#include "db.h"
+#include "migrations.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Arbitrary but fixed: "pgq" in ASCII, the advisory lock of migrate. */
+#define MIGRATE_LOCK "7366513"
+
+int pgq_schema_version(void)
+{
+    return pgq_nmigrations ? pgq_migrations[pgq_nmigrations - 1].version : 0;
+}
+
+/* The highest applied version, 0 when pgq was never migrated here. */
+static int applied_version(pgq_conn *c, int *version, char *err, size_t errlen)
+{
+    PGresult *r = db_query(c, "SELECT to_regclass('pgq.migrations') IS NOT NULL", 0, NULL,
+                           PGRES_TUPLES_OK, "schema version", err, errlen);
+    if (!r)
+        return -1;
+    bool exists = db_bool(r, 0, 0);
+    PQclear(r);
+    *version = 0;
+    if (!exists)
+        return 0;
+    r = db_query(c, "SELECT coalesce(max(version), 0) FROM pgq.migrations", 0, NULL,
+                 PGRES_TUPLES_OK, "schema version", err, errlen);
+    if (!r)
+        return -1;
+    *version = (int)db_int64(r, 0, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static int refuse_newer(int have, char *err, size_t errlen)
+{
+    return seterr(err, errlen,
+                  "database schema is at version %d, newer than this pgq %s knows (%d): "
+                  "upgrade pgq; refusing to touch it", have, PGQ_VERSION, pgq_schema_version());
+}
+
+int pgq_schema_check(pgq_conn *c, char *err, size_t errlen)
+{
+    int have;
+    if (applied_version(c, &have, err, errlen) < 0)
+        return -1;
+    if (have > pgq_schema_version())
+        return refuse_newer(have, err, errlen);
+    if (have < pgq_schema_version())
+        return seterr(err, errlen, "database schema is at version %d, this pgq needs %d: "
+                      "run `pgq migrate`", have, pgq_schema_version());
+    return 0;
+}
+
+static int apply_one(pgq_conn *c, const struct pgq_migration *m, char *err, size_t errlen)
+{
+    char what[128], ver[16];
+    snprintf(what, sizeof what, "migration %s", m->name);
+    snprintf(ver, sizeof ver, "%d", m->version);
+    const char *params[] = { ver, m->name };
+
+    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+        return -1;
+    PGresult *r = PQexec(c->pg, m->sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        db_error(c, r, what, err, errlen);
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    r = db_query(c, "INSERT INTO pgq.migrations (version, name) VALUES ($1, $2)", 2, params,
+                 PGRES_COMMAND_OK, what, err, errlen);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    return db_command(c, "COMMIT", what, err, errlen);
+fail:
+    PQclear(PQexec(c->pg, "ROLLBACK"));
+    return -1;
+}
+
+int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen)
+{
+    int have, n = 0, rc = -1;
+
+    if (applied)
+        *applied = 0;
+    PGresult *r = db_query(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL,
+                           PGRES_TUPLES_OK, "migrate: lock", err, errlen);
+    if (!r)
+        return -1;
+    PQclear(r);
+    if (db_command(c, "CREATE SCHEMA IF NOT EXISTS pgq; "
+                      "CREATE TABLE IF NOT EXISTS pgq.migrations ("
+                      " version int PRIMARY KEY, name text NOT NULL,"
+                      " applied_at timestamptz NOT NULL DEFAULT now())",
+                   "migrate: bootstrap", err, errlen) < 0)
+        goto out;
+    if (applied_version(c, &have, err, errlen) < 0)
+        goto out;
+    if (have > pgq_schema_version()) {
+        refuse_newer(have, err, errlen);
+        goto out;
+    }
+    for (size_t i = 0; i < pgq_nmigrations; i++) {
+        if (pgq_migrations[i].version <= have)
+            continue;
+        if (apply_one(c, &pgq_migrations[i], err, errlen) < 0)
+            goto out;
+        n++;
+    }
+    rc = 0;
+out:
+    PQclear(PQexec(c->pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
+    if (applied)
+        *applied = n;
+    return rc;
+}
+
+int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
+                       char *err, size_t errlen)
+{
+    PGresult *r = NULL;
+    int have;
+
+    *out = NULL;
+    *n = 0;
+    if (applied_version(c, &have, err, errlen) < 0)
+        return -1;
+    if (have > 0) {
+        r = db_query(c, "SELECT version, name, applied_at::text FROM pgq.migrations ORDER BY version",
+                     0, NULL, PGRES_TUPLES_OK, "migrate status", err, errlen);
+        if (!r)
+            return -1;
+    }
+    int rows = r ? PQntuples(r) : 0;
+    pgq_migration_status *s = calloc(pgq_nmigrations + (size_t)rows + 1, sizeof *s);
+    if (!s) {
+        PQclear(r);
+        return seterr(err, errlen, "migrate status: out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < pgq_nmigrations; i++) {
+        s[k].version = pgq_migrations[i].version;
+        s[k].name = pgq_migrations[i].name;
+        for (int row = 0; row < rows; row++) {
+            if (db_int64(r, row, 0, -1) == s[k].version) {
+                s[k].applied = true;
+                snprintf(s[k].applied_at, sizeof s[k].applied_at, "%s", PQgetvalue(r, row, 2));
+            }
+        }
+        k++;
+    }
+    /* Versions applied by a newer pgq: listed so the operator sees why. */
+    for (int row = 0; row < rows; row++) {
+        if (db_int64(r, row, 0, 0) > pgq_schema_version()) {
+            s[k].version = (int)db_int64(r, row, 0, 0);
+            s[k].name = "(unknown to this pgq)";
+            s[k].applied = true;
+            snprintf(s[k].applied_at, sizeof s[k].applied_at, "%s", PQgetvalue(r, row, 2));
+            k++;
+        }
+    }
+    PQclear(r);
+    *out = s;
+    *n = k;
+    return 0;
+}

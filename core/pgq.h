@@ -1,0 +1,307 @@
+/* libpgq: a PostgreSQL-backed job queue.
+ *
+ * A pgq_conn is one database connection and belongs to one thread at a time.
+ * Every function that can fail returns 0 on success and -1 on error, and
+ * writes a one-line message into the caller's err buffer (errlen bytes,
+ * always NUL-terminated); the library itself never logs or prints.
+ *
+ * The life of a job: pgq_add() makes it `ready` (possibly in the future:
+ * scheduled), pgq_claim() leases it to a worker (`running`, with a fresh
+ * lease token), and the worker ends the attempt with pgq_complete() (`done`),
+ * pgq_fail() (back to `ready` after a backoff computed by PostgreSQL, or
+ * `dead` after max_retries) or pgq_release() (back to `ready`, no attempt
+ * spent). Every one of these is conditional on the lease token: a worker
+ * whose lease expired and whose job was reaped and claimed again changes
+ * nothing and is told `lease_lost`. pgq_heartbeat() keeps leases alive;
+ * pgq_reap() turns expired leases into failed attempts ("lease expired"). */
+#ifndef PGQ_H
+#define PGQ_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PGQ_VERSION "0.1.0"
+#define PGQ_MUSTCHECK __attribute__((warn_unused_result))
+
+/* "Use the job type's default" for int options. */
+#define PGQ_DEFAULT INT_MIN
+
+/* Length of a lease token as text (a UUID), without the NUL. */
+#define PGQ_TOKEN_LEN 36
+
+typedef struct pgq_conn pgq_conn;
+
+/* ---- connection -------------------------------------------------------- */
+
+/* Connect to url (a libpq URI or key=value string; NULL or "" uses the
+ * libpq environment). 0 and *out on success; the caller owns *out. */
+int pgq_connect(const char *url, pgq_conn **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Close and free. Accepts NULL. */
+void pgq_disconnect(pgq_conn *c);
+
+/* Re-establish a broken connection (same parameters). 0 when connected. */
+int pgq_reconnect(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* True when the connection is up as far as libpq knows. */
+bool pgq_connected(const pgq_conn *c);
+
+/* The underlying libpq connection, for LISTEN and tests (a PGconn *). The
+ * pgq_conn keeps owning it. */
+void *pgq_conn_pg(pgq_conn *c);
+
+/* ---- schema ------------------------------------------------------------ */
+
+typedef struct pgq_migration_status {
+    int version;
+    const char *name;       /* static string, the migration's file name */
+    bool applied;
+    char applied_at[40];    /* timestamp text, "" when pending */
+} pgq_migration_status;
+
+/* Apply pending migrations in order, each in its own transaction, under an
+ * advisory lock so concurrent migrates are safe. *applied (may be NULL) gets
+ * how many this call applied. Refuses a schema newer than this library. */
+int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Every known migration with whether it is applied. *out is malloc'd
+ * (free() it); also lists applied versions this binary does not know. */
+int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
+                       char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* 0 when the schema is exactly at this library's version; otherwise -1 and
+ * a message saying to migrate (older) or upgrade pgq (newer). */
+int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Highest migration version compiled into this library. */
+int pgq_schema_version(void);
+
+/* ---- job types --------------------------------------------------------- */
+
+typedef struct pgq_field {
+    const char *key;
+    const char *json_type;  /* string, number, boolean, object, array, null */
+} pgq_field;
+
+typedef struct pgq_type_def {
+    const char *type;
+    const char *queue;          /* NULL: "default" */
+    const pgq_field *required;  /* the payload contract */
+    size_t nrequired;
+    int max_retries;            /* PGQ_DEFAULT: 5 */
+    int priority;               /* PGQ_DEFAULT: 0 */
+    int64_t timeout_ms;         /* <= 0: 60 s */
+    int64_t backoff_base_ms;    /* < 0: 1 s */
+    int64_t backoff_max_ms;     /* < 0: 1 h */
+} pgq_type_def;
+
+/* Create or update n job types in one transaction. */
+int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
+                       char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* One registered type, as text, for listing. */
+typedef struct pgq_type_info {
+    char *type, *queue, *required, *updated_at;  /* required: the contract as JSON */
+    int max_retries, priority;
+    int64_t timeout_ms, backoff_base_ms, backoff_max_ms;
+} pgq_type_info;
+
+/* All registered types ordered by name; free with pgq_types_free. */
+int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+void pgq_types_free(pgq_type_info *t, size_t n);
+
+/* ---- enqueue ----------------------------------------------------------- */
+
+typedef struct pgq_add_opts {
+    const char *queue;            /* NULL: the type's queue */
+    int priority;                 /* PGQ_DEFAULT: the type's; lower runs first */
+    int64_t delay_ms;             /* run this much later (0: now) */
+    const char *run_at;           /* or an absolute timestamptz text; beats delay */
+    int max_retries;              /* PGQ_DEFAULT: the type's */
+    const char *idempotency_key;  /* NULL: none */
+} pgq_add_opts;
+
+#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL }
+
+typedef struct pgq_add_result {
+    int64_t id;
+    bool duplicate;   /* the idempotency key existed: id is the existing job */
+} pgq_add_result;
+
+/* Enqueue one job; returns once it is committed. payload is JSON text and
+ * must satisfy the type's contract. opts may be NULL. */
+int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_opts *opts,
+            pgq_add_result *res, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+typedef struct pgq_add_item {
+    const char *type;
+    const char *payload;
+    pgq_add_opts opts;
+} pgq_add_item;
+
+/* Enqueue n jobs in one round trip and one transaction: all or nothing.
+ * res[i] answers items[i]. An error names the item ("item 7: ..."). */
+int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                  char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* ---- working a job ----------------------------------------------------- */
+
+typedef struct pgq_job {
+    int64_t id;
+    const char *queue;
+    const char *type;
+    const char *payload;           /* JSON text */
+    int attempt;                   /* 1-based */
+    int max_retries;
+    int priority;
+    int64_t timeout_ms;            /* from the job type */
+    char lease_token[PGQ_TOKEN_LEN + 1];
+} pgq_job;
+
+/* Claim the next ready job of the given queues (priority, run_at, id order;
+ * FOR UPDATE SKIP LOCKED) for `worker` with a lease of lease_ttl_ms. *job is
+ * NULL when none is ready; otherwise the caller frees it with pgq_job_free. */
+int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
+              int64_t lease_ttl_ms, pgq_job **job, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+void pgq_job_free(pgq_job *job);   /* accepts NULL */
+
+/* What is known of an attempt's execution; -1 (or 0 for term_signal) when
+ * not applicable. */
+typedef struct pgq_attempt_info {
+    int exit_code;
+    int term_signal;
+    int64_t cpu_ms;
+    int64_t max_rss_kb;
+} pgq_attempt_info;
+
+#define PGQ_ATTEMPT_INFO_INIT { -1, 0, -1, -1 }
+
+/* Renew n leases (ids[i] with tokens[i]) to now + lease_ttl_ms in one
+ * statement. lost[i] is set true for each lease no longer held. */
+int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, size_t n,
+                  int64_t lease_ttl_ms, bool *lost, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Mark the job done. *lease_lost true (and nothing changed) when the token
+ * no longer holds the job. info may be NULL. */
+int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
+                 bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+typedef struct pgq_fail_result {
+    bool lease_lost;     /* nothing changed */
+    bool dead;           /* no retries left: dead-lettered */
+    double retry_in_s;   /* when not dead: delay until the next attempt */
+} pgq_fail_result;
+
+/* End the attempt as failed with `error`; retried with backoff or dead. */
+int pgq_fail(pgq_conn *c, int64_t id, const char *token, const char *error,
+             const pgq_attempt_info *info, pgq_fail_result *res,
+             char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Give the job back (ready, attempt not counted), e.g. at shutdown. */
+int pgq_release(pgq_conn *c, int64_t id, const char *token, bool *lease_lost,
+                char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Turn up to `limit` expired leases (of any pool) into failed attempts with
+ * the error "lease expired". *reaped (may be NULL) gets how many. */
+int pgq_reap(pgq_conn *c, int limit, int *reaped, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* ---- run_once: at-most-once side effects (DESIGN.md promise 7) ---------- */
+
+typedef enum pgq_once_result {
+    PGQ_ONCE_RAN = 0,     /* fn ran now and succeeded; recorded done */
+    PGQ_ONCE_SKIPPED,     /* done by an earlier attempt: fn not run */
+    PGQ_ONCE_IN_DOUBT,    /* an earlier attempt died while fn ran: not run again */
+    PGQ_ONCE_FAILED,      /* fn ran and failed cleanly: record removed, a retry may try again */
+    PGQ_ONCE_LEASE_LOST,  /* this worker no longer holds the job: fn not run */
+    PGQ_ONCE_ERROR        /* database error; see err (fn not run, or its outcome unrecorded) */
+} pgq_once_result;
+
+/* fn returns 0 on success, -1 on failure with a message in err. */
+typedef int (*pgq_once_fn)(void *arg, char *err, size_t errlen);
+
+/* Run fn at most once for (job, key) across retries, crashes and workers:
+ * records the key as started (fenced by the lease, its own committed
+ * transaction), runs fn, then records done (or removes the record when fn
+ * failed). Uses c from the calling thread only. */
+pgq_once_result pgq_run_once(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+                             pgq_once_fn fn, void *arg, char *err, size_t errlen);
+
+/* The two halves of pgq_run_once, for callers that run the effect
+ * elsewhere (pgq once KEY -- CMD). begin answers PGQ_ONCE_RAN to mean "go
+ * ahead, recorded as started"; end records the outcome. */
+pgq_once_result pgq_once_begin(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+                               char *err, size_t errlen);
+int pgq_once_end(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+                 bool succeeded, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+const char *pgq_once_result_name(pgq_once_result r);
+
+/* ---- operating --------------------------------------------------------- */
+
+/* Move the given dead or cancelled jobs back to ready with fresh retries;
+ * done[i] (may be NULL) tells which ones moved. Concurrent requeues of the
+ * same job move it once. Recorded in pgq.actions with `who`. */
+int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+                int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Requeue every job in `state` ("dead" or "cancelled") matching queue and
+ * type (NULL: any). *count gets how many moved. */
+int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
+                         const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Cancel the given ready (or scheduled) jobs; done[i] tells which. */
+int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+               int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Delete done jobs finished more than keep_done_ms ago and dead/cancelled
+ * ones older than keep_dead_ms, at most `limit` rows; *deleted gets how many. */
+int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+              int64_t *deleted, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+typedef struct pgq_queue_stats {
+    char queue[201];
+    int64_t ready;        /* due now */
+    int64_t scheduled;    /* future run_at, never tried */
+    int64_t retrying;     /* future run_at after a failure */
+    int64_t running, dead, cancelled, done;
+    int64_t done_last_hour;
+} pgq_queue_stats;
+
+/* Counts per queue; *out is malloc'd (free() it). */
+int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* A job's whole story, as text for display. */
+typedef struct pgq_attempt_row {
+    int attempt;
+    const char *outcome, *worker, *error, *started_at, *finished_at;
+    double duration_ms;
+    int exit_code, term_signal;          /* -1 / 0 when unknown */
+    int64_t cpu_ms, max_rss_kb;          /* -1 when unknown */
+} pgq_attempt_row;
+
+typedef struct pgq_effect_row {
+    const char *key, *state, *started_at, *finished_at;
+    int attempt;
+    bool in_doubt;
+} pgq_effect_row;
+
+typedef struct pgq_job_detail {
+    int64_t id;
+    const char *queue, *type, *state, *payload_pretty, *run_at, *idempotency_key,
+               *lease_owner, *lease_expires_at, *last_error, *created_at,
+               *started_at, *finished_at;
+    int priority, attempts, max_retries;
+    pgq_attempt_row *attempts_v; size_t nattempts;
+    pgq_effect_row *effects; size_t neffects;
+    void *priv_;
+} pgq_job_detail;
+
+/* Load job id. *out NULL (and 0) when there is no such job. Free with
+ * pgq_job_detail_free. */
+int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+void pgq_job_detail_free(pgq_job_detail *d);
+
+#endif

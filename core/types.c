@@ -1,0 +1,156 @@
+/* Job types and their payload contracts. A contract is stored as a jsonb
+ * object {"key": "json type"} in pgq.job_types, where pgq.enqueue checks
+ * every payload against it, so a producer in any language is held to the
+ * same contract as the pool that registered it. */
+#include "db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const json_types[] = { "string", "number", "boolean", "object", "array",
+                                          "null" };
+
+static bool known_json_type(const char *t)
+{
+    for (size_t i = 0; i < sizeof json_types / sizeof json_types[0]; i++)
+        if (strcmp(t, json_types[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Build the contract as JSON object text (one query parameter), escaping
+ * quotes, backslashes and control characters in the keys. */
+static char *contract_json(const pgq_type_def *d, char *err, size_t errlen)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < d->nrequired; i++)
+        len += 6 * strlen(d->required[i].key) + strlen(d->required[i].json_type) + 8;
+    char *buf = malloc(len), *p = buf;
+    if (!buf) {
+        seterr(err, errlen, "types: out of memory");
+        return NULL;
+    }
+    *p++ = '{';
+    for (size_t i = 0; i < d->nrequired; i++) {
+        const pgq_field *f = &d->required[i];
+        if (!known_json_type(f->json_type)) {
+            seterr(err, errlen, "job type \"%s\": key \"%s\": unknown JSON type \"%s\" "
+                   "(use string, number, boolean, object, array or null)",
+                   d->type, f->key, f->json_type);
+            free(buf);
+            return NULL;
+        }
+        if (i)
+            *p++ = ',';
+        *p++ = '"';
+        for (const unsigned char *k = (const unsigned char *)f->key; *k; k++) {
+            if (*k == '"' || *k == '\\') {
+                *p++ = '\\';
+                *p++ = (char)*k;
+            } else if (*k < 0x20) {
+                p += sprintf(p, "\\u%04x", *k);
+            } else {
+                *p++ = (char)*k;
+            }
+        }
+        p += sprintf(p, "\":\"%s\"", f->json_type);
+    }
+    *p++ = '}';
+    *p = '\0';
+    return buf;
+}
+
+int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "INSERT INTO pgq.job_types AS t (type, queue, required, max_retries, priority,"
+        "  timeout_ms, backoff_base_ms, backoff_max_ms)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (type) DO UPDATE SET queue = EXCLUDED.queue, required = EXCLUDED.required,"
+        "  max_retries = EXCLUDED.max_retries, priority = EXCLUDED.priority,"
+        "  timeout_ms = EXCLUDED.timeout_ms, backoff_base_ms = EXCLUDED.backoff_base_ms,"
+        "  backoff_max_ms = EXCLUDED.backoff_max_ms, updated_at = now()";
+
+    if (db_command(c, "BEGIN", "types", err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_type_def *d = &defs[i];
+        char num[5][24], what[256];
+        if (!d->type || !*d->type) {
+            seterr(err, errlen, "types: a job type has no name");
+            goto fail;
+        }
+        char *contract = contract_json(d, err, errlen);
+        if (!contract)
+            goto fail;
+        snprintf(num[0], 24, "%d", d->max_retries == PGQ_DEFAULT ? 5 : d->max_retries);
+        snprintf(num[1], 24, "%d", d->priority == PGQ_DEFAULT ? 0 : d->priority);
+        snprintf(num[2], 24, "%" PRId64, d->timeout_ms > 0 ? d->timeout_ms : 60000);
+        snprintf(num[3], 24, "%" PRId64, d->backoff_base_ms >= 0 ? d->backoff_base_ms : 1000);
+        snprintf(num[4], 24, "%" PRId64, d->backoff_max_ms >= 0 ? d->backoff_max_ms : 3600000);
+        const char *params[] = { d->type, d->queue ? d->queue : "default", contract,
+                                 num[0], num[1], num[2], num[3], num[4] };
+        snprintf(what, sizeof what, "job type \"%s\"", d->type);
+        PGresult *r = db_query(c, sql, 8, params, PGRES_COMMAND_OK, what, err, errlen);
+        free(contract);
+        if (!r)
+            goto fail;
+        PQclear(r);
+    }
+    return db_command(c, "COMMIT", "types", err, errlen);
+fail:
+    PQclear(PQexec(c->pg, "ROLLBACK"));
+    return -1;
+}
+
+int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_t errlen)
+{
+    PGresult *r = db_query(c,
+        "SELECT type, queue, required::text, max_retries, priority, timeout_ms,"
+        " backoff_base_ms, backoff_max_ms, updated_at::text FROM pgq.job_types ORDER BY type",
+        0, NULL, PGRES_TUPLES_OK, "types list", err, errlen);
+    if (!r)
+        return -1;
+    size_t rows = (size_t)PQntuples(r);
+    pgq_type_info *t = calloc(rows + 1, sizeof *t);
+    if (!t) {
+        PQclear(r);
+        return seterr(err, errlen, "types list: out of memory");
+    }
+    for (size_t i = 0; i < rows; i++) {
+        int row = (int)i;
+        t[i].type = strdup(PQgetvalue(r, row, 0));
+        t[i].queue = strdup(PQgetvalue(r, row, 1));
+        t[i].required = strdup(PQgetvalue(r, row, 2));
+        t[i].updated_at = strdup(PQgetvalue(r, row, 8));
+        t[i].max_retries = (int)db_int64(r, row, 3, 0);
+        t[i].priority = (int)db_int64(r, row, 4, 0);
+        t[i].timeout_ms = db_int64(r, row, 5, 0);
+        t[i].backoff_base_ms = db_int64(r, row, 6, 0);
+        t[i].backoff_max_ms = db_int64(r, row, 7, 0);
+        if (!t[i].type || !t[i].queue || !t[i].required || !t[i].updated_at) {
+            pgq_types_free(t, i + 1);
+            PQclear(r);
+            return seterr(err, errlen, "types list: out of memory");
+        }
+    }
+    PQclear(r);
+    *out = t;
+    *n = rows;
+    return 0;
+}
+
+void pgq_types_free(pgq_type_info *t, size_t n)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].type);
+        free(t[i].queue);
+        free(t[i].required);
+        free(t[i].updated_at);
+    }
+    free(t);
+}

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install what a fresh Debian machine lacks to build, test and run pgq.
+# Quiet and quick when everything is there. Needs root (or sudo) to install.
+set -eu
+pkgs=""
+need() { pkgs="$pkgs $1"; }
+command -v gcc >/dev/null 2>&1 || need gcc
+command -v make >/dev/null 2>&1 || need make
+command -v pkg-config >/dev/null 2>&1 || need pkg-config
+pkg-config --exists libpq 2>/dev/null || need libpq-dev
+pkg-config --exists inih 2>/dev/null || need libinih-dev
+pkg-config --exists check 2>/dev/null || need check
+pkg-config --exists ncursesw 2>/dev/null || need libncurses-dev
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
+command -v psql >/dev/null 2>&1 || need postgresql-client
+command -v tmux >/dev/null 2>&1 || need tmux
+[ -z "$pkgs" ] && exit 0
+
+echo "deps: installing$pkgs" >&2
+if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo=sudo; else
+    echo "deps: missing packages:$pkgs (run as root or install them)" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
