@@ -20,7 +20,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
-           -MMD -MP -Icore -Iconfig -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
+           -MMD -MP -Icore -Iconfig -Icli -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
 LIBS     = $(shell pkg-config --libs $(PKGS))
 TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))

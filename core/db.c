@@ -44,7 +44,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "UPDATE pgq.jobs j SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
         "  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)"
         " WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'"
-        " RETURNING j.id" },
+        " RETURNING j.id, j.lease_token::text" },
     [STMT_COMPLETE] = { "pgq_complete",
         "WITH upd AS ("
         "  UPDATE pgq.jobs SET state = 'done', finished_at = now(),"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Parallel text arrays for pgq.enqueue, one element per item. */
 struct add_arrays {
@@ -242,10 +243,13 @@ int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, si
     free(tokarr);
     if (!r)
         return -1;
+    /* Match on id and token: the same job may be listed under a stale
+     * token and a live one (a lease lost and the job claimed again). */
     for (size_t i = 0; i < n; i++) {
         lost[i] = true;
         for (int row = 0; row < PQntuples(r); row++)
-            if (db_int64(r, row, 0, 0) == ids[i])
+            if (db_int64(r, row, 0, 0) == ids[i] &&
+                strcasecmp(PQgetvalue(r, row, 1), tokens[i]) == 0)
                 lost[i] = false;
     }
     PQclear(r);

@@ -1,0 +1,58 @@
+/* Internal to the pgq CLI: options every subcommand shares, and helpers. */
+#ifndef PGQ_CLI_H
+#define PGQ_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "pgq.h"
+
+/* Exit codes of every subcommand (pgq once adds its own, see cmd_once.c). */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct cli {
+    const char *cmd;          /* "add", "types apply", ... for messages */
+    const char *config_path;  /* -c */
+    const char *db_url;       /* --db */
+    pgq_cfg *cfg;             /* loaded on demand */
+    pgq_conn *conn;
+};
+
+/* Print "pgq CMD: message" to stderr; returns EXIT_FAIL (or the code given
+ * to cli_usage_error: EXIT_USAGE). */
+int cli_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Handle -c/--config and --db at argv[*i] (advancing *i); 1 if consumed,
+ * 0 if not one of them, -1 on a missing value (message printed). */
+int cli_common_opt(struct cli *c, int argc, char **argv, int *i);
+
+/* Load the -c file if given (and not yet loaded). 0 or -1 (printed). */
+int cli_load_config(struct cli *c);
+
+/* Connect (--db, then [database] url, then $DATABASE_URL) and, unless
+ * `any_schema`, check the schema version. 0 or -1 (printed). */
+int cli_connect(struct cli *c, bool any_schema);
+
+void cli_close(struct cli *c);
+
+/* Parse a whole number / duration option value; message names the option. */
+int cli_parse_int(const struct cli *c, const char *opt, const char *val, long min, long max,
+                  long *out);
+int cli_parse_id(const struct cli *c, const char *val, int64_t *out);
+int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms);
+
+/* True for -h/--help. */
+bool cli_is_help(const char *arg);
+
+int cmd_migrate(struct cli *c, int argc, char **argv);
+int cmd_types(struct cli *c, int argc, char **argv);
+int cmd_add(struct cli *c, int argc, char **argv);
+int cmd_once(struct cli *c, int argc, char **argv);
+int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_stats(struct cli *c, int argc, char **argv);
+int cmd_requeue(struct cli *c, int argc, char **argv);
+int cmd_cancel(struct cli *c, int argc, char **argv);
+
+#endif

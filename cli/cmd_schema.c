@@ -1,0 +1,149 @@
+/* pgq migrate, pgq types: the schema and the registered job types. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "duration.h"
+
+int cmd_migrate(struct cli *c, int argc, char **argv)
+{
+    char err[1024];
+    bool status = false;
+
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_opt(c, argc, argv, &i);
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r)
+            continue;
+        if (cli_is_help(argv[i])) {
+            printf("usage: pgq migrate [--status] [-c FILE] [--db URL]\n\n"
+                   "Apply pending schema migrations in order, each in its own transaction.\n"
+                   "Safe to run from several hosts at once. --status lists every migration\n"
+                   "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\".\n");
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--status") == 0)
+            status = true;
+        else
+            return cli_usage_error(c, "unknown argument \"%s\"", argv[i]);
+    }
+    if (cli_connect(c, true) < 0)
+        return EXIT_FAIL;
+    if (status) {
+        pgq_migration_status *s;
+        size_t n;
+        if (pgq_migrate_status(c->conn, &s, &n, err, sizeof err) < 0)
+            return cli_error(c, "%s", err);
+        int pending = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (s[k].applied)
+                printf("%d %s applied %s\n", s[k].version, s[k].name, s[k].applied_at);
+            else
+                printf("%d %s pending\n", s[k].version, s[k].name), pending++;
+        }
+        free(s);
+        int rc = EXIT_OK;
+        if (pgq_schema_check(c->conn, err, sizeof err) < 0 && !pending)
+            rc = cli_error(c, "%s", err);   /* newer than us */
+        return rc;
+    }
+    int applied;
+    if (pgq_migrate(c->conn, &applied, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    printf("applied %d migration%s; schema at version %d\n", applied, applied == 1 ? "" : "s",
+           pgq_schema_version());
+    return EXIT_OK;
+}
+
+static int types_apply(struct cli *c)
+{
+    char err[1024];
+    if (!c->config_path)
+        return cli_usage_error(c, "apply needs -c pool.ini");
+    if (cli_connect(c, false) < 0)
+        return EXIT_FAIL;
+    size_t n = c->cfg->ntypes, nfields = 0;
+    for (size_t i = 0; i < n; i++)
+        nfields += c->cfg->types[i].nrequire;
+    pgq_type_def *defs = calloc(n + 1, sizeof *defs);
+    pgq_field *fields = calloc(nfields + 1, sizeof *fields);
+    if (!defs || !fields) {
+        free(defs);
+        free(fields);
+        return cli_error(c, "out of memory");
+    }
+    pgq_field *f = fields;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_cfg_type *t = &c->cfg->types[i];
+        defs[i] = (pgq_type_def){ .type = t->name, .queue = t->queue, .required = f,
+                                  .nrequired = t->nrequire, .max_retries = t->max_retries,
+                                  .priority = t->priority, .timeout_ms = t->timeout_ms,
+                                  .backoff_base_ms = t->backoff_base_ms,
+                                  .backoff_max_ms = t->backoff_max_ms };
+        for (size_t k = 0; k < t->nrequire; k++, f++)
+            *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
+    }
+    int rc = pgq_types_register(c->conn, defs, n, err, sizeof err);
+    free(defs);
+    free(fields);
+    if (rc < 0)
+        return cli_error(c, "%s: %s", c->config_path, err);
+    for (size_t i = 0; i < n; i++)
+        printf("%s\n", c->cfg->types[i].name);
+    return EXIT_OK;
+}
+
+static int types_list(struct cli *c)
+{
+    char err[1024], b1[32], b2[32], b3[32];
+    pgq_type_info *t;
+    size_t n;
+    if (cli_connect(c, false) < 0)
+        return EXIT_FAIL;
+    if (pgq_types_list(c->conn, &t, &n, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    for (size_t i = 0; i < n; i++)
+        printf("%s queue=%s max_retries=%d priority=%d timeout=%s backoff_base=%s "
+               "backoff_max=%s require=%s\n", t[i].type, t[i].queue, t[i].max_retries,
+               t[i].priority, pgq_duration_format(t[i].timeout_ms, b1, sizeof b1),
+               pgq_duration_format(t[i].backoff_base_ms, b2, sizeof b2),
+               pgq_duration_format(t[i].backoff_max_ms, b3, sizeof b3), t[i].required);
+    pgq_types_free(t, n);
+    return EXIT_OK;
+}
+
+int cmd_types(struct cli *c, int argc, char **argv)
+{
+    const char *sub = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_opt(c, argc, argv, &i);
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r)
+            continue;
+        if (cli_is_help(argv[i])) {
+            printf("usage: pgq types apply -c pool.ini [--db URL]\n"
+                   "       pgq types list [-c FILE] [--db URL]\n\n"
+                   "apply registers (or updates) every [job TYPE] section of the file in the\n"
+                   "database, printing each type's name; producers are then checked against\n"
+                   "its payload contract. list prints one registered type a line.\n");
+            return EXIT_OK;
+        }
+        if (sub)
+            return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
+        sub = argv[i];
+    }
+    if (!sub)
+        return cli_usage_error(c, "say apply or list");
+    if (strcmp(sub, "apply") == 0) {
+        c->cmd = "types apply";
+        return types_apply(c);
+    }
+    if (strcmp(sub, "list") == 0) {
+        c->cmd = "types list";
+        return types_list(c);
+    }
+    return cli_usage_error(c, "unknown subcommand \"%s\" (apply or list)", sub);
+}

@@ -1,0 +1,94 @@
+/* config.h -- pool.ini: loading, validation and the key reference.
+ *
+ * The structs below are plain data: everything they point to is owned by the
+ * pgq_cfg and freed by pgq_cfg_free. A loaded pgq_cfg is never modified by
+ * this module again, so any number of threads may read it. Durations are in
+ * milliseconds. */
+#ifndef PGQ_CONFIG_H
+#define PGQ_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum pgq_handler_kind {
+    PGQ_HANDLER_NONE = 0,
+    PGQ_HANDLER_EXEC,       /* exec CMD ARGS...: a command run per job */
+    PGQ_HANDLER_PLUGIN,     /* plugin PATH SYMBOL: a function in a shared object */
+    PGQ_HANDLER_CALLBACK,   /* callback NAME: a C function registered by an embedding program */
+};
+
+/* One required payload key; json_type is a jsonb_typeof() name:
+ * string, number, boolean, object, array or null. */
+typedef struct pgq_cfg_require {
+    char *key;
+    char *json_type;
+} pgq_cfg_require;
+
+/* One "[job NAME]" section. */
+typedef struct pgq_cfg_type {
+    char *name;                 /* from the section header "[job NAME]" */
+    int line;                   /* line of the section header */
+    char *queue;                /* default "default" */
+    enum pgq_handler_kind handler_kind;
+    char *handler;              /* the value after the kind word, e.g. "/usr/local/bin/send-email --verbose" */
+    char **argv;                /* NULL-terminated. exec: the command split into words (shell-like
+                                 * '...' and "..." quoting and backslash escapes, no expansion);
+                                 * plugin: {PATH, SYMBOL}; callback: {NAME} */
+    size_t argc;
+    int handler_line;           /* line of the handler key */
+    int64_t timeout_ms;         /* default 60s */
+    int max_retries;            /* default 5, 0..1000 */
+    int64_t backoff_base_ms;    /* default 1s */
+    int64_t backoff_max_ms;     /* default 1h */
+    int priority;               /* default 0, -1000..1000; lower runs first */
+    pgq_cfg_require *require;   /* payload contract, from "to:string, subject:string" */
+    size_t nrequire;
+} pgq_cfg_type;
+
+typedef struct pgq_cfg {
+    char *path;                 /* the file it was loaded from */
+    char *db_url;               /* [database] url, NULL when absent */
+    int workers;                /* default 8, 1..256 */
+    char **queues;              /* default {"default"}; not NULL-terminated, see nqueues */
+    size_t nqueues;
+    int64_t lease_ttl_ms;       /* default 30s */
+    int64_t heartbeat_ms;       /* default 10s, always < lease_ttl_ms */
+    int64_t poll_ms;            /* default 1s */
+    int64_t shutdown_timeout_ms;/* default 30s */
+    int64_t keep_done_ms;       /* default 1d; 0 = delete at once */
+    int64_t keep_dead_ms;       /* default 30d */
+    pgq_cfg_type *types;        /* in file order */
+    size_t ntypes;
+} pgq_cfg;
+
+/* Load and validate the ini file at path. Returns 0 with *out owned by the
+ * caller (free with pgq_cfg_free), or -1 with *out NULL and a one-line
+ * message in err: "FILE:LINE: [section] key: what is wrong" (the first error
+ * in the file). Does not look at the filesystem beyond path (handler programs
+ * need not exist). Thread-safe. */
+int pgq_cfg_load(const char *path, pgq_cfg **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Free cfg and everything it owns; accepts NULL. */
+void pgq_cfg_free(pgq_cfg *cfg);
+
+/* The job type called name, or NULL. The pointer lives as long as cfg. */
+const pgq_cfg_type *pgq_cfg_find_type(const pgq_cfg *cfg, const char *name);
+
+/* Parse a payload contract such as "to:string, subject:string" (an empty or
+ * blank string is an empty contract: *out NULL, *n 0). Returns 0 with *out
+ * owned by the caller (free with pgq_require_free), or -1 with a message
+ * naming the item (`item 2 "to:str": unknown type "str" (...)`). */
+int pgq_require_parse(const char *s, pgq_cfg_require **out, size_t *n, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Free an array from pgq_require_parse; accepts NULL. */
+void pgq_require_free(pgq_cfg_require *r, size_t n);
+
+/* Write the reference of every key as a Markdown table (a header row, then one
+ * row per key: section, key, type, default, bounds, description), generated
+ * from the same key table that drives parsing. */
+void pgq_cfg_write_reference(FILE *f);
+
+#endif /* PGQ_CONFIG_H */

@@ -1,0 +1,197 @@
+/* Promise 3: claiming. Many threads claiming at once never get the same
+ * job and leave none behind; order is priority, then run_at, then id;
+ * scheduled jobs wait for their time; a worker claims only its queues. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static void setup(void)
+{
+    tu_reset();
+    tu_type("t", "default", "", 3, 1000);
+}
+
+/* Enqueue n jobs of type t in batches of 1000. */
+static void fill(pgq_conn *c, int n, const char *queue)
+{
+    char err[512];
+    pgq_add_item *items = calloc(1000, sizeof *items);
+    pgq_add_result *res = calloc(1000, sizeof *res);
+    for (int done = 0; done < n;) {
+        int k = n - done < 1000 ? n - done : 1000;
+        for (int i = 0; i < k; i++)
+            items[i] = (pgq_add_item){ "t", "{}", PGQ_ADD_OPTS_INIT };
+        for (int i = 0; i < k; i++)
+            items[i].opts.queue = queue;
+        ck_assert_msg(pgq_add_batch(c, items, (size_t)k, res, err, sizeof err) == 0, "%s", err);
+        done += k;
+    }
+    free(items);
+    free(res);
+}
+
+#define THREADS 8
+#define JOBS 10000
+
+struct claimer {
+    atomic_int *seen;   /* claims per job id */
+    int claimed;
+    int rc;
+    char err[512];
+};
+
+static void *claim_all(void *arg)
+{
+    struct claimer *w = arg;
+    pgq_conn *c = NULL;
+    const char *q[] = { "default" };
+    char name[32];
+    snprintf(name, sizeof name, "w%p", arg);
+    w->rc = pgq_connect(tu_db_url(), &c, w->err, sizeof w->err);
+    while (w->rc == 0) {
+        pgq_job *j = NULL;
+        bool lost;
+        w->rc = pgq_claim(c, q, 1, name, 60000, &j, w->err, sizeof w->err);
+        if (w->rc < 0 || !j)
+            break;
+        if (j->id >= 1 && j->id <= JOBS)
+            atomic_fetch_add(&w->seen[j->id], 1);
+        w->claimed++;
+        w->rc = pgq_complete(c, j->id, j->lease_token, NULL, &lost, w->err, sizeof w->err);
+        if (w->rc == 0 && lost) {
+            snprintf(w->err, sizeof w->err, "job %lld: lease lost on complete", (long long)j->id);
+            w->rc = -1;
+        }
+        pgq_job_free(j);
+    }
+    pgq_disconnect(c);
+    return NULL;
+}
+
+START_TEST(eight_threads_claim_each_job_once)
+{
+    pgq_conn *c = tu_connect();
+    fill(c, JOBS, NULL);
+    ck_assert_int_eq(tu_int("SELECT max(id) FROM pgq.jobs", 0, NULL), JOBS);
+    atomic_int *seen = calloc(JOBS + 1, sizeof *seen);
+    struct claimer w[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct claimer){ .seen = seen };
+        pthread_create(&th[i], NULL, claim_all, &w[i]);
+    }
+    int total = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(w[i].rc == 0, "thread %d: %s", i, w[i].err);
+        total += w[i].claimed;
+    }
+    ck_assert_int_eq(total, JOBS);
+    for (int id = 1; id <= JOBS; id++)
+        ck_assert_msg(atomic_load(&seen[id]) == 1, "job %d claimed %d times", id,
+                      atomic_load(&seen[id]));
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL), JOBS);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state <> 'done'", 0, NULL), 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'done'",
+                            0, NULL), JOBS);
+    free(seen);
+    pgq_disconnect(c);
+}
+END_TEST
+
+static int64_t add_one(pgq_conn *c, const char *queue, int priority, int64_t delay_ms,
+                       const char *run_at)
+{
+    char err[512];
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    pgq_add_result r;
+    o.queue = queue;
+    o.priority = priority;
+    o.delay_ms = delay_ms;
+    o.run_at = run_at;
+    ck_assert_msg(pgq_add(c, "t", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
+    return r.id;
+}
+
+static int64_t claim_id(pgq_conn *c, const char *const *queues, size_t n)
+{
+    char err[512];
+    pgq_job *j = NULL;
+    ck_assert_msg(pgq_claim(c, queues, n, "w", 60000, &j, err, sizeof err) == 0, "%s", err);
+    int64_t id = j ? j->id : 0;
+    pgq_job_free(j);
+    return id;
+}
+
+START_TEST(claim_order_priority_run_at_id)
+{
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default", "b" };
+    int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
+    int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
+    int64_t low = add_one(c, "b", -1, 0, NULL);
+    int64_t same1 = add_one(c, "b", 5, 0, "2000-01-01 00:00:00+00");
+    int64_t same2 = add_one(c, "default", 5, 0, "2000-01-01 00:00:00+00");
+    ck_assert_int_eq(claim_id(c, q, 2), low);
+    ck_assert_int_eq(claim_id(c, q, 2), early);
+    ck_assert_int_eq(claim_id(c, q, 2), late);
+    ck_assert_int_eq(claim_id(c, q, 2), same1);
+    ck_assert_int_eq(claim_id(c, q, 2), same2);
+    ck_assert_int_eq(claim_id(c, q, 2), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(scheduled_jobs_wait_and_queues_filter)
+{
+    pgq_conn *c = tu_connect();
+    const char *def[] = { "default" }, *other[] = { "other" };
+    add_one(c, "default", PGQ_DEFAULT, 3600 * 1000, NULL);
+    int64_t o = add_one(c, "other", PGQ_DEFAULT, 0, NULL);
+    ck_assert_int_eq(claim_id(c, def, 1), 0);     /* scheduled an hour ahead */
+    ck_assert_int_eq(claim_id(c, other, 1), o);
+    tu_exec("UPDATE pgq.jobs SET run_at = now() - interval '1 second' WHERE state = 'ready'",
+            0, NULL);
+    ck_assert_int_ne(claim_id(c, def, 1), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(claim_sets_fresh_lease)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default" };
+    add_one(c, "default", PGQ_DEFAULT, 0, NULL);
+    pgq_job *j = NULL;
+    ck_assert(pgq_claim(c, q, 1, "host:1:w0", 30000, &j, err, sizeof err) == 0);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(j->attempt, 1);
+    ck_assert_int_eq((int)strlen(j->lease_token), PGQ_TOKEN_LEN);
+    const char *p[] = { j->lease_token };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running'"
+                            " AND lease_token = $1::uuid AND lease_owner = 'host:1:w0'"
+                            " AND lease_expires_at BETWEEN now() + interval '25 s'"
+                            "   AND now() + interval '31 s'", 1, p), 1);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+Suite *claim_suite(void)
+{
+    Suite *s = suite_create("claim");
+    TCase *tc = tcase_create("claim");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_test(tc, eight_threads_claim_each_job_once);
+    tcase_add_test(tc, claim_order_priority_run_at_id);
+    tcase_add_test(tc, scheduled_jobs_wait_and_queues_filter);
+    tcase_add_test(tc, claim_sets_fresh_lease);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,249 @@
+/* Promises 4, 5 and 6: leases and fencing, crash recovery by reaping, and
+ * retries with backoff computed by PostgreSQL. The central test: a worker
+ * whose lease expired, after its job was reaped and claimed by another,
+ * changes nothing with its stale token and is told the lease is lost. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "testutil.h"
+
+static void setup(void)
+{
+    tu_reset();
+    tu_type("t", "default", "", 3, 0);        /* no backoff: retries are due at once */
+    tu_type("slow", "default", "", 2, 1000);  /* 1 s base backoff */
+    tu_type("fragile", "default", "", 0, 0);  /* dead after the first failure */
+}
+
+static const char *const Q[] = { "default" };
+
+static pgq_job *add_and_claim(pgq_conn *c, const char *type, int64_t ttl_ms)
+{
+    char err[512];
+    pgq_add_result r;
+    pgq_job *j = NULL;
+    ck_assert_msg(pgq_add(c, type, "{}", NULL, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(pgq_claim(c, Q, 1, "w1", ttl_ms, &j, err, sizeof err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(j->id, r.id);
+    return j;
+}
+
+static void sleep_ms(int ms)
+{
+    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
+}
+
+START_TEST(stale_token_after_reap_and_reclaim_changes_nothing)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *old = add_and_claim(c, "t", 100);
+    tu_reap_until(c, 1);   /* the lease runs out: attempt 1 fails as "lease expired" */
+
+    pgq_job *fresh = NULL;
+    ck_assert(pgq_claim(c, Q, 1, "w2", 60000, &fresh, err, sizeof err) == 0);
+    ck_assert_ptr_nonnull(fresh);
+    ck_assert_int_eq(fresh->id, old->id);
+    ck_assert_int_eq(fresh->attempt, 2);
+    ck_assert_str_ne(fresh->lease_token, old->lease_token);
+
+    bool lost = false;
+    ck_assert(pgq_complete(c, old->id, old->lease_token, NULL, &lost, err, sizeof err) == 0);
+    ck_assert(lost);
+    pgq_fail_result fr;
+    ck_assert(pgq_fail(c, old->id, old->lease_token, "zombie", NULL, &fr, err, sizeof err) == 0);
+    ck_assert(fr.lease_lost);
+    lost = false;
+    ck_assert(pgq_release(c, old->id, old->lease_token, &lost, err, sizeof err) == 0);
+    ck_assert(lost);
+    const char *toks[] = { old->lease_token, fresh->lease_token };
+    int64_t ids[] = { old->id, fresh->id };
+    bool hb[2];
+    ck_assert(pgq_heartbeat(c, ids, toks, 2, 60000, hb, err, sizeof err) == 0);
+    ck_assert(hb[0]);
+    ck_assert(!hb[1]);
+
+    /* The job is untouched: still running under the new lease. */
+    const char *p[] = { fresh->lease_token };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running'"
+                            " AND lease_token = $1::uuid AND lease_owner = 'w2'"
+                            " AND attempts = 2 AND last_error = 'lease expired'", 1, p), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts WHERE attempt = 1"
+                            " AND outcome = 'lease_expired' AND error = 'lease expired'"
+                            " AND worker = 'w1'", 0, NULL), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts", 0, NULL), 1);
+
+    lost = true;
+    ck_assert(pgq_complete(c, fresh->id, fresh->lease_token, NULL, &lost, err, sizeof err) == 0);
+    ck_assert(!lost);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL), 1);
+    pgq_job_free(old);
+    pgq_job_free(fresh);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(heartbeat_keeps_lease_alive)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "t", 300);
+    const char *tok[] = { j->lease_token };
+    bool lost = true;
+    ck_assert(pgq_heartbeat(c, &j->id, tok, 1, 60000, &lost, err, sizeof err) == 0);
+    ck_assert(!lost);
+    sleep_ms(600);   /* past the original 300 ms lease */
+    int reaped = -1;
+    ck_assert(pgq_reap(c, 100, &reaped, err, sizeof err) == 0);
+    ck_assert_int_eq(reaped, 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running'", 0, NULL), 1);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(reaped_lease_counts_as_failure_and_dead_letters)
+{
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "fragile", 50);
+    tu_reap_until(c, 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'dead'"
+                            " AND last_error = 'lease expired' AND finished_at IS NOT NULL"
+                            " AND lease_token IS NULL", 0, NULL), 1);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(fail_schedules_retry_with_backoff)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "slow", 60000);
+    pgq_attempt_info info = { 3, 0, 12, 3456 };
+    pgq_fail_result fr;
+    ck_assert(pgq_fail(c, j->id, j->lease_token, "boom: it's \"bad\"", &info, &fr, err,
+                       sizeof err) == 0);
+    ck_assert(!fr.lease_lost);
+    ck_assert(!fr.dead);
+    /* attempt 1: base 1 s, jitter +-25% */
+    ck_assert_msg(fr.retry_in_s > 0.70 && fr.retry_in_s < 1.26, "retry in %f s", fr.retry_in_s);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'ready'"
+                            " AND run_at > now() AND attempts = 1"
+                            " AND last_error = 'boom: it''s \"bad\"'", 0, NULL), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed'"
+                            " AND exit_code = 3 AND cpu_ms = 12 AND max_rss_kb = 3456"
+                            " AND duration_ms >= 0", 0, NULL), 1);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* max_retries = N allows N + 1 attempts, then dead with every failure kept. */
+START_TEST(max_retries_then_dead_with_history)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_result r;
+    ck_assert(pgq_add(c, "slow", "{}", NULL, &r, err, sizeof err) == 0);   /* max_retries 2 */
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        tu_exec("UPDATE pgq.jobs SET run_at = now() WHERE state = 'ready'", 0, NULL);
+        pgq_job *j = NULL;
+        ck_assert(pgq_claim(c, Q, 1, "w", 60000, &j, err, sizeof err) == 0);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(j->attempt, attempt);
+        char msg[32];
+        snprintf(msg, sizeof msg, "failure %d", attempt);
+        pgq_fail_result fr;
+        ck_assert(pgq_fail(c, j->id, j->lease_token, msg, NULL, &fr, err, sizeof err) == 0);
+        ck_assert_int_eq(fr.dead, attempt == 3);
+        pgq_job_free(j);
+    }
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'dead'"
+                            " AND attempts = 3 AND last_error = 'failure 3'", 0, NULL), 1);
+    char *hist = tu_text("SELECT string_agg(outcome || ':' || error, ',' ORDER BY attempt)"
+                         " FROM pgq.job_attempts", 0, NULL);
+    ck_assert_str_eq(hist, "failed:failure 1,failed:failure 2,failed:failure 3");
+    free(hist);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(zero_retries_dead_after_first_failure)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "fragile", 60000);
+    pgq_fail_result fr;
+    ck_assert(pgq_fail(c, j->id, j->lease_token, "once", NULL, &fr, err, sizeof err) == 0);
+    ck_assert(fr.dead);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(backoff_doubles_with_jitter_and_cap)
+{
+    /* 200 samples per attempt: every one within base*2^(a-1) +-25%, capped. */
+    for (int a = 1; a <= 40; a++) {
+        char as[8];
+        snprintf(as, sizeof as, "%d", a);
+        const char *p[] = { as };
+        long long lo = tu_int("SELECT min(pgq.backoff_ms($1, 1000, 600000))"
+                              " FROM generate_series(1, 200)", 1, p);
+        long long hi = tu_int("SELECT max(pgq.backoff_ms($1, 1000, 600000))"
+                              " FROM generate_series(1, 200)", 1, p);
+        double nominal = 1000.0 * pow(2, a - 1);
+        double want_lo = fmin(600000, 0.75 * nominal), want_hi = fmin(600000, 1.25 * nominal);
+        ck_assert_msg(lo >= (long long)want_lo - 1 && hi <= (long long)want_hi + 1,
+                      "attempt %d: %lld..%lld outside %.0f..%.0f", a, lo, hi, want_lo, want_hi);
+        if (nominal * 0.75 < 600000)
+            ck_assert_msg(hi > lo, "attempt %d: no jitter", a);
+    }
+    ck_assert_int_eq(tu_int("SELECT pgq.backoff_ms(100000, 1000, 5000)", 0, NULL), 5000);
+}
+END_TEST
+
+START_TEST(release_gives_back_without_spending_attempt)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "t", 60000);
+    bool lost = true;
+    ck_assert(pgq_release(c, j->id, j->lease_token, &lost, err, sizeof err) == 0);
+    ck_assert(!lost);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'ready'"
+                            " AND attempts = 0 AND lease_token IS NULL", 0, NULL), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'released'",
+                            0, NULL), 1);
+    pgq_job *again = NULL;
+    ck_assert(pgq_claim(c, Q, 1, "w", 60000, &again, err, sizeof err) == 0);
+    ck_assert_ptr_nonnull(again);
+    ck_assert_int_eq(again->attempt, 1);
+    pgq_job_free(again);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
+Suite *lease_suite(void)
+{
+    Suite *s = suite_create("lease");
+    TCase *tc = tcase_create("lease");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_test(tc, stale_token_after_reap_and_reclaim_changes_nothing);
+    tcase_add_test(tc, heartbeat_keeps_lease_alive);
+    tcase_add_test(tc, reaped_lease_counts_as_failure_and_dead_letters);
+    tcase_add_test(tc, fail_schedules_retry_with_backoff);
+    tcase_add_test(tc, max_retries_then_dead_with_history);
+    tcase_add_test(tc, zero_retries_dead_after_first_failure);
+    tcase_add_test(tc, backoff_doubles_with_jitter_and_cap);
+    tcase_add_test(tc, release_gives_back_without_spending_attempt);
+    suite_add_tcase(s, tc);
+    return s;
+}

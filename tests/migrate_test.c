@@ -1,0 +1,164 @@
+/* Migrations: concurrent migrates are safe (one applies, the others find
+ * nothing left), status lists them, and a schema newer than this binary is
+ * refused. Each test works in a database of its own. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dbname[64];
+static char *dburl;
+
+/* The test database's connection parameters with another dbname. */
+static char *url_for(const char *name)
+{
+    PQconninfoOption *opts = PQconninfo(tu_pg());
+    size_t len = 64 + strlen(name);
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val)
+            len += strlen(o->keyword) + 2 * strlen(o->val) + 8;
+    char *s = malloc(len), *p = s;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "dbname") == 0)
+            continue;
+        p += sprintf(p, "%s='", o->keyword);
+        for (const char *v = o->val; *v; v++) {
+            if (*v == '\'' || *v == '\\')
+                *p++ = '\\';
+            *p++ = *v;
+        }
+        *p++ = '\'';
+        *p++ = ' ';
+    }
+    sprintf(p, "dbname='%s'", name);
+    PQconninfoFree(opts);
+    return s;
+}
+
+static void setup(void)
+{
+    snprintf(dbname, sizeof dbname, "pgq_migrate_%d", (int)getpid());
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname);
+    tu_exec(sql, 0, NULL);
+    dburl = url_for(dbname);
+}
+
+static void teardown(void)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
+    tu_exec(sql, 0, NULL);
+    free(dburl);
+}
+
+#define MIGRATORS 6
+
+struct mig {
+    tu_barrier *start;
+    int applied, rc;
+    char err[512];
+};
+
+static void *migrate(void *arg)
+{
+    struct mig *m = arg;
+    pgq_conn *c = NULL;
+    m->rc = pgq_connect(dburl, &c, m->err, sizeof m->err);
+    tu_barrier_wait(m->start);
+    if (m->rc == 0)
+        m->rc = pgq_migrate(c, &m->applied, m->err, sizeof m->err);
+    pgq_disconnect(c);
+    return NULL;
+}
+
+START_TEST(concurrent_migrates_apply_once)
+{
+    struct mig ms[MIGRATORS];
+    pthread_t th[MIGRATORS];
+    tu_barrier *b = tu_barrier_new(MIGRATORS);
+    for (int i = 0; i < MIGRATORS; i++) {
+        ms[i] = (struct mig){ .start = b };
+        pthread_create(&th[i], NULL, migrate, &ms[i]);
+    }
+    int total = 0;
+    for (int i = 0; i < MIGRATORS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(ms[i].rc == 0, "migrator %d: %s", i, ms[i].err);
+        total += ms[i].applied;
+    }
+    ck_assert_int_eq(total, pgq_schema_version());
+    tu_barrier_free(b);
+
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    pgq_migration_status *s;
+    size_t n;
+    ck_assert(pgq_migrate_status(c, &s, &n, err, sizeof err) == 0);
+    ck_assert_int_eq((int)n, pgq_schema_version());
+    ck_assert(s[0].applied);
+    ck_assert_str_eq(s[0].name, "001_schema.sql");
+    free(s);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(unmigrated_database_is_refused_until_migrated)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    ck_assert_int_eq(pgq_schema_check(c, err, sizeof err), -1);
+    char want[128];
+    snprintf(want, sizeof want, "database schema is at version 0, this pgq needs %d: "
+             "run `pgq migrate`", pgq_schema_version());
+    ck_assert_str_eq(err, want);
+    pgq_migration_status *s;
+    size_t n;
+    ck_assert(pgq_migrate_status(c, &s, &n, err, sizeof err) == 0);
+    ck_assert(!s[0].applied);
+    free(s);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(newer_schema_is_refused)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    ck_assert(pgq_migrate(c, NULL, err, sizeof err) == 0);
+    PGresult *r = PQexec(pgq_conn_pg(c),
+                         "INSERT INTO pgq.migrations (version, name) VALUES (999, '999_future.sql')");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    int applied = -1;
+    ck_assert_int_eq(pgq_migrate(c, &applied, err, sizeof err), -1);
+    ck_assert_int_eq(applied, 0);
+    char want[256];
+    snprintf(want, sizeof want, "database schema is at version 999, newer than this pgq %s "
+             "knows (%d): upgrade pgq; refusing to touch it", PGQ_VERSION, pgq_schema_version());
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(pgq_schema_check(c, err, sizeof err), -1);
+    ck_assert_str_eq(err, want);
+    pgq_disconnect(c);
+}
+END_TEST
+
+Suite *migrate_suite(void)
+{
+    Suite *s = suite_create("migrate");
+    TCase *tc = tcase_create("migrate");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_test(tc, concurrent_migrates_apply_once);
+    tcase_add_test(tc, unmigrated_database_is_refused_until_migrated);
+    tcase_add_test(tc, newer_schema_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,44 @@
+/* The one test runner: gathers every module's Suite (pgagroal style).
+ * Unit suites always run; integration suites need PGQ_TEST_DATABASE_URL
+ * (make test starts a throwaway PostgreSQL and sets it), which is migrated
+ * once here before any test. PGQ_UNIT_ONLY=1 runs the unit suites alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+int main(void)
+{
+    const char *unit_only = getenv("PGQ_UNIT_ONLY");
+    bool db = !(unit_only && *unit_only && strcmp(unit_only, "0") != 0);
+    char err[1024];
+
+    SRunner *sr = srunner_create(config_suite());
+    srunner_add_suite(sr, duration_suite());
+    if (db) {
+        const char *url = getenv("PGQ_TEST_DATABASE_URL");
+        pgq_conn *c;
+        if (!url || !*url) {
+            fprintf(stderr, "pgq-tests: PGQ_TEST_DATABASE_URL is not set; run `make test` "
+                            "(or PGQ_UNIT_ONLY=1 for unit tests alone)\n");
+            return 2;
+        }
+        if (pgq_connect(url, &c, err, sizeof err) < 0 || pgq_migrate(c, NULL, err, sizeof err) < 0) {
+            fprintf(stderr, "pgq-tests: cannot prepare the test database: %s\n", err);
+            return 2;
+        }
+        pgq_disconnect(c);
+        srunner_add_suite(sr, migrate_suite());
+        srunner_add_suite(sr, enqueue_suite());
+        srunner_add_suite(sr, claim_suite());
+        srunner_add_suite(sr, lease_suite());
+        srunner_add_suite(sr, once_suite());
+        srunner_add_suite(sr, admin_suite());
+        srunner_add_suite(sr, cli_suite());
+    }
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

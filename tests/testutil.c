@@ -1,0 +1,150 @@
+/* Test helpers: see testutil.h. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *tu_db_url(void)
+{
+    const char *u = getenv("PGQ_TEST_DATABASE_URL");
+    ck_assert_msg(u && *u, "PGQ_TEST_DATABASE_URL is not set");
+    return u;
+}
+
+const char *tu_test_dir(void)
+{
+    const char *d = getenv("PGQ_TEST_DIR");
+    return d && *d ? d : "tests";
+}
+
+const char *tu_bin_dir(void)
+{
+    const char *d = getenv("PGQ_BIN_DIR");
+    return d && *d ? d : "build";
+}
+
+pgq_conn *tu_connect(void)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert_msg(pgq_connect(tu_db_url(), &c, err, sizeof err) == 0, "connect: %s", err);
+    return c;
+}
+
+/* One raw connection per (forked) test process. */
+static PGconn *raw;
+
+PGconn *tu_pg(void)
+{
+    if (!raw || PQstatus(raw) != CONNECTION_OK) {
+        PQfinish(raw);
+        raw = PQconnectdb(tu_db_url());
+        ck_assert_msg(PQstatus(raw) == CONNECTION_OK, "raw connect: %s", PQerrorMessage(raw));
+    }
+    return raw;
+}
+
+static PGresult *run(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(tu_pg(), sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n%s",
+                  PQresultErrorMessage(r), sql);
+    return r;
+}
+
+void tu_exec(const char *sql, int n, const char *const *params)
+{
+    PQclear(run(sql, n, params));
+}
+
+long long tu_int(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = run(sql, n, params);
+    ck_assert_msg(PQntuples(r) == 1 && !PQgetisnull(r, 0, 0), "expected one value: %s", sql);
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+char *tu_text(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = run(sql, n, params);
+    ck_assert_msg(PQntuples(r) == 1, "expected one row: %s", sql);
+    char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+void tu_reset(void)
+{
+    tu_exec("TRUNCATE pgq.jobs, pgq.job_types, pgq.job_attempts, pgq.effects, pgq.workers,"
+            " pgq.actions RESTART IDENTITY CASCADE", 0, NULL);
+}
+
+void tu_type(const char *type, const char *queue, const char *require, int max_retries,
+             int64_t backoff_base_ms)
+{
+    char err[512];
+    pgq_field fields[16];
+    size_t n = 0;
+    char *spec = strdup(require ? require : ""), *save = NULL;
+    for (char *tok = strtok_r(spec, ",", &save); tok && n < 16;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        ck_assert_ptr_nonnull(colon);
+        *colon = '\0';
+        fields[n++] = (pgq_field){ tok, colon + 1 };
+    }
+    pgq_type_def d = { .type = type, .queue = queue, .required = fields, .nrequired = n,
+                       .max_retries = max_retries, .priority = PGQ_DEFAULT, .timeout_ms = 0,
+                       .backoff_base_ms = backoff_base_ms,
+                       /* the default cap (1 h) unless the base is above it */
+                       .backoff_max_ms = backoff_base_ms > 3600000 ? backoff_base_ms : -1 };
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_types_register(c, &d, 1, err, sizeof err) == 0, "register: %s", err);
+    pgq_disconnect(c);
+    free(spec);
+}
+
+void tu_reap_until(pgq_conn *c, int want)
+{
+    char err[512];
+    int total = 0;
+    for (int i = 0; i < 6000 && total < want; i++) {
+        int n = 0;
+        ck_assert_msg(pgq_reap(c, 100, &n, err, sizeof err) == 0, "reap: %s", err);
+        total += n;
+        if (total < want)
+            nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+    }
+    ck_assert_int_ge(total, want);
+}
+
+struct tu_barrier {
+    pthread_barrier_t b;
+};
+
+tu_barrier *tu_barrier_new(int n)
+{
+    tu_barrier *b = malloc(sizeof *b);
+    ck_assert_ptr_nonnull(b);
+    pthread_barrier_init(&b->b, NULL, (unsigned)n);
+    return b;
+}
+
+void tu_barrier_wait(tu_barrier *b)
+{
+    pthread_barrier_wait(&b->b);
+}
+
+void tu_barrier_free(tu_barrier *b)
+{
+    if (!b)
+        return;
+    pthread_barrier_destroy(&b->b);
+    free(b);
+}

@@ -1,0 +1,55 @@
+/* Shared by the integration tests: the test database, raw SQL, resets.
+ * All helpers ck_assert on failure, so a test never runs on a bad setup. */
+#ifndef PGQ_TESTUTIL_H
+#define PGQ_TESTUTIL_H
+
+#include <check.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgq.h"
+
+/* Generous per-test limit: tests assert outcomes, never speed. */
+#define TU_TIMEOUT 600
+
+const char *tu_db_url(void);
+const char *tu_test_dir(void);      /* tests/ (PGQ_TEST_DIR) */
+const char *tu_bin_dir(void);       /* where pgq is built (PGQ_BIN_DIR) */
+
+pgq_conn *tu_connect(void);
+PGconn *tu_pg(void);                /* a raw connection for checks, per process */
+
+/* Empty every pgq table (checked fixture: runs in the test's process). */
+void tu_reset(void);
+
+/* Run SQL with text params; assert success. Results: first column of the
+ * first row as integer / malloc'd text (NULL for SQL NULL). */
+void tu_exec(const char *sql, int n, const char *const *params);
+long long tu_int(const char *sql, int n, const char *const *params);
+char *tu_text(const char *sql, int n, const char *const *params);
+
+/* Register a job type. require like "to:string,subject:string" or "". */
+void tu_type(const char *type, const char *queue, const char *require, int max_retries,
+             int64_t backoff_base_ms);
+
+/* Poll pgq_reap until it reaped at least `want` jobs (bounded: 60 s). */
+void tu_reap_until(pgq_conn *c, int want);
+
+/* Wait for all threads of a group to arrive (a start line for races). */
+typedef struct tu_barrier tu_barrier;
+tu_barrier *tu_barrier_new(int n);
+void tu_barrier_wait(tu_barrier *b);
+void tu_barrier_free(tu_barrier *b);
+
+Suite *migrate_suite(void);
+Suite *enqueue_suite(void);
+Suite *claim_suite(void);
+Suite *lease_suite(void);
+Suite *once_suite(void);
+Suite *admin_suite(void);
+Suite *cli_suite(void);
+Suite *config_suite(void);
+Suite *duration_suite(void);
+
+#endif
