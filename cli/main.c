@@ -12,6 +12,8 @@
 #include "cli.h"
 #include "duration.h"
 
+static int cmd_config_reference(struct cli *c, int argc, char **argv);
+
 static const struct command {
     const char *name;
     int (*run)(struct cli *c, int argc, char **argv);
@@ -25,14 +27,28 @@ static const struct command {
     { "stats", cmd_stats, "job counts per queue and state" },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready" },
     { "cancel", cmd_cancel, "cancel ready or scheduled jobs" },
+    { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table" },
 };
+
+static int cmd_config_reference(struct cli *c, int argc, char **argv)
+{
+    if (argc > 1 && cli_is_help(argv[1])) {
+        printf("usage: pgq config-reference\n\nPrint every pool.ini key (section, type, "
+               "default, bounds, meaning) as Markdown, generated from the key table.\n");
+        return EXIT_OK;
+    }
+    if (argc > 1)
+        return cli_usage_error(c, "unexpected argument \"%s\"", argv[1]);
+    pgq_cfg_write_reference(stdout);
+    return EXIT_OK;
+}
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pgq [-c pool.ini] [--db URL] COMMAND [ARGS...]\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nThe database is --db URL, else [database] url of -c FILE, else $DATABASE_URL.\n"
                "`pgq COMMAND --help` tells more. pgq %s.\n", PGQ_VERSION);
 }

@@ -51,5 +51,6 @@ Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
+Suite *docs_suite(void);
 
 #endif

@@ -1,0 +1,53 @@
+/* The README's pool.ini reference is generated from config/'s key table
+ * (`pgq config-reference`); this keeps the two from drifting apart. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "testutil.h"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    ck_assert_int_eq((long)fread(s, 1, (size_t)n, f), n);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+START_TEST(readme_config_reference_is_current)
+{
+    static const char begin[] = "<!-- config-reference:begin -->\n",
+                      end[] = "<!-- config-reference:end -->";
+    char path[4096], *want = NULL;
+    size_t wantlen = 0;
+    snprintf(path, sizeof path, "%s/../README.md", tu_test_dir());
+    char *readme = slurp(path);
+    char *a = strstr(readme, begin), *b = a ? strstr(a, end) : NULL;
+    ck_assert_msg(a && b, "README.md lacks the config-reference markers");
+    a += strlen(begin);
+    *b = '\0';
+    FILE *m = open_memstream(&want, &wantlen);
+    pgq_cfg_write_reference(m);
+    fclose(m);
+    ck_assert_msg(strcmp(a, want) == 0, "README.md's config reference is stale: regenerate it "
+                  "with `build/pgq config-reference`");
+    free(want);
+    free(readme);
+}
+END_TEST
+
+Suite *docs_suite(void)
+{
+    Suite *s = suite_create("docs");
+    TCase *tc = tcase_create("docs");
+    tcase_add_test(tc, readme_config_reference_is_current);
+    suite_add_tcase(s, tc);
+    return s;
+}
