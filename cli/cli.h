@@ -43,6 +43,12 @@ int cli_parse_int(const struct cli *c, const char *opt, const char *val, long mi
 int cli_parse_id(const struct cli *c, const char *val, int64_t *out);
 int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms);
 
+/* The argument loop of simple subcommands: consumes -c/--db, prints `help`
+ * for -h/--help, and collects up to maxpos other arguments into pos.
+ * Returns 0, 1 when help was printed, or -1 on a usage error (printed). */
+int cli_args(struct cli *c, int argc, char **argv, const char *help, const char **pos,
+             int maxpos, int *npos);
+
 /* True for -h/--help. */
 bool cli_is_help(const char *arg);
 

@@ -241,22 +241,15 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
 
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
+    static const char help[] =
+        "usage: pgq stats [-c FILE] [--db URL]\n\n"
+        "One line per queue after a header: ready (due now), scheduled (future,\n"
+        "never tried), retrying (future, after a failure), running, dead,\n"
+        "cancelled, done, and done in the last hour.\n";
     char err[1024];
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_opt(c, argc, argv, &i);
-        if (r < 0)
-            return EXIT_USAGE;
-        if (r)
-            continue;
-        if (cli_is_help(argv[i])) {
-            printf("usage: pgq stats [-c FILE] [--db URL]\n\n"
-                   "One line per queue after a header: ready (due now), scheduled (future,\n"
-                   "never tried), retrying (future, after a failure), running, dead,\n"
-                   "cancelled, done, and done in the last hour.\n");
-            return EXIT_OK;
-        }
-        return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
-    }
+    int npos, r = cli_args(c, argc, argv, help, NULL, 0, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
     pgq_queue_stats *s;
@@ -281,26 +274,19 @@ static const char *or_dash(const char *s)
 
 int cmd_show(struct cli *c, int argc, char **argv)
 {
+    static const char help[] =
+        "usage: pgq show ID [-c FILE] [--db URL]\n\n"
+        "Print a job: its fields as \"name: value\" lines, the payload, every\n"
+        "attempt (outcome, worker, duration, exit status, error) and its\n"
+        "run_once effects, in-doubt ones marked IN DOUBT.\n";
     char err[1024];
     int64_t id = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_opt(c, argc, argv, &i);
-        if (r < 0)
-            return EXIT_USAGE;
-        if (r)
-            continue;
-        if (cli_is_help(argv[i])) {
-            printf("usage: pgq show ID [-c FILE] [--db URL]\n\n"
-                   "Print a job: its fields as \"name: value\" lines, the payload, every\n"
-                   "attempt (outcome, worker, duration, exit status, error) and its\n"
-                   "run_once effects, in-doubt ones marked IN DOUBT.\n");
-            return EXIT_OK;
-        }
-        if (id)
-            return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
-        if (cli_parse_id(c, argv[i], &id) < 0)
-            return EXIT_USAGE;
-    }
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (npos && cli_parse_id(c, pos[0], &id) < 0)
+        return EXIT_USAGE;
     if (!id)
         return cli_usage_error(c, "needs a job id");
     if (cli_connect(c, false) < 0)

@@ -8,27 +8,19 @@
 
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
+    static const char help[] =
+        "usage: pgq migrate [--status] [-c FILE] [--db URL]\n\n"
+        "Apply pending schema migrations in order, each in its own transaction.\n"
+        "Safe to run from several hosts at once. --status lists every migration\n"
+        "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\".\n";
     char err[1024];
-    bool status = false;
-
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_opt(c, argc, argv, &i);
-        if (r < 0)
-            return EXIT_USAGE;
-        if (r)
-            continue;
-        if (cli_is_help(argv[i])) {
-            printf("usage: pgq migrate [--status] [-c FILE] [--db URL]\n\n"
-                   "Apply pending schema migrations in order, each in its own transaction.\n"
-                   "Safe to run from several hosts at once. --status lists every migration\n"
-                   "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\".\n");
-            return EXIT_OK;
-        }
-        if (strcmp(argv[i], "--status") == 0)
-            status = true;
-        else
-            return cli_usage_error(c, "unknown argument \"%s\"", argv[i]);
-    }
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (npos && strcmp(pos[0], "--status") != 0)
+        return cli_usage_error(c, "unknown argument \"%s\"", pos[0]);
+    bool status = npos > 0;
     if (cli_connect(c, true) < 0)
         return EXIT_FAIL;
     if (status) {
@@ -38,10 +30,12 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
             return cli_error(c, "%s", err);
         int pending = 0;
         for (size_t k = 0; k < n; k++) {
-            if (s[k].applied)
+            if (s[k].applied) {
                 printf("%d %s applied %s\n", s[k].version, s[k].name, s[k].applied_at);
-            else
-                printf("%d %s pending\n", s[k].version, s[k].name), pending++;
+            } else {
+                printf("%d %s pending\n", s[k].version, s[k].name);
+                pending++;
+            }
         }
         free(s);
         int rc = EXIT_OK;
@@ -116,27 +110,19 @@ static int types_list(struct cli *c)
 
 int cmd_types(struct cli *c, int argc, char **argv)
 {
-    const char *sub = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_opt(c, argc, argv, &i);
-        if (r < 0)
-            return EXIT_USAGE;
-        if (r)
-            continue;
-        if (cli_is_help(argv[i])) {
-            printf("usage: pgq types apply -c pool.ini [--db URL]\n"
-                   "       pgq types list [-c FILE] [--db URL]\n\n"
-                   "apply registers (or updates) every [job TYPE] section of the file in the\n"
-                   "database, printing each type's name; producers are then checked against\n"
-                   "its payload contract. list prints one registered type a line.\n");
-            return EXIT_OK;
-        }
-        if (sub)
-            return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
-        sub = argv[i];
-    }
+    static const char help[] =
+        "usage: pgq types apply -c pool.ini [--db URL]\n"
+        "       pgq types list [-c FILE] [--db URL]\n\n"
+        "apply registers (or updates) every [job TYPE] section of the file in the\n"
+        "database, printing each type's name; producers are then checked against\n"
+        "its payload contract. list prints one registered type a line.\n";
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    const char *sub = npos ? pos[0] : NULL;
     if (!sub)
-        return cli_usage_error(c, "say apply or list");
+        return cli_usage_error(c, "needs a subcommand: apply or list");
     if (strcmp(sub, "apply") == 0) {
         c->cmd = "types apply";
         return types_apply(c);

@@ -110,6 +110,29 @@ int cli_common_opt(struct cli *c, int argc, char **argv, int *i)
     return 1;
 }
 
+int cli_args(struct cli *c, int argc, char **argv, const char *help, const char **pos,
+             int maxpos, int *npos)
+{
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_opt(c, argc, argv, &i);
+        if (r < 0)
+            return -1;
+        if (r)
+            continue;
+        if (cli_is_help(argv[i])) {
+            fputs(help, stdout);
+            return 1;
+        }
+        if (*npos >= maxpos) {
+            cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
+            return -1;
+        }
+        pos[(*npos)++] = argv[i];
+    }
+    return 0;
+}
+
 int cli_load_config(struct cli *c)
 {
     char err[1024];
