@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "pgq_config.h"
 #include "pgq.h"
 
 /* Exit codes of every subcommand (pgq once adds its own, see cmd_once.c). */

@@ -22,7 +22,7 @@
  * the shared loader state. The first error wins: it is recorded once and the
  * reader then reports end of file, so inih stops.
  */
-#include "config.h"
+#include "pgq_config.h"
 #include "duration.h"
 
 #include <ctype.h>

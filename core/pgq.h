@@ -304,4 +304,17 @@ typedef struct pgq_job_detail {
 int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, size_t errlen) PGQ_MUSTCHECK;
 void pgq_job_detail_free(pgq_job_detail *d);
 
+/* ---- pools registry (pgq.workers) --------------------------------------- */
+
+/* Register a running pool under a unique name (host:pid:start). */
+int pgq_pool_register_row(pgq_conn *c, const char *name, const char *host, int pid, int workers,
+                          const char *const *queues, size_t nqueues, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Refresh its heartbeat and in-flight count; re-creates the row if an
+ * operator or a cleanup deleted it. Also forgets pools silent for an hour. */
+int pgq_pool_beat_row(pgq_conn *c, const char *name, int in_flight, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Remove the row at shutdown. */
+int pgq_pool_deregister_row(pgq_conn *c, const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
+
 #endif

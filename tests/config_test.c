@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../config/config.h"
+#include "../config/pgq_config.h"
 #include "../config/duration.h"
 
 Suite *config_suite(void);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "pgq_config.h"
 #include "testutil.h"
 
 static char *slurp(const char *path)

@@ -1,4 +1,4 @@
-/* config.h -- pool.ini: loading, validation and the key reference.
+/* pgq_config.h -- pool.ini: loading, validation and the key reference.
  *
  * The structs below are plain data: everything they point to is owned by the
  * pgq_cfg and freed by pgq_cfg_free. A loaded pgq_cfg is never modified by
