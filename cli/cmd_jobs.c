@@ -129,8 +129,15 @@ static int collect_ids(struct cli *c, int argc, char **argv, int64_t **ids, size
             return EXIT_USAGE;
         } else if (argv[i][0] == '-') {
             return cli_usage_error(c, "unknown option \"%s\"", argv[i]);
-        } else if (cli_parse_id(c, argv[i], &(*ids)[(*n)++]) < 0) {
-            return EXIT_USAGE;
+        } else {
+            int64_t id;
+            if (cli_parse_id(c, argv[i], &id) < 0)
+                return EXIT_USAGE;
+            bool seen = false;   /* each id once, however often it is given */
+            for (size_t k = 0; k < *n; k++)
+                seen |= (*ids)[k] == id;
+            if (!seen)
+                (*ids)[(*n)++] = id;
         }
     }
     return EXIT_OK;

@@ -5,6 +5,7 @@
  * records done, or removes the record when CMD failed so that a retry may
  * try again. If this process dies while CMD runs, the record stays
  * "started" and later attempts are told the effect is in doubt. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -38,6 +39,19 @@ static const char help[] =
     "  3  skipped: an earlier attempt already ran CMD successfully\n"
     "  4  in doubt: an earlier attempt died while CMD ran; not run again\n"
     "  5  lease lost: this worker no longer holds the job (CMD not run)\n";
+
+/* 8-4-4-4-12 hex digits: what the pool puts in PGQ_LEASE_TOKEN. */
+static bool looks_like_token(const char *t)
+{
+    if (strlen(t) != PGQ_TOKEN_LEN)
+        return false;
+    for (int i = 0; i < PGQ_TOKEN_LEN; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? t[i] != '-' : !isxdigit((unsigned char)t[i]))
+            return false;
+    }
+    return true;
+}
 
 /* Run argv, return its wait status or -1. */
 static int run_child(char **argv)
@@ -89,13 +103,20 @@ int cmd_once(struct cli *c, int argc, char **argv)
 
     const char *idtext = getenv("PGQ_JOB_ID"), *token = getenv("PGQ_LEASE_TOKEN");
     int64_t id;
-    if (!idtext || !*idtext)
-        return cli_error(c, "PGQ_JOB_ID is not set (run me from a pgq exec handler)"), ONCE_ERROR;
-    if (!token || !*token)
-        return cli_error(c, "PGQ_LEASE_TOKEN is not set (run me from a pgq exec handler)"),
-               ONCE_ERROR;
+    if (!idtext || !*idtext) {
+        cli_error(c, "PGQ_JOB_ID is not set (run me from a pgq exec handler)");
+        return ONCE_ERROR;
+    }
+    if (!token || !*token) {
+        cli_error(c, "PGQ_LEASE_TOKEN is not set (run me from a pgq exec handler)");
+        return ONCE_ERROR;
+    }
     if (cli_parse_id(c, idtext, &id) < 0)
         return ONCE_ERROR;
+    if (!looks_like_token(token)) {
+        cli_error(c, "PGQ_LEASE_TOKEN \"%s\" is not a lease token (a UUID)", token);
+        return ONCE_ERROR;
+    }
     if (cli_connect(c, false) < 0)
         return ONCE_ERROR;
 

@@ -87,7 +87,8 @@ int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, cons
     PGresult *r = db_query(c, sql, 4, params, PGRES_TUPLES_OK, "requeue", err, errlen);
     if (!r)
         return -1;
-    *count = db_int64(r, 0, 0, 0);
+    if (count)
+        *count = db_int64(r, 0, 0, 0);
     PQclear(r);
     return 0;
 }
@@ -96,12 +97,18 @@ int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit
               int64_t *deleted, char *err, size_t errlen)
 {
     static const char sql[] =
+        /* The conditions are repeated in the DELETE's own WHERE: a job
+         * requeued (or claimed) after the subqueries' snapshot is re-checked
+         * there and kept. */
         "WITH gone AS (DELETE FROM pgq.jobs WHERE id IN ("
         "   (SELECT id FROM pgq.jobs WHERE state = 'done'"
         "      AND finished_at < now() - $1::bigint * interval '1 millisecond' LIMIT $3)"
         "   UNION ALL"
         "   (SELECT id FROM pgq.jobs WHERE state IN ('dead', 'cancelled')"
         "      AND finished_at < now() - $2::bigint * interval '1 millisecond' LIMIT $3))"
+        "  AND ((state = 'done' AND finished_at < now() - $1::bigint * interval '1 millisecond')"
+        "    OR (state IN ('dead', 'cancelled')"
+        "        AND finished_at < now() - $2::bigint * interval '1 millisecond'))"
         "  RETURNING 1)"
         " SELECT count(*) FROM gone";
     char a[24], b[24], l[16];
@@ -203,8 +210,10 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         return 0;
     }
     p->attempts = db_query(c, att_sql, 1, params, PGRES_TUPLES_OK, "job attempts", err, errlen);
+    if (!p->attempts)
+        goto fail;
     p->effects = db_query(c, eff_sql, 1, params, PGRES_TUPLES_OK, "job effects", err, errlen);
-    if (!p->attempts || !p->effects)
+    if (!p->effects)
         goto fail;
     PGresult *j = p->job;
     d->id = id;

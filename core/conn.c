@@ -16,8 +16,13 @@ static void quiet_notices(void *arg, const char *msg)
 
 static int open_pg(pgq_conn *c, char *err, size_t errlen)
 {
-    const char *keys[] = { "dbname", "fallback_application_name", "connect_timeout", NULL };
-    const char *vals[] = { c->url, "pgq", "10", NULL };
+    /* Keepalives and a TCP user timeout: a half-open connection (a peer
+     * gone without a FIN) must turn into an error, not a worker blocked
+     * forever. Keywords after dbname override the URL's. */
+    const char *keys[] = { "dbname", "fallback_application_name", "connect_timeout",
+                           "keepalives", "keepalives_idle", "keepalives_interval",
+                           "keepalives_count", "tcp_user_timeout", NULL };
+    const char *vals[] = { c->url, "pgq", "10", "1", "30", "10", "3", "60000", NULL };
 
     PQfinish(c->pg);
     c->prepared = 0;
@@ -27,7 +32,10 @@ static int open_pg(pgq_conn *c, char *err, size_t errlen)
     if (PQstatus(c->pg) != CONNECTION_OK)
         return db_error(c, NULL, "connect", err, errlen);
     PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
-    return 0;
+    /* SKIP LOCKED claiming and enqueue's fresh-snapshot look-up rely on
+     * READ COMMITTED, whatever the role's or database's default is. */
+    return db_command(c, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL "
+                         "READ COMMITTED", "connect", err, errlen);
 }
 
 int pgq_connect(const char *url, pgq_conn **out, char *err, size_t errlen)

@@ -21,25 +21,11 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
         "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[])" },
-    /* One lateral pick per queue keeps each pick on the (queue, priority,
-     * run_at, id) index, so claiming stays flat however large the backlog. */
     [STMT_CLAIM] = { "pgq_claim",
-        "WITH cand AS ("
-        "  SELECT c.id FROM unnest($1::text[]) AS q(name)"
-        "  CROSS JOIN LATERAL ("
-        "    SELECT j.id, j.priority, j.run_at FROM pgq.jobs j"
-        "     WHERE j.state = 'ready' AND j.queue = q.name AND j.run_at <= now()"
-        "     ORDER BY j.priority, j.run_at, j.id"
-        "     LIMIT 1 FOR UPDATE SKIP LOCKED) c"
-        "  ORDER BY c.priority, c.run_at, c.id LIMIT 1)"
-        " UPDATE pgq.jobs j SET state = 'running', attempts = j.attempts + 1,"
-        "   lease_owner = $2, lease_token = gen_random_uuid(),"
-        "   lease_expires_at = now() + $3::bigint * interval '1 millisecond',"
-        "   started_at = now()"
-        "  FROM cand WHERE j.id = cand.id"
-        " RETURNING j.id, j.queue, j.type, j.payload::text, j.attempts, j.max_retries,"
-        "   j.priority, j.lease_token::text,"
-        "   (SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = j.type)" },
+        "SELECT j.id, j.queue, j.type, j.payload::text, j.attempts, j.max_retries,"
+        "  j.priority, j.lease_token::text,"
+        "  (SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = j.type)"
+        " FROM pgq.claim($1::text[], $2, $3::bigint) j" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "UPDATE pgq.jobs j SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
         "  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)"

@@ -26,6 +26,19 @@ static void add_arrays_free(struct add_arrays *a)
     free(a->numbuf);
 }
 
+/* The rule of pool.ini's queue names, so that every job can be served by
+ * some pool: 1..100 bytes, no whitespace or control characters. */
+static bool valid_queue(const char *q)
+{
+    size_t n = strlen(q);
+    if (n == 0 || n > 100)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)q; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return false;
+    return true;
+}
+
 /* An error about item i of n: "item 3: msg" in a batch, "msg" alone. */
 static int item_err(char *err, size_t errlen, size_t n, size_t i, const char *msg)
 {
@@ -64,8 +77,8 @@ static int add_arrays_fill(struct add_arrays *a, const pgq_add_item *items, size
             bad = "delay must not be negative";
         else if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
             bad = "max_retries must be 0 or more";
-        else if (o->queue && !*o->queue)
-            bad = "queue name is empty";
+        else if (o->queue && !valid_queue(o->queue))
+            bad = "queue name must be 1 to 100 characters without whitespace";
         if (bad) {
             add_arrays_free(a);
             return item_err(err, errlen, n, i, bad);
@@ -198,8 +211,15 @@ int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char
            lp = strlen(PQgetvalue(r, 0, 3)) + 1;
     pgq_job *j = malloc(sizeof *j + lq + lt + lp);
     if (!j) {
+        /* Give the job straight back rather than let its lease expire
+         * into a failed attempt. */
+        bool lost;
+        char tok[PGQ_TOKEN_LEN + 1], e[64];
+        snprintf(tok, sizeof tok, "%s", PQgetvalue(r, 0, 7));
+        int64_t id = db_int64(r, 0, 0, 0);
         PQclear(r);
-        return seterr(err, errlen, "claim: out of memory (job claimed; its lease will expire)");
+        (void)!pgq_release(c, id, tok, &lost, e, sizeof e);
+        return seterr(err, errlen, "claim: out of memory");
     }
     char *p = (char *)(j + 1);
     memcpy(p, PQgetvalue(r, 0, 1), lq);
@@ -301,16 +321,57 @@ int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_i
     return 0;
 }
 
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (s[0] >= 0xF8)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Error text comes from handlers (a stderr tail may be cut mid-character,
+ * or not be UTF-8 at all) and PostgreSQL rejects invalid UTF-8: replace
+ * each bad byte with '?' rather than lose the failure. Caller frees. */
+static char *valid_utf8(const char *in)
+{
+    size_t n = strlen(in);
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *s = (const unsigned char *)in; *s;) {
+        size_t k = utf8_len(s);
+        if (k == 0) {
+            *o++ = '?';
+            s++;
+        } else {
+            memcpy(o, s, k);
+            o += k;
+            s += k;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 int pgq_fail(pgq_conn *c, int64_t id, const char *token, const char *error,
              const pgq_attempt_info *info, pgq_fail_result *res, char *err, size_t errlen)
 {
     char ids[24];
     struct info_params ip;
+    char *text = valid_utf8(error && *error ? error : "failed");
+    if (!text)
+        return seterr(err, errlen, "fail: out of memory");
     snprintf(ids, sizeof ids, "%" PRId64, id);
     info_params(info, &ip);
-    const char *params[] = { ids, token, error ? error : "failed", ip.v[0], ip.v[1], ip.v[2],
-                             ip.v[3] };
+    const char *params[] = { ids, token, text, ip.v[0], ip.v[1], ip.v[2], ip.v[3] };
     PGresult *r = db_run(c, STMT_FAIL, 7, params, PGRES_TUPLES_OK, "fail", err, errlen);
+    free(text);
     if (!r)
         return -1;
     memset(res, 0, sizeof *res);

@@ -96,7 +96,7 @@ pgq_once_result pgq_run_once(pgq_conn *c, int64_t job_id, const char *token, con
         /* The outcome could not be recorded (connection lost?): the row
          * stays 'started' and later attempts will see the effect in doubt. */
         char tmp[512];
-        snprintf(tmp, sizeof tmp, "%s", err ? err : "");
+        snprintf(tmp, sizeof tmp, "%s", err && errlen ? err : "");
         seterr(err, errlen, "run_once %s: effect %s, but its outcome was not recorded "
                "(it will count as in doubt): %s", key, ok ? "succeeded" : "failed", tmp);
         return PGQ_ONCE_ERROR;

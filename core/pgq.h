@@ -262,7 +262,7 @@ int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit
               int64_t *deleted, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 typedef struct pgq_queue_stats {
-    char queue[201];
+    char queue[801];      /* up to 200 characters of UTF-8 */
     int64_t ready;        /* due now */
     int64_t scheduled;    /* future run_at, never tried */
     int64_t retrying;     /* future run_at after a failure */

@@ -62,6 +62,12 @@ static char *contract_json(const pgq_type_def *d, char *err, size_t errlen)
     return buf;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    const pgq_type_def *x = *(const pgq_type_def *const *)a, *y = *(const pgq_type_def *const *)b;
+    return strcmp(x->type ? x->type : "", y->type ? y->type : "");
+}
+
 int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *err, size_t errlen)
 {
     static const char sql[] =
@@ -73,10 +79,20 @@ int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *er
         "  timeout_ms = EXCLUDED.timeout_ms, backoff_base_ms = EXCLUDED.backoff_base_ms,"
         "  backoff_max_ms = EXCLUDED.backoff_max_ms, updated_at = now()";
 
-    if (db_command(c, "BEGIN", "types", err, errlen) < 0)
+    /* Upsert in name order: two pools registering overlapping types at
+     * once then lock rows in the same order and cannot deadlock. */
+    const pgq_type_def **order = malloc((n + 1) * sizeof *order);
+    if (!order)
+        return seterr(err, errlen, "types: out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = &defs[i];
+    qsort(order, n, sizeof *order, by_name);
+    if (db_command(c, "BEGIN", "types", err, errlen) < 0) {
+        free(order);
         return -1;
+    }
     for (size_t i = 0; i < n; i++) {
-        const pgq_type_def *d = &defs[i];
+        const pgq_type_def *d = order[i];
         char num[5][24], what[256];
         if (!d->type || !*d->type) {
             seterr(err, errlen, "types: a job type has no name");
@@ -99,8 +115,10 @@ int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *er
             goto fail;
         PQclear(r);
     }
+    free(order);
     return db_command(c, "COMMIT", "types", err, errlen);
 fail:
+    free(order);
     PQclear(PQexec(c->pg, "ROLLBACK"));
     return -1;
 }

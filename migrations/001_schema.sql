@@ -11,7 +11,8 @@ CREATE TABLE pgq.job_types (
     priority        int NOT NULL DEFAULT 0,
     timeout_ms      bigint NOT NULL DEFAULT 60000 CHECK (timeout_ms > 0),
     backoff_base_ms bigint NOT NULL DEFAULT 1000 CHECK (backoff_base_ms >= 0),
-    backoff_max_ms  bigint NOT NULL DEFAULT 3600000 CHECK (backoff_max_ms >= backoff_base_ms),
+    backoff_max_ms  bigint NOT NULL DEFAULT 3600000
+                    CHECK (backoff_max_ms >= backoff_base_ms AND backoff_max_ms <= 31536000000),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
@@ -114,13 +115,16 @@ CREATE TABLE pgq.actions (
     detail      text
 );
 
--- Backoff before attempt a+1 after attempt a failed: base * 2^(a-1), with
--- +-25% jitter, capped at cap_ms. Computed here so that no worker sleeps.
+-- Backoff before attempt a+1 after attempt a failed: base * 2^(a-1) with
+-- +-25% jitter, capped at cap_ms; near the cap the delay is spread over its
+-- last quarter, so jobs that failed together do not all retry at once.
+-- Computed here so that no worker sleeps. Never more than a year, so that
+-- run_at cannot overflow whatever the configuration says.
 CREATE FUNCTION pgq.backoff_ms(a int, base_ms bigint, cap_ms bigint)
 RETURNS bigint LANGUAGE sql VOLATILE AS $$
-    SELECT least(cap_ms,
-                 (base_ms * power(2::numeric, least(greatest(a, 1) - 1, 60))
-                  * (0.75 + random() * 0.5)::numeric))::bigint
+    SELECT least(base_ms * power(2::numeric, least(greatest(a, 1) - 1, 60))
+                     * (0.75 + random() * 0.5)::numeric,
+                 least(cap_ms, 31536000000) * (0.75 + random() * 0.25)::numeric)::bigint
 $$;
 
 -- End a running attempt as failed, fenced by its lease token. Retries with
@@ -160,6 +164,52 @@ LANGUAGE sql VOLATILE AS $$
           FROM upd
     )
     SELECT upd.state, upd.run_at, upd.attempts FROM upd
+$$;
+
+-- Claim the next due job of the given queues for p_owner: lowest priority,
+-- then earliest run_at, then id. The claim index is (queue, priority,
+-- run_at, id) over ready rows, so within one (queue, priority) the due jobs
+-- come first and one index probe finds one; the loop walks the distinct
+-- priorities in order (a skip scan) instead of filtering past every
+-- not-yet-due job. A claim costs O(priorities x queues) index probes,
+-- however many jobs are queued or scheduled.
+CREATE FUNCTION pgq.claim(p_queues text[], p_owner text, p_ttl_ms bigint)
+RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    prio int;
+    pick bigint;
+BEGIN
+    SELECT min(x.priority) INTO prio
+      FROM unnest(p_queues) AS q(name)
+     CROSS JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                          WHERE j.state = 'ready' AND j.queue = q.name
+                          ORDER BY j.priority LIMIT 1) x;
+    WHILE prio IS NOT NULL LOOP
+        SELECT c.id INTO pick
+          FROM unnest(p_queues) AS q(name)
+         CROSS JOIN LATERAL (SELECT j.id, j.run_at FROM pgq.jobs j
+                              WHERE j.state = 'ready' AND j.queue = q.name
+                                AND j.priority = prio AND j.run_at <= now()
+                              ORDER BY j.run_at, j.id
+                              LIMIT 1 FOR UPDATE SKIP LOCKED) c
+         ORDER BY c.run_at, c.id LIMIT 1;
+        IF pick IS NOT NULL THEN
+            RETURN QUERY
+            UPDATE pgq.jobs j SET state = 'running', attempts = j.attempts + 1,
+                   lease_owner = p_owner, lease_token = gen_random_uuid(),
+                   lease_expires_at = now() + p_ttl_ms * interval '1 millisecond',
+                   started_at = now()
+             WHERE j.id = pick
+            RETURNING j.*;
+            RETURN;
+        END IF;
+        SELECT min(x.priority) INTO prio
+          FROM unnest(p_queues) AS q(name)
+         CROSS JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                              WHERE j.state = 'ready' AND j.queue = q.name AND j.priority > prio
+                              ORDER BY j.priority LIMIT 1) x;
+    END LOOP;
+END
 $$;
 
 -- The job that made an add a duplicate was deleted before we could read its
@@ -202,11 +252,11 @@ BEGIN
     -- Parse the payloads; on failure find the item at fault (slow path only).
     BEGIN
         payloads := p_payloads::jsonb[];
-    EXCEPTION WHEN invalid_text_representation THEN
+    EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
         FOR i IN 1..n LOOP
             BEGIN
                 PERFORM p_payloads[i]::jsonb;
-            EXCEPTION WHEN invalid_text_representation THEN
+            EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
                 GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL;
                 RAISE EXCEPTION 'payload is not valid JSON: %', coalesce(nullif(why, ''), SQLERRM)
                     USING ERRCODE = '22P02', DETAIL = 'item ' || i;
@@ -214,6 +264,15 @@ BEGIN
         END LOOP;
         RAISE;
     END;
+
+    SELECT s.ord, s.run_at INTO bad
+      FROM unnest(p_run_ats) WITH ORDINALITY AS s(run_at, ord)
+     WHERE NOT isfinite(s.run_at)
+     ORDER BY s.ord LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'run_at must be a finite time, not %', bad.run_at
+            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+    END IF;
 
     SELECT s.ord, s.type INTO bad
       FROM unnest(p_types) WITH ORDINALITY AS s(type, ord)
@@ -264,13 +323,14 @@ BEGIN
           JOIN pgq.job_types t ON t.type = s.type
     ), firsts AS (
         -- within one batch the first item with a key wins; later ones are its duplicates
-        SELECT DISTINCT ON (coalesce(input.key, '#' || input.ord)) input.*
+        SELECT DISTINCT ON (input.key, CASE WHEN input.key IS NULL THEN input.ord END) input.*
           FROM input
-         ORDER BY coalesce(input.key, '#' || input.ord), input.ord
+         ORDER BY input.key, CASE WHEN input.key IS NULL THEN input.ord END, input.ord
     ), ins AS (
         INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries, idempotency_key)
         SELECT ids[f.ord], f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key
-          FROM firsts f ORDER BY f.ord
+          -- key order: concurrent batches with the same keys cannot deadlock
+          FROM firsts f ORDER BY f.key, f.ord
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING j.id, j.queue, j.run_at <= now() AS due
     )

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -162,6 +163,55 @@ START_TEST(prune_respects_retention)
 }
 END_TEST
 
+struct pruner {
+    int64_t deleted;
+    int rc;
+    char err[512];
+};
+
+static void *prune_dead(void *arg)
+{
+    struct pruner *pr = arg;
+    pgq_conn *c = NULL;
+    pr->rc = pgq_connect(tu_db_url(), &c, pr->err, sizeof pr->err);
+    if (pr->rc == 0)
+        pr->rc = pgq_prune(c, 0, 0, 1000, &pr->deleted, pr->err, sizeof pr->err);
+    pgq_disconnect(c);
+    return NULL;
+}
+
+/* A dead job requeued while prune runs must survive: prune waits on the
+ * requeue's row lock, then re-checks the row and keeps it. */
+START_TEST(prune_keeps_job_requeued_concurrently)
+{
+    make_jobs(1, "default", "dead");
+    tu_exec("UPDATE pgq.jobs SET finished_at = now() - interval '40 days'", 0, NULL);
+    PGconn *op = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(op), CONNECTION_OK);
+    PQclear(PQexec(op, "BEGIN"));
+    PGresult *r = PQexec(op, "UPDATE pgq.jobs SET state = 'ready', finished_at = NULL, "
+                             "attempts = 0 WHERE id = 1");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct pruner pr = { 0 };
+    pthread_t th;
+    pthread_create(&th, NULL, prune_dead, &pr);
+    /* wait until prune is blocked on our row lock */
+    for (int i = 0; i < 3000; i++) {
+        if (tu_int("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                   " AND query LIKE '%DELETE FROM pgq.jobs%'", 0, NULL) > 0)
+            break;
+        usleep(10000);
+    }
+    PQclear(PQexec(op, "COMMIT"));
+    pthread_join(th, NULL);
+    PQfinish(op);
+    ck_assert_msg(pr.rc == 0, "%s", pr.err);
+    ck_assert_int_eq(pr.deleted, 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'ready'", 0, NULL), 1);
+}
+END_TEST
+
 START_TEST(stats_count_per_queue_and_state)
 {
     char err[512];
@@ -202,6 +252,7 @@ Suite *admin_suite(void)
     tcase_add_test(tc, requeue_matching_filters_queue_and_state);
     tcase_add_test(tc, cancel_only_ready);
     tcase_add_test(tc, prune_respects_retention);
+    tcase_add_test(tc, prune_keeps_job_requeued_concurrently);
     tcase_add_test(tc, stats_count_per_queue_and_state);
     suite_add_tcase(s, tc);
     return s;

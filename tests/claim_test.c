@@ -182,6 +182,24 @@ START_TEST(claim_sets_fresh_lease)
 }
 END_TEST
 
+/* Future jobs at a better priority must not hide due ones at a worse
+ * priority (the claim walks priorities, it does not stop at the first). */
+START_TEST(future_jobs_do_not_hide_due_ones)
+{
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default", "b" };
+    tu_exec("INSERT INTO pgq.jobs (queue, type, priority, run_at)"
+            " SELECT 'default', 't', p % 3 - 5, now() + interval '1 hour'"
+            " FROM generate_series(1, 3000) p", 0, NULL);
+    int64_t due = add_one(c, "b", 7, 0, NULL);
+    int64_t later = add_one(c, "default", 9, 0, NULL);
+    ck_assert_int_eq(claim_id(c, q, 2), due);
+    ck_assert_int_eq(claim_id(c, q, 2), later);
+    ck_assert_int_eq(claim_id(c, q, 2), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *claim_suite(void)
 {
     Suite *s = suite_create("claim");
@@ -192,6 +210,7 @@ Suite *claim_suite(void)
     tcase_add_test(tc, claim_order_priority_run_at_id);
     tcase_add_test(tc, scheduled_jobs_wait_and_queues_filter);
     tcase_add_test(tc, claim_sets_fresh_lease);
+    tcase_add_test(tc, future_jobs_do_not_hide_due_ones);
     suite_add_tcase(s, tc);
     return s;
 }

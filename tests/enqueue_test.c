@@ -233,6 +233,41 @@ START_TEST(metacharacters_stored_verbatim)
 }
 END_TEST
 
+START_TEST(keys_that_look_like_ordinals_are_keys)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_item items[3] = {
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+    };
+    items[0].opts.idempotency_key = "#2";
+    items[2].opts.idempotency_key = "2";
+    pgq_add_result res[3];
+    ck_assert_msg(pgq_add_batch(c, items, 3, res, err, sizeof err) == 0, "%s", err);
+    ck_assert(!res[0].duplicate && !res[1].duplicate && !res[2].duplicate);
+    ck_assert_int_eq(jobs(), 3);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(odd_inputs_refused_naming_the_item)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.run_at = "infinity";
+    pgq_add_result r;
+    ck_assert_int_eq(pgq_add(c, "free", "{}", &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "run_at must be a finite time, not infinity");
+    ck_assert_int_eq(pgq_add(c, "free", "{\"a\":\"\\u0000\"}", NULL, &r, err, sizeof err), -1);
+    ck_assert_msg(strncmp(err, "payload is not valid JSON: ", 27) == 0, "%s", err);
+    ck_assert_int_eq(jobs(), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
@@ -246,6 +281,8 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, contract_violations_are_refused);
     tcase_add_test(tc, bad_item_refuses_whole_batch);
     tcase_add_test(tc, metacharacters_stored_verbatim);
+    tcase_add_test(tc, keys_that_look_like_ordinals_are_keys);
+    tcase_add_test(tc, odd_inputs_refused_naming_the_item);
     suite_add_tcase(s, tc);
     return s;
 }

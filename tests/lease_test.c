@@ -188,7 +188,8 @@ END_TEST
 
 START_TEST(backoff_doubles_with_jitter_and_cap)
 {
-    /* 200 samples per attempt: every one within base*2^(a-1) +-25%, capped. */
+    /* 200 samples per attempt: within base*2^(a-1) +-25%, never above the
+     * cap, spread over the cap's last quarter once there: jitter always. */
     for (int a = 1; a <= 40; a++) {
         char as[8];
         snprintf(as, sizeof as, "%d", a);
@@ -198,13 +199,31 @@ START_TEST(backoff_doubles_with_jitter_and_cap)
         long long hi = tu_int("SELECT max(pgq.backoff_ms($1, 1000, 600000))"
                               " FROM generate_series(1, 200)", 1, p);
         double nominal = 1000.0 * pow(2, a - 1);
-        double want_lo = fmin(600000, 0.75 * nominal), want_hi = fmin(600000, 1.25 * nominal);
+        double want_lo = fmin(0.75 * 600000, 0.75 * nominal), want_hi = fmin(600000, 1.25 * nominal);
         ck_assert_msg(lo >= (long long)want_lo - 1 && hi <= (long long)want_hi + 1,
                       "attempt %d: %lld..%lld outside %.0f..%.0f", a, lo, hi, want_lo, want_hi);
-        if (nominal * 0.75 < 600000)
-            ck_assert_msg(hi > lo, "attempt %d: no jitter", a);
+        ck_assert_msg(hi > lo, "attempt %d: no jitter", a);
     }
-    ck_assert_int_eq(tu_int("SELECT pgq.backoff_ms(100000, 1000, 5000)", 0, NULL), 5000);
+    /* a configured cap beyond a year is held to a year: run_at cannot overflow */
+    ck_assert_int_le(tu_int("SELECT pgq.backoff_ms(100, 1000, 9000000000000000000)", 0, NULL),
+                     31536000000LL);
+}
+END_TEST
+
+START_TEST(invalid_utf8_error_text_is_kept)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "t", 60000);
+    pgq_fail_result fr;
+    /* a stderr tail cut inside a two-byte character, and a stray 0xff */
+    ck_assert_msg(pgq_fail(c, j->id, j->lease_token, "caf\xc3\xa9 \xff end \xc3", NULL, &fr,
+                           err, sizeof err) == 0, "%s", err);
+    char *e = tu_text("SELECT last_error FROM pgq.jobs", 0, NULL);
+    ck_assert_str_eq(e, "caf\xc3\xa9 ? end ?");
+    free(e);
+    pgq_job_free(j);
+    pgq_disconnect(c);
 }
 END_TEST
 
@@ -244,6 +263,7 @@ Suite *lease_suite(void)
     tcase_add_test(tc, zero_retries_dead_after_first_failure);
     tcase_add_test(tc, backoff_doubles_with_jitter_and_cap);
     tcase_add_test(tc, release_gives_back_without_spending_attempt);
+    tcase_add_test(tc, invalid_utf8_error_text_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,123 @@
+/* Resolving job types to handlers, once per config generation: an exec
+ * command must be found (on PATH when it has no '/'), a plugin's shared
+ * object must load and export its symbol, and a callback name must have
+ * been registered with pgq_pool_on. Resolving up front turns a typo into an
+ * error at start (or at `pgq-pool --check`) naming the file and line,
+ * rather than a failed job at three in the morning. */
+#include "pool_int.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+static bool on_path(const char *cmd)
+{
+    if (strchr(cmd, '/'))
+        return executable(cmd);
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    char buf[4096];
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", cmd);
+        if (executable(buf))
+            return true;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return false;
+}
+
+static int resolve(pgq_pool *p, const pgq_cfg *cfg, const pgq_cfg_type *t, struct handler *h,
+                   char *err, size_t errlen)
+{
+    const char *file = cfg->path ? cfg->path : "config";
+    h->type = t;
+    h->kind = t->handler_kind;
+    switch (t->handler_kind) {
+    case PGQ_HANDLER_EXEC:
+        if (!on_path(t->argv[0])) {
+            snprintf(err, errlen, "%s:%d: [job %s] handler: \"%s\" is not an executable file%s",
+                     file, t->handler_line, t->name, t->argv[0],
+                     strchr(t->argv[0], '/') ? "" : " on PATH");
+            return -1;
+        }
+        return 0;
+    case PGQ_HANDLER_PLUGIN:
+        h->dl = dlopen(t->argv[0], RTLD_NOW | RTLD_LOCAL);
+        if (!h->dl) {
+            snprintf(err, errlen, "%s:%d: [job %s] handler: cannot load plugin: %s", file,
+                     t->handler_line, t->name, dlerror());
+            return -1;
+        }
+        *(void **)&h->fn = dlsym(h->dl, t->argv[1]);
+        if (!h->fn) {
+            snprintf(err, errlen, "%s:%d: [job %s] handler: plugin %s has no symbol \"%s\"",
+                     file, t->handler_line, t->name, t->argv[0], t->argv[1]);
+            return -1;
+        }
+        return 0;
+    case PGQ_HANDLER_CALLBACK:
+        for (size_t i = 0; i < p->ncbs; i++) {
+            if (strcmp(p->cbs[i].name, t->argv[0]) == 0) {
+                h->fn = p->cbs[i].fn;
+                h->arg = p->cbs[i].arg;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "%s:%d: [job %s] handler: no callback \"%s\" is registered "
+                 "(callbacks exist only in programs embedding libpgq)", file, t->handler_line,
+                 t->name, t->argv[0]);
+        return -1;
+    case PGQ_HANDLER_NONE:
+        break;
+    }
+    snprintf(err, errlen, "%s:%d: [job %s]: no handler", file, t->line, t->name);
+    return -1;
+}
+
+int handlers_build(pgq_pool *p, pgq_cfg *cfg, struct handlers **out, char *err, size_t errlen)
+{
+    struct handlers *g = calloc(1, sizeof *g);
+    if (!g || !(g->h = calloc(cfg->ntypes + 1, sizeof *g->h))) {
+        free(g);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    g->cfg = cfg;
+    for (size_t i = 0; i < cfg->ntypes; i++) {
+        g->n = i + 1;
+        if (resolve(p, cfg, &cfg->types[i], &g->h[i], err, errlen) < 0) {
+            g->cfg = NULL;   /* the caller still owns cfg */
+            handlers_free(g);
+            return -1;
+        }
+    }
+    *out = g;
+    return 0;
+}
+
+void handlers_free(struct handlers *h)
+{
+    while (h) {
+        struct handlers *older = h->older;
+        for (size_t i = 0; i < h->n; i++)
+            if (h->h[i].dl)
+                dlclose(h->h[i].dl);
+        free(h->h);
+        pgq_cfg_free(h->cfg);
+        free(h);
+        h = older;
+    }
+}

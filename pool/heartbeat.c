@@ -1,0 +1,149 @@
+/* The heartbeat thread, with its own connection. Every `heartbeat`
+ * interval it renews the leases of all of this pool's in-flight jobs in one
+ * statement (a lease reported lost sets the worker's lease_lost and cancel
+ * flags: an exec child gets SIGTERM, an in-process handler sees
+ * pgq_ctx_cancelled), refreshes this pool's pgq.workers row, reaps expired
+ * leases of any pool (so a dead pool's jobs come back without an
+ * operator), and once a minute prunes finished jobs past their retention.
+ * It stops last at shutdown, so leases stay alive while jobs drain. */
+#include "pool_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define REAP_BATCH 500
+#define PRUNE_EVERY_MS 60000
+
+static void renew_leases(pgq_pool *p, pgq_conn *c)
+{
+    char err[512];
+    int64_t ids[256];
+    const char *tokens[256];
+    char tokbuf[256][PGQ_TOKEN_LEN + 1];
+    int owner[256];
+    size_t n = 0;
+
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->nslots && n < 256; i++) {
+        const pgq_job *j = p->slots[i].job;
+        if (!j || atomic_load(&p->slots[i].lease_lost))
+            continue;
+        ids[n] = j->id;
+        snprintf(tokbuf[n], sizeof tokbuf[n], "%s", j->lease_token);
+        tokens[n] = tokbuf[n];
+        owner[n] = i;
+        n++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (n == 0)
+        return;
+    bool lost[256];
+    if (pgq_heartbeat(c, ids, tokens, n, p->cfg->lease_ttl_ms, lost, err, sizeof err) < 0) {
+        pool_log(PGQ_LOG_WARN, "heartbeat", "%s", err);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!lost[k])
+            continue;
+        struct slot *s = &p->slots[owner[k]];
+        pthread_mutex_lock(&p->mu);
+        /* only if the slot still works on that same job */
+        bool same = s->job && s->job->id == ids[k];
+        if (same) {
+            atomic_store(&s->lease_lost, true);
+            atomic_store(&s->cancel, true);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (same)
+            pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 ": lease lost (expired and "
+                     "reclaimed); stopping its handler", ids[k]);
+    }
+}
+
+static int in_flight(pgq_pool *p)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->nslots; i++)
+        n += p->slots[i].job != NULL;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static void tick(pgq_pool *p, pgq_conn *c, int64_t *last_prune)
+{
+    char err[512];
+    renew_leases(p, c);
+    if (pgq_pool_beat_row(c, p->name, in_flight(p), err, sizeof err) < 0 && pgq_connected(c)) {
+        /* deleted by an operator or a cleanup: come back */
+        if (pgq_pool_register_row(c, p->name, p->host, getpid(), p->nslots,
+                                  (const char *const *)p->cfg->queues, p->cfg->nqueues, err,
+                                  sizeof err) < 0)
+            pool_log(PGQ_LOG_WARN, "heartbeat", "%s", err);
+    }
+    for (int round = 0; round < 20; round++) {
+        int reaped = 0;
+        if (pgq_reap(c, REAP_BATCH, &reaped, err, sizeof err) < 0) {
+            pool_log(PGQ_LOG_WARN, "reaper", "%s", err);
+            break;
+        }
+        if (reaped)
+            pool_log(PGQ_LOG_WARN, "reaper", "%d expired lease%s: attempts failed as "
+                     "\"lease expired\"", reaped, reaped == 1 ? "" : "s");
+        if (reaped < REAP_BATCH)
+            break;
+    }
+    if (pool_now_ms() - *last_prune >= PRUNE_EVERY_MS) {
+        int64_t gone = 0;
+        *last_prune = pool_now_ms();
+        if (pgq_prune(c, p->cfg->keep_done_ms, p->cfg->keep_dead_ms, 5000, &gone, err,
+                      sizeof err) < 0)
+            pool_log(PGQ_LOG_WARN, "prune", "%s", err);
+        else if (gone)
+            pool_log(PGQ_LOG_DEBUG, "prune", "deleted %" PRId64 " finished jobs", gone);
+    }
+}
+
+void *heartbeat_main(void *arg)
+{
+    pgq_pool *p = arg;
+    pgq_conn *c = p->hb_conn;
+    int64_t last_prune = 0;
+    struct timespec ts;
+
+    pthread_mutex_lock(&p->mu);
+    while (!p->hb_stop) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ms = p->cfg->heartbeat_ms;
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        while (!p->hb_stop && pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) != ETIMEDOUT)
+            ;
+        if (p->hb_stop)
+            break;
+        pthread_mutex_unlock(&p->mu);
+        if (!pgq_connected(c)) {
+            char err[512];
+            if (pgq_reconnect(c, err, sizeof err) < 0) {
+                pool_log(PGQ_LOG_WARN, "heartbeat", "database unreachable: %s", err);
+                pthread_mutex_lock(&p->mu);
+                continue;
+            }
+            pool_log(PGQ_LOG_INFO, "heartbeat", "reconnected");
+        }
+        tick(p, c, &last_prune);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}

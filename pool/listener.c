@@ -1,0 +1,78 @@
+/* The listener thread, with its own connection: LISTEN pgq_jobs (pgq.enqueue
+ * and requeue NOTIFY with the queue's name) and wake one idle worker per
+ * notification for one of our queues, so a new job starts within
+ * milliseconds without busy polling. When nothing arrives for `poll`, it
+ * wakes one worker anyway: that catches scheduled jobs and retries coming
+ * due, which are never announced. It sleeps in poll(2) on the socket and a
+ * stop pipe, so an idle pool uses no CPU. */
+#include "pool_int.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static bool ours(const pgq_pool *p, const char *queue)
+{
+    for (size_t i = 0; i < p->cfg->nqueues; i++)
+        if (strcmp(p->cfg->queues[i], queue) == 0)
+            return true;
+    return false;
+}
+
+static int listen_on(pgq_pool *p, pgq_conn **c)
+{
+    if (pool_connect_retry(p, c, "listener") < 0)
+        return -1;
+    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_jobs");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        pool_log(PGQ_LOG_WARN, "listener", "LISTEN failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+void *listener_main(void *arg)
+{
+    pgq_pool *p = arg;
+    pgq_conn *c = NULL;
+    bool listening = false;
+
+    while (!atomic_load(&p->stopping)) {
+        if (!listening) {
+            if (listen_on(p, &c) < 0) {
+                pool_nap(p, 1000);
+                continue;
+            }
+            listening = true;
+            pool_wake_one(p);   /* catch up on what was announced while away */
+        }
+        PGconn *pg = pgq_conn_pg(c);
+        struct pollfd fds[2] = { { PQsocket(pg), POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+        int n = poll(fds, 2, (int)p->cfg->poll_ms);
+        if (n < 0)
+            continue;   /* EINTR */
+        if (n == 0) {
+            pool_wake_one(p);   /* the fallback poll */
+            continue;
+        }
+        if (fds[1].revents)
+            break;
+        if (!PQconsumeInput(pg)) {
+            pool_log(PGQ_LOG_WARN, "listener", "connection lost: %s", PQerrorMessage(pg));
+            listening = false;   /* listen_on reconnects */
+            continue;
+        }
+        PGnotify *note;
+        while ((note = PQnotifies(pg)) != NULL) {
+            if (ours(p, note->extra))
+                pool_wake_one(p);
+            PQfreemem(note);
+        }
+    }
+    pgq_disconnect(c);
+    return NULL;
+}

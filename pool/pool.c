@@ -1,0 +1,420 @@
+/* The pool: owns the worker slots and the heartbeat and listener threads,
+ * and the wake protocol between them.
+ *
+ * Idle workers sleep on one condition variable. A wake is a token: the
+ * listener adds one per NOTIFY for our queues and one per poll tick, and a
+ * worker that claimed a job adds one more (so a backlog fans out to all
+ * workers) — never more tokens than idle workers, so there is no thundering
+ * herd and an idle pool costs one claim query per poll interval.
+ *
+ * Shutdown (promise 9): stop() stops claiming and sets a deadline; wait()
+ * lets in-flight jobs finish until then, cancels what is left (exec
+ * children are killed), releases leases still held (back to ready, no
+ * attempt spent), stops the heartbeat last (leases stay alive while
+ * draining), and removes the pool's registry row. */
+#include "pool_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int64_t pool_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void abs_deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+void pool_wake_one(pgq_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->wakeups < p->idle) {
+        p->wakeups++;
+        pthread_cond_signal(&p->wake_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void pool_nap(pgq_pool *p, int64_t ms)
+{
+    struct timespec ts;
+    abs_deadline(&ts, ms);
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load(&p->stopping))
+        if (pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
+{
+    char err[512];
+    int64_t backoff = 100;
+    for (int tries = 0;; tries++) {
+        if (*conn ? pgq_reconnect(*conn, err, sizeof err) == 0
+                  : pgq_connect(p->url, conn, err, sizeof err) == 0) {
+            if (tries)
+                pool_log(PGQ_LOG_INFO, who, "reconnected after %d attempt%s", tries,
+                         tries == 1 ? "" : "s");
+            return 0;
+        }
+        if (tries == 0)
+            pool_log(PGQ_LOG_WARN, who, "connection lost, reconnecting: %s", err);
+        if (atomic_load(&p->stopping))
+            return -1;
+        pool_nap(p, backoff);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+    }
+}
+
+const struct handler *pool_handler(pgq_pool *p, const char *type)
+{
+    const struct handler *h = NULL;
+    pthread_mutex_lock(&p->mu);
+    struct handlers *g = p->handlers;
+    for (size_t i = 0; g && i < g->n; i++)
+        if (strcmp(g->h[i].type->name, type) == 0)
+            h = &g->h[i];
+    pthread_mutex_unlock(&p->mu);
+    return h;
+}
+
+int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, size_t errlen)
+{
+    const char *url = db_url ? db_url : cfg->db_url ? cfg->db_url : getenv("DATABASE_URL");
+    if (!url || !*url) {
+        snprintf(err, errlen, "no database: give --db URL, [database] url in %s, or set "
+                 "DATABASE_URL", cfg->path ? cfg->path : "the config");
+        return -1;
+    }
+    pgq_pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->url = strdup(url))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->cfg = cfg;
+    p->nslots = cfg->workers;
+    p->stop_pipe[0] = p->stop_pipe[1] = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->wake_cv, &ca);
+    pthread_cond_init(&p->state_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (gethostname(p->host, sizeof p->host) < 0)
+        snprintf(p->host, sizeof p->host, "unknown");
+    p->host[sizeof p->host - 1] = '\0';
+    snprintf(p->name, sizeof p->name, "%s:%d:%lld", p->host, (int)getpid(),
+             (long long)time(NULL));
+    *out = p;
+    return 0;
+}
+
+int pgq_pool_on(pgq_pool *p, const char *name, pgq_handler_fn fn, void *arg, char *err,
+                size_t errlen)
+{
+    struct callback *cbs = realloc(p->cbs, (p->ncbs + 1) * sizeof *cbs);
+    if (!cbs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->cbs = cbs;
+    cbs[p->ncbs] = (struct callback){ strdup(name), fn, arg };
+    if (!cbs[p->ncbs].name) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->ncbs++;
+    return 0;
+}
+
+int pgq_pool_check(pgq_pool *p, char *err, size_t errlen)
+{
+    struct handlers *h;
+    if (handlers_build(p, p->cfg, &h, err, errlen) < 0)
+        return -1;
+    h->cfg = NULL;   /* not ours to free */
+    handlers_free(h);
+    return 0;
+}
+
+static int register_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
+{
+    size_t nfields = 0;
+    for (size_t i = 0; i < cfg->ntypes; i++)
+        nfields += cfg->types[i].nrequire;
+    pgq_type_def *defs = calloc(cfg->ntypes + 1, sizeof *defs);
+    pgq_field *fields = calloc(nfields + 1, sizeof *fields), *f = fields;
+    int rc = -1;
+    if (!defs || !fields) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->ntypes; i++) {
+        const pgq_cfg_type *t = &cfg->types[i];
+        defs[i] = (pgq_type_def){ .type = t->name, .queue = t->queue, .required = f,
+                                  .nrequired = t->nrequire, .max_retries = t->max_retries,
+                                  .priority = t->priority, .timeout_ms = t->timeout_ms,
+                                  .backoff_base_ms = t->backoff_base_ms,
+                                  .backoff_max_ms = t->backoff_max_ms };
+        for (size_t k = 0; k < t->nrequire; k++, f++)
+            *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
+    }
+    rc = pgq_types_register(c, defs, cfg->ntypes, err, errlen);
+out:
+    free(defs);
+    free(fields);
+    return rc;
+}
+
+int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
+{
+    char e[512];
+    if (handlers_build(p, p->cfg, &p->handlers, err, errlen) < 0)
+        return -1;
+    p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
+    if (pgq_connect(p->url, &p->hb_conn, e, sizeof e) < 0 ||
+        pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
+        register_types(p->hb_conn, p->cfg, e, sizeof e) < 0 ||
+        pgq_pool_register_row(p->hb_conn, p->name, p->host, (int)getpid(), p->nslots,
+                              (const char *const *)p->cfg->queues, p->cfg->nqueues,
+                              e, sizeof e) < 0) {
+        snprintf(err, errlen, "%s", e);
+        return -1;
+    }
+    if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
+    if (!p->slots) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        s->pool = p;
+        s->index = i;
+        snprintf(s->who, sizeof s->who, "worker[%d]", i);
+        snprintf(s->owner, sizeof s->owner, "%s/w%d", p->name, i);
+        if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
+            snprintf(err, errlen, "cannot start worker thread %d", i);
+            pgq_pool_stop(p);
+            return -1;
+        }
+        s->started = true;
+    }
+    if (pthread_create(&p->hb_thread, NULL, heartbeat_main, p) != 0 ||
+        pthread_create(&p->listen_thread, NULL, listener_main, p) != 0) {
+        snprintf(err, errlen, "cannot start the heartbeat or listener thread");
+        pgq_pool_stop(p);
+        return -1;
+    }
+    p->threads_started = true;
+    pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s%s%s, %zu job types",
+             p->name, p->nslots, p->cfg->queues[0], p->cfg->nqueues > 1 ? ", ..." : "", "",
+             p->cfg->ntypes);
+    return 0;
+}
+
+void pgq_pool_stop(pgq_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!p->stop_requested) {
+        p->stop_requested = true;
+        p->deadline_ms = pool_now_ms() + p->cfg->shutdown_timeout_ms;
+        atomic_store(&p->stopping, true);
+        pthread_cond_broadcast(&p->wake_cv);
+        pthread_cond_broadcast(&p->state_cv);
+        if (p->stop_pipe[1] >= 0) {
+            ssize_t w = write(p->stop_pipe[1], "x", 1);
+            (void)w;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int busy_workers(pgq_pool *p)
+{
+    int busy = 0;
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].started && !p->slots[i].exited && !p->slots[i].abandoned)
+            busy++;
+    return busy;
+}
+
+/* Wait (mu held) until no worker is busy or the monotonic time `until`. */
+static void wait_workers(pgq_pool *p, int64_t until)
+{
+    struct timespec ts;
+    while (busy_workers(p) > 0) {
+        int64_t left = until - pool_now_ms();
+        if (left <= 0)
+            break;
+        abs_deadline(&ts, left);
+        pthread_cond_timedwait(&p->state_cv, &p->mu, &ts);
+    }
+}
+
+/* Release, from this thread's own connection, the jobs of workers whose
+ * handlers ignored cancellation; their threads are left behind. */
+static int release_abandoned(pgq_pool *p)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    int rc = 0;
+    for (int i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        if (!s->started || s->exited || s->abandoned)
+            continue;
+        s->abandoned = true;
+        if (!s->job)
+            continue;
+        bool lost = false;
+        if (!c && pgq_connect(p->url, &c, err, sizeof err) < 0) {
+            pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s; its lease will "
+                     "expire", (long long)s->job->id, err);
+            rc = -1;
+            continue;
+        }
+        if (pgq_release(c, s->job->id, s->job->lease_token, &lost, err, sizeof err) < 0) {
+            pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s", (long long)s->job->id,
+                     err);
+            rc = -1;
+        } else {
+            pool_log(PGQ_LOG_WARN, s->who, "job=%lld type=%s: handler ignored the shutdown; "
+                     "released%s", (long long)s->job->id, s->job->type,
+                     lost ? " (lease already lost)" : "");
+        }
+    }
+    pgq_disconnect(c);
+    return rc;
+}
+
+int pgq_pool_wait(pgq_pool *p)
+{
+    char err[512];
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop_requested)
+        pthread_cond_wait(&p->state_cv, &p->mu);
+    int64_t deadline = p->deadline_ms;
+    if (busy_workers(p))
+        pool_log(PGQ_LOG_INFO, NULL, "shutting down: waiting up to %lld ms for %d job%s",
+                 (long long)(deadline - pool_now_ms()), busy_workers(p),
+                 busy_workers(p) == 1 ? "" : "s");
+    wait_workers(p, deadline);
+    if (busy_workers(p)) {
+        /* Deadline: cancel what runs (exec children get SIGTERM, then
+         * SIGKILL); the workers release their jobs as they return. */
+        for (int i = 0; i < p->nslots; i++)
+            atomic_store(&p->slots[i].cancel, true);
+        wait_workers(p, pool_now_ms() + 10000);
+        if (release_abandoned(p) < 0)
+            rc = -1;
+    }
+    p->hb_stop = true;
+    pthread_cond_broadcast(&p->state_cv);
+    pthread_mutex_unlock(&p->mu);
+
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].started && !p->slots[i].abandoned)
+            pthread_join(p->slots[i].thread, NULL);
+    if (p->threads_started) {
+        pthread_join(p->listen_thread, NULL);
+        pthread_join(p->hb_thread, NULL);
+    }
+    if (p->hb_conn) {
+        if (!pgq_connected(p->hb_conn))
+            (void)!pgq_reconnect(p->hb_conn, err, sizeof err);
+        if (pgq_pool_deregister_row(p->hb_conn, p->name, err, sizeof err) < 0) {
+            pool_log(PGQ_LOG_WARN, NULL, "%s", err);
+            rc = -1;
+        }
+    }
+    pool_log(PGQ_LOG_INFO, NULL, "stopped");
+    return rc;
+}
+
+int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
+{
+    pgq_cfg *cfg = NULL;
+    struct handlers *h;
+    char e[1024];
+    if (!p->cfg->path) {
+        snprintf(err, errlen, "no config file to reload");
+        return -1;
+    }
+    if (pgq_cfg_load(p->cfg->path, &cfg, err, errlen) < 0)
+        return -1;
+    if (handlers_build(p, cfg, &h, err, errlen) < 0) {
+        pgq_cfg_free(cfg);
+        return -1;
+    }
+    /* A connection of its own: the heartbeat thread's belongs to it. */
+    pgq_conn *c = NULL;
+    if (pgq_connect(p->url, &c, e, sizeof e) < 0 || register_types(c, cfg, e, sizeof e) < 0) {
+        pgq_disconnect(c);
+        snprintf(err, errlen, "%s", e);
+        handlers_free(h);
+        return -1;
+    }
+    pgq_disconnect(c);
+    pthread_mutex_lock(&p->mu);
+    h->older = p->handlers;
+    p->handlers = h;
+    pthread_mutex_unlock(&p->mu);
+    err[0] = '\0';
+    if (cfg->workers != p->cfg->workers || cfg->nqueues != p->cfg->nqueues ||
+        cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms)
+        snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
+    return 0;
+}
+
+void pgq_pool_free(pgq_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; p->slots && i < p->nslots; i++)
+        if (p->slots[i].abandoned)
+            return;   /* a handler thread still runs and uses the pool: leave it be */
+    for (int i = 0; p->slots && i < p->nslots; i++) {
+        pgq_disconnect(p->slots[i].conn);
+        pgq_job_free(p->slots[i].job);
+    }
+    handlers_free(p->handlers);
+    pgq_disconnect(p->hb_conn);
+    for (size_t i = 0; i < p->ncbs; i++)
+        free(p->cbs[i].name);
+    free(p->cbs);
+    if (p->stop_pipe[0] >= 0) {
+        close(p->stop_pipe[0]);
+        close(p->stop_pipe[1]);
+    }
+    pgq_cfg_free(p->cfg);
+    free(p->slots);
+    free(p->url);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake_cv);
+    pthread_cond_destroy(&p->state_cv);
+    free(p);
+}

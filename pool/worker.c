@@ -1,0 +1,264 @@
+/* A worker thread: its own connection, one job at a time.
+ *
+ * Loop: claim; if nothing is ready, sleep until woken (see pool.c); else
+ * run the job's handler and end the attempt with complete or fail, both
+ * fenced by the lease token. When the connection breaks, the worker
+ * reconnects with backoff and keeps the job in hand: the heartbeat thread
+ * (its own connection) keeps the lease alive meanwhile, so the outcome is
+ * still recorded once the database is back (promise 10). If the lease was
+ * lost, nothing is recorded and the log says so. */
+#include "pool_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "log.h"
+
+struct pgq_ctx {
+    struct slot *slot;
+    const pgq_job *job;
+    int64_t deadline_ms;   /* the job type's timeout, monotonic */
+};
+
+const pgq_job *pgq_ctx_job(const pgq_ctx *ctx)
+{
+    return ctx->job;
+}
+
+pgq_conn *pgq_ctx_conn(pgq_ctx *ctx)
+{
+    return ctx->slot->conn;
+}
+
+bool pgq_ctx_lease_lost(const pgq_ctx *ctx)
+{
+    return atomic_load(&ctx->slot->lease_lost);
+}
+
+bool pgq_ctx_cancelled(const pgq_ctx *ctx)
+{
+    return atomic_load(&ctx->slot->cancel) || atomic_load(&ctx->slot->lease_lost) ||
+           pool_now_ms() > ctx->deadline_ms;
+}
+
+pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
+                                 char *err, size_t errlen)
+{
+    if (pgq_ctx_lease_lost(ctx)) {
+        snprintf(err, errlen, "run_once %s: lease lost", key);
+        return PGQ_ONCE_LEASE_LOST;
+    }
+    return pgq_run_once(ctx->slot->conn, ctx->job->id, ctx->job->lease_token, key, fn, arg,
+                        err, errlen);
+}
+
+/* The outcome of one attempt. */
+struct outcome {
+    bool ok;
+    bool cancelled;           /* stopped by the pool (shutdown or lease lost) */
+    pgq_attempt_info info;
+    char error[2048];
+};
+
+static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
+                     struct outcome *o)
+{
+    char env[6][1200];
+    const char *envp[7];
+    snprintf(env[0], sizeof env[0], "PGQ_JOB_ID=%" PRId64, j->id);
+    snprintf(env[1], sizeof env[1], "PGQ_JOB_TYPE=%s", j->type);
+    snprintf(env[2], sizeof env[2], "PGQ_QUEUE=%s", j->queue);
+    snprintf(env[3], sizeof env[3], "PGQ_ATTEMPT=%d", j->attempt);
+    snprintf(env[4], sizeof env[4], "PGQ_LEASE_TOKEN=%s", j->lease_token);
+    snprintf(env[5], sizeof env[5], "DATABASE_URL=%s", s->pool->url);
+    for (int i = 0; i < 6; i++)
+        envp[i] = env[i];
+    envp[6] = NULL;
+    exec_request req = {
+        .argv = (const char *const *)h->type->argv,
+        .env_extra = envp,
+        .payload = j->payload,
+        .payload_len = strlen(j->payload),
+        .timeout_ms = h->type->timeout_ms,
+        .grace_ms = 5000,
+        .cancel = &s->cancel,
+    };
+    exec_result res;
+    if (exec_run(&req, &res) < 0) {
+        snprintf(o->error, sizeof o->error, "%s", res.error);
+        return;
+    }
+    o->ok = res.ok;
+    o->cancelled = res.cancelled;
+    o->info.exit_code = res.exit_code;
+    o->info.term_signal = res.term_signal;
+    o->info.cpu_ms = res.cpu_ms;
+    o->info.max_rss_kb = res.max_rss_kb;
+    snprintf(o->error, sizeof o->error, "%s", res.error);
+}
+
+static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
+{
+    const struct handler *h = pool_handler(s->pool, j->type);
+    memset(o, 0, sizeof *o);
+    o->info = (pgq_attempt_info)PGQ_ATTEMPT_INFO_INIT;
+    if (!h) {
+        snprintf(o->error, sizeof o->error, "no handler for job type \"%s\" in pool %s "
+                 "(add a [job %s] section)", j->type, s->pool->name, j->type);
+        return;
+    }
+    if (h->kind == PGQ_HANDLER_EXEC) {
+        run_exec(s, h, j, o);
+        return;
+    }
+    pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms };
+    char err[2048] = "";
+    o->ok = h->fn(&ctx, h->arg, err, sizeof err) == 0;
+    o->cancelled = atomic_load(&s->cancel);
+    if (!o->ok)
+        snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
+}
+
+enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
+
+/* Record the attempt's end, reconnecting as long as the lease may still be
+ * ours. Gives up when the heartbeat says the lease is lost, or after the
+ * shutdown deadline. */
+static void finish(struct slot *s, const pgq_job *j, enum finish how, const struct outcome *o)
+{
+    char err[512], who[128];
+    bool lost = false;
+    pgq_fail_result fr = { 0 };
+    snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
+    for (;;) {
+        int rc;
+        if (how == FINISH_COMPLETE)
+            rc = pgq_complete(s->conn, j->id, j->lease_token, &o->info, &lost, err, sizeof err);
+        else if (how == FINISH_FAIL)
+            rc = pgq_fail(s->conn, j->id, j->lease_token, o->error, &o->info, &fr, err,
+                          sizeof err);
+        else
+            rc = pgq_release(s->conn, j->id, j->lease_token, &lost, err, sizeof err);
+        if (rc == 0)
+            break;
+        if (pgq_connected(s->conn)) {
+            pool_log(PGQ_LOG_ERROR, who, "%s; the lease will expire and the job be retried", err);
+            return;
+        }
+        if (atomic_load(&s->lease_lost)) {
+            pool_log(PGQ_LOG_WARN, who, "lease lost while reconnecting; outcome not recorded");
+            return;
+        }
+        pthread_mutex_lock(&s->pool->mu);
+        bool past = s->pool->stop_requested && pool_now_ms() > s->pool->deadline_ms + 5000;
+        pthread_mutex_unlock(&s->pool->mu);
+        if (past) {
+            pool_log(PGQ_LOG_WARN, who, "database unreachable at shutdown; the lease will "
+                     "expire and the job be retried");
+            return;
+        }
+        pool_nap(s->pool, 200);
+        /* Not pool_connect_retry: it gives up once stopping, and a drain
+         * must still record outcomes. */
+        if (pgq_reconnect(s->conn, err, sizeof err) == 0)
+            pool_log(PGQ_LOG_INFO, who, "reconnected");
+    }
+    if (lost || fr.lease_lost) {
+        pool_log(PGQ_LOG_WARN, who, "lease lost: the job was reclaimed; this attempt's "
+                 "outcome is discarded");
+    } else if (how == FINISH_COMPLETE) {
+        pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
+    } else if (how == FINISH_RELEASE) {
+        pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
+    } else if (fr.dead) {
+        pool_log(PGQ_LOG_WARN, who, "dead after attempt %d: %s", j->attempt, o->error);
+    } else {
+        pool_log(PGQ_LOG_INFO, who, "failed (attempt %d of %d), retry in %.1fs: %s", j->attempt,
+                 j->max_retries + 1, fr.retry_in_s, o->error);
+    }
+}
+
+static void run_job(struct slot *s, pgq_job *j)
+{
+    pgq_pool *p = s->pool;
+    struct outcome o;
+    atomic_store(&s->lease_lost, false);
+    atomic_store(&s->cancel, false);
+    pthread_mutex_lock(&p->mu);
+    s->job = j;
+    pthread_mutex_unlock(&p->mu);
+    if (pool_log_enabled(PGQ_LOG_DEBUG))
+        pool_log(PGQ_LOG_DEBUG, s->who, "job=%" PRId64 " type=%s claimed (attempt %d)", j->id,
+                 j->type, j->attempt);
+
+    run_handler(s, j, &o);
+
+    enum finish how = o.ok ? FINISH_COMPLETE : FINISH_FAIL;
+    /* Stopped by the shutdown deadline: give the job back, not a failure. */
+    if (!o.ok && o.cancelled && atomic_load(&p->stopping) && !atomic_load(&s->lease_lost))
+        how = FINISH_RELEASE;
+    if (atomic_load(&s->lease_lost) && !o.ok)
+        pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
+                 j->id, j->type);
+    else
+        finish(s, j, how, &o);
+
+    pthread_mutex_lock(&p->mu);
+    s->job = NULL;
+    pthread_mutex_unlock(&p->mu);
+    pgq_job_free(j);
+}
+
+/* Sleep until woken (a token) or the pool stops. */
+static void wait_for_work(pgq_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->idle++;
+    while (p->wakeups == 0 && !atomic_load(&p->stopping))
+        pthread_cond_wait(&p->wake_cv, &p->mu);
+    if (p->wakeups > 0)
+        p->wakeups--;
+    p->idle--;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void *worker_main(void *arg)
+{
+    struct slot *s = arg;
+    pgq_pool *p = s->pool;
+    char err[512];
+
+    while (!atomic_load(&p->stopping)) {
+        if (!pgq_connected(s->conn) && pool_connect_retry(p, &s->conn, s->who) < 0)
+            break;
+        pgq_job *j = NULL;
+        if (pgq_claim(s->conn, (const char *const *)p->cfg->queues, p->cfg->nqueues, s->owner,
+                      p->cfg->lease_ttl_ms, &j, err, sizeof err) < 0) {
+            if (pgq_connected(s->conn)) {
+                pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
+                pool_nap(p, 1000);
+            }
+            continue;
+        }
+        if (!j) {
+            wait_for_work(p);
+            continue;
+        }
+        pool_wake_one(p);   /* there may be more: let an idle worker look */
+        if (atomic_load(&p->stopping)) {
+            struct outcome none = { .info = PGQ_ATTEMPT_INFO_INIT };
+            finish(s, j, FINISH_RELEASE, &none);
+            pgq_job_free(j);
+            break;
+        }
+        run_job(s, j);
+    }
+    pthread_mutex_lock(&p->mu);
+    s->exited = true;
+    pthread_cond_broadcast(&p->state_cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
