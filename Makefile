@@ -45,7 +45,9 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 
 .PHONY: all test unit run install uninstall clean deps check-deps
-all: $(LIBA) $(LIBSO) $(PGQ) $(if $(POOL_READY),$(POOL))
+EXAMPLES = $(if $(POOL_READY),$(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so)
+
+all: $(LIBA) $(LIBSO) $(PGQ) $(if $(POOL_READY),$(POOL)) $(EXAMPLES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,7 +71,16 @@ $(PGQ): $(CLI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LIBS)
 
 $(POOL): $(BUILD)/pool/main.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/pool/main.o $(LIBA) $(LIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(LIBA) $(LIBS)
+
+# The embedding and plugin examples; the tests build and run them. pgq-pool
+# is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.
+$(BUILD)/examples/embed-demo: $(BUILD)/examples/embed.o $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(LIBA) $(LIBS)
+
+$(BUILD)/examples/plugin-demo.so: examples/plugin.c pool/pgq_pool.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $<
 
 $(TESTBIN): $(TEST_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)

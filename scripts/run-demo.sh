@@ -1,42 +1,62 @@
 #!/usr/bin/env bash
 # `make run`: a throwaway PostgreSQL (unless DATABASE_URL is set), migrate,
-# register the demo job types, enqueue demo jobs and show the queue. With a
-# terminal, leaves you in a shell where `pgq` talks to that database; the
-# throwaway server is removed when you leave it.
+# the demo job types of examples/demo.ini, a stream of demo jobs, and the
+# pool running them with its log on the terminal. Ctrl-C stops everything
+# cleanly (the pool drains, the throwaway server is removed). Without a
+# terminal it runs for PGQ_DEMO_SECONDS (default 20) and stops by itself.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="$here/$build:$PATH"
+export PATH="$here/$build:$PATH" here
+export PGQ_DEMO_OUTBOX=${PGQ_DEMO_OUTBOX:-$(mktemp /tmp/pgq-demo-outbox.XXXXXX)}
 
 demo() {
     set -e
     cd "$here"
     pgq migrate
     pgq -c examples/demo.ini types apply >/dev/null
-    echo "registered job types:"
-    pgq types list | sed 's/^/  /'
-    for i in 1 2 3 4 5; do
-        pgq add send-email "{\"to\":\"user$i@example.com\",\"subject\":\"Welcome #$i\"}" \
-            --idempotency-key "welcome:user$i" >/dev/null
-    done
-    pgq add send-email '{"to":"user1@example.com","subject":"Welcome #1"}' \
-        --idempotency-key welcome:user1 | sed 's/^/re-adding welcome:user1 -> job /'
-    pgq add resize-image '{"path":"/tmp/cat.png","width":640}' --delay 1m >/dev/null
-    pgq add cleanup '{}' --priority -1 >/dev/null
     errfile=$(mktemp)
     if ! pgq add send-email '{"to":"nobody@example.com"}' 2>"$errfile"; then
-        echo "a bad payload is refused: $(cat "$errfile")"
+        echo "(a bad payload is refused: $(cat "$errfile"))"
     fi
     rm -f "$errfile"
-    echo
-    pgq stats
-    if [ -t 0 ] && [ -t 1 ]; then
+
+    # The producer: a few jobs of each kind every second, some scheduled.
+    (
+        trap 'exit 0' TERM INT
+        i=0
+        while :; do
+            i=$((i + 1))
+            pgq add send-email "{\"to\":\"user$i@example.com\",\"subject\":\"Welcome #$i\"}" \
+                --idempotency-key "welcome:$i" >/dev/null
+            pgq add resize-image "{\"path\":\"/photos/$i.jpg\",\"width\":640}" >/dev/null
+            [ $((i % 5)) -eq 0 ] && pgq add cleanup '{}' --delay 3s >/dev/null
+            sleep 1
+        done
+    ) &
+    producer=$!
+
+    pgq-pool -c examples/demo.ini &
+    pool=$!
+    stop() {
+        trap '' INT TERM
+        kill -TERM "$producer" 2>/dev/null || true
+        kill -TERM "$pool" 2>/dev/null || true
+        wait "$pool" 2>/dev/null || true
+        wait "$producer" 2>/dev/null || true
         echo
-        echo "DATABASE_URL=$DATABASE_URL"
-        echo "Try: pgq stats | pgq show 1 | pgq add cleanup '{}' | pgq --help.  Type exit to stop."
-        PS1='pgq-demo$ ' bash --norc -i || true
+        pgq stats
+        echo "outbox (each email sent at most once): $PGQ_DEMO_OUTBOX, $(wc -l < "$PGQ_DEMO_OUTBOX") lines"
+    }
+    trap 'stop; exit 0' INT TERM
+    if [ -t 0 ]; then
+        echo "pgq demo: pool and producer running; Ctrl-C to stop. DATABASE_URL=$DATABASE_URL"
+        wait "$pool" || true
+        stop
+    else
+        sleep "${PGQ_DEMO_SECONDS:-20}"
+        stop
     fi
 }
 export -f demo
-export here
 exec "$here/scripts/with-postgres.sh" -- bash -c demo
