@@ -201,6 +201,7 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         snprintf(err, errlen, "%s", e);
         return -1;
     }
+    p->registered = true;
     if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
@@ -230,9 +231,12 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->threads_started = true;
-    pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s%s%s, %zu job types",
-             p->name, p->nslots, p->cfg->queues[0], p->cfg->nqueues > 1 ? ", ..." : "", "",
-             p->cfg->ntypes);
+    char queues[512] = "";
+    for (size_t i = 0, off = 0; i < p->cfg->nqueues && off < sizeof queues; i++)
+        off += (size_t)snprintf(queues + off, sizeof queues - off, "%s%s", i ? ", " : "",
+                                p->cfg->queues[i]);
+    pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s; %zu job types",
+             p->name, p->nslots, queues, p->cfg->ntypes);
     return 0;
 }
 
@@ -256,7 +260,7 @@ void pgq_pool_stop(pgq_pool *p)
 static int busy_workers(pgq_pool *p)
 {
     int busy = 0;
-    for (int i = 0; i < p->nslots; i++)
+    for (int i = 0; p->slots && i < p->nslots; i++)
         if (p->slots[i].started && !p->slots[i].exited && !p->slots[i].abandoned)
             busy++;
     return busy;
@@ -282,7 +286,7 @@ static int release_abandoned(pgq_pool *p)
     char err[512];
     pgq_conn *c = NULL;
     int rc = 0;
-    for (int i = 0; i < p->nslots; i++) {
+    for (int i = 0; p->slots && i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         if (!s->started || s->exited || s->abandoned)
             continue;
@@ -318,15 +322,17 @@ int pgq_pool_wait(pgq_pool *p)
     while (!p->stop_requested)
         pthread_cond_wait(&p->state_cv, &p->mu);
     int64_t deadline = p->deadline_ms;
-    if (busy_workers(p))
+    int held = 0;
+    for (int i = 0; p->slots && i < p->nslots; i++)
+        held += p->slots[i].job != NULL;
+    if (held)
         pool_log(PGQ_LOG_INFO, NULL, "shutting down: waiting up to %lld ms for %d job%s",
-                 (long long)(deadline - pool_now_ms()), busy_workers(p),
-                 busy_workers(p) == 1 ? "" : "s");
+                 (long long)(deadline - pool_now_ms()), held, held == 1 ? "" : "s");
     wait_workers(p, deadline);
     if (busy_workers(p)) {
         /* Deadline: cancel what runs (exec children get SIGTERM, then
          * SIGKILL); the workers release their jobs as they return. */
-        for (int i = 0; i < p->nslots; i++)
+        for (int i = 0; p->slots && i < p->nslots; i++)
             atomic_store(&p->slots[i].cancel, true);
         wait_workers(p, pool_now_ms() + 10000);
         if (release_abandoned(p) < 0)
@@ -336,14 +342,14 @@ int pgq_pool_wait(pgq_pool *p)
     pthread_cond_broadcast(&p->state_cv);
     pthread_mutex_unlock(&p->mu);
 
-    for (int i = 0; i < p->nslots; i++)
+    for (int i = 0; p->slots && i < p->nslots; i++)
         if (p->slots[i].started && !p->slots[i].abandoned)
             pthread_join(p->slots[i].thread, NULL);
     if (p->threads_started) {
         pthread_join(p->listen_thread, NULL);
         pthread_join(p->hb_thread, NULL);
     }
-    if (p->hb_conn) {
+    if (p->hb_conn && p->registered) {
         if (!pgq_connected(p->hb_conn))
             (void)!pgq_reconnect(p->hb_conn, err, sizeof err);
         if (pgq_pool_deregister_row(p->hb_conn, p->name, err, sizeof err) < 0) {

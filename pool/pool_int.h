@@ -73,6 +73,7 @@ struct pgq_pool {
     pgq_conn *hb_conn;             /* the heartbeat thread's */
     pthread_t hb_thread, listen_thread;
     bool threads_started;
+    bool registered;               /* our pgq.workers row exists */
 };
 
 /* Monotonic milliseconds. */
