@@ -27,9 +27,7 @@ TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 
 CORE_SRC   = $(wildcard core/*.c)
 CONFIG_SRC = $(wildcard config/*.c)
-# (until pool/exec.c lands, the pool is left out of the build)
-POOL_READY = $(wildcard pool/exec.c)
-POOL_SRC   = $(if $(POOL_READY),$(filter-out pool/main.c,$(wildcard pool/*.c)))
+POOL_SRC   = $(filter-out pool/main.c,$(wildcard pool/*.c))
 MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
@@ -45,9 +43,9 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 
 .PHONY: all test unit run install uninstall clean deps check-deps
-EXAMPLES = $(if $(POOL_READY),$(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so)
+EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
-all: $(LIBA) $(LIBSO) $(PGQ) $(if $(POOL_READY),$(POOL)) $(EXAMPLES)
+all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

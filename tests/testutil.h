@@ -51,6 +51,7 @@ Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
+Suite *exec_suite(void);
 Suite *docs_suite(void);
 
 #endif

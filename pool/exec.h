@@ -1,0 +1,54 @@
+/* exec.h -- run one job's `exec` handler: a command, payload on stdin, its
+ * own process group, a timeout and a cancel flag, stderr tail as the error. */
+#ifndef PGQ_EXEC_H
+#define PGQ_EXEC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What to run. Everything is borrowed for the duration of exec_run. */
+typedef struct exec_request {
+    const char *const *argv;        /* NULL-terminated; argv[0] is searched in the
+                                     * pool's $PATH unless it contains a '/' */
+    const char *const *env_extra;   /* NULL-terminated "NAME=value" (distinct names),
+                                     * added to the pool's environ, overriding it;
+                                     * may be NULL */
+    const char *payload;            /* written to the command's stdin, then EOF */
+    size_t payload_len;
+    int64_t timeout_ms;             /* <= 0: no timeout */
+    int64_t grace_ms;               /* SIGTERM -> SIGKILL of the group; <= 0: at once */
+    const atomic_bool *cancel;      /* may be NULL; polled at least every 100 ms */
+} exec_request;
+
+/* How one attempt went. The attempt succeeded iff ok. */
+typedef struct exec_result {
+    bool ok;                        /* exited 0, neither timed out nor cancelled */
+    bool started;                   /* false: the command could not be run at all */
+    int exit_code;                  /* -1 unless it exited */
+    int term_signal;                /* 0 unless killed by a signal */
+    bool timed_out, cancelled;      /* we sent SIGTERM (and maybe SIGKILL) because of it */
+    int64_t cpu_ms;                 /* user+sys of the command and its reaped children;
+                                     * -1 when unknown (the group was SIGKILLed) */
+    int64_t max_rss_kb;             /* peak RSS of the command; -1 when unknown */
+    int64_t duration_ms;            /* wall time of exec_run */
+    char error[2048];               /* "" iff ok, else one message, e.g.
+                                     *   exit status 3: <stderr tail>
+                                     *   killed by signal 9 (SIGKILL) after timeout (60s): <tail>
+                                     *   killed by signal 15 (SIGTERM) after cancellation
+                                     *   cannot run "x": No such file or directory */
+} exec_result;
+
+/* Run one command to completion (or timeout / cancellation) and fill *res.
+ * Returns 0 when the attempt has an outcome (see res->ok; a command that
+ * cannot be run is a failed attempt, not an internal error), -1 when pgq
+ * itself failed (pipe, fork, out of memory; res->error says why). Every
+ * process of the command's group is dead when it returns.
+ * Thread-safe: many worker threads may run commands at once. The calling
+ * thread must outlive the call (the command dies with the thread that
+ * forked it, see exec.c), and nobody may reap children with wait(-1) or set
+ * SIGCHLD to SIG_IGN, or modify the environment while it runs. */
+int exec_run(const exec_request *req, exec_result *res) __attribute__((warn_unused_result));
+
+#endif /* PGQ_EXEC_H */

@@ -1,0 +1,778 @@
+/*
+ * exec_test.c -- unit tests for pool/exec.c: real commands, real processes.
+ *
+ * Every test runs sh (or a missing program) through exec_run and asserts the
+ * outcome: bytes that reached the command, the exact error text, which
+ * processes are still alive afterwards. Commands leave evidence in files of
+ * a per-test directory ($$ and $! pids, what they read). Timings are only
+ * ever upper bounds, and generous ones: a "does not hang" test fails by
+ * taking minutes, not by being a little slow. No database.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../pool/exec.h"
+
+Suite *exec_suite(void);
+
+static char dir[256];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/pgq-exec-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static char *file(const char *name)
+{
+    static char p[512];
+
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+    nanosleep(&ts, NULL);
+}
+
+/* Whole file, malloc'd and NUL-terminated; NULL if it does not exist. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    size_t cap = 4096, n = 0, r;
+    char *buf;
+
+    if (!f)
+        return NULL;
+    buf = malloc(cap + 1);
+    ck_assert_ptr_nonnull(buf);
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* A pid a command wrote into a file ("123\n"); waits up to 10 s for it. */
+static pid_t read_pid(const char *name)
+{
+    int64_t end = mono_ms() + 10000;
+
+    for (;;) {
+        char *s = slurp(file(name), NULL);
+        if (s && strchr(s, '\n')) {
+            pid_t pid = (pid_t)atoi(s);
+            free(s);
+            ck_assert_int_gt(pid, 1);
+            return pid;
+        }
+        free(s);
+        ck_assert_msg(mono_ms() < end, "%s never written", name);
+        sleep_ms(20);
+    }
+}
+
+/* Gone, or a zombie nobody reaps (the container's init may not): dead. */
+static bool pid_dead(pid_t pid)
+{
+    char path[64], buf[512], *rp;
+    size_t n;
+    FILE *f;
+
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return true;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+static bool wait_dead(pid_t pid, int ms)
+{
+    int64_t end = mono_ms() + ms;
+
+    while (!pid_dead(pid)) {
+        if (mono_ms() > end)
+            return false;
+        sleep_ms(20);
+    }
+    return true;
+}
+
+static exec_request sh_req(const char *script)
+{
+    static const char *argv[4];
+
+    argv[0] = "sh";
+    argv[1] = "-c";
+    argv[2] = script;
+    argv[3] = NULL;
+    return (exec_request){ .argv = argv, .timeout_ms = 120000, .grace_ms = 1000 };
+}
+
+static void run(const exec_request *req, exec_result *res)
+{
+    ck_assert_msg(exec_run(req, res) == 0, "exec_run: %s", res->error);
+}
+
+/* A script with the test directory in place of every "@D". Static buffer. */
+static char *script(const char *tmpl)
+{
+    static char s[2048];
+    size_t o = 0;
+
+    for (const char *p = tmpl; *p; p++) {
+        if (p[0] == '@' && p[1] == 'D') {
+            o += (size_t)snprintf(s + o, sizeof s - o, "%s", dir);
+            p++;
+        } else {
+            s[o++] = *p;
+        }
+        ck_assert_uint_lt(o, sizeof s - 1);
+    }
+    s[o] = '\0';
+    return s;
+}
+
+START_TEST(payload_arrives_on_stdin)
+{
+    const char *payload = "{\"to\":\"a@example.com\",\"n\":1}";
+    exec_request req = sh_req(script("cat > @D/in"));
+    exec_result res;
+    size_t len;
+
+    req.payload = payload;
+    req.payload_len = strlen(payload);
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert(res.started);
+    ck_assert_int_eq(res.exit_code, 0);
+    ck_assert_int_eq(res.term_signal, 0);
+    ck_assert_str_eq(res.error, "");
+    char *got = slurp(file("in"), &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, strlen(payload));
+    ck_assert_str_eq(got, payload);
+    free(got);
+}
+END_TEST
+
+START_TEST(megabyte_payload_arrives_whole)
+{
+    size_t n = 1 << 20, len, i;
+    char *payload = malloc(n);
+    exec_request req = sh_req(script("cat > @D/in"));
+    exec_result res;
+
+    ck_assert_ptr_nonnull(payload);
+    for (i = 0; i < n; i++)           /* every byte value, NUL included */
+        payload[i] = (char)(i * 7 + i / 251);
+    req.payload = payload;
+    req.payload_len = n;
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    char *got = slurp(file("in"), &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, n);
+    ck_assert(memcmp(got, payload, n) == 0);
+    free(got);
+    free(payload);
+}
+END_TEST
+
+START_TEST(environment_is_inherited_plus_extra)
+{
+    const char *env[] = { "PGQ_JOB_ID=8812", "PGQ_JOB_TYPE=send-email", "HOME=/pgq-override", NULL };
+    exec_request req = sh_req(script("printf '%s|%s|%s|%s' \"$PGQ_JOB_ID\" \"$PGQ_JOB_TYPE\" "
+                                     "\"$HOME\" \"$PGQ_EXEC_TEST_INHERITED\" > @D/env; "
+                                     "env | grep -c '^HOME=' > @D/homes"));
+    exec_result res;
+    char *got, *homes;
+
+    ck_assert_int_eq(setenv("PGQ_EXEC_TEST_INHERITED", "from-pool", 1), 0);
+    ck_assert_int_eq(setenv("HOME", "/pool-home", 1), 0);
+    req.env_extra = env;
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    got = slurp(file("env"), NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "8812|send-email|/pgq-override|from-pool");
+    homes = slurp(file("homes"), NULL);
+    ck_assert_ptr_nonnull(homes);
+    ck_assert_str_eq(homes, "1\n");     /* overridden, not duplicated */
+    free(got);
+    free(homes);
+}
+END_TEST
+
+START_TEST(exit_zero_is_success_and_stderr_ignored)
+{
+    exec_request req = sh_req("echo chatter >&2; echo out; exit 0");
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert(res.ok);
+    ck_assert(res.started);
+    ck_assert_int_eq(res.exit_code, 0);
+    ck_assert(!res.timed_out && !res.cancelled);
+    ck_assert_str_eq(res.error, "");
+    ck_assert_int_ge(res.cpu_ms, 0);
+    ck_assert_int_gt(res.max_rss_kb, 0);
+    ck_assert_int_ge(res.duration_ms, 0);
+}
+END_TEST
+
+START_TEST(exit_status_and_stderr_become_the_error)
+{
+    exec_request req = sh_req("echo first >&2; echo oops >&2; printf '\\n  \\n' >&2; exit 3");
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(res.started);
+    ck_assert_int_eq(res.exit_code, 3);
+    ck_assert_int_eq(res.term_signal, 0);
+    ck_assert_str_eq(res.error, "exit status 3: first\noops");
+
+    req = sh_req("exit 1");
+    run(&req, &res);
+    ck_assert_int_eq(res.exit_code, 1);
+    ck_assert_str_eq(res.error, "exit status 1");
+}
+END_TEST
+
+START_TEST(stderr_is_made_storable)
+{
+    /* NUL, escape, invalid UTF-8 and CRLF; valid UTF-8 passes. */
+    exec_request req = sh_req("printf 'a\\000b\\033c\\377d\\r\\nd\\303\\251j\\303\\n' >&2; exit 2");
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert_str_eq(res.error, "exit status 2: a?b?c?d\nd\xc3\xa9j?");
+}
+END_TEST
+
+START_TEST(killed_by_signal)
+{
+    exec_request req = sh_req("echo dying >&2; kill -USR1 $$");
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert_int_eq(res.exit_code, -1);
+    ck_assert_int_eq(res.term_signal, SIGUSR1);
+    ck_assert(!res.timed_out && !res.cancelled);
+    ck_assert_str_eq(res.error, "killed by signal 10 (SIGUSR1): dying");
+}
+END_TEST
+
+START_TEST(long_stderr_keeps_whole_lines_of_the_tail)
+{
+    exec_request req = sh_req("i=0; while [ $i -lt 10000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; "
+                              "exit 1");
+    const char *prefix = "exit status 1: ";
+    exec_result res;
+    int expect = -1;
+    char *p;
+
+    run(&req, &res);
+    ck_assert_int_eq(res.exit_code, 1);
+    ck_assert_msg(strncmp(res.error, prefix, strlen(prefix)) == 0, "%s", res.error);
+    ck_assert_uint_lt(strlen(res.error), sizeof res.error);
+    ck_assert_uint_le(strlen(res.error) - strlen(prefix), 2000);
+    ck_assert_uint_gt(strlen(res.error) - strlen(prefix), 1500);
+    /* Whole consecutive lines, up to the very last one. */
+    for (p = res.error + strlen(prefix); *p;) {
+        int n, used;
+        ck_assert_msg(sscanf(p, "line %d%n", &n, &used) == 1, "partial line at \"%.20s\"", p);
+        ck_assert_msg(expect < 0 || n == expect, "line %d, expected %d", n, expect);
+        expect = n + 1;
+        p += used;
+        ck_assert(*p == '\n' || *p == '\0');
+        if (*p)
+            p++;
+    }
+    ck_assert_int_eq(expect, 10000);
+}
+END_TEST
+
+START_TEST(missing_command_cannot_run)
+{
+    const char *argv[] = { "pgq-no-such-command", "x", NULL };
+    const char *slash[] = { "/nonexistent/pgq-no-such-command", NULL };
+    exec_request req = { .argv = argv, .payload = "{}", .payload_len = 2 };
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(!res.started);
+    ck_assert_int_eq(res.exit_code, -1);
+    ck_assert_str_eq(res.error, "cannot run \"pgq-no-such-command\": No such file or directory");
+
+    /* With a '/', execve itself fails; errno comes back through the pipe. */
+    req.argv = slash;
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(!res.started);
+    ck_assert_str_eq(res.error,
+                     "cannot run \"/nonexistent/pgq-no-such-command\": No such file or directory");
+}
+END_TEST
+
+START_TEST(non_executable_cannot_run)
+{
+    const char *argv[] = { NULL, NULL };
+    exec_request req = { .argv = argv };
+    exec_result res;
+    char want[600], path[512];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s", file("script"));
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("#!/bin/sh\nexit 0\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    argv[0] = path;
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(!res.started);
+    snprintf(want, sizeof want, "cannot run \"%s\": Permission denied", path);
+    ck_assert_str_eq(res.error, want);
+
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+}
+END_TEST
+
+/* The caller's SIGPIPE is default and unblocked here: if a write to a
+ * command that is gone raised it, this test process would die. */
+START_TEST(command_ignoring_stdin_does_not_hang)
+{
+    static const char *scripts[] = { "exit 0", "exec 0<&-; sleep 1", "sleep 1; exit 4" };
+    size_t n = 4 << 20;
+    char *payload = calloc(1, n);
+    sigset_t none, mask, pending;
+    exec_result res;
+
+    ck_assert_ptr_nonnull(payload);
+    signal(SIGPIPE, SIG_DFL);
+    sigemptyset(&none);
+    ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &none, NULL), 0);
+    for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
+        exec_request req = sh_req(scripts[i]);
+        req.payload = payload;
+        req.payload_len = n;
+        req.timeout_ms = 60000;
+        run(&req, &res);
+        ck_assert_msg(!res.timed_out, "%s: %s", scripts[i], res.error);
+        ck_assert_int_eq(res.exit_code, i == 2 ? 4 : 0);
+    }
+    /* The mask is restored and no SIGPIPE is left behind. */
+    ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+    ck_assert(!sigismember(&mask, SIGPIPE));
+    sigpending(&pending);
+    ck_assert(!sigismember(&pending, SIGPIPE));
+    free(payload);
+}
+END_TEST
+
+START_TEST(timeout_sigterm_ends_command)
+{
+    exec_request req = sh_req("exec sleep 1000");
+    exec_result res;
+
+    req.timeout_ms = 300;
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(res.started);
+    ck_assert(res.timed_out);
+    ck_assert(!res.cancelled);
+    ck_assert_int_eq(res.exit_code, -1);
+    ck_assert_int_eq(res.term_signal, SIGTERM);
+    ck_assert_int_ge(res.cpu_ms, 0);      /* the supervisor reported */
+    ck_assert_int_lt(res.duration_ms, 30000);
+    ck_assert_str_eq(res.error, "killed by signal 15 (SIGTERM) after timeout (300ms)");
+}
+END_TEST
+
+START_TEST(timeout_escalates_to_sigkill)
+{
+    exec_request req = sh_req("trap '' TERM; echo stuck >&2; sleep 1000");
+    exec_result res;
+    int64_t t0 = mono_ms();
+
+    req.timeout_ms = 300;
+    req.grace_ms = 300;
+    run(&req, &res);
+    ck_assert(!res.ok);
+    ck_assert(res.timed_out);
+    ck_assert_int_eq(res.term_signal, SIGKILL);
+    ck_assert_int_eq(res.exit_code, -1);
+    ck_assert_int_eq(res.cpu_ms, -1);     /* the supervisor died with it */
+    ck_assert_int_lt(mono_ms() - t0, 10000);
+    ck_assert_str_eq(res.error, "killed by signal 9 (SIGKILL) after timeout (300ms): stuck");
+}
+END_TEST
+
+START_TEST(timeout_kills_the_whole_group)
+{
+    exec_request req = sh_req(script("sleep 1000 & echo $! > @D/bg; wait"));
+    exec_result res;
+
+    req.timeout_ms = 300;
+    req.grace_ms = 300;
+    run(&req, &res);
+    ck_assert(res.timed_out);
+    ck_assert_msg(wait_dead(read_pid("bg"), 5000), "background sleep survived the timeout");
+}
+END_TEST
+
+struct canceller {
+    atomic_bool flag;
+    int after_ms;
+};
+
+static void *cancel_later(void *arg)
+{
+    struct canceller *c = arg;
+
+    sleep_ms(c->after_ms);
+    atomic_store(&c->flag, true);
+    return NULL;
+}
+
+START_TEST(cancel_flag_kills_the_group)
+{
+    exec_request req = sh_req(script("trap '' TERM; sleep 1000 & echo $! > @D/bg; echo $$ > @D/sh; wait"));
+    struct canceller c = { .after_ms = 200 };
+    exec_result res;
+    pthread_t t;
+
+    atomic_init(&c.flag, false);
+    req.cancel = &c.flag;
+    req.grace_ms = 300;
+    ck_assert_int_eq(pthread_create(&t, NULL, cancel_later, &c), 0);
+    run(&req, &res);
+    pthread_join(t, NULL);
+    ck_assert(!res.ok);
+    ck_assert(res.cancelled);
+    ck_assert(!res.timed_out);
+    ck_assert_int_eq(res.term_signal, SIGKILL);
+    ck_assert_str_eq(res.error, "killed by signal 9 (SIGKILL) after cancellation");
+    ck_assert_int_lt(res.duration_ms, 30000);
+    ck_assert(wait_dead(read_pid("sh"), 5000));
+    ck_assert_msg(wait_dead(read_pid("bg"), 5000), "background sleep survived cancellation");
+}
+END_TEST
+
+START_TEST(cancel_before_start)
+{
+    exec_request req = sh_req("exec sleep 1000");
+    atomic_bool flag;
+    exec_result res;
+
+    atomic_init(&flag, true);
+    req.cancel = &flag;
+    run(&req, &res);
+    ck_assert(res.cancelled);
+    ck_assert(!res.ok);
+    ck_assert_int_lt(res.duration_ms, 30000);
+}
+END_TEST
+
+/* The pool is SIGKILLed mid-job: the command and its child die too. */
+START_TEST(commands_die_with_the_pool)
+{
+    pid_t pool, cmd, bg;
+    int st;
+
+    pool = fork();
+    ck_assert_int_ge(pool, 0);
+    if (pool == 0) {
+        exec_request req = sh_req(script("echo $$ > @D/sh; sleep 1000 & echo $! > @D/bg; wait"));
+        exec_result res;
+        _exit(exec_run(&req, &res) == 0 ? 0 : 1);
+    }
+    bg = read_pid("bg");
+    cmd = read_pid("sh");
+    ck_assert(!pid_dead(cmd));
+    ck_assert(!pid_dead(bg));
+    ck_assert_int_eq(kill(pool, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pool, &st, 0), pool);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ck_assert_msg(wait_dead(cmd, 10000), "command %d survived the pool", (int)cmd);
+    ck_assert_msg(wait_dead(bg, 10000), "grandchild %d survived the pool", (int)bg);
+}
+END_TEST
+
+START_TEST(stray_background_process_is_killed)
+{
+    exec_request req = sh_req(script("sleep 1000 >/dev/null 2>&1 & echo $! > @D/bg; exit 0"));
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert_msg(wait_dead(read_pid("bg"), 5000), "stray survived a successful job");
+}
+END_TEST
+
+/* A stray holding stderr open: the result must not wait for its EOF. */
+START_TEST(stray_holding_stderr_does_not_delay)
+{
+    exec_request req = sh_req(script("sleep 1000 & echo $! > @D/bg; echo bye >&2; exit 5"));
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert_int_eq(res.exit_code, 5);
+    ck_assert_str_eq(res.error, "exit status 5: bye");
+    ck_assert_int_lt(res.duration_ms, 30000);
+    ck_assert(wait_dead(read_pid("bg"), 5000));
+}
+END_TEST
+
+struct bg_run {
+    exec_request req;
+    exec_result res;
+    int rc;
+};
+
+static void *bg_run_main(void *arg)
+{
+    struct bg_run *r = arg;
+
+    r->rc = exec_run(&r->req, &r->res);
+    return NULL;
+}
+
+/* The running command's fds, looked at from outside: stdin and stderr are
+ * pipes, stdout is /dev/null, and nothing else of the pool's got through. */
+START_TEST(only_stdio_reaches_the_command)
+{
+    /* Not close-on-exec, as a careless fd elsewhere in the pool might be. */
+    int leaky = open(file("marker"), O_WRONLY | O_CREAT, 0600);
+    struct canceller c;
+    struct bg_run r = { .req = sh_req(script("echo $$ > @D/sh; exec sleep 1000")) };
+    char path[128], target[512], seen[4096] = "";
+    pthread_t t;
+    pid_t cmd;
+    DIR *d;
+    struct dirent *e;
+
+    ck_assert_int_ge(leaky, 3);
+    atomic_init(&c.flag, false);
+    r.req.cancel = &c.flag;
+    ck_assert_int_eq(pthread_create(&t, NULL, bg_run_main, &r), 0);
+    cmd = read_pid("sh");
+    sleep_ms(200);                      /* let "exec sleep" happen */
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)cmd);
+    d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        char link[400];
+        ssize_t n;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(link, sizeof link, "%s/%.200s", path, e->d_name);
+        n = readlink(link, target, sizeof target - 1);
+        ck_assert_int_gt(n, 0);
+        target[n] = '\0';
+        snprintf(seen + strlen(seen), sizeof seen - strlen(seen), "%s%.16s=%.512s",
+                 seen[0] ? " " : "", e->d_name, strncmp(target, "pipe:", 5) ? target : "pipe");
+    }
+    closedir(d);
+    atomic_store(&c.flag, true);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert(r.res.cancelled);
+    /* readdir order is the fd order for /proc/PID/fd */
+    ck_assert_str_eq(seen, "0=pipe 1=/dev/null 2=pipe");
+    close(leaky);
+}
+END_TEST
+
+START_TEST(rusage_is_reported)
+{
+    exec_request req = sh_req("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done");
+    exec_result res;
+
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert_int_gt(res.cpu_ms, 0);
+    ck_assert_int_gt(res.max_rss_kb, 0);
+    ck_assert_int_ge(res.duration_ms, res.cpu_ms / 2);  /* one process: cpu <= wall */
+}
+END_TEST
+
+#define THREADS 8
+#define RUNS 50
+
+struct worker {
+    int id, wrong;
+    char first_error[256];
+};
+
+static void *worker_main(void *arg)
+{
+    static const char *t[] = { "true", NULL }, *f[] = { "false", NULL };
+    struct worker *w = arg;
+
+    for (int i = 0; i < RUNS; i++) {
+        bool ok = (i + w->id) % 2 == 0;
+        exec_request req = { .argv = ok ? t : f, .payload = "{}", .payload_len = 2,
+                             .timeout_ms = 60000, .grace_ms = 1000 };
+        exec_result res;
+        int rc = exec_run(&req, &res);
+        if (rc != 0 || res.ok != ok || res.exit_code != (ok ? 0 : 1) || res.term_signal != 0 ||
+            strcmp(res.error, ok ? "" : "exit status 1") != 0) {
+            if (!w->wrong++)
+                snprintf(w->first_error, sizeof w->first_error, "run %d rc %d: %.200s", i, rc, res.error);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(many_threads_at_once)
+{
+    struct worker w[THREADS];
+    pthread_t th[THREADS];
+    int i;
+
+    for (i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){ .id = i };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < THREADS; i++)
+        ck_assert_msg(w[i].wrong == 0, "thread %d: %d wrong results, first: %s", i, w[i].wrong,
+                      w[i].first_error);
+}
+END_TEST
+
+/* Many threads, each command reading its own payload: no job's stdin stays
+ * open in another job's supervisor (that would hang cat). */
+struct catter {
+    int id, wrong;
+};
+
+static void *catter_main(void *arg)
+{
+    struct catter *c = arg;
+    const char *argv[] = { "sh", "-c", "cat >/dev/null; echo done >&2; exit 7", NULL };
+
+    for (int i = 0; i < 20; i++) {
+        char payload[64];
+        exec_request req = { .argv = argv, .payload = payload, .timeout_ms = 10000 };
+        exec_result res;
+        req.payload_len = (size_t)snprintf(payload, sizeof payload, "{\"i\":%d,\"t\":%d}", i, c->id);
+        if (exec_run(&req, &res) != 0 || res.exit_code != 7 || strcmp(res.error, "exit status 7: done"))
+            c->wrong++;
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_stdin_pipes_do_not_leak)
+{
+    struct catter c[THREADS];
+    pthread_t th[THREADS];
+    int i;
+
+    for (i = 0; i < THREADS; i++) {
+        c[i] = (struct catter){ .id = i };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, catter_main, &c[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < THREADS; i++)
+        ck_assert_int_eq(c[i].wrong, 0);
+}
+END_TEST
+
+Suite *exec_suite(void)
+{
+    Suite *s = suite_create("exec");
+    TCase *tc = tcase_create("exec");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, payload_arrives_on_stdin);
+    tcase_add_test(tc, megabyte_payload_arrives_whole);
+    tcase_add_test(tc, environment_is_inherited_plus_extra);
+    tcase_add_test(tc, exit_zero_is_success_and_stderr_ignored);
+    tcase_add_test(tc, exit_status_and_stderr_become_the_error);
+    tcase_add_test(tc, stderr_is_made_storable);
+    tcase_add_test(tc, killed_by_signal);
+    tcase_add_test(tc, long_stderr_keeps_whole_lines_of_the_tail);
+    tcase_add_test(tc, missing_command_cannot_run);
+    tcase_add_test(tc, non_executable_cannot_run);
+    tcase_add_test(tc, command_ignoring_stdin_does_not_hang);
+    tcase_add_test(tc, timeout_sigterm_ends_command);
+    tcase_add_test(tc, timeout_escalates_to_sigkill);
+    tcase_add_test(tc, timeout_kills_the_whole_group);
+    tcase_add_test(tc, cancel_flag_kills_the_group);
+    tcase_add_test(tc, cancel_before_start);
+    tcase_add_test(tc, commands_die_with_the_pool);
+    tcase_add_test(tc, stray_background_process_is_killed);
+    tcase_add_test(tc, stray_holding_stderr_does_not_delay);
+    tcase_add_test(tc, only_stdio_reaches_the_command);
+    tcase_add_test(tc, rusage_is_reported);
+    tcase_add_test(tc, many_threads_at_once);
+    tcase_add_test(tc, concurrent_stdin_pipes_do_not_leak);
+    suite_add_tcase(s, tc);
+    return s;
+}
