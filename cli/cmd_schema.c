@@ -58,33 +58,10 @@ static int types_apply(struct cli *c)
         return cli_usage_error(c, "apply needs -c pool.ini");
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
-    size_t n = c->cfg->ntypes, nfields = 0;
-    for (size_t i = 0; i < n; i++)
-        nfields += c->cfg->types[i].nrequire;
-    pgq_type_def *defs = calloc(n + 1, sizeof *defs);
-    pgq_field *fields = calloc(nfields + 1, sizeof *fields);
-    if (!defs || !fields) {
-        free(defs);
-        free(fields);
-        return cli_error(c, "out of memory");
-    }
-    pgq_field *f = fields;
-    for (size_t i = 0; i < n; i++) {
-        const pgq_cfg_type *t = &c->cfg->types[i];
-        defs[i] = (pgq_type_def){ .type = t->name, .queue = t->queue, .required = f,
-                                  .nrequired = t->nrequire, .max_retries = t->max_retries,
-                                  .priority = t->priority, .timeout_ms = t->timeout_ms,
-                                  .backoff_base_ms = t->backoff_base_ms,
-                                  .backoff_max_ms = t->backoff_max_ms };
-        for (size_t k = 0; k < t->nrequire; k++, f++)
-            *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
-    }
-    int rc = pgq_types_register(c->conn, defs, n, err, sizeof err);
-    free(defs);
-    free(fields);
+    int rc = pgq_cfg_apply_types(c->conn, c->cfg, err, sizeof err);
     if (rc < 0)
         return cli_error(c, "%s: %s", c->config_path, err);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < c->cfg->ntypes; i++)
         printf("%s\n", c->cfg->types[i].name);
     return EXIT_OK;
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pgq.h"
+
 enum pgq_handler_kind {
     PGQ_HANDLER_NONE = 0,
     PGQ_HANDLER_EXEC,       /* exec CMD ARGS...: a command run per job */
@@ -90,5 +92,10 @@ void pgq_require_free(pgq_cfg_require *r, size_t n);
  * row per key: section, key, type, default, bounds, description), generated
  * from the same key table that drives parsing. */
 void pgq_cfg_write_reference(FILE *f);
+
+/* Register (create or update) every job type of cfg in the database, in one
+ * transaction. 0, or -1 with the database's message in err. */
+int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif /* PGQ_CONFIG_H */

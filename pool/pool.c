@@ -157,35 +157,6 @@ int pgq_pool_check(pgq_pool *p, char *err, size_t errlen)
     return 0;
 }
 
-static int register_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
-{
-    size_t nfields = 0;
-    for (size_t i = 0; i < cfg->ntypes; i++)
-        nfields += cfg->types[i].nrequire;
-    pgq_type_def *defs = calloc(cfg->ntypes + 1, sizeof *defs);
-    pgq_field *fields = calloc(nfields + 1, sizeof *fields), *f = fields;
-    int rc = -1;
-    if (!defs || !fields) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < cfg->ntypes; i++) {
-        const pgq_cfg_type *t = &cfg->types[i];
-        defs[i] = (pgq_type_def){ .type = t->name, .queue = t->queue, .required = f,
-                                  .nrequired = t->nrequire, .max_retries = t->max_retries,
-                                  .priority = t->priority, .timeout_ms = t->timeout_ms,
-                                  .backoff_base_ms = t->backoff_base_ms,
-                                  .backoff_max_ms = t->backoff_max_ms };
-        for (size_t k = 0; k < t->nrequire; k++, f++)
-            *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
-    }
-    rc = pgq_types_register(c, defs, cfg->ntypes, err, errlen);
-out:
-    free(defs);
-    free(fields);
-    return rc;
-}
-
 int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
 {
     char e[512];
@@ -194,7 +165,7 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
     if (pgq_connect(p->url, &p->hb_conn, e, sizeof e) < 0 ||
         pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
-        register_types(p->hb_conn, p->cfg, e, sizeof e) < 0 ||
+        pgq_cfg_apply_types(p->hb_conn, p->cfg, e, sizeof e) < 0 ||
         pgq_pool_register_row(p->hb_conn, p->name, p->host, (int)getpid(), p->nslots,
                               (const char *const *)p->cfg->queues, p->cfg->nqueues,
                               e, sizeof e) < 0) {
@@ -378,7 +349,7 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     }
     /* A connection of its own: the heartbeat thread's belongs to it. */
     pgq_conn *c = NULL;
-    if (pgq_connect(p->url, &c, e, sizeof e) < 0 || register_types(c, cfg, e, sizeof e) < 0) {
+    if (pgq_connect(p->url, &c, e, sizeof e) < 0 || pgq_cfg_apply_types(c, cfg, e, sizeof e) < 0) {
         pgq_disconnect(c);
         snprintf(err, errlen, "%s", e);
         handlers_free(h);
