@@ -20,7 +20,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
-           -MMD -MP -Icore -Iconfig -Ipool -Icli -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
+           -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
 LIBS     = $(shell pkg-config --libs $(PKGS))
 TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
@@ -33,6 +33,10 @@ LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 CLI_SRC    = $(wildcard cli/*.c)
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
+# The dashboard goes into the programs only, so libpgq needs no ncurses.
+TUI_SRC    = $(wildcard tui/*.c)
+TUI_OBJ    = $(TUI_SRC:%.c=$(BUILD)/%.o)
+TUI_LIBS   = $(shell pkg-config --libs ncursesw)
 TEST_SRC   = $(wildcard tests/*.c)
 TEST_OBJ   = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
@@ -65,8 +69,10 @@ $(LIBA): $(LIB_OBJ)
 $(LIBSO): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libpgq.so.0 $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(PGQ): $(CLI_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LIBS)
+$(BUILD)/tui/%.o: CFLAGS += $(shell pkg-config --cflags ncursesw)
+
+$(PGQ): $(CLI_OBJ) $(TUI_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 $(POOL): $(BUILD)/pool/main.o $(LIBA)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(LIBA) $(LIBS)
@@ -80,8 +86,15 @@ $(BUILD)/examples/plugin-demo.so: examples/plugin.c pool/pgq_pool.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -o $@ $<
 
-$(TESTBIN): $(TEST_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
+# Plugins the pool tests load (tests/plugins/NAME.c -> $(BUILD)/tests/plugins/NAME.so).
+TEST_PLUGINS = $(patsubst %.c,$(BUILD)/%.so,$(wildcard tests/plugins/*.c))
+$(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h core/pgq.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBS)
+$(TESTBIN): $(TEST_PLUGINS)
+
+$(TESTBIN): $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA) $(LIBS) $(TESTLIBS)
 
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check

@@ -27,6 +27,7 @@ static const struct command {
     { "stats", cmd_stats, "job counts per queue and state" },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready" },
     { "cancel", cmd_cancel, "cancel ready or scheduled jobs" },
+    { "top", cmd_top, "the live dashboard: queues, pools, running, dead letters, health" },
     { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table" },
 };
 

@@ -67,12 +67,18 @@ int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
 {
     char err[512];
     int64_t backoff = 100;
+    /* A broken connection that comes back at the first try is still an
+     * event worth its line: otherwise an idle worker's lost connection
+     * would leave no trace in the log at all. */
+    bool again = *conn != NULL;
     for (int tries = 0;; tries++) {
         if (*conn ? pgq_reconnect(*conn, err, sizeof err) == 0
                   : pgq_connect(p->url, conn, err, sizeof err) == 0) {
             if (tries)
                 pool_log(PGQ_LOG_INFO, who, "reconnected after %d attempt%s", tries,
                          tries == 1 ? "" : "s");
+            else if (again)
+                pool_log(PGQ_LOG_INFO, who, "connection lost; reconnected");
             return 0;
         }
         if (tries == 0)

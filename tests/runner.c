@@ -38,6 +38,9 @@ int main(void)
         srunner_add_suite(sr, once_suite());
         srunner_add_suite(sr, admin_suite());
         srunner_add_suite(sr, cli_suite());
+        srunner_add_suite(sr, pool_suite());
+        srunner_add_suite(sr, tui_model_suite());
+        srunner_add_suite(sr, tui_e2e_suite());
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

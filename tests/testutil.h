@@ -49,9 +49,12 @@ Suite *lease_suite(void);
 Suite *once_suite(void);
 Suite *admin_suite(void);
 Suite *cli_suite(void);
+Suite *pool_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
 Suite *exec_suite(void);
 Suite *docs_suite(void);
+Suite *tui_model_suite(void);
+Suite *tui_e2e_suite(void);
 
 #endif

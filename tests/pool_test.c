@@ -1,0 +1,1350 @@
+/* Crash and fault tests of pgq-pool (DESIGN.md promises 3-10, "Runtime"):
+ * real pgq-pool processes against a real PostgreSQL. Each test writes its
+ * pool.ini and handler scripts into a temp dir, starts pools with
+ * fork+exec (stdout and stderr to a log file that is printed when a check
+ * fails), does harm — kill -9, SIGTERM, SIGSTOP, pg_terminate_backend, a
+ * PostgreSQL restart, a hanging handler, a reload — and then asserts
+ * outcomes in the database and on the processes. Waits are bounded (60 s)
+ * and nothing asserts a timing; the figures that matter (recovery after
+ * kill -9, drain times, the scale run) are printed as "pool_test: ...".
+ * Every pool gets PR_SET_PDEATHSIG, so a failing test, whose process exits
+ * at once, takes its pools (and their handlers) with it.
+ *
+ *   crash    kill -9 with exec jobs in flight: the handlers die with the
+ *            pool, a second pool finishes the jobs after lease expiry
+ *   drain    SIGTERM: short jobs finish, long ones are released, a second
+ *            SIGTERM exits at once and the leases are reclaimed
+ *   faults   pg_terminate_backend of every pool connection, a PostgreSQL
+ *            restart, a hanging exec handler killed at its timeout
+ *   fencing  a pool frozen with SIGSTOP past its lease changes nothing
+ *   scale    3 pools x 4 workers, 20,000 jobs, 10% failures, run_once
+ *            effects checked against a ledger, one pool killed midway
+ *   config   bad files, --check, usage
+ *   embed    examples/embed-demo
+ *   reload   SIGHUP adds a job type without dropping in-flight jobs */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define WAIT_MS 60000
+
+/* ---- time, strings, files ------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Evaluate cond every 25 ms until it holds or ms pass; its last value. */
+#define WAIT_UNTIL(cond, ms)                                                                 \
+    ({                                                                                       \
+        int64_t end_ = now_ms() + (ms);                                                      \
+        bool ok_;                                                                            \
+        while (!(ok_ = (cond)) && now_ms() < end_)                                           \
+            sleep_ms(25);                                                                    \
+        ok_;                                                                                 \
+    })
+
+/* printf into one of a ring of static buffers: for paths and SQL params
+ * that live a few statements. */
+static const char *tmp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *tmp(const char *fmt, ...)
+{
+    static char ring[64][4096];
+    static int next;
+    char *b = ring[next++ % 64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b, sizeof ring[0], fmt, ap);
+    va_end(ap);
+    ck_assert(n >= 0 && (size_t)n < sizeof ring[0]);
+    return b;
+}
+
+static const char *s_ll(long long v)
+{
+    return tmp("%lld", v);
+}
+
+/* The suite's temp dir (made and removed by the runner process, an
+ * unchecked fixture) and the test's own dir inside it. */
+static char suite_dir[64];
+static char dir[128];
+
+static const char *in_dir(const char *name)
+{
+    return tmp("%s/%s", dir, name);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    const char *t = tmp("%s.tmp", path);
+    FILE *f = fopen(t, "w");
+    ck_assert_msg(f != NULL, "%s: %s", t, strerror(errno));
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(t, path), 0);
+}
+
+/* The whole file, malloc'd; NULL if it cannot be read. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 8192, n = 0, r;
+    char *b = malloc(cap);
+    ck_assert_ptr_nonnull(b);
+    while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 4096) {
+            cap *= 2;
+            b = realloc(b, cap);
+            ck_assert_ptr_nonnull(b);
+        }
+    }
+    fclose(f);
+    b[n] = '\0';
+    return b;
+}
+
+static bool exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+static int count_lines(const char *path)
+{
+    char *s = read_file(path);
+    int n = 0;
+    for (char *p = s; p && *p; p++)
+        n += *p == '\n';
+    free(s);
+    return n;
+}
+
+/* An executable sh script in the test dir; $D is the dir, $PGQ the pgq CLI.
+ * Files it writes for the test go through a rename, so the test never reads
+ * half a pid. */
+static const char *script(const char *name, const char *body)
+{
+    const char *path = in_dir(name);
+    write_file(path, tmp("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
+                         "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
+                         dir, tu_bin_dir(), body));
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    return path;
+}
+
+static const char *plugin(void)
+{
+    const char *p = tmp("%s/tests/plugins/pool_plugin.so", tu_bin_dir());
+    ck_assert_msg(exists(p), "%s is not built (make builds tests/plugins/*.c)", p);
+    return p;
+}
+
+/* A pool.ini with the test timings: leases of 1 s renewed every 200 ms,
+ * a 100 ms fallback poll. jobs: the [job ...] sections. */
+static const char *pool_ini(const char *name, int workers, const char *shutdown_timeout,
+                            const char *jobs)
+{
+    const char *path = in_dir(name);
+    write_file(path, tmp("[pool]\nworkers = %d\nlease_ttl = 1s\nheartbeat = 200ms\npoll = 100ms\n"
+                         "shutdown_timeout = %s\n\n%s",
+                         workers, shutdown_timeout, jobs));
+    return path;
+}
+
+/* ---- processes ------------------------------------------------------------ */
+
+static pid_t read_pid(const char *name)
+{
+    char *s = read_file(in_dir(name));
+    ck_assert_msg(s != NULL, "no pid file %s", name);
+    pid_t pid = (pid_t)strtol(s, NULL, 10);
+    free(s);
+    ck_assert_int_gt(pid, 1);
+    return pid;
+}
+
+/* Gone, or a zombie nobody reaped yet (an orphan's reaper may be slow). */
+static bool pid_dead(pid_t pid)
+{
+    char buf[512];
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+static pid_t parent_of(pid_t pid)
+{
+    char buf[512];
+    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    int ppid = -1;
+    return rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
+struct pool {
+    pid_t pid;
+    char name[32];
+    char log[160];
+    bool exited;
+    int status;
+};
+
+static struct pool pools[8];
+static int npools;
+
+static char *pool_log(const struct pool *p)
+{
+    char *s = read_file(p->log);
+    return s ? s : strdup("");
+}
+
+static int log_count(const struct pool *p, const char *needle)
+{
+    char *s = pool_log(p);
+    int n = 0;
+    for (char *q = s; (q = strstr(q, needle)) != NULL; q += strlen(needle))
+        n++;
+    free(s);
+    return n;
+}
+
+/* Print the last lines of every pool's log and the job counts: called
+ * before a failing check aborts the test. */
+static void dump_logs(void)
+{
+    for (int i = 0; i < npools; i++) {
+        char *s = pool_log(&pools[i]), *start = s + strlen(s);
+        for (int lines = 0; start > s && lines <= 80; start--)
+            lines += start[-1] == '\n';
+        fprintf(stderr, "---- pool %s (pid %d), log %s:\n%s", pools[i].name, (int)pools[i].pid,
+                pools[i].log, start);
+        free(s);
+    }
+    PGresult *r = PQexec(tu_pg(), "SELECT state, count(*) FROM pgq.jobs GROUP BY 1 ORDER BY 1");
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
+        fprintf(stderr, "---- jobs %s: %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    PQclear(r);
+}
+
+#define P_ASSERT(cond, ...)                                                                  \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            dump_logs();                                                                     \
+            ck_abort_msg(__VA_ARGS__);                                                       \
+        }                                                                                    \
+    } while (0)
+
+/* True once the pool process has exited (and then reaped: status kept). */
+static bool pool_gone(struct pool *p)
+{
+    int st;
+    if (!p->exited && waitpid(p->pid, &st, WNOHANG) == p->pid) {
+        p->exited = true;
+        p->status = st;
+    }
+    return p->exited;
+}
+
+static const char *status_text(int st)
+{
+    if (WIFEXITED(st))
+        return tmp("exit status %d", WEXITSTATUS(st));
+    if (WIFSIGNALED(st))
+        return tmp("killed by signal %d", WTERMSIG(st));
+    return tmp("status 0x%x", st);
+}
+
+/* Start pgq-pool -c ini --db URL, dying with this test process; returns
+ * once it logged that it started. */
+static struct pool *pool_start(const char *name, const char *ini)
+{
+    ck_assert_int_lt(npools, (int)(sizeof pools / sizeof pools[0]));
+    struct pool *p = &pools[npools++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
+    const char *bin = tmp("%s/pgq-pool", tu_bin_dir());
+    const char *url = tu_db_url();
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd < 0 || nul < 0)
+            _exit(127);
+        dup2(nul, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        unsetenv("DATABASE_URL");
+        execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
+        dprintf(2, "exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    p->pid = pid;
+    bool up = WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
+    P_ASSERT(up && !p->exited, "pool %s did not start (%s)", name,
+             p->exited ? status_text(p->status) : "still starting after 60 s");
+    return p;
+}
+
+static void pool_signal(struct pool *p, int sig)
+{
+    ck_assert_msg(!pool_gone(p), "pool %s already gone", p->name);
+    ck_assert_int_eq(kill(p->pid, sig), 0);
+}
+
+/* Wait for the pool to exit; assert it did, with status `want_code`
+ * (-1: any non-zero exit). Returns how long it took. */
+static int64_t pool_wait_exit(struct pool *p, int want_code)
+{
+    int64_t t0 = now_ms();
+    P_ASSERT(WAIT_UNTIL(pool_gone(p), WAIT_MS), "pool %s did not exit within 60 s", p->name);
+    int64_t took = now_ms() - t0;
+    bool ok = WIFEXITED(p->status) &&
+              (want_code < 0 ? WEXITSTATUS(p->status) != 0 : WEXITSTATUS(p->status) == want_code);
+    P_ASSERT(ok, "pool %s: %s, want %s", p->name, status_text(p->status),
+             want_code < 0 ? "a non-zero exit" : tmp("exit status %d", want_code));
+    return took;
+}
+
+static void kill_pools(void)
+{
+    for (int i = 0; i < npools; i++) {
+        if (!pools[i].exited) {
+            kill(pools[i].pid, SIGKILL);
+            waitpid(pools[i].pid, NULL, 0);
+            pools[i].exited = true;
+        }
+    }
+    npools = 0;
+}
+
+/* Run a program to its end (bounded), stdout and stderr into files. env:
+ * "K=V" sets, bare "K" unsets. */
+struct run {
+    int code;   /* exit status, 128 + signal when killed */
+    char *out, *err;
+};
+
+static struct run run_cmd(const char *cwd, const char *const *env, const char *const *argv)
+{
+    static int seq;
+    const char *out = in_dir(tmp("run-%d.out", ++seq)), *err = in_dir(tmp("run-%d.err", seq));
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fo < 0 || fe < 0 || nul < 0 || (cwd && chdir(cwd) < 0))
+            _exit(126);
+        dup2(nul, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        unsetenv("DATABASE_URL");
+        for (size_t i = 0; env && env[i]; i++) {
+            const char *eq = strchr(env[i], '=');
+            if (eq)
+                setenv(tmp("%.*s", (int)(eq - env[i]), env[i]), eq + 1, 1);
+            else
+                unsetenv(env[i]);
+        }
+        execv(argv[0], (char *const *)argv);
+        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(126);
+    }
+    int st = 0;
+    bool done = WAIT_UNTIL(waitpid(pid, &st, WNOHANG) == pid, 120000);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ck_abort_msg("%s did not exit within 120 s", argv[0]);
+    }
+    struct run r = { WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), read_file(out),
+                     read_file(err) };
+    ck_assert(r.out && r.err);
+    return r;
+}
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+#define ARGV(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* ---- the database ---------------------------------------------------------- */
+
+static long long q0(const char *sql)
+{
+    return tu_int(sql, 0, NULL);
+}
+
+static long long q1(const char *sql, long long a)
+{
+    const char *p[] = { s_ll(a) };
+    return tu_int(sql, 1, p);
+}
+
+/* Text result of sql with one integer param, in a tmp() buffer. */
+static const char *t1(const char *sql, long long a)
+{
+    const char *p[] = { s_ll(a) };
+    char *v = tu_text(sql, 1, p);
+    const char *r = tmp("%s", v ? v : "(null)");
+    free(v);
+    return r;
+}
+
+/* A job's history: "attempt:outcome:error" per attempt, in order. */
+static const char *history(long long id)
+{
+    return t1("SELECT coalesce(string_agg(attempt || ':' || outcome || ':' || coalesce(error, ''),"
+              " ',' ORDER BY id), '') FROM pgq.job_attempts WHERE job_id = $1", id);
+}
+
+static const char *job_state(long long id)
+{
+    return t1("SELECT state FROM pgq.jobs WHERE id = $1", id);
+}
+
+static long long njobs(const char *state)
+{
+    const char *p[] = { state };
+    return tu_int("SELECT count(*) FROM pgq.jobs WHERE state = $1", 1, p);
+}
+
+static long long nfinished(void)
+{
+    return q0("SELECT count(*) FROM pgq.jobs WHERE state IN ('done', 'dead')");
+}
+
+static long long add_job(const char *type, const char *payload)
+{
+    char err[512];
+    pgq_add_result r;
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_add(c, type, payload, NULL, &r, err, sizeof err) == 0, "add: %s", err);
+    pgq_disconnect(c);
+    return r.id;
+}
+
+/* n jobs of one type and payload, in batches of 1000. */
+static void add_jobs(const char *type, const char *payload, int n)
+{
+    char err[512];
+    static pgq_add_item items[1000];
+    static pgq_add_result res[1000];
+    pgq_conn *c = tu_connect();
+    for (int done = 0; done < n;) {
+        int k = n - done < 1000 ? n - done : 1000;
+        for (int i = 0; i < k; i++)
+            items[i] = (pgq_add_item){ type, payload, PGQ_ADD_OPTS_INIT };
+        ck_assert_msg(pgq_add_batch(c, items, (size_t)k, res, err, sizeof err) == 0, "add: %s",
+                      err);
+        done += k;
+    }
+    pgq_disconnect(c);
+}
+
+/* The pool is registered in pgq.workers. */
+static long long registered(const struct pool *p)
+{
+    return q1("SELECT count(*) FROM pgq.workers WHERE pid = $1", p->pid);
+}
+
+/* Wait until no job is ready or running, failing only when nothing has
+ * moved for 60 s (a big run may take longer than that in all). */
+static void wait_all_finished(long long total)
+{
+    long long last = -1;
+    int64_t moved = now_ms();
+    for (;;) {
+        long long fin = nfinished();
+        if (fin == total)
+            return;
+        if (fin != last) {
+            last = fin;
+            moved = now_ms();
+        }
+        P_ASSERT(now_ms() - moved < WAIT_MS, "stuck at %lld of %lld jobs finished for 60 s", fin,
+                 total);
+        sleep_ms(100);
+    }
+}
+
+/* The run_once checks against test_ledger: no effect twice, every effect
+ * recorded done has its row, and every done job has its effect (unless its
+ * payload says "effect": 0) unless the effect is in doubt (a worker died inside it: not re-run, by design).
+ * Returns how many done jobs had an in-doubt effect. */
+static long long check_ledger(void)
+{
+    long long rows = q0("SELECT count(*) FROM test_ledger");
+    long long distinct = q0("SELECT count(*) FROM (SELECT DISTINCT job_id, key FROM test_ledger) x");
+    P_ASSERT(rows == distinct, "an effect ran twice: %lld ledger rows, %lld distinct", rows,
+             distinct);
+    long long missing = q0("SELECT count(*) FROM pgq.effects e WHERE e.state = 'done' AND NOT "
+                           "EXISTS (SELECT 1 FROM test_ledger l WHERE l.job_id = e.job_id)");
+    P_ASSERT(missing == 0, "%lld effects recorded done have no ledger row", missing);
+    long long stray = q0("SELECT count(*) FROM test_ledger l WHERE NOT EXISTS (SELECT 1 FROM "
+                         "pgq.effects e WHERE e.job_id = l.job_id AND e.key = l.key)");
+    P_ASSERT(stray == 0, "%lld ledger rows without a run_once record", stray);
+    long long lost = q0("SELECT count(*) FROM pgq.jobs j WHERE j.state = 'done'"
+                        " AND coalesce(j.payload->>'effect', '1') <> '0'"
+                        " AND NOT EXISTS (SELECT 1 FROM test_ledger l WHERE l.job_id = j.id)"
+                        " AND NOT EXISTS (SELECT 1 FROM pgq.effects_in_doubt d WHERE d.job_id = j.id)");
+    P_ASSERT(lost == 0, "%lld done jobs have no effect (and none in doubt)", lost);
+    long long twice = q0("SELECT count(*) FROM (SELECT job_id FROM pgq.job_attempts WHERE outcome "
+                         "= 'done' GROUP BY job_id HAVING count(*) > 1) x");
+    P_ASSERT(twice == 0, "%lld jobs have more than one done attempt", twice);
+    return q0("SELECT count(*) FROM pgq.jobs j WHERE j.state = 'done' AND EXISTS (SELECT 1 FROM "
+              "pgq.effects_in_doubt d WHERE d.job_id = j.id)");
+}
+
+/* ---- fixtures -------------------------------------------------------------- */
+
+static void make_suite_dir(void)
+{
+    snprintf(suite_dir, sizeof suite_dir, "/tmp/pgq-pool-test.XXXXXX");
+    if (!mkdtemp(suite_dir)) {
+        perror("pool_test: mkdtemp");
+        abort();
+    }
+}
+
+/* PGQ_POOL_TEST_KEEP=1 keeps the dir (pool logs, scripts) for a look. */
+static void remove_suite_dir(void)
+{
+    char cmd[128];
+    const char *keep = getenv("PGQ_POOL_TEST_KEEP");
+    if (keep && *keep && strcmp(keep, "0") != 0) {
+        fprintf(stderr, "pool_test: kept %s\n", suite_dir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", suite_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "pool_test: could not remove %s\n", suite_dir);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "%s/%d", suite_dir, (int)getpid());
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    npools = 0;
+    tu_reset();
+    tu_exec("CREATE TABLE IF NOT EXISTS test_ledger (job_id bigint, key text)", 0, NULL);
+    tu_exec("TRUNCATE test_ledger", 0, NULL);
+}
+
+static void teardown(void)
+{
+    kill_pools();
+    tu_exec("DROP TABLE IF EXISTS test_ledger", 0, NULL);
+}
+
+/* ---- crash: kill -9 ------------------------------------------------------- */
+
+/* Attempt 1 starts a grandchild, writes both pids and hangs; later
+ * attempts succeed. */
+static const char *hang_then_succeed(void)
+{
+    return script("hang.sh",
+                  "if [ \"$PGQ_ATTEMPT\" -gt 1 ]; then exit 0; fi\n"
+                  "sleep 1000 &\n"
+                  "put gc-$PGQ_JOB_ID $!\n"
+                  "put sh-$PGQ_JOB_ID $$\n"
+                  "wait\n");
+}
+
+START_TEST(kill9_handlers_die_and_jobs_recover)
+{
+    const char *ini = pool_ini("a.ini", 3, "30s",
+                               tmp("[job hang]\nhandler = exec %s\nmax_retries = 3\n"
+                                   "backoff_base = 0\n", hang_then_succeed()));
+    struct pool *a = pool_start("a", ini);
+    long long ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = add_job("hang", "{}");
+    pid_t procs[9];
+    int nprocs = 0;
+    for (int i = 0; i < 3; i++) {
+        const char *sh = tmp("sh-%lld", ids[i]);
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(sh)), WAIT_MS), "job %lld's handler did not start",
+                 ids[i]);
+        pid_t shpid = read_pid(sh), sup = parent_of(shpid);
+        procs[nprocs++] = shpid;
+        procs[nprocs++] = read_pid(tmp("gc-%lld", ids[i]));
+        /* the exec supervisor, between the pool and the command */
+        P_ASSERT(sup > 1 && parent_of(sup) == a->pid, "handler %d: parent %d is not a child of "
+                 "the pool %d", (int)shpid, (int)sup, (int)a->pid);
+        procs[nprocs++] = sup;
+    }
+    P_ASSERT(njobs("running") == 3, "3 jobs should be running");
+    for (int i = 0; i < nprocs; i++)
+        P_ASSERT(!pid_dead(procs[i]), "process %d died early", (int)procs[i]);
+
+    pool_signal(a, SIGKILL);
+    int64_t t0 = now_ms();
+    P_ASSERT(WAIT_UNTIL(pool_gone(a), WAIT_MS), "the pool survived SIGKILL");
+    for (int i = 0; i < nprocs; i++)
+        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "process %d outlived the killed pool",
+                 (int)procs[i]);
+    int64_t t_dead = now_ms() - t0;
+    P_ASSERT(njobs("running") == 3, "the jobs should still be leased to the dead pool");
+
+    struct pool *b = pool_start("b", ini);
+    P_ASSERT(WAIT_UNTIL(njobs("done") == 3, WAIT_MS), "pool b did not finish the jobs");
+    int64_t t_done = now_ms() - t0;
+    for (int i = 0; i < 3; i++) {
+        const char *h = history(ids[i]);
+        P_ASSERT(strcmp(h, "1:lease_expired:lease expired,2:done:") == 0, "job %lld: history %s",
+                 ids[i], h);
+        P_ASSERT(q1("SELECT attempts FROM pgq.jobs WHERE id = $1", ids[i]) == 2, "attempts");
+    }
+    P_ASSERT(log_count(b, "expired lease") > 0, "pool b's reaper did not log the reap");
+    fprintf(stderr, "pool_test: kill -9: handlers gone %lld ms after the kill, all jobs done "
+            "after %lld ms (lease_ttl 1s)\n", (long long)t_dead, (long long)t_done);
+    pool_signal(b, SIGTERM);
+    pool_wait_exit(b, 0);
+    P_ASSERT(njobs("done") == 3 && q0("SELECT count(*) FROM pgq.jobs") == 3, "jobs lost");
+}
+END_TEST
+
+/* ---- drain: SIGTERM ------------------------------------------------------- */
+
+START_TEST(sigterm_drains_short_jobs)
+{
+    const char *sh = script("wait-go.sh",
+                            "put started-$PGQ_JOB_ID $$\n"
+                            "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
+                            "exit 0\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 3, "30s",
+                                              tmp("[job short]\nhandler = exec %s\n", sh)));
+    long long ids[2] = { add_job("short", "{}"), add_job("short", "{}") };
+    for (int i = 0; i < 2; i++)
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld", ids[i]))), WAIT_MS),
+                 "job %lld did not start", ids[i]);
+    P_ASSERT(registered(a) == 1, "the pool is not in pgq.workers");
+
+    pool_signal(a, SIGTERM);
+    int64_t t0 = now_ms();
+    P_ASSERT(WAIT_UNTIL(log_count(a, "shutting down") > 0, WAIT_MS), "no shutdown logged");
+    /* Claiming has stopped: jobs added now stay where they are. */
+    long long late[2] = { add_job("short", "{}"), add_job("short", "{}") };
+    sleep_ms(500);
+    P_ASSERT(!pool_gone(a), "the pool exited with jobs in flight");
+    P_ASSERT(njobs("running") == 2, "the in-flight jobs should still run");
+    write_file(in_dir("go"), "");
+    int64_t t_go = now_ms();
+    pool_wait_exit(a, 0);
+    fprintf(stderr, "pool_test: SIGTERM drain: exit %lld ms after the jobs were let go "
+            "(%lld ms after SIGTERM)\n", (long long)(now_ms() - t_go), (long long)(now_ms() - t0));
+    for (int i = 0; i < 2; i++) {
+        P_ASSERT(strcmp(job_state(ids[i]), "done") == 0, "job %lld: %s", ids[i],
+                 job_state(ids[i]));
+        P_ASSERT(strcmp(history(ids[i]), "1:done:") == 0, "job %lld: %s", ids[i],
+                 history(ids[i]));
+        P_ASSERT(strcmp(job_state(late[i]), "ready") == 0 &&
+                 q1("SELECT attempts FROM pgq.jobs WHERE id = $1", late[i]) == 0 &&
+                 strcmp(history(late[i]), "") == 0, "job %lld added during the drain was "
+                 "claimed: %s, history %s", late[i], job_state(late[i]), history(late[i]));
+    }
+    P_ASSERT(registered(a) == 0, "the pool is still in pgq.workers");
+}
+END_TEST
+
+/* A handler that hangs (with a grandchild) on attempt 1, writing pids. */
+START_TEST(sigterm_releases_long_jobs)
+{
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
+                                              tmp("[job long]\nhandler = exec %s\n",
+                                                  hang_then_succeed())));
+    long long ids[2] = { add_job("long", "{}"), add_job("long", "{}") };
+    pid_t procs[4];
+    for (int i = 0; i < 2; i++) {
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ids[i]))), WAIT_MS),
+                 "job %lld did not start", ids[i]);
+        procs[2 * i] = read_pid(tmp("sh-%lld", ids[i]));
+        procs[2 * i + 1] = read_pid(tmp("gc-%lld", ids[i]));
+    }
+    pool_signal(a, SIGTERM);
+    int64_t took = pool_wait_exit(a, 0);
+    fprintf(stderr, "pool_test: SIGTERM with hanging jobs, shutdown_timeout 1s: exit after %lld "
+            "ms\n", (long long)took);
+    for (int i = 0; i < 4; i++)
+        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
+                 (int)procs[i]);
+    for (int i = 0; i < 2; i++) {
+        P_ASSERT(strcmp(job_state(ids[i]), "ready") == 0, "job %lld: %s", ids[i],
+                 job_state(ids[i]));
+        P_ASSERT(q1("SELECT attempts FROM pgq.jobs WHERE id = $1", ids[i]) == 0,
+                 "a released attempt was counted");
+        P_ASSERT(q1("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND lease_token IS NULL", ids[i])
+                 == 1, "lease kept");
+        P_ASSERT(strcmp(history(ids[i]), "1:released:released (not counted)") == 0,
+                 "job %lld: history %s", ids[i], history(ids[i]));
+    }
+    P_ASSERT(registered(a) == 0, "the pool is still in pgq.workers");
+    P_ASSERT(log_count(a, "released") == 2, "two releases should be logged");
+}
+END_TEST
+
+START_TEST(second_sigterm_exits_at_once)
+{
+    const char *ini = pool_ini("a.ini", 2, "1h",
+                               tmp("[job long]\nhandler = exec %s\nbackoff_base = 0\n",
+                                   hang_then_succeed()));
+    struct pool *a = pool_start("a", ini);
+    long long ids[2] = { add_job("long", "{}"), add_job("long", "{}") };
+    pid_t procs[4];
+    for (int i = 0; i < 2; i++) {
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ids[i]))), WAIT_MS),
+                 "job %lld did not start", ids[i]);
+        procs[2 * i] = read_pid(tmp("sh-%lld", ids[i]));
+        procs[2 * i + 1] = read_pid(tmp("gc-%lld", ids[i]));
+    }
+    pool_signal(a, SIGTERM);
+    /* one signal at a time: two pending SIGTERMs would be one */
+    P_ASSERT(WAIT_UNTIL(log_count(a, "shutting down") > 0, WAIT_MS), "no shutdown logged");
+    pool_signal(a, SIGTERM);
+    int64_t took = pool_wait_exit(a, -1);
+    fprintf(stderr, "pool_test: second SIGTERM (shutdown_timeout 1h): exit after %lld ms\n",
+            (long long)took);
+    P_ASSERT(log_count(a, "second ") == 1, "the second signal was not logged");
+    for (int i = 0; i < 4; i++)
+        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
+                 (int)procs[i]);
+    P_ASSERT(njobs("running") == 2, "the jobs should still be leased to the gone pool");
+
+    /* Their leases expire; another pool reaps them and runs them again. */
+    struct pool *b = pool_start("b", ini);
+    P_ASSERT(WAIT_UNTIL(njobs("done") == 2, WAIT_MS), "the jobs were not reclaimed");
+    for (int i = 0; i < 2; i++)
+        P_ASSERT(strcmp(history(ids[i]), "1:lease_expired:lease expired,2:done:") == 0,
+                 "job %lld: history %s", ids[i], history(ids[i]));
+    pool_signal(b, SIGTERM);
+    pool_wait_exit(b, 0);
+}
+END_TEST
+
+/* ---- faults: connections, PostgreSQL, a hanging handler -------------------- */
+
+#define LOAD_JOBS 600
+
+static const char *load_ini(void)
+{
+    return pool_ini("a.ini", 4, "30s",
+                    tmp("[job load]\nhandler = plugin %s ledger_job\nmax_retries = 20\n"
+                        "backoff_base = 0\n", plugin()));
+}
+
+/* Terminate every connection of application "pgq" but ours (the test's own
+ * raw connection has no application name). How many were terminated. */
+static long long terminate_pool_backends(void)
+{
+    return q0("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+              " WHERE application_name = 'pgq' AND datname = current_database()"
+              " AND pid <> pg_backend_pid()");
+}
+
+/* The load: half the jobs write a run_once effect through the worker's
+ * connection, half sleep and touch nothing (so a broken connection must
+ * not cost them their attempt: the worker reconnects and records done). */
+static void add_load(void)
+{
+    char err[512];
+    static pgq_add_item items[LOAD_JOBS];
+    static pgq_add_result res[LOAD_JOBS];
+    for (int i = 0; i < LOAD_JOBS; i++)
+        items[i] = (pgq_add_item){ "load", i % 2 ? "{\"sleep_ms\": 10}"
+                                                 : "{\"sleep_ms\": 10, \"effect\": 0}",
+                                   PGQ_ADD_OPTS_INIT };
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_add_batch(c, items, LOAD_JOBS, res, err, sizeof err) == 0, "add: %s", err);
+    pgq_disconnect(c);
+}
+
+/* Every load job is done exactly once, effects are not repeated, jobs in
+ * hand survived the fault; the pool is still up and stops cleanly. */
+static void check_load_done(struct pool *a)
+{
+    wait_all_finished(LOAD_JOBS);
+    P_ASSERT(njobs("done") == LOAD_JOBS, "only %lld of %d jobs done", njobs("done"), LOAD_JOBS);
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs") == LOAD_JOBS, "jobs lost or added");
+    long long doubt = check_ledger();
+    /* A job without database work whose worker's connection broke is
+     * completed after the reconnect; at worst (lease gone meanwhile) it
+     * is reaped and run again, but it never fails for it. */
+    long long failed_pure = q0("SELECT count(*) FROM pgq.job_attempts a JOIN pgq.jobs j ON "
+                               "j.id = a.job_id WHERE j.payload->>'effect' = '0' AND a.outcome"
+                               " = 'failed'");
+    P_ASSERT(failed_pure == 0, "%lld attempts of jobs in hand failed for the connection",
+             failed_pure);
+    fprintf(stderr, "pool_test:   %lld attempts for %d jobs (%lld failed, %lld lease expired), "
+            "%lld effects in doubt\n", q0("SELECT count(*) FROM pgq.job_attempts"), LOAD_JOBS,
+            q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed'"),
+            q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"), doubt);
+    P_ASSERT(!pool_gone(a), "the pool died: %s", status_text(a->status));
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    P_ASSERT(registered(a) == 0, "the pool is still in pgq.workers");
+}
+
+START_TEST(terminate_backends_mid_load)
+{
+    struct pool *a = pool_start("a", load_ini());
+    add_load();
+    long long killed[3];
+    for (int round = 0; round < 3; round++) {
+        long long want = (round + 1) * LOAD_JOBS / 5;
+        P_ASSERT(WAIT_UNTIL(njobs("done") >= want, WAIT_MS), "no progress to %lld done", want);
+        killed[round] = terminate_pool_backends();
+        P_ASSERT(killed[round] > 0, "round %d: no pool connection found", round + 1);
+        /* the listener and heartbeat are back before the next round */
+        P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                               " = 'pgq' AND pid <> pg_backend_pid()") >= 2, WAIT_MS),
+                 "the pool did not reconnect");
+    }
+    check_load_done(a);
+    int reconnects = log_count(a, "reconnected");
+    fprintf(stderr, "pool_test: pg_terminate_backend x3: %lld, %lld, %lld connections killed; "
+            "%d reconnects logged\n", killed[0], killed[1], killed[2], reconnects);
+    P_ASSERT(killed[0] >= 6, "round 1 killed %lld connections; 4 workers + heartbeat + listener",
+             killed[0]);
+    P_ASSERT(reconnects >= 6, "only %d reconnects logged", reconnects);
+}
+END_TEST
+
+START_TEST(postgres_restart_mid_load)
+{
+    const char *bindir = getenv("PGQ_PG_BINDIR"), *data = getenv("PGQ_PG_DATADIR");
+    const char *runas = getenv("PGQ_PG_RUNAS"), *pglog = getenv("PGQ_PG_LOG");
+    if (!bindir || !*bindir || !data || !*data) {
+        fprintf(stderr, "pool_test: postgres_restart_mid_load needs the server that make test "
+                "starts (PGQ_PG_BINDIR, PGQ_PG_DATADIR); not run\n");
+        return;
+    }
+    struct pool *a = pool_start("a", load_ini());
+    add_load();
+    P_ASSERT(WAIT_UNTIL(njobs("done") >= LOAD_JOBS / 4, WAIT_MS), "no progress");
+    int64_t t0 = now_ms();
+    const char *cmd = tmp("%s '%s/pg_ctl' -D '%s' -w -t 60 restart -m fast >>'%s' 2>&1",
+                          runas ? runas : "", bindir, data, pglog && *pglog ? pglog : "/dev/null");
+    int rc = system(cmd);
+    P_ASSERT(rc == 0, "%s: %d", cmd, rc);
+    int64_t t_restart = now_ms() - t0;
+    PQreset(tu_pg());
+    P_ASSERT(njobs("done") < LOAD_JOBS, "the load was over before the restart");
+    check_load_done(a);
+    int reconnects = log_count(a, "reconnected");
+    fprintf(stderr, "pool_test: PostgreSQL restart (%lld ms) mid-load: all done %lld ms after "
+            "it began; %d reconnects logged\n", (long long)t_restart, (long long)(now_ms() - t0),
+            reconnects);
+    P_ASSERT(reconnects >= 6, "only %d reconnects logged", reconnects);
+}
+END_TEST
+
+START_TEST(hanging_exec_killed_at_timeout)
+{
+    const char *sh = script("hang.sh",
+                            "if [ \"$PGQ_ATTEMPT\" = 1 ]; then put hang $$; exec sleep 1000; fi\n"
+                            "exit 0\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "30s",
+                                              tmp("[job hang]\nhandler = exec %s\ntimeout = 1s\n"
+                                                  "max_retries = 2\nbackoff_base = 0\n", sh)));
+    long long id = add_job("hang", "{}");
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(id), "done") == 0, WAIT_MS), "job not done: %s",
+             job_state(id));
+    P_ASSERT(pid_dead(read_pid("hang")), "the hanging handler survived its timeout");
+    const char *h = history(id);
+    P_ASSERT(strncmp(h, "1:failed:killed by signal 15 (SIGTERM) after timeout (1s)", 57) == 0 &&
+             strstr(h, ",2:done:") && !strstr(h, ",3:"), "history %s", h);
+    P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 1"
+                " AND term_signal = 15 AND exit_code IS NULL", id) == 1, "attempt 1: no signal");
+    P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 2"
+                " AND exit_code = 0 AND term_signal IS NULL", id) == 1, "attempt 2: no exit 0");
+    P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND cpu_ms >= 0"
+                " AND max_rss_kb > 0 AND duration_ms > 0", id) == 2,
+             "exec attempts must record cpu_ms, max_rss_kb and duration");
+    P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 1"
+                " AND duration_ms >= 1000", id) == 1, "attempt 1 ended before its timeout");
+    P_ASSERT(log_count(a, tmp("job=%lld type=hang: failed (attempt 1 of 3)", id)) == 1,
+             "the failure was not logged");
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* ---- fencing: SIGSTOP past the lease ---------------------------------------- */
+
+static void append_b(const char *path)
+{
+    FILE *f = fopen(path, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("B\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static int effect_file(void *arg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    append_b(arg);
+    return 0;
+}
+
+static int effect_row(void *arg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    const char *p[] = { s_ll(*(long long *)arg) };
+    tu_exec("INSERT INTO test_ledger (job_id, key) VALUES ($1, 'effect')", 1, p);
+    return 0;
+}
+
+/* Pool a holds job id and is frozen; its lease expires; "pool-B" (this
+ * test) reaps, claims and runs the effect under run_once, and keeps the
+ * job leased (until finish_b), so that whatever a does once it resumes
+ * meets a job that is running, under another token. */
+struct stolen {
+    pgq_conn *c;
+    pgq_job *j;
+};
+
+static struct stolen freeze_and_steal(struct pool *a, long long id, pgq_once_fn fn, void *arg)
+{
+    char err[512];
+    P_ASSERT(strcmp(job_state(id), "running") == 0, "job %lld: %s", id, job_state(id));
+    pool_signal(a, SIGSTOP);
+    P_ASSERT(WAIT_UNTIL(q1("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND lease_expires_at"
+                           " < now()", id) == 1, WAIT_MS), "the lease did not expire");
+    struct stolen b = { tu_connect(), NULL };
+    tu_reap_until(b.c, 1);
+    static const char *const q[] = { "default" };
+    ck_assert_msg(pgq_claim(b.c, q, 1, "pool-B", 120000, &b.j, err, sizeof err) == 0, "%s", err);
+    P_ASSERT(b.j && b.j->id == id && b.j->attempt == 2, "pool-B did not get the job back");
+    pgq_once_result r = pgq_run_once(b.c, id, b.j->lease_token, "effect", fn, arg, err,
+                                     sizeof err);
+    P_ASSERT(r == PGQ_ONCE_RAN, "pool-B's effect: %s %s", pgq_once_result_name(r), err);
+    return b;
+}
+
+static const char *effects(long long id)
+{
+    return t1("SELECT coalesce(string_agg(key || ':' || state || ':' || attempt, ','), '') FROM "
+              "pgq.effects WHERE job_id = $1", id);
+}
+
+/* Pool a has resumed: it learns that it lost the lease and changes
+ * nothing; pool-B then completes, and the job's story is pool-B's. */
+static void check_fenced(struct pool *a, long long id, struct stolen *b)
+{
+    char err[512];
+    P_ASSERT(WAIT_UNTIL(log_count(a, "lease lost") > 0, WAIT_MS), "pool a did not log its lost "
+             "lease");
+    sleep_ms(500);   /* a's heartbeat and worker have had their say */
+    const char *p[] = { s_ll(id), b->j->lease_token };
+    P_ASSERT(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND state = 'running' AND "
+                    "lease_token = $2::uuid AND lease_owner = 'pool-B' AND attempts = 2", 2, p)
+             == 1, "pool a touched the job pool-B holds: %s", job_state(id));
+    P_ASSERT(strcmp(history(id), "1:lease_expired:lease expired") == 0, "history %s",
+             history(id));
+    P_ASSERT(strcmp(effects(id), "effect:done:2") == 0, "effects: %s", effects(id));
+
+    bool lost = true;
+    ck_assert_msg(pgq_complete(b->c, id, b->j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                  "%s", err);
+    P_ASSERT(!lost, "pool-B lost the lease");
+    pgq_job_free(b->j);
+    pgq_disconnect(b->c);
+    P_ASSERT(strcmp(job_state(id), "done") == 0, "job %lld: %s", id, job_state(id));
+    P_ASSERT(strcmp(history(id), "1:lease_expired:lease expired,2:done:") == 0, "history %s",
+             history(id));
+    P_ASSERT(strcmp(t1("SELECT worker FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 2",
+                       id), "pool-B") == 0, "attempt 2 is not pool-B's");
+    P_ASSERT(!pool_gone(a), "pool a died: %s", status_text(a->status));
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    P_ASSERT(strcmp(job_state(id), "done") == 0 && strcmp(effects(id), "effect:done:2") == 0,
+             "job %lld after a stopped: %s, effects %s", id, job_state(id), effects(id));
+}
+
+START_TEST(sigstop_past_lease_exec_changes_nothing)
+{
+    const char *sh = script("frozen.sh",
+                            "put started-$PGQ_JOB_ID-$PGQ_ATTEMPT x\n"
+                            "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
+                            "\"$PGQ\" once effect -- sh -c \"echo A >> '$D/ledger'\"\n"
+                            "put rc-$PGQ_JOB_ID-$PGQ_ATTEMPT $?\n"
+                            "exit 0\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 1, "30s",
+                                              tmp("[job frozen]\nhandler = exec %s\n"
+                                                  "backoff_base = 0\n", sh)));
+    long long id = add_job("frozen", "{}");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", id))), WAIT_MS), "not started");
+    struct stolen b = freeze_and_steal(a, id, effect_file, (void *)in_dir("ledger"));
+    /* a's handler (its own process group, still running) now tries the
+     * effect with a's stale token: the database refuses (exit 5), where
+     * a missing fence would say "skipped" (3) or run it. */
+    write_file(in_dir("go"), "");
+    const char *rcfile = in_dir(tmp("rc-%lld-1", id));
+    P_ASSERT(WAIT_UNTIL(exists(rcfile), WAIT_MS), "a's handler did not try its effect");
+    char *rc = read_file(rcfile);
+    P_ASSERT(rc && strcmp(rc, "5\n") == 0, "pgq once in the frozen pool's handler exited %s, "
+             "want 5 (lease lost)", rc ? rc : "?");
+    free(rc);
+    /* ... and a itself, resumed, completes nothing (its handler exited 0) */
+    pool_signal(a, SIGCONT);
+    check_fenced(a, id, &b);
+    char *ledger = read_file(in_dir("ledger"));
+    P_ASSERT(ledger && strcmp(ledger, "B\n") == 0, "ledger: [%s]", ledger ? ledger : "");
+    free(ledger);
+}
+END_TEST
+
+START_TEST(sigstop_past_lease_plugin_changes_nothing)
+{
+    struct pool *a = pool_start("a", pool_ini("a.ini", 1, "30s",
+                                              tmp("[job frozen]\nhandler = plugin %s frozen_job\n"
+                                                  "backoff_base = 0\n", plugin())));
+    long long id = add_job("frozen", tmp("{\"dir\": \"%s\"}", dir));
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", id))), WAIT_MS), "not started");
+    struct stolen b = freeze_and_steal(a, id, effect_row, &id);
+    /* a's handler, frozen with a, tries the effect as soon as it resumes
+     * (with the job's token, straight to the database), then fails the
+     * attempt, which a must not record either */
+    write_file(in_dir("go"), "");
+    pool_signal(a, SIGCONT);
+    const char *once = in_dir(tmp("once-%lld-1", id));
+    P_ASSERT(WAIT_UNTIL(exists(once), WAIT_MS), "a's handler did not try its effect");
+    char *res = read_file(once);
+    P_ASSERT(res && strcmp(res, "lease lost") == 0, "run_once in the resumed pool: %s",
+             res ? res : "?");
+    free(res);
+    check_fenced(a, id, &b);
+    P_ASSERT(q1("SELECT count(*) FROM test_ledger WHERE job_id = $1", id) == 1,
+             "the effect ran %lld times", q1("SELECT count(*) FROM test_ledger WHERE job_id = $1",
+                                             id));
+}
+END_TEST
+
+/* ---- scale ---------------------------------------------------------------- */
+
+START_TEST(three_pools_twenty_thousand_jobs)
+{
+    const char *env = getenv("PGQ_POOL_SCALE_JOBS");
+    int total = env && atoi(env) > 0 ? atoi(env) : 20000;
+    const char *ini = pool_ini("p.ini", 4, "30s",
+                               tmp("[job work]\nhandler = plugin %s ledger_job\nmax_retries = 2\n"
+                                   "backoff_base = 10ms\nbackoff_max = 100ms\n", plugin()));
+    struct pool *p[3] = { pool_start("p1", ini), pool_start("p2", ini), pool_start("p3", ini) };
+    int64_t t0 = now_ms();
+    add_jobs("work", "{\"fail\": 10}", total);
+    int64_t t_added = now_ms() - t0;
+
+    /* kill -9 one pool a third of the way, and start a new one */
+    P_ASSERT(WAIT_UNTIL(nfinished() >= total / 3, 600000), "no progress");
+    pool_signal(p[1], SIGKILL);
+    P_ASSERT(WAIT_UNTIL(pool_gone(p[1]), WAIT_MS), "p2 survived SIGKILL");
+    long long at_kill = nfinished();
+    struct pool *p4 = pool_start("p4", ini);
+
+    wait_all_finished(total);
+    int64_t wall = now_ms() - t0;
+    long long done = njobs("done"), dead = njobs("dead");
+    P_ASSERT(done + dead == total && q0("SELECT count(*) FROM pgq.jobs") == total,
+             "%lld done + %lld dead of %d", done, dead, total);
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE state IN ('ready', 'running')") == 0,
+             "jobs left ready or running");
+    long long doubt = check_ledger();
+    /* every dead job used its 3 attempts, each one recorded */
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs j WHERE state = 'dead' AND (attempts <> 3 OR "
+                "(SELECT count(*) FROM pgq.job_attempts a WHERE a.job_id = j.id AND a.outcome IN "
+                "('failed', 'lease_expired')) <> 3)") == 0, "a dead job without its history");
+    long long ledger = q0("SELECT count(*) FROM test_ledger");
+    fprintf(stderr, "pool_test: scale: %d jobs (added in %lld ms), 3 pools x 4 workers, p2 "
+            "killed -9 at %lld finished: %lld done, %lld dead, %lld attempts (%lld failed, %lld "
+            "lease expired), %lld ledger rows, %lld effects in doubt; wall %lld ms\n",
+            total, (long long)t_added, at_kill, done, dead,
+            q0("SELECT count(*) FROM pgq.job_attempts"),
+            q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed'"),
+            q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"), ledger,
+            doubt, (long long)wall);
+    struct pool *live[3] = { p[0], p[2], p4 };
+    for (int i = 0; i < 3; i++)
+        pool_signal(live[i], SIGTERM);
+    for (int i = 0; i < 3; i++)
+        pool_wait_exit(live[i], 0);
+    P_ASSERT(q0("SELECT count(*) FROM pgq.workers") == 1, "only the killed pool's row may stay");
+}
+END_TEST
+
+/* ---- config and usage ----------------------------------------------------- */
+
+static const char *fixture(const char *name)
+{
+    return tmp("%s/ini/%s", tu_test_dir(), name);
+}
+
+/* pgq-pool ARGS run in the build dir (so ./examples/plugin-demo.so
+ * resolves), without a database in the environment. */
+static struct run pool_cmd(const char *const *args)
+{
+    const char *argv[8] = { tmp("%s/pgq-pool", tu_bin_dir()) };
+    for (int i = 0; args[i]; i++) {
+        ck_assert_int_lt(i, 6);
+        argv[i + 1] = args[i];
+    }
+    return run_cmd(tu_bin_dir(), NULL, argv);
+}
+
+/* Exit code, empty stdout and exactly the one line want on stderr. */
+static void assert_refused(const char *const *args, int code, const char *want)
+{
+    struct run r = pool_cmd(args);
+    ck_assert_msg(r.code == code && strcmp(r.out, "") == 0 &&
+                  strcmp(r.err, tmp("%s\n", want)) == 0,
+                  "pgq-pool %s %s: exit %d (want %d)\nstdout: [%s]\nstderr: [%s]\nwant:   [%s]",
+                  args[0], args[1] ? args[1] : "", r.code, code, r.out, r.err, want);
+    run_free(&r);
+}
+
+START_TEST(bad_config_files)
+{
+    const char *f = fixture("pool-bad-workers.ini");
+    assert_refused(ARGV("-c", f), 1,
+                   tmp("pgq-pool: %s:4: [pool] workers: \"0\" is out of range (1..256)", f));
+    f = fixture("pool-bad-heartbeat.ini");
+    assert_refused(ARGV("-c", f), 1,
+                   tmp("pgq-pool: %s:5: [pool] heartbeat: 2s must be shorter than lease_ttl (1s)",
+                       f));
+    f = fixture("pool-bad-key.ini");
+    assert_refused(ARGV("-c", f), 1,
+                   tmp("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
+                       "\"timeout\"?", f));
+    f = fixture("pool-bad-key.ini");   /* --check reads the file first, too */
+    assert_refused(ARGV("--check", "-c", f), 1,
+                   tmp("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
+                       "\"timeout\"?", f));
+    f = in_dir("absent.ini");
+    assert_refused(ARGV("-c", f), 1, tmp("pgq-pool: %s: cannot open: No such file or directory",
+                                         f));
+}
+END_TEST
+
+START_TEST(check_validates_handlers)
+{
+    const char *f = fixture("pool-check-good.ini");
+    struct run r = pool_cmd(ARGV("--check", "-c", f));
+    ck_assert_msg(r.code == 0 && strcmp(r.out, tmp("%s: ok (3 job types, 3 workers)\n", f)) == 0
+                  && strcmp(r.err, "") == 0, "exit %d\nstdout: [%s]\nstderr: [%s]", r.code,
+                  r.out, r.err);
+    run_free(&r);
+
+    f = fixture("pool-check-missing-exec.ini");
+    assert_refused(ARGV("--check", "-c", f), 1,
+                   tmp("pgq-pool: %s:9: [job report] handler: \"/nonexistent/pgq-report\" is "
+                       "not an executable file", f));
+    f = fixture("pool-check-missing-command.ini");
+    assert_refused(ARGV("--check", "-c", f), 1,
+                   tmp("pgq-pool: %s:6: [job report] handler: \"pgq-no-such-command\" is not an "
+                       "executable file on PATH", f));
+    f = fixture("pool-check-missing-symbol.ini");
+    assert_refused(ARGV("--check", "-c", f), 1,
+                   tmp("pgq-pool: %s:6: [job upper] handler: plugin ./examples/plugin-demo.so "
+                       "has no symbol \"no_such_handler\"", f));
+    f = fixture("pool-check-callback.ini");
+    const char *msg = tmp("%s:6: [job send-email] handler: no callback \"send_email\" is "
+                          "registered (callbacks exist only in programs embedding libpgq)", f);
+    assert_refused(ARGV("--check", "-c", f), 1, tmp("pgq-pool: %s", msg));
+
+    /* a missing plugin file: dlerror's words are the system's */
+    f = fixture("pool-check-missing-plugin.ini");
+    r = pool_cmd(ARGV("--check", "-c", f));
+    const char *want = tmp("pgq-pool: %s:6: [job upper] handler: cannot load plugin: ", f);
+    ck_assert_msg(r.code == 1 && strncmp(r.err, want, strlen(want)) == 0 &&
+                  strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "exit %d, stderr [%s]",
+                  r.code, r.err);
+    run_free(&r);
+
+    /* without --check, the same file does not start the pool */
+    r = pool_cmd(ARGV("-c", fixture("pool-check-callback.ini"), "--db", tu_db_url()));
+    ck_assert_msg(r.code == 1 && strstr(r.err, tmp("ERROR pool: cannot start: %s\n", msg)) &&
+                  !strstr(r.err, "started"), "exit %d, stderr [%s]", r.code, r.err);
+    run_free(&r);
+    ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
+}
+END_TEST
+
+START_TEST(usage)
+{
+    struct run r = pool_cmd(ARGV("--help"));
+    ck_assert_msg(r.code == 0 && strncmp(r.out, "usage: pgq-pool -c pool.ini", 27) == 0 &&
+                  strcmp(r.err, "") == 0, "--help: exit %d [%s] [%s]", r.code, r.out, r.err);
+    run_free(&r);
+    assert_refused(ARGV("--bogus"), 2,
+                   "pgq-pool: unknown or incomplete argument \"--bogus\" (see --help)");
+    assert_refused(ARGV("-c"), 2, "pgq-pool: unknown or incomplete argument \"-c\" (see --help)");
+    assert_refused(ARGV("-q"), 2, "pgq-pool: -c pool.ini is required (see --help)");
+}
+END_TEST
+
+/* ---- embedding ------------------------------------------------------------ */
+
+START_TEST(embed_demo_runs)
+{
+    const int n = 25;
+    const char *ini = pool_ini("embed.ini", 3, "10s",
+                               "[job send-email]\nhandler = callback send_email\n"
+                               "require = to:string, subject:string\n");
+    const char *outbox = in_dir("outbox");
+    struct run r = run_cmd(dir, (const char *const[]){ tmp("DATABASE_URL=%s", tu_db_url()), NULL },
+                           ARGV(tmp("%s/examples/embed-demo", tu_bin_dir()), ini, s_ll(n), outbox));
+    ck_assert_msg(r.code == 0 && strcmp(r.out, "embed-demo: all jobs finished\n") == 0,
+                  "embed-demo: exit %d\nstdout: [%s]\nstderr: [%s]", r.code, r.out, r.err);
+    ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs WHERE type = 'send-email' AND state = "
+                        "'done'"), n);
+    ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs"), n);
+    ck_assert_int_eq(count_lines(outbox), n);
+    /* one line per job, each job once */
+    char *text = read_file(outbox);
+    for (long long id = 1; id <= n; id++)
+        ck_assert_msg(strstr(text, tmp("job %lld: {", id)) != NULL, "no mail for job %lld", id);
+    free(text);
+    ck_assert_int_eq(q0("SELECT count(*) FROM pgq.effects WHERE state = 'done'"), n);
+    ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* ---- reload --------------------------------------------------------------- */
+
+START_TEST(sighup_adds_a_job_type)
+{
+    const char *slow = script("slow.sh",
+                              "put started-$PGQ_JOB_ID x\n"
+                              "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
+                              "exit 0\n");
+    const char *fresh = script("fresh.sh", "put fresh-$PGQ_JOB_ID x\nexit 0\n");
+    const char *v1 = tmp("[job slow]\nhandler = exec %s\n", slow);
+    const char *ini = pool_ini("a.ini", 2, "30s", v1);
+    struct pool *a = pool_start("a", ini);
+    long long j1 = add_job("slow", "{}");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld", j1))), WAIT_MS), "not started");
+
+    char err[512];
+    pgq_add_result ar;
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_add(c, "fresh", "{}", NULL, &ar, err, sizeof err) < 0,
+                  "type fresh exists before the reload");
+
+    pool_ini("a.ini", 2, "30s", tmp("%s\n[job fresh]\nhandler = exec %s\n", v1, fresh));
+    pool_signal(a, SIGHUP);
+    P_ASSERT(WAIT_UNTIL(log_count(a, "reloaded job types") == 1, WAIT_MS), "no reload logged");
+    long long ids[3];
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(pgq_add(c, "fresh", "{}", NULL, &ar, err, sizeof err) == 0, "add: %s", err);
+        ids[i] = ar.id;
+    }
+    for (int i = 0; i < 3; i++) {
+        P_ASSERT(WAIT_UNTIL(strcmp(job_state(ids[i]), "done") == 0, WAIT_MS), "job %lld: %s",
+                 ids[i], job_state(ids[i]));
+        P_ASSERT(exists(in_dir(tmp("fresh-%lld", ids[i]))) &&
+                 strcmp(history(ids[i]), "1:done:") == 0, "job %lld: history %s", ids[i],
+                 history(ids[i]));
+    }
+    /* the job in flight across the reload is still in hand, and finishes */
+    P_ASSERT(strcmp(job_state(j1), "running") == 0, "job %lld: %s", j1, job_state(j1));
+    write_file(in_dir("go"), "");
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(j1), "done") == 0, WAIT_MS), "job %lld: %s", j1,
+             job_state(j1));
+    P_ASSERT(strcmp(history(j1), "1:done:") == 0, "history %s", history(j1));
+
+    /* a broken file is refused and the job types stay */
+    write_file(ini, "[pool]\nworkers = 2\n[job fresh]\nhandler = exec\n");
+    pool_signal(a, SIGHUP);
+    P_ASSERT(WAIT_UNTIL(log_count(a, "reload failed, keeping the old job types") == 1, WAIT_MS),
+             "no failed reload logged");
+    ck_assert_msg(pgq_add(c, "fresh", "{}", NULL, &ar, err, sizeof err) == 0, "add: %s", err);
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(ar.id), "done") == 0, WAIT_MS), "job %lld: %s",
+             (long long)ar.id, job_state(ar.id));
+    pgq_disconnect(c);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+Suite *pool_suite(void)
+{
+    Suite *s = suite_create("pool");
+    struct {
+        const char *name;
+        const TTest *tests[4];
+    } groups[] = {
+        { "crash", { kill9_handlers_die_and_jobs_recover } },
+        { "drain", { sigterm_drains_short_jobs, sigterm_releases_long_jobs,
+                     second_sigterm_exits_at_once } },
+        { "faults", { terminate_backends_mid_load, postgres_restart_mid_load,
+                      hanging_exec_killed_at_timeout } },
+        { "fencing", { sigstop_past_lease_exec_changes_nothing,
+                       sigstop_past_lease_plugin_changes_nothing } },
+        { "scale", { three_pools_twenty_thousand_jobs } },
+        { "config", { bad_config_files, check_validates_handlers, usage } },
+        { "embed", { embed_demo_runs } },
+        { "reload", { sighup_adds_a_job_type } },
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        TCase *tc = tcase_create(groups[g].name);
+        tcase_add_unchecked_fixture(tc, make_suite_dir, remove_suite_dir);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, TU_TIMEOUT);
+        for (int i = 0; i < 4 && groups[g].tests[i]; i++)
+            tcase_add_test(tc, groups[g].tests[i]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}

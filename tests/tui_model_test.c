@@ -1,0 +1,385 @@
+/* The dashboard's model, checked against a seeded database: snapshots are
+ * built with model_refresh_once (what the model thread runs each refresh)
+ * and compared with what was seeded: counts per queue and state, running
+ * jobs with their worker and lease, dead letters with their last errors,
+ * pools with stale detection, throughput, health rows, a job's detail, the
+ * filters, and read-only detection for a role without UPDATE. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "testutil.h"
+
+static void setup(void)
+{
+    tu_reset();
+}
+
+/* Add a job of type and run it through `fails` failed attempts, each with
+ * error "<prefix> N" (a job with max_retries fails-1 ends dead). */
+static int64_t add_failing(pgq_conn *c, const char *type, const char *queue, int fails,
+                           const char *prefix)
+{
+    char err[512], msg[128];
+    pgq_add_result res;
+    ck_assert_msg(pgq_add(c, type, "{\"n\":1}", NULL, &res, err, sizeof err) == 0, "add: %s", err);
+    for (int i = 1; i <= fails; i++) {
+        const char *q[] = { queue };
+        pgq_job *j = NULL;
+        ck_assert_msg(pgq_claim(c, q, 1, "tester:1:w0", 30000, &j, err, sizeof err) == 0, "%s", err);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(j->id, res.id);
+        snprintf(msg, sizeof msg, "%s %d", prefix, i);
+        pgq_fail_result fr;
+        pgq_attempt_info info = { 1, 0, 5, 1024 };
+        ck_assert_msg(pgq_fail(c, j->id, j->lease_token, msg, &info, &fr, err, sizeof err) == 0,
+                      "%s", err);
+        pgq_job_free(j);
+    }
+    return res.id;
+}
+
+/* The seeded fleet: queue "mail" with 2 ready, 1 running, 2 dead (one with
+ * two attempts), 1 done; queue "img" with 1 scheduled; two pools, one of
+ * them silent for 5 minutes. */
+static void seed(int64_t *running_id, int64_t *dead2_id)
+{
+    char err[512];
+    tu_type("tui-mail", "mail", "", 1, 0);
+    tu_type("tui-img", "img", "", 0, 0);
+    pgq_conn *c = tu_connect();
+    *dead2_id = add_failing(c, "tui-mail", "mail", 2, "smtp refused");
+    add_failing(c, "tui-mail", "mail", 2, "smtp refused");
+    pgq_add_result res;
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":2}", NULL, &res, err, sizeof err) == 0);
+    const char *q[] = { "mail" };
+    pgq_job *j = NULL;
+    ck_assert(pgq_claim(c, q, 1, "alpha:10:w3", 30000, &j, err, sizeof err) == 0 && j);
+    *running_id = j->id;
+    pgq_job_free(j);
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":3}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":4}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":5}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_claim(c, q, 1, "alpha:10:w1", 30000, &j, err, sizeof err) == 0 && j);
+    bool lost;
+    ck_assert(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0 && !lost);
+    pgq_job_free(j);
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.delay_ms = 3600000;
+    ck_assert(pgq_add(c, "tui-img", "{\"n\":6}", &o, &res, err, sizeof err) == 0);
+    const char *qs[] = { "mail", "img" };
+    ck_assert(pgq_pool_register_row(c, "alpha:10:1", "alpha", 10, 4, qs, 2, err, sizeof err) == 0);
+    ck_assert(pgq_pool_register_row(c, "beta:20:1", "beta", 20, 2, qs, 1, err, sizeof err) == 0);
+    tu_exec("UPDATE pgq.workers SET last_heartbeat = now() - interval '5 minutes' WHERE host = 'beta'",
+            0, NULL);
+    pgq_disconnect(c);
+}
+
+static struct snapshot *snap(const struct model_query *q)
+{
+    char err[512];
+    struct snapshot *s = NULL;
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(model_refresh_once(c, q, &s, err, sizeof err) == 0, "refresh: %s", err);
+    pgq_disconnect(c);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(atomic_load(&s->refs), 1);
+    return s;
+}
+
+static const pgq_queue_stats *queue(const struct snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->nqueues; i++)
+        if (strcmp(s->queues[i].queue, name) == 0)
+            return &s->queues[i];
+    ck_abort_msg("queue %s not in the snapshot", name);
+    return NULL;
+}
+
+START_TEST(snapshot_counts_lists_and_pools)
+{
+    int64_t running_id, dead2;
+    seed(&running_id, &dead2);
+    struct model_query q = { .parts = MODEL_ALL };
+    struct snapshot *s = snap(&q);
+
+    ck_assert(!s->read_only);
+    ck_assert_int_eq(s->nqueues, 2);
+    const pgq_queue_stats *m = queue(s, "mail");
+    ck_assert_int_eq(m->ready, 2);
+    ck_assert_int_eq(m->running, 1);
+    ck_assert_int_eq(m->dead, 2);
+    ck_assert_int_eq(m->done_last_hour, 1);
+    ck_assert_int_eq(queue(s, "img")->scheduled, 1);
+    ck_assert_int_eq(s->total.dead, 2);
+    ck_assert_int_eq(s->total.ready, 2);
+
+    /* throughput: the one done job, finished just now */
+    int64_t sum = 0;
+    for (int i = 0; i < MODEL_TPUT_BUCKETS; i++)
+        sum += s->tput[i];
+    ck_assert_int_eq(sum, 1);
+    ck_assert_int_eq(s->tput[0] + s->tput[1], 1);
+
+    ck_assert_int_eq(s->nrunning, 1);
+    ck_assert_int_eq(s->running_total, 1);
+    ck_assert_int_eq(s->running[0].id, running_id);
+    ck_assert_str_eq(s->running[0].owner, "alpha:10:w3");
+    ck_assert_str_eq(s->running[0].type, "tui-mail");
+    ck_assert(s->running[0].lease_left_s > 0 && s->running[0].lease_left_s <= 30);
+    ck_assert_int_eq(s->running[0].attempts, 1);
+
+    ck_assert_int_eq(s->ndead, 2);
+    ck_assert_int_eq(s->dead_total, 2);
+    for (size_t i = 0; i < s->ndead; i++) {
+        ck_assert_str_eq(s->dead[i].error, "smtp refused 2");
+        ck_assert_int_eq(s->dead[i].attempts, 2);
+        ck_assert_str_eq(s->dead[i].queue, "mail");
+    }
+    ck_assert_int_ge(snapshot_find(s->dead, s->ndead, dead2), 0);
+
+    ck_assert_int_eq(s->njobs, 7);
+    ck_assert_int_eq(s->jobs_total, 7);
+    ck_assert_int_eq(s->jobs[0].id, 7);   /* newest first */
+    ck_assert(s->jobs[0].scheduled);
+
+    ck_assert_int_eq(s->npools, 2);
+    ck_assert_int_eq(s->nstale, 1);
+    for (size_t i = 0; i < s->npools; i++) {
+        const struct snap_pool *p = &s->pools[i];
+        bool beta = strcmp(p->host, "beta") == 0;
+        ck_assert_int_eq(p->stale, beta);
+        ck_assert_int_eq(p->pid, beta ? 20 : 10);
+        ck_assert_int_eq(p->workers, beta ? 2 : 4);
+        if (beta)
+            ck_assert(p->beat_age_s >= 299);
+        else
+            ck_assert_str_eq(p->queues, "mail,img");
+    }
+    snapshot_release(s);
+}
+END_TEST
+
+START_TEST(snapshot_health_rows)
+{
+    struct model_query q = { .parts = MODEL_HEALTH };
+    struct snapshot *s = snap(&q);
+    ck_assert_int_gt(s->db_bytes, 0);
+    ck_assert_int_ge(s->ntables, 6);
+    bool jobs = false;
+    for (size_t i = 0; i < s->ntables; i++) {
+        if (strcmp(s->tables[i].name, "jobs") == 0) {
+            jobs = true;
+            ck_assert_int_gt(s->tables[i].bytes, 0);
+        }
+    }
+    ck_assert(jobs);
+    /* Only the parts asked for: no lists. */
+    ck_assert_int_eq(s->nrunning + s->ndead + s->njobs + s->npools, 0);
+    snapshot_release(s);
+}
+END_TEST
+
+/* An open transaction holding a snapshot and a session waiting for a lock
+ * on pgq.jobs show on the Health screen. */
+START_TEST(snapshot_health_shows_old_xact_and_lock_wait)
+{
+    PGconn *holder = PQconnectdb(tu_db_url());
+    PGconn *waiter = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(holder) == CONNECTION_OK && PQstatus(waiter) == CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+    /* SHARE: the dashboard's own reads still pass, writers wait */
+    PQclear(PQexec(holder, "LOCK TABLE pgq.jobs IN SHARE MODE"));
+    PQclear(PQexec(holder, "SELECT count(*) FROM pgq.jobs"));   /* takes the snapshot */
+    ck_assert(PQsendQuery(waiter, "UPDATE pgq.jobs SET priority = priority WHERE false") == 1);
+    int hpid = PQbackendPID(holder), wpid = PQbackendPID(waiter);
+
+    struct model_query q = { .parts = MODEL_HEALTH };
+    bool xact = false, lock = false;
+    for (int tries = 0; tries < 100 && !(xact && lock); tries++) {
+        struct snapshot *s = snap(&q);
+        for (size_t i = 0; i < s->nxacts; i++)
+            xact |= s->xacts[i].pid == hpid;
+        for (size_t i = 0; i < s->nlocks; i++) {
+            if (s->locks[i].pid == wpid) {
+                lock = true;
+                ck_assert_str_eq(s->locks[i].rel, "pgq.jobs");
+                ck_assert_str_eq(s->locks[i].mode, "RowExclusiveLock");
+                char want[16];
+                snprintf(want, sizeof want, "%d", hpid);
+                ck_assert_str_eq(s->locks[i].blockers, want);
+            }
+        }
+        snapshot_release(s);
+    }
+    ck_assert_msg(xact, "the open transaction is not listed");
+    ck_assert_msg(lock, "the lock wait is not listed");
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PGresult *r;
+    while ((r = PQgetResult(waiter)))
+        PQclear(r);
+    PQfinish(holder);
+    PQfinish(waiter);
+}
+END_TEST
+
+START_TEST(snapshot_filters_and_detail)
+{
+    int64_t running_id, dead2;
+    seed(&running_id, &dead2);
+    struct model_query q = { .parts = MODEL_ALL, .detail_id = dead2 };
+
+    /* text: case-insensitive substring of the error, literal % */
+    snprintf(q.filter.text, sizeof q.filter.text, "SMTP REFUSED");
+    struct snapshot *s = snap(&q);
+    ck_assert_int_eq(s->dead_total, 2);
+    ck_assert_int_eq(s->nrunning, 0);
+    ck_assert(s->detail);
+    ck_assert_int_eq(s->detail->id, dead2);
+    ck_assert_int_eq(s->detail->nattempts, 2);
+    ck_assert_str_eq(s->detail->attempts_v[0].error, "smtp refused 1");
+    ck_assert_str_eq(s->detail->attempts_v[1].error, "smtp refused 2");
+    ck_assert_int_eq(s->detail->attempts_v[0].cpu_ms, 5);
+    snapshot_release(s);
+
+    snprintf(q.filter.text, sizeof q.filter.text, "%%");
+    s = snap(&q);
+    ck_assert_int_eq(s->dead_total, 0);
+    ck_assert_int_eq(s->jobs_total, 0);
+    snapshot_release(s);
+
+    memset(&q.filter, 0, sizeof q.filter);
+    snprintf(q.filter.queue, sizeof q.filter.queue, "img");
+    s = snap(&q);
+    ck_assert_int_eq(s->dead_total, 0);
+    ck_assert_int_eq(s->jobs_total, 1);
+    ck_assert_int_eq(s->nrunning, 0);
+    snapshot_release(s);
+
+    memset(&q.filter, 0, sizeof q.filter);
+    snprintf(q.filter.state, sizeof q.filter.state, "scheduled");
+    s = snap(&q);
+    ck_assert_int_eq(s->jobs_total, 1);
+    ck_assert_str_eq(s->jobs[0].type, "tui-img");
+    snapshot_release(s);
+
+    snprintf(q.filter.state, sizeof q.filter.state, "ready");
+    snprintf(q.filter.type, sizeof q.filter.type, "tui-mail");
+    s = snap(&q);
+    ck_assert_int_eq(s->jobs_total, 2);
+    snapshot_release(s);
+
+    /* a job that does not exist: no detail, no error */
+    q.detail_id = 999999;
+    s = snap(&q);
+    ck_assert_ptr_null(s->detail);
+    snapshot_release(s);
+}
+END_TEST
+
+START_TEST(snapshot_read_only_role)
+{
+    if (tu_int("SELECT rolsuper::int FROM pg_roles WHERE rolname = current_user", 0, NULL) != 1)
+        return;   /* cannot create a role here */
+    tu_exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgq_tui_ro') THEN"
+            " CREATE ROLE pgq_tui_ro LOGIN; END IF; END$$", 0, NULL);
+    tu_exec("GRANT USAGE ON SCHEMA pgq TO pgq_tui_ro", 0, NULL);
+    tu_exec("GRANT SELECT ON ALL TABLES IN SCHEMA pgq TO pgq_tui_ro", 0, NULL);
+    char *url = tu_text("SELECT $1::text || CASE WHEN $1 LIKE '%?%' THEN '&' ELSE '?' END"
+                        " || 'user=pgq_tui_ro'", 1, (const char *[]){ tu_db_url() });
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert_msg(pgq_connect(url, &c, err, sizeof err) == 0, "connect as pgq_tui_ro: %s", err);
+    struct model_query q = { .parts = MODEL_ALL };
+    struct snapshot *s = NULL;
+    ck_assert_msg(model_refresh_once(c, &q, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert(s->read_only);
+    ck_assert_str_eq(s->user, "pgq_tui_ro");
+    snapshot_release(s);
+    pgq_disconnect(c);
+    free(url);
+}
+END_TEST
+
+/* The running model: a snapshot appears, and a queued requeue runs and
+ * reports its outcome in a later snapshot. */
+START_TEST(model_thread_publishes_and_acts)
+{
+    int64_t running_id, dead2;
+    seed(&running_id, &dead2);
+    char err[512];
+    struct model *m = NULL;
+    ck_assert_msg(model_start(tu_db_url(), "tui test", 100, &m, err, sizeof err) == 0, "%s", err);
+    struct model_query q = { .parts = MODEL_DEAD };
+    model_set_query(m, &q, true);
+    struct snapshot *s = NULL;
+    for (int i = 0; i < 200; i++) {
+        s = model_acquire(m);
+        if (s && (s->q.parts & MODEL_DEAD) && s->ndead == 2)
+            break;
+        snapshot_release(s);
+        s = NULL;
+        nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+    }
+    ck_assert_msg(s, "no snapshot with the dead letters");
+    snapshot_release(s);
+
+    struct model_action a = { .kind = MODEL_REQUEUE_MATCHING };
+    ck_assert_int_eq(model_request(m, &a), 0);
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; i++) {
+        s = model_acquire(m);
+        seen = s && strcmp(s->msg, "requeued 2 dead jobs") == 0 && s->ndead == 0;
+        snapshot_release(s);
+        if (!seen)
+            nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+    }
+    ck_assert_msg(seen, "the requeue's outcome never showed");
+    struct model_status st;
+    model_status(m, &st);
+    ck_assert(st.have_snapshot && st.connected && st.error[0] == '\0');
+    model_stop(m);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'dead'", 0, NULL), 0);
+    ck_assert_int_eq(tu_int("SELECT job_count FROM pgq.actions WHERE detail = 'tui test'", 0, NULL), 2);
+}
+END_TEST
+
+/* A database that is not there: no snapshot, an error in the status, and
+ * stopping is still prompt. */
+START_TEST(model_thread_reports_unreachable_database)
+{
+    char err[512];
+    struct model *m = NULL;
+    ck_assert(model_start("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", "t", 100, &m,
+                          err, sizeof err) == 0);
+    struct model_status st = { 0 };
+    for (int i = 0; i < 200 && !st.error[0]; i++) {
+        nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+        model_status(m, &st);
+    }
+    ck_assert_msg(st.error[0], "no error reported");
+    ck_assert(!st.have_snapshot && !st.connected);
+    ck_assert_ptr_null(model_acquire(m));
+    model_stop(m);
+}
+END_TEST
+
+Suite *tui_model_suite(void)
+{
+    Suite *s = suite_create("tui_model");
+    TCase *tc = tcase_create("snapshots");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_test(tc, snapshot_counts_lists_and_pools);
+    tcase_add_test(tc, snapshot_health_rows);
+    tcase_add_test(tc, snapshot_health_shows_old_xact_and_lock_wait);
+    tcase_add_test(tc, snapshot_filters_and_detail);
+    tcase_add_test(tc, snapshot_read_only_role);
+    tcase_add_test(tc, model_thread_publishes_and_acts);
+    tcase_add_test(tc, model_thread_reports_unreachable_database);
+    suite_add_tcase(s, tc);
+    return s;
+}
