@@ -74,8 +74,8 @@ $(BUILD)/tui/%.o: CFLAGS += $(shell pkg-config --cflags ncursesw)
 $(PGQ): $(CLI_OBJ) $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
-$(POOL): $(BUILD)/pool/main.o $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(LIBA) $(LIBS)
+$(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The embedding and plugin examples; the tests build and run them. pgq-pool
 # is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.

@@ -7,9 +7,15 @@
  *                    release the rest, exit 0); second: exit at once
  *   SIGHUP           reload the [job ...] sections
  *
- * The drain runs in a helper thread, which says it is done with SIGUSR1. */
+ * The drain runs in a helper thread, which says it is done with SIGUSR1.
+ *
+ * With --tui the main thread runs the dashboard instead (the same one as
+ * `pgq top`), a signal thread takes the signals, and the pool's log goes to
+ * a file (--log, default $TMPDIR/pgq-pool-PID.log) so it cannot scribble
+ * over the screen. Quitting the dashboard stops the pool gracefully. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,7 @@
 
 #include "log.h"
 #include "pgq_pool.h"
+#include "top.h"
 
 static const char usage[] =
     "usage: pgq-pool -c pool.ini [--db URL] [--check] [-v | -q]\n\n"
@@ -26,6 +33,8 @@ static const char usage[] =
     "  -c, --config FILE  the pool.ini (required)\n"
     "      --db URL       database (beats [database] url and $DATABASE_URL)\n"
     "      --check        validate FILE and every handler, then exit (0 = ok)\n"
+    "      --tui          show the dashboard (as `pgq top`); q stops the pool\n"
+    "      --log FILE     where the log goes with --tui (default $TMPDIR/pgq-pool-PID.log)\n"
     "  -v, --verbose      log every claim too (debug)\n"
     "  -q, --quiet        log warnings and errors only\n"
     "      --version      print the version\n\n"
@@ -37,6 +46,62 @@ struct waiter {
     int rc;
 };
 
+/* --tui: the signal thread. The first SIGTERM/SIGINT ends the dashboard
+ * (which then stops the pool), a second exits at once; SIGHUP reloads. */
+struct tui_signals {
+    pgq_pool *pool;
+    sigset_t set;
+    atomic_bool stop;
+};
+
+static void *tui_signal_thread(void *arg)
+{
+    struct tui_signals *t = arg;
+    char err[1024];
+    for (;;) {
+        int sig;
+        if (sigwait(&t->set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            if (pgq_pool_reload(t->pool, err, sizeof err) < 0)
+                pool_log(PGQ_LOG_ERROR, NULL, "reload failed, keeping the old job types: %s", err);
+            else
+                pool_log(PGQ_LOG_INFO, NULL, "reloaded job types%s%s", *err ? ": " : "", err);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            if (atomic_exchange(&t->stop, true))
+                _exit(1);
+            pgq_pool_stop(t->pool);
+        }
+    }
+    return NULL;
+}
+
+static int run_tui(pgq_pool *pool, const char *url, const char *logpath, sigset_t *set)
+{
+    char err[1024];
+    struct tui_signals t = { .pool = pool, .set = *set };
+    pthread_t th;
+    atomic_init(&t.stop, false);
+    sigdelset(&t.set, SIGUSR1);
+    if (pthread_create(&th, NULL, tui_signal_thread, &t) != 0) {
+        fprintf(stdout, "pgq-pool: cannot start the signal thread\n");
+        return 1;
+    }
+    pthread_detach(th);
+    struct top_opts o = TOP_OPTS_INIT;
+    o.who = "pgq-pool --tui";
+    o.handle_signals = false;
+    o.stop = &t.stop;
+    int rc = pgq_top_run(url, &o, err, sizeof err);
+    if (rc < 0)
+        printf("pgq-pool: dashboard: %s\n", err);
+    printf("pgq-pool: stopping: draining in-flight jobs (Ctrl-C again to exit at once); "
+           "log in %s\n", logpath);
+    pgq_pool_stop(pool);
+    int wrc = pgq_pool_wait(pool);
+    return rc < 0 || wrc < 0 ? 1 : 0;
+}
+
 static void *drain(void *arg)
 {
     struct waiter *w = arg;
@@ -47,8 +112,9 @@ static void *drain(void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL, *db = NULL;
-    bool check = false;
+    const char *config = NULL, *db = NULL, *logpath = NULL;
+    bool check = false, tui = false;
+    char logbuf[4096];
     char err[1024];
 
     for (int i = 1; i < argc; i++) {
@@ -69,6 +135,10 @@ int main(int argc, char **argv)
             db = a + 5;
         } else if (strcmp(a, "--check") == 0) {
             check = true;
+        } else if (strcmp(a, "--tui") == 0) {
+            tui = true;
+        } else if (strcmp(a, "--log") == 0 && i + 1 < argc) {
+            logpath = argv[++i];
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             pgq_pool_set_log_level(PGQ_LOG_DEBUG);
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
@@ -91,10 +161,14 @@ int main(int argc, char **argv)
     }
     size_t ntypes = cfg->ntypes;
     int workers = cfg->workers;
+    /* the dashboard needs the pool's database too; cfg moves into the pool */
+    char *url = strdup(db ? db : cfg->db_url ? cfg->db_url : getenv("DATABASE_URL") ?
+                       getenv("DATABASE_URL") : "");
     if (check && !db && !cfg->db_url && !getenv("DATABASE_URL"))
         db = "unused";   /* --check needs no database */
     if (pgq_pool_new(cfg, db, &pool, err, sizeof err) < 0) {
         pgq_cfg_free(cfg);
+        free(url);
         fprintf(stderr, "pgq-pool: %s\n", err);
         return 1;
     }
@@ -106,7 +180,24 @@ int main(int argc, char **argv)
             printf("%s: ok (%zu job type%s, %d workers)\n", config, ntypes,
                    ntypes == 1 ? "" : "s", workers);
         pgq_pool_free(pool);
+        free(url);
         return rc < 0 ? 1 : 0;
+    }
+    if (tui) {
+        if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+            fprintf(stderr, "pgq-pool: --tui needs a terminal\n");
+            return 2;
+        }
+        if (!logpath) {
+            const char *tmp = getenv("TMPDIR");
+            snprintf(logbuf, sizeof logbuf, "%s/pgq-pool-%d.log", tmp && *tmp ? tmp : "/tmp",
+                     (int)getpid());
+            logpath = logbuf;
+        }
+        if (!freopen(logpath, "a", stderr)) {
+            fprintf(stdout, "pgq-pool: --log %s: %s\n", logpath, strerror(errno));
+            return 1;
+        }
     }
 
     sigset_t set;
@@ -120,11 +211,22 @@ int main(int argc, char **argv)
 
     if (pgq_pool_start(pool, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_ERROR, NULL, "cannot start: %s", err);
+        if (tui)   /* the log is a file now: say it where the operator looks */
+            printf("pgq-pool: cannot start: %s\n", err);
+        free(url);
         pgq_pool_stop(pool);
         (void)!pgq_pool_wait(pool);
         pgq_pool_free(pool);
         return 1;
     }
+
+    if (tui) {
+        int rc = run_tui(pool, url, logpath, &set);
+        pgq_pool_free(pool);
+        free(url);
+        return rc;
+    }
+    free(url);
 
     struct waiter w = { pool, 0 };
     pthread_t drainer;

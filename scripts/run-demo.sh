@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: a throwaway PostgreSQL (unless DATABASE_URL is set), migrate,
 # the demo job types of examples/demo.ini, a stream of demo jobs, and the
-# pool running them with its log on the terminal. Ctrl-C stops everything
-# cleanly (the pool drains, the throwaway server is removed). Without a
-# terminal it runs for PGQ_DEMO_SECONDS (default 20) and stops by itself.
+# pool running them with the dashboard (pgq-pool --tui; its log goes to a
+# file). q or Ctrl-C stops everything cleanly (the pool drains, the
+# throwaway server is removed). Without a terminal the pool logs to stderr
+# instead, runs for PGQ_DEMO_SECONDS (default 20) and stops by itself.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,27 +37,27 @@ demo() {
     ) &
     producer=$!
 
-    pgq-pool -c examples/demo.ini &
-    pool=$!
-    stop() {
-        trap '' INT TERM
+    stop_producer() {
         kill -TERM "$producer" 2>/dev/null || true
-        kill -TERM "$pool" 2>/dev/null || true
-        wait "$pool" 2>/dev/null || true
         wait "$producer" 2>/dev/null || true
         echo
         pgq stats
         echo "outbox (each email sent at most once): $PGQ_DEMO_OUTBOX, $(wc -l < "$PGQ_DEMO_OUTBOX") lines"
     }
-    trap 'stop; exit 0' INT TERM
-    if [ -t 0 ]; then
-        echo "pgq demo: pool and producer running; Ctrl-C to stop. DATABASE_URL=$DATABASE_URL"
-        wait "$pool" || true
-        stop
-    else
-        sleep "${PGQ_DEMO_SECONDS:-20}"
-        stop
+    if [ -t 0 ] && [ -t 1 ]; then
+        # The dashboard owns the terminal; q (or Ctrl-C) stops the pool.
+        trap '' INT
+        pgq-pool --tui --log "${PGQ_DEMO_LOG:-/tmp/pgq-demo-pool.log}" -c examples/demo.ini || true
+        stop_producer
+        return 0
     fi
+    pgq-pool -c examples/demo.ini &
+    pool=$!
+    trap 'kill -TERM "$pool" 2>/dev/null; wait "$pool"; stop_producer; exit 0' INT TERM
+    sleep "${PGQ_DEMO_SECONDS:-20}"
+    kill -TERM "$pool" 2>/dev/null || true
+    wait "$pool" || true
+    stop_producer
 }
 export -f demo
 exec "$here/scripts/with-postgres.sh" -- bash -c demo
