@@ -8,17 +8,24 @@
  * and nothing asserts a timing; the figures that matter (recovery after
  * kill -9, drain times, the scale run) are printed as "pool_test: ...".
  * Every pool gets PR_SET_PDEATHSIG, so a failing test, whose process exits
- * at once, takes its pools (and their handlers) with it.
+ * at once, takes its pools (and their handlers) with it. Handlers are sh
+ * scripts written by the tests and tests/plugins/pool_plugin.c.
+ * PGQ_POOL_SCALE_JOBS=N shrinks the scale run (e.g. under a sanitizer);
+ * PGQ_POOL_TEST_KEEP=1 keeps the temp dir with the pools' logs.
  *
  *   crash    kill -9 with exec jobs in flight: the handlers die with the
  *            pool, a second pool finishes the jobs after lease expiry
- *   drain    SIGTERM: short jobs finish, long ones are released, a second
- *            SIGTERM exits at once and the leases are reclaimed
+ *   drain    SIGTERM: short jobs finish, long ones (exec, in-process,
+ *            in-process ignoring the cancel) are released, a second SIGTERM
+ *            exits at once and the leases are reclaimed
  *   faults   pg_terminate_backend of every pool connection, a PostgreSQL
- *            restart, a hanging exec handler killed at its timeout
+ *            restart, the database closed for longer than a lease, a
+ *            hanging exec handler killed at its timeout
  *   fencing  a pool frozen with SIGSTOP past its lease changes nothing
+ *            (exec handler with pgq once, plugin with run_once)
  *   scale    3 pools x 4 workers, 20,000 jobs, 10% failures, run_once
  *            effects checked against a ledger, one pool killed midway
+ *   idle     an idle pool does not spin
  *   config   bad files, --check, usage
  *   embed    examples/embed-demo
  *   reload   SIGHUP adds a job type without dropping in-flight jobs */
@@ -334,6 +341,24 @@ static void pool_signal(struct pool *p, int sig)
     ck_assert_int_eq(kill(p->pid, sig), 0);
 }
 
+/* A pool that exits at once (second signal) leaves its threads unjoined,
+ * by design: ThreadSanitizer's "thread leak" is no fault then. */
+static bool allow_thread_leak;
+
+/* The first sanitizer report line in the pool's log, or NULL. */
+static const char *sanitizer_report(const struct pool *p)
+{
+    char *s = pool_log(p), *save = NULL;
+    const char *found = NULL;
+    for (char *line = strtok_r(s, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save))
+        if ((strncmp(line, "WARNING: ", 9) == 0 || strncmp(line, "ERROR: ", 7) == 0 ||
+             strncmp(line, "==", 2) == 0) && strstr(line, "Sanitizer") &&
+            !(allow_thread_leak && strstr(line, "thread leak")))
+            found = tmp("%s", line);
+    free(s);
+    return found;
+}
+
 /* Wait for the pool to exit; assert it did, with status `want_code`
  * (-1: any non-zero exit). Returns how long it took. */
 static int64_t pool_wait_exit(struct pool *p, int want_code)
@@ -345,6 +370,9 @@ static int64_t pool_wait_exit(struct pool *p, int want_code)
               (want_code < 0 ? WEXITSTATUS(p->status) != 0 : WEXITSTATUS(p->status) == want_code);
     P_ASSERT(ok, "pool %s: %s, want %s", p->name, status_text(p->status),
              want_code < 0 ? "a non-zero exit" : tmp("exit status %d", want_code));
+    /* under SANITIZER=address|thread a report is a failure too */
+    const char *report = sanitizer_report(p);
+    P_ASSERT(!report, "pool %s: sanitizer report in its log: %s", p->name, report);
     return took;
 }
 
@@ -519,12 +547,14 @@ static void wait_all_finished(long long total)
 
 /* The run_once checks against test_ledger: no effect twice, every effect
  * recorded done has its row, and every done job has its effect (unless its
- * payload says "effect": 0) unless the effect is in doubt (a worker died inside it: not re-run, by design).
- * Returns how many done jobs had an in-doubt effect. */
+ * payload says "effect": 0), or else an effect in doubt (a worker died, or
+ * its connection broke, inside it: not run again, by design). Returns how
+ * many done jobs have an effect in doubt. */
 static long long check_ledger(void)
 {
     long long rows = q0("SELECT count(*) FROM test_ledger");
-    long long distinct = q0("SELECT count(*) FROM (SELECT DISTINCT job_id, key FROM test_ledger) x");
+    long long distinct = q0("SELECT count(*) FROM (SELECT DISTINCT job_id, key FROM test_ledger)"
+                            " x");
     P_ASSERT(rows == distinct, "an effect ran twice: %lld ledger rows, %lld distinct", rows,
              distinct);
     long long missing = q0("SELECT count(*) FROM pgq.effects e WHERE e.state = 'done' AND NOT "
@@ -536,7 +566,8 @@ static long long check_ledger(void)
     long long lost = q0("SELECT count(*) FROM pgq.jobs j WHERE j.state = 'done'"
                         " AND coalesce(j.payload->>'effect', '1') <> '0'"
                         " AND NOT EXISTS (SELECT 1 FROM test_ledger l WHERE l.job_id = j.id)"
-                        " AND NOT EXISTS (SELECT 1 FROM pgq.effects_in_doubt d WHERE d.job_id = j.id)");
+                        " AND NOT EXISTS (SELECT 1 FROM pgq.effects_in_doubt d"
+                        "  WHERE d.job_id = j.id)");
     P_ASSERT(lost == 0, "%lld done jobs have no effect (and none in doubt)", lost);
     long long twice = q0("SELECT count(*) FROM (SELECT job_id FROM pgq.job_attempts WHERE outcome "
                          "= 'done' GROUP BY job_id HAVING count(*) > 1) x");
@@ -570,8 +601,12 @@ static void remove_suite_dir(void)
         fprintf(stderr, "pool_test: could not remove %s\n", suite_dir);
 }
 
+static bool allow_connections(bool allow, char *why, size_t whylen);
+
 static void setup(void)
 {
+    char why[512];
+    (void)allow_connections(true, why, sizeof why);   /* whatever a failed test left */
     snprintf(dir, sizeof dir, "%s/%d", suite_dir, (int)getpid());
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     npools = 0;
@@ -610,17 +645,21 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
     for (int i = 0; i < 3; i++)
         ids[i] = add_job("hang", "{}");
     pid_t procs[9];
+    const char *what[9];
     int nprocs = 0;
     for (int i = 0; i < 3; i++) {
         const char *sh = tmp("sh-%lld", ids[i]);
         P_ASSERT(WAIT_UNTIL(exists(in_dir(sh)), WAIT_MS), "job %lld's handler did not start",
                  ids[i]);
         pid_t shpid = read_pid(sh), sup = parent_of(shpid);
+        what[nprocs] = "command";
         procs[nprocs++] = shpid;
+        what[nprocs] = "its child";
         procs[nprocs++] = read_pid(tmp("gc-%lld", ids[i]));
         /* the exec supervisor, between the pool and the command */
         P_ASSERT(sup > 1 && parent_of(sup) == a->pid, "handler %d: parent %d is not a child of "
                  "the pool %d", (int)shpid, (int)sup, (int)a->pid);
+        what[nprocs] = "exec supervisor";
         procs[nprocs++] = sup;
     }
     P_ASSERT(njobs("running") == 3, "3 jobs should be running");
@@ -631,8 +670,8 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
     int64_t t0 = now_ms();
     P_ASSERT(WAIT_UNTIL(pool_gone(a), WAIT_MS), "the pool survived SIGKILL");
     for (int i = 0; i < nprocs; i++)
-        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "process %d outlived the killed pool",
-                 (int)procs[i]);
+        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "%s %d outlived the killed pool",
+                 what[i], (int)procs[i]);
     int64_t t_dead = now_ms() - t0;
     P_ASSERT(njobs("running") == 3, "the jobs should still be leased to the dead pool");
 
@@ -733,6 +772,36 @@ START_TEST(sigterm_releases_long_jobs)
 }
 END_TEST
 
+/* In-process handlers at the shutdown deadline: one that watches
+ * pgq_ctx_cancelled stops and its job is released by its worker; one that
+ * ignores it is left behind (10 s later) and its job released for it. */
+START_TEST(sigterm_releases_in_process_handlers)
+{
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
+                                              tmp("[job polite]\nhandler = plugin %s polite_job\n"
+                                                  "[job stubborn]\nhandler = plugin %s "
+                                                  "stubborn_job\n", plugin(), plugin())));
+    long long polite = add_job("polite", "{\"sleep_ms\": 600000}");
+    long long stubborn = add_job("stubborn", "{\"sleep_ms\": 600000}");
+    P_ASSERT(WAIT_UNTIL(njobs("running") == 2, WAIT_MS), "the jobs did not start");
+    pool_signal(a, SIGTERM);
+    int64_t took = pool_wait_exit(a, 0);
+    fprintf(stderr, "pool_test: SIGTERM with in-process handlers, shutdown_timeout 1s: exit "
+            "after %lld ms\n", (long long)took);
+    long long ids[2] = { polite, stubborn };
+    for (int i = 0; i < 2; i++) {
+        P_ASSERT(strcmp(job_state(ids[i]), "ready") == 0 &&
+                 q1("SELECT attempts FROM pgq.jobs WHERE id = $1", ids[i]) == 0,
+                 "job %lld: %s", ids[i], job_state(ids[i]));
+        P_ASSERT(strcmp(history(ids[i]), "1:released:released (not counted)") == 0,
+                 "job %lld: history %s", ids[i], history(ids[i]));
+    }
+    P_ASSERT(log_count(a, tmp("job=%lld type=stubborn: handler ignored the shutdown; released",
+                              stubborn)) == 1, "the abandoned handler was not logged");
+    P_ASSERT(registered(a) == 0, "the pool is still in pgq.workers");
+}
+END_TEST
+
 START_TEST(second_sigterm_exits_at_once)
 {
     const char *ini = pool_ini("a.ini", 2, "1h",
@@ -751,7 +820,9 @@ START_TEST(second_sigterm_exits_at_once)
     /* one signal at a time: two pending SIGTERMs would be one */
     P_ASSERT(WAIT_UNTIL(log_count(a, "shutting down") > 0, WAIT_MS), "no shutdown logged");
     pool_signal(a, SIGTERM);
+    allow_thread_leak = true;
     int64_t took = pool_wait_exit(a, -1);
+    allow_thread_leak = false;
     fprintf(stderr, "pool_test: second SIGTERM (shutdown_timeout 1h): exit after %lld ms\n",
             (long long)took);
     P_ASSERT(log_count(a, "second ") == 1, "the second signal was not logged");
@@ -888,6 +959,75 @@ START_TEST(postgres_restart_mid_load)
 }
 END_TEST
 
+/* Like q0, but -1 instead of an abort when the query fails. */
+static long long q_soft(const char *sql)
+{
+    PGresult *r = PQexec(tu_pg(), sql);
+    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                      ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
+}
+
+/* Let connections to the test database in, or not. From a connection to
+ * "postgres": PostgreSQL will not close the database one is connected to.
+ * False (with the reason in why) when that is not possible. */
+static bool allow_connections(bool allow, char *why, size_t whylen)
+{
+    const char *keys[] = { "dbname", "dbname", NULL }, *vals[] = { tu_db_url(), "postgres", NULL };
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    PGresult *r = NULL;
+    bool ok = false;
+    if (PQstatus(pg) == CONNECTION_OK) {
+        const char *db = PQdb(tu_pg());
+        char *ident = PQescapeIdentifier(pg, db, strlen(db));
+        r = PQexec(pg, tmp("ALTER DATABASE %s ALLOW_CONNECTIONS %s", ident ? ident : "?",
+                           allow ? "true" : "false"));
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQfreemem(ident);
+    }
+    if (!ok)
+        snprintf(why, whylen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+    PQclear(r);
+    PQfinish(pg);
+    return ok;
+}
+
+/* The database refuses the pool for longer than a lease: every job in
+ * hand loses its lease meanwhile and is reaped once the database is back,
+ * and still nothing is lost and no effect repeated. */
+START_TEST(database_unreachable_past_lease)
+{
+    struct pool *a = pool_start("a", load_ini());
+    add_load();
+    P_ASSERT(WAIT_UNTIL(njobs("done") >= LOAD_JOBS / 4, WAIT_MS), "no progress");
+    char why[512];
+    if (!allow_connections(false, why, sizeof why)) {
+        fprintf(stderr, "pool_test: database_unreachable_past_lease cannot close the database "
+                "(%s); not run\n", why);
+        return;
+    }
+    /* nothing may abort the test while the database is closed */
+    long long killed = q_soft("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                              "pg_stat_activity WHERE application_name = 'pgq' AND datname = "
+                              "current_database() AND pid <> pg_backend_pid()");
+    sleep_ms(2500);   /* the outage: 2.5 lease TTLs */
+    long long back = q_soft("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'pgq' AND pid <> pg_backend_pid()");
+    long long expired = q_soft("SELECT count(*) FROM pgq.jobs WHERE state = 'running' AND "
+                               "lease_expires_at < now()");
+    bool reopened = allow_connections(true, why, sizeof why);
+    P_ASSERT(reopened, "cannot open the database again: %s", why);
+    P_ASSERT(killed > 0, "no pool connection to cut");
+    P_ASSERT(back == 0, "%lld pool connections got in during the outage", back);
+    P_ASSERT(njobs("done") < LOAD_JOBS, "the load was over before the outage");
+    check_load_done(a);
+    fprintf(stderr, "pool_test: database refusing connections for 2.5 s mid-load: %lld "
+            "connections cut, %lld leases expired meanwhile; %d reconnects logged\n", killed,
+            expired, log_count(a, "reconnected"));
+}
+END_TEST
+
 START_TEST(hanging_exec_killed_at_timeout)
 {
     const char *sh = script("hang.sh",
@@ -901,8 +1041,9 @@ START_TEST(hanging_exec_killed_at_timeout)
              job_state(id));
     P_ASSERT(pid_dead(read_pid("hang")), "the hanging handler survived its timeout");
     const char *h = history(id);
-    P_ASSERT(strncmp(h, "1:failed:killed by signal 15 (SIGTERM) after timeout (1s)", 57) == 0 &&
-             strstr(h, ",2:done:") && !strstr(h, ",3:"), "history %s", h);
+    const char *want = "1:failed:killed by signal 15 (SIGTERM) after timeout (1s)";
+    P_ASSERT(strncmp(h, want, strlen(want)) == 0 && strstr(h, ",2:done:") && !strstr(h, ",3:"),
+             "history %s", h);
     P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 1"
                 " AND term_signal = 15 AND exit_code IS NULL", id) == 1, "attempt 1: no signal");
     P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 2"
@@ -1072,6 +1213,53 @@ START_TEST(sigstop_past_lease_plugin_changes_nothing)
 }
 END_TEST
 
+/* The lease of a running job is taken away (the reaper's own statement, as
+ * if it had expired): the pool's heartbeat notices, an exec handler gets
+ * SIGTERM, an in-process one sees pgq_ctx_lease_lost, and the pool records
+ * nothing for either. */
+START_TEST(lease_lost_stops_handlers)
+{
+    const char *sh = script("trap.sh",
+                            "trap 'put term-$PGQ_JOB_ID x; exit 143' TERM\n"
+                            "put sh-$PGQ_JOB_ID $$\n"
+                            "while :; do sleep 0.05; done\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "30s",
+                                              tmp("[job shell]\nhandler = exec %s\n"
+                                                  "max_retries = 0\n"
+                                                  "[job inproc]\nhandler = plugin %s polite_job\n"
+                                                  "max_retries = 0\n", sh, plugin())));
+    long long ex = add_job("shell", "{}");
+    long long in = add_job("inproc", tmp("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir));
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ex))) && njobs("running") == 2, WAIT_MS),
+             "the jobs did not start");
+    pid_t shpid = read_pid(tmp("sh-%lld", ex));
+    tu_exec("SELECT pgq.fail(id, lease_token, 'lease expired', 'lease_expired', NULL, NULL, NULL,"
+            " NULL) FROM pgq.jobs WHERE state = 'running'", 0, NULL);
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("term-%lld", ex))), WAIT_MS),
+             "the exec handler got no SIGTERM");
+    P_ASSERT(WAIT_UNTIL(pid_dead(shpid), 10000), "the exec handler survived");
+    const char *flag = in_dir(tmp("cancel-%lld-1", in));
+    P_ASSERT(WAIT_UNTIL(exists(flag), WAIT_MS), "the in-process handler was not cancelled");
+    char *text = read_file(flag);
+    P_ASSERT(text && strcmp(text, "lease_lost=1") == 0, "in-process handler: %s",
+             text ? text : "?");
+    free(text);
+    long long ids[2] = { ex, in };
+    for (int i = 0; i < 2; i++)
+        P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost", ids[i])) == 1 &&
+                            log_count(a, tmp("job=%lld type=%s: lease lost", ids[i],
+                                             i ? "inproc" : "shell")) == 1, WAIT_MS),
+                 "job %lld: lease loss not logged", ids[i]);
+    sleep_ms(500);   /* anything the pool would still write, it has written */
+    for (int i = 0; i < 2; i++)
+        P_ASSERT(strcmp(job_state(ids[i]), "dead") == 0 &&
+                 strcmp(history(ids[i]), "1:lease_expired:lease expired") == 0,
+                 "job %lld: %s, history %s", ids[i], job_state(ids[i]), history(ids[i]));
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
 /* ---- scale ---------------------------------------------------------------- */
 
 START_TEST(three_pools_twenty_thousand_jobs)
@@ -1120,6 +1308,47 @@ START_TEST(three_pools_twenty_thousand_jobs)
     for (int i = 0; i < 3; i++)
         pool_wait_exit(live[i], 0);
     P_ASSERT(q0("SELECT count(*) FROM pgq.workers") == 1, "only the killed pool's row may stay");
+}
+END_TEST
+
+/* ---- idle ------------------------------------------------------------------ */
+
+/* CPU time (user + system, all threads) of a process, in ms. */
+static long long cpu_ms(pid_t pid)
+{
+    char buf[1024];
+    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    unsigned long long ut = 0, st = 0;
+    char *rp = strrchr(buf, ')');
+    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+     * cmajflt utime stime */
+    ck_assert(rp && sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                           &ut, &st) == 2);
+    return (long long)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+/* An idle pool sleeps: no busy loop in its 8 workers, listener or
+ * heartbeat (a spinning thread would burn a whole CPU). */
+START_TEST(idle_pool_sleeps)
+{
+    struct pool *a = pool_start("a", pool_ini("a.ini", 8, "30s",
+                                              "[job x]\nhandler = exec /bin/true\n"));
+    sleep_ms(500);
+    long long c0 = cpu_ms(a->pid);
+    int64_t t0 = now_ms();
+    sleep_ms(3000);
+    long long used = cpu_ms(a->pid) - c0;
+    int64_t wall = now_ms() - t0;
+    fprintf(stderr, "pool_test: idle pool (8 workers, poll 100ms, heartbeat 200ms): %lld ms CPU "
+            "in %lld ms\n", used, (long long)wall);
+    P_ASSERT(used * 4 < wall, "an idle pool used %lld ms of CPU in %lld ms", used,
+             (long long)wall);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
 }
 END_TEST
 
@@ -1327,12 +1556,13 @@ Suite *pool_suite(void)
     } groups[] = {
         { "crash", { kill9_handlers_die_and_jobs_recover } },
         { "drain", { sigterm_drains_short_jobs, sigterm_releases_long_jobs,
-                     second_sigterm_exits_at_once } },
+                     sigterm_releases_in_process_handlers, second_sigterm_exits_at_once } },
         { "faults", { terminate_backends_mid_load, postgres_restart_mid_load,
-                      hanging_exec_killed_at_timeout } },
+                      database_unreachable_past_lease, hanging_exec_killed_at_timeout } },
         { "fencing", { sigstop_past_lease_exec_changes_nothing,
-                       sigstop_past_lease_plugin_changes_nothing } },
+                       sigstop_past_lease_plugin_changes_nothing, lease_lost_stops_handlers } },
         { "scale", { three_pools_twenty_thousand_jobs } },
+        { "idle", { idle_pool_sleeps } },
         { "config", { bad_config_files, check_validates_handlers, usage } },
         { "embed", { embed_demo_runs } },
         { "reload", { sighup_adds_a_job_type } },

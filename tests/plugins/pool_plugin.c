@@ -17,6 +17,11 @@
  *                job's own lease token (the database's fence, not the pool's
  *                lease_lost flag) and writes its result's name to
  *                D/once-ID-ATTEMPT. Done only if the effect ran or was done.
+ *   polite_job   {"sleep_ms": S, "dir": D}  sleeps up to S ms, but stops
+ *                (failed, "cancelled") as soon as pgq_ctx_cancelled says so;
+ *                with D, writes "lease_lost=0|1" (pgq_ctx_lease_lost) to
+ *                D/cancel-ID-ATTEMPT when it stops.
+ *   stubborn_job {"sleep_ms": S}  sleeps S ms, whatever happens.
  *
  * test_ledger has no unique constraint on purpose: a repeated effect shows
  * up as a repeated row. */
@@ -32,6 +37,8 @@
 
 int ledger_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 int frozen_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
+int polite_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
+int stubborn_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 
 static void sleep_ms(long ms)
 {
@@ -156,4 +163,34 @@ int frozen_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/once-%lld-%d", dir, (long long)j->id, j->attempt);
     put_file(path, pgq_once_result_name(r));
     return r == PGQ_ONCE_RAN || r == PGQ_ONCE_SKIPPED ? 0 : -1;
+}
+
+int polite_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    const pgq_job *j = pgq_ctx_job(ctx);
+    for (long left = payload_int(j->payload, "sleep_ms", 0); left > 0; left -= 10) {
+        if (pgq_ctx_cancelled(ctx)) {
+            char dir[2048], path[4096];
+            payload_str(j->payload, "dir", dir, sizeof dir);
+            if (*dir) {
+                snprintf(path, sizeof path, "%s/cancel-%lld-%d", dir, (long long)j->id,
+                         j->attempt);
+                put_file(path, pgq_ctx_lease_lost(ctx) ? "lease_lost=1" : "lease_lost=0");
+            }
+            snprintf(err, errlen, "cancelled");
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+int stubborn_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    (void)err;
+    (void)errlen;
+    sleep_ms(payload_int(pgq_ctx_job(ctx)->payload, "sleep_ms", 0));
+    return 0;
 }
