@@ -12,10 +12,11 @@
  *                         \_______ one process group, led by the supervisor _/
  *
  * The supervisor makes itself a process-group leader, asks for a real-time
- * signal when its parent dies (PR_SET_PDEATHSIG) with a handler that SIGKILLs
- * the whole group (kill(0, SIGKILL): itself, the command and every
- * descendant that stayed in the group), then re-checks getppid() because the
- * pool may have died before the prctl. It ignores SIGTERM, so the group-wide
+ * signal when its parent dies (PR_SET_PDEATHSIG), keeps it blocked and
+ * waits for it and for SIGCHLD with sigwaitinfo; the death signal makes it
+ * SIGKILL the whole group (kill(0, SIGKILL): itself, the command and every
+ * descendant that stayed in the group). It re-checks getppid() after the
+ * prctl because the pool may have died before it. It ignores SIGTERM, so the group-wide
  * SIGTERM of a timeout reaches the command but not the supervisor, which then
  * reports how the command ended: it forks the command into the same group,
  * waits for it with wait4 and writes {wait status, CPU ms, max RSS} into a
@@ -100,7 +101,7 @@ struct spawn {
     pid_t pool_pid;
     int deathsig;
     int max_fd;                     /* for closing fds without close_range */
-    sigset_t all, all_but_death, none;
+    sigset_t all, none;
 };
 
 /* The last TAIL_CAP bytes of a stream, and how much there was in total. */
@@ -169,12 +170,6 @@ static void child_report(int fd, int kind, int err)
 }
 
 /* The supervisor's PR_SET_PDEATHSIG handler: the pool is gone, so is the job. */
-static void on_pool_death(int sig)
-{
-    (void)sig;
-    kill(0, SIGKILL);
-}
-
 static void close_from(int lowfd, int max_fd)
 {
 #ifdef SYS_close_range
@@ -210,20 +205,21 @@ static _Noreturn void supervise(const struct spawn *sp)
     struct msg m;
     pid_t pid;
 
-    /* Signals stay blocked (they were, across the fork) until the handlers
-     * are ours; then only the death signal is let through. */
+    /* Every signal stays blocked (it was, across the fork): the death
+     * signal and SIGCHLD are taken synchronously with sigwaitinfo below, not
+     * by a handler. A handler interrupting a blocking wait4 proved
+     * unreliable (under ThreadSanitizer's runtime it never ran), and
+     * synchronous delivery needs no async-signal-safety reasoning at all. */
     setpgid(0, 0);
     prctl(PR_SET_NAME, "pgq-exec");      /* in ps/top, not a second pgq-pool */
     memset(&sa, 0, sizeof sa);
-    sa.sa_mask = sp->all;
-    sa.sa_handler = on_pool_death;
-    sigaction(sp->deathsig, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGTERM, &sa, NULL);       /* the timeout's SIGTERM is for the command
-                                          * (blocked below too: belt and braces) */
+                                          * (and blocked too: belt and braces) */
     sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);       /* SIG_IGN would make wait4 fail */
-    sigprocmask(SIG_SETMASK, &sp->all_but_death, NULL);
+    sigaction(SIGCHLD, &sa, NULL);       /* SIG_IGN would make wait4 fail; a blocked
+                                          * SIGCHLD stays pending for sigwaitinfo */
+    sigprocmask(SIG_SETMASK, &sp->all, NULL);
     if (prctl(PR_SET_PDEATHSIG, sp->deathsig) < 0) {
         child_report(sp->st_w, MSG_SETUP, errno);
         _exit(127);
@@ -266,9 +262,23 @@ static _Noreturn void supervise(const struct spawn *sp)
     close(0);
     close(1);
     close(2);
-    while (wait4(pid, &status, 0, &ru) < 0) {
-        if (errno != EINTR) {
+    /* Wait for the command or the pool's death, whichever comes first. A
+     * SIGCHLD raised between the wait4 and the sigwaitinfo stays pending,
+     * so none is missed. */
+    sigset_t waitset;
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGCHLD);
+    sigaddset(&waitset, sp->deathsig);
+    for (;;) {
+        pid_t done = wait4(pid, &status, WNOHANG, &ru);
+        if (done == pid)
+            break;
+        if (done < 0 && errno != EINTR) {
             child_report(3, MSG_SETUP, errno);
+            _exit(127);
+        }
+        if (sigwaitinfo(&waitset, NULL) == sp->deathsig) {
+            kill(0, SIGKILL);            /* the pool is gone: the whole group goes */
             _exit(127);
         }
     }
@@ -578,8 +588,6 @@ int exec_run(const exec_request *req, exec_result *res)
         .max_fd = open_max > 0 && open_max < 65536 ? (int)open_max : 65536,
     };
     sigfillset(&sp.all);
-    sp.all_but_death = sp.all;
-    sigdelset(&sp.all_but_death, sp.deathsig);
     sigemptyset(&sp.none);
 
     /* All signals blocked across the fork, so no handler of the caller's
