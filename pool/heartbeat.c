@@ -45,7 +45,7 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
         return;
     bool lost[256];
     if (pgq_heartbeat(c, ids, tokens, n, p->cfg->lease_ttl_ms, lost, err, sizeof err) < 0) {
-        pool_log(PGQ_LOG_WARN, "heartbeat", "%s", err);
+        pool_log(PGQ_LOG_WARN, NULL, "%s", err);   /* err names the operation */
         return;
     }
     for (size_t k = 0; k < n; k++) {
@@ -85,12 +85,12 @@ static void tick(pgq_pool *p, pgq_conn *c, int64_t *last_prune)
         if (pgq_pool_register_row(c, p->name, p->host, getpid(), p->nslots,
                                   (const char *const *)p->cfg->queues, p->cfg->nqueues, err,
                                   sizeof err) < 0)
-            pool_log(PGQ_LOG_WARN, "heartbeat", "%s", err);
+            pool_log(PGQ_LOG_WARN, NULL, "%s", err);
     }
     for (int round = 0; round < 20; round++) {
         int reaped = 0;
         if (pgq_reap(c, REAP_BATCH, &reaped, err, sizeof err) < 0) {
-            pool_log(PGQ_LOG_WARN, "reaper", "%s", err);
+            pool_log(PGQ_LOG_WARN, NULL, "%s", err);
             break;
         }
         if (reaped)
@@ -104,7 +104,7 @@ static void tick(pgq_pool *p, pgq_conn *c, int64_t *last_prune)
         *last_prune = pool_now_ms();
         if (pgq_prune(c, p->cfg->keep_done_ms, p->cfg->keep_dead_ms, 5000, &gone, err,
                       sizeof err) < 0)
-            pool_log(PGQ_LOG_WARN, "prune", "%s", err);
+            pool_log(PGQ_LOG_WARN, NULL, "%s", err);
         else if (gone)
             pool_log(PGQ_LOG_DEBUG, "prune", "deleted %" PRId64 " finished jobs", gone);
     }
@@ -115,6 +115,7 @@ void *heartbeat_main(void *arg)
     pgq_pool *p = arg;
     pgq_conn *c = p->hb_conn;
     int64_t last_prune = 0;
+    bool down = false;
     struct timespec ts;
 
     pthread_mutex_lock(&p->mu);
@@ -135,11 +136,16 @@ void *heartbeat_main(void *arg)
         if (!pgq_connected(c)) {
             char err[512];
             if (pgq_reconnect(c, err, sizeof err) < 0) {
-                pool_log(PGQ_LOG_WARN, "heartbeat", "database unreachable: %s", err);
+                /* once per outage, not once per interval */
+                if (!down)
+                    pool_log(PGQ_LOG_WARN, "heartbeat", "database unreachable, retrying "
+                             "every heartbeat: %s", err);
+                down = true;
                 pthread_mutex_lock(&p->mu);
                 continue;
             }
             pool_log(PGQ_LOG_INFO, "heartbeat", "reconnected");
+            down = false;
         }
         tick(p, c, &last_prune);
         pthread_mutex_lock(&p->mu);

@@ -47,9 +47,9 @@ void pool_log(enum pgq_log_level level, const char *who, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
-    /* one event, one line: fold any newline inside the message */
+    /* one event, one line: fold newlines and tabs inside the message */
     for (size_t i = (size_t)n; i < len; i++)
-        if (line[i] == '\n')
+        if (line[i] == '\n' || line[i] == '\t' || line[i] == '\r')
             line[i] = ' ';
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
