@@ -23,6 +23,21 @@
 
 enum { P_BAR = 1, P_BAD, P_WARN, P_GOOD, P_HEAD, P_MARK };
 
+/* A lease owner is "host:pid:start/wN" (unique per pool run); on a list the
+ * start time only pushes the worker number off the column: show
+ * "host:pid/wN". */
+static const char *short_owner(const char *owner, char *buf, size_t len)
+{
+    const char *slash = owner ? strrchr(owner, '/') : NULL;
+    const char *colon = slash ? memrchr(owner, ':', (size_t)(slash - owner)) : NULL;
+    if (!colon) {
+        snprintf(buf, len, "%s", owner ? owner : "");
+        return buf;
+    }
+    snprintf(buf, len, "%.*s%s", (int)(colon - owner), owner, slash);
+    return buf;
+}
+
 static bool colored;
 
 void view_colors(void)
@@ -568,8 +583,10 @@ static void draw_list(struct ui *u)
             } else {
                 fmt_age(j->lease_left_s, left, sizeof left);
             }
+            char owner[300];
             snprintf(line, sizeof line, "%c %-8s %-16.16s %-10.10s %-*.*s %2d/%-2d %8s %8s",
-                     mk ? '*' : ' ', id, j->type, j->queue, ww, ww, j->owner, j->attempts,
+                     mk ? '*' : ' ', id, j->type, j->queue, ww, ww,
+                     short_owner(j->owner, owner, sizeof owner), j->attempts,
                      j->max_retries + 1, fmt_age(j->age_s, a, sizeof a), left);
         } else if (u->screen == SCR_DEAD) {
             snprintf(line, sizeof line, "%c %-8s %-14.14s %-9.9s %5d %7s  %s", mk ? '*' : ' ',
@@ -584,14 +601,15 @@ static void draw_list(struct ui *u)
                 at = look(P_GOOD, A_NORMAL);
             else if (j->scheduled)
                 at = look(P_WARN, A_NORMAL);
-            char when[40];
+            char when[40], owner[300];
             if (j->scheduled)
                 snprintf(when, sizeof when, "in %s", fmt_age(j->lease_left_s, b, sizeof b));
             else
                 fmt_age(j->age_s, when, sizeof when);
             snprintf(line, sizeof line, "%c %-8s %-14.14s %-9.9s %-9.9s %5d %7s  %s",
                      mk ? '*' : ' ', id, j->type, j->queue, st, j->attempts, when,
-                     strcmp(j->state, "running") == 0 ? j->owner : err);
+                     strcmp(j->state, "running") == 0 ? short_owner(j->owner, owner, sizeof owner)
+                                                      : err);
         }
         if (mk)
             at = look(P_MARK, A_BOLD) | A_BOLD;
