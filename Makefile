@@ -3,6 +3,7 @@
 #   make                 libpgq.a, libpgq.so, pgq (in $(BUILD)/)
 #   make test            Check unit + integration tests against a throwaway PostgreSQL
 #   make run             throwaway PostgreSQL (unless DATABASE_URL is set), migrate, demo
+#   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 
@@ -45,11 +46,12 @@ LIBSO = $(BUILD)/libpgq.so
 PGQ  = $(BUILD)/pgq
 POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
+BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run install uninstall clean deps check-deps
+.PHONY: all test unit run bench install uninstall clean deps check-deps
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
-all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES)
+all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,6 +78,10 @@ $(PGQ): $(CLI_OBJ) $(TUI_OBJ) $(LIBA)
 
 $(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
+
+# The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
+$(BENCH): $(BUILD)/bench/pgq_bench.o $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(LIBA) $(LIBS) -lm
 
 # The embedding and plugin examples; the tests build and run them. pgq-pool
 # is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.
@@ -110,6 +116,10 @@ unit: $(TESTBIN)
 
 run: deps all
 	scripts/run-demo.sh $(BUILD)
+
+# Benchmarks with default durability (fsync on); writes bench/RESULTS.md.
+bench: deps all
+	bench/run.sh $(BUILD)
 
 deps:
 	@scripts/deps.sh
