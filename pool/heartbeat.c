@@ -120,14 +120,7 @@ void *heartbeat_main(void *arg)
 
     pthread_mutex_lock(&p->mu);
     while (!p->hb_stop) {
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ms = p->cfg->heartbeat_ms;
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        pool_deadline(&ts, p->cfg->heartbeat_ms);
         while (!p->hb_stop && pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) != ETIMEDOUT)
             ;
         if (p->hb_stop)

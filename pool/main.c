@@ -46,6 +46,17 @@ struct waiter {
     int rc;
 };
 
+/* SIGHUP, whichever thread took it: reload the job types, say how it went. */
+static void reload(pgq_pool *pool)
+{
+    char err[1024];
+    if (pgq_pool_reload(pool, err, sizeof err) < 0)
+        pool_log(PGQ_LOG_ERROR, NULL, "reload failed, keeping the old job types: %s", err);
+    else
+        pool_log(*err ? PGQ_LOG_WARN : PGQ_LOG_INFO, NULL, "reloaded job types%s%s",
+                 *err ? ": " : "", err);
+}
+
 /* --tui: the signal thread. The first SIGTERM/SIGINT ends the dashboard
  * (which then stops the pool), a second exits at once; SIGHUP reloads. */
 struct tui_signals {
@@ -57,16 +68,12 @@ struct tui_signals {
 static void *tui_signal_thread(void *arg)
 {
     struct tui_signals *t = arg;
-    char err[1024];
     for (;;) {
         int sig;
         if (sigwait(&t->set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            if (pgq_pool_reload(t->pool, err, sizeof err) < 0)
-                pool_log(PGQ_LOG_ERROR, NULL, "reload failed, keeping the old job types: %s", err);
-            else
-                pool_log(PGQ_LOG_INFO, NULL, "reloaded job types%s%s", *err ? ": " : "", err);
+            reload(t->pool);
         } else if (sig == SIGTERM || sig == SIGINT) {
             if (atomic_exchange(&t->stop, true))
                 _exit(1);
@@ -161,14 +168,10 @@ int main(int argc, char **argv)
     }
     size_t ntypes = cfg->ntypes;
     int workers = cfg->workers;
-    /* the dashboard needs the pool's database too; cfg moves into the pool */
-    char *url = strdup(db ? db : cfg->db_url ? cfg->db_url : getenv("DATABASE_URL") ?
-                       getenv("DATABASE_URL") : "");
     if (check && !db && !cfg->db_url && !getenv("DATABASE_URL"))
         db = "unused";   /* --check needs no database */
     if (pgq_pool_new(cfg, db, &pool, err, sizeof err) < 0) {
         pgq_cfg_free(cfg);
-        free(url);
         fprintf(stderr, "pgq-pool: %s\n", err);
         return 1;
     }
@@ -180,7 +183,6 @@ int main(int argc, char **argv)
             printf("%s: ok (%zu job type%s, %d workers)\n", config, ntypes,
                    ntypes == 1 ? "" : "s", workers);
         pgq_pool_free(pool);
-        free(url);
         return rc < 0 ? 1 : 0;
     }
     if (tui) {
@@ -213,7 +215,6 @@ int main(int argc, char **argv)
         pool_log(PGQ_LOG_ERROR, NULL, "cannot start: %s", err);
         if (tui)   /* the log is a file now: say it where the operator looks */
             printf("pgq-pool: cannot start: %s\n", err);
-        free(url);
         pgq_pool_stop(pool);
         (void)!pgq_pool_wait(pool);
         pgq_pool_free(pool);
@@ -221,12 +222,10 @@ int main(int argc, char **argv)
     }
 
     if (tui) {
-        int rc = run_tui(pool, url, logpath, &set);
+        int rc = run_tui(pool, pgq_pool_db_url(pool), logpath, &set);
         pgq_pool_free(pool);
-        free(url);
         return rc;
     }
-    free(url);
 
     struct waiter w = { pool, 0 };
     pthread_t drainer;
@@ -238,11 +237,7 @@ int main(int argc, char **argv)
         if (sig == SIGUSR1 && stopping)
             break;
         if (sig == SIGHUP) {
-            if (pgq_pool_reload(pool, err, sizeof err) < 0)
-                pool_log(PGQ_LOG_ERROR, NULL, "reload failed, keeping the old job types: %s", err);
-            else
-                pool_log(*err ? PGQ_LOG_WARN : PGQ_LOG_INFO, NULL, "reloaded job types%s%s",
-                         *err ? ": " : "", err);
+            reload(pool);
             continue;
         }
         if (sig != SIGTERM && sig != SIGINT)

@@ -51,6 +51,10 @@ enum pgq_log_level { PGQ_LOG_ERROR = 0, PGQ_LOG_WARN, PGQ_LOG_INFO, PGQ_LOG_DEBU
  * means cfg's url, then $DATABASE_URL. Nothing connects yet. */
 int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* The database URL the pool resolved (db_url, cfg's url, $DATABASE_URL);
+ * owned by the pool. */
+const char *pgq_pool_db_url(const pgq_pool *p);
+
 /* Register the in-process function for job types whose handler is
  * `callback NAME`. Before pgq_pool_start. */
 int pgq_pool_on(pgq_pool *p, const char *name, pgq_handler_fn fn, void *arg, char *err,

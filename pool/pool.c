@@ -31,7 +31,7 @@ int64_t pool_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void abs_deadline(struct timespec *ts, int64_t ms)
+void pool_deadline(struct timespec *ts, int64_t ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
@@ -55,7 +55,7 @@ void pool_wake_one(pgq_pool *p)
 void pool_nap(pgq_pool *p, int64_t ms)
 {
     struct timespec ts;
-    abs_deadline(&ts, ms);
+    pool_deadline(&ts, ms);
     pthread_mutex_lock(&p->mu);
     while (!atomic_load(&p->stopping))
         if (pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) == ETIMEDOUT)
@@ -133,6 +133,11 @@ int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, si
              (long long)time(NULL));
     *out = p;
     return 0;
+}
+
+const char *pgq_pool_db_url(const pgq_pool *p)
+{
+    return p->url;
 }
 
 int pgq_pool_on(pgq_pool *p, const char *name, pgq_handler_fn fn, void *arg, char *err,
@@ -251,7 +256,7 @@ static void wait_workers(pgq_pool *p, int64_t until)
         int64_t left = until - pool_now_ms();
         if (left <= 0)
             break;
-        abs_deadline(&ts, left);
+        pool_deadline(&ts, left);
         pthread_cond_timedwait(&p->state_cv, &p->mu, &ts);
     }
 }

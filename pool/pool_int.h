@@ -79,6 +79,9 @@ struct pgq_pool {
 /* Monotonic milliseconds. */
 int64_t pool_now_ms(void);
 
+/* *ts = now + ms on CLOCK_MONOTONIC (the clock of the pool's condvars). */
+void pool_deadline(struct timespec *ts, int64_t ms);
+
 /* Wake one idle worker, if any is idle (listener, poll tick, cascade). */
 void pool_wake_one(pgq_pool *p);
 
