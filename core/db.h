@@ -13,9 +13,8 @@
 /* Statements prepared lazily, once per connection (see db.c's table). */
 enum db_stmt {
     STMT_ADD,
-    STMT_CLAIM,
     STMT_HEARTBEAT,
-    STMT_COMPLETE,
+    STMT_COMPLETE_CLAIM,
     STMT_FAIL,
     STMT_RELEASE,
     STMT_REAP,
@@ -56,6 +55,9 @@ int db_command(pgq_conn *c, const char *sql, const char *what, char *err, size_t
  * elements become NULL). Returns malloc'd text or NULL on out of memory. */
 char *db_text_array(const char *const *items, size_t n);
 char *db_int64_array(const int64_t *items, size_t n);
+/* The same with NULL elements where present[i] is false (present may be
+ * NULL: all present). */
+char *db_int64_array_nullable(const int64_t *items, const bool *present, size_t n);
 
 /* Integer/bool/double field getters: NULL fields give the fallback. */
 int64_t db_int64(const PGresult *r, int row, int col, int64_t fallback);

@@ -184,59 +184,188 @@ int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_op
     return pgq_add_batch(c, &item, 1, res, err, errlen);
 }
 
+/* A claimed job from row `row` of a complete_claim result (columns: acked,
+ * id, queue, type, payload, attempts, max_retries, priority, lease_token,
+ * timeout_ms, ord). One allocation: the struct followed by its strings. */
+static pgq_job *job_from_row(const PGresult *r, int row)
+{
+    size_t lq = strlen(PQgetvalue(r, row, 2)) + 1, lt = strlen(PQgetvalue(r, row, 3)) + 1,
+           lp = strlen(PQgetvalue(r, row, 4)) + 1;
+    pgq_job *j = malloc(sizeof *j + lq + lt + lp);
+    if (!j)
+        return NULL;
+    char *p = (char *)(j + 1);
+    memcpy(p, PQgetvalue(r, row, 2), lq);
+    j->queue = p;
+    memcpy(p + lq, PQgetvalue(r, row, 3), lt);
+    j->type = p + lq;
+    memcpy(p + lq + lt, PQgetvalue(r, row, 4), lp);
+    j->payload = p + lq + lt;
+    j->id = db_int64(r, row, 1, 0);
+    j->attempt = (int)db_int64(r, row, 5, 1);
+    j->max_retries = (int)db_int64(r, row, 6, 0);
+    j->priority = (int)db_int64(r, row, 7, 0);
+    snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, row, 8));
+    j->timeout_ms = db_int64(r, row, 9, 60000);
+    return j;
+}
+
+/* The acks' columns as array literals: ids, tokens, exit codes, signals,
+ * cpu, rss (NULL where unknown). */
+struct ack_arrays {
+    char *v[6];
+};
+
+static void ack_arrays_free(struct ack_arrays *a)
+{
+    for (int i = 0; i < 6; i++)
+        free(a->v[i]);
+}
+
+static int ack_arrays_fill(struct ack_arrays *a, const pgq_ack *acks, size_t n)
+{
+    memset(a, 0, sizeof *a);
+    size_t cap = n ? n : 1;
+    int64_t *num = malloc(cap * 5 * sizeof *num);
+    bool *has = malloc(cap * 4 * sizeof *has);
+    const char **tok = malloc(cap * sizeof *tok);
+    if (!num || !has || !tok) {
+        free(num);
+        free(has);
+        free(tok);
+        return -1;
+    }
+    int64_t *ids = num, *ex = num + cap, *sig = num + 2 * cap, *cpu = num + 3 * cap,
+            *rss = num + 4 * cap;
+    bool *hex = has, *hsig = has + cap, *hcpu = has + 2 * cap, *hrss = has + 3 * cap;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_attempt_info *in = acks[i].info;
+        ids[i] = acks[i].id;
+        tok[i] = acks[i].token;
+        ex[i] = in ? in->exit_code : -1;
+        sig[i] = in ? in->term_signal : 0;
+        cpu[i] = in ? in->cpu_ms : -1;
+        rss[i] = in ? in->max_rss_kb : -1;
+        hex[i] = ex[i] >= 0;
+        hsig[i] = sig[i] > 0;
+        hcpu[i] = cpu[i] >= 0;
+        hrss[i] = rss[i] >= 0;
+    }
+    a->v[0] = db_int64_array(ids, n);
+    a->v[1] = db_text_array(tok, n);
+    a->v[2] = db_int64_array_nullable(ex, hex, n);
+    a->v[3] = db_int64_array_nullable(sig, hsig, n);
+    a->v[4] = db_int64_array_nullable(cpu, hcpu, n);
+    a->v[5] = db_int64_array_nullable(rss, hrss, n);
+    free(num);
+    free(has);
+    free(tok);
+    for (int i = 0; i < 6; i++)
+        if (!a->v[i]) {
+            ack_arrays_free(a);
+            return -1;
+        }
+    return 0;
+}
+
+int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *lost,
+                       const char *const *queues, size_t nqueues, const char *worker,
+                       int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
+                       char *err, size_t errlen)
+{
+    char ttl[24], lim[24];
+    struct ack_arrays aa;
+    if (njobs)
+        *njobs = 0;
+    if (max_jobs > 0 && (!jobs || !njobs))
+        return seterr(err, errlen, "complete_claim: no room given for claimed jobs");
+    if (max_jobs > 0 && nqueues == 0)
+        return seterr(err, errlen, "claim: no queues given");
+    if (max_jobs > 0 && lease_ttl_ms <= 0)
+        return seterr(err, errlen, "claim: lease TTL must be positive");
+    if (max_jobs > INT32_MAX)
+        return seterr(err, errlen, "claim: at most %d jobs per call", INT32_MAX);
+    if (nacks > 0 && !lost)
+        return seterr(err, errlen, "complete: no room given for the lease-lost flags");
+    for (size_t i = 0; i < nacks; i++)
+        if (!acks[i].token || strlen(acks[i].token) != PGQ_TOKEN_LEN)
+            return seterr(err, errlen, "complete: job %" PRId64 ": malformed lease token",
+                          acks[i].id);
+    if (ack_arrays_fill(&aa, acks, nacks) < 0)
+        return seterr(err, errlen, "complete_claim: out of memory");
+    char *qarr = db_text_array(queues, nqueues);
+    if (!qarr) {
+        ack_arrays_free(&aa);
+        return seterr(err, errlen, "complete_claim: out of memory");
+    }
+    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms > 0 ? lease_ttl_ms : 1);
+    snprintf(lim, sizeof lim, "%zu", max_jobs);
+    const char *params[] = { aa.v[0], aa.v[1], aa.v[2], aa.v[3], aa.v[4], aa.v[5],
+                             qarr, worker ? worker : "", ttl, lim };
+    const char *what = max_jobs == 0 ? "complete" : nacks == 0 ? "claim" : "complete and claim";
+    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 10, params, PGRES_TUPLES_OK, what, err, errlen);
+    free(qarr);
+    ack_arrays_free(&aa);
+    if (!r)
+        return -1;
+
+    for (size_t i = 0; i < nacks; i++)
+        lost[i] = true;
+    size_t got = 0;
+    bool oom = false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        if (!PQgetisnull(r, row, 0)) {
+            int64_t id = db_int64(r, row, 0, 0);
+            for (size_t i = 0; i < nacks; i++)
+                if (acks[i].id == id)
+                    lost[i] = false;
+            continue;
+        }
+        /* ord is 1-based claim order; rows may come in any order. */
+        int64_t ord = db_int64(r, row, 10, 0);
+        pgq_job *j = oom ? NULL : job_from_row(r, row);
+        if (!j || ord < 1 || (size_t)ord > max_jobs) {
+            oom = true;
+            free(j);
+            continue;
+        }
+        jobs[ord - 1] = j;
+        got++;
+    }
+    if (oom) {
+        /* Give every claimed job straight back rather than let its lease
+         * expire into a failed attempt. */
+        char e[64];
+        for (int row = 0; row < PQntuples(r); row++) {
+            if (!PQgetisnull(r, row, 0))
+                continue;
+            bool l;
+            int64_t ord = db_int64(r, row, 10, 0);
+            if (ord >= 1 && (size_t)ord <= max_jobs && jobs[ord - 1]) {
+                pgq_job_free(jobs[ord - 1]);
+                jobs[ord - 1] = NULL;
+            }
+            (void)!pgq_release(c, db_int64(r, row, 1, 0), PQgetvalue(r, row, 8), &l, e,
+                               sizeof e);
+        }
+        PQclear(r);
+        return seterr(err, errlen, "claim: out of memory");
+    }
+    PQclear(r);
+    if (njobs)
+        *njobs = got;
+    return 0;
+}
+
 int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
               int64_t lease_ttl_ms, pgq_job **job, char *err, size_t errlen)
 {
-    char ttl[24];
+    size_t got;
     *job = NULL;
     if (nqueues == 0)
         return seterr(err, errlen, "claim: no queues given");
-    if (lease_ttl_ms <= 0)
-        return seterr(err, errlen, "claim: lease TTL must be positive");
-    char *qarr = db_text_array(queues, nqueues);
-    if (!qarr)
-        return seterr(err, errlen, "claim: out of memory");
-    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms);
-    const char *params[] = { qarr, worker ? worker : "", ttl };
-    PGresult *r = db_run(c, STMT_CLAIM, 3, params, PGRES_TUPLES_OK, "claim", err, errlen);
-    free(qarr);
-    if (!r)
-        return -1;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return 0;
-    }
-    /* One allocation: the struct followed by its strings. */
-    size_t lq = strlen(PQgetvalue(r, 0, 1)) + 1, lt = strlen(PQgetvalue(r, 0, 2)) + 1,
-           lp = strlen(PQgetvalue(r, 0, 3)) + 1;
-    pgq_job *j = malloc(sizeof *j + lq + lt + lp);
-    if (!j) {
-        /* Give the job straight back rather than let its lease expire
-         * into a failed attempt. */
-        bool lost;
-        char tok[PGQ_TOKEN_LEN + 1], e[64];
-        snprintf(tok, sizeof tok, "%s", PQgetvalue(r, 0, 7));
-        int64_t id = db_int64(r, 0, 0, 0);
-        PQclear(r);
-        (void)!pgq_release(c, id, tok, &lost, e, sizeof e);
-        return seterr(err, errlen, "claim: out of memory");
-    }
-    char *p = (char *)(j + 1);
-    memcpy(p, PQgetvalue(r, 0, 1), lq);
-    j->queue = p;
-    memcpy(p + lq, PQgetvalue(r, 0, 2), lt);
-    j->type = p + lq;
-    memcpy(p + lq + lt, PQgetvalue(r, 0, 3), lp);
-    j->payload = p + lq + lt;
-    j->id = db_int64(r, 0, 0, 0);
-    j->attempt = (int)db_int64(r, 0, 4, 1);
-    j->max_retries = (int)db_int64(r, 0, 5, 0);
-    j->priority = (int)db_int64(r, 0, 6, 0);
-    snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, 0, 7));
-    j->timeout_ms = db_int64(r, 0, 8, 60000);
-    PQclear(r);
-    *job = j;
-    return 0;
+    return pgq_complete_claim(c, NULL, 0, NULL, queues, nqueues, worker, lease_ttl_ms, 1, job,
+                              &got, err, errlen);
 }
 
 void pgq_job_free(pgq_job *job)
@@ -308,17 +437,9 @@ static void info_params(const pgq_attempt_info *info, struct info_params *p)
 int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
                  bool *lease_lost, char *err, size_t errlen)
 {
-    char ids[24];
-    struct info_params ip;
-    snprintf(ids, sizeof ids, "%" PRId64, id);
-    info_params(info, &ip);
-    const char *params[] = { ids, token, ip.v[0], ip.v[1], ip.v[2], ip.v[3] };
-    PGresult *r = db_run(c, STMT_COMPLETE, 6, params, PGRES_TUPLES_OK, "complete", err, errlen);
-    if (!r)
-        return -1;
-    *lease_lost = PQntuples(r) == 0;
-    PQclear(r);
-    return 0;
+    pgq_ack a = { id, token, info };
+    return pgq_complete_claim(c, &a, 1, lease_lost, NULL, 0, NULL, 0, 0, NULL, NULL, err,
+                              errlen);
 }
 
 /* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
