@@ -80,8 +80,9 @@ $(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
-$(BENCH): $(BUILD)/bench/pgq_bench.o $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(LIBA) $(LIBS) -lm
+BENCH_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
+$(BENCH): $(BENCH_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BENCH_OBJ) $(LIBA) $(LIBS) -lm
 
 # The embedding and plugin examples; the tests build and run them. pgq-pool
 # is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.
