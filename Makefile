@@ -4,6 +4,7 @@
 #   make test            Check unit + integration tests against a throwaway PostgreSQL
 #   make run             throwaway PostgreSQL (unless DATABASE_URL is set), migrate, demo
 #   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
+#   make soak            30-minute soak (SOAK_MINUTES, SOAK_RATE) -> bench/SOAK.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 
@@ -48,7 +49,7 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench install uninstall clean deps check-deps
+.PHONY: all test unit run bench soak install uninstall clean deps check-deps
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -119,8 +120,13 @@ run: deps all
 	scripts/run-demo.sh $(BUILD)
 
 # Benchmarks with default durability (fsync on); writes bench/RESULTS.md.
+# Knobs (RUNS, THROUGHPUT_JOBS, BACKLOG_SIZES, ...) in bench/README.md.
 bench: deps all
-	bench/run.sh $(BUILD)
+	bench/run.sh bench $(BUILD)
+
+# The sustained-load soak, apart from make bench; writes bench/SOAK.md.
+soak: deps all
+	bench/run.sh soak $(BUILD)
 
 deps:
 	@scripts/deps.sh
