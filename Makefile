@@ -4,6 +4,7 @@
 #   make test            Check unit + integration tests against a throwaway PostgreSQL
 #   make run             throwaway PostgreSQL (unless DATABASE_URL is set), migrate, demo
 #   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
+#   make soak            30-minute soak (SOAK_MINUTES, SOAK_RATE) -> bench/SOAK.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 
@@ -48,7 +49,7 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench install uninstall clean deps check-deps
+.PHONY: all test unit run bench soak install uninstall clean deps check-deps
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -80,8 +81,9 @@ $(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
-$(BENCH): $(BUILD)/bench/pgq_bench.o $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(LIBA) $(LIBS) -lm
+BENCH_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
+$(BENCH): $(BENCH_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BENCH_OBJ) $(LIBA) $(LIBS) -lm
 
 # The embedding and plugin examples; the tests build and run them. pgq-pool
 # is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.
@@ -118,8 +120,13 @@ run: deps all
 	scripts/run-demo.sh $(BUILD)
 
 # Benchmarks with default durability (fsync on); writes bench/RESULTS.md.
+# Knobs (RUNS, THROUGHPUT_JOBS, BACKLOG_SIZES, ...) in bench/README.md.
 bench: deps all
-	bench/run.sh $(BUILD)
+	bench/run.sh bench $(BUILD)
+
+# The sustained-load soak, apart from make bench; writes bench/SOAK.md.
+soak: deps all
+	bench/run.sh soak $(BUILD)
 
 deps:
 	@scripts/deps.sh

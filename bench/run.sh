@@ -1,39 +1,71 @@
 #!/usr/bin/env bash
 # Run pgq's benchmarks against a throwaway PostgreSQL 15 with default
-# durability (fsync on, synchronous_commit on) and write bench/RESULTS.md.
+# durability (fsync on, synchronous_commit on).
 #
-#   bench/run.sh [BUILD_DIR]        (make bench)
+#   bench/run.sh bench [BUILD_DIR]    (make bench)  -> bench/RESULTS.md
+#   bench/run.sh soak [BUILD_DIR]     (make soak)   -> bench/SOAK.md
 #
-# Runs, each on a fresh database (CREATE DATABASE per run):
-#   3x  pgq-bench throughput --jobs $THROUGHPUT_JOBS (20000) --concurrency 8
-#   3x  pgq-bench latency --jobs $LATENCY_JOBS (300) --interval-ms 20 --concurrency 8
+# bench runs, each on a fresh database (CREATE DATABASE per run, dropped
+# after it):
+#   RUNS x  pgq-bench throughput --profile default  --jobs $THROUGHPUT_JOBS --concurrency 8
+#   RUNS x  pgq-bench throughput --profile batched  --jobs $BATCHED_JOBS    --concurrency 8
+#   RUNS x  pgq-bench throughput --profile exec     --jobs $EXEC_JOBS       --concurrency 8
+#   RUNS x  pgq-bench latency --jobs $LATENCY_JOBS --interval-ms 20 --concurrency 8
+#   1 x     pgq-bench backlog --sizes $BACKLOG_SIZES --passes RUNS (one backlog
+#           per size, measured RUNS times on it)
+#   1 x     pgq-bench footprint --seconds $FOOTPRINT_SECONDS (the real pgq-pool)
 #   pgbench ceiling: built-in simple-update (-N) and a one-INSERT script,
-#   8 clients, $PGBENCH_SECONDS (10) each.
-# Raw JSON lines go to RESULTS.md as well as the summary table (median and
-# range). Needs python3 for the summary.
+#   8 clients, $PGBENCH_SECONDS each.
+# soak runs pgq-bench soak --minutes $SOAK_MINUTES --rate $SOAK_RATE; without
+# SOAK_RATE the rate is half of what one default-profile throughput run
+# measures first (1500/s if that run fails).
+#
+# Knobs (environment): RUNS THROUGHPUT_JOBS BATCHED_JOBS EXEC_JOBS LATENCY_JOBS
+# BACKLOG_SIZES BACKLOG_CYCLES BACKLOG_THREADS FOOTPRINT_SECONDS PGBENCH_SECONDS
+# SOAK_MINUTES SOAK_RATE SOAK_KEEP_DONE, and OUT (the Markdown file written).
+# Raw JSON lines go into the Markdown file after the summary table (median
+# and range). Needs python3 for the summary.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-if [ "${1:-}" != "--inner" ]; then
-    build=${1:-build}
+mode=${1:-}
+case "$mode" in
+    bench|soak) ;;
+    *) echo "usage: bench/run.sh bench|soak [BUILD_DIR]" >&2; exit 2 ;;
+esac
+
+if [ "${2:-}" != "--inner" ]; then
+    build=${2:-build}
+    case "$build" in /*) ;; *) build=$root/$build ;; esac
     # Always a throwaway server, never one from the environment, and never
     # the relaxed durability settings of `make test`.
     unset DATABASE_URL PGQ_PG_OPTS
-    exec "$root/scripts/with-postgres.sh" -- "$here/run.sh" --inner "$root/$build"
+    exec "$root/scripts/with-postgres.sh" -- "$here/run.sh" "$mode" --inner "$build"
 fi
-build=$2
+build=$3
 bench="$build/pgq-bench"
 [ -x "$bench" ] || { echo "bench/run.sh: $bench not built (run make)" >&2; exit 2; }
+[ -x "$build/pgq-pool" ] || { echo "bench/run.sh: $build/pgq-pool not built (run make)" >&2; exit 2; }
 
-THROUGHPUT_JOBS=${THROUGHPUT_JOBS:-20000}
-LATENCY_JOBS=${LATENCY_JOBS:-300}
-PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 RUNS=${RUNS:-3}
+THROUGHPUT_JOBS=${THROUGHPUT_JOBS:-20000}
+BATCHED_JOBS=${BATCHED_JOBS:-100000}
+EXEC_JOBS=${EXEC_JOBS:-5000}
+LATENCY_JOBS=${LATENCY_JOBS:-300}
+BACKLOG_SIZES=${BACKLOG_SIZES:-10000,1000000,10000000}
+BACKLOG_CYCLES=${BACKLOG_CYCLES:-2000}
+BACKLOG_THREADS=${BACKLOG_THREADS:-8}
+FOOTPRINT_SECONDS=${FOOTPRINT_SECONDS:-60}
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
+SOAK_MINUTES=${SOAK_MINUTES:-30}
+SOAK_KEEP_DONE=${SOAK_KEEP_DONE:-2m}
+if [ "$mode" = bench ]; then OUT=${OUT:-$here/RESULTS.md}; else OUT=${OUT:-$here/SOAK.md}; fi
 
 psql_admin() {
-    PGOPTIONS="-c client_min_messages=warning" "$PGQ_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGQ_PG_PORT" -U pgq -d postgres "$@"
+    PGOPTIONS="-c client_min_messages=warning" "$PGQ_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$PGQ_PG_PORT" -U pgq -d postgres "$@"
 }
 # A fresh, empty database named $1; prints its URL.
 fresh_db() {
@@ -41,42 +73,108 @@ fresh_db() {
     psql_admin -c "CREATE DATABASE \"$1\"" >/dev/null
     echo "postgresql://pgq@127.0.0.1:$PGQ_PG_PORT/$1"
 }
+drop_db() { psql_admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null || true; }
 
 out=$(mktemp -d /tmp/pgq-bench.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-: >"$out/raw.jsonl"
+raw=$out/raw.jsonl
+: >"$raw"
+started=$(date +%s)
+
+log() { echo "bench [$(( $(date +%s) - started ))s]: $*" >&2; }
+
+# run_pgq DB BENCH PROFILE ARGS...: pgq-bench BENCH on a fresh database DB;
+# its JSON lines go to the raw file. A run that printed nothing (a crash)
+# still leaves a line saying so.
+run_pgq() {
+    local db=$1 what=$2 profile=$3; shift 3
+    local url rc=0
+    url=$(fresh_db "$db")
+    DATABASE_URL=$url "$bench" "$what" "$@" >"$out/one.jsonl" || rc=$?
+    if [ ! -s "$out/one.jsonl" ]; then
+        printf '{"system":"pgq","bench":"%s","profile":"%s","ok":false,"error":"pgq-bench printed nothing (exit %s)"}\n' \
+            "$what" "$profile" "$rc" >"$out/one.jsonl"
+    fi
+    [ $rc = 0 ] || log "$what ($profile) failed (exit $rc): $(tail -n 1 "$out/one.jsonl" | cut -c1-400)"
+    cat "$out/one.jsonl" >>"$raw"
+    drop_db "$db"
+}
+
+machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -m | awk '/^Mem:/ {print $2}') MB RAM, $(uname -sr)"
+
+if [ "$mode" = soak ]; then
+    rate=${SOAK_RATE:-}
+    if [ -z "$rate" ]; then
+        log "measuring the default profile once ($THROUGHPUT_JOBS jobs) for the soak rate"
+        run_pgq soak_tp throughput default --jobs "$THROUGHPUT_JOBS" --concurrency 8 \
+            --max-drain-s 120 --timeout-s 180
+        rate=$(python3 -c 'import json,sys
+r=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+r=[x for x in r if x.get("ok") and x.get("jobs_per_s")]
+print(int(r[-1]["jobs_per_s"] // 2) if r else "")' "$raw")
+        if [ -z "$rate" ] || [ "$rate" -lt 1 ]; then
+            rate=1500
+            log "throughput run failed: soak at the fixed fallback rate $rate/s"
+        fi
+    fi
+    log "soak: $SOAK_MINUTES minutes at $rate jobs/s (keep_done $SOAK_KEEP_DONE)"
+    run_pgq bench_soak soak default --minutes "$SOAK_MINUTES" --rate "$rate" \
+        --keep-done "$SOAK_KEEP_DONE"
+    log "done"
+    python3 "$here/summarize.py" soak "$raw" "$machine" "$(( $(date +%s) - started ))" >"$OUT"
+    echo "bench: wrote $OUT" >&2
+    cat "$OUT"
+    exit 0
+fi
 
 for i in $(seq 1 "$RUNS"); do
-    echo "bench: throughput run $i/$RUNS ($THROUGHPUT_JOBS jobs, 8 workers)" >&2
-    url=$(fresh_db "bench_tp_$i")
-    DATABASE_URL=$url "$bench" throughput --jobs "$THROUGHPUT_JOBS" --concurrency 8 \
-        --max-drain-s 90 --timeout-s 120 >>"$out/raw.jsonl" || echo "bench: throughput run $i failed" >&2
+    log "throughput default $i/$RUNS ($THROUGHPUT_JOBS jobs, 8 workers)"
+    run_pgq "bench_tp_$i" throughput default --jobs "$THROUGHPUT_JOBS" --concurrency 8 \
+        --max-drain-s 120 --timeout-s 180
 done
 for i in $(seq 1 "$RUNS"); do
-    echo "bench: latency run $i/$RUNS ($LATENCY_JOBS jobs, 20 ms apart, 8 idle workers)" >&2
-    url=$(fresh_db "bench_lat_$i")
-    DATABASE_URL=$url "$bench" latency --jobs "$LATENCY_JOBS" --interval-ms 20 --concurrency 8 \
-        --timeout-s 60 >>"$out/raw.jsonl" || echo "bench: latency run $i failed" >&2
+    log "throughput batched $i/$RUNS ($BATCHED_JOBS jobs, 8 workers, batch 64)"
+    run_pgq "bench_batched_$i" throughput batched --jobs "$BATCHED_JOBS" --concurrency 8 \
+        --profile batched --max-drain-s 120 --timeout-s 240
 done
+for i in $(seq 1 "$RUNS"); do
+    log "throughput exec $i/$RUNS ($EXEC_JOBS jobs, 8 workers, exec /bin/true)"
+    run_pgq "bench_exec_$i" throughput exec --jobs "$EXEC_JOBS" --concurrency 8 \
+        --profile exec --max-drain-s 300 --timeout-s 360
+done
+for i in $(seq 1 "$RUNS"); do
+    log "latency $i/$RUNS ($LATENCY_JOBS jobs, 20 ms apart, 8 idle workers)"
+    run_pgq "bench_lat_$i" latency default --jobs "$LATENCY_JOBS" --interval-ms 20 \
+        --concurrency 8 --timeout-s 120
+done
+log "backlog ($BACKLOG_SIZES ready jobs, $RUNS passes of $BACKLOG_CYCLES claims each)"
+run_pgq bench_backlog backlog default --sizes "$BACKLOG_SIZES" --cycles "$BACKLOG_CYCLES" \
+    --threads "$BACKLOG_THREADS" --passes "$RUNS" --timeout-s 1500
+log "footprint (pgq-pool, 8 workers, idle ${FOOTPRINT_SECONDS}s)"
+run_pgq bench_footprint footprint exec --concurrency 8 --seconds "$FOOTPRINT_SECONDS" \
+    --pool-bin "$build/pgq-pool"
 
 pgbench="$PGQ_PG_BINDIR/pgbench"
 pgb_tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'; }
-echo "bench: pgbench ceiling (${PGBENCH_SECONDS}s each)" >&2
+log "pgbench ceiling (${PGBENCH_SECONDS}s each)"
 url=$(fresh_db bench_pgbench)
 "$pgbench" -q -i -s 1 "$url" >"$out/pgbench-init.log" 2>&1
-"$pgbench" -c 8 -j 2 -T "$PGBENCH_SECONDS" -N "$url" >"$out/pgbench-N.log" 2>&1
+"$pgbench" -c 8 -j 2 -T "$PGBENCH_SECONDS" -N "$url" >"$out/pgbench-N.log" 2>&1 || true
 tps_n=$(pgb_tps <"$out/pgbench-N.log")
 "$PGQ_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$url" \
     -c "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, payload jsonb NOT NULL)" >/dev/null
 printf '%s\n' "INSERT INTO bench_insert (payload) VALUES ('{\"i\":1}');" >"$out/insert.sql"
-"$pgbench" -n -c 8 -j 2 -T "$PGBENCH_SECONDS" -f "$out/insert.sql" "$url" >"$out/pgbench-insert.log" 2>&1
+"$pgbench" -n -c 8 -j 2 -T "$PGBENCH_SECONDS" -f "$out/insert.sql" "$url" \
+    >"$out/pgbench-insert.log" 2>&1 || true
 tps_i=$(pgb_tps <"$out/pgbench-insert.log")
 printf '{"system":"pgbench","bench":"simple-update -N","clients":8,"seconds":%s,"tps":%s}\n' \
-    "$PGBENCH_SECONDS" "${tps_n:-null}" >>"$out/raw.jsonl"
+    "$PGBENCH_SECONDS" "${tps_n:-null}" >>"$raw"
 printf '{"system":"pgbench","bench":"single INSERT","clients":8,"seconds":%s,"tps":%s}\n' \
-    "$PGBENCH_SECONDS" "${tps_i:-null}" >>"$out/raw.jsonl"
+    "$PGBENCH_SECONDS" "${tps_i:-null}" >>"$raw"
+drop_db bench_pgbench
 
-machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -m | awk '/^Mem:/ {print $2}') MB RAM, $(uname -sr)"
-python3 "$here/summarize.py" "$out/raw.jsonl" "$machine" >"$here/RESULTS.md"
-echo "bench: wrote $here/RESULTS.md" >&2
-cat "$here/RESULTS.md"
+elapsed=$(( $(date +%s) - started ))
+log "done in ${elapsed}s"
+python3 "$here/summarize.py" bench "$raw" "$machine" "$elapsed" >"$OUT"
+echo "bench: wrote $OUT" >&2
+cat "$OUT"

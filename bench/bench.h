@@ -1,0 +1,141 @@
+/* bench.h -- what the parts of pgq-bench share: options, clocks, the JSON
+ * line, the no-op handler and the temporary pool.ini. pgq-bench is a
+ * program, not a library: these live in one process, and main() owns the
+ * globals below (set once before any thread starts, read-only after that,
+ * except the atomic counters). */
+#ifndef PGQ_BENCH_H
+#define PGQ_BENCH_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pgq.h"
+#include "pgq_pool.h"
+
+#define JOB_TYPE "bench-noop"
+#define MAX_SIZES 16
+
+struct opts {
+    const char *bench;      /* throughput, latency, backlog, soak, footprint */
+    const char *profile;    /* default, batched, exec */
+    long jobs;              /* -1: not applicable */
+    long concurrency;
+    long batch;             /* batched profile: [pool] batch */
+    long max_drain_s;
+    long timeout_s;
+    long interval_ms;
+    long sizes[MAX_SIZES];  /* backlog */
+    int nsizes;
+    long cycles, threads, passes;
+    long minutes, rate;     /* soak */
+    const char *keep_done;  /* soak: duration text for [pool] keep_done */
+    long seconds;           /* footprint */
+    const char *pool_bin;   /* footprint: the pgq-pool binary */
+};
+
+extern struct opts g_opts;
+extern char g_settings[512];   /* the server's settings as a JSON object */
+
+/* ---- clocks --------------------------------------------------------------- */
+
+int64_t now_ns(void);                 /* CLOCK_MONOTONIC */
+void sleep_ms(double ms);             /* restarts after EINTR */
+
+/* ---- the JSON line ------------------------------------------------------- */
+
+/* The common head of a result line, without the closing brace: system,
+ * version, bench, profile, [concurrency, jobs,] settings, ok. */
+void json_head(FILE *f, bool ok, bool counts);
+
+/* s as a JSON string (quotes and escapes). */
+void json_str(FILE *f, const char *s);
+
+/* Print the head with ok:false and "error": msg, close the line, flush. */
+void fail_json(const char *msg);
+
+/* ,"name":{"n":..,"min":..,"p50":..,"p95":..,"p99":..,"max":..,"mean":..}
+ * of v (sorted in place; nearest-rank percentiles). */
+void print_dist(FILE *f, const char *name, double *v, size_t n);
+
+/* ---- database -------------------------------------------------------------- */
+
+/* Run sql with params (text) and expect `want`; NULL with a message in err
+ * (prefixed with what) otherwise. The caller PQclears the result. */
+PGresult *bench_query(pgq_conn *c, const char *what, const char *sql, int nparams,
+                      const char *const *params, ExecStatusType want, char *err, size_t errlen);
+
+/* Connect to $DATABASE_URL, read the server's settings into g_settings and
+ * migrate (not timed). On failure the JSON line is printed already. */
+int bench_open(pgq_conn **out);
+
+/* True while unfinished (ready or running) jobs of the bench type exist, as
+ * seen from c: two probes of the partial claim and lease indexes, so it
+ * stays cheap however many done rows the table holds. -1 on error. */
+int bench_unfinished(pgq_conn *c, char *err, size_t errlen);
+
+/* What the database holds of the bench type, for the check after a run
+ * (a full count: never while timing). */
+struct db_counts {
+    int64_t done;       /* state done */
+    int64_t multi;      /* claimed more than once (attempts > 1) */
+    int64_t left;       /* ready or running */
+};
+int bench_db_counts(pgq_conn *c, struct db_counts *out, char *err, size_t errlen);
+
+/* ---- the handler and the pool ------------------------------------------- */
+
+/* Per job order k (payload {"i":k}, 0 <= k < g_njobs): handler calls, and
+ * for latency the handler start. g_distinct counts jobs handled at least
+ * once; when it reaches g_target, bench_wait_handled() returns. */
+extern atomic_int *g_calls;
+extern _Atomic int64_t *g_start_ns;
+extern long g_njobs;
+extern atomic_long g_distinct;
+extern atomic_long g_bad_payload;
+extern long g_target;
+
+/* The in-process no-op callback ("callback noop"). */
+int bench_noop(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
+
+/* Wait until g_distinct >= g_target or deadline_ns; true when reached. */
+bool bench_wait_handled(int64_t deadline_ns);
+
+/* What goes into the temporary pool.ini. */
+struct pool_spec {
+    long workers;
+    const char *poll, *heartbeat, *lease_ttl, *shutdown_timeout;
+    const char *keep_done;      /* NULL: the default */
+    long batch;                 /* 0: no batch key (the default) */
+    const char *handler;        /* "callback noop", "exec /bin/true" */
+};
+
+/* The spec for g_opts.profile: the bench settings (poll 10ms, heartbeat 1s,
+ * lease 30s, shutdown 5s), plus batch or the exec handler. */
+struct pool_spec bench_pool_spec(void);
+
+/* The spec as a JSON object (for the result line) into buf. */
+void pool_spec_json(const struct pool_spec *s, char *buf, size_t len);
+
+/* Write spec as a pool.ini to a new temporary file; its path into path
+ * (PATH_MAX). The caller unlinks it. */
+int pool_ini_write(const struct pool_spec *s, char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Write the ini, load it, register its job type, create the pool and
+ * register the noop callback when the handler is one. */
+int bench_make_pool(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *err,
+                    size_t errlen);
+
+/* ---- the benchmarks ---------------------------------------------------------- */
+
+/* Each prints its JSON line(s) and returns the exit code (0 ok, 1 not). */
+int run_throughput(void);
+int run_latency(void);
+int run_backlog(void);
+int run_soak(void);
+int run_footprint(void);
+
+#endif
