@@ -4,9 +4,10 @@
 -- is how much work it does per item. Validation is one set-based statement
 -- whose ORDER BY keeps version 1's precedence (first a bad run_at, then an
 -- unknown type, then a broken contract; the lowest item within each), and
--- the refusal itself is raised by pgq.check_item. A batch without
--- idempotency keys takes a fast path: no DISTINCT ON, no key-ordered
--- insert and no duplicate lookup.
+-- the refusal itself is raised by pgq.check_item, which the single-job
+-- statement of libpgq (core/db.c, STMT_ADD_ONE) calls as well. A batch
+-- without idempotency keys takes a fast path: no DISTINCT ON, no
+-- key-ordered insert and no duplicate lookup.
 
 -- Raise the refusal of one item, checking in the order of precedence: a
 -- run_at that is not finite, an unknown type (p_required NULL), a payload
