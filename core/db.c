@@ -74,6 +74,25 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "DELETE FROM pgq.effects"
         " WHERE job_id = $1 AND key = $3 AND lease_token = $2::uuid AND state = 'started'"
         " RETURNING job_id" },
+    /* pgq.enqueue for one job as one plain statement: its plan stays cached
+     * and nothing runs in PL/pgSQL unless the type has a contract. A JSON
+     * syntax error surfaces as PostgreSQL's own (22P02/22P05); jobs.c then
+     * asks pgq.enqueue for the refusal. No row back: the key existed. */
+    [STMT_ADD_ONE] = { "pgq_add_one",
+        "WITH t AS (SELECT queue, priority, max_retries, required FROM pgq.job_types"
+        "            WHERE type = $1)"
+        " INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,"
+        "   idempotency_key)"
+        " SELECT coalesce($3, t.queue), $1, i.payload, coalesce($4::int, t.priority), i.run_at,"
+        "   coalesce($7::int, t.max_retries), $8"
+        "  FROM (SELECT $2::jsonb AS payload, coalesce($5::timestamptz,"
+        "          now() + coalesce($6::bigint, 0) * interval '1 millisecond') AS run_at"
+        "        OFFSET 0) i"
+        "  LEFT JOIN t ON true"
+        " WHERE (t.required = '{}' AND isfinite(i.run_at))"
+        "    OR pgq.check_item(1, $1, i.payload, i.run_at, t.required)"
+        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        " RETURNING j.id, CASE WHEN j.run_at <= now() THEN pg_notify('pgq_jobs', j.queue) END" },
 };
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -103,6 +122,10 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
     char msg[1024];
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (c)
+        snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
 
     if (primary) {
         if (detail && *detail)

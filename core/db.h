@@ -21,6 +21,7 @@ enum db_stmt {
     STMT_ONCE_BEGIN,
     STMT_ONCE_DONE,
     STMT_ONCE_FORGET,
+    STMT_ADD_ONE,
     STMT__COUNT
 };
 
@@ -28,6 +29,7 @@ struct pgq_conn {
     PGconn *pg;
     char *url;
     uint64_t prepared;   /* bit per enum db_stmt */
+    char sqlstate[6];    /* of the last failure db_error described, "" if none */
 };
 
 /* Write a formatted message into err (always NUL-terminated). Returns -1 so

@@ -14,18 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Parallel text arrays for pgq.enqueue, one element per item. */
-struct add_arrays {
-    const char **types, **payloads, **queues, **prios, **run_ats, **delays, **retries, **keys;
-    char *numbuf;   /* storage for the numbers' text */
-};
-
-static void add_arrays_free(struct add_arrays *a)
-{
-    free(a->types);
-    free(a->numbuf);
-}
-
 /* The rule of pool.ini's queue names, so that every job can be served by
  * some pool: 1..100 bytes, no whitespace or control characters. */
 static bool valid_queue(const char *q)
@@ -39,69 +27,30 @@ static bool valid_queue(const char *q)
     return true;
 }
 
+/* What is wrong with an item before PostgreSQL sees it, or NULL. The
+ * payload contract itself is checked by PostgreSQL (pgq.enqueue). */
+static const char *item_problem(const pgq_add_item *it)
+{
+    const pgq_add_opts *o = &it->opts;
+    if (!it->type || !*it->type)
+        return "job type is missing";
+    if (!it->payload)
+        return "payload is missing";
+    if (o->delay_ms < 0)
+        return "delay must not be negative";
+    if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
+        return "max_retries must be 0 or more";
+    if (o->queue && !valid_queue(o->queue))
+        return "queue name must be 1 to 100 characters without whitespace";
+    return NULL;
+}
+
 /* An error about item i of n: "item 3: msg" in a batch, "msg" alone. */
 static int item_err(char *err, size_t errlen, size_t n, size_t i, const char *msg)
 {
     if (n > 1)
         return seterr(err, errlen, "item %zu: %s", i + 1, msg);
     return seterr(err, errlen, "%s", msg);
-}
-
-static int add_arrays_fill(struct add_arrays *a, const pgq_add_item *items, size_t n,
-                           char *err, size_t errlen)
-{
-    const size_t slot = 24;   /* enough for any int64 */
-    memset(a, 0, sizeof *a);
-    a->types = calloc(8 * n, sizeof(char *));
-    a->numbuf = malloc(3 * n * slot);
-    if (!a->types || !a->numbuf) {
-        add_arrays_free(a);
-        return seterr(err, errlen, "add: out of memory");
-    }
-    a->payloads = a->types + n;
-    a->queues = a->types + 2 * n;
-    a->prios = a->types + 3 * n;
-    a->run_ats = a->types + 4 * n;
-    a->delays = a->types + 5 * n;
-    a->retries = a->types + 6 * n;
-    a->keys = a->types + 7 * n;
-    for (size_t i = 0; i < n; i++) {
-        const pgq_add_opts *o = &items[i].opts;
-        char *num = a->numbuf + 3 * i * slot;
-        const char *bad = NULL;
-        if (!items[i].type || !*items[i].type)
-            bad = "job type is missing";
-        else if (!items[i].payload)
-            bad = "payload is missing";
-        else if (o->delay_ms < 0)
-            bad = "delay must not be negative";
-        else if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
-            bad = "max_retries must be 0 or more";
-        else if (o->queue && !valid_queue(o->queue))
-            bad = "queue name must be 1 to 100 characters without whitespace";
-        if (bad) {
-            add_arrays_free(a);
-            return item_err(err, errlen, n, i, bad);
-        }
-        a->types[i] = items[i].type;
-        a->payloads[i] = items[i].payload;
-        a->queues[i] = o->queue;
-        a->run_ats[i] = o->run_at;
-        a->keys[i] = o->idempotency_key;
-        if (o->priority != PGQ_DEFAULT) {
-            snprintf(num, slot, "%d", o->priority);
-            a->prios[i] = num;
-        }
-        if (o->delay_ms > 0) {
-            snprintf(num + slot, slot, "%" PRId64, o->delay_ms);
-            a->delays[i] = num + slot;
-        }
-        if (o->max_retries != PGQ_DEFAULT) {
-            snprintf(num + 2 * slot, slot, "%d", o->max_retries);
-            a->retries[i] = num + 2 * slot;
-        }
-    }
-    return 0;
 }
 
 /* Rewrite "add: msg (item N)" into "item N: msg" for batches, or "msg"
@@ -125,27 +74,160 @@ static void tidy_add_error(char *err, size_t errlen, size_t n)
     snprintf(err, errlen, "%s", tmp);
 }
 
-int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
-                  char *err, size_t errlen)
-{
-    struct add_arrays a;
-    char *arr[8] = { 0 };
-    int rc = -1;
+/* The numeric options of an item as text params, NULL for the defaults. */
+struct add_nums {
+    char prio[16], delay[24], retries[16];
+    const char *v[3];
+};
 
-    if (n == 0)
-        return 0;
-    if (add_arrays_fill(&a, items, n, err, errlen) < 0)
+static void add_nums(const pgq_add_opts *o, struct add_nums *a)
+{
+    memset(a->v, 0, sizeof a->v);
+    if (o->priority != PGQ_DEFAULT) {
+        snprintf(a->prio, sizeof a->prio, "%d", o->priority);
+        a->v[0] = a->prio;
+    }
+    if (o->delay_ms > 0) {
+        snprintf(a->delay, sizeof a->delay, "%" PRId64, o->delay_ms);
+        a->v[1] = a->delay;
+    }
+    if (o->max_retries != PGQ_DEFAULT) {
+        snprintf(a->retries, sizeof a->retries, "%d", o->max_retries);
+        a->v[2] = a->retries;
+    }
+}
+
+static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                     char *err, size_t errlen);
+
+/* The job that holds an idempotency key, read by a statement of its own:
+ * its fresh snapshot sees a row whose concurrent insert made ours a
+ * duplicate. Returns 1 with *id, 0 when no job holds the key, -1 on error. */
+static int key_holder(pgq_conn *c, const char *key, int64_t *id, char *err, size_t errlen)
+{
+    const char *params[] = { key };
+    PGresult *r = db_query(c, "SELECT id FROM pgq.jobs WHERE idempotency_key = $1", 1, params,
+                           PGRES_TUPLES_OK, "add", err, errlen);
+    if (!r)
         return -1;
-    const char **cols[8] = { a.types, a.payloads, a.queues, a.prios, a.run_ats, a.delays,
-                             a.retries, a.keys };
-    for (int k = 0; k < 8; k++) {
-        arr[k] = db_text_array(cols[k], n);
-        if (!arr[k]) {
+    int found = PQntuples(r) == 1;
+    if (found)
+        *id = db_int64(r, 0, 0, 0);
+    PQclear(r);
+    return found;
+}
+
+/* One job, as one plain statement (STMT_ADD_ONE) rather than a batch of one
+ * through pgq.enqueue: the same checks, inside PostgreSQL, at about the cost
+ * of a bare INSERT. */
+static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
+                   char *err, size_t errlen)
+{
+    const char *bad = item_problem(it);
+    if (bad)
+        return item_err(err, errlen, 1, 0, bad);
+    struct add_nums nums;
+    add_nums(&it->opts, &nums);
+    const char *params[] = { it->type, it->payload, it->opts.queue, nums.v[0],
+                             it->opts.run_at, nums.v[1], nums.v[2], it->opts.idempotency_key };
+    /* A key whose holder is deleted between our insert and our look-up is
+     * free again: insert anew, a bounded number of times. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGresult *r = db_run(c, STMT_ADD_ONE, 8, params, PGRES_TUPLES_OK, "add", err, errlen);
+        if (!r) {
+            /* Invalid JSON, refused by the cast: let pgq.enqueue, which
+             * nothing was stored by either, word the refusal. */
+            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0)
+                return add_batch(c, it, 1, res, err, errlen);
+            tidy_add_error(err, errlen, 1);
+            return -1;
+        }
+        int rows = PQntuples(r);
+        if (rows == 1)
+            res->id = db_int64(r, 0, 0, 0);
+        PQclear(r);
+        if (rows == 1) {
+            res->duplicate = false;
+            return 0;
+        }
+        if (!it->opts.idempotency_key)
+            return seterr(err, errlen, "add: the job was not stored");
+        int found = key_holder(c, it->opts.idempotency_key, &res->id, err, errlen);
+        if (found < 0)
+            return -1;
+        if (found) {
+            res->duplicate = true;
+            return 0;
+        }
+    }
+    return seterr(err, errlen, "the job holding idempotency key \"%s\" was deleted "
+                  "concurrently; retry", it->opts.idempotency_key);
+}
+
+/* The columns of pgq.enqueue, one text array each. A column that is NULL
+ * for every item is sent as a NULL array: less to build, send and parse. */
+enum { COL_TYPE, COL_PAYLOAD, COL_QUEUE, COL_PRIO, COL_RUN_AT, COL_DELAY, COL_RETRIES, COL_KEY,
+       NCOLS };
+
+static int add_params(const pgq_add_item *items, size_t n, char *arr[NCOLS],
+                      char *err, size_t errlen)
+{
+    const char **cols = calloc(NCOLS * n, sizeof *cols);
+    struct add_nums *nums = malloc(n * sizeof *nums);
+    bool any[NCOLS] = { false };
+    int rc = -1;
+    if (!cols || !nums) {
+        seterr(err, errlen, "add: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const pgq_add_opts *o = &items[i].opts;
+        add_nums(o, &nums[i]);
+        const char *v[NCOLS] = { items[i].type, items[i].payload, o->queue, nums[i].v[0],
+                                 o->run_at, nums[i].v[1], nums[i].v[2], o->idempotency_key };
+        for (int k = 0; k < NCOLS; k++) {
+            cols[k * n + i] = v[k];
+            any[k] |= v[k] != NULL;
+        }
+    }
+    for (int k = 0; k < NCOLS; k++) {
+        if (any[k] && !(arr[k] = db_text_array(cols + k * n, n))) {
             seterr(err, errlen, "add: out of memory");
             goto out;
         }
     }
-    PGresult *r = db_run(c, STMT_ADD, 8, (const char *const *)arr, PGRES_TUPLES_OK, "add",
+    rc = 0;
+out:
+    free(cols);
+    free(nums);
+    return rc;
+}
+
+int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                  char *err, size_t errlen)
+{
+    if (n == 1)
+        return add_one(c, items, res, err, errlen);
+    return add_batch(c, items, n, res, err, errlen);
+}
+
+/* Any number of jobs through pgq.enqueue, in one statement. */
+static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                     char *err, size_t errlen)
+{
+    char *arr[NCOLS] = { 0 };
+    int rc = -1;
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *bad = item_problem(&items[i]);
+        if (bad)
+            return item_err(err, errlen, n, i, bad);
+    }
+    if (add_params(items, n, arr, err, errlen) < 0)
+        goto out;
+    PGresult *r = db_run(c, STMT_ADD, NCOLS, (const char *const *)arr, PGRES_TUPLES_OK, "add",
                          err, errlen);
     if (!r) {
         tidy_add_error(err, errlen, n);
@@ -169,9 +251,8 @@ int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_resu
     PQclear(r);
     rc = 0;
 out:
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < NCOLS; k++)
         free(arr[k]);
-    add_arrays_free(&a);
     return rc;
 }
 
@@ -181,7 +262,7 @@ int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_op
     pgq_add_item item = { type, payload, PGQ_ADD_OPTS_INIT };
     if (opts)
         item.opts = *opts;
-    return pgq_add_batch(c, &item, 1, res, err, errlen);
+    return add_one(c, &item, res, err, errlen);
 }
 
 /* A claimed job from row `row` of a complete_claim result (columns: acked,
