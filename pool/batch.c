@@ -135,6 +135,16 @@ pgq_job *batch_take(struct slot *s)
     for (;;) {
         if (atomic_load(&p->stopping))
             break;
+        /* Connected before taking a job: its handler, run_once and its
+         * end all use this worker's connection, even when another worker
+         * claimed the job. */
+        if (!pgq_connected(s->conn)) {
+            pthread_mutex_unlock(&p->mu);
+            if (pool_connect_retry(p, &s->conn, s->who) < 0)
+                return NULL;
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         if (p->buf_count > 0) {
             pgq_job *j = p->buf[p->buf_head];
             p->buf_head = (p->buf_head + 1) % p->buf_cap;
@@ -148,13 +158,6 @@ pgq_job *batch_take(struct slot *s)
         }
         if (p->claiming) {
             pthread_cond_wait(&p->batch_cv, &p->mu);
-            continue;
-        }
-        if (!pgq_connected(s->conn)) {
-            pthread_mutex_unlock(&p->mu);
-            if (pool_connect_retry(p, &s->conn, s->who) < 0)
-                return NULL;
-            pthread_mutex_lock(&p->mu);
             continue;
         }
         p->claiming = true;

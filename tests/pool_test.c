@@ -343,7 +343,7 @@ static struct pool *pool_start(const char *name, const char *ini)
 
 static void pool_signal(struct pool *p, int sig)
 {
-    ck_assert_msg(!pool_gone(p), "pool %s already gone", p->name);
+    P_ASSERT(!pool_gone(p), "pool %s already gone (%s)", p->name, status_text(p->status));
     ck_assert_int_eq(kill(p->pid, sig), 0);
 }
 
