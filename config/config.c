@@ -80,6 +80,12 @@ static const struct key keys[] = {
     { .sec = SEC_POOL, .name = "workers", .kind = V_INT, .off = CFG(workers),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,
       .doc = "Worker threads, one database connection each." },
+    { .sec = SEC_POOL, .name = "batch", .kind = V_INT, .off = CFG(batch),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1", .min = 1, .max = 1000,
+      .doc = "Jobs claimed and acknowledged per statement. 1: each worker completes its job and "
+             "claims the next in one transaction. N > 1: the pool claims up to N jobs at once "
+             "into a local buffer (their leases renewed like running jobs) and records done "
+             "jobs N at a time; each worker still runs one job at a time. For many short jobs." },
     { .sec = SEC_POOL, .name = "queues", .kind = V_LIST, .off = CFG(queues),
       .count_off = CFG(nqueues), .line_off = NO_OFF, .def = "default",
       .doc = "Queues this pool claims from, comma-separated." },

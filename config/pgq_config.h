@@ -52,6 +52,7 @@ typedef struct pgq_cfg {
     char *path;                 /* the file it was loaded from */
     char *db_url;               /* [database] url, NULL when absent */
     int workers;                /* default 8, 1..256 */
+    int batch;                  /* default 1, 1..1000: jobs claimed/acked per statement */
     char **queues;              /* default {"default"}; not NULL-terminated, see nqueues */
     size_t nqueues;
     int64_t lease_ttl_ms;       /* default 30s */

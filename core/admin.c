@@ -180,10 +180,21 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         "SELECT id, queue, type, state, jsonb_pretty(payload), run_at::text, idempotency_key,"
         " lease_owner, lease_expires_at::text, last_error, created_at::text, started_at::text,"
         " finished_at::text, priority, attempts, max_retries FROM pgq.jobs WHERE id = $1";
+    /* A job done at its first in-process attempt has no history row (the
+     * job row holds that attempt, see migration 003): show it from there. */
     static const char att_sql[] =
         "SELECT attempt, outcome, worker, error, started_at::text, finished_at::text,"
-        " duration_ms, exit_code, term_signal, cpu_ms, max_rss_kb"
-        " FROM pgq.job_attempts WHERE job_id = $1 ORDER BY id";
+        " duration_ms, exit_code, term_signal, cpu_ms, max_rss_kb FROM ("
+        "  SELECT id AS ord, attempt, outcome, worker, error, started_at, finished_at,"
+        "   duration_ms, exit_code, term_signal, cpu_ms, max_rss_kb"
+        "   FROM pgq.job_attempts WHERE job_id = $1"
+        "  UNION ALL"
+        "  SELECT 9223372036854775807, j.attempts, 'done', j.lease_owner, NULL, j.started_at,"
+        "   j.finished_at, extract(epoch FROM j.finished_at - j.started_at) * 1000,"
+        "   NULL, NULL, NULL, NULL"
+        "   FROM pgq.jobs j WHERE j.id = $1 AND j.state = 'done' AND NOT EXISTS ("
+        "    SELECT 1 FROM pgq.job_attempts a WHERE a.job_id = j.id AND a.outcome = 'done'"
+        "     AND a.attempt = j.attempts)) x ORDER BY ord";
     static const char eff_sql[] =
         "SELECT e.key, e.state, e.started_at::text, e.finished_at::text, e.attempt,"
         " e.state = 'started' AND (j.state <> 'running' OR j.lease_token IS DISTINCT FROM e.lease_token)"

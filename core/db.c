@@ -21,27 +21,16 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
         "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[])" },
-    [STMT_CLAIM] = { "pgq_claim",
-        "SELECT j.id, j.queue, j.type, j.payload::text, j.attempts, j.max_retries,"
-        "  j.priority, j.lease_token::text,"
-        "  (SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = j.type)"
-        " FROM pgq.claim($1::text[], $2, $3::bigint) j" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "UPDATE pgq.jobs j SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
         "  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)"
         " WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'"
         " RETURNING j.id, j.lease_token::text" },
-    [STMT_COMPLETE] = { "pgq_complete",
-        "WITH upd AS ("
-        "  UPDATE pgq.jobs SET state = 'done', finished_at = now(),"
-        "    lease_token = NULL, lease_expires_at = NULL"
-        "   WHERE id = $1 AND lease_token = $2::uuid AND state = 'running'"
-        "  RETURNING id, attempts, lease_owner, started_at)"
-        " INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, exit_code,"
-        "   term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)"
-        " SELECT id, attempts, 'done', lease_owner, $3, $4, $5, $6, started_at,"
-        "   extract(epoch FROM clock_timestamp() - started_at) * 1000 FROM upd"
-        " RETURNING job_id" },
+    [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
+        "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
+        "  timeout_ms, ord"
+        " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
+        "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int)" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },
@@ -85,6 +74,25 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "DELETE FROM pgq.effects"
         " WHERE job_id = $1 AND key = $3 AND lease_token = $2::uuid AND state = 'started'"
         " RETURNING job_id" },
+    /* pgq.enqueue for one job as one plain statement: its plan stays cached
+     * and nothing runs in PL/pgSQL unless the type has a contract. A JSON
+     * syntax error surfaces as PostgreSQL's own (22P02/22P05); jobs.c then
+     * asks pgq.enqueue for the refusal. No row back: the key existed. */
+    [STMT_ADD_ONE] = { "pgq_add_one",
+        "WITH t AS (SELECT queue, priority, max_retries, required FROM pgq.job_types"
+        "            WHERE type = $1)"
+        " INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,"
+        "   idempotency_key)"
+        " SELECT coalesce($3, t.queue), $1, i.payload, coalesce($4::int, t.priority), i.run_at,"
+        "   coalesce($7::int, t.max_retries), $8"
+        "  FROM (SELECT $2::jsonb AS payload, coalesce($5::timestamptz,"
+        "          now() + coalesce($6::bigint, 0) * interval '1 millisecond') AS run_at"
+        "        OFFSET 0) i"
+        "  LEFT JOIN t ON true"
+        " WHERE (t.required = '{}' AND isfinite(i.run_at))"
+        "    OR pgq.check_item(1, $1, i.payload, i.run_at, t.required)"
+        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        " RETURNING j.id, CASE WHEN j.run_at <= now() THEN pg_notify('pgq_jobs', j.queue) END" },
 };
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -114,6 +122,10 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
     char msg[1024];
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (c)
+        snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
 
     if (primary) {
         if (detail && *detail)
@@ -216,17 +228,28 @@ char *db_text_array(const char *const *items, size_t n)
     return buf;
 }
 
-char *db_int64_array(const int64_t *items, size_t n)
+char *db_int64_array_nullable(const int64_t *items, const bool *present, size_t n)
 {
     char *buf = malloc(n * 21 + 3), *p = buf;
     if (!buf)
         return NULL;
     *p++ = '{';
-    for (size_t i = 0; i < n; i++)
-        p += sprintf(p, i ? ",%lld" : "%lld", (long long)items[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        if (present && !present[i])
+            p += sprintf(p, "NULL");
+        else
+            p += sprintf(p, "%lld", (long long)items[i]);
+    }
     *p++ = '}';
     *p = '\0';
     return buf;
+}
+
+char *db_int64_array(const int64_t *items, size_t n)
+{
+    return db_int64_array_nullable(items, NULL, n);
 }
 
 int64_t db_int64(const PGresult *r, int row, int col, int64_t fallback)

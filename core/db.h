@@ -13,15 +13,15 @@
 /* Statements prepared lazily, once per connection (see db.c's table). */
 enum db_stmt {
     STMT_ADD,
-    STMT_CLAIM,
     STMT_HEARTBEAT,
-    STMT_COMPLETE,
+    STMT_COMPLETE_CLAIM,
     STMT_FAIL,
     STMT_RELEASE,
     STMT_REAP,
     STMT_ONCE_BEGIN,
     STMT_ONCE_DONE,
     STMT_ONCE_FORGET,
+    STMT_ADD_ONE,
     STMT__COUNT
 };
 
@@ -29,6 +29,7 @@ struct pgq_conn {
     PGconn *pg;
     char *url;
     uint64_t prepared;   /* bit per enum db_stmt */
+    char sqlstate[6];    /* of the last failure db_error described, "" if none */
 };
 
 /* Write a formatted message into err (always NUL-terminated). Returns -1 so
@@ -56,6 +57,9 @@ int db_command(pgq_conn *c, const char *sql, const char *what, char *err, size_t
  * elements become NULL). Returns malloc'd text or NULL on out of memory. */
 char *db_text_array(const char *const *items, size_t n);
 char *db_int64_array(const int64_t *items, size_t n);
+/* The same with NULL elements where present[i] is false (present may be
+ * NULL: all present). */
+char *db_int64_array_nullable(const int64_t *items, const bool *present, size_t n);
 
 /* Integer/bool/double field getters: NULL fields give the fallback. */
 int64_t db_int64(const PGresult *r, int row, int col, int64_t fallback);

@@ -14,18 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Parallel text arrays for pgq.enqueue, one element per item. */
-struct add_arrays {
-    const char **types, **payloads, **queues, **prios, **run_ats, **delays, **retries, **keys;
-    char *numbuf;   /* storage for the numbers' text */
-};
-
-static void add_arrays_free(struct add_arrays *a)
-{
-    free(a->types);
-    free(a->numbuf);
-}
-
 /* The rule of pool.ini's queue names, so that every job can be served by
  * some pool: 1..100 bytes, no whitespace or control characters. */
 static bool valid_queue(const char *q)
@@ -39,69 +27,30 @@ static bool valid_queue(const char *q)
     return true;
 }
 
+/* What is wrong with an item before PostgreSQL sees it, or NULL. The
+ * payload contract itself is checked by PostgreSQL (pgq.enqueue). */
+static const char *item_problem(const pgq_add_item *it)
+{
+    const pgq_add_opts *o = &it->opts;
+    if (!it->type || !*it->type)
+        return "job type is missing";
+    if (!it->payload)
+        return "payload is missing";
+    if (o->delay_ms < 0)
+        return "delay must not be negative";
+    if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
+        return "max_retries must be 0 or more";
+    if (o->queue && !valid_queue(o->queue))
+        return "queue name must be 1 to 100 characters without whitespace";
+    return NULL;
+}
+
 /* An error about item i of n: "item 3: msg" in a batch, "msg" alone. */
 static int item_err(char *err, size_t errlen, size_t n, size_t i, const char *msg)
 {
     if (n > 1)
         return seterr(err, errlen, "item %zu: %s", i + 1, msg);
     return seterr(err, errlen, "%s", msg);
-}
-
-static int add_arrays_fill(struct add_arrays *a, const pgq_add_item *items, size_t n,
-                           char *err, size_t errlen)
-{
-    const size_t slot = 24;   /* enough for any int64 */
-    memset(a, 0, sizeof *a);
-    a->types = calloc(8 * n, sizeof(char *));
-    a->numbuf = malloc(3 * n * slot);
-    if (!a->types || !a->numbuf) {
-        add_arrays_free(a);
-        return seterr(err, errlen, "add: out of memory");
-    }
-    a->payloads = a->types + n;
-    a->queues = a->types + 2 * n;
-    a->prios = a->types + 3 * n;
-    a->run_ats = a->types + 4 * n;
-    a->delays = a->types + 5 * n;
-    a->retries = a->types + 6 * n;
-    a->keys = a->types + 7 * n;
-    for (size_t i = 0; i < n; i++) {
-        const pgq_add_opts *o = &items[i].opts;
-        char *num = a->numbuf + 3 * i * slot;
-        const char *bad = NULL;
-        if (!items[i].type || !*items[i].type)
-            bad = "job type is missing";
-        else if (!items[i].payload)
-            bad = "payload is missing";
-        else if (o->delay_ms < 0)
-            bad = "delay must not be negative";
-        else if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
-            bad = "max_retries must be 0 or more";
-        else if (o->queue && !valid_queue(o->queue))
-            bad = "queue name must be 1 to 100 characters without whitespace";
-        if (bad) {
-            add_arrays_free(a);
-            return item_err(err, errlen, n, i, bad);
-        }
-        a->types[i] = items[i].type;
-        a->payloads[i] = items[i].payload;
-        a->queues[i] = o->queue;
-        a->run_ats[i] = o->run_at;
-        a->keys[i] = o->idempotency_key;
-        if (o->priority != PGQ_DEFAULT) {
-            snprintf(num, slot, "%d", o->priority);
-            a->prios[i] = num;
-        }
-        if (o->delay_ms > 0) {
-            snprintf(num + slot, slot, "%" PRId64, o->delay_ms);
-            a->delays[i] = num + slot;
-        }
-        if (o->max_retries != PGQ_DEFAULT) {
-            snprintf(num + 2 * slot, slot, "%d", o->max_retries);
-            a->retries[i] = num + 2 * slot;
-        }
-    }
-    return 0;
 }
 
 /* Rewrite "add: msg (item N)" into "item N: msg" for batches, or "msg"
@@ -125,27 +74,160 @@ static void tidy_add_error(char *err, size_t errlen, size_t n)
     snprintf(err, errlen, "%s", tmp);
 }
 
-int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
-                  char *err, size_t errlen)
-{
-    struct add_arrays a;
-    char *arr[8] = { 0 };
-    int rc = -1;
+/* The numeric options of an item as text params, NULL for the defaults. */
+struct add_nums {
+    char prio[16], delay[24], retries[16];
+    const char *v[3];
+};
 
-    if (n == 0)
-        return 0;
-    if (add_arrays_fill(&a, items, n, err, errlen) < 0)
+static void add_nums(const pgq_add_opts *o, struct add_nums *a)
+{
+    memset(a->v, 0, sizeof a->v);
+    if (o->priority != PGQ_DEFAULT) {
+        snprintf(a->prio, sizeof a->prio, "%d", o->priority);
+        a->v[0] = a->prio;
+    }
+    if (o->delay_ms > 0) {
+        snprintf(a->delay, sizeof a->delay, "%" PRId64, o->delay_ms);
+        a->v[1] = a->delay;
+    }
+    if (o->max_retries != PGQ_DEFAULT) {
+        snprintf(a->retries, sizeof a->retries, "%d", o->max_retries);
+        a->v[2] = a->retries;
+    }
+}
+
+static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                     char *err, size_t errlen);
+
+/* The job that holds an idempotency key, read by a statement of its own:
+ * its fresh snapshot sees a row whose concurrent insert made ours a
+ * duplicate. Returns 1 with *id, 0 when no job holds the key, -1 on error. */
+static int key_holder(pgq_conn *c, const char *key, int64_t *id, char *err, size_t errlen)
+{
+    const char *params[] = { key };
+    PGresult *r = db_query(c, "SELECT id FROM pgq.jobs WHERE idempotency_key = $1", 1, params,
+                           PGRES_TUPLES_OK, "add", err, errlen);
+    if (!r)
         return -1;
-    const char **cols[8] = { a.types, a.payloads, a.queues, a.prios, a.run_ats, a.delays,
-                             a.retries, a.keys };
-    for (int k = 0; k < 8; k++) {
-        arr[k] = db_text_array(cols[k], n);
-        if (!arr[k]) {
+    int found = PQntuples(r) == 1;
+    if (found)
+        *id = db_int64(r, 0, 0, 0);
+    PQclear(r);
+    return found;
+}
+
+/* One job, as one plain statement (STMT_ADD_ONE) rather than a batch of one
+ * through pgq.enqueue: the same checks, inside PostgreSQL, at about the cost
+ * of a bare INSERT. */
+static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
+                   char *err, size_t errlen)
+{
+    const char *bad = item_problem(it);
+    if (bad)
+        return item_err(err, errlen, 1, 0, bad);
+    struct add_nums nums;
+    add_nums(&it->opts, &nums);
+    const char *params[] = { it->type, it->payload, it->opts.queue, nums.v[0],
+                             it->opts.run_at, nums.v[1], nums.v[2], it->opts.idempotency_key };
+    /* A key whose holder is deleted between our insert and our look-up is
+     * free again: insert anew, a bounded number of times. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGresult *r = db_run(c, STMT_ADD_ONE, 8, params, PGRES_TUPLES_OK, "add", err, errlen);
+        if (!r) {
+            /* Invalid JSON, refused by the cast: let pgq.enqueue, which
+             * nothing was stored by either, word the refusal. */
+            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0)
+                return add_batch(c, it, 1, res, err, errlen);
+            tidy_add_error(err, errlen, 1);
+            return -1;
+        }
+        int rows = PQntuples(r);
+        if (rows == 1)
+            res->id = db_int64(r, 0, 0, 0);
+        PQclear(r);
+        if (rows == 1) {
+            res->duplicate = false;
+            return 0;
+        }
+        if (!it->opts.idempotency_key)
+            return seterr(err, errlen, "add: the job was not stored");
+        int found = key_holder(c, it->opts.idempotency_key, &res->id, err, errlen);
+        if (found < 0)
+            return -1;
+        if (found) {
+            res->duplicate = true;
+            return 0;
+        }
+    }
+    return seterr(err, errlen, "the job holding idempotency key \"%s\" was deleted "
+                  "concurrently; retry", it->opts.idempotency_key);
+}
+
+/* The columns of pgq.enqueue, one text array each. A column that is NULL
+ * for every item is sent as a NULL array: less to build, send and parse. */
+enum { COL_TYPE, COL_PAYLOAD, COL_QUEUE, COL_PRIO, COL_RUN_AT, COL_DELAY, COL_RETRIES, COL_KEY,
+       NCOLS };
+
+static int add_params(const pgq_add_item *items, size_t n, char *arr[NCOLS],
+                      char *err, size_t errlen)
+{
+    const char **cols = calloc(NCOLS * n, sizeof *cols);
+    struct add_nums *nums = malloc(n * sizeof *nums);
+    bool any[NCOLS] = { false };
+    int rc = -1;
+    if (!cols || !nums) {
+        seterr(err, errlen, "add: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const pgq_add_opts *o = &items[i].opts;
+        add_nums(o, &nums[i]);
+        const char *v[NCOLS] = { items[i].type, items[i].payload, o->queue, nums[i].v[0],
+                                 o->run_at, nums[i].v[1], nums[i].v[2], o->idempotency_key };
+        for (int k = 0; k < NCOLS; k++) {
+            cols[k * n + i] = v[k];
+            any[k] |= v[k] != NULL;
+        }
+    }
+    for (int k = 0; k < NCOLS; k++) {
+        if (any[k] && !(arr[k] = db_text_array(cols + k * n, n))) {
             seterr(err, errlen, "add: out of memory");
             goto out;
         }
     }
-    PGresult *r = db_run(c, STMT_ADD, 8, (const char *const *)arr, PGRES_TUPLES_OK, "add",
+    rc = 0;
+out:
+    free(cols);
+    free(nums);
+    return rc;
+}
+
+int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                  char *err, size_t errlen)
+{
+    if (n == 1)
+        return add_one(c, items, res, err, errlen);
+    return add_batch(c, items, n, res, err, errlen);
+}
+
+/* Any number of jobs through pgq.enqueue, in one statement. */
+static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+                     char *err, size_t errlen)
+{
+    char *arr[NCOLS] = { 0 };
+    int rc = -1;
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *bad = item_problem(&items[i]);
+        if (bad)
+            return item_err(err, errlen, n, i, bad);
+    }
+    if (add_params(items, n, arr, err, errlen) < 0)
+        goto out;
+    PGresult *r = db_run(c, STMT_ADD, NCOLS, (const char *const *)arr, PGRES_TUPLES_OK, "add",
                          err, errlen);
     if (!r) {
         tidy_add_error(err, errlen, n);
@@ -169,9 +251,8 @@ int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_resu
     PQclear(r);
     rc = 0;
 out:
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < NCOLS; k++)
         free(arr[k]);
-    add_arrays_free(&a);
     return rc;
 }
 
@@ -181,62 +262,191 @@ int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_op
     pgq_add_item item = { type, payload, PGQ_ADD_OPTS_INIT };
     if (opts)
         item.opts = *opts;
-    return pgq_add_batch(c, &item, 1, res, err, errlen);
+    return add_one(c, &item, res, err, errlen);
+}
+
+/* A claimed job from row `row` of a complete_claim result (columns: acked,
+ * id, queue, type, payload, attempts, max_retries, priority, lease_token,
+ * timeout_ms, ord). One allocation: the struct followed by its strings. */
+static pgq_job *job_from_row(const PGresult *r, int row)
+{
+    size_t lq = strlen(PQgetvalue(r, row, 2)) + 1, lt = strlen(PQgetvalue(r, row, 3)) + 1,
+           lp = strlen(PQgetvalue(r, row, 4)) + 1;
+    pgq_job *j = malloc(sizeof *j + lq + lt + lp);
+    if (!j)
+        return NULL;
+    char *p = (char *)(j + 1);
+    memcpy(p, PQgetvalue(r, row, 2), lq);
+    j->queue = p;
+    memcpy(p + lq, PQgetvalue(r, row, 3), lt);
+    j->type = p + lq;
+    memcpy(p + lq + lt, PQgetvalue(r, row, 4), lp);
+    j->payload = p + lq + lt;
+    j->id = db_int64(r, row, 1, 0);
+    j->attempt = (int)db_int64(r, row, 5, 1);
+    j->max_retries = (int)db_int64(r, row, 6, 0);
+    j->priority = (int)db_int64(r, row, 7, 0);
+    snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, row, 8));
+    j->timeout_ms = db_int64(r, row, 9, 60000);
+    return j;
+}
+
+/* The acks' columns as array literals: ids, tokens, exit codes, signals,
+ * cpu, rss (NULL where unknown). */
+struct ack_arrays {
+    char *v[6];
+};
+
+static void ack_arrays_free(struct ack_arrays *a)
+{
+    for (int i = 0; i < 6; i++)
+        free(a->v[i]);
+}
+
+static int ack_arrays_fill(struct ack_arrays *a, const pgq_ack *acks, size_t n)
+{
+    memset(a, 0, sizeof *a);
+    size_t cap = n ? n : 1;
+    int64_t *num = malloc(cap * 5 * sizeof *num);
+    bool *has = malloc(cap * 4 * sizeof *has);
+    const char **tok = malloc(cap * sizeof *tok);
+    if (!num || !has || !tok) {
+        free(num);
+        free(has);
+        free(tok);
+        return -1;
+    }
+    int64_t *ids = num, *ex = num + cap, *sig = num + 2 * cap, *cpu = num + 3 * cap,
+            *rss = num + 4 * cap;
+    bool *hex = has, *hsig = has + cap, *hcpu = has + 2 * cap, *hrss = has + 3 * cap;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_attempt_info *in = acks[i].info;
+        ids[i] = acks[i].id;
+        tok[i] = acks[i].token;
+        ex[i] = in ? in->exit_code : -1;
+        sig[i] = in ? in->term_signal : 0;
+        cpu[i] = in ? in->cpu_ms : -1;
+        rss[i] = in ? in->max_rss_kb : -1;
+        hex[i] = ex[i] >= 0;
+        hsig[i] = sig[i] > 0;
+        hcpu[i] = cpu[i] >= 0;
+        hrss[i] = rss[i] >= 0;
+    }
+    a->v[0] = db_int64_array(ids, n);
+    a->v[1] = db_text_array(tok, n);
+    a->v[2] = db_int64_array_nullable(ex, hex, n);
+    a->v[3] = db_int64_array_nullable(sig, hsig, n);
+    a->v[4] = db_int64_array_nullable(cpu, hcpu, n);
+    a->v[5] = db_int64_array_nullable(rss, hrss, n);
+    free(num);
+    free(has);
+    free(tok);
+    for (int i = 0; i < 6; i++)
+        if (!a->v[i]) {
+            ack_arrays_free(a);
+            return -1;
+        }
+    return 0;
+}
+
+int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *lost,
+                       const char *const *queues, size_t nqueues, const char *worker,
+                       int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
+                       char *err, size_t errlen)
+{
+    char ttl[24], lim[24];
+    struct ack_arrays aa;
+    if (njobs)
+        *njobs = 0;
+    if (max_jobs > 0 && (!jobs || !njobs))
+        return seterr(err, errlen, "complete_claim: no room given for claimed jobs");
+    if (max_jobs > 0 && nqueues == 0)
+        return seterr(err, errlen, "claim: no queues given");
+    if (max_jobs > 0 && lease_ttl_ms <= 0)
+        return seterr(err, errlen, "claim: lease TTL must be positive");
+    if (max_jobs > INT32_MAX)
+        return seterr(err, errlen, "claim: at most %d jobs per call", INT32_MAX);
+    if (nacks > 0 && !lost)
+        return seterr(err, errlen, "complete: no room given for the lease-lost flags");
+    for (size_t i = 0; i < nacks; i++)
+        if (!acks[i].token || strlen(acks[i].token) != PGQ_TOKEN_LEN)
+            return seterr(err, errlen, "complete: job %" PRId64 ": malformed lease token",
+                          acks[i].id);
+    if (ack_arrays_fill(&aa, acks, nacks) < 0)
+        return seterr(err, errlen, "complete_claim: out of memory");
+    char *qarr = db_text_array(queues, nqueues);
+    if (!qarr) {
+        ack_arrays_free(&aa);
+        return seterr(err, errlen, "complete_claim: out of memory");
+    }
+    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms > 0 ? lease_ttl_ms : 1);
+    snprintf(lim, sizeof lim, "%zu", max_jobs);
+    const char *params[] = { aa.v[0], aa.v[1], aa.v[2], aa.v[3], aa.v[4], aa.v[5],
+                             qarr, worker ? worker : "", ttl, lim };
+    const char *what = max_jobs == 0 ? "complete" : nacks == 0 ? "claim" : "complete and claim";
+    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 10, params, PGRES_TUPLES_OK, what, err, errlen);
+    free(qarr);
+    ack_arrays_free(&aa);
+    if (!r)
+        return -1;
+
+    for (size_t i = 0; i < nacks; i++)
+        lost[i] = true;
+    size_t got = 0;
+    bool oom = false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        if (!PQgetisnull(r, row, 0)) {
+            int64_t id = db_int64(r, row, 0, 0);
+            for (size_t i = 0; i < nacks; i++)
+                if (acks[i].id == id)
+                    lost[i] = false;
+            continue;
+        }
+        /* ord is 1-based claim order; rows may come in any order. */
+        int64_t ord = db_int64(r, row, 10, 0);
+        pgq_job *j = oom ? NULL : job_from_row(r, row);
+        if (!j || ord < 1 || (size_t)ord > max_jobs) {
+            oom = true;
+            free(j);
+            continue;
+        }
+        jobs[ord - 1] = j;
+        got++;
+    }
+    if (oom) {
+        /* Give every claimed job straight back rather than let its lease
+         * expire into a failed attempt. */
+        char e[64];
+        for (int row = 0; row < PQntuples(r); row++) {
+            if (!PQgetisnull(r, row, 0))
+                continue;
+            bool l;
+            int64_t ord = db_int64(r, row, 10, 0);
+            if (ord >= 1 && (size_t)ord <= max_jobs && jobs[ord - 1]) {
+                pgq_job_free(jobs[ord - 1]);
+                jobs[ord - 1] = NULL;
+            }
+            (void)!pgq_release(c, db_int64(r, row, 1, 0), PQgetvalue(r, row, 8), &l, e,
+                               sizeof e);
+        }
+        PQclear(r);
+        return seterr(err, errlen, "claim: out of memory");
+    }
+    PQclear(r);
+    if (njobs)
+        *njobs = got;
+    return 0;
 }
 
 int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
               int64_t lease_ttl_ms, pgq_job **job, char *err, size_t errlen)
 {
-    char ttl[24];
+    size_t got;
     *job = NULL;
     if (nqueues == 0)
         return seterr(err, errlen, "claim: no queues given");
-    if (lease_ttl_ms <= 0)
-        return seterr(err, errlen, "claim: lease TTL must be positive");
-    char *qarr = db_text_array(queues, nqueues);
-    if (!qarr)
-        return seterr(err, errlen, "claim: out of memory");
-    snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms);
-    const char *params[] = { qarr, worker ? worker : "", ttl };
-    PGresult *r = db_run(c, STMT_CLAIM, 3, params, PGRES_TUPLES_OK, "claim", err, errlen);
-    free(qarr);
-    if (!r)
-        return -1;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return 0;
-    }
-    /* One allocation: the struct followed by its strings. */
-    size_t lq = strlen(PQgetvalue(r, 0, 1)) + 1, lt = strlen(PQgetvalue(r, 0, 2)) + 1,
-           lp = strlen(PQgetvalue(r, 0, 3)) + 1;
-    pgq_job *j = malloc(sizeof *j + lq + lt + lp);
-    if (!j) {
-        /* Give the job straight back rather than let its lease expire
-         * into a failed attempt. */
-        bool lost;
-        char tok[PGQ_TOKEN_LEN + 1], e[64];
-        snprintf(tok, sizeof tok, "%s", PQgetvalue(r, 0, 7));
-        int64_t id = db_int64(r, 0, 0, 0);
-        PQclear(r);
-        (void)!pgq_release(c, id, tok, &lost, e, sizeof e);
-        return seterr(err, errlen, "claim: out of memory");
-    }
-    char *p = (char *)(j + 1);
-    memcpy(p, PQgetvalue(r, 0, 1), lq);
-    j->queue = p;
-    memcpy(p + lq, PQgetvalue(r, 0, 2), lt);
-    j->type = p + lq;
-    memcpy(p + lq + lt, PQgetvalue(r, 0, 3), lp);
-    j->payload = p + lq + lt;
-    j->id = db_int64(r, 0, 0, 0);
-    j->attempt = (int)db_int64(r, 0, 4, 1);
-    j->max_retries = (int)db_int64(r, 0, 5, 0);
-    j->priority = (int)db_int64(r, 0, 6, 0);
-    snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, 0, 7));
-    j->timeout_ms = db_int64(r, 0, 8, 60000);
-    PQclear(r);
-    *job = j;
-    return 0;
+    return pgq_complete_claim(c, NULL, 0, NULL, queues, nqueues, worker, lease_ttl_ms, 1, job,
+                              &got, err, errlen);
 }
 
 void pgq_job_free(pgq_job *job)
@@ -308,17 +518,9 @@ static void info_params(const pgq_attempt_info *info, struct info_params *p)
 int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
                  bool *lease_lost, char *err, size_t errlen)
 {
-    char ids[24];
-    struct info_params ip;
-    snprintf(ids, sizeof ids, "%" PRId64, id);
-    info_params(info, &ip);
-    const char *params[] = { ids, token, ip.v[0], ip.v[1], ip.v[2], ip.v[3] };
-    PGresult *r = db_run(c, STMT_COMPLETE, 6, params, PGRES_TUPLES_OK, "complete", err, errlen);
-    if (!r)
-        return -1;
-    *lease_lost = PQntuples(r) == 0;
-    PQclear(r);
-    return 0;
+    pgq_ack a = { id, token, info };
+    return pgq_complete_claim(c, &a, 1, lease_lost, NULL, 0, NULL, 0, 0, NULL, NULL, err,
+                              errlen);
 }
 
 /* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */

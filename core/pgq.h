@@ -189,6 +189,28 @@ int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, si
 int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
                  bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* One finished attempt to record as done: the job, its lease token, and
+ * what is known of its execution (info may be NULL). */
+typedef struct pgq_ack {
+    int64_t id;
+    const char *token;
+    const pgq_attempt_info *info;
+} pgq_ack;
+
+/* The hot path: mark nacks attempts done and claim up to max_jobs next jobs
+ * of the given queues, in one statement and one transaction (one commit
+ * per job for a worker that passes its finished job and max_jobs 1; a
+ * batching pool passes many of each). Each ack is fenced by its token:
+ * lost[i] (may be NULL when nacks is 0) is set true when acks[i]'s lease no
+ * longer held its job, and nothing was changed for it. jobs[0..*njobs) get
+ * the claimed jobs in claim order (free each with pgq_job_free). queues may
+ * be empty (nqueues 0) or max_jobs 0 to only complete. On error nothing was
+ * done (the transaction rolled back). */
+int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *lost,
+                       const char *const *queues, size_t nqueues, const char *worker,
+                       int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
+                       char *err, size_t errlen) PGQ_MUSTCHECK;
+
 typedef struct pgq_fail_result {
     bool lease_lost;     /* nothing changed */
     bool dead;           /* no retries left: dead-lettered */

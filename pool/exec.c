@@ -250,7 +250,11 @@ static _Noreturn void supervise(const struct spawn *sp)
     fcntl(3, F_SETFD, FD_CLOEXEC);      /* the command must not hold the status pipe */
     close_from(4, sp->max_fd);
 
-    pid = fork();
+    /* vfork: the supervisor is single-threaded and only waits, so borrowing
+     * its memory until the command's execve is safe, and it spares a copy of
+     * the page tables the supervisor inherited from the (large, threaded)
+     * pool. run_command only resets signals and calls execve or _exit. */
+    pid = vfork();
     if (pid < 0) {
         child_report(3, MSG_SETUP, errno);
         _exit(127);

@@ -23,38 +23,62 @@
 static void renew_leases(pgq_pool *p, pgq_conn *c)
 {
     char err[512];
-    int64_t ids[256];
-    const char *tokens[256];
-    char tokbuf[256][PGQ_TOKEN_LEN + 1];
-    int owner[256];
+    /* running jobs, then (batching) buffered and done-not-recorded ones */
+    size_t max = (size_t)p->nslots + p->buf_cap * 3 + 64;
+    int64_t *ids = malloc(max * sizeof *ids);
+    char (*tokbuf)[PGQ_TOKEN_LEN + 1] = malloc(max * sizeof *tokbuf);
+    const char **tokens = malloc(max * sizeof *tokens);
+    int *owner = malloc(max * sizeof *owner);
+    bool *lost = malloc(max * sizeof *lost);
     size_t n = 0;
+    if (!ids || !tokbuf || !tokens || !owner || !lost) {
+        pool_log(PGQ_LOG_WARN, "heartbeat", "out of memory renewing leases");
+        goto out;
+    }
 
     pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->nslots && n < 256; i++) {
+    for (int i = 0; i < p->nslots && n < max; i++) {
         const pgq_job *j = p->slots[i].job;
         if (!j || atomic_load(&p->slots[i].lease_lost))
             continue;
         ids[n] = j->id;
         snprintf(tokbuf[n], sizeof tokbuf[n], "%s", j->lease_token);
-        tokens[n] = tokbuf[n];
         owner[n] = i;
         n++;
     }
+    if (p->buf_cap) {
+        size_t b = batch_leases(p, ids + n, tokbuf + n, max - n);
+        for (size_t k = n; k < n + b; k++)
+            owner[k] = -1;
+        n += b;
+    }
     pthread_mutex_unlock(&p->mu);
     if (n == 0)
-        return;
-    bool lost[256];
+        goto out;
+    for (size_t k = 0; k < n; k++)
+        tokens[k] = tokbuf[k];
     if (pgq_heartbeat(c, ids, tokens, n, p->cfg->lease_ttl_ms, lost, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_WARN, NULL, "%s", err);   /* err names the operation */
-        return;
+        goto out;
     }
     for (size_t k = 0; k < n; k++) {
         if (!lost[k])
             continue;
+        if (owner[k] < 0) {
+            pthread_mutex_lock(&p->mu);
+            bool held = batch_lost(p, ids[k]);
+            pthread_mutex_unlock(&p->mu);
+            if (held)
+                pool_log(PGQ_LOG_WARN, "heartbeat", "job=%" PRId64 ": lease lost (expired "
+                         "and reclaimed) while batched; dropped", ids[k]);
+            continue;
+        }
         struct slot *s = &p->slots[owner[k]];
         pthread_mutex_lock(&p->mu);
-        /* only if the slot still works on that same job */
-        bool same = s->job && s->job->id == ids[k];
+        /* Only if the slot still works on that same job. A job whose end
+         * is being recorded may have been done a moment ago: "lost" would
+         * be a false alarm, and the recording reports a real loss itself. */
+        bool same = s->job && s->job->id == ids[k] && !s->finishing;
         if (same) {
             atomic_store(&s->lease_lost, true);
             atomic_store(&s->cancel, true);
@@ -64,6 +88,12 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
             pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 ": lease lost (expired and "
                      "reclaimed); stopping its handler", ids[k]);
     }
+out:
+    free(ids);
+    free(tokbuf);
+    free(tokens);
+    free(owner);
+    free(lost);
 }
 
 static int in_flight(pgq_pool *p)

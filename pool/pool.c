@@ -63,6 +63,19 @@ void pool_nap(pgq_pool *p, int64_t ms)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Sleep until woken (a token) or the pool stops. */
+void pool_wait_for_work(pgq_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->idle++;
+    while (p->wakeups == 0 && !atomic_load(&p->stopping))
+        pthread_cond_wait(&p->wake_cv, &p->mu);
+    if (p->wakeups > 0)
+        p->wakeups--;
+    p->idle--;
+    pthread_mutex_unlock(&p->mu);
+}
+
 int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
 {
     char err[512];
@@ -189,7 +202,7 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
-    if (!p->slots) {
+    if (!p->slots || (p->cfg->batch > 1 && batch_init(p) < 0)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -307,6 +320,9 @@ int pgq_pool_wait(pgq_pool *p)
     int held = 0;
     for (int i = 0; p->slots && i < p->nslots; i++)
         held += p->slots[i].job != NULL;
+    /* Batching: stop waiting for a claim in progress. */
+    if (p->buf_cap)
+        pthread_cond_broadcast(&p->batch_cv);
     if (held)
         pool_log(PGQ_LOG_INFO, NULL, "shutting down: waiting up to %lld ms for %d job%s",
                  (long long)(deadline - pool_now_ms()), held, held == 1 ? "" : "s");
@@ -331,6 +347,10 @@ int pgq_pool_wait(pgq_pool *p)
         pthread_join(p->listen_thread, NULL);
         pthread_join(p->hb_thread, NULL);
     }
+    /* Every thread is gone: the heartbeat's connection is free to record
+     * the batch's pending acks and give back its unstarted jobs. */
+    if (p->buf_cap && p->hb_conn)
+        batch_drain(p, p->hb_conn);
     if (p->hb_conn && p->registered) {
         if (!pgq_connected(p->hb_conn))
             (void)!pgq_reconnect(p->hb_conn, err, sizeof err);
@@ -390,6 +410,7 @@ void pgq_pool_free(pgq_pool *p)
         pgq_job_free(p->slots[i].job);
     }
     handlers_free(p->handlers);
+    batch_free(p);
     pgq_disconnect(p->hb_conn);
     for (size_t i = 0; i < p->ncbs; i++)
         free(p->cbs[i].name);

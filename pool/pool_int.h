@@ -33,6 +33,14 @@ struct callback {
     void *arg;
 };
 
+/* A done job whose outcome waits to be recorded in the next batch (batch.c). */
+struct pending_ack {
+    int64_t id;
+    int attempt;
+    char token[PGQ_TOKEN_LEN + 1];
+    pgq_attempt_info info;
+};
+
 struct slot {
     pgq_pool *pool;
     int index;
@@ -44,6 +52,7 @@ struct slot {
     pgq_job *job;                  /* in flight (mu) */
     bool exited;                   /* thread is done (mu) */
     bool abandoned;                /* released by the shutdown, thread left behind (mu) */
+    bool finishing;                /* recording the job's end: the heartbeat leaves it be (mu) */
     atomic_bool lease_lost;
     atomic_bool cancel;            /* stop the handler (lease lost, shutdown deadline) */
 };
@@ -67,6 +76,18 @@ struct pgq_pool {
     bool hb_stop;                  /* the heartbeat thread may end (mu) */
     int64_t deadline_ms;           /* shutdown deadline, monotonic (mu) */
     int stop_pipe[2];              /* wakes the listener's poll */
+
+    /* batch > 1 (batch.c): claimed jobs not yet started (a ring), done jobs
+     * not yet recorded, and whether a worker is claiming right now (mu). */
+    pgq_job **buf;
+    size_t buf_cap, buf_head, buf_count;
+    pgq_job **claimed;             /* the claimer's scratch (only it uses it) */
+    struct pending_ack *acks;
+    size_t nacks, acks_cap;
+    int64_t oldest_ack_ms;
+    bool claiming;
+    pthread_cond_t batch_cv;       /* a claim ended */
+    char batch_owner[300];         /* lease_owner of batch claims: "<pool name>/batch" */
 
     struct slot *slots;
     int nslots;
@@ -98,6 +119,28 @@ int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who);
 
 /* Sleep up to ms, waking early when the pool stops claiming. */
 void pool_nap(pgq_pool *p, int64_t ms);
+
+/* Sleep until woken by a wake token or the pool stops (worker threads). */
+void pool_wait_for_work(pgq_pool *p);
+
+/* Batching (batch.c), used when the config's batch > 1. */
+int batch_init(pgq_pool *p);
+void batch_free(pgq_pool *p);
+/* The worker's next job (also set as s->job), claimed in batches together
+ * with the pending acks; NULL when the pool stops. */
+pgq_job *batch_take(struct slot *s);
+/* Queue j's success to be recorded with the next batch (flushed at once
+ * when the batch is full or the oldest ack waited long enough). */
+void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info);
+/* Leases the batch holds (buffered and acked-not-recorded jobs), for the
+ * heartbeat; mu held. Returns how many were written (at most max). */
+size_t batch_leases(pgq_pool *p, int64_t *ids, char (*tokens)[PGQ_TOKEN_LEN + 1], size_t max);
+/* The heartbeat found job id's lease lost: drop it from the batch; mu held.
+ * True when the batch held it. */
+bool batch_lost(pgq_pool *p, int64_t id);
+/* At shutdown, after the workers stopped: record pending acks and give
+ * buffered jobs back, on connection c. */
+void batch_drain(pgq_pool *p, pgq_conn *c);
 
 void *worker_main(void *arg);
 void *heartbeat_main(void *arg);

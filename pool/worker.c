@@ -126,17 +126,35 @@ enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
 
 /* Record the attempt's end, reconnecting as long as the lease may still be
  * ours. Gives up when the heartbeat says the lease is lost, or after the
- * shutdown deadline. */
-static void finish(struct slot *s, const pgq_job *j, enum finish how, const struct outcome *o)
+ * shutdown deadline. A completion also claims the worker's next job in the
+ * same statement and transaction when `next` is given and the pool is not
+ * stopping (one commit per job). */
+static void finish(struct slot *s, const pgq_job *j, enum finish how, const struct outcome *o,
+                   pgq_job **next)
 {
     char err[512], who[128];
     bool lost = false;
     pgq_fail_result fr = { 0 };
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
+    pthread_mutex_lock(&s->pool->mu);
+    s->finishing = true;
+    pthread_mutex_unlock(&s->pool->mu);
     for (;;) {
         int rc;
-        if (how == FINISH_COMPLETE)
-            rc = pgq_complete(s->conn, j->id, j->lease_token, &o->info, &lost, err, sizeof err);
+        if (how == FINISH_COMPLETE && s->pool->cfg->batch > 1) {
+            batch_ack(s, j, &o->info);   /* recorded and logged with the batch */
+            return;
+        } else if (how == FINISH_COMPLETE) {
+            pgq_ack ack = { j->id, j->lease_token, &o->info };
+            bool claim = next && !atomic_load(&s->pool->stopping);
+            size_t got = 0;
+            rc = pgq_complete_claim(s->conn, &ack, 1, &lost,
+                                    (const char *const *)s->pool->cfg->queues,
+                                    s->pool->cfg->nqueues, s->owner, s->pool->cfg->lease_ttl_ms,
+                                    claim ? 1 : 0, next, &got, err, sizeof err);
+            if (rc == 0 && got == 0 && next)
+                *next = NULL;
+        }
         else if (how == FINISH_FAIL)
             rc = pgq_fail(s->conn, j->id, j->lease_token, o->error, &o->info, &fr, err,
                           sizeof err);
@@ -181,7 +199,9 @@ static void finish(struct slot *s, const pgq_job *j, enum finish how, const stru
     }
 }
 
-static void run_job(struct slot *s, pgq_job *j)
+/* Run one job and record its end; *next gets the job claimed with the
+ * completion, if any. */
+static void run_job(struct slot *s, pgq_job *j, pgq_job **next)
 {
     pgq_pool *p = s->pool;
     struct outcome o;
@@ -204,25 +224,13 @@ static void run_job(struct slot *s, pgq_job *j)
         pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
                  j->id, j->type);
     else
-        finish(s, j, how, &o);
+        finish(s, j, how, &o, next);
 
     pthread_mutex_lock(&p->mu);
     s->job = NULL;
+    s->finishing = false;
     pthread_mutex_unlock(&p->mu);
     pgq_job_free(j);
-}
-
-/* Sleep until woken (a token) or the pool stops. */
-static void wait_for_work(pgq_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->idle++;
-    while (p->wakeups == 0 && !atomic_load(&p->stopping))
-        pthread_cond_wait(&p->wake_cv, &p->mu);
-    if (p->wakeups > 0)
-        p->wakeups--;
-    p->idle--;
-    pthread_mutex_unlock(&p->mu);
 }
 
 void *worker_main(void *arg)
@@ -231,30 +239,39 @@ void *worker_main(void *arg)
     pgq_pool *p = s->pool;
     char err[512];
 
-    while (!atomic_load(&p->stopping)) {
-        if (!pgq_connected(s->conn) && pool_connect_retry(p, &s->conn, s->who) < 0)
-            break;
-        pgq_job *j = NULL;
-        if (pgq_claim(s->conn, (const char *const *)p->cfg->queues, p->cfg->nqueues, s->owner,
-                      p->cfg->lease_ttl_ms, &j, err, sizeof err) < 0) {
-            if (pgq_connected(s->conn)) {
-                pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
-                pool_nap(p, 1000);
-            }
-            continue;
-        }
+    if (p->cfg->batch > 1) {
+        pgq_job *j;
+        while ((j = batch_take(s)) != NULL)
+            run_job(s, j, NULL);
+    }
+    pgq_job *next = NULL;   /* claimed together with the last completion */
+    while (p->cfg->batch <= 1 && (!atomic_load(&p->stopping) || next)) {
+        pgq_job *j = next;
+        next = NULL;
         if (!j) {
-            wait_for_work(p);
-            continue;
+            if (!pgq_connected(s->conn) && pool_connect_retry(p, &s->conn, s->who) < 0)
+                break;
+            if (pgq_claim(s->conn, (const char *const *)p->cfg->queues, p->cfg->nqueues,
+                          s->owner, p->cfg->lease_ttl_ms, &j, err, sizeof err) < 0) {
+                if (pgq_connected(s->conn)) {
+                    pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
+                    pool_nap(p, 1000);
+                }
+                continue;
+            }
+            if (!j) {
+                pool_wait_for_work(p);
+                continue;
+            }
         }
         pool_wake_one(p);   /* there may be more: let an idle worker look */
         if (atomic_load(&p->stopping)) {
             struct outcome none = { .info = PGQ_ATTEMPT_INFO_INIT };
-            finish(s, j, FINISH_RELEASE, &none);
+            finish(s, j, FINISH_RELEASE, &none, NULL);
             pgq_job_free(j);
             break;
         }
-        run_job(s, j);
+        run_job(s, j, &next);
     }
     pthread_mutex_lock(&p->mu);
     s->exited = true;

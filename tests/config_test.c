@@ -437,7 +437,7 @@ END_TEST
 START_TEST(test_reference)
 {
     static const char *const all_keys[] = {
-        "url", "workers", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done",
+        "url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
         "priority", "require",
     };

@@ -4,6 +4,7 @@
  * metacharacters. */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,375 @@ START_TEST(odd_inputs_refused_naming_the_item)
 }
 END_TEST
 
+/* Items of a big batch: payload {"i":k}, and a key "k<k>" when keyed. */
+struct big {
+    pgq_add_item *items;
+    pgq_add_result *res;
+    char (*payload)[32];
+    char (*key)[32];
+    size_t n;
+};
+
+static struct big big_batch(size_t n, bool keyed)
+{
+    struct big b = { calloc(n, sizeof *b.items), calloc(n, sizeof *b.res),
+                     calloc(n, sizeof *b.payload), calloc(n, sizeof *b.key), n };
+    ck_assert(b.items && b.res && b.payload && b.key);
+    for (size_t k = 0; k < n; k++) {
+        snprintf(b.payload[k], sizeof b.payload[k], "{\"i\":%zu}", k);
+        snprintf(b.key[k], sizeof b.key[k], "k%zu", k);
+        b.items[k] = (pgq_add_item){ "free", b.payload[k], PGQ_ADD_OPTS_INIT };
+        if (keyed)
+            b.items[k].opts.idempotency_key = b.key[k];
+    }
+    return b;
+}
+
+static void big_free(struct big *b)
+{
+    free(b->items);
+    free(b->res);
+    free(b->payload);
+    free(b->key);
+}
+
+/* Every result names the job that holds its item's payload (and key). */
+static void assert_mapped(const struct big *b, bool keyed)
+{
+    char *ids = malloc(b->n * 24 + 2), *p = ids;
+    ck_assert_ptr_nonnull(ids);
+    *p++ = '{';
+    for (size_t k = 0; k < b->n; k++)
+        p += sprintf(p, k ? ",%lld" : "%lld", (long long)b->res[k].id);
+    strcpy(p, "}");
+    const char *params[] = { ids, keyed ? "t" : "f" };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM unnest($1::bigint[]) WITH ORDINALITY AS r(id, ord)"
+                            " JOIN pgq.jobs j ON j.id = r.id"
+                            " WHERE (j.payload->>'i')::bigint = r.ord - 1"
+                            "   AND j.idempotency_key IS NOT DISTINCT FROM"
+                            "       CASE WHEN $2::bool THEN 'k' || (r.ord - 1) END",
+                            2, params), (long long)b->n);
+    free(ids);
+}
+
+START_TEST(big_batch_without_keys_maps_every_item)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    struct big b = big_batch(10000, false);
+    ck_assert_msg(pgq_add_batch(c, b.items, b.n, b.res, err, sizeof err) == 0, "%s", err);
+    for (size_t k = 0; k < b.n; k++) {
+        ck_assert(!b.res[k].duplicate);
+        if (k)
+            ck_assert_int_gt(b.res[k].id, b.res[k - 1].id);   /* ids follow item order */
+    }
+    assert_mapped(&b, false);
+    ck_assert_int_eq(jobs(), 10000);
+    big_free(&b);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(big_batch_with_keys_maps_every_item_and_repeats_as_duplicates)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    struct big b = big_batch(10000, true);
+    ck_assert_msg(pgq_add_batch(c, b.items, b.n, b.res, err, sizeof err) == 0, "%s", err);
+    for (size_t k = 0; k < b.n; k++)
+        ck_assert(!b.res[k].duplicate);
+    assert_mapped(&b, true);
+
+    /* the same batch again: nothing new, every item answered by its job */
+    pgq_add_result *first = malloc(b.n * sizeof *first);
+    memcpy(first, b.res, b.n * sizeof *first);
+    ck_assert_msg(pgq_add_batch(c, b.items, b.n, b.res, err, sizeof err) == 0, "%s", err);
+    for (size_t k = 0; k < b.n; k++) {
+        ck_assert(b.res[k].duplicate);
+        ck_assert_int_eq(b.res[k].id, first[k].id);
+    }
+    ck_assert_int_eq(jobs(), 10000);
+    free(first);
+    big_free(&b);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(batch_mixes_new_stored_and_repeated_keys)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.idempotency_key = "old";
+    pgq_add_result old;
+    ck_assert_msg(pgq_add(c, "free", "{\"n\":0}", &o, &old, err, sizeof err) == 0, "%s", err);
+
+    pgq_add_item items[6] = {
+        { "free", "{\"n\":1}", PGQ_ADD_OPTS_INIT },   /* no key */
+        { "free", "{\"n\":2}", PGQ_ADD_OPTS_INIT },   /* stored before */
+        { "free", "{\"n\":3}", PGQ_ADD_OPTS_INIT },   /* new key */
+        { "free", "{\"n\":4}", PGQ_ADD_OPTS_INIT },   /* repeats item 3 */
+        { "free", "{\"n\":5}", PGQ_ADD_OPTS_INIT },   /* no key */
+        { "free", "{\"n\":6}", PGQ_ADD_OPTS_INIT },   /* stored before, again */
+    };
+    items[1].opts.idempotency_key = "old";
+    items[2].opts.idempotency_key = "new";
+    items[3].opts.idempotency_key = "new";
+    items[5].opts.idempotency_key = "old";
+    pgq_add_result res[6];
+    ck_assert_msg(pgq_add_batch(c, items, 6, res, err, sizeof err) == 0, "%s", err);
+    bool dup[6] = { false, true, false, true, false, true };
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(res[i].duplicate == dup[i], "item %d", i + 1);
+    ck_assert_int_eq(res[1].id, old.id);
+    ck_assert_int_eq(res[5].id, old.id);
+    ck_assert_int_eq(res[3].id, res[2].id);
+    ck_assert_int_ne(res[0].id, res[4].id);
+    ck_assert_int_eq(jobs(), 4);   /* old, 1, 3, 5 */
+    const char *n3[] = { "new" };
+    ck_assert_int_eq(tu_int("SELECT (payload->>'n')::int FROM pgq.jobs WHERE idempotency_key = $1",
+                            1, n3), 3);
+    pgq_disconnect(c);
+}
+END_TEST
+
+#define BATCHERS 4
+#define BATCH_KEYS 300
+
+struct batcher {
+    tu_barrier *start;
+    int reversed;
+    pgq_add_result res[BATCH_KEYS];   /* by key number */
+    char err[512];
+    int rc;
+};
+
+static void *race_batch(void *arg)
+{
+    struct batcher *b = arg;
+    pgq_conn *c = NULL;
+    pgq_add_item items[BATCH_KEYS];
+    pgq_add_result res[BATCH_KEYS];
+    char keys[BATCH_KEYS][16];
+    for (int i = 0; i < BATCH_KEYS; i++) {
+        int k = b->reversed ? BATCH_KEYS - 1 - i : i;   /* the same keys in another order */
+        snprintf(keys[i], sizeof keys[i], "batch-%d", k);
+        items[i] = (pgq_add_item){ "free", "{}", PGQ_ADD_OPTS_INIT };
+        items[i].opts.idempotency_key = keys[i];
+    }
+    b->rc = pgq_connect(tu_db_url(), &c, b->err, sizeof b->err);
+    tu_barrier_wait(b->start);
+    if (b->rc == 0)
+        b->rc = pgq_add_batch(c, items, BATCH_KEYS, res, b->err, sizeof b->err);
+    for (int i = 0; b->rc == 0 && i < BATCH_KEYS; i++)
+        b->res[b->reversed ? BATCH_KEYS - 1 - i : i] = res[i];
+    pgq_disconnect(c);
+    return NULL;
+}
+
+START_TEST(concurrent_batches_with_one_set_of_keys_make_one_job_each)
+{
+    pthread_t th[BATCHERS];
+    struct batcher *bs = calloc(BATCHERS, sizeof *bs);
+    tu_barrier *b = tu_barrier_new(BATCHERS);
+    for (int i = 0; i < BATCHERS; i++) {
+        bs[i].start = b;
+        bs[i].reversed = i % 2;
+        pthread_create(&th[i], NULL, race_batch, &bs[i]);
+    }
+    for (int i = 0; i < BATCHERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < BATCHERS; i++)
+        ck_assert_msg(bs[i].rc == 0, "batcher %d: %s", i, bs[i].err);
+    for (int k = 0; k < BATCH_KEYS; k++) {
+        int fresh = 0;
+        for (int i = 0; i < BATCHERS; i++) {
+            ck_assert_int_eq(bs[i].res[k].id, bs[0].res[k].id);
+            fresh += !bs[i].res[k].duplicate;
+        }
+        ck_assert_msg(fresh == 1, "key batch-%d: %d batches claim to have inserted", k, fresh);
+    }
+    ck_assert_int_eq(jobs(), BATCH_KEYS);
+    tu_barrier_free(b);
+    free(bs);
+}
+END_TEST
+
+START_TEST(single_add_applies_options)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.queue = "elsewhere";
+    o.priority = 7;
+    o.delay_ms = 3600 * 1000;
+    o.max_retries = 0;
+    pgq_add_result r;
+    ck_assert_msg(pgq_add(c, "free", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)r.id);
+    const char *p[] = { id };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND queue = 'elsewhere'"
+                            " AND priority = 7 AND max_retries = 0 AND state = 'ready'"
+                            " AND run_at > now() + interval '59 minutes'", 1, p), 1);
+    o = (pgq_add_opts)PGQ_ADD_OPTS_INIT;
+    o.run_at = "2001-02-03 04:05:06+00";
+    ck_assert_msg(pgq_add(c, "email", "{\"to\":\"a\",\"subject\":\"b\"}", &o, &r, err,
+                          sizeof err) == 0, "%s", err);
+    snprintf(id, sizeof id, "%lld", (long long)r.id);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND queue = 'emails'"
+                            " AND priority = 0 AND max_retries = 3"
+                            " AND run_at = '2001-02-03 04:05:06+00'", 1, p), 1);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(batch_refusal_names_the_first_item_by_kind)
+{
+    /* As in schema version 1: a bad run_at anywhere comes before an unknown
+     * type, which comes before a broken contract; then the lowest item. */
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_item items[4] = {
+        { "email", "{\"to\":\"x\"}", PGQ_ADD_OPTS_INIT },
+        { "nosuch", "{}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "email", "[]", PGQ_ADD_OPTS_INIT },
+    };
+    items[3].opts.run_at = "-infinity";
+    pgq_add_result res[4];
+    ck_assert_int_eq(pgq_add_batch(c, items, 4, res, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 4: run_at must be a finite time, not -infinity");
+    items[3].opts.run_at = NULL;
+    ck_assert_int_eq(pgq_add_batch(c, items, 4, res, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 2: unknown job type \"nosuch\" (register it with pgq types apply)");
+    items[1].type = "free";
+    ck_assert_int_eq(pgq_add_batch(c, items, 4, res, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 1: payload for job type \"email\" is missing required key "
+                          "\"subject\" (string)");
+    items[0].payload = "{\"to\":\"x\",\"subject\":\"y\"}";
+    ck_assert_int_eq(pgq_add_batch(c, items, 4, res, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 4: payload for job type \"email\" must be a JSON object, not array");
+    items[3].type = "free";   /* no contract: any JSON will do */
+    ck_assert_msg(pgq_add_batch(c, items, 4, res, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(jobs(), 4);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* Notifications on pgq_jobs seen by conn l, up to and including the
+ * "sentinel" one (notifications arrive in commit order). */
+static int collect_notifies(PGconn *l, char got[][64], int max)
+{
+    int n = 0;
+    for (int waited = 0; waited < 100;) {
+        ck_assert(PQconsumeInput(l));
+        PGnotify *nt;
+        while ((nt = PQnotifies(l))) {
+            bool last = strcmp(nt->extra, "sentinel") == 0;
+            if (!last && n < max)
+                snprintf(got[n++], 64, "%s", nt->extra);
+            PQfreemem(nt);
+            if (last)
+                return n;
+        }
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(PQsocket(l), &fds);
+        struct timeval tv = { 0, 100 * 1000 };
+        if (select(PQsocket(l) + 1, &fds, NULL, NULL, &tv) == 0)
+            waited++;
+    }
+    ck_abort_msg("no sentinel notification within 10 s");
+    return n;
+}
+
+static int count_of(char got[][64], int n, const char *q)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += strcmp(got[i], q) == 0;
+    return k;
+}
+
+START_TEST(due_jobs_notify_once_per_queue)
+{
+    char err[512], got[64][64];
+    PGconn *l = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(l), CONNECTION_OK);
+    PQclear(PQexec(l, "LISTEN pgq_jobs"));
+    pgq_conn *c = tu_connect();
+
+    /* a batch: two due queues (one of them twice), one scheduled-only queue */
+    pgq_add_item items[5] = {
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "email", "{\"to\":\"a\",\"subject\":\"b\"}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+        { "free", "{}", PGQ_ADD_OPTS_INIT },
+    };
+    items[3].opts.queue = "later";
+    items[3].opts.delay_ms = 3600 * 1000;
+    items[4].opts.idempotency_key = "n";   /* the keyed path notifies as well */
+    pgq_add_result res[5];
+    ck_assert_msg(pgq_add_batch(c, items, 4, res, err, sizeof err) == 0, "%s", err);
+    PQclear(PQexec(pgq_conn_pg(c), "NOTIFY pgq_jobs, 'sentinel'"));
+    int n = collect_notifies(l, got, 64);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(count_of(got, n, "default"), 1);
+    ck_assert_int_eq(count_of(got, n, "emails"), 1);
+
+    items[0].opts.queue = "keyed";
+    ck_assert_msg(pgq_add_batch(c, items, 5, res, err, sizeof err) == 0, "%s", err);
+    PQclear(PQexec(pgq_conn_pg(c), "NOTIFY pgq_jobs, 'sentinel'"));
+    n = collect_notifies(l, got, 64);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(count_of(got, n, "keyed"), 1);
+    ck_assert_int_eq(count_of(got, n, "default"), 1);
+    ck_assert_int_eq(count_of(got, n, "emails"), 1);
+
+    /* single adds: a due job notifies, a scheduled one and a duplicate do not */
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    pgq_add_result r;
+    ck_assert_msg(pgq_add(c, "email", "{\"to\":\"a\",\"subject\":\"b\"}", &o, &r, err,
+                          sizeof err) == 0, "%s", err);
+    o.delay_ms = 60000;
+    ck_assert_msg(pgq_add(c, "free", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
+    o.delay_ms = 0;
+    o.idempotency_key = "n";
+    ck_assert_msg(pgq_add(c, "free", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert(r.duplicate);
+    PQclear(PQexec(pgq_conn_pg(c), "NOTIFY pgq_jobs, 'sentinel'"));
+    n = collect_notifies(l, got, 64);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(got[0], "emails");
+
+    pgq_disconnect(c);
+    PQfinish(l);
+}
+END_TEST
+
+START_TEST(plain_sql_producers_are_held_to_the_contract)
+{
+    /* pgq.enqueue takes NULL for a whole column, and refuses like pgq_add. */
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free,email}',"
+                            " '{\"{}\",\"{\\\"to\\\":\\\"a\\\",\\\"subject\\\":\\\"b\\\"}\"}',"
+                            " NULL, NULL, NULL, NULL, NULL, '{NULL,sql-key}') WHERE NOT duplicate",
+                            0, NULL), 2);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL,"
+                            " NULL, NULL, '{sql-key}') WHERE duplicate", 0, NULL), 1);
+    PGresult *r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free,email}',"
+                                  " '{\"{}\",\"{\\\"to\\\":1}\"}', NULL, NULL, NULL, NULL, NULL,"
+                                  " NULL)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                     "payload for job type \"email\": key \"to\" must be string, not number");
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 2");
+    PQclear(r);
+    ck_assert_int_eq(jobs(), 2);
+}
+END_TEST
+
 Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
@@ -283,6 +653,14 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, metacharacters_stored_verbatim);
     tcase_add_test(tc, keys_that_look_like_ordinals_are_keys);
     tcase_add_test(tc, odd_inputs_refused_naming_the_item);
+    tcase_add_test(tc, big_batch_without_keys_maps_every_item);
+    tcase_add_test(tc, big_batch_with_keys_maps_every_item_and_repeats_as_duplicates);
+    tcase_add_test(tc, batch_mixes_new_stored_and_repeated_keys);
+    tcase_add_test(tc, concurrent_batches_with_one_set_of_keys_make_one_job_each);
+    tcase_add_test(tc, single_add_applies_options);
+    tcase_add_test(tc, batch_refusal_names_the_first_item_by_kind);
+    tcase_add_test(tc, due_jobs_notify_once_per_queue);
+    tcase_add_test(tc, plain_sql_producers_are_held_to_the_contract);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -172,14 +172,20 @@ static const char *plugin(void)
 
 /* A pool.ini with the test timings: leases of 1 s renewed every 200 ms,
  * a 100 ms fallback poll. jobs: the [job ...] sections. */
+static const char *pool_ini_batch(const char *name, int workers, int batch,
+                                  const char *shutdown_timeout, const char *jobs)
+{
+    const char *path = in_dir(name);
+    write_file(path, tmp("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\nheartbeat = 200ms\n"
+                         "poll = 100ms\nshutdown_timeout = %s\n\n%s",
+                         workers, batch, shutdown_timeout, jobs));
+    return path;
+}
+
 static const char *pool_ini(const char *name, int workers, const char *shutdown_timeout,
                             const char *jobs)
 {
-    const char *path = in_dir(name);
-    write_file(path, tmp("[pool]\nworkers = %d\nlease_ttl = 1s\nheartbeat = 200ms\npoll = 100ms\n"
-                         "shutdown_timeout = %s\n\n%s",
-                         workers, shutdown_timeout, jobs));
-    return path;
+    return pool_ini_batch(name, workers, 1, shutdown_timeout, jobs);
 }
 
 /* ---- processes ------------------------------------------------------------ */
@@ -337,7 +343,7 @@ static struct pool *pool_start(const char *name, const char *ini)
 
 static void pool_signal(struct pool *p, int sig)
 {
-    ck_assert_msg(!pool_gone(p), "pool %s already gone", p->name);
+    P_ASSERT(!pool_gone(p), "pool %s already gone (%s)", p->name, status_text(p->status));
     ck_assert_int_eq(kill(p->pid, sig), 0);
 }
 
@@ -1311,6 +1317,93 @@ START_TEST(three_pools_twenty_thousand_jobs)
 }
 END_TEST
 
+/* ---- batching (batch = N) --------------------------------------------------- */
+
+/* Batching pools under the scale test's conditions: claims and acks of 16
+ * per statement, 10% injected failures around run_once, one pool kill -9'ed
+ * with jobs buffered and acks pending. Everything finishes, no effect runs
+ * twice, dead jobs have their whole history, and the survivors stop
+ * cleanly. */
+START_TEST(batched_pools_survive_kill9)
+{
+    int total = 3000;
+    const char *ini = pool_ini_batch("b.ini", 4, 16, "30s",
+                                     tmp("[job work]\nhandler = plugin %s ledger_job\n"
+                                         "max_retries = 2\nbackoff_base = 10ms\n"
+                                         "backoff_max = 100ms\n", plugin()));
+    struct pool *p[2] = { pool_start("b1", ini), pool_start("b2", ini) };
+    add_jobs("work", "{\"fail\": 10}", total);
+    P_ASSERT(WAIT_UNTIL(nfinished() >= total / 3, 600000), "no progress");
+    pool_signal(p[1], SIGKILL);
+    P_ASSERT(WAIT_UNTIL(pool_gone(p[1]), WAIT_MS), "b2 survived SIGKILL");
+    struct pool *p3 = pool_start("b3", ini);
+    wait_all_finished(total);
+    long long done = njobs("done"), dead = njobs("dead");
+    P_ASSERT(done + dead == total, "%lld done + %lld dead of %d", done, dead, total);
+    long long doubt = check_ledger();
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs j WHERE state = 'dead' AND (attempts <> 3 OR "
+                "(SELECT count(*) FROM pgq.job_attempts a WHERE a.job_id = j.id AND a.outcome IN "
+                "('failed', 'lease_expired')) <> 3)") == 0, "a dead job without its history");
+    /* a job done after earlier attempts has its done attempt in the history */
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs j WHERE state = 'done' AND attempts > 1 AND NOT "
+                "EXISTS (SELECT 1 FROM pgq.job_attempts a WHERE a.job_id = j.id AND a.outcome ="
+                " 'done' AND a.attempt = j.attempts)") == 0, "a retried done job without its "
+             "done attempt");
+    fprintf(stderr, "pool_test: batched: %d jobs, 2 pools x 4 workers, batch 16, one killed -9:"
+            " %lld done, %lld dead, %lld lease expired, %lld effects in doubt\n", total, done,
+            dead, q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"),
+            doubt);
+    pool_signal(p[0], SIGTERM);
+    pool_signal(p3, SIGTERM);
+    pool_wait_exit(p[0], 0);
+    pool_wait_exit(p3, 0);
+}
+END_TEST
+
+/* SIGTERM with jobs claimed into the buffer but not started: the running
+ * ones finish, the buffered ones go back to ready without spending an
+ * attempt, nothing stays running. */
+START_TEST(batched_sigterm_releases_buffered)
+{
+    const char *ini = pool_ini_batch("r.ini", 2, 32, "30s",
+                                     tmp("[job nap]\nhandler = plugin %s ledger_job\n",
+                                         plugin()));
+    struct pool *a = pool_start("r", ini);
+    P_ASSERT(WAIT_UNTIL(registered(a) == 1, WAIT_MS), "the pool did not start");
+    add_jobs("nap", "{\"sleep_ms\": 300, \"effect\": 0}", 40);
+    P_ASSERT(WAIT_UNTIL(njobs("running") >= 10, WAIT_MS), "the pool did not claim a batch");
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    long long done = njobs("done"), ready = njobs("ready");
+    P_ASSERT(njobs("running") == 0, "%lld jobs left running", njobs("running"));
+    P_ASSERT(done >= 2 && done + ready == 40, "%lld done, %lld ready of 40", done, ready);
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE state = 'ready' AND attempts <> 0") == 0,
+             "a released job spent an attempt");
+    P_ASSERT(log_count(a, "released") >= 1, "no release logged");
+}
+END_TEST
+
+/* Connections terminated mid-load under batching: acks that could not be
+ * recorded are kept and recorded after the reconnect. */
+START_TEST(batched_terminate_backends_mid_load)
+{
+    struct pool *a = pool_start("a", pool_ini_batch("a.ini", 4, 8, "30s",
+                                tmp("[job load]\nhandler = plugin %s ledger_job\n"
+                                    "max_retries = 20\nbackoff_base = 0\n", plugin())));
+    add_load();
+    for (int round = 0; round < 3; round++) {
+        long long want = (round + 1) * LOAD_JOBS / 5;
+        P_ASSERT(WAIT_UNTIL(njobs("done") >= want, WAIT_MS), "no progress to %lld done", want);
+        P_ASSERT(terminate_pool_backends() > 0, "round %d: no pool connection found",
+                 round + 1);
+        P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                               " = 'pgq' AND pid <> pg_backend_pid()") >= 2, WAIT_MS),
+                 "the pool did not reconnect");
+    }
+    check_load_done(a);
+}
+END_TEST
+
 /* ---- idle ------------------------------------------------------------------ */
 
 /* CPU time (user + system, all threads) of a process, in ms. */
@@ -1562,6 +1655,8 @@ Suite *pool_suite(void)
         { "fencing", { sigstop_past_lease_exec_changes_nothing,
                        sigstop_past_lease_plugin_changes_nothing, lease_lost_stops_handlers } },
         { "scale", { three_pools_twenty_thousand_jobs } },
+        { "batch", { batched_pools_survive_kill9, batched_sigterm_releases_buffered,
+                     batched_terminate_backends_mid_load } },
         { "idle", { idle_pool_sleeps } },
         { "config", { bad_config_files, check_validates_handlers, usage } },
         { "embed", { embed_demo_runs } },

@@ -1,0 +1,200 @@
+-- pgq schema, version 2: a faster enqueue with the same contract.
+--
+-- pgq.enqueue keeps its signature, its checks and its messages; what changes
+-- is how much work it does per item. Validation is one set-based statement
+-- whose ORDER BY keeps version 1's precedence (first a bad run_at, then an
+-- unknown type, then a broken contract; the lowest item within each), and
+-- the refusal itself is raised by pgq.check_item, which the single-job
+-- statement of libpgq (core/db.c, STMT_ADD_ONE) calls as well. A batch
+-- without idempotency keys takes a fast path: no DISTINCT ON, no
+-- key-ordered insert and no duplicate lookup.
+
+-- Raise the refusal of one item, checking in the order of precedence: a
+-- run_at that is not finite, an unknown type (p_required NULL), a payload
+-- that breaks its type's contract. Returns true when the item is fine.
+CREATE FUNCTION pgq.check_item(p_ord int, p_type text, p_payload jsonb,
+                               p_run_at timestamptz, p_required jsonb)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    bad record;
+BEGIN
+    IF NOT isfinite(p_run_at) THEN
+        RAISE EXCEPTION 'run_at must be a finite time, not %', p_run_at
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF p_required IS NULL THEN
+        RAISE EXCEPTION 'unknown job type "%" (register it with pgq types apply)', p_type
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF p_required = '{}' THEN
+        RETURN true;   -- no contract: any JSON will do
+    END IF;
+    SELECT r.key, r.want INTO bad
+      FROM jsonb_each_text(p_required) AS r(key, want)
+     WHERE jsonb_typeof(p_payload) <> 'object'
+        OR NOT p_payload ? r.key
+        OR jsonb_typeof(p_payload -> r.key) <> r.want
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN true;
+    ELSIF jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload for job type "%" must be a JSON object, not %',
+            p_type, jsonb_typeof(p_payload)
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    ELSIF NOT p_payload ? bad.key THEN
+        RAISE EXCEPTION 'payload for job type "%" is missing required key "%" (%)',
+            p_type, bad.key, bad.want
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    ELSE
+        RAISE EXCEPTION 'payload for job type "%": key "%" must be %, not %',
+            p_type, bad.key, bad.want, jsonb_typeof(p_payload -> bad.key)
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+END
+$$;
+
+-- Parse one payload, or raise naming the item and what is wrong with it.
+CREATE FUNCTION pgq.parse_payload(p_payload text, p_ord int)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    why text;
+BEGIN
+    RETURN p_payload::jsonb;
+EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
+    GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL;
+    RAISE EXCEPTION 'payload is not valid JSON: %', coalesce(nullif(why, ''), SQLERRM)
+        USING ERRCODE = '22P02', DETAIL = 'item ' || p_ord;
+END
+$$;
+
+-- Enqueue a batch (one element for a single add). Validates types and
+-- payload contracts first, so a refused batch stores nothing; then inserts
+-- and maps every input item (by ordinal) to its job id and whether it was a
+-- duplicate. Arrays other than types and payloads may be NULL as a whole
+-- (every item takes the default). Without idempotency keys every item is a
+-- new job; with keys, see below.
+CREATE OR REPLACE FUNCTION pgq.enqueue(p_types text[], p_payloads text[], p_queues text[],
+                                       p_priorities int[], p_run_ats timestamptz[],
+                                       p_delays_ms bigint[], p_max_retries int[], p_keys text[])
+RETURNS TABLE (ord int, id bigint, duplicate boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n int := coalesce(array_length(p_types, 1), 0);
+    bad record;
+    payloads jsonb[];
+    ids bigint[];
+    inserted bigint[];
+    due_queues text[];
+    seq regclass;
+    i int;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF array_length(p_payloads, 1) IS DISTINCT FROM n THEN
+        RAISE EXCEPTION 'pgq.enqueue: % types but % payloads', n, coalesce(array_length(p_payloads, 1), 0)
+            USING ERRCODE = '22023';
+    END IF;
+
+    -- Parse the payloads; on failure find the item at fault (slow path only).
+    BEGIN
+        payloads := p_payloads::jsonb[];
+    EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
+        FOR i IN 1..n LOOP
+            PERFORM pgq.parse_payload(p_payloads[i], i);
+        END LOOP;
+        RAISE;
+    END;
+
+    -- One pass finds the first refusal in version 1's order of precedence
+    -- (see pgq.check_item); the contracts of the batch's types are unnested
+    -- once, not per item.
+    SELECT s.ord, s.type, s.payload, ra.run_at, t.required INTO bad
+      FROM unnest(p_types, payloads) WITH ORDINALITY AS s(type, payload, ord)
+      LEFT JOIN pgq.job_types t ON t.type = s.type
+      CROSS JOIN LATERAL (SELECT p_run_ats[s.ord::int] AS run_at) ra
+      LEFT JOIN (SELECT c.type, r.key, r.want
+                   FROM pgq.job_types c
+                  CROSS JOIN LATERAL jsonb_each_text(c.required) AS r(key, want)
+                  WHERE c.type = ANY (p_types) AND c.required <> '{}') r
+             ON r.type = s.type
+            AND (jsonb_typeof(s.payload) <> 'object'
+                 OR NOT s.payload ? r.key
+                 OR jsonb_typeof(s.payload -> r.key) <> r.want)
+     WHERE NOT isfinite(ra.run_at) OR t.type IS NULL OR r.key IS NOT NULL
+     ORDER BY CASE WHEN NOT isfinite(ra.run_at) THEN 1 WHEN t.type IS NULL THEN 2 ELSE 3 END,
+              s.ord
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM pgq.check_item(bad.ord::int, bad.type, bad.payload, bad.run_at, bad.required);
+        RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
+    END IF;
+
+    seq := pg_get_serial_sequence('pgq.jobs', 'id')::regclass;
+    ids := ARRAY(SELECT nextval(seq) FROM generate_series(1, n));
+
+    IF p_keys IS NULL OR cardinality(array_remove(p_keys, NULL)) = 0 THEN
+        -- Fast path: no keys, so every item is a new job, in item order.
+        WITH ins AS (
+            INSERT INTO pgq.jobs (id, queue, type, payload, priority, run_at, max_retries)
+            SELECT ids[s.ord::int], coalesce(p_queues[s.ord::int], t.queue), s.type, s.payload,
+                   coalesce(p_priorities[s.ord::int], t.priority),
+                   coalesce(p_run_ats[s.ord::int],
+                            now() + coalesce(p_delays_ms[s.ord::int], 0) * interval '1 millisecond'),
+                   coalesce(p_max_retries[s.ord::int], t.max_retries)
+              FROM unnest(p_types, payloads) WITH ORDINALITY AS s(type, payload, ord)
+              JOIN pgq.job_types t ON t.type = s.type
+            RETURNING queue, run_at <= now() AS due
+        )
+        SELECT array_agg(q.queue) INTO due_queues
+          FROM (SELECT DISTINCT ins.queue FROM ins WHERE ins.due) q;
+
+        PERFORM pg_notify('pgq_jobs', q) FROM unnest(due_queues) AS q;
+
+        RETURN QUERY SELECT g, ids[g], false FROM generate_series(1, n) AS g;
+        RETURN;
+    END IF;
+
+    WITH input AS (
+        SELECT s.ord::int AS ord, s.type, s.payload,
+               coalesce(p_queues[s.ord::int], t.queue) AS queue,
+               coalesce(p_priorities[s.ord::int], t.priority) AS priority,
+               coalesce(p_run_ats[s.ord::int],
+                        now() + coalesce(p_delays_ms[s.ord::int], 0) * interval '1 millisecond') AS run_at,
+               coalesce(p_max_retries[s.ord::int], t.max_retries) AS max_retries,
+               p_keys[s.ord::int] AS key
+          FROM unnest(p_types, payloads) WITH ORDINALITY AS s(type, payload, ord)
+          JOIN pgq.job_types t ON t.type = s.type
+    ), firsts AS (
+        -- within one batch the first item with a key wins; later ones are its duplicates
+        SELECT DISTINCT ON (input.key, CASE WHEN input.key IS NULL THEN input.ord END) input.*
+          FROM input
+         ORDER BY input.key, CASE WHEN input.key IS NULL THEN input.ord END, input.ord
+    ), ins AS (
+        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries, idempotency_key)
+        SELECT ids[f.ord], f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key
+          -- key order: concurrent batches with the same keys cannot deadlock
+          FROM firsts f ORDER BY f.key, f.ord
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.queue, j.run_at <= now() AS due
+    )
+    SELECT array_agg(ins.id), array_agg(DISTINCT ins.queue) FILTER (WHERE ins.due)
+      INTO inserted, due_queues
+      FROM ins;
+
+    -- Wake listening pools, once per queue that got a job due now.
+    PERFORM pg_notify('pgq_jobs', q) FROM unnest(due_queues) AS q;
+
+    -- A separate statement, hence a fresh snapshot: it sees the rows whose
+    -- concurrent insert made ours a duplicate.
+    RETURN QUERY
+    SELECT s.ord::int,
+           coalesce(mine.id,
+                    (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = p_keys[s.ord::int]),
+                    pgq.key_vanished(p_keys[s.ord::int], s.ord::int)),
+           mine.id IS NULL
+      FROM unnest(ids) WITH ORDINALITY AS s(id, ord)
+      LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
+     ORDER BY s.ord;
+END
+$$;
