@@ -168,6 +168,8 @@ int run_soak(void)
     if (pgq_pool_start(pool, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "starting the pool: %s", err);
         fail_json(msg);
+        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
+        (void)!pgq_pool_wait(pool);
         goto out;
     }
     pool_started = true;

@@ -132,6 +132,8 @@ int run_throughput(void)
     if (pgq_pool_start(pool, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "starting the pool: %s", err);
         fail_json(msg);
+        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
+        (void)!pgq_pool_wait(pool);
         goto out;
     }
     int drained = watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000, &d1,
@@ -212,6 +214,8 @@ int run_latency(void)
     if (pgq_pool_start(pool, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "starting the pool: %s", err);
         fail_json(msg);
+        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
+        (void)!pgq_pool_wait(pool);
         goto out;
     }
     sleep_ms(500);   /* let every worker reach idle */
