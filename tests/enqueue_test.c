@@ -635,6 +635,18 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
     ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 2");
     PQclear(r);
     ck_assert_int_eq(jobs(), 2);
+
+    /* Columns shorter than the types take defaults; longer ones are cut. */
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free,free}', '{1,2}',"
+                            " '{q1,NULL,q3}', '{7}', NULL, '{NULL,NULL,5}', '{}', '{NULL,NULL,k3}')",
+                            0, NULL), 2);
+    ck_assert_int_eq(jobs(), 4);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '1' AND queue = 'q1'"
+                            " AND priority = 7 AND max_retries = 3 AND run_at <= now()", 0, NULL),
+                     1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '2'"
+                            " AND queue = 'default' AND priority = 0 AND run_at <= now()"
+                            " AND idempotency_key IS NULL", 0, NULL), 1);
 }
 END_TEST
 
