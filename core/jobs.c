@@ -5,7 +5,11 @@
  * of a running job names the job's lease token in its WHERE clause: a
  * statement that matches no row means the lease was lost, and then nothing
  * changed. Retry backoff and dead-lettering are decided inside PostgreSQL
- * (pgq.fail in migrations/001_schema.sql), never by sleeping workers. */
+ * (pgq.fail in migrations/001_schema.sql), never by sleeping workers.
+ *
+ * Enqueue: one job is one plain INSERT (STMT_ADD_ONE) at about the cost of
+ * a bare insert; a batch is one call of pgq.enqueue (migrations 002, 004),
+ * which validates the whole batch in one pass before storing any of it. */
 #include "db.h"
 
 #include <inttypes.h>
@@ -27,8 +31,8 @@ static bool valid_queue(const char *q)
     return true;
 }
 
-/* What is wrong with an item before PostgreSQL sees it, or NULL. The
- * payload contract itself is checked by PostgreSQL (pgq.enqueue). */
+/* What is wrong with an item before PostgreSQL sees it, or NULL. Types,
+ * JSON and payload contracts are checked by PostgreSQL (pgq.check_item). */
 static const char *item_problem(const pgq_add_item *it)
 {
     const pgq_add_opts *o = &it->opts;
@@ -135,8 +139,9 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
     for (int attempt = 0; attempt < 3; attempt++) {
         PGresult *r = db_run(c, STMT_ADD_ONE, 8, params, PGRES_TUPLES_OK, "add", err, errlen);
         if (!r) {
-            /* Invalid JSON, refused by the cast: let pgq.enqueue, which
-             * nothing was stored by either, word the refusal. */
+            /* Invalid JSON fails the statement's cast with PostgreSQL's
+             * own message. Nothing was stored: let pgq.enqueue word the
+             * refusal, as it does for a batch. */
             if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0)
                 return add_batch(c, it, 1, res, err, errlen);
             tidy_add_error(err, errlen, 1);
