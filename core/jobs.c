@@ -8,7 +8,7 @@
  * (pgq.fail in migrations/001_schema.sql), never by sleeping workers.
  *
  * Enqueue: one job is one plain INSERT (STMT_ADD_ONE) at about the cost of
- * a bare insert; a batch is one call of pgq.enqueue (migrations 002, 004),
+ * a bare insert; a batch is one call of pgq.enqueue (migration 002),
  * which validates the whole batch in one pass before storing any of it. */
 #include "db.h"
 
@@ -448,8 +448,6 @@ int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char
 {
     size_t got;
     *job = NULL;
-    if (nqueues == 0)
-        return seterr(err, errlen, "claim: no queues given");
     return pgq_complete_claim(c, NULL, 0, NULL, queues, nqueues, worker, lease_ttl_ms, 1, job,
                               &got, err, errlen);
 }

@@ -74,20 +74,28 @@ static size_t take_acks(pgq_pool *p, struct pending_ack **out)
     return n;
 }
 
-/* Put acks that could not be recorded back in front; mu held. The array
- * grows if workers queued more meanwhile. */
+/* Room for `extra` more pending acks; mu held. False when out of memory.
+ * The array grows when flushes fail (database away): better than losing. */
+static bool acks_reserve(pgq_pool *p, size_t extra)
+{
+    if (p->nacks + extra <= p->acks_cap)
+        return true;
+    size_t cap = (p->nacks + extra) * 2;
+    struct pending_ack *grown = realloc(p->acks, cap * sizeof *grown);
+    if (!grown)
+        return false;
+    p->acks = grown;
+    p->acks_cap = cap;
+    return true;
+}
+
+/* Put acks that could not be recorded back in front; mu held. */
 static void restore_acks(pgq_pool *p, struct pending_ack *a, size_t n)
 {
-    if (p->nacks + n > p->acks_cap) {
-        size_t cap = (p->nacks + n) * 2;
-        struct pending_ack *grown = realloc(p->acks, cap * sizeof *grown);
-        if (!grown) {
-            pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
-                     "their leases will expire and they will run again", n);
-            return;
-        }
-        p->acks = grown;
-        p->acks_cap = cap;
+    if (!acks_reserve(p, n)) {
+        pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
+                 "their leases will expire and they will run again", n);
+        return;
     }
     memmove(p->acks + n, p->acks, p->nacks * sizeof *p->acks);
     memcpy(p->acks, a, n * sizeof *a);
@@ -203,18 +211,11 @@ void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
     pgq_pool *p = s->pool;
     char err[512];
     pthread_mutex_lock(&p->mu);
-    if (p->nacks == p->acks_cap) {
-        /* Flushes are failing (database away): grow rather than lose. */
-        size_t cap = p->acks_cap * 2;
-        struct pending_ack *grown = realloc(p->acks, cap * sizeof *grown);
-        if (!grown) {
-            pthread_mutex_unlock(&p->mu);
-            pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
-                     "success; its lease will expire and it will run again", j->id);
-            return;
-        }
-        p->acks = grown;
-        p->acks_cap = cap;
+    if (!acks_reserve(p, 1)) {
+        pthread_mutex_unlock(&p->mu);
+        pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
+                 "success; its lease will expire and it will run again", j->id);
+        return;
     }
     if (p->nacks == 0)
         p->oldest_ack_ms = pool_now_ms();

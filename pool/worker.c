@@ -233,19 +233,14 @@ static void run_job(struct slot *s, pgq_job *j, pgq_job **next)
     pgq_job_free(j);
 }
 
-void *worker_main(void *arg)
+/* One job per transaction: each completion claims the next job. */
+static void work_one_by_one(struct slot *s)
 {
-    struct slot *s = arg;
     pgq_pool *p = s->pool;
     char err[512];
-
-    if (p->cfg->batch > 1) {
-        pgq_job *j;
-        while ((j = batch_take(s)) != NULL)
-            run_job(s, j, NULL);
-    }
     pgq_job *next = NULL;   /* claimed together with the last completion */
-    while (p->cfg->batch <= 1 && (!atomic_load(&p->stopping) || next)) {
+
+    while (!atomic_load(&p->stopping) || next) {
         pgq_job *j = next;
         next = NULL;
         if (!j) {
@@ -272,6 +267,20 @@ void *worker_main(void *arg)
             break;
         }
         run_job(s, j, &next);
+    }
+}
+
+void *worker_main(void *arg)
+{
+    struct slot *s = arg;
+    pgq_pool *p = s->pool;
+
+    if (p->cfg->batch > 1) {
+        pgq_job *j;
+        while ((j = batch_take(s)) != NULL)
+            run_job(s, j, NULL);   /* successes go to the batch's acks */
+    } else {
+        work_one_by_one(s);
     }
     pthread_mutex_lock(&p->mu);
     s->exited = true;
