@@ -149,6 +149,37 @@ START_TEST(claim_order_priority_run_at_id)
 }
 END_TEST
 
+/* The same order when one call claims several (batch = N), a scheduled job
+ * left alone, and each claimed job with its own lease token. */
+START_TEST(batch_claim_keeps_the_order)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default", "b" };
+    int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
+    int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
+    int64_t low = add_one(c, "b", -1, 0, NULL);
+    int64_t same1 = add_one(c, "b", 5, 0, "2000-01-01 00:00:00+00");
+    int64_t same2 = add_one(c, "default", 5, 0, "2000-01-01 00:00:00+00");
+    add_one(c, "default", -5, 3600 * 1000, NULL);   /* best priority, an hour ahead */
+    pgq_job *jobs[8] = { 0 };
+    size_t got = 0;
+    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 2, "w", 60000, 8, jobs, &got, err,
+                                     sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(got, 5);
+    int64_t want[] = { low, early, late, same1, same2 };
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(jobs[i]->id, want[i]);
+        for (size_t k = 0; k < i; k++)
+            ck_assert_str_ne(jobs[i]->lease_token, jobs[k]->lease_token);
+    }
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running'", 0, NULL), 5);
+    for (size_t i = 0; i < got; i++)
+        pgq_job_free(jobs[i]);
+    pgq_disconnect(c);
+}
+END_TEST
+
 START_TEST(scheduled_jobs_wait_and_queues_filter)
 {
     pgq_conn *c = tu_connect();
@@ -211,6 +242,7 @@ Suite *claim_suite(void)
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, eight_threads_claim_each_job_once);
     tcase_add_test(tc, claim_order_priority_run_at_id);
+    tcase_add_test(tc, batch_claim_keeps_the_order);
     tcase_add_test(tc, scheduled_jobs_wait_and_queues_filter);
     tcase_add_test(tc, claim_sets_fresh_lease);
     tcase_add_test(tc, future_jobs_do_not_hide_due_ones);
