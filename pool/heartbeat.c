@@ -25,20 +25,27 @@
 static void renew_leases(pgq_pool *p, pgq_conn *c)
 {
     char err[512];
-    /* running jobs, then (batching) buffered and done-not-recorded ones */
-    size_t max = (size_t)p->nslots + p->buf_cap * 3 + 64;
-    int64_t *ids = malloc(max * sizeof *ids);
-    char (*tokbuf)[PGQ_TOKEN_LEN + 1] = malloc(max * sizeof *tokbuf);
-    const char **tokens = malloc(max * sizeof *tokens);
-    int *owner = malloc(max * sizeof *owner);
-    bool *lost = malloc(max * sizeof *lost);
+    int64_t *ids = NULL;
+    char (*tokbuf)[PGQ_TOKEN_LEN + 1] = NULL;
+    const char **tokens = NULL;
+    int *owner = NULL;
+    bool *lost = NULL;
     size_t n = 0;
+
+    /* Running jobs, then (batching) buffered and done-not-recorded ones;
+     * sized under the lock so that a grown ack list is renewed whole. */
+    pthread_mutex_lock(&p->mu);
+    size_t max = (size_t)p->nslots + p->buf_count + p->nacks;
+    ids = malloc(max * sizeof *ids);
+    tokbuf = malloc(max * sizeof *tokbuf);
+    tokens = malloc(max * sizeof *tokens);
+    owner = malloc(max * sizeof *owner);
+    lost = malloc(max * sizeof *lost);
     if (!ids || !tokbuf || !tokens || !owner || !lost) {
+        pthread_mutex_unlock(&p->mu);
         pool_log(PGQ_LOG_WARN, "heartbeat", "out of memory renewing leases");
         goto out;
     }
-
-    pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->nslots && n < max; i++) {
         const pgq_job *j = p->slots[i].job;
         if (!j || atomic_load(&p->slots[i].lease_lost))
