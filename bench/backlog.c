@@ -173,8 +173,6 @@ static int concurrent(long nthreads, long total, double *claim, double *complete
     struct claimer *t = calloc((size_t)nthreads, sizeof *t);
     pthread_t *th = calloc((size_t)nthreads, sizeof *th);
     pthread_barrier_t go;
-    int rc = -1;
-    long started = 0;
     if (!t || !th || pthread_barrier_init(&go, NULL, (unsigned)nthreads + 1) != 0) {
         snprintf(err, errlen, "out of memory");
         free(t);
@@ -193,15 +191,14 @@ static int concurrent(long nthreads, long total, double *claim, double *complete
             fail_json(err);
             exit(1);
         }
-        started++;
     }
     pthread_barrier_wait(&go);
     int64_t t0 = now_ns();
-    for (long i = 0; i < started; i++)
+    for (long i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
     *wall_s = (double)(now_ns() - t0) / 1e9;
-    rc = 0;
-    for (long i = 0; i < started; i++)
+    int rc = 0;
+    for (long i = 0; i < nthreads; i++)
         if (t[i].rc != 0) {
             snprintf(err, errlen, "claimer %ld: %.900s", i, t[i].err);
             rc = -1;
@@ -242,22 +239,16 @@ int run_backlog(void)
     }
     if (bench_open(&b.c) < 0)
         goto out;
-    {
-        pgq_type_def def = { .type = JOB_TYPE, .queue = "default", .max_retries = PGQ_DEFAULT,
-                             .priority = PGQ_DEFAULT, .timeout_ms = 0, .backoff_base_ms = -1,
-                             .backoff_max_ms = -1 };
-        if (pgq_types_register(b.c, &def, 1, err, sizeof err) < 0) {
-            snprintf(msg, sizeof msg, "registering job type %s: %s", JOB_TYPE, err);
-            fail_json(msg);
-            goto out;
-        }
-        int busy = bench_unfinished(b.c, err, sizeof err);
-        if (busy != 0) {
-            fail_json(busy < 0 ? err : "the database is not empty (unfinished bench jobs "
-                                       "found); use a fresh one");
-            goto out;
-        }
+    pgq_type_def def = { .type = JOB_TYPE, .queue = "default", .max_retries = PGQ_DEFAULT,
+                         .priority = PGQ_DEFAULT, .timeout_ms = 0, .backoff_base_ms = -1,
+                         .backoff_max_ms = -1 };
+    if (pgq_types_register(b.c, &def, 1, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "registering job type %s: %s", JOB_TYPE, err);
+        fail_json(msg);
+        goto out;
     }
+    if (bench_expect_empty(b.c) < 0)
+        goto out;
 
     for (int s = 0; s < g_opts.nsizes; s++) {
         int64_t size = g_opts.sizes[s];

@@ -1,8 +1,8 @@
 /* bench.h -- what the parts of pgq-bench share: options, clocks, the JSON
- * line, the no-op handler and the temporary pool.ini. pgq-bench is a
- * program, not a library: these live in one process, and main() owns the
- * globals below (set once before any thread starts, read-only after that,
- * except the atomic counters). */
+ * line, the no-op handler, batches of jobs and the temporary pool.ini.
+ * pgq-bench is a program, not a library: these live in one process, and
+ * main() owns the globals below (set once before any thread starts,
+ * read-only after that, except the atomic counters). */
 #ifndef PGQ_BENCH_H
 #define PGQ_BENCH_H
 
@@ -51,9 +51,6 @@ void sleep_ms(double ms);             /* restarts after EINTR */
  * version, bench, profile, [concurrency, jobs,] settings, ok. */
 void json_head(FILE *f, bool ok, bool counts);
 
-/* s as a JSON string (quotes and escapes). */
-void json_str(FILE *f, const char *s);
-
 /* Print the head with ok:false and "error": msg, close the line, flush. */
 void fail_json(const char *msg);
 
@@ -76,6 +73,16 @@ int bench_open(pgq_conn **out);
  * seen from c: two probes of the partial claim and lease indexes, so it
  * stays cheap however many done rows the table holds. -1 on error. */
 int bench_unfinished(pgq_conn *c, char *err, size_t errlen);
+
+/* 0 when c sees no unfinished bench job: every benchmark wants a fresh
+ * database. -1 otherwise, with the JSON line printed already. */
+int bench_expect_empty(pgq_conn *c);
+
+/* Probe c (bench_unfinished) every every_ms until nothing is unfinished or
+ * deadline has passed: 0 nothing left, 1 still some at the deadline, -1 on
+ * error (message in err). *end, unless NULL, gets the last probe's time. */
+int bench_wait_empty(pgq_conn *c, int64_t deadline, double every_ms, int64_t *end, char *err,
+                     size_t errlen);
 
 /* What the database holds of the bench type, for the check after a run
  * (a full count: never while timing). */
@@ -104,6 +111,30 @@ int bench_noop(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 /* Wait until g_distinct >= g_target or deadline_ns; true when reached. */
 bool bench_wait_handled(int64_t deadline_ns);
 
+/* Of jobs 0..n-1: how many the handler ran more than once, and not at all. */
+void bench_count_calls(long n, long *dups, long *missing);
+
+/* ---- adding jobs ------------------------------------------------------------- */
+
+/* Room for one pgq_add_batch of up to cap jobs, reused batch after batch. */
+struct bench_batch {
+    pgq_add_item *items;
+    pgq_add_result *res;
+    char (*payloads)[32];
+};
+
+/* Allocate for cap jobs; -1 when out of memory. bench_batch_free after
+ * either. */
+int bench_batch_init(struct bench_batch *b, size_t cap);
+
+/* Add jobs first..first+n-1 (n <= cap, payload {"i":k}) with one
+ * pgq_add_batch on c; -1 with pgq_add_batch's message in err. */
+int bench_batch_add(pgq_conn *c, struct bench_batch *b, long first, size_t n, char *err,
+                    size_t errlen);
+
+/* Free the buffers (none after a failed init). */
+void bench_batch_free(struct bench_batch *b);
+
 /* What goes into the temporary pool.ini. */
 struct pool_spec {
     long workers;
@@ -124,10 +155,17 @@ void pool_spec_json(const struct pool_spec *s, char *buf, size_t len);
  * (PATH_MAX). The caller unlinks it. */
 int pool_ini_write(const struct pool_spec *s, char *path, size_t pathlen, char *err, size_t errlen);
 
-/* Write the ini, load it, register its job type, create the pool and
- * register the noop callback when the handler is one. */
-int bench_make_pool(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *err,
-                    size_t errlen);
+/* For the embedded pool of throughput, latency and soak: expect an empty
+ * database (bench_expect_empty), describe s into pooljs (pool_spec_json),
+ * then write the ini, load it, register its job type, create the pool and
+ * register the noop callback when the handler is one. -1 on failure, with
+ * the JSON line printed already. */
+int bench_pool_prepare(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *pooljs,
+                       size_t pooljslen);
+
+/* pgq_pool_start; on failure stop and join what started (a start may fail
+ * half-way), print the JSON line and return -1. */
+int bench_pool_start(pgq_pool *p);
 
 /* ---- the benchmarks ---------------------------------------------------------- */
 

@@ -1,8 +1,9 @@
 /* common.c -- the parts every pgq-bench benchmark uses: monotonic clocks,
  * the one JSON line and its distributions, parameterized queries with a
- * message on failure, the cheap "anything unfinished?" probe, the no-op
- * handler with its per-job counters, and the temporary pool.ini from which
- * the embedded (or, for footprint, external) pool is built. */
+ * message on failure, the cheap "anything unfinished?" probe and the wait
+ * for it to say no, the no-op handler with its per-job counters, batches
+ * of numbered jobs, and the temporary pool.ini from which the embedded (or,
+ * for footprint, external) pool is built and started. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -57,7 +58,8 @@ void json_head(FILE *f, bool ok, bool counts)
     fprintf(f, ",\"settings\":%s,\"ok\":%s", g_settings, ok ? "true" : "false");
 }
 
-void json_str(FILE *f, const char *s)
+/* s as a JSON string (quotes and escapes). */
+static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -190,6 +192,30 @@ int bench_unfinished(pgq_conn *c, char *err, size_t errlen)
     return yes;
 }
 
+int bench_expect_empty(pgq_conn *c)
+{
+    char err[1024];
+    int busy = bench_unfinished(c, err, sizeof err);
+    if (busy != 0)
+        fail_json(busy < 0 ? err : "the database is not empty (unfinished bench jobs found); "
+                                   "use a fresh one");
+    return busy != 0 ? -1 : 0;
+}
+
+int bench_wait_empty(pgq_conn *c, int64_t deadline, double every_ms, int64_t *end, char *err,
+                     size_t errlen)
+{
+    for (;;) {
+        int busy = bench_unfinished(c, err, errlen);
+        int64_t t = now_ns();
+        if (end)
+            *end = t;
+        if (busy <= 0 || t >= deadline)
+            return busy;
+        sleep_ms(every_ms);
+    }
+}
+
 int bench_db_counts(pgq_conn *c, struct db_counts *out, char *err, size_t errlen)
 {
     const char *params[1] = { JOB_TYPE };
@@ -264,6 +290,47 @@ bool bench_wait_handled(int64_t deadline_ns)
     return yes;
 }
 
+void bench_count_calls(long n, long *dups, long *missing)
+{
+    *dups = *missing = 0;
+    for (long k = 0; k < n; k++) {
+        int v = atomic_load(&g_calls[k]);
+        *dups += v > 1;
+        *missing += v == 0;
+    }
+}
+
+/* ---- adding jobs ------------------------------------------------------------- */
+
+int bench_batch_init(struct bench_batch *b, size_t cap)
+{
+    b->items = calloc(cap, sizeof *b->items);
+    b->res = calloc(cap, sizeof *b->res);
+    b->payloads = calloc(cap, sizeof *b->payloads);
+    if (b->items && b->res && b->payloads)
+        return 0;
+    bench_batch_free(b);
+    return -1;
+}
+
+int bench_batch_add(pgq_conn *c, struct bench_batch *b, long first, size_t n, char *err,
+                    size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        snprintf(b->payloads[i], sizeof b->payloads[i], "{\"i\":%ld}", first + (long)i);
+        b->items[i] = (pgq_add_item){ JOB_TYPE, b->payloads[i], PGQ_ADD_OPTS_INIT };
+    }
+    return pgq_add_batch(c, b->items, n, b->res, err, errlen);
+}
+
+void bench_batch_free(struct bench_batch *b)
+{
+    free(b->items);
+    free(b->res);
+    free(b->payloads);
+    *b = (struct bench_batch){ 0 };
+}
+
 /* ---- the pool ---------------------------------------------------------------------- */
 
 struct pool_spec bench_pool_spec(void)
@@ -324,8 +391,10 @@ int pool_ini_write(const struct pool_spec *s, char *path, size_t pathlen, char *
     return 0;
 }
 
-int bench_make_pool(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *err,
-                    size_t errlen)
+/* Write the ini, load it, register its job type, create the pool and
+ * register the noop callback when the handler is one. */
+static int make_pool(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *err,
+                     size_t errlen)
 {
     char path[PATH_MAX], msg[768];
     pgq_cfg *cfg;
@@ -357,5 +426,33 @@ int bench_make_pool(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char
         return -1;
     }
     *out = p;
+    return 0;
+}
+
+int bench_pool_prepare(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, char *pooljs,
+                       size_t pooljslen)
+{
+    char err[1024];
+    *out = NULL;
+    if (bench_expect_empty(c) < 0)
+        return -1;
+    pool_spec_json(s, pooljs, pooljslen);
+    if (make_pool(c, s, out, err, sizeof err) < 0) {
+        fail_json(err);
+        return -1;
+    }
+    return 0;
+}
+
+int bench_pool_start(pgq_pool *p)
+{
+    char err[1024], msg[1100];
+    if (pgq_pool_start(p, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "starting the pool: %s", err);
+        fail_json(msg);
+        pgq_pool_stop(p);   /* a start may fail half-way: join what runs */
+        (void)!pgq_pool_wait(p);
+        return -1;
+    }
     return 0;
 }

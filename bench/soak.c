@@ -40,10 +40,8 @@ struct producer {
 static void *producer_main(void *arg)
 {
     struct producer *p = arg;
-    pgq_add_item *items = calloc(MAX_BATCH, sizeof *items);
-    pgq_add_result *res = calloc(MAX_BATCH, sizeof *res);
-    char (*payloads)[32] = calloc(MAX_BATCH, sizeof *payloads);
-    if (!items || !res || !payloads) {
+    struct bench_batch b;
+    if (bench_batch_init(&b, MAX_BATCH) < 0) {
         snprintf(p->err, sizeof p->err, "producer: out of memory");
         atomic_store(&p->rc, -1);
         goto out;
@@ -58,12 +56,8 @@ static void *producer_main(void *arg)
         if (added + due > g_njobs)
             due = g_njobs - added;
         if (due > 0) {
-            for (long i = 0; i < due; i++) {
-                snprintf(payloads[i], sizeof payloads[i], "{\"i\":%ld}", added + i);
-                items[i] = (pgq_add_item){ JOB_TYPE, payloads[i], PGQ_ADD_OPTS_INIT };
-            }
             char msg[768];
-            if (pgq_add_batch(p->c, items, (size_t)due, res, msg, sizeof msg) < 0) {
+            if (bench_batch_add(p->c, &b, added, (size_t)due, msg, sizeof msg) < 0) {
                 snprintf(p->err, sizeof p->err, "producer: adding jobs %ld..: %s", added, msg);
                 atomic_store(&p->rc, -1);
                 break;
@@ -78,9 +72,7 @@ static void *producer_main(void *arg)
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0) {}
     }
 out:
-    free(items);
-    free(res);
-    free(payloads);
+    bench_batch_free(&b);
     return NULL;
 }
 
@@ -148,30 +140,16 @@ int run_soak(void)
     }
     if (bench_open(&c) < 0)
         goto out;
-    int busy = bench_unfinished(c, err, sizeof err);
-    if (busy != 0) {
-        fail_json(busy < 0 ? err : "the database is not empty (unfinished bench jobs found); "
-                                   "use a fresh one");
-        goto out;
-    }
     struct pool_spec spec = soak_spec();
-    pool_spec_json(&spec, pooljs, sizeof pooljs);
-    if (bench_make_pool(c, &spec, &pool, err, sizeof err) < 0) {
-        fail_json(err);
+    if (bench_pool_prepare(c, &spec, &pool, pooljs, sizeof pooljs) < 0)
         goto out;
-    }
     if (pgq_connect(getenv("DATABASE_URL"), &prod.c, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "connecting the producer: %s", err);
         fail_json(msg);
         goto out;
     }
-    if (pgq_pool_start(pool, err, sizeof err) < 0) {
-        snprintf(msg, sizeof msg, "starting the pool: %s", err);
-        fail_json(msg);
-        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
-        (void)!pgq_pool_wait(pool);
+    if (bench_pool_start(pool) < 0)
         goto out;
-    }
     pool_started = true;
     int64_t t0 = now_ns();
     prod.t0 = t0;
@@ -229,8 +207,7 @@ int run_soak(void)
     g_target = added;
     int64_t deadline = now_ns() + 60LL * 1000000000;
     (void)bench_wait_handled(deadline);
-    while ((busy = bench_unfinished(c, err, sizeof err)) > 0 && now_ns() < deadline)
-        sleep_ms(5);
+    int busy = bench_wait_empty(c, deadline, 5, NULL, err, sizeof err);
     pgq_pool_stop(pool);
     int wrc = pgq_pool_wait(pool);
     pool_started = false;
@@ -239,12 +216,8 @@ int run_soak(void)
         fail_json(err);
         goto out;
     }
-    long dups = 0, missing = 0;
-    for (long k = 0; k < added; k++) {
-        int v = atomic_load(&g_calls[k]);
-        dups += v > 1;
-        missing += v == 0;
-    }
+    long dups, missing;
+    bench_count_calls(added, &dups, &missing);
 
     /* The verdicts. Warm-up: retention, one prune period and one more
      * minute for the tables to reach their working size. */

@@ -40,22 +40,16 @@ static int stop_pool(pgq_pool *pool)
 static int enqueue_all(pgq_conn *c, long n, char *err, size_t errlen)
 {
     size_t cap = n < BATCH ? (size_t)n : BATCH;
-    pgq_add_item *items = calloc(cap, sizeof *items);
-    pgq_add_result *res = calloc(cap, sizeof *res);
-    char (*payloads)[32] = calloc(cap, sizeof *payloads);
+    struct bench_batch b;
     int rc = -1;
-    if (!items || !res || !payloads) {
+    if (bench_batch_init(&b, cap) < 0) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
     for (long done = 0; done < n;) {
         size_t m = (size_t)(n - done) < cap ? (size_t)(n - done) : cap;
-        for (size_t i = 0; i < m; i++) {
-            snprintf(payloads[i], sizeof payloads[i], "{\"i\":%ld}", done + (long)i);
-            items[i] = (pgq_add_item){ JOB_TYPE, payloads[i], PGQ_ADD_OPTS_INIT };
-        }
         char msg[768];
-        if (pgq_add_batch(c, items, m, res, msg, sizeof msg) < 0) {
+        if (bench_batch_add(c, &b, done, m, msg, sizeof msg) < 0) {
             snprintf(err, errlen, "enqueue batch at job %ld: %s", done, msg);
             goto out;
         }
@@ -63,9 +57,7 @@ static int enqueue_all(pgq_conn *c, long n, char *err, size_t errlen)
     }
     rc = 0;
 out:
-    free(items);
-    free(res);
-    free(payloads);
+    bench_batch_free(&b);
     return rc;
 }
 
@@ -73,23 +65,10 @@ out:
  * -1 error. *end gets the time of the probe that saw none. */
 static int watch_drain(pgq_conn *watch, int64_t deadline, int64_t *end, char *err, size_t errlen)
 {
-    double every_ms = 10;
-    if (!is_exec()) {
-        if (!bench_wait_handled(deadline))
-            return 0;
-        every_ms = 0.5;
-    }
-    for (;;) {
-        int busy = bench_unfinished(watch, err, errlen);
-        *end = now_ns();
-        if (busy < 0)
-            return -1;
-        if (!busy)
-            return 1;
-        if (*end > deadline)
-            return 0;
-        sleep_ms(every_ms);
-    }
+    if (!is_exec() && !bench_wait_handled(deadline))
+        return 0;
+    int busy = bench_wait_empty(watch, deadline, is_exec() ? 10 : 0.5, end, err, errlen);
+    return busy < 0 ? -1 : !busy;
 }
 
 int run_throughput(void)
@@ -107,18 +86,9 @@ int run_throughput(void)
         fail_json(msg);
         goto out;
     }
-    int busy = bench_unfinished(c, err, sizeof err);
-    if (busy != 0) {
-        fail_json(busy < 0 ? err : "the database is not empty (unfinished bench jobs found); "
-                                   "use a fresh one");
-        goto out;
-    }
     struct pool_spec spec = bench_pool_spec();
-    pool_spec_json(&spec, pooljs, sizeof pooljs);
-    if (bench_make_pool(c, &spec, &pool, err, sizeof err) < 0) {
-        fail_json(err);
+    if (bench_pool_prepare(c, &spec, &pool, pooljs, sizeof pooljs) < 0)
         goto out;
-    }
     g_target = n;
 
     int64_t t0 = now_ns();
@@ -129,13 +99,8 @@ int run_throughput(void)
     double enqueue_s = (double)(now_ns() - t0) / 1e9;
 
     int64_t d0 = now_ns(), d1 = d0;
-    if (pgq_pool_start(pool, err, sizeof err) < 0) {
-        snprintf(msg, sizeof msg, "starting the pool: %s", err);
-        fail_json(msg);
-        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
-        (void)!pgq_pool_wait(pool);
+    if (bench_pool_start(pool) < 0)
         goto out;
-    }
     int drained = watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000, &d1,
                               err, sizeof err);
     int wrc = stop_pool(pool);
@@ -151,13 +116,8 @@ int run_throughput(void)
         goto out;
     }
     long dups = 0, missing = 0;
-    for (long k = 0; k < n && !is_exec(); k++) {
-        int v = atomic_load(&g_calls[k]);
-        if (v > 1)
-            dups++;
-        else if (v == 0)
-            missing++;
-    }
+    if (!is_exec())
+        bench_count_calls(n, &dups, &missing);
     double drain_ms = (double)(d1 - d0) / 1e6;
     bool ok = drained == 1 && dups == 0 && missing == 0 && wrc == 0 && db.done == n &&
               db.multi == 0 && db.left == 0 && atomic_load(&g_bad_payload) == 0;
@@ -199,25 +159,11 @@ int run_latency(void)
     }
     if (bench_open(&c) < 0)
         goto out;
-    int busy = bench_unfinished(c, err, sizeof err);
-    if (busy != 0) {
-        fail_json(busy < 0 ? err : "the database is not empty (unfinished bench jobs found); "
-                                   "use a fresh one");
-        goto out;
-    }
     struct pool_spec spec = bench_pool_spec();
-    pool_spec_json(&spec, pooljs, sizeof pooljs);
-    if (bench_make_pool(c, &spec, &pool, err, sizeof err) < 0) {
-        fail_json(err);
+    if (bench_pool_prepare(c, &spec, &pool, pooljs, sizeof pooljs) < 0)
         goto out;
-    }
-    if (pgq_pool_start(pool, err, sizeof err) < 0) {
-        snprintf(msg, sizeof msg, "starting the pool: %s", err);
-        fail_json(msg);
-        pgq_pool_stop(pool);   /* a start may fail half-way: join what runs */
-        (void)!pgq_pool_wait(pool);
+    if (bench_pool_start(pool) < 0)
         goto out;
-    }
     sleep_ms(500);   /* let every worker reach idle */
     g_target = n;
 
@@ -240,13 +186,11 @@ int run_latency(void)
     }
     /* Up to 10 s for the last jobs to finish. */
     int64_t deadline = now_ns() + 10LL * 1000000000;
-    int busy2;
     (void)bench_wait_handled(deadline);
-    while ((busy2 = bench_unfinished(c, err, sizeof err)) > 0 && now_ns() < deadline)
-        sleep_ms(1);
+    int busy = bench_wait_empty(c, deadline, 1, NULL, err, sizeof err);
     int wrc = stop_pool(pool);
     struct db_counts db;
-    if (busy2 < 0 || bench_db_counts(c, &db, err, sizeof err) < 0) {
+    if (busy < 0 || bench_db_counts(c, &db, err, sizeof err) < 0) {
         fail_json(err);
         goto out;
     }
