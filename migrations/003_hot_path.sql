@@ -28,12 +28,15 @@ CREATE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[]
                                    p_limit int)
 RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
                max_retries int, priority int, lease_token text, timeout_ms bigint, ord int)
--- Custom plans (plpgsql's default): a generic plan does not know `want` or
--- `prio` and, for a large backlog, chose to sort every ready row of a
--- priority (claim 18x slower at 1M than at 10k); forcing index scans made
--- it slow everywhere. Re-planning costs CPU per call (perf: up to a third of
--- the backend's time), the price of a claim that stays flat.
-LANGUAGE plpgsql VOLATILE AS $$
+-- Generic plans, planned once per connection: re-planning each statement
+-- on every call (custom plans, plpgsql's default while they look cheaper)
+-- was a third of the backend's CPU per job (perf) and cost 35% of the
+-- default profile's throughput. Each plan must then be right for any value:
+-- the one-job claim says LIMIT 1 outright (a LIMIT the planner cannot see
+-- made the generic plan sort every ready row of a priority: claim 18x
+-- slower at 1M than at 10k), and a claim of several jobs, which is rare and
+-- shares its cost among them, is planned afresh with its values (EXECUTE).
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     want int := greatest(coalesce(p_limit, 0), 0);
@@ -75,44 +78,80 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Claims: the same skip scan over priorities as pgq.claim(), taking up
-    -- to the wanted number per step. With several queues each queue's probe
-    -- may lock up to `want` rows of which only the best `want` overall are
-    -- claimed; the others are unlocked at commit, a moment later.
+    -- Claims: the same skip scan over priorities as pgq.claim(). With
+    -- several queues each queue's probe may lock up to `want` rows of which
+    -- only the best `want` overall are claimed; the others are unlocked at
+    -- commit, a moment later.
     SELECT min(x.priority) INTO prio
       FROM unnest(p_queues) AS q(name)
      CROSS JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
                           WHERE j.state = 'ready' AND j.queue = q.name
                           ORDER BY j.priority LIMIT 1) x;
     WHILE prio IS NOT NULL AND want > 0 LOOP
-        picks := ARRAY(
-            SELECT c.id
-              FROM unnest(p_queues) AS q(name)
-             CROSS JOIN LATERAL (SELECT j.id, j.run_at FROM pgq.jobs j
-                                  WHERE j.state = 'ready' AND j.queue = q.name
-                                    AND j.priority = prio AND j.run_at <= now()
-                                  ORDER BY j.run_at, j.id
-                                  LIMIT want FOR UPDATE SKIP LOCKED) c
-             ORDER BY c.run_at, c.id LIMIT want);
-        IF cardinality(picks) > 0 THEN
+        IF want = 1 THEN
+            -- One job (a pool worker's every call): pick and lease in one
+            -- statement.
             RETURN QUERY
-            WITH upd AS (
+            WITH c AS (
+                SELECT c.id
+                  FROM unnest(p_queues) AS q(name)
+                 CROSS JOIN LATERAL (SELECT j.id, j.run_at FROM pgq.jobs j
+                                      WHERE j.state = 'ready' AND j.queue = q.name
+                                        AND j.priority = prio AND j.run_at <= now()
+                                      ORDER BY j.run_at, j.id
+                                      LIMIT 1 FOR UPDATE SKIP LOCKED) c
+                 ORDER BY c.run_at, c.id LIMIT 1
+            ), upd AS (
                 UPDATE pgq.jobs j
                    SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
                        lease_token = gen_random_uuid(),
                        lease_expires_at = now() + p_ttl_ms * interval '1 millisecond',
                        started_at = now()
-                 WHERE j.id = ANY (picks)
+                  FROM c
+                 WHERE j.id = c.id
              RETURNING j.*
             )
             SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
                    u.max_retries, u.priority, u.lease_token::text,
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
-                   got + array_position(picks, u.id)
+                   1
               FROM upd u;
-            got := got + cardinality(picks);
-            want := want - cardinality(picks);
+            IF FOUND THEN
+                RETURN;
+            END IF;
+        ELSE
+            EXECUTE $q$
+                SELECT ARRAY(
+                    SELECT c.id
+                      FROM unnest($1) AS q(name)
+                     CROSS JOIN LATERAL (SELECT j.id, j.run_at FROM pgq.jobs j
+                                          WHERE j.state = 'ready' AND j.queue = q.name
+                                            AND j.priority = $2 AND j.run_at <= now()
+                                          ORDER BY j.run_at, j.id
+                                          LIMIT $3 FOR UPDATE SKIP LOCKED) c
+                     ORDER BY c.run_at, c.id LIMIT $3)
+            $q$ INTO picks USING p_queues, prio, want;
+            IF cardinality(picks) > 0 THEN
+                RETURN QUERY
+                WITH upd AS (
+                    UPDATE pgq.jobs j
+                       SET state = 'running', attempts = j.attempts + 1,
+                           lease_owner = p_owner, lease_token = gen_random_uuid(),
+                           lease_expires_at = now() + p_ttl_ms * interval '1 millisecond',
+                           started_at = now()
+                     WHERE j.id = ANY (picks)
+                 RETURNING j.*
+                )
+                SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
+                       u.max_retries, u.priority, u.lease_token::text,
+                       coalesce((SELECT t.timeout_ms FROM pgq.job_types t
+                                  WHERE t.type = u.type), 60000),
+                       got + array_position(picks, u.id)
+                  FROM upd u;
+                got := got + cardinality(picks);
+                want := want - cardinality(picks);
+            END IF;
         END IF;
         EXIT WHEN want = 0;
         SELECT min(x.priority) INTO prio
