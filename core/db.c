@@ -4,7 +4,14 @@
  * below and are prepared the first time a connection uses them; a bit per
  * statement in pgq_conn remembers which are prepared, and a reconnect clears
  * the bits. Everything goes through PQexecPrepared/PQexecParams: no value is
- * ever spliced into SQL text. */
+ * ever spliced into SQL text.
+ *
+ * A statement that finds a job by id writes `(state = 'running') IS TRUE`
+ * (state is NOT NULL, so the same test) rather than `state = 'running'`:
+ * the plain form lets a generic plan pick the partial lease index, which
+ * the planner believes tiny but which holds an entry for every job claimed
+ * since the last vacuum, and scan all of it instead of one primary-key
+ * probe (see migration 003). */
 #include "db.h"
 
 #include <errno.h>
@@ -24,7 +31,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "UPDATE pgq.jobs j SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
         "  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)"
-        " WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'"
+        " WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE"
         " RETURNING j.id, j.lease_token::text" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
         "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
@@ -38,7 +45,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "WITH upd AS ("
         "  UPDATE pgq.jobs SET state = 'ready', attempts = attempts - 1,"
         "    lease_token = NULL, lease_expires_at = NULL"
-        "   WHERE id = $1 AND lease_token = $2::uuid AND state = 'running'"
+        "   WHERE id = $1 AND lease_token = $2::uuid AND (state = 'running') IS TRUE"
         "  RETURNING id, queue, attempts + 1 AS attempt, lease_owner, started_at),"
         " hist AS ("
         "  INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, started_at,"
@@ -58,7 +65,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ONCE_BEGIN] = { "pgq_once_begin",
         "WITH lease AS ("
         "  SELECT id, attempts, lease_owner FROM pgq.jobs"
-        "   WHERE id = $1 AND lease_token = $2::uuid AND state = 'running'"
+        "   WHERE id = $1 AND lease_token = $2::uuid AND (state = 'running') IS TRUE"
         "     AND lease_expires_at > now() FOR SHARE),"
         " ins AS ("
         "  INSERT INTO pgq.effects (job_id, key, state, attempt, lease_token, worker)"

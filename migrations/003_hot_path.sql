@@ -15,6 +15,12 @@
 --    ~15% of the backend's time per job (perf). Rows of pgq.jobs are
 --    written only by pgq's own statements, which keep the invariants
 --    (state names, running <=> lease); tests check them.
+-- 4. Statements that find a job by id and lease token test
+--    `(state = 'running') IS TRUE` (state is NOT NULL: the same test). With
+--    a plain `state = 'running'` a generic plan picks the partial lease
+--    index, which the planner believes tiny, and scans every entry in it:
+--    one per job claimed since the last vacuum (thousands under load),
+--    instead of one primary-key probe. pgq.fail is redefined for this alone.
 
 ALTER TABLE pgq.jobs
     DROP CONSTRAINT IF EXISTS jobs_queue_check,
@@ -56,7 +62,7 @@ BEGIN
                SET state = 'done', finished_at = now(), lease_token = NULL,
                    lease_expires_at = NULL
               FROM a
-             WHERE j.id = a.id AND j.lease_token = a.tok AND j.state = 'running'
+             WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
          RETURNING j.id, j.attempts, j.lease_owner, j.started_at,
                    a.exit_code, a.sig, a.cpu_ms, a.rss_kb
         ), hist AS (
@@ -161,4 +167,41 @@ BEGIN
                               ORDER BY j.priority LIMIT 1) x;
     END LOOP;
 END
+$$;
+
+-- As in version 1, but finding the job by primary key (see 4. above).
+CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text, p_outcome text,
+                         p_exit int, p_signal int, p_cpu_ms bigint, p_rss_kb bigint)
+RETURNS TABLE (state text, run_at timestamptz, attempts int)
+LANGUAGE sql VOLATILE AS $$
+    WITH cur AS (
+        SELECT j.id, j.attempts, j.max_retries, j.lease_owner, j.started_at,
+               coalesce(t.backoff_base_ms, 1000) AS base_ms,
+               coalesce(t.backoff_max_ms, 3600000) AS cap_ms
+          FROM pgq.jobs j
+          LEFT JOIN pgq.job_types t ON t.type = j.type
+         WHERE j.id = p_id AND j.lease_token = p_token AND (j.state = 'running') IS TRUE
+           FOR UPDATE OF j
+    ), upd AS (
+        UPDATE pgq.jobs j
+           SET state = CASE WHEN cur.attempts > cur.max_retries THEN 'dead' ELSE 'ready' END,
+               run_at = CASE WHEN cur.attempts > cur.max_retries THEN j.run_at
+                             ELSE now() + pgq.backoff_ms(cur.attempts, cur.base_ms, cur.cap_ms)
+                                          * interval '1 millisecond' END,
+               finished_at = CASE WHEN cur.attempts > cur.max_retries THEN now() END,
+               last_error = p_error,
+               lease_token = NULL,
+               lease_expires_at = NULL
+          FROM cur
+         WHERE j.id = cur.id
+     RETURNING j.id, j.state, j.run_at, j.attempts, cur.lease_owner, cur.started_at
+    ), hist AS (
+        INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
+                                      term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
+        SELECT upd.id, upd.attempts, p_outcome, upd.lease_owner, p_error, p_exit, p_signal,
+               p_cpu_ms, p_rss_kb, upd.started_at,
+               extract(epoch FROM clock_timestamp() - upd.started_at) * 1000
+          FROM upd
+    )
+    SELECT upd.state, upd.run_at, upd.attempts FROM upd
 $$;
