@@ -131,7 +131,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     static const long default_sizes[] = { 10000, 1000000, 10000000 };
     *o = (struct opts){
         .bench = argv[1], .profile = me == F ? "exec" : "default",
-        .jobs = me == L ? 300 : -1, .concurrency = me == T ? -1 : 8, .batch = 64,
+        .jobs = me == L ? 300 : -1, .concurrency = me == T ? -1 : 8, .batch = 512,
         .max_drain_s = 60, .timeout_s = -1, .interval_ms = 20, .nsizes = 3,
         .cycles = 2000, .threads = 8, .passes = 3, .minutes = -1, .rate = -1,
         .keep_done = "2m", .seconds = 60, .pool_bin = NULL,

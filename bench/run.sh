@@ -133,7 +133,7 @@ for i in $(seq 1 "$RUNS"); do
         --max-drain-s 120 --timeout-s 180
 done
 for i in $(seq 1 "$RUNS"); do
-    log "throughput batched $i/$RUNS ($BATCHED_JOBS jobs, 8 workers, batch 64)"
+    log "throughput batched $i/$RUNS ($BATCHED_JOBS jobs, 8 workers, batch 512)"
     run_pgq "bench_batched_$i" throughput batched --jobs "$BATCHED_JOBS" --concurrency 8 \
         --profile batched --max-drain-s 120 --timeout-s 240
 done

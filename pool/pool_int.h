@@ -77,15 +77,15 @@ struct pgq_pool {
     int64_t deadline_ms;           /* shutdown deadline, monotonic (mu) */
     int stop_pipe[2];              /* wakes the listener's poll */
 
-    /* batch > 1 (batch.c): claimed jobs not yet started (a ring), done jobs
-     * not yet recorded, and whether a worker is claiming right now (mu). */
+    /* batch > 1 (batch.c): claimed jobs not yet started (a ring with room
+     * for every claim in flight), done jobs not yet recorded, and how many
+     * workers are claiming right now (mu). */
     pgq_job **buf;
     size_t buf_cap, buf_head, buf_count;
-    pgq_job **claimed;             /* the claimer's scratch (only it uses it) */
     struct pending_ack *acks;
     size_t nacks, acks_cap;
     int64_t oldest_ack_ms;
-    bool claiming;
+    int claimers;
     pthread_cond_t batch_cv;       /* a claim ended */
     char batch_owner[300];         /* lease_owner of batch claims: "<pool name>/batch" */
 
