@@ -115,6 +115,21 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
+    -- What pgq.jobs' CHECKs said until migration 003 dropped them, for
+    -- producers that call pgq.enqueue from SQL (libpgq checks before).
+    SELECT s.ord, s.queue, s.max_retries INTO bad
+      FROM unnest(p_queues[1:n], p_max_retries[1:n]) WITH ORDINALITY
+               AS s(queue, max_retries, ord)
+     WHERE length(s.queue) NOT BETWEEN 1 AND 200 OR s.max_retries < 0
+     ORDER BY s.ord LIMIT 1;
+    IF FOUND AND length(bad.queue) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'queue name must be 1 to 200 characters, not %', length(bad.queue)
+            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+    ELSIF FOUND THEN
+        RAISE EXCEPTION 'max_retries must be 0 or more, not %', bad.max_retries
+            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+    END IF;
+
     -- Parse the payloads; on failure find the item at fault (slow path only).
     BEGIN
         payloads := p_payloads::jsonb[];

@@ -636,6 +636,30 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
     PQclear(r);
     ck_assert_int_eq(jobs(), 2);
 
+    /* pgq.jobs has no CHECKs (migration 003): pgq.enqueue holds queue names
+     * and max_retries to what they said. */
+    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free,free}', '{1,2}',"
+                        " ARRAY['ok', repeat('q', 201)], NULL, NULL, NULL, NULL, NULL)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                     "queue name must be 1 to 200 characters, not 201");
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 2");
+    PQclear(r);
+    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free}', '{1}', '{\"\"}', NULL, NULL,"
+                        " NULL, NULL, NULL)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                     "queue name must be 1 to 200 characters, not 0");
+    PQclear(r);
+    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL, NULL,"
+                        " '{-1}', NULL)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                     "max_retries must be 0 or more, not -1");
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 1");
+    PQclear(r);
+    ck_assert_int_eq(jobs(), 2);
+
     /* Columns shorter than the types take defaults; longer ones are cut. */
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free,free}', '{1,2}',"
                             " '{q1,NULL,q3}', '{7}', NULL, '{NULL,NULL,5}', '{}', '{NULL,NULL,k3}')",
