@@ -79,8 +79,9 @@ void fail_json(const char *msg)
     /* The watchdog and the main thread may both get here. */
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&mu);
-    json_head(stdout, false, strcmp(g_opts.bench, "throughput") == 0 ||
-                             strcmp(g_opts.bench, "latency") == 0);
+    /* Every bench but backlog (no pool) reports its concurrency on success:
+     * its failure line says it too. */
+    json_head(stdout, false, strcmp(g_opts.bench, "backlog") != 0);
     fputs(",\"error\":", stdout);
     json_str(stdout, msg);
     fputs("}\n", stdout);
