@@ -1383,6 +1383,54 @@ START_TEST(batched_sigterm_releases_buffered)
 }
 END_TEST
 
+/* A lease lost while its job sits in the batch buffer, or after the job ran
+ * but before its success was recorded: the heartbeat (or the ack's fence)
+ * notices, the buffered job is never started, the success is not recorded,
+ * and the job stays with whoever holds its lease now. The "thief" here is
+ * the test, taking the lease in SQL as a reclaiming pool would. */
+#define STEAL_SQL                                                                            \
+    "WITH s AS (UPDATE pgq.jobs SET lease_token = gen_random_uuid(),"                         \
+    "  lease_expires_at = now() + interval '1 hour' WHERE id = (%s) AND state = 'running'"    \
+    "  RETURNING id) SELECT coalesce(max(id), 0) FROM s"
+START_TEST(batched_lost_leases_are_dropped)
+{
+    struct pool *a = pool_start("l", pool_ini_batch("l.ini", 1, 16, "30s",
+                                tmp("[job work]\nhandler = plugin %s ledger_job\n",
+                                    plugin())));
+    add_jobs("work", "{\"sleep_ms\": 700, \"effect\": 1}", 12);
+    P_ASSERT(WAIT_UNTIL(njobs("running") >= 6, WAIT_MS), "the pool did not claim a batch");
+    /* The last job claimed is the last in the buffer: seconds from its start. */
+    long long buffered = q0(tmp(STEAL_SQL, "SELECT max(id) FROM pgq.jobs WHERE state = "
+                                           "'running'"));
+    P_ASSERT(buffered > 0, "no running job to take");
+    P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost (expired and reclaimed) while "
+                                         "batched; dropped", buffered)) == 1, WAIT_MS),
+             "job %lld: the lost buffered lease was not dropped", buffered);
+    /* A job whose effect is written (it ran) but that is still running in
+     * the database: its success waits to be recorded with the batch. */
+    long long acked = 0;
+    P_ASSERT(WAIT_UNTIL((acked = q0(tmp(STEAL_SQL, "SELECT min(j.id) FROM pgq.jobs j WHERE "
+                                    "j.state = 'running' AND EXISTS (SELECT 1 FROM test_ledger "
+                                    "l WHERE l.job_id = j.id)"))) > 0, WAIT_MS),
+             "no job caught between its end and its record");
+    P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost", acked)) >= 1, WAIT_MS),
+             "job %lld: the lost ack was not reported", acked);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    /* Both still belong to the thief: nothing recorded over its lease. */
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE state = 'running' AND lease_expires_at >"
+                " now() + interval '30 minutes'") == 2, "a taken lease was overwritten");
+    P_ASSERT(q1("SELECT count(*) FROM test_ledger WHERE job_id = $1", buffered) == 0,
+             "job %lld ran after its lease was lost in the buffer", buffered);
+    P_ASSERT(q1("SELECT count(*) FROM test_ledger WHERE job_id = $1", acked) == 1,
+             "job %lld: its effect is not there once", acked);
+    P_ASSERT(njobs("done") + njobs("ready") == 10, "%lld done, %lld ready of 10 others",
+             njobs("done"), njobs("ready"));
+    P_ASSERT(q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'done'") == 0,
+             "a done attempt recorded for a first try");
+}
+END_TEST
+
 /* Connections terminated mid-load under batching: acks that could not be
  * recorded are kept and recorded after the reconnect. */
 START_TEST(batched_terminate_backends_mid_load)
@@ -1656,7 +1704,7 @@ Suite *pool_suite(void)
                        sigstop_past_lease_plugin_changes_nothing, lease_lost_stops_handlers } },
         { "scale", { three_pools_twenty_thousand_jobs } },
         { "batch", { batched_pools_survive_kill9, batched_sigterm_releases_buffered,
-                     batched_terminate_backends_mid_load } },
+                     batched_terminate_backends_mid_load, batched_lost_leases_are_dropped } },
         { "idle", { idle_pool_sleeps } },
         { "config", { bad_config_files, check_validates_handlers, usage } },
         { "embed", { embed_demo_runs } },
