@@ -42,7 +42,12 @@ RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, att
 -- made the generic plan sort every ready row of a priority: claim 18x
 -- slower at 1M than at 10k), and a claim of several jobs, which is rare and
 -- shares its cost among them, is planned afresh with its values (EXECUTE).
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+-- Sequential scans are off for the same reason: a connection that first
+-- calls this on an empty or small pgq.jobs (a pool started before its
+-- producers) would otherwise keep a seq-scan plan until the next ANALYZE;
+-- in the soak that held the first minute to a quarter of the rate and left
+-- a 100,000-job backlog behind. Every statement here has an index to walk.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     want int := greatest(coalesce(p_limit, 0), 0);
