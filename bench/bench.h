@@ -35,6 +35,7 @@ struct opts {
     const char *keep_done;  /* soak: duration text for [pool] keep_done */
     long seconds;           /* footprint */
     const char *pool_bin;   /* footprint: the pgq-pool binary */
+    const char *exec_cmd;   /* exec profile: the command line ("/bin/true") */
 };
 
 extern struct opts g_opts;

@@ -342,8 +342,11 @@ struct pool_spec bench_pool_spec(void)
     };
     if (strcmp(g_opts.profile, "batched") == 0)
         s.batch = g_opts.batch;
-    else if (strcmp(g_opts.profile, "exec") == 0)
-        s.handler = "exec /bin/true";
+    else if (strcmp(g_opts.profile, "exec") == 0) {
+        static char handler[600];   /* one spec per process */
+        snprintf(handler, sizeof handler, "exec %s", g_opts.exec_cmd);
+        s.handler = handler;
+    }
     return s;
 }
 

@@ -2,7 +2,7 @@
  * ($DATABASE_URL). bench/README.md says what each figure means.
  *
  *   pgq-bench throughput --jobs N --concurrency C [--profile default|batched|exec]
- *                        [--batch N] [--max-drain-s S] [--timeout-s S]
+ *                        [--batch N] [--exec CMD] [--max-drain-s S] [--timeout-s S]
  *   pgq-bench latency [--jobs 300] [--interval-ms 20] [--concurrency 8]
  *                     [--profile default|batched] [--batch N] [--timeout-s S]
  *   pgq-bench backlog [--sizes 10000,1000000,10000000] [--cycles 2000]
@@ -36,7 +36,7 @@
 
 static const char usage_text[] =
     "usage: pgq-bench throughput --jobs N --concurrency C [--profile default|batched|exec]\n"
-    "                            [--batch N] [--max-drain-s S] [--timeout-s S]\n"
+    "                            [--batch N] [--exec CMD] [--max-drain-s S] [--timeout-s S]\n"
     "       pgq-bench latency [--jobs 300] [--interval-ms 20] [--concurrency 8]\n"
     "                         [--profile default|batched] [--batch N] [--timeout-s S]\n"
     "       pgq-bench backlog [--sizes 10000,1000000,10000000] [--cycles 2000]\n"
@@ -134,7 +134,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         .jobs = me == L ? 300 : -1, .concurrency = me == T ? -1 : 8, .batch = 512,
         .max_drain_s = 60, .timeout_s = -1, .interval_ms = 20, .nsizes = 3,
         .cycles = 2000, .threads = 8, .passes = 3, .minutes = -1, .rate = -1,
-        .keep_done = "2m", .seconds = 60, .pool_bin = NULL,
+        .keep_done = "2m", .seconds = 60, .pool_bin = NULL, .exec_cmd = "/bin/true",
     };
     memcpy(o->sizes, default_sizes, sizeof default_sizes);
     bool batch_given = false;
@@ -146,7 +146,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             { "--batch", T | L | S }, { "--max-drain-s", T }, { "--timeout-s", T | L | B | S | F },
             { "--interval-ms", L }, { "--sizes", B }, { "--cycles", B }, { "--threads", B },
             { "--passes", B }, { "--minutes", S }, { "--rate", S }, { "--keep-done", S },
-            { "--seconds", F }, { "--pool-bin", F },
+            { "--seconds", F }, { "--pool-bin", F }, { "--exec", T },
         };
         int benches = -1;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -188,6 +188,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
             o->seconds = parse_long(a, v, 1, 86400);
         else if (strcmp(a, "--pool-bin") == 0)
             o->pool_bin = v;
+        else if (strcmp(a, "--exec") == 0) {
+            /* It goes into pool.ini and, as is, into the JSON line. */
+            if (!*v || strlen(v) > 500 || strpbrk(v, "\"\\\n"))
+                usage_error("--exec: a command line of 1 to 500 characters without "
+                            "quotes, backslashes or newlines");
+            o->exec_cmd = v;
+        }
         else if (strcmp(a, "--keep-done") == 0) {
             int64_t ms;
             char e[256];
