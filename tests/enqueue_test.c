@@ -617,6 +617,16 @@ START_TEST(due_jobs_notify_once_per_queue)
 }
 END_TEST
 
+/* sql fails with the primary message msg and the detail detail. */
+static void sql_refused(const char *sql, const char *msg, const char *detail)
+{
+    PGresult *r = PQexec(tu_pg(), sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), msg);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), detail);
+    PQclear(r);
+}
+
 START_TEST(plain_sql_producers_are_held_to_the_contract)
 {
     /* pgq.enqueue takes NULL for a whole column, and refuses like pgq_add. */
@@ -626,38 +636,21 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
                             0, NULL), 2);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL,"
                             " NULL, NULL, '{sql-key}') WHERE duplicate", 0, NULL), 1);
-    PGresult *r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free,email}',"
-                                  " '{\"{}\",\"{\\\"to\\\":1}\"}', NULL, NULL, NULL, NULL, NULL,"
-                                  " NULL)");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
-                     "payload for job type \"email\": key \"to\" must be string, not number");
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 2");
-    PQclear(r);
+    sql_refused("SELECT * FROM pgq.enqueue('{free,email}', '{\"{}\",\"{\\\"to\\\":1}\"}',"
+                " NULL, NULL, NULL, NULL, NULL, NULL)",
+                "payload for job type \"email\": key \"to\" must be string, not number",
+                "item 2");
     ck_assert_int_eq(jobs(), 2);
 
     /* pgq.jobs has no CHECKs (migration 003): pgq.enqueue holds queue names
      * and max_retries to what they said. */
-    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free,free}', '{1,2}',"
-                        " ARRAY['ok', repeat('q', 201)], NULL, NULL, NULL, NULL, NULL)");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
-                     "queue name must be 1 to 200 characters, not 201");
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 2");
-    PQclear(r);
-    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free}', '{1}', '{\"\"}', NULL, NULL,"
-                        " NULL, NULL, NULL)");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
-                     "queue name must be 1 to 200 characters, not 0");
-    PQclear(r);
-    r = PQexec(tu_pg(), "SELECT * FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL, NULL,"
-                        " '{-1}', NULL)");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
-                     "max_retries must be 0 or more, not -1");
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "item 1");
-    PQclear(r);
+    sql_refused("SELECT * FROM pgq.enqueue('{free,free}', '{1,2}', ARRAY['ok', repeat('q', 201)],"
+                " NULL, NULL, NULL, NULL, NULL)",
+                "queue name must be 1 to 200 characters, not 201", "item 2");
+    sql_refused("SELECT * FROM pgq.enqueue('{free}', '{1}', '{\"\"}', NULL, NULL, NULL, NULL,"
+                " NULL)", "queue name must be 1 to 200 characters, not 0", "item 1");
+    sql_refused("SELECT * FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL, NULL, '{-1}', NULL)",
+                "max_retries must be 0 or more, not -1", "item 1");
     ck_assert_int_eq(jobs(), 2);
 
     /* Columns shorter than the types take defaults; longer ones are cut. */

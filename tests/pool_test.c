@@ -787,9 +787,14 @@ START_TEST(sigterm_releases_in_process_handlers)
                                               tmp("[job polite]\nhandler = plugin %s polite_job\n"
                                                   "[job stubborn]\nhandler = plugin %s "
                                                   "stubborn_job\n", plugin(), plugin())));
-    long long polite = add_job("polite", "{\"sleep_ms\": 600000}");
-    long long stubborn = add_job("stubborn", "{\"sleep_ms\": 600000}");
-    P_ASSERT(WAIT_UNTIL(njobs("running") == 2, WAIT_MS), "the jobs did not start");
+    const char *payload = tmp("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir);
+    long long polite = add_job("polite", payload);
+    long long stubborn = add_job("stubborn", payload);
+    /* The handlers themselves, not just the claims (a job claimed but not
+     * yet started is released without its handler ever being asked). */
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", polite))) &&
+                        exists(in_dir(tmp("started-%lld-1", stubborn))), WAIT_MS),
+             "the handlers did not start");
     pool_signal(a, SIGTERM);
     int64_t took = pool_wait_exit(a, 0);
     fprintf(stderr, "pool_test: SIGTERM with in-process handlers, shutdown_timeout 1s: exit "

@@ -21,7 +21,9 @@
  *                (failed, "cancelled") as soon as pgq_ctx_cancelled says so;
  *                with D, writes "lease_lost=0|1" (pgq_ctx_lease_lost) to
  *                D/cancel-ID-ATTEMPT when it stops.
- *   stubborn_job {"sleep_ms": S}  sleeps S ms, whatever happens.
+ *   stubborn_job {"sleep_ms": S, "dir": D}  sleeps S ms, whatever happens.
+ *   polite_job and stubborn_job write D/started-ID-ATTEMPT first when given
+ *   D.
  *
  * test_ledger has no unique constraint on purpose: a repeated effect shows
  * up as a repeated row. */
@@ -165,10 +167,24 @@ int frozen_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     return r == PGQ_ONCE_RAN || r == PGQ_ONCE_SKIPPED ? 0 : -1;
 }
 
+/* With "dir" in the payload: write D/started-ID-ATTEMPT, so that a test
+ * knows the handler itself runs (the job being `running` in the database
+ * is not enough: the worker may still be about to start it). */
+static void mark_started(const pgq_job *j)
+{
+    char dir[2048], path[4096];
+    payload_str(j->payload, "dir", dir, sizeof dir);
+    if (*dir) {
+        snprintf(path, sizeof path, "%s/started-%lld-%d", dir, (long long)j->id, j->attempt);
+        put_file(path, "x");
+    }
+}
+
 int polite_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
 {
     (void)arg;
     const pgq_job *j = pgq_ctx_job(ctx);
+    mark_started(j);
     for (long left = payload_int(j->payload, "sleep_ms", 0); left > 0; left -= 10) {
         if (pgq_ctx_cancelled(ctx)) {
             char dir[2048], path[4096];
@@ -191,6 +207,7 @@ int stubborn_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     (void)arg;
     (void)err;
     (void)errlen;
+    mark_started(pgq_ctx_job(ctx));
     sleep_ms(payload_int(pgq_ctx_job(ctx)->payload, "sleep_ms", 0));
     return 0;
 }
