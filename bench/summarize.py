@@ -221,6 +221,17 @@ def soak(lines, recs, machine, seconds):
         bounded = (short if summ.get("done_rows_bounded") is None else
                    f"{fmt(summ.get('done_rows_bounded'))}: at most "
                    f"{fmt(summ.get('done_rows_max_after_warmup'))} after warm-up")
+        # The verdict's warm-up is fixed by retention; how long the tables
+        # really take to reach their working size (autovacuum reusing the
+        # space of pruned rows) shows in the second half of the run.
+        half = mins[len(mins) // 2 - 1:] if len(mins) >= 4 else []
+        if half and summ.get("sizes_level") is not None:
+            def size(r):
+                return (r.get("jobs_bytes") or 0) + (r.get("attempts_bytes") or 0)
+            a, z = size(half[0]), size(half[-1])
+            if a:
+                level += (f"; over the second half (minute {half[0]['minute']} to "
+                          f"{half[-1]['minute']}): {100 * (z - a) / a:+.1f}%")
         out.append(f"| tables + indexes level after {summ.get('warmup_minutes')} warm-up "
                    f"minutes | {level} | level (<= 10% growth) |")
         out.append(f"| done rows bounded by retention | {bounded}; bound "
