@@ -88,6 +88,15 @@ BEGIN
     IF want = 0 OR coalesce(cardinality(p_queues), 0) = 0 THEN
         RETURN;
     END IF;
+    -- A claim that completes nothing does not wait for its WAL flush (an
+    -- idle worker's first claim: the latency path). Losing it in a server
+    -- crash loses nothing promised: the job is simply ready again, and
+    -- anything the holder makes durable later (a run_once effect, its
+    -- completion) flushes the claim before itself, since WAL is flushed in
+    -- order. Completions keep synchronous_commit as configured.
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
 
     -- Claims: the same skip scan over priorities as pgq.claim(). With
     -- several queues each queue's probe may lock up to `want` rows of which
