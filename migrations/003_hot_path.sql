@@ -135,7 +135,7 @@ BEGIN
                    u.max_retries, u.priority, u.lease_token::text,
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
-                   1
+                   got + 1   -- after those of better priorities, when several were wanted
               FROM upd u;
             IF FOUND THEN
                 RETURN;

@@ -176,6 +176,22 @@ START_TEST(batch_claim_keeps_the_order)
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running'", 0, NULL), 5);
     for (size_t i = 0; i < got; i++)
         pgq_job_free(jobs[i]);
+
+    /* A later priority step that wants exactly one more job (the one-job
+     * statement) still numbers it after the ones already claimed. */
+    int64_t a = add_one(c, "b", 7, 0, "2000-01-01 00:00:00+00");
+    int64_t b = add_one(c, "b", 7, 0, "2000-01-01 00:00:01+00");
+    int64_t z = add_one(c, "b", 8, 0, NULL);
+    memset(jobs, 0, sizeof jobs);
+    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 2, "w", 60000, 3, jobs, &got, err,
+                                     sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(got, 3);
+    int64_t want2[] = { a, b, z };
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_ptr_nonnull(jobs[i]);
+        ck_assert_int_eq(jobs[i]->id, want2[i]);
+        pgq_job_free(jobs[i]);
+    }
     pgq_disconnect(c);
 }
 END_TEST
