@@ -173,12 +173,13 @@ def bench(lines, recs, machine, seconds):
             out.append(f"- {r.get('bench', '?')} `{r.get('profile', '?')}`: "
                        f"{r.get('error') or 'ok:false (see the raw line)'}")
     out.append("")
-    out.append("## Raw results")
-    out.append("")
-    out.append("```")
-    out.extend(lines)
-    out.append("```")
+    out.extend(raw_section(lines))
     return out
+
+
+def raw_section(lines):
+    """The raw JSON lines, last in both reports."""
+    return ["## Raw results", "", "```", *lines, "```"]
 
 
 def mb(v):
@@ -256,11 +257,7 @@ def soak(lines, recs, machine, seconds):
         out.append(f"- failed: {r.get('error') or 'ok:false (see the raw lines)'}")
     if errs:
         out.append("")
-    out.append("## Raw results")
-    out.append("")
-    out.append("```")
-    out.extend(lines)
-    out.append("```")
+    out.extend(raw_section(lines))
     return out
 
 

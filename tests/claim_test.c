@@ -130,20 +130,27 @@ static int64_t claim_id(pgq_conn *c, const char *const *queues, size_t n)
     return id;
 }
 
-START_TEST(claim_order_priority_run_at_id)
+/* Five jobs over queues "default" and "b"; want[] gets their ids in claim
+ * order: priority, then run_at, then id. */
+static void add_ordered(pgq_conn *c, int64_t want[5])
 {
-    pgq_conn *c = tu_connect();
-    const char *q[] = { "default", "b" };
     int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
     int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
     int64_t low = add_one(c, "b", -1, 0, NULL);
     int64_t same1 = add_one(c, "b", 5, 0, "2000-01-01 00:00:00+00");
     int64_t same2 = add_one(c, "default", 5, 0, "2000-01-01 00:00:00+00");
-    ck_assert_int_eq(claim_id(c, q, 2), low);
-    ck_assert_int_eq(claim_id(c, q, 2), early);
-    ck_assert_int_eq(claim_id(c, q, 2), late);
-    ck_assert_int_eq(claim_id(c, q, 2), same1);
-    ck_assert_int_eq(claim_id(c, q, 2), same2);
+    int64_t order[5] = { low, early, late, same1, same2 };
+    memcpy(want, order, sizeof order);
+}
+
+START_TEST(claim_order_priority_run_at_id)
+{
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default", "b" };
+    int64_t want[5];
+    add_ordered(c, want);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_int_eq(claim_id(c, q, 2), want[i]);
     ck_assert_int_eq(claim_id(c, q, 2), 0);
     pgq_disconnect(c);
 }
@@ -156,18 +163,14 @@ START_TEST(batch_claim_keeps_the_order)
     char err[512];
     pgq_conn *c = tu_connect();
     const char *q[] = { "default", "b" };
-    int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
-    int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
-    int64_t low = add_one(c, "b", -1, 0, NULL);
-    int64_t same1 = add_one(c, "b", 5, 0, "2000-01-01 00:00:00+00");
-    int64_t same2 = add_one(c, "default", 5, 0, "2000-01-01 00:00:00+00");
+    int64_t want[5];
+    add_ordered(c, want);
     add_one(c, "default", -5, 3600 * 1000, NULL);   /* best priority, an hour ahead */
     pgq_job *jobs[8] = { 0 };
     size_t got = 0;
     ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 2, "w", 60000, 8, jobs, &got, err,
                                      sizeof err) == 0, "%s", err);
     ck_assert_uint_eq(got, 5);
-    int64_t want[] = { low, early, late, same1, same2 };
     for (size_t i = 0; i < 5; i++) {
         ck_assert_int_eq(jobs[i]->id, want[i]);
         for (size_t k = 0; k < i; k++)

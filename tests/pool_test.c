@@ -742,20 +742,29 @@ START_TEST(sigterm_drains_short_jobs)
 }
 END_TEST
 
-/* A handler that hangs (with a grandchild) on attempt 1, writing pids. */
-START_TEST(sigterm_releases_long_jobs)
+/* Two `long` jobs (hang_then_succeed) into ids; once both hang, procs gets
+ * each one's shell and grandchild pids. */
+static void start_hanging_jobs(long long ids[2], pid_t procs[4])
 {
-    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
-                                              tmp("[job long]\nhandler = exec %s\n",
-                                                  hang_then_succeed())));
-    long long ids[2] = { add_job("long", "{}"), add_job("long", "{}") };
-    pid_t procs[4];
+    ids[0] = add_job("long", "{}");
+    ids[1] = add_job("long", "{}");
     for (int i = 0; i < 2; i++) {
         P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ids[i]))), WAIT_MS),
                  "job %lld did not start", ids[i]);
         procs[2 * i] = read_pid(tmp("sh-%lld", ids[i]));
         procs[2 * i + 1] = read_pid(tmp("gc-%lld", ids[i]));
     }
+}
+
+/* A handler that hangs (with a grandchild) on attempt 1, writing pids. */
+START_TEST(sigterm_releases_long_jobs)
+{
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
+                                              tmp("[job long]\nhandler = exec %s\n",
+                                                  hang_then_succeed())));
+    long long ids[2];
+    pid_t procs[4];
+    start_hanging_jobs(ids, procs);
     pool_signal(a, SIGTERM);
     int64_t took = pool_wait_exit(a, 0);
     fprintf(stderr, "pool_test: SIGTERM with hanging jobs, shutdown_timeout 1s: exit after %lld "
@@ -819,14 +828,9 @@ START_TEST(second_sigterm_exits_at_once)
                                tmp("[job long]\nhandler = exec %s\nbackoff_base = 0\n",
                                    hang_then_succeed()));
     struct pool *a = pool_start("a", ini);
-    long long ids[2] = { add_job("long", "{}"), add_job("long", "{}") };
+    long long ids[2];
     pid_t procs[4];
-    for (int i = 0; i < 2; i++) {
-        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ids[i]))), WAIT_MS),
-                 "job %lld did not start", ids[i]);
-        procs[2 * i] = read_pid(tmp("sh-%lld", ids[i]));
-        procs[2 * i + 1] = read_pid(tmp("gc-%lld", ids[i]));
-    }
+    start_hanging_jobs(ids, procs);
     pool_signal(a, SIGTERM);
     /* one signal at a time: two pending SIGTERMs would be one */
     P_ASSERT(WAIT_UNTIL(log_count(a, "shutting down") > 0, WAIT_MS), "no shutdown logged");
