@@ -1,8 +1,9 @@
 /* Operating the queue: requeue, cancel, prune, stats and a job's detail.
- * These are the statements behind the pgq CLI and the dashboard. State
- * changes are conditional on the current state, so two operators acting at
- * once cannot move a job twice; each action that moved anything is written
- * to pgq.actions in the same statement. */
+ * These are the statements behind the pgq CLI and the dashboard. The state
+ * changes are functions of the state machine's one home
+ * (migrations/004_state_machine.sql): conditional on the current state, so
+ * two operators acting at once cannot move a job twice, and each action
+ * that moved anything is written to pgq.actions in the same statement. */
 #include "db.h"
 
 #include <inttypes.h>
@@ -40,51 +41,29 @@ static int over_ids(pgq_conn *c, const char *sql, const char *what, const int64_
     return 0;
 }
 
-#define REQUEUE_SET \
-    "SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL, " \
-    "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-
 int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                 int64_t *count, char *err, size_t errlen)
 {
-    static const char sql[] =
-        "WITH upd AS (UPDATE pgq.jobs " REQUEUE_SET
-        "   WHERE id = ANY($1::bigint[]) AND state IN ('dead', 'cancelled')"
-        "   RETURNING id, queue),"
-        " act AS (INSERT INTO pgq.actions (action, job_count, job_ids, detail)"
-        "   SELECT 'requeue', count(*), array_agg(id), $2 FROM upd HAVING count(*) > 0)"
-        " SELECT id, pg_notify('pgq_jobs', queue) FROM upd";
-    return over_ids(c, sql, "requeue", ids, n, who, done, count, err, errlen);
+    return over_ids(c, "SELECT id FROM pgq.requeue($1::bigint[], $2)", "requeue", ids, n, who,
+                    done, count, err, errlen);
 }
 
 int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                int64_t *count, char *err, size_t errlen)
 {
-    static const char sql[] =
-        "WITH upd AS (UPDATE pgq.jobs SET state = 'cancelled', finished_at = now()"
-        "   WHERE id = ANY($1::bigint[]) AND state = 'ready' RETURNING id),"
-        " act AS (INSERT INTO pgq.actions (action, job_count, job_ids, detail)"
-        "   SELECT 'cancel', count(*), array_agg(id), $2 FROM upd HAVING count(*) > 0)"
-        " SELECT id FROM upd";
-    return over_ids(c, sql, "cancel", ids, n, who, done, count, err, errlen);
+    return over_ids(c, "SELECT id FROM pgq.cancel($1::bigint[], $2)", "cancel", ids, n, who,
+                    done, count, err, errlen);
 }
 
 int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen)
 {
-    static const char sql[] =
-        "WITH upd AS (UPDATE pgq.jobs " REQUEUE_SET
-        "   WHERE state = $1 AND ($2::text IS NULL OR queue = $2)"
-        "     AND ($3::text IS NULL OR type = $3) RETURNING id, queue),"
-        " act AS (INSERT INTO pgq.actions (action, job_count, detail)"
-        "   SELECT 'requeue', count(*), $4 FROM upd HAVING count(*) > 0),"
-        " woke AS (SELECT pg_notify('pgq_jobs', q) FROM (SELECT DISTINCT queue FROM upd) d(q))"
-        " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM woke)";
     if (!state || (strcmp(state, "dead") != 0 && strcmp(state, "cancelled") != 0))
         return seterr(err, errlen, "requeue: state must be dead or cancelled, not \"%s\"",
                       state ? state : "");
     const char *params[] = { state, queue, type, who };
-    PGresult *r = db_query(c, sql, 4, params, PGRES_TUPLES_OK, "requeue", err, errlen);
+    PGresult *r = db_query(c, "SELECT pgq.requeue_matching($1, $2, $3, $4)", 4, params,
+                           PGRES_TUPLES_OK, "requeue", err, errlen);
     if (!r)
         return -1;
     if (count)
@@ -96,27 +75,13 @@ int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, cons
 int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
               int64_t *deleted, char *err, size_t errlen)
 {
-    static const char sql[] =
-        /* The conditions are repeated in the DELETE's own WHERE: a job
-         * requeued (or claimed) after the subqueries' snapshot is re-checked
-         * there and kept. */
-        "WITH gone AS (DELETE FROM pgq.jobs WHERE id IN ("
-        "   (SELECT id FROM pgq.jobs WHERE state = 'done'"
-        "      AND finished_at < now() - $1::bigint * interval '1 millisecond' LIMIT $3)"
-        "   UNION ALL"
-        "   (SELECT id FROM pgq.jobs WHERE state IN ('dead', 'cancelled')"
-        "      AND finished_at < now() - $2::bigint * interval '1 millisecond' LIMIT $3))"
-        "  AND ((state = 'done' AND finished_at < now() - $1::bigint * interval '1 millisecond')"
-        "    OR (state IN ('dead', 'cancelled')"
-        "        AND finished_at < now() - $2::bigint * interval '1 millisecond'))"
-        "  RETURNING 1)"
-        " SELECT count(*) FROM gone";
     char a[24], b[24], l[16];
     snprintf(a, sizeof a, "%" PRId64, keep_done_ms);
     snprintf(b, sizeof b, "%" PRId64, keep_dead_ms);
     snprintf(l, sizeof l, "%d", limit > 0 ? limit : 10000);
     const char *params[] = { a, b, l };
-    PGresult *r = db_query(c, sql, 3, params, PGRES_TUPLES_OK, "prune", err, errlen);
+    PGresult *r = db_query(c, "SELECT pgq.prune($1::bigint, $2::bigint, $3::int)", 3, params,
+                           PGRES_TUPLES_OK, "prune", err, errlen);
     if (!r)
         return -1;
     if (deleted)

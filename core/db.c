@@ -6,12 +6,9 @@
  * the bits. Everything goes through PQexecPrepared/PQexecParams: no value is
  * ever spliced into SQL text.
  *
- * A statement that finds a job by id writes `(state = 'running') IS TRUE`
- * (state is NOT NULL, so the same test) rather than `state = 'running'`:
- * the plain form lets a generic plan pick the partial lease index, which
- * the planner believes tiny but which holds an entry for every job claimed
- * since the last vacuum, and scan all of it instead of one primary-key
- * probe (see migration 003). */
+ * The statements only call the state machine's functions
+ * (migrations/004_state_machine.sql), which are the only writers of job
+ * rows. */
 #include "db.h"
 
 #include <errno.h>
@@ -24,82 +21,39 @@ struct stmt_def {
     const char *sql;
 };
 
+/* Every statement calls a function of the state machine's one home
+ * (migrations/004_state_machine.sql): no statement here writes a job row. */
 static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
         "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[])" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
-        "UPDATE pgq.jobs j SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
-        "  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)"
-        " WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE"
-        " RETURNING j.id, j.lease_token::text" },
+        "SELECT id, lease_token FROM pgq.renew($1::bigint[], $2::uuid[], $3::bigint)" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
         "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
-        "  timeout_ms, ord"
+        "  timeout_ms, ord, run_at"
         " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
-        "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int)" },
+        "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
+        "  $12::timestamptz[], $13::bigint[], $14::boolean)" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },
     [STMT_RELEASE] = { "pgq_release",
-        "WITH upd AS ("
-        "  UPDATE pgq.jobs SET state = 'ready', attempts = attempts - 1,"
-        "    lease_token = NULL, lease_expires_at = NULL"
-        "   WHERE id = $1 AND lease_token = $2::uuid AND (state = 'running') IS TRUE"
-        "  RETURNING id, queue, attempts + 1 AS attempt, lease_owner, started_at),"
-        " hist AS ("
-        "  INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, started_at,"
-        "    duration_ms)"
-        "  SELECT id, attempt, 'released', lease_owner, 'released (not counted)', started_at,"
-        "    extract(epoch FROM clock_timestamp() - started_at) * 1000 FROM upd)"
-        " SELECT id, pg_notify('pgq_jobs', queue) FROM upd" },
+        "SELECT 1 WHERE pgq.release($1, $2::uuid)" },
     [STMT_REAP] = { "pgq_reap",
-        "SELECT x.id, f.state FROM ("
-        "  SELECT id, lease_token FROM pgq.jobs"
-        "   WHERE state = 'running' AND lease_expires_at < now()"
-        "   ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) x"
-        " CROSS JOIN LATERAL pgq.fail(x.id, x.lease_token, 'lease expired', 'lease_expired',"
-        "   NULL, NULL, NULL, NULL) f" },
-    /* The job row is locked FOR SHARE so that a concurrent reap or
-     * re-claim either waits for us or makes us see the new token. */
+        "SELECT id, state FROM pgq.reap($1::int)" },
     [STMT_ONCE_BEGIN] = { "pgq_once_begin",
-        "WITH lease AS ("
-        "  SELECT id, attempts, lease_owner FROM pgq.jobs"
-        "   WHERE id = $1 AND lease_token = $2::uuid AND (state = 'running') IS TRUE"
-        "     AND lease_expires_at > now() FOR SHARE),"
-        " ins AS ("
-        "  INSERT INTO pgq.effects (job_id, key, state, attempt, lease_token, worker)"
-        "  SELECT id, $3, 'started', attempts, $2::uuid, lease_owner FROM lease"
-        "  ON CONFLICT (job_id, key) DO NOTHING RETURNING job_id)"
-        " SELECT (SELECT count(*) FROM lease) AS held, (SELECT count(*) FROM ins) AS inserted,"
-        "  (SELECT state FROM pgq.effects WHERE job_id = $1 AND key = $3) AS existing" },
+        "SELECT held::int, inserted::int, existing FROM pgq.effect_begin($1, $2::uuid, $3)" },
     [STMT_ONCE_DONE] = { "pgq_once_done",
-        "UPDATE pgq.effects SET state = 'done', finished_at = now()"
-        " WHERE job_id = $1 AND key = $3 AND lease_token = $2::uuid AND state = 'started'"
-        " RETURNING job_id" },
+        "SELECT 1 WHERE pgq.effect_done($1, $2::uuid, $3)" },
     [STMT_ONCE_FORGET] = { "pgq_once_forget",
-        "DELETE FROM pgq.effects"
-        " WHERE job_id = $1 AND key = $3 AND lease_token = $2::uuid AND state = 'started'"
-        " RETURNING job_id" },
-    /* pgq.enqueue for one job as one plain statement: its plan stays cached
-     * and nothing runs in PL/pgSQL unless the type has a contract. A JSON
-     * syntax error surfaces as PostgreSQL's own (22P02/22P05); jobs.c then
-     * asks pgq.enqueue for the refusal. No row back: the key existed. */
+        "SELECT 1 WHERE pgq.effect_forget($1, $2::uuid, $3)" },
+    /* One job: pgq.add. A JSON syntax error surfaces as PostgreSQL's own
+     * (22P02/22P05) from the cast; jobs.c then asks pgq.enqueue for the
+     * refusal, which names the item. */
     [STMT_ADD_ONE] = { "pgq_add_one",
-        "WITH t AS (SELECT queue, priority, max_retries, required FROM pgq.job_types"
-        "            WHERE type = $1)"
-        " INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,"
-        "   idempotency_key)"
-        " SELECT coalesce($3, t.queue), $1, i.payload, coalesce($4::int, t.priority), i.run_at,"
-        "   coalesce($7::int, t.max_retries), $8"
-        "  FROM (SELECT $2::jsonb AS payload, coalesce($5::timestamptz,"
-        "          now() + coalesce($6::bigint, 0) * interval '1 millisecond') AS run_at"
-        "        OFFSET 0) i"
-        "  LEFT JOIN t ON true"
-        " WHERE (t.required = '{}' AND isfinite(i.run_at))"
-        "    OR pgq.check_item(1, $1, i.payload, i.run_at, t.required)"
-        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-        " RETURNING j.id, CASE WHEN j.run_at <= now() THEN pg_notify('pgq_jobs', j.queue) END" },
+        "SELECT id, duplicate FROM pgq.add($1, $2::jsonb, $3, $4::int, $5::timestamptz,"
+        " $6::bigint, $7::int, $8)" },
 };
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)

@@ -61,6 +61,21 @@ char *db_int64_array(const int64_t *items, size_t n);
  * NULL: all present). */
 char *db_int64_array_nullable(const int64_t *items, const bool *present, size_t n);
 
+/* Claim hints (hints.c) as the claim statement's parameters 11..14: array
+ * literals of the hints of the claim's queues (all NULL without hints) and
+ * whether to search better priorities too. */
+struct hints_params {
+    const char *prio, *run_at, *id, *better;
+    struct hints_snapshot *snap;
+};
+int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
+                       struct hints_params *p);
+/* The claim took a job at (queue, prio, run_at, id). */
+void hints_claimed(pgq_hints *h, const char *const *queues, size_t n,
+                   const struct hints_params *p, const char *queue, int prio,
+                   const char *run_at, int64_t id);
+void hints_params_free(struct hints_params *p);
+
 /* Integer/bool/double field getters: NULL fields give the fallback. */
 int64_t db_int64(const PGresult *r, int row, int col, int64_t fallback);
 double db_double(const PGresult *r, int row, int col, double fallback);

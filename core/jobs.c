@@ -5,11 +5,12 @@
  * of a running job names the job's lease token in its WHERE clause: a
  * statement that matches no row means the lease was lost, and then nothing
  * changed. Retry backoff and dead-lettering are decided inside PostgreSQL
- * (pgq.fail in migrations/001_schema.sql), never by sleeping workers.
+ * (pgq.end_attempts), never by sleeping workers.
  *
- * Enqueue: one job is one plain INSERT (STMT_ADD_ONE) at about the cost of
- * a bare insert; a batch is one call of pgq.enqueue (migration 002),
- * which validates the whole batch in one pass before storing any of it. */
+ * Every transition is a function of the state machine's one home,
+ * migrations/004_state_machine.sql: one job is pgq.add, a batch one call of
+ * pgq.enqueue, which validates the whole batch in one pass before storing
+ * any of it. */
 #include "db.h"
 
 #include <inttypes.h>
@@ -104,26 +105,8 @@ static void add_nums(const pgq_add_opts *o, struct add_nums *a)
 static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
                      char *err, size_t errlen);
 
-/* The job that holds an idempotency key, read by a statement of its own:
- * its fresh snapshot sees a row whose concurrent insert made ours a
- * duplicate. Returns 1 with *id, 0 when no job holds the key, -1 on error. */
-static int key_holder(pgq_conn *c, const char *key, int64_t *id, char *err, size_t errlen)
-{
-    const char *params[] = { key };
-    PGresult *r = db_query(c, "SELECT id FROM pgq.jobs WHERE idempotency_key = $1", 1, params,
-                           PGRES_TUPLES_OK, "add", err, errlen);
-    if (!r)
-        return -1;
-    int found = PQntuples(r) == 1;
-    if (found)
-        *id = db_int64(r, 0, 0, 0);
-    PQclear(r);
-    return found;
-}
-
-/* One job, as one plain statement (STMT_ADD_ONE) rather than a batch of one
- * through pgq.enqueue: the same checks, inside PostgreSQL, at about the cost
- * of a bare INSERT. */
+/* One job: pgq.add (migration 004), the single-job transition of the
+ * state machine, with the same checks as a batch, inside PostgreSQL. */
 static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
                    char *err, size_t errlen)
 {
@@ -134,11 +117,13 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
     add_nums(&it->opts, &nums);
     const char *params[] = { it->type, it->payload, it->opts.queue, nums.v[0],
                              it->opts.run_at, nums.v[1], nums.v[2], it->opts.idempotency_key };
-    /* A key whose holder is deleted between our insert and our look-up is
-     * free again: insert anew, a bounded number of times. */
+    /* A key whose holder is deleted between pgq.add's insert and its
+     * look-up is free again (40001): add anew, a bounded number of times. */
     for (int attempt = 0; attempt < 3; attempt++) {
         PGresult *r = db_run(c, STMT_ADD_ONE, 8, params, PGRES_TUPLES_OK, "add", err, errlen);
         if (!r) {
+            if (strcmp(c->sqlstate, "40001") == 0 && attempt < 2)
+                continue;
             /* Invalid JSON fails the statement's cast with PostgreSQL's
              * own message. Nothing was stored: let pgq.enqueue word the
              * refusal, as it does for a batch. */
@@ -147,23 +132,13 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
             tidy_add_error(err, errlen, 1);
             return -1;
         }
-        int rows = PQntuples(r);
-        if (rows == 1)
+        bool ok = PQntuples(r) == 1;
+        if (ok) {
             res->id = db_int64(r, 0, 0, 0);
+            res->duplicate = db_bool(r, 0, 1);
+        }
         PQclear(r);
-        if (rows == 1) {
-            res->duplicate = false;
-            return 0;
-        }
-        if (!it->opts.idempotency_key)
-            return seterr(err, errlen, "add: the job was not stored");
-        int found = key_holder(c, it->opts.idempotency_key, &res->id, err, errlen);
-        if (found < 0)
-            return -1;
-        if (found) {
-            res->duplicate = true;
-            return 0;
-        }
+        return ok ? 0 : seterr(err, errlen, "add: the job was not stored");
     }
     return seterr(err, errlen, "the job holding idempotency key \"%s\" was deleted "
                   "concurrently; retry", it->opts.idempotency_key);
@@ -359,6 +334,16 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
                        int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
                        char *err, size_t errlen)
 {
+    return pgq_complete_claim_hinted(c, NULL, acks, nacks, lost, queues, nqueues, worker,
+                                     lease_ttl_ms, max_jobs, jobs, njobs, err, errlen);
+}
+
+int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
+                              size_t nacks, bool *lost, const char *const *queues,
+                              size_t nqueues, const char *worker, int64_t lease_ttl_ms,
+                              size_t max_jobs, pgq_job **jobs, size_t *njobs, char *err,
+                              size_t errlen)
+{
     char ttl[24], lim[24];
     struct ack_arrays aa;
     if (njobs)
@@ -384,16 +369,33 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
         ack_arrays_free(&aa);
         return seterr(err, errlen, "complete_claim: out of memory");
     }
+    struct hints_params hp;
+    if (hints_claim_params(max_jobs > 0 ? hints : NULL, queues, nqueues, &hp) < 0) {
+        free(qarr);
+        ack_arrays_free(&aa);
+        return seterr(err, errlen, "complete_claim: out of memory");
+    }
     snprintf(ttl, sizeof ttl, "%" PRId64, lease_ttl_ms > 0 ? lease_ttl_ms : 1);
     snprintf(lim, sizeof lim, "%zu", max_jobs);
     const char *params[] = { aa.v[0], aa.v[1], aa.v[2], aa.v[3], aa.v[4], aa.v[5],
-                             qarr, worker ? worker : "", ttl, lim };
+                             qarr, worker ? worker : "", ttl, lim,
+                             hp.prio, hp.run_at, hp.id, hp.better ? hp.better : "false" };
     const char *what = max_jobs == 0 ? "complete" : nacks == 0 ? "claim" : "complete and claim";
-    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 10, params, PGRES_TUPLES_OK, what, err, errlen);
+    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 14, params, PGRES_TUPLES_OK, what, err, errlen);
     free(qarr);
     ack_arrays_free(&aa);
-    if (!r)
+    if (!r) {
+        hints_params_free(&hp);
+        pgq_hints_forget(max_jobs > 0 ? hints : NULL);
         return -1;
+    }
+    for (int row = 0; row < PQntuples(r); row++)
+        if (PQgetisnull(r, row, 0))
+            hints_claimed(hints, queues, nqueues, &hp, PQgetvalue(r, row, 2),
+                          (int)db_int64(r, row, 7, 0),
+                          PQgetisnull(r, row, 11) ? NULL : PQgetvalue(r, row, 11),
+                          db_int64(r, row, 1, 0));
+    hints_params_free(&hp);
 
     for (size_t i = 0; i < nacks; i++)
         lost[i] = true;

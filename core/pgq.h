@@ -211,6 +211,34 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
                        int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* Claim hints (core/hints.c): where a process's next claim of each queue
+ * may start, so that claims stay cheap while another session pins the
+ * xmin horizon (every claim would otherwise walk the index entries of all
+ * jobs claimed since the pin). Shared by threads (it has its own lock).
+ * queues: those the claims use. better_ms: how often a claim also looks
+ * at better priorities than its hint's (a scheduled job of a better
+ * priority coming due is found then; a pool uses its poll interval).
+ * forget_ms: how often every hint is dropped and the next claims search
+ * from the start (a safety net; a pool uses 10 s). */
+typedef struct pgq_hints pgq_hints;
+pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
+                         int64_t forget_ms);   /* NULL: out of memory */
+void pgq_hints_free(pgq_hints *h);              /* accepts NULL */
+/* A job was made ready and due: payload is a notification on the channel
+ * pgq_ready ("QUEUE PRIORITY RUN_AT ID"); the queue's next claim starts
+ * no later than there. True when the queue is one of the hints'. */
+bool pgq_hints_note(pgq_hints *h, const char *payload);
+/* Drop every hint (after a lost LISTEN connection, say). */
+void pgq_hints_forget(pgq_hints *h);
+
+/* pgq_complete_claim with claim hints (NULL: none, search everything). A
+ * failed call forgets the hints (the claim may have rolled back). */
+int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
+                              size_t nacks, bool *lost, const char *const *queues,
+                              size_t nqueues, const char *worker, int64_t lease_ttl_ms,
+                              size_t max_jobs, pgq_job **jobs, size_t *njobs, char *err,
+                              size_t errlen) PGQ_MUSTCHECK;
+
 typedef struct pgq_fail_result {
     bool lease_lost;     /* nothing changed */
     bool dead;           /* no retries left: dead-lettered */

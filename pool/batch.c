@@ -121,9 +121,10 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, const struct pendin
     }
     for (size_t i = 0; i < n; i++)
         acks[i] = (pgq_ack){ a[i].id, a[i].token, &a[i].info };
-    int rc = pgq_complete_claim(c, acks, n, lost, (const char *const *)p->cfg->queues,
-                                p->cfg->nqueues, p->batch_owner, p->cfg->lease_ttl_ms, want, got,
-                                ngot, err, errlen);
+    int rc = pgq_complete_claim_hinted(c, p->hints, acks, n, lost,
+                                       (const char *const *)p->cfg->queues, p->cfg->nqueues,
+                                       p->batch_owner, p->cfg->lease_ttl_ms, want, got, ngot,
+                                       err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (lost[i])
             pool_log(PGQ_LOG_WARN, who, "job=%" PRId64 ": lease lost: the job was reclaimed; "

@@ -1,7 +1,10 @@
-/* The listener thread, with its own connection: LISTEN pgq_jobs (pgq.enqueue
- * and requeue NOTIFY with the queue's name) and wake one idle worker per
- * notification for one of our queues, so a new job starts within
- * milliseconds without busy polling. When nothing arrives for `poll`, it
+/* The listener thread, with its own connection: LISTEN pgq_ready (the state
+ * machine announces every job made ready and due there, with its queue and
+ * claim position) and wake one idle worker per notification for one of
+ * our queues, so a new job starts within milliseconds without busy
+ * polling. Each notification also moves the queue's claim hint back to the
+ * announced job (core/hints.c); after a reconnect, when notifications may
+ * have been missed, the hints are forgotten. When nothing arrives for `poll`, it
  * wakes one worker anyway: that catches scheduled jobs and retries coming
  * due, which are never announced. It sleeps in poll(2) on the socket and a
  * stop pipe, so an idle pool uses no CPU. */
@@ -15,19 +18,11 @@
 
 #include "log.h"
 
-static bool ours(const pgq_pool *p, const char *queue)
-{
-    for (size_t i = 0; i < p->cfg->nqueues; i++)
-        if (strcmp(p->cfg->queues[i], queue) == 0)
-            return true;
-    return false;
-}
-
 static int listen_on(pgq_pool *p, pgq_conn **c)
 {
     if (pool_connect_retry(p, c, "listener") < 0)
         return -1;
-    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_jobs");
+    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
         pool_log(PGQ_LOG_WARN, "listener", "LISTEN failed: %s", PQresultErrorMessage(r));
@@ -48,6 +43,7 @@ void *listener_main(void *arg)
                 continue;
             }
             listening = true;
+            pgq_hints_forget(p->hints);
             pool_wake_one(p);   /* catch up on what was announced while away */
         }
         PGconn *pg = pgq_conn_pg(c);
@@ -68,7 +64,7 @@ void *listener_main(void *arg)
         }
         PGnotify *note;
         while ((note = PQnotifies(pg)) != NULL) {
-            if (ours(p, note->extra))
+            if (pgq_hints_note(p->hints, note->extra))
                 pool_wake_one(p);
             PQfreemem(note);
         }

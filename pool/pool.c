@@ -202,7 +202,11 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
-    if (!p->slots || (p->cfg->batch > 1 && batch_init(p) < 0)) {
+    /* Hints are forgotten every 10 s: the safety net for a job that came
+     * to lie behind one unannounced (a claim rolled back, a lost note). */
+    p->hints = pgq_hints_new((const char *const *)p->cfg->queues, p->cfg->nqueues,
+                             p->cfg->poll_ms, 10000);
+    if (!p->slots || !p->hints || (p->cfg->batch > 1 && batch_init(p) < 0)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -411,6 +415,7 @@ void pgq_pool_free(pgq_pool *p)
     }
     handlers_free(p->handlers);
     batch_free(p);
+    pgq_hints_free(p->hints);
     pgq_disconnect(p->hb_conn);
     for (size_t i = 0; i < p->ncbs; i++)
         free(p->cbs[i].name);

@@ -89,6 +89,10 @@ struct pgq_pool {
     pthread_cond_t batch_cv;       /* a claim ended */
     char batch_owner[300];         /* lease_owner of batch claims: "<pool name>/batch" */
 
+    /* Where the next claim of each queue may start (core/hints.c): shared
+     * by the workers and the batch claimers, lowered by the listener. */
+    pgq_hints *hints;
+
     struct slot *slots;
     int nslots;
     pgq_conn *hb_conn;             /* the heartbeat thread's */

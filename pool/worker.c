@@ -148,10 +148,11 @@ static void finish(struct slot *s, const pgq_job *j, enum finish how, const stru
             pgq_ack ack = { j->id, j->lease_token, &o->info };
             bool claim = next && !atomic_load(&s->pool->stopping);
             size_t got = 0;
-            rc = pgq_complete_claim(s->conn, &ack, 1, &lost,
-                                    (const char *const *)s->pool->cfg->queues,
-                                    s->pool->cfg->nqueues, s->owner, s->pool->cfg->lease_ttl_ms,
-                                    claim ? 1 : 0, next, &got, err, sizeof err);
+            rc = pgq_complete_claim_hinted(s->conn, s->pool->hints, &ack, 1, &lost,
+                                           (const char *const *)s->pool->cfg->queues,
+                                           s->pool->cfg->nqueues, s->owner,
+                                           s->pool->cfg->lease_ttl_ms, claim ? 1 : 0, next,
+                                           &got, err, sizeof err);
             if (rc == 0 && got == 0 && next)
                 *next = NULL;
         }
@@ -246,8 +247,11 @@ static void work_one_by_one(struct slot *s)
         if (!j) {
             if (!pgq_connected(s->conn) && pool_connect_retry(p, &s->conn, s->who) < 0)
                 break;
-            if (pgq_claim(s->conn, (const char *const *)p->cfg->queues, p->cfg->nqueues,
-                          s->owner, p->cfg->lease_ttl_ms, &j, err, sizeof err) < 0) {
+            size_t got;
+            if (pgq_complete_claim_hinted(s->conn, p->hints, NULL, 0, NULL,
+                                          (const char *const *)p->cfg->queues, p->cfg->nqueues,
+                                          s->owner, p->cfg->lease_ttl_ms, 1, &j, &got, err,
+                                          sizeof err) < 0) {
                 if (pgq_connected(s->conn)) {
                     pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
                     pool_nap(p, 1000);

@@ -20,8 +20,10 @@ static void make_jobs(int n, const char *queue, const char *state)
     char ns[16];
     snprintf(ns, sizeof ns, "%d", n);
     const char *p[] = { ns, queue, state };
-    tu_exec("INSERT INTO pgq.jobs (queue, type, state, attempts, finished_at, last_error)"
-            " SELECT $2, 't', $3, CASE WHEN $3 = 'ready' THEN 0 ELSE 1 END,"
+    /* As the state machine leaves them: a dead job has spent its retries. */
+    tu_exec("INSERT INTO pgq.jobs (queue, type, state, attempts, max_retries, finished_at,"
+            "  last_error)"
+            " SELECT $2, 't', $3, CASE WHEN $3 = 'ready' THEN 0 ELSE 1 END, 0,"
             "  CASE WHEN $3 IN ('dead', 'done', 'cancelled') THEN now() END,"
             "  CASE WHEN $3 = 'dead' THEN 'it broke' END"
             " FROM generate_series(1, $1::int)", 3, p);
@@ -245,7 +247,7 @@ Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
     TCase *tc = tcase_create("admin");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, requeue_ids_moves_dead_keeps_history);
     tcase_add_test(tc, concurrent_requeue_moves_each_job_once);

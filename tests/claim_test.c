@@ -257,7 +257,7 @@ Suite *claim_suite(void)
 {
     Suite *s = suite_create("claim");
     TCase *tc = tcase_create("claim");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, eight_threads_claim_each_job_once);
     tcase_add_test(tc, claim_order_priority_run_at_id);

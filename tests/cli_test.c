@@ -349,6 +349,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    tu_check_invariants();
     for (size_t i = 0; i < nowned; i++)
         free(owned[i]);
     free(owned);
@@ -647,7 +648,8 @@ START_TEST(metacharacters_are_stored_verbatim)
     ck_assert_msg(strstr(r.out, fmt("\n%-20s ", queue)), "[%s]", r.out);
 
     /* an operator filter with the odd queue touches that queue only */
-    tu_exec("UPDATE pgq.jobs SET state = 'dead', finished_at = now()", 0, NULL);
+    tu_exec("UPDATE pgq.jobs SET state = 'dead', finished_at = now(), attempts = max_retries + 1",
+            0, NULL);
     ASSERT_RUN(PGQ_DB("requeue", "--dead", "--queue", queue), 0, "requeued 1\n", "");
     ck_assert_str_eq(job_text(id, "state"), "ready");
     ck_assert_str_eq(job_text(other, "state"), "dead");

@@ -642,13 +642,23 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
                 "item 2");
     ck_assert_int_eq(jobs(), 2);
 
-    /* pgq.jobs has no CHECKs (migration 003): pgq.enqueue holds queue names
-     * and max_retries to what they said. */
-    sql_refused("SELECT * FROM pgq.enqueue('{free,free}', '{1,2}', ARRAY['ok', repeat('q', 201)],"
+    /* pgq.jobs has no CHECKs (migration 003): pgq.enqueue and pgq.add hold
+     * queue names (one rule with C and config: 1..100 characters, no
+     * whitespace) and max_retries to what they said. */
+    sql_refused("SELECT * FROM pgq.enqueue('{free,free}', '{1,2}', ARRAY['ok', repeat('q', 101)],"
                 " NULL, NULL, NULL, NULL, NULL)",
-                "queue name must be 1 to 200 characters, not 201", "item 2");
+                "queue name must be 1 to 100 characters, not 101", "item 2");
     sql_refused("SELECT * FROM pgq.enqueue('{free}', '{1}', '{\"\"}', NULL, NULL, NULL, NULL,"
-                " NULL)", "queue name must be 1 to 200 characters, not 0", "item 1");
+                " NULL)", "queue name must be 1 to 100 characters, not 0", "item 1");
+    sql_refused("SELECT * FROM pgq.enqueue('{free}', '{1}', '{\"a b\"}', NULL, NULL, NULL, NULL,"
+                " NULL)", "queue name \"a b\" contains whitespace", "item 1");
+    sql_refused("SELECT * FROM pgq.add('free', '1', queue => repeat('é', 101))",
+                "queue name must be 1 to 100 characters, not 101", "item 1");
+    sql_refused("SELECT * FROM pgq.add('free', '1', max_retries => -1)",
+                "max_retries must be 0 or more, not -1", "item 1");
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.add('free', '1', queue => repeat('é', 100))"
+                            " WHERE NOT duplicate", 0, NULL), 1);
+    tu_exec("DELETE FROM pgq.jobs WHERE queue = repeat('é', 100)", 0, NULL);
     sql_refused("SELECT * FROM pgq.enqueue('{free}', '{1}', NULL, NULL, NULL, NULL, '{-1}', NULL)",
                 "max_retries must be 0 or more, not -1", "item 1");
     ck_assert_int_eq(jobs(), 2);
@@ -671,7 +681,7 @@ Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
     TCase *tc = tcase_create("enqueue");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, add_returns_committed_id);
     tcase_add_test(tc, duplicate_key_returns_existing);

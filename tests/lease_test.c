@@ -253,7 +253,7 @@ Suite *lease_suite(void)
 {
     Suite *s = suite_create("lease");
     TCase *tc = tcase_create("lease");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, stale_token_after_reap_and_reclaim_changes_nothing);
     tcase_add_test(tc, heartbeat_keeps_lease_alive);

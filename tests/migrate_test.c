@@ -53,6 +53,7 @@ static void teardown(void)
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
     tu_exec(sql, 0, NULL);
     free(dburl);
+    tu_check_invariants();
 }
 
 #define MIGRATORS 6

@@ -194,6 +194,7 @@ START_TEST(sigkill_inside_fn_leaves_effect_in_doubt)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    tu_check_invariants();
     close(fds[0]);
     ck_assert_int_eq(lines_in(marker), 1);
 
@@ -233,7 +234,7 @@ Suite *once_suite(void)
 {
     Suite *s = suite_create("once");
     TCase *tc = tcase_create("once");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, done_effect_is_skipped_on_retry);
     tcase_add_test(tc, clean_failure_removes_record_so_retry_runs);

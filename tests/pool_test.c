@@ -625,6 +625,7 @@ static void teardown(void)
 {
     kill_pools();
     tu_exec("DROP TABLE IF EXISTS test_ledger", 0, NULL);
+    tu_check_invariants();
 }
 
 /* ---- crash: kill -9 ------------------------------------------------------- */
@@ -675,6 +676,7 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
     pool_signal(a, SIGKILL);
     int64_t t0 = now_ms();
     P_ASSERT(WAIT_UNTIL(pool_gone(a), WAIT_MS), "the pool survived SIGKILL");
+    tu_check_invariants();
     for (int i = 0; i < nprocs; i++)
         P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "%s %d outlived the killed pool",
                  what[i], (int)procs[i]);
@@ -930,6 +932,7 @@ START_TEST(terminate_backends_mid_load)
         P_ASSERT(WAIT_UNTIL(njobs("done") >= want, WAIT_MS), "no progress to %lld done", want);
         killed[round] = terminate_pool_backends();
         P_ASSERT(killed[round] > 0, "round %d: no pool connection found", round + 1);
+        tu_check_invariants();
         /* the listener and heartbeat are back before the next round */
         P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pg_stat_activity WHERE application_name"
                                " = 'pgq' AND pid <> pg_backend_pid()") >= 2, WAIT_MS),
@@ -964,6 +967,7 @@ START_TEST(postgres_restart_mid_load)
     P_ASSERT(rc == 0, "%s: %d", cmd, rc);
     int64_t t_restart = now_ms() - t0;
     PQreset(tu_pg());
+    tu_check_invariants();
     P_ASSERT(njobs("done") < LOAD_JOBS, "the load was over before the restart");
     check_load_done(a);
     int reconnects = log_count(a, "reconnected");
@@ -1293,6 +1297,7 @@ START_TEST(three_pools_twenty_thousand_jobs)
     P_ASSERT(WAIT_UNTIL(nfinished() >= total / 3, 600000), "no progress");
     pool_signal(p[1], SIGKILL);
     P_ASSERT(WAIT_UNTIL(pool_gone(p[1]), WAIT_MS), "p2 survived SIGKILL");
+    tu_check_invariants();
     long long at_kill = nfinished();
     struct pool *p4 = pool_start("p4", ini);
 
@@ -1345,6 +1350,7 @@ START_TEST(batched_pools_survive_kill9)
     P_ASSERT(WAIT_UNTIL(nfinished() >= total / 3, 600000), "no progress");
     pool_signal(p[1], SIGKILL);
     P_ASSERT(WAIT_UNTIL(pool_gone(p[1]), WAIT_MS), "b2 survived SIGKILL");
+    tu_check_invariants();
     struct pool *p3 = pool_start("b3", ini);
     wait_all_finished(total);
     long long done = njobs("done"), dead = njobs("dead");

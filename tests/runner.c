@@ -34,6 +34,7 @@ int main(void)
         srunner_add_suite(sr, migrate_suite());
         srunner_add_suite(sr, enqueue_suite());
         srunner_add_suite(sr, claim_suite());
+        srunner_add_suite(sr, state_suite());
         srunner_add_suite(sr, lease_suite());
         srunner_add_suite(sr, once_suite());
         srunner_add_suite(sr, admin_suite());

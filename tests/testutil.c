@@ -148,3 +148,19 @@ void tu_barrier_free(tu_barrier *b)
     pthread_barrier_destroy(&b->b);
     free(b);
 }
+
+void tu_check_invariants(void)
+{
+    PGresult *r = PQexec(tu_pg(), "SELECT job_id, invariant, detail FROM pgq.check_invariants()"
+                                  " ORDER BY job_id LIMIT 20");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "pgq.check_invariants(): %s",
+                  PQresultErrorMessage(r));
+    char msg[4096] = "";
+    size_t used = 0;
+    for (int i = 0; i < PQntuples(r) && used < sizeof msg - 1; i++)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "\n  job %s: %s (%s)",
+                                 PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    int n = PQntuples(r);
+    PQclear(r);
+    ck_assert_msg(n == 0, "the state machine's invariants are broken:%s", msg);
+}

@@ -33,6 +33,11 @@ char *tu_text(const char *sql, int n, const char *const *params);
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
              int64_t backoff_base_ms);
 
+/* Assert pgq.check_invariants() returns nothing (every integration test's
+ * teardown, and the crash tests after each fault); the message lists the
+ * violations. */
+void tu_check_invariants(void);
+
 /* Poll pgq_reap until it reaped at least `want` jobs (bounded: 60 s). */
 void tu_reap_until(pgq_conn *c, int want);
 
@@ -56,5 +61,6 @@ Suite *exec_suite(void);
 Suite *docs_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
+Suite *state_suite(void);
 
 #endif

@@ -40,6 +40,7 @@ static void teardown(void)
         perror("tmux kill-server");
     unlink(exitfile);
     unlink(pidfile);
+    tu_check_invariants();
 }
 
 static void sleep_ms(long ms)

@@ -371,7 +371,7 @@ Suite *tui_model_suite(void)
 {
     Suite *s = suite_create("tui_model");
     TCase *tc = tcase_create("snapshots");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, snapshot_counts_lists_and_pools);
     tcase_add_test(tc, snapshot_health_rows);

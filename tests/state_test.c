@@ -1,0 +1,410 @@
+/* The state machine's one home (migrations/004_state_machine.sql):
+ *   - no .c file of the library or the programs writes a job row;
+ *   - every function named in README's state-machine table exists;
+ *   - pgq.check_invariants() reports each kind of broken row;
+ *   - claim hints: parsing and moving them (core/hints.c), and a claim
+ *     that stays flat while another session pins the xmin horizon. */
+#include <dirent.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    ck_assert_int_eq((long)fread(s, 1, (size_t)n, f), n);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* ---- no C code writes job rows --------------------------------------------- */
+
+/* Join adjacent C string literals ("UPDATE pgq." "jobs" across lines), so
+ * that a statement split over lines is seen whole. */
+static void join_literals(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p;) {
+        if (*p == '"') {
+            char *q = p + 1;
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+                q++;
+            if (*q == '"' && q > p + 1) {
+                p = q + 1;
+                continue;
+            }
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+}
+
+/* The first statement in text that writes a job row, or NULL. */
+static const char *writes_job_rows(char *text, char *found, size_t foundlen)
+{
+    static regex_t re;
+    static bool compiled;
+    if (!compiled) {
+        ck_assert_int_eq(regcomp(&re, "(update|insert[[:space:]]+into|delete[[:space:]]+from|"
+                                      "truncate([[:space:]]+table)?|merge[[:space:]]+into|copy)"
+                                      "[[:space:]]+(only[[:space:]]+)?pgq[.](jobs|job_attempts|"
+                                      "effects)([^a-z_]|$)",
+                                 REG_EXTENDED | REG_ICASE), 0);
+        compiled = true;
+    }
+    join_literals(text);
+    regmatch_t m;
+    if (regexec(&re, text, 1, &m, 0) != 0)
+        return NULL;
+    size_t n = (size_t)(m.rm_eo - m.rm_so);
+    snprintf(found, foundlen, "%.*s", (int)(n < foundlen ? n : foundlen - 1), text + m.rm_so);
+    return found;
+}
+
+START_TEST(scanner_finds_job_row_writes)
+{
+    /* The scanner itself, so that the test below can fail. */
+    char found[128];
+    char a[] = "PQexec(c, \"UPDATE pgq.jobs SET state = 'done'\");";
+    char b[] = "\"WITH x AS (DELETE FROM pgq.\"\n    \"job_attempts WHERE true)\"";
+    char c[] = "\"insert into  pgq.effects (job_id) values (1)\"";
+    char d[] = "\"SELECT * FROM pgq.jobs; UPDATE pgq.workers SET x = 1\"";
+    char e[] = "\"UPDATE pgq.jobs_archive SET x = 1\"";
+    ck_assert_ptr_nonnull(writes_job_rows(a, found, sizeof found));
+    ck_assert_ptr_nonnull(writes_job_rows(b, found, sizeof found));
+    ck_assert_ptr_nonnull(writes_job_rows(c, found, sizeof found));
+    ck_assert_ptr_null(writes_job_rows(d, found, sizeof found));
+    ck_assert_ptr_null(writes_job_rows(e, found, sizeof found));
+}
+END_TEST
+
+START_TEST(no_c_file_writes_job_rows)
+{
+    /* Tests and benchmarks may (they emulate old clients and break rows on
+     * purpose); the library and the programs may not. */
+    static const char *const dirs[] = { "core", "pool", "cli", "tui", "config", "examples" };
+    int files = 0;
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/../%s", tu_test_dir(), dirs[d]);
+        DIR *dp = opendir(dir);
+        ck_assert_msg(dp != NULL, "cannot open %s", dir);
+        struct dirent *de;
+        while ((de = readdir(dp)) != NULL) {
+            size_t n = strlen(de->d_name);
+            if (n < 3 || (strcmp(de->d_name + n - 2, ".c") != 0 &&
+                          strcmp(de->d_name + n - 2, ".h") != 0))
+                continue;
+            char path[8192], found[128];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            char *text = slurp(path);
+            const char *w = writes_job_rows(text, found, sizeof found);
+            ck_assert_msg(w == NULL, "%s/%s writes job rows (\"%s\"): call a function of "
+                          "migrations/004_state_machine.sql instead", dirs[d], de->d_name, w);
+            free(text);
+            files++;
+        }
+        closedir(dp);
+    }
+    ck_assert_int_gt(files, 20);
+}
+END_TEST
+
+/* ---- README's table names functions that exist ------------------------------ */
+
+START_TEST(readme_state_table_functions_exist)
+{
+    static const char begin[] = "<!-- state-machine:begin -->", end[] = "<!-- state-machine:end -->";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../README.md", tu_test_dir());
+    char *readme = slurp(path);
+    char *a = strstr(readme, begin), *b = a ? strstr(a, end) : NULL;
+    ck_assert_msg(a && b, "README.md lacks the state-machine table markers");
+    *b = '\0';
+    int named = 0;
+    for (char *p = strstr(a, "`pgq."); p; p = strstr(p + 1, "`pgq.")) {
+        char name[128];
+        size_t k = 0;
+        for (const char *q = p + 5; k + 1 < sizeof name && (*q == '_' || (*q >= 'a' && *q <= 'z'));
+             q++)
+            name[k++] = *q;
+        name[k] = '\0';
+        const char *params[] = { name };
+        ck_assert_msg(tu_int("SELECT count(*) FROM pg_proc WHERE proname = $1"
+                             " AND pronamespace = 'pgq'::regnamespace", 1, params) > 0,
+                      "README's state-machine table names pgq.%s, which does not exist", name);
+        named++;
+    }
+    ck_assert_int_ge(named, 12);
+    free(readme);
+}
+END_TEST
+
+/* ---- the invariant check sees what the state machine makes impossible ------- */
+
+static void setup(void)
+{
+    tu_reset();
+    tu_type("t", "default", "", 2, 1000);
+}
+
+/* Break job 1 with `set` (an UPDATE's SET list) and assert that
+ * check_invariants names `invariant`; then mend it. */
+static void expect_violation(const char *set, const char *invariant)
+{
+    char sql[512];
+    tu_exec("BEGIN", 0, NULL);
+    snprintf(sql, sizeof sql, "UPDATE pgq.jobs SET %s WHERE id = 1", set);
+    tu_exec(sql, 0, NULL);
+    const char *params[] = { invariant };
+    long long n = tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE job_id = 1"
+                         " AND invariant = $1", 1, params);
+    tu_exec("ROLLBACK", 0, NULL);
+    ck_assert_msg(n == 1, "%s: check_invariants did not report \"%s\"", set, invariant);
+}
+
+START_TEST(check_invariants_reports_each_violation)
+{
+    pgq_conn *c = tu_connect();
+    char err[512];
+    pgq_add_result r;
+    ck_assert_msg(pgq_add(c, "t", "{}", NULL, &r, err, sizeof err) == 0, "%s", err);
+    tu_check_invariants();   /* a fresh job is fine */
+
+    expect_violation("state = 'paused'", "unknown state");
+    expect_violation("state = 'running', attempts = 1", "running without a lease");
+    expect_violation("lease_token = gen_random_uuid()", "lease on a job that is not running");
+    expect_violation("attempts = 9", "attempts beyond max_retries + 1");
+    expect_violation("attempts = -1", "negative attempts or max_retries");
+    expect_violation("state = 'running', lease_token = gen_random_uuid(), lease_owner = 'w',"
+                     " lease_expires_at = now()", "running without an attempt");
+    expect_violation("attempts = 3", "ready with no retries left");
+    expect_violation("state = 'dead', attempts = 1, finished_at = now()", "dead with retries left");
+    expect_violation("state = 'done', finished_at = now()", "done without an attempt");
+    expect_violation("state = 'cancelled'", "finished without finished_at");
+    expect_violation("finished_at = now()", "unfinished with finished_at");
+    expect_violation("run_at = 'infinity'", "run_at not finite");
+
+    /* history and effects */
+    pgq_job *j;
+    const char *q[] = { "default" };
+    ck_assert_msg(pgq_claim(c, q, 1, "w", 30000, &j, err, sizeof err) == 0 && j, "%s", err);
+    const char *params[] = { j->lease_token };
+    tu_exec("BEGIN", 0, NULL);
+    tu_exec("INSERT INTO pgq.effects (job_id, key, state, attempt, lease_token)"
+            " VALUES (1, 'k', 'started', 7, $1::uuid)", 1, params);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'effect started under the current lease at another attempt'",
+                            0, NULL), 1);
+    tu_exec("ROLLBACK", 0, NULL);
+    tu_exec("BEGIN", 0, NULL);
+    tu_exec("INSERT INTO pgq.job_attempts (job_id, attempt, outcome, finished_at)"
+            " VALUES (1, 1, 'failed', now()), (1, 2, 'failed', now() - interval '1 hour')",
+            0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'history out of order'", 0, NULL), 1);
+    tu_exec("ROLLBACK", 0, NULL);
+    tu_exec("BEGIN", 0, NULL);
+    tu_exec("INSERT INTO pgq.job_attempts (job_id, attempt, outcome)"
+            " VALUES (1, 1, 'done'), (1, 2, 'failed')", 0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'history after a done attempt'", 0, NULL), 1);
+    tu_exec("ROLLBACK", 0, NULL);
+
+    /* and the transitions themselves keep them */
+    bool lost;
+    ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                  "%s", err);
+    pgq_job_free(j);
+    tu_check_invariants();
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* ---- claim hints ------------------------------------------------------------ */
+
+START_TEST(hints_ignore_bad_notes_and_other_queues)
+{
+    const char *q[] = { "emails", "default" };
+    pgq_hints *h = pgq_hints_new(q, 2, 1000, 10000);
+    ck_assert_ptr_nonnull(h);
+    ck_assert(pgq_hints_note(h, "emails 0 2026-12-01T10:00:00.000001Z 42"));
+    ck_assert(pgq_hints_note(h, "default -5 2026-12-01T10:00:00.000001Z 1"));
+    ck_assert(!pgq_hints_note(h, "other 0 2026-12-01T10:00:00.000001Z 42"));
+    ck_assert(!pgq_hints_note(h, "emails"));                      /* an old-style note */
+    ck_assert(!pgq_hints_note(h, "emails x 2026-12-01T10:00:00Z 42"));
+    ck_assert(!pgq_hints_note(h, "emails 0 2026-12-01T10:00:00Z 0"));
+    ck_assert(!pgq_hints_note(h, "emails 0 2026-12-01T10:00:00Z 12x"));
+    ck_assert(!pgq_hints_note(h, "emails 0  42"));
+    ck_assert(!pgq_hints_note(h, ""));
+    ck_assert(!pgq_hints_note(h, NULL));
+    pgq_hints_free(h);
+}
+END_TEST
+
+/* Claim every job through the C path with hints while a note announces a
+ * job behind the hint: each job is claimed once, and the announced one
+ * comes next rather than after the rest. */
+START_TEST(hinted_claims_take_each_job_once_and_follow_notes)
+{
+    pgq_conn *c = tu_connect();
+    char err[512];
+    const char *q[] = { "default" };
+    pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);   /* no safety nets: notes only */
+    pgq_add_result r;
+    for (int i = 0; i < 30; i++)
+        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &r, err, sizeof err) == 0, "%s", err);
+    int claimed = 0;
+    int64_t prev = 0;
+    for (;;) {
+        pgq_job *j = NULL;
+        size_t got = 0;
+        ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, 1, "w", 30000, 1, &j,
+                                                &got, err, sizeof err) == 0, "%s", err);
+        if (!got)
+            break;
+        ck_assert_int_gt(j->id, prev);   /* in order, each once */
+        prev = j->id;
+        bool lost;
+        ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                      "%s", err);
+        pgq_job_free(j);
+        if (++claimed == 10) {
+            /* A job made ready behind the hint (a run_at in the past, as a
+             * producer whose transaction started earlier would write): the
+             * hint does not see it until its note comes. */
+            pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+            o.run_at = "2000-01-01T00:00:00Z";
+            ck_assert_msg(pgq_add(c, "t", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
+            char *pos = tu_text("SELECT queue || ' ' || priority || ' ' || pgq.position_time(run_at)"
+                                " || ' ' || id FROM pgq.jobs WHERE run_at < '2001-01-01'", 0, NULL);
+            ck_assert(pgq_hints_note(h, pos));
+            free(pos);
+            j = NULL;
+            ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, 1, "w", 30000, 1,
+                                                    &j, &got, err, sizeof err) == 0 && got,
+                          "%s", err);
+            ck_assert_int_eq(j->id, r.id);   /* the announced job, at once */
+            ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err,
+                                       sizeof err) == 0, "%s", err);
+            pgq_job_free(j);
+        }
+    }
+    ck_assert_int_eq(claimed, 30);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done' AND attempts = 1",
+                            0, NULL), 31);
+    pgq_hints_free(h);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* A session that holds a transaction open (with an xid) pins the xmin
+ * horizon; every claimed job then leaves an index entry nothing may
+ * remove. A claim from the start of the index walks them all (its cost
+ * grows with every job done: quadratic overall); a hinted claim starts
+ * after its last job and does not. Buffers touched, not time. */
+static PGconn *pinner;
+
+static long long claim_buffers(const char *hint_prio, const char *hint_run_at,
+                               const char *hint_id)
+{
+    const char *params[] = { hint_prio, hint_run_at, hint_id };
+    tu_exec("BEGIN", 0, NULL);
+    char *plan = tu_text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM pgq.complete_claim("
+                         " NULL, NULL, NULL, NULL, NULL, NULL, '{default}', 'probe', 30000, 1,"
+                         " ARRAY[$1::int], ARRAY[$2::timestamptz], ARRAY[$3::bigint], false)",
+                         3, params);
+    tu_exec("ROLLBACK", 0, NULL);
+    const char *p = strstr(plan, "\"Shared Hit Blocks\": ");
+    ck_assert_ptr_nonnull(p);
+    long long hit = strtoll(p + strlen("\"Shared Hit Blocks\": "), NULL, 10);
+    p = strstr(plan, "\"Shared Read Blocks\": ");
+    long long read = p ? strtoll(p + strlen("\"Shared Read Blocks\": "), NULL, 10) : 0;
+    free(plan);
+    return hit + read;
+}
+
+/* Claim and complete n jobs in the test's session, each claim hinted by
+ * the one before (as a pool does); leaves the last position in hint_*. */
+static void drain_hinted(int n, char *hp, char *hr, char *hi, size_t len)
+{
+    for (int i = 0; i < n; i++) {
+        const char *params[] = { *hp ? hp : NULL, *hr ? hr : NULL, *hi ? hi : NULL };
+        PGresult *r = PQexecParams(tu_pg(),
+            "WITH c AS (SELECT * FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL,"
+            "  '{default}', 'w', 30000, 1, ARRAY[$1::int], ARRAY[$2::timestamptz],"
+            "  ARRAY[$3::bigint], false))"
+            " SELECT c.priority, c.run_at, c.id, (SELECT count(*) FROM pgq.complete("
+            "  ARRAY[c.id], ARRAY[c.lease_token::uuid])) FROM c", 3, NULL, params, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
+                      "hinted claim %d: %s", i, PQresultErrorMessage(r));
+        snprintf(hp, len, "%s", PQgetvalue(r, 0, 0));
+        snprintf(hr, len, "%s", PQgetvalue(r, 0, 1));
+        snprintf(hi, len, "%s", PQgetvalue(r, 0, 2));
+        PQclear(r);
+    }
+}
+
+START_TEST(claim_stays_flat_under_a_pinned_xmin)
+{
+    pinner = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(pinner) == CONNECTION_OK);
+    PQclear(PQexec(pinner, "BEGIN"));
+    PGresult *x = PQexec(pinner, "SELECT txid_current()");
+    ck_assert_int_eq(PQresultStatus(x), PGRES_TUPLES_OK);
+    PQclear(x);
+
+    pgq_conn *c = tu_connect();
+    char err[512];
+    enum { JOBS = 4000 };
+    pgq_add_item items[500];
+    pgq_add_result res[500];
+    for (int i = 0; i < 500; i++)
+        items[i] = (pgq_add_item){ "t", "{}", PGQ_ADD_OPTS_INIT };
+    for (int b = 0; b < JOBS / 500; b++)
+        ck_assert_msg(pgq_add_batch(c, items, 500, res, err, sizeof err) == 0, "%s", err);
+
+    char hp[64] = "", hr[64] = "", hi[64] = "";
+    drain_hinted(200, hp, hr, hi, sizeof hp);
+    claim_buffers(hp, hr, hi);   /* plans made: not counted */
+    long long hinted1 = claim_buffers(hp, hr, hi), bare1 = claim_buffers(NULL, NULL, NULL);
+    drain_hinted(3000, hp, hr, hi, sizeof hp);
+    long long hinted2 = claim_buffers(hp, hr, hi), bare2 = claim_buffers(NULL, NULL, NULL);
+    fprintf(stderr, "state_test: claim buffers under a pinned xmin after 200 / 3200 jobs:"
+            " hinted %lld / %lld, from the start %lld / %lld\n", hinted1, hinted2, bare1, bare2);
+    /* The pin worked: a claim from the start walks the dead entries. */
+    ck_assert_msg(bare2 >= bare1 + 40, "the unhinted claim did not slow down (%lld -> %lld): "
+                  "is the xmin really pinned?", bare1, bare2);
+    ck_assert_msg(hinted2 <= hinted1 + 6, "the hinted claim touched %lld buffers after 3,200 "
+                  "jobs, %lld after 200: it walks the dead entries", hinted2, hinted1);
+    PQclear(PQexec(pinner, "COMMIT"));
+    PQfinish(pinner);
+    pgq_disconnect(c);
+}
+END_TEST
+
+Suite *state_suite(void)
+{
+    Suite *s = suite_create("state");
+    TCase *tc = tcase_create("state");
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_checked_fixture(tc, setup, tu_check_invariants);
+    tcase_add_test(tc, scanner_finds_job_row_writes);
+    tcase_add_test(tc, no_c_file_writes_job_rows);
+    tcase_add_test(tc, readme_state_table_functions_exist);
+    tcase_add_test(tc, check_invariants_reports_each_violation);
+    tcase_add_test(tc, hints_ignore_bad_notes_and_other_queues);
+    tcase_add_test(tc, hinted_claims_take_each_job_once_and_follow_notes);
+    tcase_add_test(tc, claim_stays_flat_under_a_pinned_xmin);
+    suite_add_tcase(s, tc);
+    return s;
+}
