@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "utf8.h"
 
 #define CANCEL_POLL_MS 100
 #define TAIL_CAP 4096       /* raw stderr bytes kept: the last ones */
@@ -397,38 +398,6 @@ static void tail_add(struct tail *t, const char *p, size_t n)
     t->len = keep + n;
 }
 
-/* Length of the valid UTF-8 sequence at p, 0 if invalid. Strict (no
- * overlongs, no surrogates), as PostgreSQL is when the error is stored. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t len, i;
-
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-        len = 2;
-    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        len = 3;
-        if (p[0] == 0xE0)
-            lo = 0xA0;
-        if (p[0] == 0xED)
-            hi = 0x9F;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        len = 4;
-        if (p[0] == 0xF0)
-            lo = 0x90;
-        if (p[0] == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 /* The tail as text of at most max bytes: whole lines when it had to be cut
  * and a line break allows, no leading blank lines, no trailing whitespace,
  * and storable: NUL, control characters and invalid UTF-8 become '?'
@@ -465,7 +434,7 @@ static void tail_text(const struct tail *t, char *dst, size_t max)
         } else if (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7F)) {
             dst[o++] = (char)c;
             p++;
-        } else if (c >= 0x80 && (n = utf8_len((const unsigned char *)p, (size_t)(e - p))) > 0) {
+        } else if (c >= 0x80 && (n = utf8_char_len((const unsigned char *)p, (size_t)(e - p))) > 0) {
             memcpy(dst + o, p, n);
             o += n;
             p += n;
