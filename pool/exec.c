@@ -300,52 +300,70 @@ static _Noreturn void supervise(const struct spawn *sp)
 
 /* ---- in the pool ---------------------------------------------------------- */
 
-/* Find argv[0] the way execvp would, but before the fork. Returns -1 only
- * when out of memory; otherwise 0 with either *path (malloc'd) or *err
- * (ENOENT, or EACCES when only non-executable candidates were found). */
-static int resolve(const char *name, char **path, int *err)
+/* One candidate file: 0 if we may execute it, else why not. */
+static int runnable(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return errno;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+        return EACCES;
+    return 0;
+}
+
+/* The PATH search of exec.h's contract, before the fork: the same function
+ * answers `pgq-pool --check`, so it cannot approve what exec cannot find. */
+int exec_resolve(const char *name, char **path, int *err)
 {
     const char *dirs = getenv("PATH"), *p, *colon;
     size_t nlen = strlen(name);
+    char *fallback = NULL;
     bool eacces = false;
-    struct stat st;
 
     *path = NULL;
     *err = 0;
     if (strchr(name, '/')) {
-        *path = strdup(name);    /* execve reports what is wrong with it */
-        return *path ? 0 : -1;
+        if ((*err = runnable(name)) == 0 && !(*path = strdup(name)))
+            return -1;
+        return 0;
     }
     if (nlen == 0) {
         *err = ENOENT;
         return 0;
     }
-    if (!dirs)
-        dirs = "/bin:/usr/bin";
+    if (!dirs || !*dirs) {
+        size_t n = confstr(_CS_PATH, NULL, 0);
+        if (n == 0 || !(fallback = malloc(n)))
+            return -1;
+        confstr(_CS_PATH, fallback, n);
+        dirs = fallback;
+    }
     for (p = dirs;; p = colon + 1) {
         size_t dlen;
         char *cand;
+        int e;
 
         colon = strchr(p, ':');
         dlen = colon ? (size_t)(colon - p) : strlen(p);
         cand = malloc(dlen + nlen + 3);
-        if (!cand)
+        if (!cand) {
+            free(fallback);
             return -1;
+        }
         /* An empty entry means the current directory, as for execvp. */
         snprintf(cand, dlen + nlen + 3, "%.*s/%s", (int)(dlen ? dlen : 1), dlen ? p : ".", name);
-        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (access(cand, X_OK) == 0) {
-                *path = cand;
-                return 0;
-            }
-            eacces = true;
-        } else if (errno == EACCES) {
-            eacces = true;
+        if ((e = runnable(cand)) == 0) {
+            *path = cand;
+            free(fallback);
+            return 0;
         }
+        eacces |= e == EACCES;
         free(cand);
         if (!colon)
             break;
     }
+    free(fallback);
     *err = eacces ? EACCES : ENOENT;
     return 0;
 }
@@ -527,7 +545,7 @@ int exec_run(const exec_request *req, exec_result *res)
         return -1;
     }
     tail = calloc(1, sizeof *tail);
-    if (!tail || resolve(req->argv[0], &path, &run_errno) < 0 ||
+    if (!tail || exec_resolve(req->argv[0], &path, &run_errno) < 0 ||
         !(envp = build_env(req->env_extra))) {
         snprintf(res->error, sizeof res->error, "out of memory");
         goto fail;
