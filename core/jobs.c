@@ -19,19 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* The rule of pool.ini's queue names, so that every job can be served by
- * some pool: 1..100 bytes, no whitespace or control characters. */
-static bool valid_queue(const char *q)
-{
-    size_t n = strlen(q);
-    if (n == 0 || n > 100)
-        return false;
-    for (const unsigned char *p = (const unsigned char *)q; *p; p++)
-        if (*p <= ' ' || *p == 0x7f)
-            return false;
-    return true;
-}
-
 /* The text fields of an item PostgreSQL would refuse as a whole statement
  * ("invalid byte sequence"), named with the byte at fault; NULL if none. */
 static const char *bad_text(const pgq_add_item *it, char *buf, size_t len)
@@ -62,8 +49,8 @@ static const char *item_problem(const pgq_add_item *it, char *buf, size_t len)
         return "delay must not be negative";
     if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
         return "max_retries must be 0 or more";
-    if (o->queue && !valid_queue(o->queue))
-        return "queue name must be 1 to 100 characters without whitespace";
+    if (o->queue && pgq_queue_name_check(o->queue, buf, len) < 0)
+        return buf;
     return bad_text(it, buf, len);
 }
 
@@ -389,6 +376,11 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
         return seterr(err, errlen, "claim: no queues given");
     if (max_jobs > 0 && lease_ttl_ms <= 0)
         return seterr(err, errlen, "claim: lease TTL must be positive");
+    for (size_t i = 0; i < nqueues; i++) {
+        char why[512];
+        if (pgq_queue_name_check(queues[i], why, sizeof why) < 0)
+            return seterr(err, errlen, "claim: %s", why);
+    }
     if (max_jobs > INT32_MAX)
         return seterr(err, errlen, "claim: at most %d jobs per call", INT32_MAX);
     if (nacks > 0 && !lost)
