@@ -69,16 +69,21 @@ int pgq_queue_name_check(const char *name, char *err, size_t errlen)
     len = strlen(name);
     if (len == 0)
         return seterr(err, errlen, "queue name is empty");
-    shown(name, show);
-    if (!utf8_valid(name, len, &bad, &chars))
+    if (!utf8_valid(name, len, &bad, &chars)) {
+        shown(name, show);
         return seterr(err, errlen, "queue name \"%s\" is not valid UTF-8 at byte offset %zu",
                       show, bad);
+    }
     bad = strcspn(name, " \t\n\r\v\f");
-    if (bad < len)
+    if (bad < len) {
+        shown(name, show);
         return seterr(err, errlen, "queue name \"%s\" contains whitespace at byte offset %zu",
                       show, bad);
-    if (chars > PGQ_QUEUE_NAME_MAX)
-        return seterr(err, errlen, "queue name \"%s\" is %zu characters; at most %d", show, chars,
-                      PGQ_QUEUE_NAME_MAX);
+    }
+    if (chars > PGQ_QUEUE_NAME_MAX) {
+        shown(name, show);
+        return seterr(err, errlen, "queue name \"%s\" is %zu characters; at most %d", show,
+                      chars, PGQ_QUEUE_NAME_MAX);
+    }
     return 0;
 }
