@@ -54,6 +54,8 @@ int cmd_add(struct cli *c, int argc, char **argv)
             return EXIT_OK;
         }
         if ((v = opt_value(c, argc, argv, &i, "--queue", &bad))) {
+            if (pgq_queue_name_check(v, err, sizeof err) < 0)
+                return cli_usage_error(c, "--queue: %s", err);
             o.queue = v;
         } else if ((v = opt_value(c, argc, argv, &i, "--priority", &bad))) {
             if (cli_parse_int(c, "--priority", v, -1000000, 1000000, &num) < 0)

@@ -38,14 +38,15 @@ enum sec_kind { SEC_NONE, SEC_DATABASE, SEC_POOL, SEC_JOB };
 
 enum val_kind {
     V_STRING,   /* any non-empty text (char *) */
-    V_NAME,     /* one word of 1..NAME_MAX_LEN characters (char *) */
+    V_NAME,     /* a queue name, pgq_queue_name_check's rule (char *) */
     V_INT,      /* whole number in [min, max] (int) */
     V_DURATION, /* duration in [min, max] milliseconds (int64_t) */
-    V_LIST,     /* comma-separated names (char ** plus size_t count) */
+    V_LIST,     /* comma-separated queue names (char ** plus size_t count) */
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
 };
 
+/* Job type names (queue names follow pgq_queue_name_check). */
 #define NAME_MAX_LEN 100
 #define NAME_RULE "must be 1..100 characters without whitespace"
 #define NO_OFF ((size_t)-1)
@@ -427,10 +428,6 @@ static int set_list(const struct key *k, void *base, const char *v, char *err, s
             snprintf(err, errlen, "\"%s\": empty item", v);
             goto fail;
         }
-        if (!valid_name(b, (size_t)(e - b))) {
-            snprintf(err, errlen, "\"%s\": \"%.*s\" " NAME_RULE, v, (int)(e - b), b);
-            goto fail;
-        }
         for (i = 0; i < n; i++) {
             if (strlen(items[i]) == (size_t)(e - b) && memcmp(items[i], b, (size_t)(e - b)) == 0) {
                 snprintf(err, errlen, "\"%s\": duplicate item \"%s\"", v, items[i]);
@@ -439,7 +436,8 @@ static int set_list(const struct key *k, void *base, const char *v, char *err, s
         }
         if ((items[n] = strndup(b, (size_t)(e - b))) == NULL)
             goto oom;
-        n++;
+        if (pgq_queue_name_check(items[n++], err, errlen) < 0)
+            goto fail;
         if (comma == NULL)
             break;
         p = comma + 1;
@@ -524,10 +522,8 @@ static int set_value(const struct key *k, void *base, const char *v, char *err, 
     case V_STRING:
     case V_NAME: {
         char *s;
-        if (k->kind == V_NAME && !valid_name(v, strlen(v))) {
-            snprintf(err, errlen, "\"%s\" " NAME_RULE, v);
+        if (k->kind == V_NAME && pgq_queue_name_check(v, err, errlen) < 0)
             return -1;
-        }
         if ((s = strdup(v)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -1159,7 +1155,7 @@ void pgq_cfg_write_reference(FILE *f)
                     pgq_duration_format(k->max, hi, sizeof hi));
         }
         else if (k->kind == V_NAME || k->kind == V_LIST)
-            fputs("1..100 characters, no whitespace", f);
+            fprintf(f, "1..%d characters, no whitespace", PGQ_QUEUE_NAME_MAX);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);

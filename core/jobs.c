@@ -12,6 +12,7 @@
  * pgq.enqueue, which validates the whole batch in one pass before storing
  * any of it. */
 #include "db.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,22 +20,26 @@
 #include <string.h>
 #include <strings.h>
 
-/* The rule of pool.ini's queue names, so that every job can be served by
- * some pool: 1..100 bytes, no whitespace or control characters. */
-static bool valid_queue(const char *q)
+/* The text fields of an item PostgreSQL would refuse as a whole statement
+ * ("invalid byte sequence"), named with the byte at fault; NULL if none. */
+static const char *bad_text(const pgq_add_item *it, char *buf, size_t len)
 {
-    size_t n = strlen(q);
-    if (n == 0 || n > 100)
-        return false;
-    for (const unsigned char *p = (const unsigned char *)q; *p; p++)
-        if (*p <= ' ' || *p == 0x7f)
-            return false;
-    return true;
+    const char *name[] = { "job type", "payload", "run_at", "idempotency key" };
+    const char *text[] = { it->type, it->payload, it->opts.run_at, it->opts.idempotency_key };
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++) {
+        size_t bad;
+        if (text[i] && !utf8_valid(text[i], strlen(text[i]), &bad, NULL)) {
+            snprintf(buf, len, "%s is not valid UTF-8 at byte offset %zu", name[i], bad);
+            return buf;
+        }
+    }
+    return NULL;
 }
 
-/* What is wrong with an item before PostgreSQL sees it, or NULL. Types,
- * JSON and payload contracts are checked by PostgreSQL (pgq.check_item). */
-static const char *item_problem(const pgq_add_item *it)
+/* What is wrong with an item before PostgreSQL sees it, or NULL; buf holds
+ * the message when it needs one. Types, JSON and payload contracts are
+ * checked by PostgreSQL (pgq.check_item). */
+static const char *item_problem(const pgq_add_item *it, char *buf, size_t len)
 {
     const pgq_add_opts *o = &it->opts;
     if (!it->type || !*it->type)
@@ -45,9 +50,9 @@ static const char *item_problem(const pgq_add_item *it)
         return "delay must not be negative";
     if (o->max_retries != PGQ_DEFAULT && o->max_retries < 0)
         return "max_retries must be 0 or more";
-    if (o->queue && !valid_queue(o->queue))
-        return "queue name must be 1 to 100 characters without whitespace";
-    return NULL;
+    if (o->queue && pgq_queue_name_check(o->queue, buf, len) < 0)
+        return buf;
+    return bad_text(it, buf, len);
 }
 
 /* An error about item i of n: "item 3: msg" in a batch, "msg" alone. */
@@ -110,7 +115,8 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
 static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
                    char *err, size_t errlen)
 {
-    const char *bad = item_problem(it);
+    char why[512];
+    const char *bad = item_problem(it, why, sizeof why);
     if (bad)
         return item_err(err, errlen, 1, 0, bad);
     struct add_nums nums;
@@ -201,7 +207,8 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        const char *bad = item_problem(&items[i]);
+        char why[512];
+        const char *bad = item_problem(&items[i], why, sizeof why);
         if (bad)
             return item_err(err, errlen, n, i, bad);
     }
@@ -354,6 +361,11 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
         return seterr(err, errlen, "claim: no queues given");
     if (max_jobs > 0 && lease_ttl_ms <= 0)
         return seterr(err, errlen, "claim: lease TTL must be positive");
+    for (size_t i = 0; i < nqueues; i++) {
+        char why[512];
+        if (pgq_queue_name_check(queues[i], why, sizeof why) < 0)
+            return seterr(err, errlen, "claim: %s", why);
+    }
     if (max_jobs > INT32_MAX)
         return seterr(err, errlen, "claim: at most %d jobs per call", INT32_MAX);
     if (nacks > 0 && !lost)
@@ -528,20 +540,6 @@ int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_i
                               errlen);
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (s[0] >= 0xF8)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
-
 /* Error text comes from handlers (a stderr tail may be cut mid-character,
  * or not be UTF-8 at all) and PostgreSQL rejects invalid UTF-8: replace
  * each bad byte with '?' rather than lose the failure. Caller frees. */
@@ -551,8 +549,8 @@ static char *valid_utf8(const char *in)
     char *out = malloc(n + 1), *o = out;
     if (!out)
         return NULL;
-    for (const unsigned char *s = (const unsigned char *)in; *s;) {
-        size_t k = utf8_len(s);
+    for (const unsigned char *s = (const unsigned char *)in, *e = s + n; s < e;) {
+        size_t k = utf8_char_len(s, (size_t)(e - s));
         if (k == 0) {
             *o++ = '?';
             s++;

@@ -78,6 +78,20 @@ int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
 /* Highest migration version compiled into this library. */
 int pgq_schema_version(void);
 
+/* ---- queue names ------------------------------------------------------- */
+
+/* The longest queue name, in characters (Unicode code points). */
+#define PGQ_QUEUE_NAME_MAX 100
+
+/* The one rule for queue names, held by pool.ini, every call below that
+ * takes a queue, the CLI and pgq.enqueue: 1 to PGQ_QUEUE_NAME_MAX
+ * characters of valid UTF-8, no ASCII whitespace (space, \t, \n, \r, \v,
+ * \f). 0 when name keeps it; else -1 with what is wrong in err (byte
+ * offsets count from 0), e.g.
+ *   queue name "bulk emails" contains whitespace at byte offset 4
+ * Pure: any thread may call it. */
+int pgq_queue_name_check(const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
+
 /* ---- job types --------------------------------------------------------- */
 
 typedef struct pgq_field {
@@ -312,7 +326,8 @@ int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit
               int64_t *deleted, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 typedef struct pgq_queue_stats {
-    char queue[801];      /* up to 200 characters of UTF-8 */
+    char queue[801];      /* room for 200 characters of UTF-8: names of up to 200
+                           * could be stored before the 100-character rule */
     int64_t ready;        /* due now */
     int64_t scheduled;    /* future run_at, never tried */
     int64_t retrying;     /* future run_at after a failure */

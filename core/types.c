@@ -98,6 +98,11 @@ int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *er
             seterr(err, errlen, "types: a job type has no name");
             goto fail;
         }
+        char why[512];
+        if (d->queue && pgq_queue_name_check(d->queue, why, sizeof why) < 0) {
+            seterr(err, errlen, "types: job type \"%s\": %s", d->type, why);
+            goto fail;
+        }
         char *contract = contract_json(d, err, errlen);
         if (!contract)
             goto fail;

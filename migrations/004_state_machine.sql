@@ -65,7 +65,7 @@ RETURNS void LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- The rule of queue names, everywhere: 1 to 100 characters, no ASCII
--- whitespace (the C side: PGQ_QUEUE_MAX in core/pgq.h). Raises naming the
+-- whitespace (the C side: PGQ_QUEUE_NAME_MAX and pgq_queue_name_check() in core/pgq.h). Raises naming the
 -- item; true when the name is fine.
 CREATE FUNCTION pgq.check_queue(p_ord int, p_queue text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$

@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "utf8.h"
 
 #define CANCEL_POLL_MS 100
 #define TAIL_CAP 4096       /* raw stderr bytes kept: the last ones */
@@ -299,52 +300,70 @@ static _Noreturn void supervise(const struct spawn *sp)
 
 /* ---- in the pool ---------------------------------------------------------- */
 
-/* Find argv[0] the way execvp would, but before the fork. Returns -1 only
- * when out of memory; otherwise 0 with either *path (malloc'd) or *err
- * (ENOENT, or EACCES when only non-executable candidates were found). */
-static int resolve(const char *name, char **path, int *err)
+/* One candidate file: 0 if we may execute it, else why not. */
+static int runnable(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return errno;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+        return EACCES;
+    return 0;
+}
+
+/* The PATH search of exec.h's contract, before the fork: the same function
+ * answers `pgq-pool --check`, so it cannot approve what exec cannot find. */
+int exec_resolve(const char *name, char **path, int *err)
 {
     const char *dirs = getenv("PATH"), *p, *colon;
     size_t nlen = strlen(name);
+    char *fallback = NULL;
     bool eacces = false;
-    struct stat st;
 
     *path = NULL;
     *err = 0;
     if (strchr(name, '/')) {
-        *path = strdup(name);    /* execve reports what is wrong with it */
-        return *path ? 0 : -1;
+        if ((*err = runnable(name)) == 0 && !(*path = strdup(name)))
+            return -1;
+        return 0;
     }
     if (nlen == 0) {
         *err = ENOENT;
         return 0;
     }
-    if (!dirs)
-        dirs = "/bin:/usr/bin";
+    if (!dirs || !*dirs) {
+        size_t n = confstr(_CS_PATH, NULL, 0);
+        if (n == 0 || !(fallback = malloc(n)))
+            return -1;
+        confstr(_CS_PATH, fallback, n);
+        dirs = fallback;
+    }
     for (p = dirs;; p = colon + 1) {
         size_t dlen;
         char *cand;
+        int e;
 
         colon = strchr(p, ':');
         dlen = colon ? (size_t)(colon - p) : strlen(p);
         cand = malloc(dlen + nlen + 3);
-        if (!cand)
+        if (!cand) {
+            free(fallback);
             return -1;
+        }
         /* An empty entry means the current directory, as for execvp. */
         snprintf(cand, dlen + nlen + 3, "%.*s/%s", (int)(dlen ? dlen : 1), dlen ? p : ".", name);
-        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (access(cand, X_OK) == 0) {
-                *path = cand;
-                return 0;
-            }
-            eacces = true;
-        } else if (errno == EACCES) {
-            eacces = true;
+        if ((e = runnable(cand)) == 0) {
+            *path = cand;
+            free(fallback);
+            return 0;
         }
+        eacces |= e == EACCES;
         free(cand);
         if (!colon)
             break;
     }
+    free(fallback);
     *err = eacces ? EACCES : ENOENT;
     return 0;
 }
@@ -397,38 +416,6 @@ static void tail_add(struct tail *t, const char *p, size_t n)
     t->len = keep + n;
 }
 
-/* Length of the valid UTF-8 sequence at p, 0 if invalid. Strict (no
- * overlongs, no surrogates), as PostgreSQL is when the error is stored. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t len, i;
-
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-        len = 2;
-    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        len = 3;
-        if (p[0] == 0xE0)
-            lo = 0xA0;
-        if (p[0] == 0xED)
-            hi = 0x9F;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        len = 4;
-        if (p[0] == 0xF0)
-            lo = 0x90;
-        if (p[0] == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 /* The tail as text of at most max bytes: whole lines when it had to be cut
  * and a line break allows, no leading blank lines, no trailing whitespace,
  * and storable: NUL, control characters and invalid UTF-8 become '?'
@@ -465,7 +452,7 @@ static void tail_text(const struct tail *t, char *dst, size_t max)
         } else if (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7F)) {
             dst[o++] = (char)c;
             p++;
-        } else if (c >= 0x80 && (n = utf8_len((const unsigned char *)p, (size_t)(e - p))) > 0) {
+        } else if (c >= 0x80 && (n = utf8_char_len((const unsigned char *)p, (size_t)(e - p))) > 0) {
             memcpy(dst + o, p, n);
             o += n;
             p += n;
@@ -558,7 +545,7 @@ int exec_run(const exec_request *req, exec_result *res)
         return -1;
     }
     tail = calloc(1, sizeof *tail);
-    if (!tail || resolve(req->argv[0], &path, &run_errno) < 0 ||
+    if (!tail || exec_resolve(req->argv[0], &path, &run_errno) < 0 ||
         !(envp = build_env(req->env_extra))) {
         snprintf(res->error, sizeof res->error, "out of memory");
         goto fail;

@@ -10,8 +10,8 @@
 
 /* What to run. Everything is borrowed for the duration of exec_run. */
 typedef struct exec_request {
-    const char *const *argv;        /* NULL-terminated; argv[0] is searched in the
-                                     * pool's $PATH unless it contains a '/' */
+    const char *const *argv;        /* NULL-terminated; argv[0] is found by
+                                     * exec_resolve */
     const char *const *env_extra;   /* NULL-terminated "NAME=value" (distinct names),
                                      * added to the pool's environ, overriding it;
                                      * may be NULL */
@@ -39,6 +39,17 @@ typedef struct exec_result {
                                      *   killed by signal 15 (SIGTERM) after cancellation
                                      *   cannot run "x": No such file or directory */
 } exec_result;
+
+/* Find the file a command name means, the one way for exec_run and for
+ * `pgq-pool --check`: a name with a '/' is that file (relative to the
+ * current directory); otherwise each directory of $PATH in turn, an empty
+ * entry meaning the current directory, as for execvp; with PATH unset or
+ * empty, the system's default, confstr(_CS_PATH) ("/bin:/usr/bin" on
+ * glibc). It must be a regular file we may execute. Returns -1 only when
+ * out of memory; otherwise 0 with either *path (malloc'd, the caller frees
+ * it) or *err (ENOENT, EACCES, ...). Thread-safe while nobody changes the
+ * environment. */
+int exec_resolve(const char *name, char **path, int *err) __attribute__((warn_unused_result));
 
 /* Run one command to completion (or timeout / cancellation) and fill *res.
  * Returns 0 when the attempt has an outcome (see res->ok; a command that

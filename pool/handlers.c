@@ -5,6 +5,7 @@
  * error at start (or at `pgq-pool --check`) naming the file and line,
  * rather than a failed job at three in the morning. */
 #include "pool_int.h"
+#include "exec.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -13,32 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool executable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
-static bool on_path(const char *cmd)
-{
-    if (strchr(cmd, '/'))
-        return executable(cmd);
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    char buf[4096];
-    for (const char *p = path; *p;) {
-        size_t n = strcspn(p, ":");
-        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", cmd);
-        if (executable(buf))
-            return true;
-        p += n;
-        if (*p == ':')
-            p++;
-    }
-    return false;
-}
-
 static int resolve(pgq_pool *p, const pgq_cfg *cfg, const pgq_cfg_type *t, struct handler *h,
                    char *err, size_t errlen)
 {
@@ -46,14 +21,22 @@ static int resolve(pgq_pool *p, const pgq_cfg *cfg, const pgq_cfg_type *t, struc
     h->type = t;
     h->kind = t->handler_kind;
     switch (t->handler_kind) {
-    case PGQ_HANDLER_EXEC:
-        if (!on_path(t->argv[0])) {
+    case PGQ_HANDLER_EXEC: {
+        char *found;
+        int why;
+        if (exec_resolve(t->argv[0], &found, &why) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (!found) {
             snprintf(err, errlen, "%s:%d: [job %s] handler: \"%s\" is not an executable file%s",
                      file, t->handler_line, t->name, t->argv[0],
                      strchr(t->argv[0], '/') ? "" : " on PATH");
             return -1;
         }
+        free(found);
         return 0;
+    }
     case PGQ_HANDLER_PLUGIN:
         h->dl = dlopen(t->argv[0], RTLD_NOW | RTLD_LOCAL);
         if (!h->dl) {

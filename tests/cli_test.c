@@ -409,6 +409,8 @@ START_TEST(help_and_usage)
     /* other usage errors: exit 2, one line naming the command and the fault */
     usage_err(PGQ("stats", "extra"), "pgq stats: ", "\"extra\"");
     usage_err(PGQ("add", "t"), "pgq add: ", "JSON");
+    usage_err(PGQ("add", "t", "{}", "--queue", "bulk emails"), "pgq add: --queue: ",
+              "queue name \"bulk emails\" contains whitespace at byte offset 4");
     usage_err(PGQ("add", "t", "{}", "--bogus"), "pgq add: ", "--bogus");
     usage_err(PGQ("show", "abc"), "pgq show: ", "\"abc\"");
     usage_err(PGQ("show", "--db"), "pgq show: ", "--db");

@@ -133,7 +133,11 @@ static const struct golden {
     { "bad_key_outside.ini", ":1: workers: key outside of any section (put it under [database], [pool] or [job NAME])" },
     { "bad_queues_empty_item.ini", ":2: [pool] queues: \"a,,b\": empty item" },
     { "bad_queues_duplicate.ini", ":2: [pool] queues: \"a, b, a\": duplicate item \"a\"" },
-    { "bad_queue_name.ini", ":3: [job x] queue: \"bulk emails\" must be 1..100 characters without whitespace" },
+    { "bad_queue_name.ini", ":3: [job x] queue: queue name \"bulk emails\" contains whitespace at byte offset 4" },
+    { "bad_queue_name_long.ini", ":3: [job x] queue: queue name \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq...\" is 101 "
+                                 "characters; at most 100" },
+    { "bad_queues_whitespace.ini", ":2: [pool] queues: queue name \"bulk\\vmail\" contains whitespace at byte "
+                                   "offset 4" },
     { "bad_empty_value.ini", ":2: [pool] workers: empty value" },
     { "bad_max_retries.ini", ":3: [job x] max_retries: \"-1\" is out of range (0..1000)" },
     { "bad_priority.ini", ":3: [job x] priority: \"1001\" is out of range (-1000..1000)" },
@@ -302,6 +306,64 @@ START_TEST(test_long_job_name)
     ck_assert_str_eq(c->types[0].name, name);
     ck_assert_ptr_eq(pgq_cfg_find_type(c, name), &c->types[0]);
     pgq_cfg_free(c);
+}
+END_TEST
+
+START_TEST(test_queue_names_count_characters)
+{
+    pgq_cfg *c = load_ok("good_queue_names.ini");
+    char name[121] = "";
+
+    /* 60 characters in 120 bytes: within the rule, though over 100 bytes */
+    for (int i = 0; i < 60; i++)
+        strcat(name, "\xc3\xa9");
+    ck_assert_uint_eq(c->nqueues, 2);
+    ck_assert_str_eq(c->queues[1], name);
+    ck_assert_str_eq(c->types[0].queue, name);
+    pgq_cfg_free(c);
+}
+END_TEST
+
+/* The one rule for queue names (pgq_queue_name_check), at each edge. */
+START_TEST(test_queue_name_rule)
+{
+    char err[512], name[512];
+
+    memset(name, 'q', 100);
+    name[100] = '\0';
+    ck_assert_int_eq(pgq_queue_name_check(name, err, sizeof err), 0);
+    name[100] = 'q';
+    name[101] = '\0';
+    ck_assert_int_eq(pgq_queue_name_check(name, err, sizeof err), -1);
+    ck_assert_str_eq(err, "queue name \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq...\" is 101 characters; "
+                          "at most 100");
+    /* 100 four-byte characters pass, 101 do not */
+    name[0] = '\0';
+    for (int i = 0; i < 100; i++)
+        strcat(name, "\xf0\x9f\x93\xa8");
+    ck_assert_int_eq(pgq_queue_name_check(name, err, sizeof err), 0);
+    strcat(name, "\xf0\x9f\x93\xa8");
+    ck_assert_int_eq(pgq_queue_name_check(name, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "\" is 101 characters; at most 100"), "%s", err);
+
+    ck_assert_int_eq(pgq_queue_name_check("", err, sizeof err), -1);
+    ck_assert_str_eq(err, "queue name is empty");
+    const char *ws[] = { "a b", "a\tb", "a\nb", "a\rb", "a\vb", "a\fb" };
+    const char *shown[] = { "a b", "a\\tb", "a\\nb", "a\\rb", "a\\vb", "a\\fb" };
+    for (int i = 0; i < 6; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "queue name \"%s\" contains whitespace at byte offset 1",
+                 shown[i]);
+        ck_assert_int_eq(pgq_queue_name_check(ws[i], err, sizeof err), -1);
+        ck_assert_str_eq(err, want);
+    }
+    ck_assert_int_eq(pgq_queue_name_check("caf\xc3", err, sizeof err), -1);
+    ck_assert_str_eq(err, "queue name \"caf\\xc3\" is not valid UTF-8 at byte offset 3");
+    ck_assert_int_eq(pgq_queue_name_check("a\xed\xa0\x80", err, sizeof err), -1);
+    ck_assert_str_eq(err, "queue name \"a\\xed\\xa0\\x80\" is not valid UTF-8 at byte offset 1");
+    /* the rule is whitespace only: other characters, even odd ones, pass */
+    ck_assert_int_eq(pgq_queue_name_check("emails.eu-west/1:\xc3\xa9\x01", err, sizeof err), 0);
+    ck_assert_int_eq(PGQ_QUEUE_NAME_MAX, 100);
 }
 END_TEST
 
@@ -484,6 +546,8 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_crlf_bom);
     tcase_add_test(tc, test_line_199);
     tcase_add_test(tc, test_long_job_name);
+    tcase_add_test(tc, test_queue_names_count_characters);
+    tcase_add_test(tc, test_queue_name_rule);
     tcase_add_test(tc, test_example_pool_ini);
     tcase_add_test(tc, test_error_buffers);
     tcase_add_test(tc, test_free_null);

@@ -269,6 +269,63 @@ START_TEST(odd_inputs_refused_naming_the_item)
 }
 END_TEST
 
+START_TEST(invalid_utf8_refused_naming_field_item_and_byte)
+{
+    /* A surrogate and an overlong '/': the old C check let both through to
+     * PostgreSQL, which refused the statement without saying where. */
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_result r[2];
+    ck_assert_int_eq(pgq_add(c, "free", "{\"a\":\"\xed\xa0\x80\"}", NULL, r, err, sizeof err),
+                     -1);
+    ck_assert_str_eq(err, "payload is not valid UTF-8 at byte offset 6");
+    pgq_add_item items[2] = { { "free", "{}", PGQ_ADD_OPTS_INIT },
+                              { "free", "[\"\xc0\xaf\"]", PGQ_ADD_OPTS_INIT } };
+    ck_assert_int_eq(pgq_add_batch(c, items, 2, r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 2: payload is not valid UTF-8 at byte offset 2");
+    items[1].payload = "{}";
+    items[1].opts.idempotency_key = "key-\xf4\x90\x80\x80";
+    ck_assert_int_eq(pgq_add_batch(c, items, 2, r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 2: idempotency key is not valid UTF-8 at byte offset 4");
+    ck_assert_int_eq(pgq_add(c, "fr\xc3", "{}", NULL, r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "job type is not valid UTF-8 at byte offset 2");
+    ck_assert_int_eq(jobs(), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
+START_TEST(queue_names_follow_the_one_rule)
+{
+    char err[512], name[256] = "";
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    pgq_add_result r[2];
+
+    /* 100 characters in 200 bytes: the limit counts characters */
+    for (int i = 0; i < 100; i++)
+        strcat(name, "\xc3\xa9");
+    o.queue = name;
+    ck_assert_msg(pgq_add(c, "free", "{}", &o, r, err, sizeof err) == 0, "%s", err);
+    const char *params[] = { name };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE queue = $1", 1, params), 1);
+    strcat(name, "\xc3\xa9");
+    ck_assert_int_eq(pgq_add(c, "free", "{}", &o, r, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "\" is 101 characters; at most 100"), "%s", err);
+    pgq_add_item items[2] = { { "free", "{}", PGQ_ADD_OPTS_INIT }, { "free", "{}", PGQ_ADD_OPTS_INIT } };
+    items[1].opts.queue = "bulk emails";
+    ck_assert_int_eq(pgq_add_batch(c, items, 2, r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "item 2: queue name \"bulk emails\" contains whitespace at byte offset 4");
+    ck_assert_int_eq(jobs(), 1);
+
+    const char *queues[] = { "default", "bulk emails" };
+    pgq_job *j = NULL;
+    ck_assert_int_eq(pgq_claim(c, queues, 2, "w", 60000, &j, err, sizeof err), -1);
+    ck_assert_str_eq(err, "claim: queue name \"bulk emails\" contains whitespace at byte offset 4");
+    ck_assert_ptr_null(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
 /* Items of a big batch: payload {"i":k}, and a key "k<k>" when keyed. */
 struct big {
     pgq_add_item *items;
@@ -692,6 +749,8 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, metacharacters_stored_verbatim);
     tcase_add_test(tc, keys_that_look_like_ordinals_are_keys);
     tcase_add_test(tc, odd_inputs_refused_naming_the_item);
+    tcase_add_test(tc, invalid_utf8_refused_naming_field_item_and_byte);
+    tcase_add_test(tc, queue_names_follow_the_one_rule);
     tcase_add_test(tc, big_batch_without_keys_maps_every_item);
     tcase_add_test(tc, big_batch_with_keys_maps_every_item_and_repeats_as_duplicates);
     tcase_add_test(tc, batch_mixes_new_stored_and_repeated_keys);

@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "../pool/exec.h"
+#include "pgq_pool.h"
 
 Suite *exec_suite(void);
 
@@ -362,7 +364,7 @@ START_TEST(missing_command_cannot_run)
     ck_assert_int_eq(res.exit_code, -1);
     ck_assert_str_eq(res.error, "cannot run \"pgq-no-such-command\": No such file or directory");
 
-    /* With a '/', execve itself fails; errno comes back through the pipe. */
+    /* With a '/', no search: the file itself is missing. */
     req.argv = slash;
     run(&req, &res);
     ck_assert(!res.ok);
@@ -396,6 +398,143 @@ START_TEST(non_executable_cannot_run)
     ck_assert_int_eq(chmod(path, 0755), 0);
     run(&req, &res);
     ck_assert_msg(res.ok, "%s", res.error);
+}
+END_TEST
+
+/* pgq-pool --check's verdict on `handler = exec CMD` (pgq_pool_check: what
+ * --check runs, no database). */
+static bool check_accepts(const char *cmd)
+{
+    char err[1024];
+    pgq_cfg *cfg;
+    pgq_pool *pool;
+    FILE *f = fopen(file("check.ini"), "w");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[job t]\nhandler = exec %s\n", cmd);
+    fclose(f);
+    ck_assert_msg(pgq_cfg_load(file("check.ini"), &cfg, err, sizeof err) == 0, "%s", err);
+    if (pgq_pool_new(cfg, "unused", &pool, err, sizeof err) < 0) {
+        pgq_cfg_free(cfg);
+        ck_abort_msg("pgq_pool_new: %s", err);
+    }
+    bool ok = pgq_pool_check(pool, err, sizeof err) == 0;
+    pgq_pool_free(pool);
+    return ok;
+}
+
+/* The file exec_run ran for argv0: a probe reports its $0 (the path it was
+ * executed by), sh the target of /proc/$$/exe; NULL if nothing ran. */
+static char *ran(const char *argv0, bool probe)
+{
+    const char *argv[] = { argv0, "-c", "PATH=/bin:/usr/bin; readlink /proc/$$/exe >&2; exit 7",
+                           NULL };
+    exec_request req = { .argv = argv, .timeout_ms = 120000 };
+    exec_result res;
+    static char out[2048];
+
+    if (probe)
+        argv[1] = NULL;
+    run(&req, &res);
+    if (!res.started)
+        return NULL;
+    ck_assert_msg(strncmp(res.error, "exit status 7: ", 15) == 0, "%s", res.error);
+    snprintf(out, sizeof out, "%s", res.error + 15);
+    return out;
+}
+
+/* exec_resolve's answer for name, the function both --check and exec_run
+ * call; "" when it found nothing. Static buffer. */
+static const char *resolved(const char *name)
+{
+    static char out[PATH_MAX];
+    char *path;
+    int err;
+
+    ck_assert_int_eq(exec_resolve(name, &path, &err), 0);
+    snprintf(out, sizeof out, "%s", path ? path : "");
+    free(path);
+    return out;
+}
+
+/* The first executable sh in the documented default, confstr(_CS_PATH),
+ * as the real file it is. */
+static char *default_sh(void)
+{
+    static char real[PATH_MAX];
+    char dirs[1024], cand[1200];
+
+    ck_assert_uint_lt(confstr(_CS_PATH, dirs, sizeof dirs), sizeof dirs);
+    for (char *d = strtok(dirs, ":"); d; d = strtok(NULL, ":")) {
+        snprintf(cand, sizeof cand, "%s/sh", d);
+        if (access(cand, X_OK) == 0 && realpath(cand, real))
+            return real;
+    }
+    ck_abort_msg("no sh in confstr(_CS_PATH)");
+    return NULL;
+}
+
+/* What --check approves is what exec runs, whatever PATH is: set, unset,
+ * empty (both take confstr(_CS_PATH) then), with an empty entry (the
+ * current directory), or a relative command with a '/'. */
+START_TEST(check_approves_exactly_what_exec_runs)
+{
+    char old_cwd[PATH_MAX], want[600];
+    const char *old_path = getenv("PATH");
+    char *saved = old_path ? strdup(old_path) : NULL;
+    FILE *f = fopen(file("pgq-probe"), "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs("#!/bin/sh\necho \"$0\" >&2\nexit 7\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(file("pgq-probe"), 0755), 0);
+    ck_assert_ptr_nonnull(getcwd(old_cwd, sizeof old_cwd));
+    ck_assert_int_eq(chdir(dir), 0);
+
+    /* set */
+    setenv("PATH", dir, 1);
+    ck_assert(check_accepts("pgq-probe"));
+    snprintf(want, sizeof want, "%s/pgq-probe", dir);
+    ck_assert_str_eq(resolved("pgq-probe"), want);
+    ck_assert_str_eq(ran("pgq-probe", true), want);
+    ck_assert(!check_accepts("sh"));
+    ck_assert_ptr_null(ran("sh", false));
+
+    /* unset and empty: the default, not the current directory */
+    for (int empty = 0; empty < 2; empty++) {
+        if (empty)
+            setenv("PATH", "", 1);
+        else
+            unsetenv("PATH");
+        ck_assert_msg(check_accepts("sh"), "PATH %s", empty ? "empty" : "unset");
+        char real[PATH_MAX];
+        ck_assert_ptr_nonnull(realpath(resolved("sh"), real));
+        ck_assert_str_eq(real, default_sh());
+        char *got = ran("sh", false);
+        ck_assert_msg(got && strcmp(got, default_sh()) == 0, "PATH %s: ran %s, want %s",
+                      empty ? "empty" : "unset", got ? got : "nothing", default_sh());
+        ck_assert(!check_accepts("pgq-probe"));
+        ck_assert_str_eq(resolved("pgq-probe"), "");
+        ck_assert_ptr_null(ran("pgq-probe", true));
+    }
+
+    /* an empty entry is the current directory, as for execvp */
+    setenv("PATH", "/nonexistent::/also-not", 1);
+    ck_assert(check_accepts("pgq-probe"));
+    ck_assert_str_eq(resolved("pgq-probe"), "./pgq-probe");
+    ck_assert_str_eq(ran("pgq-probe", true), "./pgq-probe");
+
+    /* a '/' anywhere: no search, relative to the current directory */
+    unsetenv("PATH");
+    ck_assert(check_accepts("./pgq-probe"));
+    ck_assert_str_eq(ran("./pgq-probe", true), "./pgq-probe");
+    ck_assert(!check_accepts("./sh"));
+    ck_assert_ptr_null(ran("./sh", false));
+
+    ck_assert_int_eq(chdir(old_cwd), 0);
+    if (saved)
+        setenv("PATH", saved, 1);
+    free(saved);
 }
 END_TEST
 
@@ -760,6 +899,7 @@ Suite *exec_suite(void)
     tcase_add_test(tc, long_stderr_keeps_whole_lines_of_the_tail);
     tcase_add_test(tc, missing_command_cannot_run);
     tcase_add_test(tc, non_executable_cannot_run);
+    tcase_add_test(tc, check_approves_exactly_what_exec_runs);
     tcase_add_test(tc, command_ignoring_stdin_does_not_hang);
     tcase_add_test(tc, timeout_sigterm_ends_command);
     tcase_add_test(tc, timeout_escalates_to_sigkill);

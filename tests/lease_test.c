@@ -227,6 +227,25 @@ START_TEST(invalid_utf8_error_text_is_kept)
 }
 END_TEST
 
+START_TEST(strictly_invalid_utf8_error_text_is_kept)
+{
+    /* Forms the old core/jobs.c check let through and PostgreSQL refuses,
+     * which made the failure itself fail: overlong, surrogate, > U+10FFFF. */
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "t", 60000);
+    pgq_fail_result fr;
+    const char *why = "a\xe0\x80\xaf b\xed\xa0\x80 c\xf4\x90\x80\x80";
+    ck_assert_msg(pgq_fail(c, j->id, j->lease_token, why, NULL, &fr, err, sizeof err) == 0, "%s",
+                  err);
+    char *e = tu_text("SELECT last_error FROM pgq.jobs", 0, NULL);
+    ck_assert_str_eq(e, "a??? b??? c????");
+    free(e);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
 START_TEST(release_gives_back_without_spending_attempt)
 {
     char err[512];
@@ -264,6 +283,7 @@ Suite *lease_suite(void)
     tcase_add_test(tc, backoff_doubles_with_jitter_and_cap);
     tcase_add_test(tc, release_gives_back_without_spending_attempt);
     tcase_add_test(tc, invalid_utf8_error_text_is_kept);
+    tcase_add_test(tc, strictly_invalid_utf8_error_text_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }
