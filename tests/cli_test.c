@@ -898,29 +898,6 @@ START_TEST(migrate_on_migrated_db)
 }
 END_TEST
 
-/* The test database's connection parameters with another dbname (a
- * conninfo string, which --db takes as well as a URI). */
-static const char *url_for_db(const char *name)
-{
-    PQconninfoOption *opts = PQconninfo(tu_pg());
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    ck_assert_ptr_nonnull(f);
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        fprintf(f, "%s='", o->keyword);
-        for (const char *v = o->val; *v; v++)
-            fprintf(f, "%s%c", *v == '\'' || *v == '\\' ? "\\" : "", *v);
-        fputs("' ", f);
-    }
-    fprintf(f, "dbname='%s'", name);
-    fclose(f);
-    PQconninfoFree(opts);
-    return keep(s);
-}
-
 START_TEST(migrate_fresh_and_newer_database)
 {
     const char *name = fmt("pgq_cli_%d", (int)getpid());
@@ -928,7 +905,7 @@ START_TEST(migrate_fresh_and_newer_database)
     if (tu_int("SELECT count(*) FROM pg_database WHERE datname = $1", 1, pn))
         tu_exec(fmt("DROP DATABASE %s WITH (FORCE)", name), 0, NULL);   /* a leftover */
     tu_exec(fmt("CREATE DATABASE %s", name), 0, NULL);
-    const char *db = url_for_db(name);
+    const char *db = keep(tu_db_url_for(name));
     int v = pgq_schema_version();
 
     /* not migrated: everything but migrate says so */
