@@ -103,7 +103,7 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     for (size_t i = 0; i < pgq_nmigrations; i++)
         known |= pgq_migrations[i].version == target;
     if (!known)
-        return seterr(err, errlen, "migrate: no migration %d (this pgq %s knows 1 to %d)",
+        return seterr(err, errlen, "no migration %d (this pgq %s knows 1 to %d)",
                       target, PGQ_VERSION, pgq_schema_version());
     PGresult *r = db_query(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL,
                            PGRES_TUPLES_OK, "migrate: lock", err, errlen);
@@ -123,7 +123,7 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
         goto out;
     }
     if (have > target) {
-        seterr(err, errlen, "migrate: database schema is at version %d, past %d: "
+        seterr(err, errlen, "database schema is at version %d, past %d: "
                "migrations only go forward", have, target);
         goto out;
     }

@@ -416,6 +416,9 @@ START_TEST(help_and_usage)
     usage_err(PGQ("requeue"), "pgq requeue: ", "--dead");
     usage_err(PGQ("cancel"), "pgq cancel: ", "ids");
     usage_err(PGQ("migrate", "--bogus"), "pgq migrate: ", "--bogus");
+    usage_err(PGQ("migrate", "--to", "0"), "pgq migrate: ", "--to");
+    usage_err(PGQ("migrate", "--to"), "pgq migrate: ", "--to");
+    usage_err(PGQ("migrate", "--status", "--to=1"), "pgq migrate: ", "--status or --to");
 
     r = PGQ("--version");
     ck_assert_int_eq(r.code, 0);
@@ -920,9 +923,18 @@ START_TEST(migrate_fresh_and_newer_database)
     for (const char *l = r.out; *l; l = strchr(l, '\n') + 1)
         ck_assert_msg(strncmp(strchr(l, '\n') - 8, " pending", 8) == 0, "[%s]", r.out);
 
+    /* --to stops at a version, as an older pgq would have; never goes back */
+    ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 0,
+               "applied 1 migration; schema at version 1\n", "");
+    ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to=1")), 0,
+               "applied 0 migrations; schema at version 1\n", "");
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate")), 0,
-               fmt("applied %d migration%s; schema at version %d\n", v, v == 1 ? "" : "s", v),
-               "");
+               fmt("applied %d migration%s; schema at version %d\n", v - 1, v - 1 == 1 ? "" : "s",
+                   v), "");
+    if (v > 1)
+        ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 1, "",
+                   fmt("pgq migrate: database schema is at version %d, past 1: "
+                       "migrations only go forward\n", v));
     ASSERT_RUN(run_env(NULL, ARGV("migrate", "--db", db)), 0,
                fmt("applied 0 migrations; schema at version %d\n", v), "");
     r = run_env(NULL, ARGV("--db", db, "stats"));
