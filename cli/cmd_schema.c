@@ -9,18 +9,35 @@
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq migrate [--status] [-c FILE] [--db URL]\n\n"
+        "usage: pgq migrate [--status | --to N] [-c FILE] [--db URL]\n\n"
         "Apply pending schema migrations in order, each in its own transaction.\n"
         "Safe to run from several hosts at once. --status lists every migration\n"
-        "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\".\n";
+        "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\". --to N stops at\n"
+        "version N, as an older pgq whose newest migration was N would have.\n";
     char err[1024];
-    const char *pos[1];
-    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    const char *pos[3];
+    int npos, r = cli_args(c, argc, argv, help, pos, 3, &npos);
     if (r)
         return r > 0 ? EXIT_OK : EXIT_USAGE;
-    if (npos && strcmp(pos[0], "--status") != 0)
-        return cli_usage_error(c, "unknown argument \"%s\"", pos[0]);
-    bool status = npos > 0;
+    bool status = false;
+    const char *to = NULL;
+    for (int i = 0; i < npos; i++) {
+        if (strcmp(pos[i], "--status") == 0 && !status)
+            status = true;
+        else if (strcmp(pos[i], "--to") == 0 && !to && i + 1 < npos)
+            to = pos[++i];
+        else if (strncmp(pos[i], "--to=", 5) == 0 && !to)
+            to = pos[i] + 5;
+        else if (strcmp(pos[i], "--to") == 0 && !to)
+            return cli_usage_error(c, "--to needs a value");
+        else
+            return cli_usage_error(c, "unknown argument \"%s\"", pos[i]);
+    }
+    if (status && to)
+        return cli_usage_error(c, "give --status or --to, not both");
+    long target = pgq_schema_version();
+    if (to && cli_parse_int(c, "--to", to, 1, pgq_schema_version(), &target) < 0)
+        return EXIT_USAGE;
     if (cli_connect(c, true) < 0)
         return EXIT_FAIL;
     if (status) {
@@ -44,10 +61,10 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
         return rc;
     }
     int applied;
-    if (pgq_migrate(c->conn, &applied, err, sizeof err) < 0)
+    if (pgq_migrate_to(c->conn, (int)target, &applied, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
-    printf("applied %d migration%s; schema at version %d\n", applied, applied == 1 ? "" : "s",
-           pgq_schema_version());
+    printf("applied %d migration%s; schema at version %ld\n", applied, applied == 1 ? "" : "s",
+           target);
     return EXIT_OK;
 }
 

@@ -19,7 +19,7 @@ static const struct command {
     int (*run)(struct cli *c, int argc, char **argv);
     const char *summary;
 } commands[] = {
-    { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them)" },
+    { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them, --to N stops at N)" },
     { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones" },
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")" },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)" },

@@ -2,7 +2,9 @@
  * scripts/embed-sql.sh). pgq_migrate takes a session advisory lock, so two
  * migrates at once serialize: the second finds nothing left to do. Each
  * pending migration runs in its own transaction together with its row in
- * pgq.migrations, so a failure leaves the schema at the last good version. */
+ * pgq.migrations, so a failure leaves the schema at the last good version.
+ * pgq_migrate_to stops at a given version (the upgrade test builds a
+ * database as an older pgq left it); migrations never go back. */
 #include "db.h"
 #include "migrations.h"
 
@@ -88,10 +90,21 @@ fail:
 
 int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen)
 {
+    return pgq_migrate_to(c, pgq_schema_version(), applied, err, errlen);
+}
+
+int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen)
+{
     int have, n = 0, rc = -1;
 
     if (applied)
         *applied = 0;
+    bool known = false;
+    for (size_t i = 0; i < pgq_nmigrations; i++)
+        known |= pgq_migrations[i].version == target;
+    if (!known)
+        return seterr(err, errlen, "no migration %d (this pgq %s knows 1 to %d)",
+                      target, PGQ_VERSION, pgq_schema_version());
     PGresult *r = db_query(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL,
                            PGRES_TUPLES_OK, "migrate: lock", err, errlen);
     if (!r)
@@ -109,8 +122,13 @@ int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen)
         refuse_newer(have, err, errlen);
         goto out;
     }
+    if (have > target) {
+        seterr(err, errlen, "database schema is at version %d, past %d: "
+               "migrations only go forward", have, target);
+        goto out;
+    }
     for (size_t i = 0; i < pgq_nmigrations; i++) {
-        if (pgq_migrations[i].version <= have)
+        if (pgq_migrations[i].version <= have || pgq_migrations[i].version > target)
             continue;
         if (apply_one(c, &pgq_migrations[i], err, errlen) < 0)
             goto out;

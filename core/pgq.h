@@ -66,6 +66,11 @@ typedef struct pgq_migration_status {
  * how many this call applied. Refuses a schema newer than this library. */
 int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* The same, stopping at migration `target` (a version this library knows),
+ * as an older pgq whose newest migration it was would have left the schema.
+ * A database already past target is refused: migrations only go forward. */
+int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
+
 /* Every known migration with whether it is applied. *out is malloc'd
  * (free() it); also lists applied versions this binary does not know. */
 int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,

@@ -419,6 +419,9 @@ START_TEST(help_and_usage)
     usage_err(PGQ("requeue"), "pgq requeue: ", "--dead");
     usage_err(PGQ("cancel"), "pgq cancel: ", "ids");
     usage_err(PGQ("migrate", "--bogus"), "pgq migrate: ", "--bogus");
+    usage_err(PGQ("migrate", "--to", "0"), "pgq migrate: ", "--to");
+    usage_err(PGQ("migrate", "--to"), "pgq migrate: ", "--to");
+    usage_err(PGQ("migrate", "--status", "--to=1"), "pgq migrate: ", "--status or --to");
 
     r = PGQ("--version");
     ck_assert_int_eq(r.code, 0);
@@ -902,29 +905,6 @@ START_TEST(migrate_on_migrated_db)
 }
 END_TEST
 
-/* The test database's connection parameters with another dbname (a
- * conninfo string, which --db takes as well as a URI). */
-static const char *url_for_db(const char *name)
-{
-    PQconninfoOption *opts = PQconninfo(tu_pg());
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    ck_assert_ptr_nonnull(f);
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        fprintf(f, "%s='", o->keyword);
-        for (const char *v = o->val; *v; v++)
-            fprintf(f, "%s%c", *v == '\'' || *v == '\\' ? "\\" : "", *v);
-        fputs("' ", f);
-    }
-    fprintf(f, "dbname='%s'", name);
-    fclose(f);
-    PQconninfoFree(opts);
-    return keep(s);
-}
-
 START_TEST(migrate_fresh_and_newer_database)
 {
     const char *name = fmt("pgq_cli_%d", (int)getpid());
@@ -932,7 +912,7 @@ START_TEST(migrate_fresh_and_newer_database)
     if (tu_int("SELECT count(*) FROM pg_database WHERE datname = $1", 1, pn))
         tu_exec(fmt("DROP DATABASE %s WITH (FORCE)", name), 0, NULL);   /* a leftover */
     tu_exec(fmt("CREATE DATABASE %s", name), 0, NULL);
-    const char *db = url_for_db(name);
+    const char *db = keep(tu_db_url_for(name));
     int v = pgq_schema_version();
 
     /* not migrated: everything but migrate says so */
@@ -947,9 +927,18 @@ START_TEST(migrate_fresh_and_newer_database)
     for (const char *l = r.out; *l; l = strchr(l, '\n') + 1)
         ck_assert_msg(strncmp(strchr(l, '\n') - 8, " pending", 8) == 0, "[%s]", r.out);
 
+    /* --to stops at a version, as an older pgq would have; never goes back */
+    ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 0,
+               "applied 1 migration; schema at version 1\n", "");
+    ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to=1")), 0,
+               "applied 0 migrations; schema at version 1\n", "");
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate")), 0,
-               fmt("applied %d migration%s; schema at version %d\n", v, v == 1 ? "" : "s", v),
-               "");
+               fmt("applied %d migration%s; schema at version %d\n", v - 1, v - 1 == 1 ? "" : "s",
+                   v), "");
+    if (v > 1)
+        ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 1, "",
+                   fmt("pgq migrate: database schema is at version %d, past 1: "
+                       "migrations only go forward\n", v));
     ASSERT_RUN(run_env(NULL, ARGV("migrate", "--db", db)), 0,
                fmt("applied 0 migrations; schema at version %d\n", v), "");
     r = run_env(NULL, ARGV("--db", db, "stats"));

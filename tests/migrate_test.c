@@ -12,39 +12,13 @@
 static char dbname[64];
 static char *dburl;
 
-/* The test database's connection parameters with another dbname. */
-static char *url_for(const char *name)
-{
-    PQconninfoOption *opts = PQconninfo(tu_pg());
-    size_t len = 64 + strlen(name);
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (o->val)
-            len += strlen(o->keyword) + 2 * strlen(o->val) + 8;
-    char *s = malloc(len), *p = s;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        p += sprintf(p, "%s='", o->keyword);
-        for (const char *v = o->val; *v; v++) {
-            if (*v == '\'' || *v == '\\')
-                *p++ = '\\';
-            *p++ = *v;
-        }
-        *p++ = '\'';
-        *p++ = ' ';
-    }
-    sprintf(p, "dbname='%s'", name);
-    PQconninfoFree(opts);
-    return s;
-}
-
 static void setup(void)
 {
     snprintf(dbname, sizeof dbname, "pgq_migrate_%d", (int)getpid());
     char sql[128];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname);
     tu_exec(sql, 0, NULL);
-    dburl = url_for(dbname);
+    dburl = tu_db_url_for(dbname);
 }
 
 static void teardown(void)

@@ -33,6 +33,7 @@ int main(void)
         }
         pgq_disconnect(c);
         srunner_add_suite(sr, migrate_suite());
+        srunner_add_suite(sr, upgrade_suite());
         srunner_add_suite(sr, enqueue_suite());
         srunner_add_suite(sr, claim_suite());
         srunner_add_suite(sr, state_suite());

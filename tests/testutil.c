@@ -47,13 +47,39 @@ PGconn *tu_pg(void)
     return raw;
 }
 
-static PGresult *run(const char *sql, int n, const char *const *params)
+char *tu_db_url_for(const char *dbname)
 {
-    PGresult *r = PQexecParams(tu_pg(), sql, n, NULL, params, NULL, NULL, 0);
+    PQconninfoOption *opts = PQconninfo(tu_pg());
+    char *s = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&s, &len);
+    ck_assert_ptr_nonnull(f);
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "dbname") == 0)
+            continue;
+        fprintf(f, "%s='", o->keyword);
+        for (const char *v = o->val; *v; v++)
+            fprintf(f, "%s%c", *v == '\'' || *v == '\\' ? "\\" : "", *v);
+        fputs("' ", f);
+    }
+    fprintf(f, "dbname='%s'", dbname);
+    fclose(f);
+    PQconninfoFree(opts);
+    return s;
+}
+
+PGresult *tu_query(PGconn *pg, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n%s",
                   PQresultErrorMessage(r), sql);
     return r;
+}
+
+static PGresult *run(const char *sql, int n, const char *const *params)
+{
+    return tu_query(tu_pg(), sql, n, params);
 }
 
 void tu_exec(const char *sql, int n, const char *const *params)

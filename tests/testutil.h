@@ -20,10 +20,18 @@ const char *tu_bin_dir(void);       /* where pgq is built (PGQ_BIN_DIR) */
 pgq_conn *tu_connect(void);
 PGconn *tu_pg(void);                /* a raw connection for checks, per process */
 
+/* The test database's connection parameters with another dbname, as a
+ * conninfo string (pgq_connect and --db take it); malloc'd. */
+char *tu_db_url_for(const char *dbname);
+
 /* Empty every pgq table (checked fixture: runs in the test's process). */
 void tu_reset(void);
 
-/* Run SQL with text params; assert success. Results: first column of the
+/* Run SQL with text params on pg; assert success and return the result
+ * (the caller PQclears it). */
+PGresult *tu_query(PGconn *pg, const char *sql, int n, const char *const *params);
+
+/* The same on tu_pg(). Results: first column of the
  * first row as integer / malloc'd text (NULL for SQL NULL). */
 void tu_exec(const char *sql, int n, const char *const *params);
 long long tu_int(const char *sql, int n, const char *const *params);
@@ -63,5 +71,6 @@ Suite *docs_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
+Suite *upgrade_suite(void);
 
 #endif
