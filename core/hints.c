@@ -270,6 +270,16 @@ static void advance(pgq_hints *h, const char *const *queues, size_t n,
         struct hint *q = find(h, queue, strlen(queue));
         if (!q || q->gen - s->gen[i] > NOTES)
             break;
+        if (q->at.set && at.prio < q->at.prio) {
+            /* A better priority than the hint's (found by a claim that
+             * looked at better priorities): the next claims must start
+             * there, and claims in flight must not move past it, as if
+             * it had been announced. */
+            q->at = at;
+            q->notes[q->gen % NOTES] = at;
+            q->gen++;
+            break;
+        }
         if (q->at.set && pos_cmp(&at, &q->at) <= 0)
             break;   /* another claim went further */
         for (uint64_t k = s->gen[i]; k < q->gen; k++)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -307,6 +308,62 @@ START_TEST(hinted_claims_take_each_job_once_and_follow_notes)
 }
 END_TEST
 
+/* A job of a better priority than the hint's that nobody announced (a
+ * scheduled job coming due) is found by a claim that looks at better
+ * priorities; the claims after it take the rest of that priority first,
+ * without waiting for the next such look. */
+START_TEST(hinted_claims_go_back_to_a_better_priority)
+{
+    pgq_conn *c = tu_connect();
+    char err[512];
+    const char *q[] = { "default" };
+    pgq_hints *h = pgq_hints_new(q, 1, 300, 3600000);
+    pgq_add_result r;
+    pgq_add_opts low = PGQ_ADD_OPTS_INIT;
+    low.priority = 5;
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(pgq_add(c, "t", "{}", &low, &r, err, sizeof err) == 0, "%s", err);
+    pgq_job *j;
+    size_t got;
+    bool lost;
+    int64_t order[12];
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, 1, "w", 30000, 1, &j,
+                                                &got, err, sizeof err) == 0 && got, "%s", err);
+        order[n++] = j->id;
+        ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                      "%s", err);
+        pgq_job_free(j);
+    }
+    /* three jobs of priority 0 appear behind the hint, unannounced */
+    tu_exec("INSERT INTO pgq.jobs (queue, type, priority, run_at)"
+            " SELECT 'default', 't', 0, now() - interval '1 minute' FROM generate_series(1, 3)",
+            0, NULL);
+    nanosleep(&(struct timespec){ 0, 350 * 1000 * 1000 }, NULL);   /* the next claim looks */
+    for (;;) {
+        j = NULL;
+        ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, 1, "w", 30000, 1, &j,
+                                                &got, err, sizeof err) == 0, "%s", err);
+        if (!got)
+            break;
+        ck_assert_int_lt(n, 12);
+        order[n++] = j->id;
+        ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                      "%s", err);
+        pgq_job_free(j);
+    }
+    ck_assert_int_eq(n, 9);
+    /* 1, 2 (priority 5), then 7, 8, 9 (priority 0), then 3..6 */
+    static const int64_t want[] = { 1, 2, 7, 8, 9, 3, 4, 5, 6 };
+    for (int i = 0; i < 9; i++)
+        ck_assert_msg(order[i] == want[i], "claim %d took job %lld, want %lld", i + 1,
+                      (long long)order[i], (long long)want[i]);
+    pgq_hints_free(h);
+    pgq_disconnect(c);
+}
+END_TEST
+
 /* A session that holds a transaction open (with an xid) pins the xmin
  * horizon; every claimed job then leaves an index entry nothing may
  * remove. A claim from the start of the index walks them all (its cost
@@ -404,6 +461,7 @@ Suite *state_suite(void)
     tcase_add_test(tc, check_invariants_reports_each_violation);
     tcase_add_test(tc, hints_ignore_bad_notes_and_other_queues);
     tcase_add_test(tc, hinted_claims_take_each_job_once_and_follow_notes);
+    tcase_add_test(tc, hinted_claims_go_back_to_a_better_priority);
     tcase_add_test(tc, claim_stays_flat_under_a_pinned_xmin);
     suite_add_tcase(s, tc);
     return s;
