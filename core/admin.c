@@ -75,17 +75,28 @@ int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, cons
 int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
               int64_t *deleted, char *err, size_t errlen)
 {
+    return pgq_prune_round(c, keep_done_ms, keep_dead_ms, limit, NULL, 0, deleted, err,
+                           errlen);
+}
+
+int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+                    char *upto, size_t uptolen, int64_t *deleted, char *err, size_t errlen)
+{
     char a[24], b[24], l[16];
     snprintf(a, sizeof a, "%" PRId64, keep_done_ms);
     snprintf(b, sizeof b, "%" PRId64, keep_dead_ms);
     snprintf(l, sizeof l, "%d", limit > 0 ? limit : 10000);
-    const char *params[] = { a, b, l };
-    PGresult *r = db_query(c, "SELECT pgq.prune($1::bigint, $2::bigint, $3::int)", 3, params,
-                           PGRES_TUPLES_OK, "prune", err, errlen);
+    const char *params[] = { a, b, l, upto && *upto ? upto : NULL };
+    PGresult *r = db_query(c, "SELECT deleted, pgq.position_time(done_upto)"
+                              " FROM pgq.prune($1::bigint, $2::bigint, $3::int, $4::timestamptz)",
+                           4, params, PGRES_TUPLES_OK, "prune", err, errlen);
     if (!r)
         return -1;
     if (deleted)
         *deleted = db_int64(r, 0, 0, 0);
+    /* Where this round's done jobs ended: the next round starts there. */
+    if (upto && uptolen && !PQgetisnull(r, 0, 1))
+        snprintf(upto, uptolen, "%s", PQgetvalue(r, 0, 1));
     PQclear(r);
     return 0;
 }

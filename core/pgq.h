@@ -330,6 +330,15 @@ int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool 
 int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
               int64_t *deleted, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* pgq_prune as one round of a pass of several: upto ("" for the first
+ * round) is where the previous round's done jobs ended and gets where this
+ * one's did, so that a round does not walk again the index entries of the
+ * rows the rounds before it deleted (vacuum may not have removed them yet:
+ * under a pinned xmin a pass of many rounds would be quadratic). */
+int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+                    char *upto, size_t uptolen, int64_t *deleted, char *err,
+                    size_t errlen) PGQ_MUSTCHECK;
+
 typedef struct pgq_queue_stats {
     char queue[801];      /* room for 200 characters of UTF-8: names of up to 200
                            * could be stored before the 100-character rule */

@@ -769,13 +769,22 @@ $$;
 -- to p_limit dead or cancelled ones finished over p_keep_dead_ms ago (with
 -- their history and effects). The conditions are repeated in the DELETE's
 -- own WHERE: a job requeued after the subqueries' snapshot is kept.
-CREATE FUNCTION pgq.prune(p_keep_done_ms bigint, p_keep_dead_ms bigint, p_limit int)
-RETURNS bigint LANGUAGE sql VOLATILE AS $$
+-- p_done_after: where the previous round of the same pass ended (done_upto
+-- of its result; done jobs go in finished_at order), so that a pass of many
+-- rounds does not walk again, each round, the index entries of the rows
+-- the rounds before it deleted (vacuum may not have removed them yet, and
+-- cannot while the xmin horizon is pinned). Dead and cancelled jobs are
+-- few; their rounds start at the beginning.
+CREATE FUNCTION pgq.prune(p_keep_done_ms bigint, p_keep_dead_ms bigint, p_limit int,
+                          p_done_after timestamptz DEFAULT NULL)
+RETURNS TABLE (deleted bigint, done_upto timestamptz)
+LANGUAGE sql VOLATILE AS $$
     WITH gone AS (
         DELETE FROM pgq.jobs WHERE id IN (
             (SELECT id FROM pgq.jobs WHERE state = 'done'
                 AND finished_at < now() - p_keep_done_ms * interval '1 millisecond'
-              LIMIT p_limit)
+                AND finished_at >= coalesce(p_done_after, '-infinity')
+              ORDER BY state, finished_at LIMIT p_limit)
             UNION ALL
             (SELECT id FROM pgq.jobs WHERE state IN ('dead', 'cancelled')
                 AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'
@@ -783,9 +792,9 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
           AND ((state = 'done' AND finished_at < now() - p_keep_done_ms * interval '1 millisecond')
             OR (state IN ('dead', 'cancelled')
                 AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'))
-        RETURNING 1
+        RETURNING state, finished_at
     )
-    SELECT count(*) FROM gone
+    SELECT count(*), max(finished_at) FILTER (WHERE state = 'done') FROM gone
 $$;
 
 -- ---- invariants ------------------------------------------------------------

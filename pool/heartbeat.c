@@ -147,10 +147,11 @@ static void tick(pgq_pool *p, pgq_conn *c, int64_t *last_prune)
         /* ... and never longer than half a heartbeat: this thread renews
          * the leases too. */
         int64_t until = pool_now_ms() + p->cfg->heartbeat_ms / 2;
+        char upto[64] = "";
         for (int round = 0; round < PRUNE_ROUNDS && (round == 0 || pool_now_ms() < until);
              round++) {
-            if (pgq_prune(c, p->cfg->keep_done_ms, p->cfg->keep_dead_ms, PRUNE_BATCH, &gone,
-                          err, sizeof err) < 0) {
+            if (pgq_prune_round(c, p->cfg->keep_done_ms, p->cfg->keep_dead_ms, PRUNE_BATCH,
+                                upto, sizeof upto, &gone, err, sizeof err) < 0) {
                 pool_log(PGQ_LOG_WARN, NULL, "%s", err);
                 break;
             }

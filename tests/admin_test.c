@@ -165,6 +165,36 @@ START_TEST(prune_respects_retention)
 }
 END_TEST
 
+/* A pass of rounds, each starting where the one before ended, deletes
+ * every old done job exactly once, ties of finished_at across a round's
+ * edge included, and leaves the young ones. */
+START_TEST(prune_rounds_continue_where_they_ended)
+{
+    char err[512];
+    make_jobs(25, "default", "done");
+    make_jobs(3, "default", "done");
+    /* 25 old ones in 5 groups of equal finish times; 3 young ones */
+    tu_exec("UPDATE pgq.jobs SET finished_at = now() - interval '2 days'"
+            " + (id / 5) * interval '1 second' WHERE id <= 25", 0, NULL);
+    pgq_conn *c = tu_connect();
+    char upto[64] = "";
+    int64_t total = 0, n = 0;
+    int rounds = 0;
+    do {
+        ck_assert_msg(pgq_prune_round(c, 86400000, 86400000, 7, upto, sizeof upto, &n, err,
+                                      sizeof err) == 0, "%s", err);
+        total += n;
+        ck_assert_int_lt(++rounds, 10);
+        if (n)
+            ck_assert_msg(*upto, "round %d deleted %lld jobs but says nothing of where it ended",
+                          rounds, (long long)n);
+    } while (n == 7);
+    ck_assert_int_eq(total, 25);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 3);
+    pgq_disconnect(c);
+}
+END_TEST
+
 struct pruner {
     int64_t deleted;
     int rc;
@@ -250,6 +280,7 @@ Suite *admin_suite(void)
     tcase_add_checked_fixture(tc, setup, tu_check_invariants);
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, requeue_ids_moves_dead_keeps_history);
+    tcase_add_test(tc, prune_rounds_continue_where_they_ended);
     tcase_add_test(tc, concurrent_requeue_moves_each_job_once);
     tcase_add_test(tc, requeue_matching_filters_queue_and_state);
     tcase_add_test(tc, cancel_only_ready);
