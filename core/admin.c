@@ -87,8 +87,8 @@ int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int
     snprintf(b, sizeof b, "%" PRId64, keep_dead_ms);
     snprintf(l, sizeof l, "%d", limit > 0 ? limit : 10000);
     const char *params[] = { a, b, l, upto && *upto ? upto : NULL };
-    PGresult *r = db_query(c, "SELECT deleted, pgq.position_time(done_upto)"
-                              " FROM pgq.prune($1::bigint, $2::bigint, $3::int, $4::timestamptz)",
+    PGresult *r = db_query(c, "SELECT deleted, pgq.position_us(done_upto) FROM pgq.prune("
+                              "$1::bigint, $2::bigint, $3::int, pgq.from_position_us($4::bigint))",
                            4, params, PGRES_TUPLES_OK, "prune", err, errlen);
     if (!r)
         return -1;

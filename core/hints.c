@@ -13,17 +13,20 @@
  * A hint promises that no ready job of its priority lies before it. Jobs
  * can appear behind it (a producer whose transaction began before the
  * claimed job's, a release at shutdown, an explicit run_at in the past):
- * the state machine announces every job made ready and due on the channel
- * pgq_ready with its position, and pgq_hints_note() moves the hint back to
- * it. What no announcement covers (a claim rolled back, a lost
- * notification, a job of a better priority whose run_at came) is caught
- * by asking for better priorities once every `better_ms` and by forgetting
- * all hints once every `forget_ms`, on any claim error, and whenever the
- * listener reconnects. A claim in flight cannot undo a note that arrived
+ * the state machine announces every job made ready on the channel pgq_ready
+ * with its position, and pgq_hints_note() moves the hint back to it. A
+ * writer of an earlier version announces nothing but pgq_jobs: a pgq_jobs
+ * note that no pgq_ready note of the same queue came before (new writers
+ * send that one first) drops the queue's hint. What no announcement covers
+ * (a claim rolled back, a lost notification, a job of a better priority
+ * whose run_at came) is caught by asking for better priorities once every
+ * `better_ms` and by forgetting all hints once every `forget_ms`, on any
+ * claim error, and whenever the listener reconnects. A claim in flight cannot undo a note that arrived
  * meanwhile: it moves its hint no further than the jobs announced since it
  * began (a count of notes per queue and the last few notes). */
 #include "db.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,14 +34,17 @@
 #include <string.h>
 #include <time.h>
 
-/* A claim position. run_at is pgq.position_time's text (UTC, ISO 8601,
- * microseconds): fixed width, so its byte order is time order. */
+/* A claim position; run_at in microseconds since the epoch
+ * (pgq.position_us). */
 struct pos {
     bool set;
     int prio;
-    char run_at[40];
+    int64_t run_at;
     int64_t id;
 };
+
+/* The position before every other: a hint there searches everything. */
+static const struct pos FIRST = { true, INT32_MIN, INT64_MIN, 0 };
 
 /* The last notes of a queue, so that a claim that started before them
  * does not move its hint past one (its snapshot may not have seen the
@@ -50,6 +56,7 @@ struct hint {
     struct pos at;
     uint64_t gen;                  /* notes received */
     struct pos notes[NOTES];       /* note k at notes[k % NOTES] (k = gen - 1) */
+    bool announced;                /* a pgq_ready note with due jobs, no pgq_jobs yet */
 };
 
 struct pgq_hints {
@@ -72,9 +79,8 @@ static int pos_cmp(const struct pos *a, const struct pos *b)
 {
     if (a->prio != b->prio)
         return a->prio < b->prio ? -1 : 1;
-    int c = strcmp(a->run_at, b->run_at);
-    if (c)
-        return c < 0 ? -1 : 1;
+    if (a->run_at != b->run_at)
+        return a->run_at < b->run_at ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
@@ -141,48 +147,95 @@ void pgq_hints_forget(pgq_hints *h)
     pthread_mutex_unlock(&h->mu);
 }
 
-/* "QUEUE PRIORITY RUN_AT ID": the last three fields are split off from the
- * right, so that the queue name is whatever precedes them. */
-bool pgq_hints_note(pgq_hints *h, const char *payload)
+/* A whole decimal integer in [lo, hi], or false. */
+static bool parse_int(const char *s, const char *end, int64_t lo, int64_t hi, int64_t *out)
 {
-    if (!h || !payload)
+    if (s == end || end - s > 20)
         return false;
-    const char *sp[3];
+    char buf[24];
+    memcpy(buf, s, (size_t)(end - s));
+    buf[end - s] = '\0';
+    for (const char *p = buf + (buf[0] == '-'); ; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        if (!p[1])
+            break;
+    }
+    errno = 0;
+    char *e;
+    long long v = strtoll(buf, &e, 10);
+    if (errno || *e || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Move a queue's hint back to `at` (a job made ready there): claims in
+ * flight are capped by it too. */
+static void lower_locked(struct hint *q, struct pos at)
+{
+    if (q->at.set && pos_cmp(&at, &q->at) < 0)
+        q->at = at;
+    q->notes[q->gen % NOTES] = at;
+    q->gen++;
+}
+
+/* pgq_ready: "QUEUE PRIORITY RUN_AT_US ID DUE"; the last four fields are
+ * split off from the right, so that the queue is whatever precedes them. */
+static bool note_ready(pgq_hints *h, const char *payload)
+{
+    const char *sp[4];
     const char *end = payload + strlen(payload);
     int found = 0;
-    for (const char *p = end; p > payload && found < 3;)
+    for (const char *p = end; p > payload && found < 4;)
         if (*--p == ' ')
             sp[found++] = p;
-    if (found < 3)
+    if (found < 4 || sp[3] == payload)
         return false;   /* not a position: ignore it */
-    struct pos at = { .set = true };
-    char *e;
-    long prio = strtol(sp[2] + 1, &e, 10);
-    if (e != sp[1] || prio < INT32_MIN || prio > INT32_MAX)
+    int64_t prio, run_at, id, due;
+    if (!parse_int(sp[3] + 1, sp[2], INT32_MIN, INT32_MAX, &prio) ||
+        !parse_int(sp[2] + 1, sp[1], INT64_MIN, INT64_MAX, &run_at) ||
+        !parse_int(sp[1] + 1, sp[0], 1, INT64_MAX, &id) ||
+        !parse_int(sp[0] + 1, end, 0, 1, &due))
         return false;
-    at.prio = (int)prio;
-    size_t tlen = (size_t)(sp[0] - sp[1] - 1);
-    if (tlen == 0 || tlen >= sizeof at.run_at)
-        return false;
-    memcpy(at.run_at, sp[1] + 1, tlen);
-    at.run_at[tlen] = '\0';
-    long long id = strtoll(sp[0] + 1, &e, 10);
-    if (*e || e == sp[0] + 1 || id < 1)
-        return false;
-    /* The claim starts strictly after the hint: go back to just before
-     * the announced job. */
-    at.id = id - 1;
-
+    /* The claim starts strictly after the hint: just before the job. */
+    struct pos at = { true, (int)prio, run_at, id - 1 };
     pthread_mutex_lock(&h->mu);
-    struct hint *q = find(h, payload, (size_t)(sp[2] - payload));
+    struct hint *q = find(h, payload, (size_t)(sp[3] - payload));
     if (q) {
-        if (q->at.set && pos_cmp(&at, &q->at) < 0)
-            q->at = at;
-        q->notes[q->gen % NOTES] = at;
-        q->gen++;
+        lower_locked(q, at);
+        if (due)
+            q->announced = true;
     }
     pthread_mutex_unlock(&h->mu);
     return q != NULL;
+}
+
+/* pgq_jobs: "QUEUE", something is due. Unless a pgq_ready note announced
+ * it, an earlier version wrote it, and it may lie anywhere. */
+static bool note_jobs(pgq_hints *h, const char *queue)
+{
+    pthread_mutex_lock(&h->mu);
+    struct hint *q = find(h, queue, strlen(queue));
+    if (q) {
+        if (q->announced)
+            q->announced = false;
+        else
+            lower_locked(q, FIRST);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return q != NULL;
+}
+
+bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload)
+{
+    if (!h || !channel || !payload)
+        return false;
+    if (strcmp(channel, "pgq_ready") == 0)
+        return note_ready(h, payload);
+    if (strcmp(channel, "pgq_jobs") == 0)
+        return note_jobs(h, payload);
+    return false;
 }
 
 /* What a claim starts from: the hints as array literals, per queue in the
@@ -205,12 +258,11 @@ static void snapshot_free(struct hints_snapshot *s)
 static int snapshot(pgq_hints *h, const char *const *queues, size_t n, struct hints_snapshot *s)
 {
     memset(s, 0, sizeof *s);
-    int64_t *prio = calloc(n ? n : 1, sizeof *prio), *id = calloc(n ? n : 1, sizeof *id);
+    int64_t *prio = calloc(n ? n : 1, sizeof *prio), *id = calloc(n ? n : 1, sizeof *id),
+            *run_at = calloc(n ? n : 1, sizeof *run_at);
     bool *has = calloc(n ? n : 1, sizeof *has);
-    const char **run_at = calloc(n ? n : 1, sizeof *run_at);
-    char (*times)[40] = calloc(n ? n : 1, sizeof *times);
     s->gen = calloc(n ? n : 1, sizeof *s->gen);
-    if (!prio || !id || !has || !run_at || !times || !s->gen)
+    if (!prio || !id || !has || !run_at || !s->gen)
         goto out;
 
     pthread_mutex_lock(&h->mu);
@@ -227,8 +279,7 @@ static int snapshot(pgq_hints *h, const char *const *queues, size_t n, struct hi
             has[i] = true;
             prio[i] = q->at.prio;
             id[i] = q->at.id;
-            memcpy(times[i], q->at.run_at, sizeof times[i]);
-            run_at[i] = times[i];
+            run_at[i] = q->at.run_at;
         }
         s->gen[i] = q ? q->gen : 0;
     }
@@ -237,13 +288,12 @@ static int snapshot(pgq_hints *h, const char *const *queues, size_t n, struct hi
 
     s->prio = db_int64_array_nullable(prio, has, n);
     s->id = db_int64_array_nullable(id, has, n);
-    s->run_at = db_text_array(run_at, n);
+    s->run_at = db_int64_array_nullable(run_at, has, n);
 out:
     free(prio);
     free(id);
     free(has);
     free(run_at);
-    free(times);
     if (!s->prio || !s->id || !s->run_at || !s->gen) {
         snapshot_free(s);
         return -1;
@@ -257,12 +307,9 @@ out:
  * forget may lie behind the job) or when more notes came than are kept. */
 static void advance(pgq_hints *h, const char *const *queues, size_t n,
                     const struct hints_snapshot *s, const char *queue, int prio,
-                    const char *run_at, int64_t id)
+                    int64_t run_at, int64_t id)
 {
-    struct pos at = { .set = true, .prio = prio, .id = id };
-    if (strlen(run_at) >= sizeof at.run_at)
-        return;
-    snprintf(at.run_at, sizeof at.run_at, "%s", run_at);
+    struct pos at = { true, prio, run_at, id };
     pthread_mutex_lock(&h->mu);
     for (size_t i = 0; i < n && h->forgets == s->forgets; i++) {
         if (strcmp(queues[i], queue) != 0)
@@ -276,8 +323,7 @@ static void advance(pgq_hints *h, const char *const *queues, size_t n,
              * there, and claims in flight must not move past it, as if
              * it had been announced. */
             q->at = at;
-            q->notes[q->gen % NOTES] = at;
-            q->gen++;
+            lower_locked(q, at);
             break;
         }
         if (q->at.set && pos_cmp(&at, &q->at) <= 0)
@@ -312,10 +358,10 @@ int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
 }
 
 void hints_claimed(pgq_hints *h, const char *const *queues, size_t n,
-                   const struct hints_params *p, const char *queue, int prio,
-                   const char *run_at, int64_t id)
+                   const struct hints_params *p, const char *queue, int prio, int64_t run_at,
+                   int64_t id)
 {
-    if (h && p->snap && run_at)
+    if (h && p->snap)
         advance(h, queues, n, p->snap, queue, prio, run_at, id);
 }
 

@@ -243,10 +243,14 @@ typedef struct pgq_hints pgq_hints;
 pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
                          int64_t forget_ms);   /* NULL: out of memory */
 void pgq_hints_free(pgq_hints *h);              /* accepts NULL */
-/* A job was made ready and due: payload is a notification on the channel
- * pgq_ready ("QUEUE PRIORITY RUN_AT ID"); the queue's next claim starts
- * no later than there. True when the queue is one of the hints'. */
-bool pgq_hints_note(pgq_hints *h, const char *payload);
+/* A notification a LISTEN connection received (channel, payload): on
+ * pgq_ready ("QUEUE PRIORITY RUN_AT_US ID DUE", a job made ready) the
+ * queue's next claim starts no later than there; on pgq_jobs ("QUEUE",
+ * something due) that no pgq_ready note of the queue came before, the
+ * writer was of an earlier version and the queue's next claim searches
+ * everything. Malformed notes are ignored. True when the queue is one of
+ * the hints'. A pool listens on both and wakes a worker on pgq_jobs. */
+bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload);
 /* Drop every hint (after a lost LISTEN connection, say). */
 void pgq_hints_forget(pgq_hints *h);
 

@@ -37,9 +37,11 @@
 -- vacuum may remove, and a claim that walks from the start of the index
 -- visits all of them: claims turned quadratic and throughput fell by 91%.
 -- The pool keeps a hint per queue and lowers it when a job appears
--- behind it; the NOTIFY channel pgq_ready carries the position of every
--- job made ready and due ("QUEUE PRIORITY RUN_AT ID"), and pgq_jobs keeps
--- carrying the queue's name for listeners of earlier versions.
+-- behind it: the NOTIFY channel pgq_ready carries the position of the
+-- first job each transaction made ready in a queue, due or not
+-- ("QUEUE PRIORITY RUN_AT_US ID DUE", see pgq.announce), and pgq_jobs
+-- carries the queue's name when a job is due now, as in earlier versions
+-- (it wakes pools, theirs too).
 
 -- ---- shared expressions ------------------------------------------------
 
@@ -47,21 +49,37 @@
 CREATE FUNCTION pgq.lease_expiry(p_ttl_ms bigint) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$ SELECT now() + p_ttl_ms * interval '1 millisecond' $$;
 
--- A claim position's run_at as text that any session reads back exactly,
--- whatever its DateStyle and TimeZone.
-CREATE FUNCTION pgq.position_time(p_t timestamptz) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT to_char(p_t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+-- A claim position's run_at as microseconds since the epoch, exactly (the
+-- hints of core/hints.c carry it as an integer), and back.
+CREATE FUNCTION pgq.position_us(p_t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $$;
+
+-- Exact (whole seconds, then the microseconds: no rounding through a
+-- double). Any bigint is a position: those before the first timestamp (a
+-- hint that means "from the start") are -infinity; the last timestamp
+-- (294276 AD) lies beyond the largest bigint.
+CREATE FUNCTION pgq.from_position_us(p_us bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_us < -210866716800000000 THEN '-infinity'::timestamptz   -- 4713 BC
+                ELSE to_timestamp(p_us / 1000000) + (p_us % 1000000) * interval '1 microsecond'
+           END
 $$;
 
--- Announce a job made ready and due at (priority, run_at, id) in a queue:
--- pgq_jobs wakes pools of every version, pgq_ready tells pools of this one
--- where it is, so that their claim hints can go back to it.
-CREATE FUNCTION pgq.announce(p_queue text, p_priority int, p_run_at timestamptz, p_id bigint)
+-- Announce that a transaction made jobs of a queue ready, the first of
+-- them (in claim order) at (priority, run_at, id); p_due: some are due
+-- now. pgq_ready tells pools of this version where to look back to (their
+-- claim hints), for every job, due or not: a job not due when it is added
+-- may be due when its transaction commits. pgq_jobs wakes pools of every
+-- version when something is due; it comes second, so that a pool that
+-- hears pgq_jobs without a pgq_ready before it knows the writer was an
+-- earlier version, which announces no position (core/hints.c).
+CREATE FUNCTION pgq.announce(p_queue text, p_priority int, p_run_at timestamptz, p_id bigint,
+                             p_due boolean)
 RETURNS void LANGUAGE sql VOLATILE AS $$
-    SELECT pg_notify('pgq_jobs', p_queue),
-           pg_notify('pgq_ready', p_queue || ' ' || p_priority || ' '
-                                  || pgq.position_time(p_run_at) || ' ' || p_id)
+    SELECT pg_notify('pgq_ready', p_queue || ' ' || p_priority || ' '
+                                  || pgq.position_us(p_run_at) || ' ' || p_id || ' '
+                                  || CASE WHEN p_due THEN '1' ELSE '0' END),
+           CASE WHEN p_due THEN pg_notify('pgq_jobs', p_queue) END
 $$;
 
 -- The rule of queue names, everywhere: 1 to 100 characters, no ASCII
@@ -129,9 +147,7 @@ BEGIN
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING j.id, j.queue, j.priority, j.run_at INTO got;
     IF FOUND THEN
-        IF got.run_at <= now() THEN
-            PERFORM pgq.announce(got.queue, got.priority, got.run_at, got.id);
-        END IF;
+        PERFORM pgq.announce(got.queue, got.priority, got.run_at, got.id, got.run_at <= now());
         RETURN QUERY SELECT got.id, false;
         RETURN;
     END IF;
@@ -240,10 +256,11 @@ BEGIN
              WHERE s.ord <= n
             RETURNING j.queue, j.priority, j.run_at, j.id
         )
-        -- Wake listening pools: the first position per queue of what is due.
-        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id)) INTO i
-          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id
-                  FROM ins WHERE ins.run_at <= now()
+        -- Announce per queue the first position, and whether any is due.
+        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) INTO i
+          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
+                       bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
+                  FROM ins
                  ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f;
 
         RETURN QUERY SELECT s.ord::int, s.id, false
@@ -277,9 +294,10 @@ BEGIN
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING j.id, j.queue, j.priority, j.run_at
     ), woke AS (
-        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id)) AS n
-          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id
-                  FROM ins WHERE ins.run_at <= now()
+        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
+          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
+                       bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
+                  FROM ins
                  ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f
     )
     SELECT array_agg(ins.id), (SELECT woke.n FROM woke) INTO inserted, i
@@ -320,11 +338,13 @@ $$;
 -- how a scheduled job of a better priority coming due is found). Without
 -- hints the claim searches everything, as before.
 CREATE FUNCTION pgq.claim_(p_queues text[], p_owner text, p_ttl_ms bigint, p_limit int,
-                           p_hint_prio int[], p_hint_run_at timestamptz[], p_hint_id bigint[],
+                           p_hint_prio int[], p_hint_run_at bigint[], p_hint_id bigint[],
                            p_better boolean)
 RETURNS TABLE (id bigint, queue text, type text, payload text, attempts int, max_retries int,
-               priority int, lease_token text, timeout_ms bigint, ord int, run_at text)
--- Generic plans and no sequential scans: see migration 003.
+               priority int, lease_token text, timeout_ms bigint, ord int, run_at bigint)
+-- Generic plans and no sequential scans: see migration 003. Every hint
+-- condition below is on parameters only, so that the plan keeps walking
+-- the claim index from the bound (a gate, not a filter).
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
@@ -334,19 +354,22 @@ DECLARE
     pick bigint;
     picks bigint[] := '{}';
     more bigint[];
+    turn int[];
+    k int;
 BEGIN
     IF want = 0 OR nq = 0 THEN
         RETURN;
     END IF;
-    -- The first priority with a ready job at or after each queue's hint;
-    -- with p_better also any better priority than the hint's.
+    -- The first priority with a ready job after each queue's hint; with
+    -- p_better also any better priority than the hint's.
     SELECT min(least(b.priority, x.priority)) INTO prio
       FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
                AS q(name, hp, hr, hi)
       LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
                           WHERE j.state = 'ready' AND j.queue = q.name
                             AND (j.priority, j.run_at, j.id)
-                                > (coalesce(q.hp, -2147483648), coalesce(q.hr, '-infinity'),
+                                > (coalesce(q.hp, -2147483648),
+                                   coalesce(pgq.from_position_us(q.hr), '-infinity'),
                                    coalesce(q.hi, 0))
                           ORDER BY j.priority, j.run_at, j.id LIMIT 1) x ON true
       LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
@@ -355,54 +378,88 @@ BEGIN
                           ORDER BY j.priority LIMIT 1) b ON true
      WHERE q.name IS NOT NULL;
     WHILE prio IS NOT NULL AND want > 0 LOOP
-        IF want = 1 THEN
-            -- One job (a pool worker's every call): LIMIT 1 written out, so
-            -- the cached plan walks the index (migration 003).
-            SELECT c.id INTO pick
-              FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
-                       AS q(name, hp, hr, hi)
-             CROSS JOIN LATERAL (
-                    SELECT j.id, j.run_at FROM pgq.jobs j
-                     WHERE j.state = 'ready' AND j.queue = q.name AND j.priority = prio
-                       AND j.run_at <= now()
-                       AND (j.run_at, j.id) > (CASE WHEN q.hp = prio THEN q.hr ELSE '-infinity' END,
-                                               CASE WHEN q.hp = prio THEN q.hi ELSE 0 END)
-                     ORDER BY j.run_at, j.id
-                     LIMIT 1 FOR UPDATE SKIP LOCKED) c
-             WHERE q.name IS NOT NULL
-             ORDER BY c.run_at, c.id LIMIT 1;
-            IF pick IS NOT NULL THEN
-                picks := picks || pick;
-                EXIT;
-            END IF;
+        -- The queues in the order of their next due job of this priority.
+        -- Nothing is locked here: a claim that locked one row per queue and
+        -- took one would leave the others locked for a moment, concurrent
+        -- claims would skip them and move their hints past them, and they
+        -- would be ready behind every hint. A queue whose hint lies at a
+        -- later priority is not searched at this one (unless p_better).
+        IF nq = 1 THEN
+            turn := ARRAY[1];
         ELSE
-            -- Several: planned afresh with the values (rare, and shared).
-            EXECUTE $q$
-                SELECT ARRAY(
-                    SELECT c.id
-                      FROM unnest($1, $4, $5, $6) AS q(name, hp, hr, hi)
-                     CROSS JOIN LATERAL (
-                            SELECT j.id, j.run_at FROM pgq.jobs j
-                             WHERE j.state = 'ready' AND j.queue = q.name AND j.priority = $2
-                               AND j.run_at <= now()
-                               AND (j.run_at, j.id)
-                                   > (CASE WHEN q.hp = $2 THEN q.hr ELSE '-infinity' END,
-                                      CASE WHEN q.hp = $2 THEN q.hi ELSE 0 END)
-                             ORDER BY j.run_at, j.id
-                             LIMIT $3 FOR UPDATE SKIP LOCKED) c
-                     WHERE q.name IS NOT NULL
-                     ORDER BY c.run_at, c.id LIMIT $3)
-            $q$ INTO more
-            USING p_queues, prio, want, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq];
-            picks := picks || more;
-            want := want - coalesce(cardinality(more), 0);
+            turn := ARRAY(
+                SELECT q.k
+                  FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
+                           WITH ORDINALITY AS q(name, hp, hr, hi, k)
+                 CROSS JOIN LATERAL (
+                        SELECT j.run_at, j.id FROM pgq.jobs j
+                         WHERE (q.hp IS NULL OR p_better OR q.hp <= prio)
+                           AND j.state = 'ready' AND j.queue = q.name AND j.priority = prio
+                           AND j.run_at <= now()
+                           AND (j.run_at, j.id)
+                               > (CASE WHEN q.hp = prio THEN pgq.from_position_us(q.hr)
+                                       ELSE '-infinity' END,
+                                  CASE WHEN q.hp = prio THEN q.hi ELSE 0 END)
+                         ORDER BY j.run_at, j.id LIMIT 1) c
+                 WHERE q.name IS NOT NULL
+                 ORDER BY c.run_at, c.id);
         END IF;
+        -- Take from each in turn, locking only what is taken.
+        FOREACH k IN ARRAY turn LOOP
+            IF want = 1 THEN
+                -- One job (a pool worker's every call): LIMIT 1 written out,
+                -- so the cached plan walks the index (migration 003).
+                SELECT j.id INTO pick FROM pgq.jobs j
+                 WHERE j.state = 'ready' AND j.queue = p_queues[k] AND j.priority = prio
+                   AND j.run_at <= now()
+                   AND (j.run_at, j.id)
+                       > (CASE WHEN p_hint_prio[k] = prio
+                               THEN pgq.from_position_us(p_hint_run_at[k])
+                               ELSE '-infinity' END,
+                          CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                 ORDER BY j.run_at, j.id
+                 LIMIT 1 FOR UPDATE SKIP LOCKED;
+                IF pick IS NOT NULL THEN
+                    picks := picks || pick;
+                    want := 0;
+                END IF;
+            ELSE
+                -- Several: planned afresh with the values (rare, and shared).
+                EXECUTE $q$
+                    SELECT ARRAY(
+                        SELECT j.id FROM pgq.jobs j
+                         WHERE j.state = 'ready' AND j.queue = $1 AND j.priority = $2
+                           AND j.run_at <= now()
+                           AND (j.run_at, j.id)
+                               > (CASE WHEN $4 = $2 THEN pgq.from_position_us($5)
+                                       ELSE '-infinity' END,
+                                  CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
+                         ORDER BY j.run_at, j.id
+                         LIMIT $3 FOR UPDATE SKIP LOCKED)
+                $q$ INTO more
+                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k];
+                picks := picks || more;
+                want := want - coalesce(cardinality(more), 0);
+            END IF;
+            EXIT WHEN want = 0;
+        END LOOP;
         EXIT WHEN want = 0;
-        SELECT min(x.priority) INTO prio
-          FROM unnest(p_queues) AS q(name)
-         CROSS JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
-                              WHERE j.state = 'ready' AND j.queue = q.name AND j.priority > prio
-                              ORDER BY j.priority LIMIT 1) x;
+        -- The next priority: after this one, or, for a queue whose hint
+        -- lies further on, after its hint.
+        SELECT min(least(x.priority, y.priority)) INTO prio
+          FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
+                   AS q(name, hp, hr, hi)
+          LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                              WHERE (q.hp IS NULL OR p_better OR q.hp <= prio)
+                                AND j.state = 'ready' AND j.queue = q.name AND j.priority > prio
+                              ORDER BY j.priority LIMIT 1) x ON true
+          LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                              WHERE NOT (q.hp IS NULL OR p_better OR q.hp <= prio)
+                                AND j.state = 'ready' AND j.queue = q.name
+                                AND (j.priority, j.run_at, j.id)
+                                    > (q.hp, pgq.from_position_us(q.hr), q.hi)
+                              ORDER BY j.priority, j.run_at, j.id LIMIT 1) y ON true
+         WHERE q.name IS NOT NULL;
     END LOOP;
     IF cardinality(picks) = 0 THEN
         RETURN;
@@ -421,7 +478,7 @@ BEGIN
     SELECT u.id, u.queue, u.type, u.payload::text, u.attempts, u.max_retries, u.priority,
            u.lease_token::text,
            coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type), 60000),
-           u.ord::int, pgq.position_time(u.run_at)
+           u.ord::int, pgq.position_us(u.run_at)
       FROM upd u;
 END
 $$;
@@ -435,8 +492,8 @@ $$;
 -- and its lease is cleared. A token that no longer holds its job changes
 -- nothing and is not returned. History: every attempt that did not end
 -- 'done', and a done one when the job had earlier attempts or the caller
--- reported exit code or resources (migration 003). Jobs made ready and due
--- at once (a release; a retry without backoff) are announced.
+-- reported exit code or resources (migration 003). Jobs made ready again
+-- (a release, a retry) are announced (pgq.announce).
 CREATE FUNCTION pgq.end_attempts(p_outcome text, p_ids bigint[], p_tokens uuid[],
                                  p_errors text[] DEFAULT NULL, p_exit int[] DEFAULT NULL,
                                  p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
@@ -497,10 +554,11 @@ BEGIN
          WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
             OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
     ), woke AS (
-        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id)
-          FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id
+        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)
+          FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
+                       bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
                   FROM upd u
-                 WHERE p_outcome <> 'done' AND u.state = 'ready' AND u.run_at <= now()
+                 WHERE p_outcome <> 'done' AND u.state = 'ready'
                  ORDER BY u.queue, u.priority, u.run_at, u.id) f
     )
     SELECT u.id, u.state, u.run_at, u.attempts
@@ -581,18 +639,18 @@ $$;
 CREATE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
                                    p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
                                    p_queues text[], p_owner text, p_ttl_ms bigint,
-                                   p_limit int, p_hint_prio int[], p_hint_run_at timestamptz[],
+                                   p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
                                    p_hint_id bigint[], p_better boolean)
 RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
                max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
-               run_at text)
+               run_at bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
     IF coalesce(cardinality(p_ids), 0) > 0 THEN
         RETURN QUERY
         SELECT e.id, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int,
-               NULL::int, NULL::text, NULL::bigint, NULL::int, NULL::text
+               NULL::int, NULL::text, NULL::bigint, NULL::int, NULL::bigint
           FROM pgq.end_attempts('done', p_ids, p_tokens, NULL, p_exit, p_signal, p_cpu_ms,
                                 p_rss_kb) e;
     ELSIF coalesce(p_limit, 0) > 0 THEN
@@ -706,7 +764,9 @@ $$;
 CREATE FUNCTION pgq.requeue_(p_ids bigint[], p_state text, p_queue text, p_type text,
                              p_who text)
 RETURNS TABLE (id bigint)
-LANGUAGE plpgsql VOLATILE AS $$
+-- Planned with the values every call: a generic plan of the UPDATE walks
+-- every dead and cancelled entry, and the matching SELECT can only scan.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 DECLARE
     targets bigint[];
@@ -733,7 +793,7 @@ BEGIN
         SELECT 'requeue', count(*), CASE WHEN p_ids IS NOT NULL THEN array_agg(u.id) END, p_who
           FROM upd u HAVING count(*) > 0
     ), woke AS (
-        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id)
+        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, true)
           FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id FROM upd u
                  ORDER BY u.queue, u.priority, u.run_at, u.id) f
     )

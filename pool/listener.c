@@ -1,10 +1,10 @@
-/* The listener thread, with its own connection: LISTEN pgq_ready (the state
- * machine announces every job made ready and due there, with its queue and
- * claim position) and wake one idle worker per notification for one of
- * our queues, so a new job starts within milliseconds without busy
- * polling. Each notification also moves the queue's claim hint back to the
- * announced job (core/hints.c); after a reconnect, when notifications may
- * have been missed, the hints are forgotten. When nothing arrives for `poll`, it
+/* The listener thread, with its own connection: LISTEN pgq_jobs (every add,
+ * release, retry and requeue of a due job sends the queue's name) and wake
+ * one idle worker per notification for one of our queues, so a new job
+ * starts within milliseconds without busy polling; LISTEN pgq_ready (the
+ * position of every job made ready, sent just before) and move the
+ * queue's claim hint back to it (core/hints.c). After a reconnect, when
+ * notifications may have been missed, the hints are forgotten. When nothing arrives for `poll`, it
  * wakes one worker anyway: that catches scheduled jobs and retries coming
  * due, which are never announced. It sleeps in poll(2) on the socket and a
  * stop pipe, so an idle pool uses no CPU. */
@@ -22,7 +22,7 @@ static int listen_on(pgq_pool *p, pgq_conn **c)
 {
     if (pool_connect_retry(p, c, "listener") < 0)
         return -1;
-    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready");
+    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready; LISTEN pgq_jobs");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
         pool_log(PGQ_LOG_WARN, "listener", "LISTEN failed: %s", PQresultErrorMessage(r));
@@ -64,7 +64,9 @@ void *listener_main(void *arg)
         }
         PGnotify *note;
         while ((note = PQnotifies(pg)) != NULL) {
-            if (pgq_hints_note(p->hints, note->extra))
+            /* pgq_jobs: due now, wake a worker; pgq_ready: where it is. */
+            if (pgq_hints_note(p->hints, note->relname, note->extra) &&
+                strcmp(note->relname, "pgq_jobs") == 0)
                 pool_wake_one(p);
             PQfreemem(note);
         }

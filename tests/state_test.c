@@ -238,16 +238,25 @@ START_TEST(hints_ignore_bad_notes_and_other_queues)
     const char *q[] = { "emails", "default" };
     pgq_hints *h = pgq_hints_new(q, 2, 1000, 10000);
     ck_assert_ptr_nonnull(h);
-    ck_assert(pgq_hints_note(h, "emails 0 2026-12-01T10:00:00.000001Z 42"));
-    ck_assert(pgq_hints_note(h, "default -5 2026-12-01T10:00:00.000001Z 1"));
-    ck_assert(!pgq_hints_note(h, "other 0 2026-12-01T10:00:00.000001Z 42"));
-    ck_assert(!pgq_hints_note(h, "emails"));                      /* an old-style note */
-    ck_assert(!pgq_hints_note(h, "emails x 2026-12-01T10:00:00Z 42"));
-    ck_assert(!pgq_hints_note(h, "emails 0 2026-12-01T10:00:00Z 0"));
-    ck_assert(!pgq_hints_note(h, "emails 0 2026-12-01T10:00:00Z 12x"));
-    ck_assert(!pgq_hints_note(h, "emails 0  42"));
-    ck_assert(!pgq_hints_note(h, ""));
-    ck_assert(!pgq_hints_note(h, NULL));
+    const char *R = "pgq_ready";
+    ck_assert(pgq_hints_note(h, R, "emails 0 1764583200000001 42 1"));
+    ck_assert(pgq_hints_note(h, R, "default -5 -62135596800000000 1 0"));
+    ck_assert(pgq_hints_note(h, R, "emails 2147483647 9223372036854775807 9223372036854775807 0"));
+    ck_assert(pgq_hints_note(h, "pgq_jobs", "emails"));
+    ck_assert(!pgq_hints_note(h, R, "other 0 1764583200000001 42 1"));
+    ck_assert(!pgq_hints_note(h, R, "emails"));            /* the queue alone: not a position */
+    ck_assert(!pgq_hints_note(h, R, "emails x 1764583200000001 42 1"));
+    ck_assert(!pgq_hints_note(h, R, "emails 0 2026-12-01T10:00:00Z 42 1"));
+    ck_assert(!pgq_hints_note(h, R, "emails 0 0 0 1"));    /* no job 0 */
+    ck_assert(!pgq_hints_note(h, R, "emails 0 0 12x 1"));
+    ck_assert(!pgq_hints_note(h, R, "emails 0 0 12 2"));
+    ck_assert(!pgq_hints_note(h, R, "emails  0 12 1"));    /* an empty priority */
+    ck_assert(!pgq_hints_note(h, R, "emails 2147483648 0 12 1"));
+    ck_assert(!pgq_hints_note(h, R, "emails 0 99999999999999999999 12 1"));
+    ck_assert(!pgq_hints_note(h, R, " 0 0 12 1"));         /* no queue */
+    ck_assert(!pgq_hints_note(h, R, ""));
+    ck_assert(!pgq_hints_note(h, R, NULL));
+    ck_assert(!pgq_hints_note(h, "elsewhere", "emails 0 0 12 1"));
     pgq_hints_free(h);
 }
 END_TEST
@@ -286,9 +295,10 @@ START_TEST(hinted_claims_take_each_job_once_and_follow_notes)
             pgq_add_opts o = PGQ_ADD_OPTS_INIT;
             o.run_at = "2000-01-01T00:00:00Z";
             ck_assert_msg(pgq_add(c, "t", "{}", &o, &r, err, sizeof err) == 0, "%s", err);
-            char *pos = tu_text("SELECT queue || ' ' || priority || ' ' || pgq.position_time(run_at)"
-                                " || ' ' || id FROM pgq.jobs WHERE run_at < '2001-01-01'", 0, NULL);
-            ck_assert(pgq_hints_note(h, pos));
+            char *pos = tu_text("SELECT queue || ' ' || priority || ' ' || pgq.position_us(run_at)"
+                                " || ' ' || id || ' 1' FROM pgq.jobs WHERE run_at < '2001-01-01'",
+                                0, NULL);
+            ck_assert(pgq_hints_note(h, "pgq_ready", pos));
             free(pos);
             j = NULL;
             ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, 1, "w", 30000, 1,
@@ -378,7 +388,7 @@ static long long claim_buffers(const char *hint_prio, const char *hint_run_at,
     tu_exec("BEGIN", 0, NULL);
     char *plan = tu_text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM pgq.complete_claim("
                          " NULL, NULL, NULL, NULL, NULL, NULL, '{default}', 'probe', 30000, 1,"
-                         " ARRAY[$1::int], ARRAY[$2::timestamptz], ARRAY[$3::bigint], false)",
+                         " ARRAY[$1::int], ARRAY[$2::bigint], ARRAY[$3::bigint], false)",
                          3, params);
     tu_exec("ROLLBACK", 0, NULL);
     const char *p = strstr(plan, "\"Shared Hit Blocks\": ");
@@ -398,7 +408,7 @@ static void drain_hinted(int n, char *hp, char *hr, char *hi, size_t len)
         const char *params[] = { *hp ? hp : NULL, *hr ? hr : NULL, *hi ? hi : NULL };
         PGresult *r = PQexecParams(tu_pg(),
             "WITH c AS (SELECT * FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL,"
-            "  '{default}', 'w', 30000, 1, ARRAY[$1::int], ARRAY[$2::timestamptz],"
+            "  '{default}', 'w', 30000, 1, ARRAY[$1::int], ARRAY[$2::bigint],"
             "  ARRAY[$3::bigint], false))"
             " SELECT c.priority, c.run_at, c.id, (SELECT count(*) FROM pgq.complete("
             "  ARRAY[c.id], ARRAY[c.lease_token::uuid])) FROM c", 3, NULL, params, NULL, NULL, 0);
@@ -449,6 +459,219 @@ START_TEST(claim_stays_flat_under_a_pinned_xmin)
 }
 END_TEST
 
+/* ---- jobs that could lie behind a hint (from a review of the change) ------- */
+
+static pgq_job *hclaim(pgq_conn *c, pgq_hints *h, const char *const *q, size_t nq)
+{
+    char err[512];
+    pgq_job *j = NULL;
+    size_t got = 0;
+    ck_assert_msg(pgq_complete_claim_hinted(c, h, NULL, 0, NULL, q, nq, "w", 30000, 1, &j, &got,
+                                            err, sizeof err) == 0, "%s", err);
+    return got ? j : NULL;
+}
+
+static void hdone(pgq_conn *c, pgq_job *j)
+{
+    char err[512];
+    bool lost;
+    ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
+                  "%s", err);
+    pgq_job_free(j);
+}
+
+/* A connection that listens as a pool's listener does. */
+static PGconn *listener(void)
+{
+    PGconn *l = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(l) == CONNECTION_OK);
+    PGresult *r = PQexec(l, "LISTEN pgq_ready; LISTEN pgq_jobs; LISTEN pgq_test_sentinel");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    return l;
+}
+
+/* Hand h every notification committed so far, in order, as the listener
+ * thread does (a sentinel of our own marks the end). */
+static void feed(PGconn *l, pgq_hints *h)
+{
+    PQclear(PQexec(l, "NOTIFY pgq_test_sentinel"));
+    for (int tries = 0; tries < 500; tries++) {
+        PGnotify *n;
+        while ((n = PQnotifies(l)) != NULL) {
+            bool end = strcmp(n->relname, "pgq_test_sentinel") == 0;
+            if (!end)
+                (void)pgq_hints_note(h, n->relname, n->extra);
+            PQfreemem(n);
+            if (end)
+                return;
+        }
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+        ck_assert(PQconsumeInput(l));
+    }
+    ck_abort_msg("the sentinel notification never came");
+}
+
+/* A claim of several queues used to lock one due row per queue and take
+ * one: a concurrent claim skipped the other, its hint moved past it, and
+ * the row was ready behind the hint once the first claim committed. Now a
+ * claim locks only what it takes. */
+START_TEST(multi_queue_claims_lock_only_what_they_take)
+{
+    tu_type("ta", "qa", "", 2, 1000);
+    tu_type("tb", "qb", "", 2, 1000);
+    tu_exec("INSERT INTO pgq.jobs (queue, type, run_at) VALUES"
+            " ('qa', 'ta', now() - interval '3 s'),"               /* 1: A1, first */
+            " ('qb', 'tb', now() - interval '2 s'),"               /* 2: B1 */
+            " ('qb', 'tb', now() - interval '1 s')", 0, NULL);     /* 3: B2 */
+    const char *q[] = { "qa", "qb" };
+    pgq_hints *h = pgq_hints_new(q, 2, 3600000, 3600000);
+    pgq_conn *c = tu_connect();
+    /* worker 1, mid-claim (its statement done, not yet committed) */
+    PGconn *w1 = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(w1) == CONNECTION_OK);
+    PQclear(PQexec(w1, "BEGIN"));
+    PGresult *r = PQexec(w1, "SELECT id FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL,"
+                             " NULL, '{qa,qb}', 'w1', 30000, 1, NULL, NULL, NULL, false)");
+    ck_assert_int_eq(PQntuples(r), 1);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    /* worker 2 of the same pool: B1 is not locked by worker 1 */
+    pgq_job *j = hclaim(c, h, q, 2);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(j->id, 2);
+    hdone(c, j);
+    PQclear(PQexec(w1, "COMMIT"));
+    PQfinish(w1);
+    j = hclaim(c, h, q, 2);
+    ck_assert_msg(j != NULL, "job 3 is ready and due, but the hinted claim finds nothing");
+    ck_assert_int_eq(j->id, 3);
+    hdone(c, j);
+    ck_assert_ptr_null(hclaim(c, h, q, 2));
+    tu_exec("UPDATE pgq.jobs SET state = 'done', finished_at = now(), lease_token = NULL,"
+            " lease_expires_at = NULL WHERE id = 1", 0, NULL);
+    pgq_hints_free(h);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* A job not due when its transaction added it (a delay shorter than the
+ * transaction: a slow commit, an add inside the caller's transaction) is
+ * due when it commits: its position is announced all the same. */
+START_TEST(a_job_due_by_its_commit_is_announced)
+{
+    const char *q[] = { "default" };
+    pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);
+    pgq_conn *c = tu_connect();
+    PGconn *l = listener();
+    char err[512];
+    PGconn *prod = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(prod) == CONNECTION_OK);
+    PQclear(PQexec(prod, "BEGIN"));
+    PGresult *r = PQexec(prod, "SELECT id FROM pgq.add('t', '{}', delay_ms => 100)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long long delayed = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    nanosleep(&(struct timespec){ 0, 300 * 1000 * 1000 }, NULL);
+    pgq_add_result a;
+    ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+    feed(l, h);
+    pgq_job *j = hclaim(c, h, q, 1);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(j->id, a.id);   /* the hint is now past the delayed job */
+    hdone(c, j);
+    PQclear(PQexec(prod, "COMMIT"));
+    PQfinish(prod);
+    feed(l, h);
+    j = hclaim(c, h, q, 1);
+    ck_assert_msg(j != NULL, "the delayed job is ready and due, but the hinted claim finds "
+                  "nothing");
+    ck_assert_int_eq(j->id, delayed);
+    hdone(c, j);
+    pgq_hints_free(h);
+    PQfinish(l);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* Anyone who can connect may NOTIFY pgq_ready: a malformed note is
+ * ignored, and a well-formed one from anywhere only makes claims search
+ * more; neither makes a claim fail. */
+START_TEST(notes_from_anyone_cannot_break_claims)
+{
+    const char *q[] = { "default" };
+    pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);
+    pgq_conn *c = tu_connect();
+    PGconn *l = listener();
+    char err[512];
+    pgq_add_result a;
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+    pgq_job *j = hclaim(c, h, q, 1);   /* sets the hint */
+    ck_assert_ptr_nonnull(j);
+    hdone(c, j);
+    tu_exec("NOTIFY pgq_ready, 'default 0 0 5'", 0, NULL);
+    tu_exec("NOTIFY pgq_ready, 'default -2147483648 -9223372036854775808 1 1'", 0, NULL);
+    tu_exec("NOTIFY pgq_ready, 'default 0 x 1 1'", 0, NULL);
+    feed(l, h);
+    for (int i = 0; i < 2; i++) {
+        j = hclaim(c, h, q, 1);
+        ck_assert_ptr_nonnull(j);
+        hdone(c, j);
+    }
+    pgq_hints_free(h);
+    PQfinish(l);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* A pool of the previous release (still running during a rolling upgrade)
+ * releases its job with its own statement (schema 3's STMT_RELEASE, as
+ * tests/upgrade_test.c has it): the job keeps its early run_at and is
+ * announced on pgq_jobs alone, which makes this pool search the queue from
+ * the start. */
+START_TEST(an_old_writer_makes_the_next_claim_search_everything)
+{
+    const char *q[] = { "default" };
+    pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);
+    pgq_conn *c = tu_connect();
+    PGconn *l = listener();
+    char err[512];
+    pgq_add_result a;
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+    char *tok = tu_text("SELECT lease_token FROM pgq.claim('{default}', 'old', 30000)", 0, NULL);
+    pgq_job *j = hclaim(c, h, q, 1);   /* job 2; the hint is at job 2 */
+    ck_assert_int_eq(j->id, 2);
+    hdone(c, j);
+    feed(l, h);   /* the adds' notes: nothing behind the hint */
+    const char *p[] = { tok };
+    tu_exec("WITH upd AS ("
+            "  UPDATE pgq.jobs SET state = 'ready', attempts = attempts - 1,"
+            "    lease_token = NULL, lease_expires_at = NULL"
+            "   WHERE id = 1 AND lease_token = $1::uuid AND (state = 'running') IS TRUE"
+            "  RETURNING id, queue, attempts + 1 AS attempt, lease_owner, started_at),"
+            " hist AS ("
+            "  INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, started_at,"
+            "    duration_ms)"
+            "  SELECT id, attempt, 'released', lease_owner, 'released (not counted)', started_at,"
+            "    extract(epoch FROM clock_timestamp() - started_at) * 1000 FROM upd)"
+            " SELECT id, pg_notify('pgq_jobs', queue) FROM upd", 1, p);
+    free(tok);
+    feed(l, h);
+    j = hclaim(c, h, q, 1);
+    ck_assert_msg(j != NULL && j->id == 1, "job 1, released by an old pool, was not claimed "
+                  "next (got %lld)", j ? (long long)j->id : 0LL);
+    hdone(c, j);
+    j = hclaim(c, h, q, 1);
+    ck_assert_int_eq(j->id, 3);
+    hdone(c, j);
+    pgq_hints_free(h);
+    PQfinish(l);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *state_suite(void)
 {
     Suite *s = suite_create("state");
@@ -463,6 +686,10 @@ Suite *state_suite(void)
     tcase_add_test(tc, hinted_claims_take_each_job_once_and_follow_notes);
     tcase_add_test(tc, hinted_claims_go_back_to_a_better_priority);
     tcase_add_test(tc, claim_stays_flat_under_a_pinned_xmin);
+    tcase_add_test(tc, multi_queue_claims_lock_only_what_they_take);
+    tcase_add_test(tc, a_job_due_by_its_commit_is_announced);
+    tcase_add_test(tc, notes_from_anyone_cannot_break_claims);
+    tcase_add_test(tc, an_old_writer_makes_the_next_claim_search_everything);
     suite_add_tcase(s, tc);
     return s;
 }
