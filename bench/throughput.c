@@ -77,6 +77,10 @@ int run_throughput(void)
         fail_json(err);
         goto out;
     }
+    /* Its connections close with it: their backends publish their counters
+     * as they exit, which writes_end waits for. */
+    pgq_pool_free(pool);
+    pool = NULL;
     if (writes_end(c, watch, &w, err, sizeof err) < 0) {
         fail_json(err);
         goto out;
