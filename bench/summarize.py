@@ -238,6 +238,10 @@ def writes_table(sel):
     rmgrs = sorted({k for p in profiles for r in sel("throughput", p) if r.get("writes")
                     for k in (r["writes"].get("wal_bytes_per_job_by_rmgr") or {})})
     for k in rmgrs:
+        vals = [(r["writes"].get("wal_bytes_per_job_by_rmgr") or {}).get(k)
+                for p in profiles for r in sel("throughput", p) if r.get("writes")]
+        if not any(v is not None and v >= 0.5 for v in vals):
+            continue   # CLOG, Standby and the like: a few bytes per run
         line(f"WAL bytes of {k} records", lambda w, k=k: (w.get("wal_bytes_per_job_by_rmgr")
                                                           or {}).get(k))
     tables = sorted({t for p in profiles for r in sel("throughput", p) if r.get("writes")
