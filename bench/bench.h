@@ -210,6 +210,7 @@ struct pool_spec bench_soak_spec(void);
 
 #define WRITES_MAX_TABLES 32
 #define WRITES_MAX_RMGR 24
+#define WRITES_MAX_TYPES 64
 
 /* n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del of each table of schema pgq. */
 struct writes_tables {
@@ -234,6 +235,9 @@ struct writes {
     int nrmgr;
     char rmgr[WRITES_MAX_RMGR][32];
     int64_t rmgr_bytes[WRITES_MAX_RMGR];
+    int ntypes;                 /* per record type ("Heap/UPDATE") */
+    char type[WRITES_MAX_TYPES][48];
+    int64_t type_n[WRITES_MAX_TYPES], type_bytes[WRITES_MAX_TYPES];
 };
 
 /* Open the window on c (no other session of ours may have pending

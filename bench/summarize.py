@@ -244,6 +244,19 @@ def writes_table(sel):
             continue   # CLOG, Standby and the like: a few bytes per run
         line(f"WAL bytes of {k} records", lambda w, k=k: (w.get("wal_bytes_per_job_by_rmgr")
                                                           or {}).get(k))
+    types = sorted({k for p in profiles for r in sel("throughput", p) if r.get("writes")
+                    for k, v in (r["writes"].get("wal_per_job_by_type") or {}).items()
+                    if v.get("n", 0) >= 0.05})
+    for k in types:
+        cells = []
+        for p in profiles:
+            ws = [((r["writes"].get("wal_per_job_by_type") or {}).get(k) or {})
+                  for r in sel("throughput", p) if r.get("writes")]
+            n = [w["n"] for w in ws if "n" in w]
+            b = [w["bytes"] for w in ws if "bytes" in w]
+            cells.append(f"{fmt(statistics.median(n))} ({fmt(statistics.median(b))} B)"
+                         if n and b else "-")
+        out.append(f"| `{k}` records (their bytes), median | " + " | ".join(cells) + " |  |")
     tables = sorted({t for p in profiles for r in sel("throughput", p) if r.get("writes")
                      for t in (r["writes"].get("tuples_per_job") or {}) if t != "all"})
     for t in tables + ["all"]:

@@ -258,6 +258,12 @@ static void add_stat_line(struct writes *w, const char *line)
     char *slash = strchr(name, '/');
     if (!slash)
         return;   /* the header and the Total line */
+    if (w->ntypes < WRITES_MAX_TYPES) {
+        int t = w->ntypes++;
+        snprintf(w->type[t], sizeof w->type[t], "%.47s", name);
+        w->type_n[t] = n;
+        w->type_bytes[t] = comb;
+    }
     *slash = '\0';
     const char *type = slash + 1;
     w->records += n;
@@ -325,7 +331,7 @@ static int run_waldump(struct writes *w, char *err, size_t errlen)
     }
     char line[512];
     w->records = w->fpi_bytes = w->dumped_bytes = w->index_entries = 0;
-    w->nrmgr = 0;
+    w->nrmgr = w->ntypes = 0;
     while (fgets(line, sizeof line, f))
         add_stat_line(w, line);
     fclose(f);
@@ -407,6 +413,17 @@ void writes_json(FILE *f, const struct writes *w, long njobs)
         fputs(",\"wal_bytes_per_job_by_rmgr\":{", f);
         for (int k = 0; k < w->nrmgr; k++)
             fprintf(f, "%s\"%s\":%.1f", k ? "," : "", w->rmgr[k], (double)w->rmgr_bytes[k] / n);
+        /* records and bytes per job of each type seen at least once per
+         * 100 jobs (the rest is background: checkpoints, vacuum) */
+        fputs("},\"wal_per_job_by_type\":{", f);
+        bool first_type = true;
+        for (int k = 0; k < w->ntypes; k++) {
+            if ((double)w->type_n[k] < n / 100)
+                continue;
+            fprintf(f, "%s\"%s\":{\"n\":%.3f,\"bytes\":%.1f}", first_type ? "" : ",", w->type[k],
+                    (double)w->type_n[k] / n, (double)w->type_bytes[k] / n);
+            first_type = false;
+        }
         fputc('}', f);
     } else {
         fputs(",\"wal_records_per_job\":null,\"index_entries_per_job\":null,"
