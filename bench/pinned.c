@@ -321,12 +321,17 @@ static void print_summary(const struct sample *s, long n, long nb, long np, bool
      * "near baseline": at most 1.5x the baseline's largest count + 1000. */
     int64_t backlog_ok = 2 * base_backlog > 100 ? 2 * base_backlog : 100;
     int64_t dead_ok = base_dead + base_dead / 2 + 1000;
+    /* Back = from that sample to the end of the run: a dip right after an
+     * autovacuum that the next minutes undo does not count. */
     double backlog_min = NAN, dead_min = NAN;
-    for (long i = nb + np; i < n; i++) {
+    bool backlog_stays = true, dead_stays = true;
+    for (long i = n - 1; i >= nb + np; i--) {
         double since = (double)(i - nb - np + 1) * (double)g_opts.sample_s / 60.0;
-        if (isnan(backlog_min) && s[i].backlog <= backlog_ok)
+        backlog_stays = backlog_stays && s[i].backlog <= backlog_ok;
+        dead_stays = dead_stays && s[i].t.dead >= 0 && s[i].t.dead <= dead_ok;
+        if (backlog_stays)
             backlog_min = since;
-        if (isnan(dead_min) && s[i].t.dead >= 0 && s[i].t.dead <= dead_ok)
+        if (dead_stays)
             dead_min = since;
     }
     bool judged = nb > 0;
