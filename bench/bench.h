@@ -240,9 +240,10 @@ struct writes {
     int64_t type_n[WRITES_MAX_TYPES], type_bytes[WRITES_MAX_TYPES];
 };
 
-/* Open the window on c (no other session of ours may have pending
- * writes). -1 with a message in err. */
-int writes_begin(pgq_conn *c, struct writes *w, char *err, size_t errlen);
+/* Open the window on c; other (may be NULL) is the second connection of
+ * this process. Waits (up to 10 s) until no other client backend is left on
+ * the server. -1 with a message in err. */
+int writes_begin(pgq_conn *c, pgq_conn *other, struct writes *w, char *err, size_t errlen);
 
 /* Close it once the pool has stopped; other (may be NULL) is the second
  * connection of this process. Waits for the counters to settle and runs

@@ -56,7 +56,7 @@ int run_throughput(void)
     g_target = n;
 
     struct writes w;
-    if (writes_begin(c, &w, err, sizeof err) < 0) {
+    if (writes_begin(c, watch, &w, err, sizeof err) < 0) {
         fail_json(err);
         goto out;
     }

@@ -30,8 +30,10 @@
  * - Server CPU: utime + stime of the postmaster (found as the parent of
  *   this session's backend) and of all its children from /proc, plus the
  *   postmaster's cutime + cstime, which hold the children that exited in
- *   the window (the pool's backends, autovacuum workers). Null when the
- *   server is not on this machine. */
+ *   the window (the pool's backends, autovacuum workers). Both ends are
+ *   read once no other client backend is left (the previous run's, the
+ *   pool's): a child reaped between the two reads would be in neither.
+ *   Null when the server is not on this machine. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -180,19 +182,23 @@ static int force_flush(pgq_conn *c, char *err, size_t errlen)
     return 0;
 }
 
-/* Until no client backend of this database but ours (c, other) is left, at
- * most 10 s: the pool's backends flush their counters as they exit. */
-static int wait_others_gone(pgq_conn *c, pgq_conn *other, char *err, size_t errlen)
+/* Until no client backend but ours (c, other) is left, at most 10 s: in
+ * this database (all_dbs false) or in any. Exiting backends publish their
+ * counters, and their CPU moves from their own /proc entry to the
+ * postmaster's cutime, a move that a reading in between would miss. */
+static int wait_others_gone(pgq_conn *c, pgq_conn *other, bool all_dbs, char *err,
+                            size_t errlen)
 {
     char a[16], b[16];
     snprintf(a, sizeof a, "%d", PQbackendPID(pgq_conn_pg(c)));
     snprintf(b, sizeof b, "%d", other ? PQbackendPID(pgq_conn_pg(other)) : 0);
-    const char *params[2] = { a, b };
+    const char *params[3] = { a, b, all_dbs ? "t" : "f" };
     for (int i = 0; i < 200; i++) {
-        PGresult *r = bench_query(c, "waiting for the pool's backends to exit",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        PGresult *r = bench_query(c, "waiting for other backends to exit",
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE ($3::bool OR datname = current_database())"
             "   AND backend_type = 'client backend' AND pid NOT IN ($1::int, $2::int)",
-            2, params, PGRES_TUPLES_OK, err, errlen);
+            3, params, PGRES_TUPLES_OK, err, errlen);
         if (!r)
             return -1;
         bool gone = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
@@ -208,7 +214,7 @@ static int read_tuples_settled(pgq_conn *c, pgq_conn *other, struct writes_table
                                bool *settled, char *err, size_t errlen)
 {
     struct writes_tables prev;
-    if (wait_others_gone(c, other, err, errlen) < 0 || force_flush(c, err, errlen) < 0 ||
+    if (wait_others_gone(c, other, false, err, errlen) < 0 || force_flush(c, err, errlen) < 0 ||
         (other && force_flush(other, err, errlen) < 0) || read_tuples(c, &prev, err, errlen) < 0)
         return -1;
     *settled = false;
@@ -350,12 +356,14 @@ static int run_waldump(struct writes *w, char *err, size_t errlen)
 
 /* ---- the window --------------------------------------------------------------------- */
 
-int writes_begin(pgq_conn *c, struct writes *w, char *err, size_t errlen)
+int writes_begin(pgq_conn *c, pgq_conn *other, struct writes *w, char *err, size_t errlen)
 {
     *w = (struct writes){ .postmaster = find_postmaster(c) };
-    /* The migration's and registration's counters first, so that they are
-     * not counted as the run's. */
-    if (force_flush(c, err, errlen) < 0 || read_tuples(c, &w->t0, err, errlen) < 0)
+    /* The previous run's backends (another database) may still be exiting;
+     * the migration's and registration's counters are published first, so
+     * that they are not counted as the run's. */
+    if (wait_others_gone(c, other, true, err, errlen) < 0 || force_flush(c, err, errlen) < 0 ||
+        (other && force_flush(other, err, errlen) < 0) || read_tuples(c, &w->t0, err, errlen) < 0)
         return -1;
     w->cpu0 = server_ticks(w->postmaster);
     return read_lsn(c, w->lsn0, sizeof w->lsn0, &w->wal0, err, errlen);
@@ -363,7 +371,8 @@ int writes_begin(pgq_conn *c, struct writes *w, char *err, size_t errlen)
 
 int writes_end(pgq_conn *c, pgq_conn *other, struct writes *w, char *err, size_t errlen)
 {
-    if (read_lsn(c, w->lsn1, sizeof w->lsn1, &w->wal1, err, errlen) < 0)
+    if (wait_others_gone(c, other, false, err, errlen) < 0 ||
+        read_lsn(c, w->lsn1, sizeof w->lsn1, &w->wal1, err, errlen) < 0)
         return -1;
     w->cpu1 = server_ticks(w->postmaster);
     if (read_tuples_settled(c, other, &w->t1, &w->stats_settled, err, errlen) < 0)
