@@ -5,6 +5,7 @@
 #   make run             throwaway PostgreSQL (unless DATABASE_URL is set), migrate, demo
 #   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
 #   make soak            30-minute soak (SOAK_MINUTES, SOAK_RATE) -> bench/SOAK.md
+#   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 
@@ -49,7 +50,7 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak install uninstall clean deps check-deps
+.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -127,6 +128,11 @@ bench: deps all
 # The sustained-load soak, apart from make bench; writes bench/SOAK.md.
 soak: deps all
 	bench/run.sh soak $(BUILD)
+
+# A transaction held open beside a loaded pool (pgq-bench pinned, sustained);
+# writes bench/PINNED.md. The short pinned drain is part of make bench.
+pinned: deps all
+	bench/run.sh pinned $(BUILD)
 
 deps:
 	@scripts/deps.sh

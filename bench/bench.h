@@ -21,7 +21,8 @@
 
 struct opts {
     const char *bench;      /* throughput, latency, backlog, soak, footprint */
-    const char *profile;    /* default, batched, exec */
+    const char *profile;    /* default, strict, batched, exec; pinned: drain,
+                             * drain-pinned, sustained */
     long jobs;              /* -1: not applicable */
     long concurrency;
     long batch;             /* batched profile: [pool] batch */
@@ -36,6 +37,9 @@ struct opts {
     long seconds;           /* footprint */
     const char *pool_bin;   /* footprint: the pgq-pool binary */
     const char *exec_cmd;   /* exec profile: the command line ("/bin/true") */
+    const char *pin;        /* pinned drain: "yes" or "no" */
+    double before_min, pin_min, after_min;   /* pinned sustained */
+    long sample_s;          /* pinned sustained: seconds per report line */
 };
 
 extern struct opts g_opts;
@@ -51,6 +55,9 @@ void sleep_ms(double ms);             /* restarts after EINTR */
 /* The common head of a result line, without the closing brace: system,
  * version, bench, profile, [concurrency, jobs,] settings, ok. */
 void json_head(FILE *f, bool ok, bool counts);
+
+/* s as a JSON string (quotes and escapes). */
+void json_str(FILE *f, const char *s);
 
 /* Print the head with ok:false and "error": msg, close the line, flush. */
 void fail_json(const char *msg);
@@ -136,6 +143,17 @@ int bench_batch_add(pgq_conn *c, struct bench_batch *b, long first, size_t n, ch
 /* Free the buffers (none after a failed init). */
 void bench_batch_free(struct bench_batch *b);
 
+/* Add jobs 0..n-1 in pgq_add_batch calls of 5000; -1 with the failing
+ * batch named in err. */
+int bench_enqueue_all(pgq_conn *c, long n, char *err, size_t errlen);
+
+/* Until watch sees no unfinished job or deadline: 1 drained, 0 deadline,
+ * -1 error. Unless no_signal (exec handlers), first sleeps until the
+ * handler has seen all g_target jobs, then probes every 0.5 ms (else every
+ * 10 ms from the start). *end gets the time of the probe that saw none. */
+int bench_watch_drain(pgq_conn *watch, int64_t deadline, bool no_signal, int64_t *end, char *err,
+                      size_t errlen);
+
 /* What goes into the temporary pool.ini. */
 struct pool_spec {
     long workers;
@@ -168,6 +186,74 @@ int bench_pool_prepare(pgq_conn *c, const struct pool_spec *s, pgq_pool **out, c
  * half-way), print the JSON line and return -1. */
 int bench_pool_start(pgq_pool *p);
 
+/* ---- the fixed-rate producer and the soak's pool (soak.c) ------------------- */
+
+/* A producer thread (bench_producer_main) adds rate jobs/s on its own
+ * connection c from t0 on: every 10 ms one pgq_add_batch of what is due.
+ * Set stop to end it; rc becomes -1 (after err) when an add failed. */
+struct producer {
+    pgq_conn *c;
+    long rate;
+    int64_t t0;
+    atomic_long added;
+    atomic_bool stop;
+    atomic_int rc;
+    char err[1024];
+};
+void *bench_producer_main(void *arg);
+
+/* The soak's pool: the bench spec with poll and heartbeat at their
+ * pool.ini defaults (1s, 10s) and keep_done from --keep-done. */
+struct pool_spec bench_soak_spec(void);
+
+/* ---- per-job writes (writes.c) ----------------------------------------------- */
+
+#define WRITES_MAX_TABLES 32
+#define WRITES_MAX_RMGR 24
+#define WRITES_MAX_TYPES 64
+
+/* n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del of each table of schema pgq. */
+struct writes_tables {
+    int n;
+    char name[WRITES_MAX_TABLES][64];
+    int64_t tup[WRITES_MAX_TABLES][4];
+};
+
+/* One measured window: WAL position, tuple counters, server CPU at both
+ * ends, and what pg_waldump counted between them. */
+struct writes {
+    char lsn0[32], lsn1[32];
+    int64_t wal0, wal1;
+    struct writes_tables t0, t1;
+    bool stats_settled;
+    int postmaster;             /* -1: the server is not on this machine */
+    int64_t cpu0, cpu1;         /* ticks; -1 unreadable */
+    bool waldump_ok;
+    int waldump_exit;
+    char waldump_err[512];
+    int64_t records, fpi_bytes, dumped_bytes, index_entries;
+    int nrmgr;
+    char rmgr[WRITES_MAX_RMGR][32];
+    int64_t rmgr_bytes[WRITES_MAX_RMGR];
+    int ntypes;                 /* per record type ("Heap/UPDATE") */
+    char type[WRITES_MAX_TYPES][48];
+    int64_t type_n[WRITES_MAX_TYPES], type_bytes[WRITES_MAX_TYPES];
+};
+
+/* Open the window on c; other (may be NULL) is the second connection of
+ * this process. Waits (up to 10 s) until no other client backend is left on
+ * the server. -1 with a message in err. */
+int writes_begin(pgq_conn *c, pgq_conn *other, struct writes *w, char *err, size_t errlen);
+
+/* Close it once the pool has stopped; other (may be NULL) is the second
+ * connection of this process. Waits for the counters to settle and runs
+ * pg_waldump (its failure is recorded in w, not returned). -1 on a query
+ * error. */
+int writes_end(pgq_conn *c, pgq_conn *other, struct writes *w, char *err, size_t errlen);
+
+/* ,"writes":{...} per job of njobs. */
+void writes_json(FILE *f, const struct writes *w, long njobs);
+
 /* ---- the benchmarks ---------------------------------------------------------- */
 
 /* Each prints its JSON line(s) and returns the exit code (0 ok, 1 not). */
@@ -176,5 +262,6 @@ int run_latency(void);
 int run_backlog(void);
 int run_soak(void);
 int run_footprint(void);
+int run_pinned(void);
 
 #endif

@@ -58,8 +58,7 @@ void json_head(FILE *f, bool ok, bool counts)
     fprintf(f, ",\"settings\":%s,\"ok\":%s", g_settings, ok ? "true" : "false");
 }
 
-/* s as a JSON string (quotes and escapes). */
-static void json_str(FILE *f, const char *s)
+void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -332,6 +331,41 @@ void bench_batch_free(struct bench_batch *b)
     *b = (struct bench_batch){ 0 };
 }
 
+#define ENQUEUE_BATCH 5000
+
+int bench_enqueue_all(pgq_conn *c, long n, char *err, size_t errlen)
+{
+    size_t cap = n < ENQUEUE_BATCH ? (size_t)n : ENQUEUE_BATCH;
+    struct bench_batch b;
+    int rc = -1;
+    if (bench_batch_init(&b, cap) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (long done = 0; done < n;) {
+        size_t m = (size_t)(n - done) < cap ? (size_t)(n - done) : cap;
+        char msg[768];
+        if (bench_batch_add(c, &b, done, m, msg, sizeof msg) < 0) {
+            snprintf(err, errlen, "enqueue batch at job %ld: %s", done, msg);
+            goto out;
+        }
+        done += (long)m;
+    }
+    rc = 0;
+out:
+    bench_batch_free(&b);
+    return rc;
+}
+
+int bench_watch_drain(pgq_conn *watch, int64_t deadline, bool no_signal, int64_t *end, char *err,
+                      size_t errlen)
+{
+    if (!no_signal && !bench_wait_handled(deadline))
+        return 0;
+    int busy = bench_wait_empty(watch, deadline, no_signal ? 10 : 0.5, end, err, errlen);
+    return busy < 0 ? -1 : !busy;
+}
+
 /* ---- the pool ---------------------------------------------------------------------- */
 
 struct pool_spec bench_pool_spec(void)
@@ -342,6 +376,8 @@ struct pool_spec bench_pool_spec(void)
     };
     if (strcmp(g_opts.profile, "batched") == 0)
         s.batch = g_opts.batch;
+    else if (strcmp(g_opts.profile, "strict") == 0)
+        s.batch = 1;   /* written out: one job per claim and per commit, whatever the default */
     else if (strcmp(g_opts.profile, "exec") == 0) {
         static char handler[600];   /* one spec per process */
         snprintf(handler, sizeof handler, "exec %s", g_opts.exec_cmd);

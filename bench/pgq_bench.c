@@ -1,7 +1,7 @@
 /* pgq-bench: measure pgq against a fresh, empty PostgreSQL database
  * ($DATABASE_URL). bench/README.md says what each figure means.
  *
- *   pgq-bench throughput --jobs N --concurrency C [--profile default|batched|exec]
+ *   pgq-bench throughput --jobs N --concurrency C [--profile default|strict|batched|exec]
  *                        [--batch N] [--exec CMD] [--max-drain-s S] [--timeout-s S]
  *   pgq-bench latency [--jobs 300] [--interval-ms 20] [--concurrency 8]
  *                     [--profile default|batched] [--batch N] [--timeout-s S]
@@ -11,12 +11,16 @@
  *                  [--profile default|batched] [--batch N] [--timeout-s S]
  *   pgq-bench footprint [--concurrency 8] [--seconds 60] [--pool-bin PATH]
  *                       [--timeout-s S]
+ *   pgq-bench pinned --jobs N --pin yes|no [--concurrency 8] [--max-drain-s 600]
+ *   pgq-bench pinned --rate R [--before-minutes 2] [--pin-minutes 10]
+ *                    [--after-minutes 5] [--sample-s 60] [--concurrency 8] [--keep-done 2m]
  *
  * Every benchmark migrates first (not timed) and registers the job type
  * "bench-noop" (queue default). throughput, latency and soak embed a pool
  * (as examples/embed.c does) whose in-process callback only counts its
  * calls per job; the exec profile runs `exec /bin/true` instead. backlog
- * drives pgq_claim/pgq_complete itself; footprint runs the real pgq-pool.
+ * drives pgq_claim/pgq_complete itself; footprint runs the real pgq-pool;
+ * pinned holds a transaction open in another session while a pool works.
  *
  * Output: JSON lines on stdout, one per run (backlog: one per size and
  * pass; soak: one per minute and a summary); the pool's warnings go to
@@ -35,7 +39,8 @@
 #include "duration.h"
 
 static const char usage_text[] =
-    "usage: pgq-bench throughput --jobs N --concurrency C [--profile default|batched|exec]\n"
+    "usage: pgq-bench throughput --jobs N --concurrency C\n"
+    "                            [--profile default|strict|batched|exec]\n"
     "                            [--batch N] [--exec CMD] [--max-drain-s S] [--timeout-s S]\n"
     "       pgq-bench latency [--jobs 300] [--interval-ms 20] [--concurrency 8]\n"
     "                         [--profile default|batched] [--batch N] [--timeout-s S]\n"
@@ -45,6 +50,11 @@ static const char usage_text[] =
     "                      [--profile default|batched] [--batch N] [--timeout-s S]\n"
     "       pgq-bench footprint [--concurrency 8] [--seconds 60] [--pool-bin PATH]\n"
     "                           [--timeout-s S]\n"
+    "       pgq-bench pinned --jobs N --pin yes|no [--concurrency 8] [--max-drain-s 600]\n"
+    "                        [--timeout-s S]\n"
+    "       pgq-bench pinned --rate R [--before-minutes 2] [--pin-minutes 10]\n"
+    "                        [--after-minutes 5] [--sample-s 60] [--concurrency 8]\n"
+    "                        [--keep-done 2m] [--timeout-s S]\n"
     "DATABASE_URL names a fresh, empty database. See bench/README.md.\n";
 
 static void *watchdog(void *arg)
@@ -60,7 +70,7 @@ static void *watchdog(void *arg)
 
 /* ---- arguments ------------------------------------------------------------ */
 
-enum { T = 1, L = 2, B = 4, S = 8, F = 16 };   /* which benchmarks take an option */
+enum { T = 1, L = 2, B = 4, S = 8, F = 16, P = 32 };   /* which benchmarks take an option */
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void usage_error(const char *fmt, ...)
@@ -81,6 +91,17 @@ static long parse_long(const char *opt, const char *val, long min, long max)
     long v = strtol(val, &end, 10);
     if (errno || end == val || *end || v < min || v > max)
         usage_error("%s: expected an integer in %ld..%ld, got \"%s\"", opt, min, max, val);
+    return v;
+}
+
+static double parse_minutes(const char *opt, const char *val, double min)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= min) || v > 7 * 24 * 60)
+        usage_error("%s: expected minutes (a number, decimals allowed) from %g, got \"%s\"", opt,
+                    min, val);
     return v;
 }
 
@@ -110,8 +131,9 @@ static void parse_sizes(const char *opt, const char *val, struct opts *o)
 
 static int bench_bit(const char *name)
 {
-    static const char *const names[] = { "throughput", "latency", "backlog", "soak", "footprint" };
-    for (int i = 0; i < 5; i++)
+    static const char *const names[] = { "throughput", "latency", "backlog", "soak", "footprint",
+                                         "pinned" };
+    for (int i = 0; i < 6; i++)
         if (strcmp(name, names[i]) == 0)
             return 1 << i;
     return 0;
@@ -135,18 +157,25 @@ static void parse_args(int argc, char **argv, struct opts *o)
         .max_drain_s = 60, .timeout_s = -1, .interval_ms = 20, .nsizes = 3,
         .cycles = 2000, .threads = 8, .passes = 3, .minutes = -1, .rate = -1,
         .keep_done = "2m", .seconds = 60, .pool_bin = NULL, .exec_cmd = "/bin/true",
+        .pin = NULL, .before_min = 2, .pin_min = 10, .after_min = 5, .sample_s = 60,
     };
+    if (me == P) {
+        o->concurrency = 8;
+        o->max_drain_s = 600;
+    }
     memcpy(o->sizes, default_sizes, sizeof default_sizes);
     bool batch_given = false;
 
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct { const char *name; int benches; } known[] = {
-            { "--jobs", T | L }, { "--concurrency", T | L | S | F }, { "--profile", T | L | S },
-            { "--batch", T | L | S }, { "--max-drain-s", T }, { "--timeout-s", T | L | B | S | F },
-            { "--interval-ms", L }, { "--sizes", B }, { "--cycles", B }, { "--threads", B },
-            { "--passes", B }, { "--minutes", S }, { "--rate", S }, { "--keep-done", S },
-            { "--seconds", F }, { "--pool-bin", F }, { "--exec", T },
+            { "--jobs", T | L | P }, { "--concurrency", T | L | S | F | P },
+            { "--profile", T | L | S }, { "--batch", T | L | S }, { "--max-drain-s", T | P },
+            { "--timeout-s", T | L | B | S | F | P }, { "--interval-ms", L }, { "--sizes", B },
+            { "--cycles", B }, { "--threads", B }, { "--passes", B }, { "--minutes", S },
+            { "--rate", S | P }, { "--keep-done", S | P }, { "--seconds", F },
+            { "--pool-bin", F }, { "--exec", T }, { "--pin", P }, { "--before-minutes", P },
+            { "--pin-minutes", P }, { "--after-minutes", P }, { "--sample-s", P },
         };
         int benches = -1;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -188,6 +217,18 @@ static void parse_args(int argc, char **argv, struct opts *o)
             o->seconds = parse_long(a, v, 1, 86400);
         else if (strcmp(a, "--pool-bin") == 0)
             o->pool_bin = v;
+        else if (strcmp(a, "--pin") == 0) {
+            if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0)
+                usage_error("--pin: expected yes or no, got \"%s\"", v);
+            o->pin = v;
+        } else if (strcmp(a, "--before-minutes") == 0)
+            o->before_min = parse_minutes(a, v, 0);
+        else if (strcmp(a, "--pin-minutes") == 0)
+            o->pin_min = parse_minutes(a, v, 0.01);
+        else if (strcmp(a, "--after-minutes") == 0)
+            o->after_min = parse_minutes(a, v, 0.01);
+        else if (strcmp(a, "--sample-s") == 0)
+            o->sample_s = parse_long(a, v, 1, 3600);
         else if (strcmp(a, "--exec") == 0) {
             /* It goes into pool.ini and, as is, into the JSON line. */
             if (!*v || strlen(v) > 500 || strpbrk(v, "\"\\\n"))
@@ -203,10 +244,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
             o->keep_done = v;
         } else if (strcmp(a, "--profile") == 0) {
             bool exec_ok = me == T;
-            if (strcmp(v, "default") != 0 && strcmp(v, "batched") != 0 &&
-                (!exec_ok || strcmp(v, "exec") != 0))
+            if (strcmp(v, "default") != 0 && strcmp(v, "strict") != 0 &&
+                strcmp(v, "batched") != 0 && (!exec_ok || strcmp(v, "exec") != 0))
                 usage_error("--profile: expected %s, got \"%s\"",
-                            exec_ok ? "default, batched or exec" : "default or batched", v);
+                            exec_ok ? "default, strict, batched or exec"
+                                    : "default, strict or batched", v);
             o->profile = v;
         }
     }
@@ -218,11 +260,26 @@ static void parse_args(int argc, char **argv, struct opts *o)
         usage_error("%s is required", "--minutes");
     if (me == S && o->rate < 0)
         usage_error("%s is required", "--rate");
+    if (me == P) {
+        /* --jobs: the drain; --rate: the sustained run. */
+        if ((o->jobs < 0) == (o->rate < 0))
+            usage_error("pinned: give either --jobs (drain) or --rate (sustained), not %s",
+                        o->jobs < 0 ? "neither" : "both");
+        if (o->jobs >= 0 && !o->pin)
+            usage_error("pinned --jobs: %s is required", "--pin yes|no");
+        if (o->rate >= 0 && o->pin)
+            usage_error("%s", "pinned --rate: --pin is for the drain (--jobs) only");
+        o->profile = o->jobs >= 0 ? (strcmp(o->pin, "yes") == 0 ? "drain-pinned" : "drain")
+                                  : "sustained";
+    }
     if (batch_given && strcmp(o->profile, "batched") != 0)
         usage_error("--batch: only with --profile batched (profile is \"%s\")", o->profile);
     if (o->timeout_s < 0)
         o->timeout_s = me == B ? 3600 : me == S ? o->minutes * 60 + 300
-                     : me == F ? o->seconds + 120 : 120;
+                     : me == F ? o->seconds + 120
+                     : me == P && o->jobs >= 0 ? o->max_drain_s + 300
+                     : me == P ? (long)((o->before_min + o->pin_min + o->after_min) * 60) + 600
+                     : 120;
 }
 
 int main(int argc, char **argv)
@@ -246,9 +303,14 @@ int main(int argc, char **argv)
     pgq_pool_set_log_level(PGQ_LOG_WARN);
 
     int me = bench_bit(g_opts.bench);
-    if (me & (T | L | S)) {
-        /* Job orders k that the handler counts: soak adds at most rate/s. */
-        g_njobs = me == S ? g_opts.rate * (g_opts.minutes * 60 + 60) + 100000 : g_opts.jobs;
+    if (me & (T | L | S | P)) {
+        /* Job orders k that the handler counts: soak and pinned add at most
+         * rate/s. */
+        g_njobs = me == S ? g_opts.rate * (g_opts.minutes * 60 + 60) + 100000
+                : me == P && g_opts.rate > 0
+                ? (long)((double)g_opts.rate * ((g_opts.before_min + g_opts.pin_min +
+                                                 g_opts.after_min) * 60 + 120)) + 100000
+                : g_opts.jobs;
         g_calls = calloc((size_t)g_njobs, sizeof *g_calls);
         if (!g_calls || (me == L && !(g_start_ns = calloc((size_t)g_njobs, sizeof *g_start_ns)))) {
             fail_json("out of memory");
@@ -256,7 +318,7 @@ int main(int argc, char **argv)
         }
     }
     int rc = me == T ? run_throughput() : me == L ? run_latency() : me == B ? run_backlog()
-           : me == S ? run_soak() : run_footprint();
+           : me == S ? run_soak() : me == F ? run_footprint() : run_pinned();
     fflush(stdout);
     free(g_calls);
     free(g_start_ns);

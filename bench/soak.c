@@ -27,17 +27,7 @@
 #define TICK_MS 10
 #define MAX_BATCH 2000
 
-struct producer {
-    pgq_conn *c;
-    long rate;
-    int64_t t0;
-    atomic_long added;
-    atomic_bool stop;
-    atomic_int rc;          /* set after err */
-    char err[1024];
-};
-
-static void *producer_main(void *arg)
+void *bench_producer_main(void *arg)
 {
     struct producer *p = arg;
     struct bench_batch b;
@@ -106,8 +96,7 @@ static int sample_db(pgq_conn *c, struct sample *s, char *err, size_t errlen)
     return 0;
 }
 
-/* The spec for the soak: pool.ini defaults but for keep_done. */
-static struct pool_spec soak_spec(void)
+struct pool_spec bench_soak_spec(void)
 {
     struct pool_spec s = bench_pool_spec();
     s.poll = "1s";
@@ -140,7 +129,7 @@ int run_soak(void)
     }
     if (bench_open(&c) < 0)
         goto out;
-    struct pool_spec spec = soak_spec();
+    struct pool_spec spec = bench_soak_spec();
     if (bench_pool_prepare(c, &spec, &pool, pooljs, sizeof pooljs) < 0)
         goto out;
     if (pgq_connect(getenv("DATABASE_URL"), &prod.c, err, sizeof err) < 0) {
@@ -153,7 +142,7 @@ int run_soak(void)
     pool_started = true;
     int64_t t0 = now_ns();
     prod.t0 = t0;
-    if (pthread_create(&prod_th, NULL, producer_main, &prod) != 0) {
+    if (pthread_create(&prod_th, NULL, bench_producer_main, &prod) != 0) {
         fail_json("cannot start the producer thread");
         goto out;
     }

@@ -3,11 +3,14 @@
 
     summarize.py bench RAW.jsonl "MACHINE" SECONDS   -> bench/RESULTS.md
     summarize.py soak  RAW.jsonl "MACHINE" SECONDS   -> bench/SOAK.md
+    summarize.py pinned RAW.jsonl "MACHINE" SECONDS  -> bench/PINNED.md
 
 bench: one row per figure with the median and range (min..max) over the
-runs, the issue-5 target next to it, and how many runs were ok; the failed
-runs' errors and the raw lines follow. soak: one row per minute and the
-verdicts of the summary line."""
+runs, the target (issue 5 or 10) next to it, and how many runs were ok;
+then the per-job writes of the throughput runs, the ratios to pgbench's
+single-INSERT tps and the pinned drain; the failed runs' errors and the raw
+lines follow. soak and pinned: one row per minute and the verdicts of the
+summary line."""
 import datetime
 import json
 import statistics
@@ -79,11 +82,12 @@ def bench(lines, recs, machine, seconds):
                "defaults); each run on a fresh database. See bench/README.md for what each "
                "figure means.")
     out.append("")
-    out.append("| figure | median | range | target (issue 5) | ok runs |")
+    out.append("| figure | median | range | target (issue) | ok runs |")
     out.append("| --- | ---: | ---: | --- | ---: |")
 
-    for profile, target in (("default", ">= 8,000"), ("batched", ">= 50,000"),
-                            ("exec", ">= 2,000")):
+    for profile, target in (("default", ">= 8,000 (5)"), ("strict", ">= 50% of single INSERT (10)"),
+                            ("batched", ">= 50,000 (5); >= 4x single INSERT (10)"),
+                            ("exec", ">= 2,000 (5)")):
         rs = sel("throughput", profile)
         if not rs:
             continue
@@ -96,7 +100,7 @@ def bench(lines, recs, machine, seconds):
                        [r.get("drain_ms") if r.get("drained") else None for r in rs], "", nok, n))
         if profile == "default":
             out.append(row("bulk enqueue (pgq_add_batch, 5000/batch), jobs/s",
-                           [r.get("enqueue_jobs_per_s") for r in rs], ">= 100,000", nok, n))
+                           [r.get("enqueue_jobs_per_s") for r in rs], ">= 100,000 (5)", nok, n))
         if profile != "exec":
             out.append(row(f"throughput `{profile}`, duplicates (handler ran twice)",
                            [r.get("duplicates") for r in rs], "0", nok, n))
@@ -163,6 +167,9 @@ def bench(lines, recs, machine, seconds):
     out.append("A pgq job costs at least two commits in the default profile (claim, "
                "complete); with fsync on, the pgbench figures bound what any design on this "
                "disk can do per commit.")
+    out.extend(insert_ratios(recs, sel))
+    out.extend(writes_table(sel))
+    out.extend(drain_table(sel))
 
     failed = [r for r in recs if not r.get("ok") and r.get("system") != "pgbench"]
     if failed:
@@ -174,6 +181,135 @@ def bench(lines, recs, machine, seconds):
                        f"{r.get('error') or 'ok:false (see the raw line)'}")
     out.append("")
     out.extend(raw_section(lines))
+    return out
+
+
+def single_insert_tps(recs):
+    return next((r.get("tps") for r in recs if r.get("system") == "pgbench" and
+                 r.get("bench") == "single INSERT" and r.get("tps")), None)
+
+
+def insert_ratios(recs, sel):
+    """Throughput over pgbench's single-INSERT tps of the same run."""
+    tps = single_insert_tps(recs)
+    if not tps:
+        return []
+    out = ["", f"### Against pgbench's single INSERT ({fmt(tps)} tps, same run)", "",
+           "| profile | jobs/s / single-INSERT tps, median | range | target (issue 10) | ok runs |",
+           "| --- | ---: | ---: | --- | ---: |"]
+    for profile, target in (("default", ""), ("strict", ">= 0.5"), ("batched", ">= 4")):
+        rs = sel("throughput", profile)
+        if rs:
+            nok = sum(1 for r in rs if r.get("ok"))
+            out.append(row(f"`{profile}`", [r["jobs_per_s"] / tps if r.get("drained") and
+                                            r.get("jobs_per_s") else None for r in rs],
+                           target, nok, len(rs)))
+    return out
+
+
+def writes_table(sel):
+    """Per-job writes of the throughput runs (the figures of issue 10)."""
+    profiles = [p for p in ("default", "strict", "batched", "exec")
+                if any(r.get("writes") for r in sel("throughput", p))]
+    if not profiles:
+        return []
+    out = ["", "### Writes per job (enqueue + claim + complete, whole run)", "",
+           "Median (range) over the runs; see bench/README.md for how each is measured.", "",
+           "| per job | " + " | ".join(f"`{p}`" for p in profiles) + " | target (issue 10) |",
+           "| --- |" + " ---: |" * len(profiles) + " --- |"]
+
+    def cell(vals):
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "-"
+        med = fmt(statistics.median(vals))
+        return med if len(vals) == 1 else f"{med} ({fmt(min(vals))} .. {fmt(max(vals))})"
+
+    def line(name, get, target=""):
+        cells = [cell([get(r["writes"]) for r in sel("throughput", p) if r.get("writes")])
+                 for p in profiles]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
+
+    line("WAL bytes (pg_current_wal_lsn)", lambda w: w.get("wal_bytes_per_job"),
+         "<= 600 in `strict`")
+    line("WAL records (pg_waldump)", lambda w: w.get("wal_records_per_job"))
+    line("index entries written (B-tree inserts)", lambda w: w.get("index_entries_per_job"))
+    line("full-page-image bytes", lambda w: w.get("fpi_bytes_per_job"))
+    rmgrs = sorted({k for p in profiles for r in sel("throughput", p) if r.get("writes")
+                    for k in (r["writes"].get("wal_bytes_per_job_by_rmgr") or {})})
+    for k in rmgrs:
+        vals = [(r["writes"].get("wal_bytes_per_job_by_rmgr") or {}).get(k)
+                for p in profiles for r in sel("throughput", p) if r.get("writes")]
+        if not any(v is not None and v >= 0.5 for v in vals):
+            continue   # CLOG, Standby and the like: a few bytes per run
+        line(f"WAL bytes of {k} records", lambda w, k=k: (w.get("wal_bytes_per_job_by_rmgr")
+                                                          or {}).get(k))
+    types = sorted({k for p in profiles for r in sel("throughput", p) if r.get("writes")
+                    for k, v in (r["writes"].get("wal_per_job_by_type") or {}).items()
+                    if v.get("n", 0) >= 0.05})
+    for k in types:
+        cells = []
+        for p in profiles:
+            ws = [((r["writes"].get("wal_per_job_by_type") or {}).get(k) or {})
+                  for r in sel("throughput", p) if r.get("writes")]
+            n = [w["n"] for w in ws if "n" in w]
+            b = [w["bytes"] for w in ws if "bytes" in w]
+            cells.append(f"{fmt(statistics.median(n))} ({fmt(statistics.median(b))} B)"
+                         if n and b else "-")
+        out.append(f"| `{k}` records (their bytes), median | " + " | ".join(cells) + " |  |")
+    tables = sorted({t for p in profiles for r in sel("throughput", p) if r.get("writes")
+                     for t in (r["writes"].get("tuples_per_job") or {}) if t != "all"})
+    for t in tables + ["all"]:
+        for k, what in (("ins", "inserted"), ("upd", "updated"), ("hot_upd", "of which HOT"),
+                        ("del", "deleted")):
+            vals = [((r["writes"].get("tuples_per_job") or {}).get(t) or {}).get(k)
+                    for p in profiles for r in sel("throughput", p) if r.get("writes")]
+            if any(v is not None and abs(v) >= 0.01 for v in vals):   # not heartbeat noise
+                line(f"`pgq.{t}` tuples {what}" if t != "all" else f"tuples {what}, all pgq tables",
+                     lambda w, t=t, k=k: ((w.get("tuples_per_job") or {}).get(t) or {}).get(k, 0))
+    line("server CPU, µs (postmaster + children, /proc)", lambda w: w.get("server_cpu_us_per_job"))
+    unsettled = sum(1 for p in profiles for r in sel("throughput", p)
+                    if r.get("writes") and not r["writes"].get("stats_settled"))
+    if unsettled:
+        out.append("")
+        out.append(f"Note: in {unsettled} run(s) the table statistics had not settled "
+                   "(stats_settled false): their tuple counts may be low.")
+    errs = {r["writes"].get("waldump_error") for p in profiles for r in sel("throughput", p)
+            if r.get("writes") and r["writes"].get("waldump_error")}
+    for e in errs:
+        out.append(f"- pg_waldump: {e}")
+    return out
+
+
+def drain_table(sel):
+    """The pinned drain: N queued jobs with and without a held xid."""
+    rs = sel("pinned")
+    plain = [r for r in rs if r.get("profile") == "drain"]
+    held = [r for r in rs if r.get("profile") == "drain-pinned"]
+    if not plain and not held:
+        return []
+    jobs = next((r.get("jobs") for r in plain + held if r.get("jobs")), "?")
+    out = ["", f"### Drain of {fmt(jobs)} queued jobs, with and without a pinned xmin", "",
+           "| figure | median | range | target (issue 10) | ok runs |",
+           "| --- | ---: | ---: | --- | ---: |"]
+    for what, group in (("no pin", plain), ("pin held from the start", held)):
+        if not group:
+            continue
+        nok = sum(1 for r in group if r.get("ok"))
+        n = len(group)
+        out.append(row(f"drain, {what}: jobs/s", [r.get("jobs_per_s") if r.get("drained") else None
+                                                  for r in group], "", nok, n))
+        out.append(row(f"drain, {what}: claim (complete_claim) mean, ms",
+                       [r.get("claim_ms") for r in group], "", nok, n))
+        out.append(row(f"drain, {what}: shared buffers per claim",
+                       [r.get("claim_buffers") for r in group], "", nok, n))
+        out.append(row(f"drain, {what}: pgq.jobs at the end, MB",
+                       [r["jobs_bytes"] / 1048576 if r.get("jobs_bytes") else None
+                        for r in group], "", nok, n))
+    pairs = list(zip(plain, held))
+    out.append(row("drain: pinned jobs/s / unpinned jobs/s (per pair)",
+                   [b["jobs_per_s"] / a["jobs_per_s"] if a.get("drained") and b.get("drained")
+                    and a.get("jobs_per_s") else None for a, b in pairs], ">= 0.5", None, None))
     return out
 
 
@@ -261,12 +397,88 @@ def soak(lines, recs, machine, seconds):
     return out
 
 
+def pinned(lines, recs, machine, seconds):
+    rs = [r for r in recs if r.get("bench") == "pinned"]
+    samples = [r for r in rs if "sample" in r]
+    summ = next((r for r in rs if r.get("summary")), None)
+    errs = [r for r in rs if not r.get("ok")]
+    out = header("pgq pinned-xmin results", machine, seconds, recs,
+                 "`make pinned` (bench/run.sh pinned)")
+    first = summ or (samples[0] if samples else {})
+    pool = first.get("pool", {})
+    out.append(f"- pgq: {pool.get('workers', '?')} workers, poll {pool.get('poll', '?')}, "
+               f"heartbeat {pool.get('heartbeat', '?')}, keep_done {pool.get('keep_done', '?')}"
+               f", no-op in-process callback; producer offers {first.get('rate')} jobs/s.")
+    tp = [r for r in recs if r.get("bench") == "throughput"]
+    if tp:
+        t = tp[-1]
+        out.append(f"- Rate: half of the default-profile throughput measured first "
+                   f"({fmt(t.get('jobs_per_s'))} jobs/s)." if t.get("ok") else
+                   "- Rate: the measuring run failed, fixed fallback rate.")
+    if summ:
+        out.append(f"- Phases: {summ.get('before_samples')} x {summ.get('sample_s')} s unpinned, "
+                   f"{summ.get('pin_samples')} pinned (`BEGIN; SELECT txid_current();` held, "
+                   f"xid {summ.get('pin_xid')}), {summ.get('after_samples')} after the COMMIT.")
+    out.append("")
+    if summ:
+        out.append("| verdict | measured | target (issue 10) |")
+        out.append("| --- | --- | --- |")
+        out.append(f"| throughput during the pin within 20% of unpinned | "
+                   f"{fmt(summ.get('throughput_within_20pct'))}: lowest "
+                   f"{fmt(summ.get('pinned_min_jobs_per_s'))} jobs/s vs "
+                   f"{fmt(summ.get('unpinned_jobs_per_s'))} unpinned "
+                   f"(x{fmt(summ.get('pinned_min_throughput_ratio'))}) | >= x0.8 |")
+        out.append(f"| claim time during the pin <= 2x unpinned | "
+                   f"{fmt(summ.get('claim_within_2x'))}: worst "
+                   f"{fmt(summ.get('pinned_max_claim_ms'))} ms vs "
+                   f"{fmt(summ.get('unpinned_claim_ms'))} ms (x{fmt(summ.get('pinned_max_claim_ratio'))}); "
+                   f"buffers per claim {fmt(summ.get('pinned_max_claim_buffers'))} vs "
+                   f"{fmt(summ.get('unpinned_claim_buffers'))} | <= 2x |")
+        out.append(f"| backlog back to zero after the release | "
+                   f"{fmt(summ.get('backlog_back_within_5min'))}: "
+                   + (f"after {fmt(summ.get('backlog_back_after_min'))} min"
+                      if summ.get('backlog_back_after_min') is not None else "not within the run")
+                   + f" (zero = at most {fmt(summ.get('backlog_ok_below'))}); "
+                   f"{fmt(summ.get('left_at_end'))} jobs unhandled 60 s after the producer "
+                   f"stopped | <= 5 min |")
+        out.append(f"| dead tuples of pgq.jobs near baseline after the release | "
+                   f"{fmt(summ.get('dead_back_within_5min'))}: "
+                   + (f"after {fmt(summ.get('dead_back_after_min'))} min"
+                      if summ.get('dead_back_after_min') is not None else "not within the run")
+                   + f" (near = at most {fmt(summ.get('dead_ok_below'))}) | <= 5 min |")
+        out.append(f"| jobs run twice | {fmt(summ.get('duplicates'))} | 0 |")
+        out.append("")
+    if samples:
+        out.extend(pinned_rows(samples))
+        out.append("")
+    for r in errs:
+        out.append(f"- failed: {r.get('error') or 'ok:false (see the raw lines)'}")
+    if errs:
+        out.append("")
+    out.extend(raw_section(lines))
+    return out
+
+
+def pinned_rows(samples):
+    """The per-minute table of a sustained pinned run."""
+    out = ["| t (s) | phase | jobs/s | backlog | claims | claim ms | buffers/claim | "
+           "dead tuples jobs | jobs MB (idx) | autovacuums |",
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in samples:
+        out.append(f"| {fmt(r.get('t_s'))} | {r.get('phase')} | {fmt(r.get('jobs_per_s'))} | "
+                   f"{fmt(r.get('backlog'))} | {fmt(r.get('claims'))} | "
+                   f"{fmt(r.get('claim_ms'))} | {fmt(r.get('claim_buffers'))} | "
+                   f"{fmt(r.get('jobs_dead_tup'))} | {mb(r.get('jobs_bytes'))} "
+                   f"({mb(r.get('jobs_index_bytes'))}) | {fmt(r.get('jobs_autovacuums'))} |")
+    return out
+
+
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in ("bench", "soak"):
-        sys.exit("usage: summarize.py bench|soak RAW.jsonl MACHINE SECONDS")
+    if len(sys.argv) != 5 or sys.argv[1] not in ("bench", "soak", "pinned"):
+        sys.exit("usage: summarize.py bench|soak|pinned RAW.jsonl MACHINE SECONDS")
     mode, path, machine, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     lines, recs = load(path)
-    out = (bench if mode == "bench" else soak)(lines, recs, machine, seconds)
+    out = {"bench": bench, "soak": soak, "pinned": pinned}[mode](lines, recs, machine, seconds)
     print("\n".join(out))
 
 

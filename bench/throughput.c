@@ -20,8 +20,6 @@
 
 #include "bench.h"
 
-#define BATCH 5000
-
 static bool is_exec(void)
 {
     return strcmp(g_opts.profile, "exec") == 0;
@@ -35,40 +33,6 @@ static int stop_pool(pgq_pool *pool)
     if (rc != 0)
         fprintf(stderr, "pgq-bench: the pool did not stop cleanly\n");
     return rc;
-}
-
-static int enqueue_all(pgq_conn *c, long n, char *err, size_t errlen)
-{
-    size_t cap = n < BATCH ? (size_t)n : BATCH;
-    struct bench_batch b;
-    int rc = -1;
-    if (bench_batch_init(&b, cap) < 0) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    for (long done = 0; done < n;) {
-        size_t m = (size_t)(n - done) < cap ? (size_t)(n - done) : cap;
-        char msg[768];
-        if (bench_batch_add(c, &b, done, m, msg, sizeof msg) < 0) {
-            snprintf(err, errlen, "enqueue batch at job %ld: %s", done, msg);
-            goto out;
-        }
-        done += (long)m;
-    }
-    rc = 0;
-out:
-    bench_batch_free(&b);
-    return rc;
-}
-
-/* Until `watch` sees no unfinished job or deadline: 1 drained, 0 deadline,
- * -1 error. *end gets the time of the probe that saw none. */
-static int watch_drain(pgq_conn *watch, int64_t deadline, int64_t *end, char *err, size_t errlen)
-{
-    if (!is_exec() && !bench_wait_handled(deadline))
-        return 0;
-    int busy = bench_wait_empty(watch, deadline, is_exec() ? 10 : 0.5, end, err, errlen);
-    return busy < 0 ? -1 : !busy;
 }
 
 int run_throughput(void)
@@ -91,8 +55,13 @@ int run_throughput(void)
         goto out;
     g_target = n;
 
+    struct writes w;
+    if (writes_begin(c, watch, &w, err, sizeof err) < 0) {
+        fail_json(err);
+        goto out;
+    }
     int64_t t0 = now_ns();
-    if (enqueue_all(c, n, err, sizeof err) < 0) {
+    if (bench_enqueue_all(c, n, err, sizeof err) < 0) {
         fail_json(err);
         goto out;
     }
@@ -101,10 +70,18 @@ int run_throughput(void)
     int64_t d0 = now_ns(), d1 = d0;
     if (bench_pool_start(pool) < 0)
         goto out;
-    int drained = watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000, &d1,
-                              err, sizeof err);
+    int drained = bench_watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000, is_exec(),
+                                    &d1, err, sizeof err);
     int wrc = stop_pool(pool);
     if (drained < 0) {
+        fail_json(err);
+        goto out;
+    }
+    /* Its connections close with it: their backends publish their counters
+     * as they exit, which writes_end waits for. */
+    pgq_pool_free(pool);
+    pool = NULL;
+    if (writes_end(c, watch, &w, err, sizeof err) < 0) {
         fail_json(err);
         goto out;
     }
@@ -132,8 +109,10 @@ int run_throughput(void)
         fputs(",\"duplicates\":null,\"not_run\":null", stdout);
     else
         printf(",\"duplicates\":%ld,\"not_run\":%ld", dups, missing);
-    printf(",\"done_in_db\":%lld,\"multi_attempt_in_db\":%lld,\"left_in_db\":%lld}\n",
+    printf(",\"done_in_db\":%lld,\"multi_attempt_in_db\":%lld,\"left_in_db\":%lld",
            (long long)db.done, (long long)db.multi, (long long)db.left);
+    writes_json(stdout, &w, n);
+    fputs("}\n", stdout);
     rc = ok ? 0 : 1;
 out:
     pgq_pool_free(pool);
