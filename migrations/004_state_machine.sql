@@ -24,10 +24,10 @@
 --                                            pgq.effect_begin, pgq.effect_done,
 --                                            pgq.effect_forget            lease token, live lease
 --
--- Three expressions exist once: a lease is given out at the end of
--- pgq.claim_() (the claim's UPDATE), an attempt ends and its lease is cleared in
--- pgq.end_attempts() (complete, fail, release, reap), and a lease's expiry
--- is pgq.lease_expiry(). pgq.check_invariants() lists every row that
+-- Three expressions exist once: a lease is given out and an attempt ends
+-- (its lease cleared) in pgq.complete_claim(), the hot path, which every
+-- other claim and end (complete, fail, release, reap) wraps; a lease's
+-- expiry is pgq.lease_expiry(). pgq.check_invariants() lists every row that
 -- breaks what these functions make impossible; every test ends with it.
 --
 -- The claim may start where the caller's previous claim of a queue ended
@@ -50,16 +50,18 @@ CREATE FUNCTION pgq.lease_expiry(p_ttl_ms bigint) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$ SELECT now() + p_ttl_ms * interval '1 millisecond' $$;
 
 -- A claim position's run_at as microseconds since the epoch, exactly (the
--- hints of core/hints.c carry it as an integer), and back.
+-- hints of core/hints.c carry it as an integer), and back. STABLE, as
+-- their bodies are: an IMMUTABLE function with a STABLE body is not
+-- inlined, and a call that is not inlined costs more than the expression.
 CREATE FUNCTION pgq.position_us(p_t timestamptz) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $$;
+LANGUAGE sql STABLE AS $$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $$;
 
 -- Exact (whole seconds, then the microseconds: no rounding through a
 -- double). Any bigint is a position: those before the first timestamp (a
 -- hint that means "from the start") are -infinity; the last timestamp
 -- (294276 AD) lies beyond the largest bigint.
 CREATE FUNCTION pgq.from_position_us(p_us bigint) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN p_us < -210866716800000000 THEN '-infinity'::timestamptz   -- 4713 BC
                 ELSE to_timestamp(p_us / 1000000) + (p_us % 1000000) * interval '1 microsecond'
            END
@@ -73,13 +75,19 @@ $$;
 -- version when something is due; it comes second, so that a pool that
 -- hears pgq_jobs without a pgq_ready before it knows the writer was an
 -- earlier version, which announces no position (core/hints.c).
+-- (PL/pgSQL, not SQL: a SQL function that is not inlined is planned anew
+-- at every call, which cost every add a quarter of a millisecond.)
 CREATE FUNCTION pgq.announce(p_queue text, p_priority int, p_run_at timestamptz, p_id bigint,
                              p_due boolean)
-RETURNS void LANGUAGE sql VOLATILE AS $$
-    SELECT pg_notify('pgq_ready', p_queue || ' ' || p_priority || ' '
-                                  || pgq.position_us(p_run_at) || ' ' || p_id || ' '
-                                  || CASE WHEN p_due THEN '1' ELSE '0' END),
-           CASE WHEN p_due THEN pg_notify('pgq_jobs', p_queue) END
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_notify('pgq_ready', p_queue || ' ' || p_priority || ' '
+                                   || pgq.position_us(p_run_at) || ' ' || p_id || ' '
+                                   || CASE WHEN p_due THEN '1' ELSE '0' END);
+    IF p_due THEN
+        PERFORM pg_notify('pgq_jobs', p_queue);
+    END IF;
+END
 $$;
 
 -- The rule of queue names, everywhere: 1 to 100 characters, no ASCII
@@ -115,12 +123,10 @@ CREATE FUNCTION pgq.add(type text, payload jsonb, queue text DEFAULT NULL,
 RETURNS TABLE (id bigint, duplicate boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
-DECLARE
-    t record;
-    due timestamptz;
-    got record;
 BEGIN
-    PERFORM pgq.check_queue(1, add.queue);
+    IF add.queue IS NOT NULL THEN
+        PERFORM pgq.check_queue(1, add.queue);
+    END IF;
     IF add.max_retries < 0 THEN
         RAISE EXCEPTION 'max_retries must be 0 or more, not %', add.max_retries
             USING ERRCODE = '22023', DETAIL = 'item 1';
@@ -132,23 +138,35 @@ BEGIN
     IF add.payload IS NULL THEN
         RAISE EXCEPTION 'payload is missing' USING ERRCODE = '22023', DETAIL = 'item 1';
     END IF;
-    due := coalesce(add.run_at, now() + coalesce(add.delay_ms, 0) * interval '1 millisecond');
-    SELECT jt.queue, jt.priority, jt.max_retries, jt.required INTO t
-      FROM pgq.job_types jt WHERE jt.type = add.type;
-    IF NOT (FOUND AND t.required = '{}' AND isfinite(due)) THEN
-        PERFORM pgq.check_item(1, add.type, add.payload, due, t.required);
-    END IF;
-
-    INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,
-                               idempotency_key)
-    VALUES (coalesce(add.queue, t.queue), add.type, add.payload,
-            coalesce(add.priority, t.priority), due, coalesce(add.max_retries, t.max_retries),
-            add.idempotency_key)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING j.id, j.queue, j.priority, j.run_at INTO got;
+    -- One statement (each statement of a function costs as much as a
+    -- small insert): the type's defaults, the contract check (only when
+    -- the type has a contract or the time is odd: pgq.check_item raises
+    -- the refusal), the insert and the announcement.
+    RETURN QUERY
+    WITH t AS (
+        SELECT jt.queue, jt.priority, jt.max_retries, jt.required
+          FROM pgq.job_types jt WHERE jt.type = add.type
+    ), i AS (
+        SELECT coalesce(add.run_at, now() + coalesce(add.delay_ms, 0) * interval '1 millisecond')
+               AS due
+        OFFSET 0
+    ), ins AS (
+        INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,
+                                   idempotency_key)
+        SELECT coalesce(add.queue, t.queue), add.type, add.payload,
+               coalesce(add.priority, t.priority), i.due, coalesce(add.max_retries, t.max_retries),
+               add.idempotency_key
+          FROM i LEFT JOIN t ON true
+         WHERE (t.required = '{}' AND isfinite(i.due))
+            OR pgq.check_item(1, add.type, add.payload, i.due, t.required)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.queue, j.priority, j.run_at
+    )
+    SELECT ins.id, false
+      FROM ins
+     CROSS JOIN LATERAL (SELECT pgq.announce(ins.queue, ins.priority, ins.run_at, ins.id,
+                                             ins.run_at <= now())) a;
     IF FOUND THEN
-        PERFORM pgq.announce(got.queue, got.priority, got.run_at, got.id, got.run_at <= now());
-        RETURN QUERY SELECT got.id, false;
         RETURN;
     END IF;
     -- A new statement, hence a fresh snapshot: it sees the row whose
@@ -318,45 +336,137 @@ BEGIN
 END
 $$;
 
--- ---- claim ---------------------------------------------------------------
+-- ---- the hot path: end attempts, claim the next, in one statement -------
 
--- Claim up to p_limit due jobs of p_queues for p_owner: lowest priority,
--- then earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index
--- is (queue, priority, run_at, id) over ready rows; the loop walks the
+-- pgq.complete_claim is the one home of the two halves of a job's run: it
+-- ends attempts (p_ids[i] with lease p_tokens[i], all with one outcome)
+-- and claims up to p_limit next jobs, in one statement and one
+-- transaction (migration 003: a pool worker passes its finished job and
+-- limit 1, one commit per job; a batching pool many of each). Both halves
+-- live in this one function so that the hot path runs no nested function:
+-- each level cost the pool a fifth of its throughput. pgq.end_attempts,
+-- pgq.complete, pgq.fail, pgq.release, pgq.reap and pgq.claim are thin
+-- wrappers over it.
+--
+-- Ending an attempt -- the one place a lease is cleared. p_outcome: 'done';
+-- 'failed' or 'lease_expired' (retried with backoff, or dead after
+-- max_retries; p_errors[i] becomes last_error); 'released' (back to ready,
+-- the attempt not counted). A token that no longer holds its job changes
+-- nothing and is not listed; the others come back as rows with acked set
+-- (and their new state, attempts and run_at). History: every attempt that
+-- did not end 'done', and a done one when the job had earlier attempts or
+-- the caller reported exit code or resources (migration 003). Jobs made
+-- ready again (a release, a retry) are announced (pgq.announce).
+--
+-- Claiming -- the one place a lease is given out: lowest priority, then
+-- earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index is
+-- (queue, priority, run_at, id) over ready rows; the loop walks the
 -- distinct priorities in order (a skip scan), so a claim costs O(priorities
 -- x queues) index probes however many jobs are queued or scheduled.
 --
 -- Claim hints (p_hint_*: one element per queue, NULL for none): the
--- position (priority, run_at, id) of the last job this caller claimed from
--- the queue. The claim starts after it instead of at the start of the
--- index, which under a pinned xmin is full of entries of claimed jobs (see
--- the top of this file). A hint is a promise by the caller that no ready
--- job of that priority lies before it; pools keep it true by lowering the
--- hint to every position announced on pgq_ready and by dropping it on any
--- error and every few seconds. Better priorities than the hint's are not
--- searched unless p_better (a pool asks so once per poll interval: that is
--- how a scheduled job of a better priority coming due is found). Without
--- hints the claim searches everything, as before.
-CREATE FUNCTION pgq.claim_(p_queues text[], p_owner text, p_ttl_ms bigint, p_limit int,
-                           p_hint_prio int[], p_hint_run_at bigint[], p_hint_id bigint[],
-                           p_better boolean)
-RETURNS TABLE (id bigint, queue text, type text, payload text, attempts int, max_retries int,
-               priority int, lease_token text, timeout_ms bigint, ord int, run_at bigint)
+-- position (priority, run_at in microseconds, id) of the last job this
+-- caller claimed from the queue. The claim starts after it instead of at
+-- the start of the index, which under a pinned xmin is full of entries of
+-- claimed jobs (see the top of this file). A hint is a promise by the
+-- caller that no ready job of that priority lies before it; pools keep it
+-- true by lowering the hint to every position announced on pgq_ready and
+-- by dropping it on any error and every few seconds. Better priorities
+-- than the hint's are not searched unless p_better (a pool asks so once
+-- per poll interval: that is how a scheduled job of a better priority
+-- coming due is found). Without hints the claim searches everything.
+CREATE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
+                                   p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
+                                   p_queues text[], p_owner text, p_ttl_ms bigint,
+                                   p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
+                                   p_hint_id bigint[], p_better boolean,
+                                   p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL)
+RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
+               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
+               run_at bigint, state text)
 -- Generic plans and no sequential scans: see migration 003. Every hint
 -- condition below is on parameters only, so that the plan keeps walking
 -- the claim index from the bound (a gate, not a filter).
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
+    n int := coalesce(cardinality(p_ids), 0);
+    failing boolean := p_outcome IN ('failed', 'lease_expired');
     want int := greatest(coalesce(p_limit, 0), 0);
     nq int := coalesce(cardinality(p_queues), 0);
     prio int;
-    pick bigint;
     picks bigint[] := '{}';
-    more bigint[];
     turn int[];
     k int;
+    got int := 0;
+    taken bigint;
 BEGIN
+    IF n > 0 THEN
+        IF p_outcome IS NULL OR p_outcome NOT IN ('done', 'failed', 'lease_expired', 'released') THEN
+            RAISE EXCEPTION 'pgq.complete_claim: unknown outcome "%"', p_outcome
+                USING ERRCODE = '22023';
+        END IF;
+        RETURN QUERY
+        WITH a AS (
+            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
+                                 p_cpu_ms[1:n], p_rss_kb[1:n])
+                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb)
+             WHERE a.id IS NOT NULL
+        ), upd AS (
+            UPDATE pgq.jobs j
+               SET state = CASE WHEN p_outcome = 'done' THEN 'done'
+                                WHEN p_outcome = 'released' OR j.attempts <= j.max_retries
+                                THEN 'ready' ELSE 'dead' END,
+                   attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
+                                   ELSE j.attempts END,
+                   run_at = CASE WHEN failing AND j.attempts <= j.max_retries
+                                 THEN now() + (SELECT pgq.backoff_ms(j.attempts,
+                                                                     coalesce(t.backoff_base_ms, 1000),
+                                                                     coalesce(t.backoff_max_ms, 3600000))
+                                                 FROM (SELECT 1) one
+                                                 LEFT JOIN pgq.job_types t ON t.type = j.type)
+                                              * interval '1 millisecond'
+                                 ELSE j.run_at END,
+                   finished_at = CASE WHEN p_outcome = 'done'
+                                        OR (failing AND j.attempts > j.max_retries)
+                                      THEN now() END,
+                   last_error = CASE WHEN failing THEN a.error ELSE j.last_error END,
+                   lease_token = NULL,
+                   lease_expires_at = NULL
+              FROM a
+             WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
+         RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+        ), hist AS (
+            INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
+                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
+            SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
+                   p_outcome, u.lease_owner,
+                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
+                   u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
+                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000
+              FROM upd u
+             WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
+                OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
+        )
+        SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
+               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
+          FROM upd u;
+        IF p_outcome <> 'done' THEN
+            -- Announce the jobs made ready again (a job of p_ids that is
+            -- ready for another reason is announced too: harmless).
+            PERFORM pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)
+               FROM (SELECT DISTINCT ON (j.queue) j.queue, j.priority, j.run_at, j.id,
+                            bool_or(j.run_at <= now()) OVER (PARTITION BY j.queue) AS due
+                       FROM pgq.jobs j
+                      WHERE j.id = ANY (p_ids) AND j.state = 'ready'
+                      ORDER BY j.queue, j.priority, j.run_at, j.id) f;
+        END IF;
+    ELSIF want > 0 THEN
+        -- A claim that completes nothing does not wait for its WAL flush
+        -- (migration 003: losing it in a crash only makes the job ready).
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     IF want = 0 OR nq = 0 THEN
         RETURN;
     END IF;
@@ -406,25 +516,9 @@ BEGIN
         END IF;
         -- Take from each in turn, locking only what is taken.
         FOREACH k IN ARRAY turn LOOP
-            IF want = 1 THEN
-                -- One job (a pool worker's every call): LIMIT 1 written out,
-                -- so the cached plan walks the index (migration 003).
-                SELECT j.id INTO pick FROM pgq.jobs j
-                 WHERE j.state = 'ready' AND j.queue = p_queues[k] AND j.priority = prio
-                   AND j.run_at <= now()
-                   AND (j.run_at, j.id)
-                       > (CASE WHEN p_hint_prio[k] = prio
-                               THEN pgq.from_position_us(p_hint_run_at[k])
-                               ELSE '-infinity' END,
-                          CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
-                 ORDER BY j.run_at, j.id
-                 LIMIT 1 FOR UPDATE SKIP LOCKED;
-                IF pick IS NOT NULL THEN
-                    picks := picks || pick;
-                    want := 0;
-                END IF;
-            ELSE
-                -- Several: planned afresh with the values (rare, and shared).
+            IF want > 1 THEN
+                -- Several: picked with a plan made afresh with the values
+                -- (rare, and shared by the batch).
                 EXECUTE $q$
                     SELECT ARRAY(
                         SELECT j.id FROM pgq.jobs j
@@ -436,11 +530,43 @@ BEGIN
                                   CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
                          ORDER BY j.run_at, j.id
                          LIMIT $3 FOR UPDATE SKIP LOCKED)
-                $q$ INTO more
+                $q$ INTO picks
                 USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k];
-                picks := picks || more;
-                want := want - coalesce(cardinality(more), 0);
+                CONTINUE WHEN cardinality(picks) = 0;
             END IF;
+            -- The one place a lease is given out: the jobs just picked, or
+            -- for one job (a pool worker's every call) the pick itself, in
+            -- the same statement, with LIMIT 1 written out so that the
+            -- cached plan walks the index (migration 003). ord: claim order.
+            RETURN QUERY
+            WITH upd AS (
+                UPDATE pgq.jobs j
+                   SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+                       lease_token = gen_random_uuid(),
+                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now()
+                 WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
+                            SELECT c.id FROM pgq.jobs c
+                             WHERE c.state = 'ready' AND c.queue = p_queues[k]
+                               AND c.priority = prio AND c.run_at <= now()
+                               AND (c.run_at, c.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                             ORDER BY c.run_at, c.id
+                             LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+             RETURNING j.*
+            )
+            SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
+                   u.max_retries, u.priority, u.lease_token::text,
+                   coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
+                            60000),
+                   got + CASE WHEN want > 1 THEN array_position(picks, u.id) ELSE 1 END,
+                   pgq.position_us(u.run_at), NULL::text
+              FROM upd u;
+            GET DIAGNOSTICS taken = ROW_COUNT;
+            got := got + taken;
+            want := want - taken;
             EXIT WHEN want = 0;
         END LOOP;
         EXIT WHEN want = 0;
@@ -461,110 +587,35 @@ BEGIN
                               ORDER BY j.priority, j.run_at, j.id LIMIT 1) y ON true
          WHERE q.name IS NOT NULL;
     END LOOP;
-    IF cardinality(picks) = 0 THEN
-        RETURN;
-    END IF;
-    -- The one place a lease is given out. ord: the claim order.
-    RETURN QUERY
-    WITH upd AS (
-        UPDATE pgq.jobs j
-           SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
-               lease_token = gen_random_uuid(), lease_expires_at = pgq.lease_expiry(p_ttl_ms),
-               started_at = now()
-          FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
-         WHERE j.id = p.id
-     RETURNING j.*, p.ord
-    )
-    SELECT u.id, u.queue, u.type, u.payload::text, u.attempts, u.max_retries, u.priority,
-           u.lease_token::text,
-           coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type), 60000),
-           u.ord::int, pgq.position_us(u.run_at)
-      FROM upd u;
 END
 $$;
 
--- ---- the end of an attempt -----------------------------------------------
+-- Version 3's form, for pools of that version during an upgrade: no hints.
+CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
+                                              p_signal int[], p_cpu_ms bigint[],
+                                              p_rss_kb bigint[], p_queues text[], p_owner text,
+                                              p_ttl_ms bigint, p_limit int)
+RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
+               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int)
+LANGUAGE sql VOLATILE AS $$
+    SELECT c.acked, c.id, c.queue, c.type, c.payload, c.attempts, c.max_retries, c.priority,
+           c.lease_token, c.timeout_ms, c.ord
+      FROM pgq.complete_claim(p_ids, p_tokens, p_exit, p_signal, p_cpu_ms, p_rss_kb, p_queues,
+                              p_owner, p_ttl_ms, p_limit, NULL, NULL, NULL, false) c
+$$;
 
--- End running attempts (p_ids[i] with lease p_tokens[i]), all with one
--- outcome: 'done'; 'failed' or 'lease_expired' (retried with backoff, or
--- dead after max_retries; p_errors[i] becomes last_error); 'released'
--- (back to ready, the attempt not counted). The one place an attempt ends
--- and its lease is cleared. A token that no longer holds its job changes
--- nothing and is not returned. History: every attempt that did not end
--- 'done', and a done one when the job had earlier attempts or the caller
--- reported exit code or resources (migration 003). Jobs made ready again
--- (a release, a retry) are announced (pgq.announce).
+-- End attempts without claiming (see pgq.complete_claim): the rows whose
+-- lease held, with their new state, run_at and attempts.
 CREATE FUNCTION pgq.end_attempts(p_outcome text, p_ids bigint[], p_tokens uuid[],
                                  p_errors text[] DEFAULT NULL, p_exit int[] DEFAULT NULL,
                                  p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
                                  p_rss_kb bigint[] DEFAULT NULL)
 RETURNS TABLE (id bigint, state text, run_at timestamptz, attempts int)
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
-#variable_conflict use_column
-DECLARE
-    n int := coalesce(cardinality(p_ids), 0);
-    failing boolean := p_outcome IN ('failed', 'lease_expired');
-BEGIN
-    IF n = 0 THEN
-        RETURN;
-    END IF;
-    IF p_outcome NOT IN ('done', 'failed', 'lease_expired', 'released') THEN
-        RAISE EXCEPTION 'pgq.end_attempts: unknown outcome "%"', p_outcome USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    WITH a AS (
-        SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
-                             p_cpu_ms[1:n], p_rss_kb[1:n])
-                   AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb)
-         WHERE a.id IS NOT NULL
-    ), upd AS (
-        UPDATE pgq.jobs j
-           SET state = CASE WHEN p_outcome = 'done' THEN 'done'
-                            WHEN p_outcome = 'released' OR j.attempts <= j.max_retries
-                            THEN 'ready' ELSE 'dead' END,
-               attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
-                               ELSE j.attempts END,
-               run_at = CASE WHEN failing AND j.attempts <= j.max_retries
-                             THEN now() + (SELECT pgq.backoff_ms(j.attempts,
-                                                                 coalesce(t.backoff_base_ms, 1000),
-                                                                 coalesce(t.backoff_max_ms, 3600000))
-                                             FROM (SELECT 1) one
-                                             LEFT JOIN pgq.job_types t ON t.type = j.type)
-                                          * interval '1 millisecond'
-                             ELSE j.run_at END,
-               finished_at = CASE WHEN p_outcome = 'done'
-                                    OR (failing AND j.attempts > j.max_retries)
-                                  THEN now() END,
-               last_error = CASE WHEN failing THEN a.error ELSE j.last_error END,
-               lease_token = NULL,
-               lease_expires_at = NULL
-          FROM a
-         WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
-     RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-               j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
-    ), hist AS (
-        INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
-                                      term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
-        SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
-               p_outcome, u.lease_owner,
-               CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
-               u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
-               extract(epoch FROM clock_timestamp() - u.started_at) * 1000
-          FROM upd u
-         WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
-            OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
-    ), woke AS (
-        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)
-          FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
-                       bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
-                  FROM upd u
-                 WHERE p_outcome <> 'done' AND u.state = 'ready'
-                 ORDER BY u.queue, u.priority, u.run_at, u.id) f
-    )
-    SELECT u.id, u.state, u.run_at, u.attempts
-      FROM upd u
-      LEFT JOIN (SELECT count(*) FROM woke) w ON true;
-END
+LANGUAGE sql VOLATILE AS $$
+    SELECT c.acked, c.state, pgq.from_position_us(c.run_at), c.attempts
+      FROM pgq.complete_claim(p_ids, p_tokens, p_exit, p_signal, p_cpu_ms, p_rss_kb, NULL,
+                              NULL, NULL, 0, NULL, NULL, NULL, false, p_outcome, p_errors) c
+     WHERE c.acked IS NOT NULL
 $$;
 
 -- Mark attempts done (SQL consumers; pools complete through
@@ -629,64 +680,15 @@ BEGIN
 END
 $$;
 
--- ---- the hot path: complete and claim in one statement --------------------
-
--- End any number of attempts as done AND claim up to p_limit next jobs, in
--- one statement and one transaction (migration 003). Rows with acked set
--- are completions whose lease held; the others are claimed jobs, with
--- their claim position (priority, run_at) for the caller's next hint. See
--- pgq.claim_ for the hints.
-CREATE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
-                                   p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
-                                   p_queues text[], p_owner text, p_ttl_ms bigint,
-                                   p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
-                                   p_hint_id bigint[], p_better boolean)
-RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
-               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
-               run_at bigint)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-BEGIN
-    IF coalesce(cardinality(p_ids), 0) > 0 THEN
-        RETURN QUERY
-        SELECT e.id, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int,
-               NULL::int, NULL::text, NULL::bigint, NULL::int, NULL::bigint
-          FROM pgq.end_attempts('done', p_ids, p_tokens, NULL, p_exit, p_signal, p_cpu_ms,
-                                p_rss_kb) e;
-    ELSIF coalesce(p_limit, 0) > 0 THEN
-        -- A claim that completes nothing does not wait for its WAL flush
-        -- (migration 003: losing it in a crash only makes the job ready).
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
-    RETURN QUERY
-    SELECT NULL::bigint, c.id, c.queue, c.type, c.payload, c.attempts, c.max_retries,
-           c.priority, c.lease_token, c.timeout_ms, c.ord, c.run_at
-      FROM pgq.claim_(p_queues, p_owner, p_ttl_ms, p_limit, p_hint_prio, p_hint_run_at,
-                      p_hint_id, p_better) c;
-END
-$$;
-
--- Version 3's form, for pools of that version during an upgrade: no hints.
-CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
-                                              p_signal int[], p_cpu_ms bigint[],
-                                              p_rss_kb bigint[], p_queues text[], p_owner text,
-                                              p_ttl_ms bigint, p_limit int)
-RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
-               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int)
-LANGUAGE sql VOLATILE AS $$
-    SELECT c.acked, c.id, c.queue, c.type, c.payload, c.attempts, c.max_retries, c.priority,
-           c.lease_token, c.timeout_ms, c.ord
-      FROM pgq.complete_claim(p_ids, p_tokens, p_exit, p_signal, p_cpu_ms, p_rss_kb, p_queues,
-                              p_owner, p_ttl_ms, p_limit, NULL, NULL, NULL, false) c
-$$;
-
 -- For SQL consumers: claim one job (no hints), as version 1 did.
 CREATE OR REPLACE FUNCTION pgq.claim(p_queues text[], p_owner text, p_ttl_ms bigint)
 RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     pick bigint;
 BEGIN
-    SELECT c.id INTO pick FROM pgq.claim_(p_queues, p_owner, p_ttl_ms, 1, NULL, NULL, NULL, false) c;
+    SELECT c.id INTO pick
+      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, p_queues, p_owner, p_ttl_ms, 1,
+                              NULL, NULL, NULL, false) c;
     IF pick IS NOT NULL THEN
         RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
     END IF;

@@ -7,20 +7,6 @@
 #include "pgq_config.h"
 #include "testutil.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq((long)fread(s, 1, (size_t)n, f), n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 START_TEST(readme_config_reference_is_current)
 {
     static const char begin[] = "<!-- config-reference:begin -->\n",
@@ -28,7 +14,7 @@ START_TEST(readme_config_reference_is_current)
     char path[4096], *want = NULL;
     size_t wantlen = 0;
     snprintf(path, sizeof path, "%s/../README.md", tu_test_dir());
-    char *readme = slurp(path);
+    char *readme = tu_slurp(path);
     char *a = strstr(readme, begin), *b = a ? strstr(a, end) : NULL;
     ck_assert_msg(a && b, "README.md lacks the config-reference markers");
     a += strlen(begin);

@@ -13,20 +13,6 @@
 
 #include "testutil.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq((long)fread(s, 1, (size_t)n, f), n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* ---- no C code writes job rows --------------------------------------------- */
 
 /* Join adjacent C string literals ("UPDATE pgq." "jobs" across lines), so
@@ -107,7 +93,7 @@ START_TEST(no_c_file_writes_job_rows)
                 continue;
             char path[8192], found[128];
             snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            char *text = slurp(path);
+            char *text = tu_slurp(path);
             const char *w = writes_job_rows(text, found, sizeof found);
             ck_assert_msg(w == NULL, "%s/%s writes job rows (\"%s\"): call a function of "
                           "migrations/004_state_machine.sql instead", dirs[d], de->d_name, w);
@@ -127,7 +113,7 @@ START_TEST(readme_state_table_functions_exist)
     static const char begin[] = "<!-- state-machine:begin -->", end[] = "<!-- state-machine:end -->";
     char path[4096];
     snprintf(path, sizeof path, "%s/../README.md", tu_test_dir());
-    char *readme = slurp(path);
+    char *readme = tu_slurp(path);
     char *a = strstr(readme, begin), *b = a ? strstr(a, end) : NULL;
     ck_assert_msg(a && b, "README.md lacks the state-machine table markers");
     *b = '\0';
@@ -480,6 +466,15 @@ static void hdone(pgq_conn *c, pgq_job *j)
     pgq_job_free(j);
 }
 
+/* n jobs of type t, due now. */
+static void add_n(pgq_conn *c, int n)
+{
+    char err[512];
+    pgq_add_result a;
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+}
+
 /* A connection that listens as a pool's listener does. */
 static PGconn *listener(void)
 {
@@ -603,10 +598,7 @@ START_TEST(notes_from_anyone_cannot_break_claims)
     pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);
     pgq_conn *c = tu_connect();
     PGconn *l = listener();
-    char err[512];
-    pgq_add_result a;
-    for (int i = 0; i < 3; i++)
-        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+    add_n(c, 3);
     pgq_job *j = hclaim(c, h, q, 1);   /* sets the hint */
     ck_assert_ptr_nonnull(j);
     hdone(c, j);
@@ -636,10 +628,7 @@ START_TEST(an_old_writer_makes_the_next_claim_search_everything)
     pgq_hints *h = pgq_hints_new(q, 1, 3600000, 3600000);
     pgq_conn *c = tu_connect();
     PGconn *l = listener();
-    char err[512];
-    pgq_add_result a;
-    for (int i = 0; i < 3; i++)
-        ck_assert_msg(pgq_add(c, "t", "{}", NULL, &a, err, sizeof err) == 0, "%s", err);
+    add_n(c, 3);
     char *tok = tu_text("SELECT lease_token FROM pgq.claim('{default}', 'old', 30000)", 0, NULL);
     pgq_job *j = hclaim(c, h, q, 1);   /* job 2; the hint is at job 2 */
     ck_assert_int_eq(j->id, 2);

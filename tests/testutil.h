@@ -37,6 +37,9 @@ void tu_exec(const char *sql, int n, const char *const *params);
 long long tu_int(const char *sql, int n, const char *const *params);
 char *tu_text(const char *sql, int n, const char *const *params);
 
+/* A whole file, malloc'd (asserts it can be read). */
+char *tu_slurp(const char *path);
+
 /* Register a job type. require like "to:string,subject:string" or "". */
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
              int64_t backoff_base_ms);
