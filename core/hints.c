@@ -6,7 +6,7 @@
  * index from its start visits all of them: every claim gets slower by the
  * number of jobs done so far, and a queue that drained 2,800 jobs/s fell to
  * 300. The claim instead starts after the position (priority, run_at, id)
- * of the last job this pool claimed from the queue (pgq.claim_ in
+ * of the last job this pool claimed from the queue (pgq.complete_claim in
  * migrations/004_state_machine.sql), which keeps it at a few index pages
  * whatever the pin left behind.
  *

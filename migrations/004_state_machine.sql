@@ -2,7 +2,7 @@
 --
 -- Every transition of a job is one function in this file, and these
 -- functions are the only statements in pgq that write pgq.jobs,
--- pgq.job_attempts or pgq.effects (tests/docs_test.c fails when a .c file
+-- pgq.job_attempts or pgq.effects (tests/state_test.c fails when a .c file
 -- of the library or the programs writes one of them). Definitions of the
 -- same functions in migrations 001-003 are superseded by the ones here.
 --
@@ -91,8 +91,8 @@ END
 $$;
 
 -- The rule of queue names, everywhere: 1 to 100 characters, no ASCII
--- whitespace (the C side: PGQ_QUEUE_NAME_MAX and pgq_queue_name_check() in core/pgq.h). Raises naming the
--- item; true when the name is fine.
+-- whitespace (the C side: PGQ_QUEUE_NAME_MAX and pgq_queue_name_check() in
+-- core/pgq.h). Raises naming the item; true when the name is fine.
 CREATE FUNCTION pgq.check_queue(p_ord int, p_queue text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
