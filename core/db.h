@@ -66,7 +66,8 @@ char *db_int64_array_nullable(const int64_t *items, const bool *present, size_t 
  * whether to search better priorities too. */
 struct hints_params {
     const char *prio, *run_at, *id, *better;
-    struct hints_snapshot *snap;
+    struct hints_snapshot *snap;   /* registered with hints while the claim runs */
+    pgq_hints *hints;
 };
 int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
                        struct hints_params *p);

@@ -15,15 +15,18 @@
  * claimed job's, a release at shutdown, an explicit run_at in the past):
  * the state machine announces every job made ready on the channel pgq_ready
  * with its position, and pgq_hints_note() moves the hint back to it. A
- * writer of an earlier version announces nothing but pgq_jobs: a pgq_jobs
- * note that no pgq_ready note of the same queue came before (new writers
- * send that one first) drops the queue's hint. What no announcement covers
- * (a claim rolled back, a lost notification, a job of a better priority
- * whose run_at came) is caught by asking for better priorities once every
- * `better_ms` and by forgetting all hints once every `forget_ms`, on any
- * claim error, and whenever the listener reconnects. A claim in flight cannot undo a note that arrived
- * meanwhile: it moves its hint no further than the jobs announced since it
- * began (a count of notes per queue and the last few notes). */
+ * claim in flight cannot undo a note that arrived meanwhile: every claim
+ * registers while it runs, each note caps the registered claims of its
+ * queue, and a claim moves its hint no further than its cap.
+ *
+ * What no announcement covers (a claim rolled back, a lost notification, a
+ * writer of the previous release, which announces nothing, a job of a
+ * better priority whose run_at came) is caught by one claim in every
+ * `better_ms` that also looks at better priorities, and one claim in every
+ * `forget_ms` that searches from the start while the others keep their
+ * hints: one full search per interval, not one per worker, since under a
+ * pin a full search is the very walk the hints avoid. A claim error or a
+ * reconnect of the listener drops the hints outright. */
 #include "db.h"
 
 #include <errno.h>
@@ -43,29 +46,30 @@ struct pos {
     int64_t id;
 };
 
-/* The position before every other: a hint there searches everything. */
-static const struct pos FIRST = { true, INT32_MIN, INT64_MIN, 0 };
-
-/* The last notes of a queue, so that a claim that started before them
- * does not move its hint past one (its snapshot may not have seen the
- * announced job). */
-#define NOTES 32
-
 struct hint {
     char *queue;
     struct pos at;
-    uint64_t gen;                  /* notes received */
-    struct pos notes[NOTES];       /* note k at notes[k % NOTES] (k = gen - 1) */
-    bool announced;                /* a pgq_ready note with due jobs, no pgq_jobs yet */
+};
+
+/* What a claim starts from: the hints as array literals, per queue in the
+ * caller's order; while it runs it is registered, and notes lower its cap
+ * (per queue of the hints, the earliest job announced since it began). */
+struct hints_snapshot {
+    char *prio, *run_at, *id;
+    bool better, full;
+    uint64_t forgets;
+    struct pos *cap;               /* per h->q entry */
+    struct hints_snapshot *next;   /* registered claims */
 };
 
 struct pgq_hints {
     pthread_mutex_t mu;
     struct hint *q;
     size_t n;
-    uint64_t forgets;              /* a claim that started before one moves nothing */
     int64_t better_ms, forget_ms;
-    int64_t last_better, last_forget;   /* monotonic ms */
+    int64_t last_better, last_full;   /* monotonic ms */
+    uint64_t forgets;              /* a claim that started before one moves nothing */
+    struct hints_snapshot *running;
 };
 
 static int64_t mono_ms(void)
@@ -106,7 +110,7 @@ pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
     h->n = n;
     h->better_ms = better_ms;
     h->forget_ms = forget_ms;
-    h->last_better = h->last_forget = mono_ms();
+    h->last_better = h->last_full = mono_ms();
     pthread_mutex_init(&h->mu, NULL);
     return h;
 }
@@ -122,20 +126,13 @@ void pgq_hints_free(pgq_hints *h)
     free(h);
 }
 
-static struct hint *find(pgq_hints *h, const char *queue, size_t len)
+/* The index of a queue in h->q, or -1. */
+static ssize_t find(const pgq_hints *h, const char *queue, size_t len)
 {
     for (size_t i = 0; i < h->n; i++)
         if (strlen(h->q[i].queue) == len && memcmp(h->q[i].queue, queue, len) == 0)
-            return &h->q[i];
-    return NULL;
-}
-
-static void forget_locked(pgq_hints *h)
-{
-    for (size_t i = 0; i < h->n; i++)
-        h->q[i].at.set = false;
-    h->forgets++;
-    h->last_forget = mono_ms();
+            return (ssize_t)i;
+    return -1;
 }
 
 void pgq_hints_forget(pgq_hints *h)
@@ -143,8 +140,22 @@ void pgq_hints_forget(pgq_hints *h)
     if (!h)
         return;
     pthread_mutex_lock(&h->mu);
-    forget_locked(h);
+    for (size_t i = 0; i < h->n; i++)
+        h->q[i].at.set = false;
+    h->forgets++;
     pthread_mutex_unlock(&h->mu);
+}
+
+/* A job made ready at `at` in queue qi: the hint goes back to it, and no
+ * claim in flight may move the hint past it. mu held. */
+static void lower_locked(pgq_hints *h, size_t qi, struct pos at)
+{
+    struct hint *q = &h->q[qi];
+    if (q->at.set && pos_cmp(&at, &q->at) < 0)
+        q->at = at;
+    for (struct hints_snapshot *s = h->running; s; s = s->next)
+        if (!s->cap[qi].set || pos_cmp(&at, &s->cap[qi]) < 0)
+            s->cap[qi] = at;
 }
 
 /* A whole decimal integer in [lo, hi], or false. */
@@ -170,16 +181,6 @@ static bool parse_int(const char *s, const char *end, int64_t lo, int64_t hi, in
     return true;
 }
 
-/* Move a queue's hint back to `at` (a job made ready there): claims in
- * flight are capped by it too. */
-static void lower_locked(struct hint *q, struct pos at)
-{
-    if (q->at.set && pos_cmp(&at, &q->at) < 0)
-        q->at = at;
-    q->notes[q->gen % NOTES] = at;
-    q->gen++;
-}
-
 /* pgq_ready: "QUEUE PRIORITY RUN_AT_US ID DUE"; the last four fields are
  * split off from the right, so that the queue is whatever precedes them. */
 static bool note_ready(pgq_hints *h, const char *payload)
@@ -201,30 +202,11 @@ static bool note_ready(pgq_hints *h, const char *payload)
     /* The claim starts strictly after the hint: just before the job. */
     struct pos at = { true, (int)prio, run_at, id - 1 };
     pthread_mutex_lock(&h->mu);
-    struct hint *q = find(h, payload, (size_t)(sp[3] - payload));
-    if (q) {
-        lower_locked(q, at);
-        if (due)
-            q->announced = true;
-    }
+    ssize_t qi = find(h, payload, (size_t)(sp[3] - payload));
+    if (qi >= 0)
+        lower_locked(h, (size_t)qi, at);
     pthread_mutex_unlock(&h->mu);
-    return q != NULL;
-}
-
-/* pgq_jobs: "QUEUE", something is due. Unless a pgq_ready note announced
- * it, an earlier version wrote it, and it may lie anywhere. */
-static bool note_jobs(pgq_hints *h, const char *queue)
-{
-    pthread_mutex_lock(&h->mu);
-    struct hint *q = find(h, queue, strlen(queue));
-    if (q) {
-        if (q->announced)
-            q->announced = false;
-        else
-            lower_locked(q, FIRST);
-    }
-    pthread_mutex_unlock(&h->mu);
-    return q != NULL;
+    return qi >= 0;
 }
 
 bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload)
@@ -233,109 +215,102 @@ bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload)
         return false;
     if (strcmp(channel, "pgq_ready") == 0)
         return note_ready(h, payload);
-    if (strcmp(channel, "pgq_jobs") == 0)
-        return note_jobs(h, payload);
+    if (strcmp(channel, "pgq_jobs") == 0) {   /* "QUEUE": only whether it is ours */
+        pthread_mutex_lock(&h->mu);
+        bool ours = find(h, payload, strlen(payload)) >= 0;
+        pthread_mutex_unlock(&h->mu);
+        return ours;
+    }
     return false;
 }
-
-/* What a claim starts from: the hints as array literals, per queue in the
- * caller's order, and the generations they had. */
-struct hints_snapshot {
-    char *prio, *run_at, *id;
-    uint64_t *gen;
-    uint64_t forgets;
-    bool better;
-};
 
 static void snapshot_free(struct hints_snapshot *s)
 {
     free(s->prio);
     free(s->run_at);
     free(s->id);
-    free(s->gen);
+    free(s->cap);
+    free(s);
 }
 
-static int snapshot(pgq_hints *h, const char *const *queues, size_t n, struct hints_snapshot *s)
+static struct hints_snapshot *snapshot(pgq_hints *h, const char *const *queues, size_t n)
 {
-    memset(s, 0, sizeof *s);
+    struct hints_snapshot *s = calloc(1, sizeof *s);
     int64_t *prio = calloc(n ? n : 1, sizeof *prio), *id = calloc(n ? n : 1, sizeof *id),
             *run_at = calloc(n ? n : 1, sizeof *run_at);
     bool *has = calloc(n ? n : 1, sizeof *has);
-    s->gen = calloc(n ? n : 1, sizeof *s->gen);
-    if (!prio || !id || !has || !run_at || !s->gen)
-        goto out;
+    if (s)
+        s->cap = calloc(h->n ? h->n : 1, sizeof *s->cap);
+    if (!s || !s->cap || !prio || !id || !has || !run_at)
+        goto fail;
 
     pthread_mutex_lock(&h->mu);
     int64_t now = mono_ms();
-    if (now - h->last_forget >= h->forget_ms)
-        forget_locked(h);
+    if (now - h->last_full >= h->forget_ms) {
+        s->full = true;   /* this one searches from the start */
+        h->last_full = now;
+    }
     if (now - h->last_better >= h->better_ms) {
         s->better = true;
         h->last_better = now;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct hint *q = find(h, queues[i], strlen(queues[i]));
-        if (q && q->at.set) {
+    for (size_t i = 0; i < n && !s->full; i++) {
+        ssize_t qi = find(h, queues[i], strlen(queues[i]));
+        if (qi >= 0 && h->q[qi].at.set) {
             has[i] = true;
-            prio[i] = q->at.prio;
-            id[i] = q->at.id;
-            run_at[i] = q->at.run_at;
+            prio[i] = h->q[qi].at.prio;
+            id[i] = h->q[qi].at.id;
+            run_at[i] = h->q[qi].at.run_at;
         }
-        s->gen[i] = q ? q->gen : 0;
     }
     s->forgets = h->forgets;
+    s->next = h->running;
+    h->running = s;
     pthread_mutex_unlock(&h->mu);
 
     s->prio = db_int64_array_nullable(prio, has, n);
     s->id = db_int64_array_nullable(id, has, n);
     s->run_at = db_int64_array_nullable(run_at, has, n);
-out:
     free(prio);
     free(id);
     free(has);
     free(run_at);
-    if (!s->prio || !s->id || !s->run_at || !s->gen) {
-        snapshot_free(s);
-        return -1;
+    if (!s->prio || !s->id || !s->run_at) {
+        hints_params_free(&(struct hints_params){ .snap = s, .hints = h });
+        return NULL;
     }
-    return 0;
+    return s;
+fail:
+    free(prio);
+    free(id);
+    free(has);
+    free(run_at);
+    if (s)
+        snapshot_free(s);
+    return NULL;
 }
 
-/* A claim that started from snapshot s took a job at (queue, prio, run_at,
- * id): move the queue's hint forward to it, but not past a job announced
- * since the snapshot, and not at all after a forget (whatever made us
- * forget may lie behind the job) or when more notes came than are kept. */
-static void advance(pgq_hints *h, const char *const *queues, size_t n,
-                    const struct hints_snapshot *s, const char *queue, int prio,
-                    int64_t run_at, int64_t id)
+/* A claim that started from snapshot s took a job at `at` in queue qi:
+ * move the hint forward to it, but not past a job announced since the
+ * claim began (its cap), and not at all after a forget (whatever made us
+ * forget may lie behind the job). A claim that searched further back than
+ * the hint (better priorities, or from the start) and found a job behind
+ * it moves the hint back there, as an announcement would. mu held. */
+static void advance_locked(pgq_hints *h, const struct hints_snapshot *s, size_t qi,
+                           struct pos at)
 {
-    struct pos at = { true, prio, run_at, id };
-    pthread_mutex_lock(&h->mu);
-    for (size_t i = 0; i < n && h->forgets == s->forgets; i++) {
-        if (strcmp(queues[i], queue) != 0)
-            continue;
-        struct hint *q = find(h, queue, strlen(queue));
-        if (!q || q->gen - s->gen[i] > NOTES)
-            break;
-        if (q->at.set && at.prio < q->at.prio) {
-            /* A better priority than the hint's (found by a claim that
-             * looked at better priorities): the next claims must start
-             * there, and claims in flight must not move past it, as if
-             * it had been announced. */
-            q->at = at;
-            lower_locked(q, at);
-            break;
-        }
-        if (q->at.set && pos_cmp(&at, &q->at) <= 0)
-            break;   /* another claim went further */
-        for (uint64_t k = s->gen[i]; k < q->gen; k++)
-            if (pos_cmp(&q->notes[k % NOTES], &at) < 0)
-                at = q->notes[k % NOTES];
-        if (!q->at.set || pos_cmp(&q->at, &at) < 0)
-            q->at = at;
-        break;
+    struct hint *q = &h->q[qi];
+    if (h->forgets != s->forgets)
+        return;
+    if (q->at.set && pos_cmp(&at, &q->at) < 0) {
+        if (s->full || (s->better && at.prio < q->at.prio))
+            lower_locked(h, qi, at);
+        return;   /* else another claim went further */
     }
-    pthread_mutex_unlock(&h->mu);
+    if (s->cap[qi].set && pos_cmp(&s->cap[qi], &at) < 0)
+        at = s->cap[qi];
+    if (!q->at.set || pos_cmp(&q->at, &at) < 0)
+        q->at = at;
 }
 
 int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
@@ -344,16 +319,15 @@ int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
     memset(p, 0, sizeof *p);
     if (!h)
         return 0;
-    struct hints_snapshot *s = malloc(sizeof *s);
-    if (!s || snapshot(h, queues, n, s) < 0) {
-        free(s);
+    struct hints_snapshot *s = snapshot(h, queues, n);
+    if (!s)
         return -1;
-    }
     p->snap = s;
+    p->hints = h;
     p->prio = s->prio;
     p->run_at = s->run_at;
     p->id = s->id;
-    p->better = s->better ? "true" : "false";
+    p->better = s->better || s->full ? "true" : "false";
     return 0;
 }
 
@@ -361,15 +335,31 @@ void hints_claimed(pgq_hints *h, const char *const *queues, size_t n,
                    const struct hints_params *p, const char *queue, int prio, int64_t run_at,
                    int64_t id)
 {
-    if (h && p->snap)
-        advance(h, queues, n, p->snap, queue, prio, run_at, id);
+    (void)queues;
+    (void)n;
+    if (!h || !p->snap)
+        return;
+    pthread_mutex_lock(&h->mu);
+    ssize_t qi = find(h, queue, strlen(queue));
+    if (qi >= 0)
+        advance_locked(h, p->snap, (size_t)qi, (struct pos){ true, prio, run_at, id });
+    pthread_mutex_unlock(&h->mu);
 }
 
 void hints_params_free(struct hints_params *p)
 {
-    if (p->snap) {
-        snapshot_free(p->snap);
-        free(p->snap);
+    struct hints_snapshot *s = p->snap;
+    if (s && p->hints) {
+        pgq_hints *h = p->hints;
+        pthread_mutex_lock(&h->mu);
+        for (struct hints_snapshot **pp = &h->running; *pp; pp = &(*pp)->next)
+            if (*pp == s) {
+                *pp = s->next;
+                break;
+            }
+        pthread_mutex_unlock(&h->mu);
     }
+    if (s)
+        snapshot_free(s);
     memset(p, 0, sizeof *p);
 }

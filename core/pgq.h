@@ -237,19 +237,19 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
  * queues: those the claims use. better_ms: how often a claim also looks
  * at better priorities than its hint's (a scheduled job of a better
  * priority coming due is found then; a pool uses its poll interval).
- * forget_ms: how often every hint is dropped and the next claims search
- * from the start (a safety net; a pool uses 10 s). */
+ * forget_ms: how often one claim searches from the start, the others
+ * keeping their hints (the safety net for what no note announces; a pool
+ * uses 10 s). */
 typedef struct pgq_hints pgq_hints;
 pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
                          int64_t forget_ms);   /* NULL: out of memory */
 void pgq_hints_free(pgq_hints *h);              /* accepts NULL */
 /* A notification a LISTEN connection received (channel, payload): on
  * pgq_ready ("QUEUE PRIORITY RUN_AT_US ID DUE", a job made ready) the
- * queue's next claim starts no later than there; on pgq_jobs ("QUEUE",
- * something due) that no pgq_ready note of the queue came before, the
- * writer was of an earlier version and the queue's next claim searches
- * everything. Malformed notes are ignored. True when the queue is one of
- * the hints'. A pool listens on both and wakes a worker on pgq_jobs. */
+ * queue's next claim starts no later than there; pgq_jobs ("QUEUE",
+ * something due) changes nothing. Malformed notes are ignored. True when
+ * the queue is one of the hints'. A pool listens on both and wakes a
+ * worker on pgq_jobs. */
 bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload);
 /* Drop every hint (after a lost LISTEN connection, say). */
 void pgq_hints_forget(pgq_hints *h);

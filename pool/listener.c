@@ -4,9 +4,9 @@
  * starts within milliseconds without busy polling; LISTEN pgq_ready (the
  * position of every job made ready, sent just before) and move the
  * queue's claim hint back to it (core/hints.c). After a reconnect, when
- * notifications may have been missed, the hints are forgotten. When nothing arrives for `poll`, it
- * wakes one worker anyway: that catches scheduled jobs and retries coming
- * due, which are never announced. It sleeps in poll(2) on the socket and a
+ * notifications may have been missed, the hints are forgotten. When
+ * nothing arrives for `poll`, it wakes one worker anyway: that catches
+ * scheduled jobs and retries coming due, which nobody wakes a pool for. It sleeps in poll(2) on the socket and a
  * stop pipe, so an idle pool uses no CPU. */
 #include "pool_int.h"
 
