@@ -72,8 +72,7 @@ struct hints_params {
 int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
                        struct hints_params *p);
 /* The claim took a job at (queue, prio, run_at, id). */
-void hints_claimed(pgq_hints *h, const char *const *queues, size_t n,
-                   const struct hints_params *p, const char *queue, int prio, int64_t run_at,
+void hints_claimed(const struct hints_params *p, const char *queue, int prio, int64_t run_at,
                    int64_t id);
 void hints_params_free(struct hints_params *p);
 

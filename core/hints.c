@@ -331,12 +331,10 @@ int hints_claim_params(pgq_hints *h, const char *const *queues, size_t n,
     return 0;
 }
 
-void hints_claimed(pgq_hints *h, const char *const *queues, size_t n,
-                   const struct hints_params *p, const char *queue, int prio, int64_t run_at,
+void hints_claimed(const struct hints_params *p, const char *queue, int prio, int64_t run_at,
                    int64_t id)
 {
-    (void)queues;
-    (void)n;
+    pgq_hints *h = p->hints;
     if (!h || !p->snap)
         return;
     pthread_mutex_lock(&h->mu);

@@ -403,7 +403,7 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
     }
     for (int row = 0; row < PQntuples(r); row++)
         if (PQgetisnull(r, row, 0))
-            hints_claimed(hints, queues, nqueues, &hp, PQgetvalue(r, row, 2),
+            hints_claimed(&hp, PQgetvalue(r, row, 2),
                           (int)db_int64(r, row, 7, 0), db_int64(r, row, 11, 0),
                           db_int64(r, row, 1, 0));
     hints_params_free(&hp);

@@ -108,6 +108,25 @@ BEGIN
 END
 $$;
 
+-- The refusals of an item's options other than its contract, in this
+-- order: queue name, max_retries, delay. Raises naming the item; true when
+-- they are fine. pgq.add and pgq.enqueue both raise through it.
+CREATE FUNCTION pgq.check_options(p_ord int, p_queue text, p_max_retries int, p_delay_ms bigint)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM pgq.check_queue(p_ord, p_queue);
+    IF p_max_retries < 0 THEN
+        RAISE EXCEPTION 'max_retries must be 0 or more, not %', p_max_retries
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF p_delay_ms < 0 THEN
+        RAISE EXCEPTION 'delay must not be negative, not % ms', p_delay_ms
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- ---- add -----------------------------------------------------------------
 
 -- Add one job: the single-job form of pgq.enqueue, with named, defaulted
@@ -124,16 +143,8 @@ RETURNS TABLE (id bigint, duplicate boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
-    IF add.queue IS NOT NULL THEN
-        PERFORM pgq.check_queue(1, add.queue);
-    END IF;
-    IF add.max_retries < 0 THEN
-        RAISE EXCEPTION 'max_retries must be 0 or more, not %', add.max_retries
-            USING ERRCODE = '22023', DETAIL = 'item 1';
-    END IF;
-    IF add.delay_ms < 0 THEN
-        RAISE EXCEPTION 'delay must not be negative, not % ms', add.delay_ms
-            USING ERRCODE = '22023', DETAIL = 'item 1';
+    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0 THEN
+        PERFORM pgq.check_options(1, add.queue, add.max_retries, add.delay_ms);
     END IF;
     IF add.payload IS NULL THEN
         RAISE EXCEPTION 'payload is missing' USING ERRCODE = '22023', DETAIL = 'item 1';
@@ -212,13 +223,8 @@ BEGIN
         OR s.max_retries < 0 OR s.delay_ms < 0
      ORDER BY s.ord LIMIT 1;
     IF FOUND THEN
-        PERFORM pgq.check_queue(bad.ord::int, bad.queue);
-        IF bad.max_retries < 0 THEN
-            RAISE EXCEPTION 'max_retries must be 0 or more, not %', bad.max_retries
-                USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
-        END IF;
-        RAISE EXCEPTION 'delay must not be negative, not % ms', bad.delay_ms
-            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+        PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);
+        RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
     END IF;
 
     -- Parse the payloads; on failure find the item at fault (slow path only).

@@ -72,26 +72,6 @@ static void sleep_ms(int ms)
         ok_;                                                                                 \
     })
 
-/* printf into one of a ring of static buffers: for paths and SQL params
- * that live a few statements. */
-static const char *tmp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tmp(const char *fmt, ...)
-{
-    static char ring[64][4096];
-    static int next;
-    char *b = ring[next++ % 64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b, sizeof ring[0], fmt, ap);
-    va_end(ap);
-    ck_assert(n >= 0 && (size_t)n < sizeof ring[0]);
-    return b;
-}
-
-static const char *s_ll(long long v)
-{
-    return tmp("%lld", v);
-}
 
 /* The suite's temp dir (made and removed by the runner process, an
  * unchecked fixture) and the test's own dir inside it. */
@@ -100,12 +80,12 @@ static char dir[128];
 
 static const char *in_dir(const char *name)
 {
-    return tmp("%s/%s", dir, name);
+    return tu_fmt("%s/%s", dir, name);
 }
 
 static void write_file(const char *path, const char *text)
 {
-    const char *t = tmp("%s.tmp", path);
+    const char *t = tu_fmt("%s.tmp", path);
     FILE *f = fopen(t, "w");
     ck_assert_msg(f != NULL, "%s: %s", t, strerror(errno));
     fputs(text, f);
@@ -156,7 +136,7 @@ static int count_lines(const char *path)
 static const char *script(const char *name, const char *body)
 {
     const char *path = in_dir(name);
-    write_file(path, tmp("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
+    write_file(path, tu_fmt("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
                          "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
                          dir, tu_bin_dir(), body));
     ck_assert_int_eq(chmod(path, 0755), 0);
@@ -165,7 +145,7 @@ static const char *script(const char *name, const char *body)
 
 static const char *plugin(void)
 {
-    const char *p = tmp("%s/tests/plugins/pool_plugin.so", tu_bin_dir());
+    const char *p = tu_fmt("%s/tests/plugins/pool_plugin.so", tu_bin_dir());
     ck_assert_msg(exists(p), "%s is not built (make builds tests/plugins/*.c)", p);
     return p;
 }
@@ -176,7 +156,7 @@ static const char *pool_ini_batch(const char *name, int workers, int batch,
                                   const char *shutdown_timeout, const char *jobs)
 {
     const char *path = in_dir(name);
-    write_file(path, tmp("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\nheartbeat = 200ms\n"
+    write_file(path, tu_fmt("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\nheartbeat = 200ms\n"
                          "poll = 100ms\nshutdown_timeout = %s\n\n%s",
                          workers, batch, shutdown_timeout, jobs));
     return path;
@@ -206,7 +186,7 @@ static bool pid_dead(pid_t pid)
     char buf[512];
     if (kill(pid, 0) < 0 && errno == ESRCH)
         return true;
-    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    FILE *f = fopen(tu_fmt("/proc/%d/stat", (int)pid), "r");
     if (!f)
         return true;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -219,7 +199,7 @@ static bool pid_dead(pid_t pid)
 static pid_t parent_of(pid_t pid)
 {
     char buf[512];
-    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    FILE *f = fopen(tu_fmt("/proc/%d/stat", (int)pid), "r");
     if (!f)
         return -1;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -297,10 +277,10 @@ static bool pool_gone(struct pool *p)
 static const char *status_text(int st)
 {
     if (WIFEXITED(st))
-        return tmp("exit status %d", WEXITSTATUS(st));
+        return tu_fmt("exit status %d", WEXITSTATUS(st));
     if (WIFSIGNALED(st))
-        return tmp("killed by signal %d", WTERMSIG(st));
-    return tmp("status 0x%x", st);
+        return tu_fmt("killed by signal %d", WTERMSIG(st));
+    return tu_fmt("status 0x%x", st);
 }
 
 /* Start pgq-pool -c ini --db URL, dying with this test process; returns
@@ -312,7 +292,7 @@ static struct pool *pool_start(const char *name, const char *ini)
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
-    const char *bin = tmp("%s/pgq-pool", tu_bin_dir());
+    const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
     const char *url = tu_db_url();
     pid_t parent = getpid();
     fflush(NULL);
@@ -360,7 +340,7 @@ static const char *sanitizer_report(const struct pool *p)
         if ((strncmp(line, "WARNING: ", 9) == 0 || strncmp(line, "ERROR: ", 7) == 0 ||
              strncmp(line, "==", 2) == 0) && strstr(line, "Sanitizer") &&
             !(allow_thread_leak && strstr(line, "thread leak")))
-            found = tmp("%s", line);
+            found = tu_fmt("%s", line);
     free(s);
     return found;
 }
@@ -375,7 +355,7 @@ static int64_t pool_wait_exit(struct pool *p, int want_code)
     bool ok = WIFEXITED(p->status) &&
               (want_code < 0 ? WEXITSTATUS(p->status) != 0 : WEXITSTATUS(p->status) == want_code);
     P_ASSERT(ok, "pool %s: %s, want %s", p->name, status_text(p->status),
-             want_code < 0 ? "a non-zero exit" : tmp("exit status %d", want_code));
+             want_code < 0 ? "a non-zero exit" : tu_fmt("exit status %d", want_code));
     /* under SANITIZER=address|thread a report is a failure too */
     const char *report = sanitizer_report(p);
     P_ASSERT(!report, "pool %s: sanitizer report in its log: %s", p->name, report);
@@ -404,7 +384,7 @@ struct run {
 static struct run run_cmd(const char *cwd, const char *const *env, const char *const *argv)
 {
     static int seq;
-    const char *out = in_dir(tmp("run-%d.out", ++seq)), *err = in_dir(tmp("run-%d.err", seq));
+    const char *out = in_dir(tu_fmt("run-%d.out", ++seq)), *err = in_dir(tu_fmt("run-%d.err", seq));
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -422,7 +402,7 @@ static struct run run_cmd(const char *cwd, const char *const *env, const char *c
         for (size_t i = 0; env && env[i]; i++) {
             const char *eq = strchr(env[i], '=');
             if (eq)
-                setenv(tmp("%.*s", (int)(eq - env[i]), env[i]), eq + 1, 1);
+                setenv(tu_fmt("%.*s", (int)(eq - env[i]), env[i]), eq + 1, 1);
             else
                 unsetenv(env[i]);
         }
@@ -460,16 +440,16 @@ static long long q0(const char *sql)
 
 static long long q1(const char *sql, long long a)
 {
-    const char *p[] = { s_ll(a) };
+    const char *p[] = { tu_lld(a) };
     return tu_int(sql, 1, p);
 }
 
-/* Text result of sql with one integer param, in a tmp() buffer. */
+/* Text result of sql with one integer param, in a tu_fmt() buffer. */
 static const char *t1(const char *sql, long long a)
 {
-    const char *p[] = { s_ll(a) };
+    const char *p[] = { tu_lld(a) };
     char *v = tu_text(sql, 1, p);
-    const char *r = tmp("%s", v ? v : "(null)");
+    const char *r = tu_fmt("%s", v ? v : "(null)");
     free(v);
     return r;
 }
@@ -645,7 +625,7 @@ static const char *hang_then_succeed(void)
 START_TEST(kill9_handlers_die_and_jobs_recover)
 {
     const char *ini = pool_ini("a.ini", 3, "30s",
-                               tmp("[job hang]\nhandler = exec %s\nmax_retries = 3\n"
+                               tu_fmt("[job hang]\nhandler = exec %s\nmax_retries = 3\n"
                                    "backoff_base = 0\n", hang_then_succeed()));
     struct pool *a = pool_start("a", ini);
     long long ids[3];
@@ -655,14 +635,14 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
     const char *what[9];
     int nprocs = 0;
     for (int i = 0; i < 3; i++) {
-        const char *sh = tmp("sh-%lld", ids[i]);
+        const char *sh = tu_fmt("sh-%lld", ids[i]);
         P_ASSERT(WAIT_UNTIL(exists(in_dir(sh)), WAIT_MS), "job %lld's handler did not start",
                  ids[i]);
         pid_t shpid = read_pid(sh), sup = parent_of(shpid);
         what[nprocs] = "command";
         procs[nprocs++] = shpid;
         what[nprocs] = "its child";
-        procs[nprocs++] = read_pid(tmp("gc-%lld", ids[i]));
+        procs[nprocs++] = read_pid(tu_fmt("gc-%lld", ids[i]));
         /* the exec supervisor, between the pool and the command */
         P_ASSERT(sup > 1 && parent_of(sup) == a->pid, "handler %d: parent %d is not a child of "
                  "the pool %d", (int)shpid, (int)sup, (int)a->pid);
@@ -710,10 +690,10 @@ START_TEST(sigterm_drains_short_jobs)
                             "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
                             "exit 0\n");
     struct pool *a = pool_start("a", pool_ini("a.ini", 3, "30s",
-                                              tmp("[job short]\nhandler = exec %s\n", sh)));
+                                              tu_fmt("[job short]\nhandler = exec %s\n", sh)));
     long long ids[2] = { add_job("short", "{}"), add_job("short", "{}") };
     for (int i = 0; i < 2; i++)
-        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld", ids[i]))), WAIT_MS),
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", ids[i]))), WAIT_MS),
                  "job %lld did not start", ids[i]);
     P_ASSERT(registered(a) == 1, "the pool is not in pgq.workers");
 
@@ -751,10 +731,10 @@ static void start_hanging_jobs(long long ids[2], pid_t procs[4])
     ids[0] = add_job("long", "{}");
     ids[1] = add_job("long", "{}");
     for (int i = 0; i < 2; i++) {
-        P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ids[i]))), WAIT_MS),
+        P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("sh-%lld", ids[i]))), WAIT_MS),
                  "job %lld did not start", ids[i]);
-        procs[2 * i] = read_pid(tmp("sh-%lld", ids[i]));
-        procs[2 * i + 1] = read_pid(tmp("gc-%lld", ids[i]));
+        procs[2 * i] = read_pid(tu_fmt("sh-%lld", ids[i]));
+        procs[2 * i + 1] = read_pid(tu_fmt("gc-%lld", ids[i]));
     }
 }
 
@@ -762,7 +742,7 @@ static void start_hanging_jobs(long long ids[2], pid_t procs[4])
 START_TEST(sigterm_releases_long_jobs)
 {
     struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
-                                              tmp("[job long]\nhandler = exec %s\n",
+                                              tu_fmt("[job long]\nhandler = exec %s\n",
                                                   hang_then_succeed())));
     long long ids[2];
     pid_t procs[4];
@@ -795,16 +775,16 @@ END_TEST
 START_TEST(sigterm_releases_in_process_handlers)
 {
     struct pool *a = pool_start("a", pool_ini("a.ini", 2, "1s",
-                                              tmp("[job polite]\nhandler = plugin %s polite_job\n"
+                                              tu_fmt("[job polite]\nhandler = plugin %s polite_job\n"
                                                   "[job stubborn]\nhandler = plugin %s "
                                                   "stubborn_job\n", plugin(), plugin())));
-    const char *payload = tmp("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir);
+    const char *payload = tu_fmt("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir);
     long long polite = add_job("polite", payload);
     long long stubborn = add_job("stubborn", payload);
     /* The handlers themselves, not just the claims (a job claimed but not
      * yet started is released without its handler ever being asked). */
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", polite))) &&
-                        exists(in_dir(tmp("started-%lld-1", stubborn))), WAIT_MS),
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld-1", polite))) &&
+                        exists(in_dir(tu_fmt("started-%lld-1", stubborn))), WAIT_MS),
              "the handlers did not start");
     pool_signal(a, SIGTERM);
     int64_t took = pool_wait_exit(a, 0);
@@ -818,7 +798,7 @@ START_TEST(sigterm_releases_in_process_handlers)
         P_ASSERT(strcmp(history(ids[i]), "1:released:released (not counted)") == 0,
                  "job %lld: history %s", ids[i], history(ids[i]));
     }
-    P_ASSERT(log_count(a, tmp("job=%lld type=stubborn: handler ignored the shutdown; released",
+    P_ASSERT(log_count(a, tu_fmt("job=%lld type=stubborn: handler ignored the shutdown; released",
                               stubborn)) == 1, "the abandoned handler was not logged");
     P_ASSERT(registered(a) == 0, "the pool is still in pgq.workers");
 }
@@ -827,7 +807,7 @@ END_TEST
 START_TEST(second_sigterm_exits_at_once)
 {
     const char *ini = pool_ini("a.ini", 2, "1h",
-                               tmp("[job long]\nhandler = exec %s\nbackoff_base = 0\n",
+                               tu_fmt("[job long]\nhandler = exec %s\nbackoff_base = 0\n",
                                    hang_then_succeed()));
     struct pool *a = pool_start("a", ini);
     long long ids[2];
@@ -866,7 +846,7 @@ END_TEST
 static const char *load_ini(void)
 {
     return pool_ini("a.ini", 4, "30s",
-                    tmp("[job load]\nhandler = plugin %s ledger_job\nmax_retries = 20\n"
+                    tu_fmt("[job load]\nhandler = plugin %s ledger_job\nmax_retries = 20\n"
                         "backoff_base = 0\n", plugin()));
 }
 
@@ -961,7 +941,7 @@ START_TEST(postgres_restart_mid_load)
     add_load();
     P_ASSERT(WAIT_UNTIL(njobs("done") >= LOAD_JOBS / 4, WAIT_MS), "no progress");
     int64_t t0 = now_ms();
-    const char *cmd = tmp("%s '%s/pg_ctl' -D '%s' -w -t 60 restart -m fast >>'%s' 2>&1",
+    const char *cmd = tu_fmt("%s '%s/pg_ctl' -D '%s' -w -t 60 restart -m fast >>'%s' 2>&1",
                           runas ? runas : "", bindir, data, pglog && *pglog ? pglog : "/dev/null");
     int rc = system(cmd);
     P_ASSERT(rc == 0, "%s: %d", cmd, rc);
@@ -1000,7 +980,7 @@ static bool allow_connections(bool allow, char *why, size_t whylen)
     if (PQstatus(pg) == CONNECTION_OK) {
         const char *db = PQdb(tu_pg());
         char *ident = PQescapeIdentifier(pg, db, strlen(db));
-        r = PQexec(pg, tmp("ALTER DATABASE %s ALLOW_CONNECTIONS %s", ident ? ident : "?",
+        r = PQexec(pg, tu_fmt("ALTER DATABASE %s ALLOW_CONNECTIONS %s", ident ? ident : "?",
                            allow ? "true" : "false"));
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         PQfreemem(ident);
@@ -1053,7 +1033,7 @@ START_TEST(hanging_exec_killed_at_timeout)
                             "if [ \"$PGQ_ATTEMPT\" = 1 ]; then put hang $$; exec sleep 1000; fi\n"
                             "exit 0\n");
     struct pool *a = pool_start("a", pool_ini("a.ini", 2, "30s",
-                                              tmp("[job hang]\nhandler = exec %s\ntimeout = 1s\n"
+                                              tu_fmt("[job hang]\nhandler = exec %s\ntimeout = 1s\n"
                                                   "max_retries = 2\nbackoff_base = 0\n", sh)));
     long long id = add_job("hang", "{}");
     P_ASSERT(WAIT_UNTIL(strcmp(job_state(id), "done") == 0, WAIT_MS), "job not done: %s",
@@ -1072,7 +1052,7 @@ START_TEST(hanging_exec_killed_at_timeout)
              "exec attempts must record cpu_ms, max_rss_kb and duration");
     P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1 AND attempt = 1"
                 " AND duration_ms >= 1000", id) == 1, "attempt 1 ended before its timeout");
-    P_ASSERT(log_count(a, tmp("job=%lld type=hang: failed (attempt 1 of 3)", id)) == 1,
+    P_ASSERT(log_count(a, tu_fmt("job=%lld type=hang: failed (attempt 1 of 3)", id)) == 1,
              "the failure was not logged");
     pool_signal(a, SIGTERM);
     pool_wait_exit(a, 0);
@@ -1101,7 +1081,7 @@ static int effect_row(void *arg, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    const char *p[] = { s_ll(*(long long *)arg) };
+    const char *p[] = { tu_lld(*(long long *)arg) };
     tu_exec("INSERT INTO test_ledger (job_id, key) VALUES ($1, 'effect')", 1, p);
     return 0;
 }
@@ -1147,7 +1127,7 @@ static void check_fenced(struct pool *a, long long id, struct stolen *b)
     P_ASSERT(WAIT_UNTIL(log_count(a, "lease lost") > 0, WAIT_MS), "pool a did not log its lost "
              "lease");
     sleep_ms(500);   /* a's heartbeat and worker have had their say */
-    const char *p[] = { s_ll(id), b->j->lease_token };
+    const char *p[] = { tu_lld(id), b->j->lease_token };
     P_ASSERT(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND state = 'running' AND "
                     "lease_token = $2::uuid AND lease_owner = 'pool-B' AND attempts = 2", 2, p)
              == 1, "pool a touched the job pool-B holds: %s", job_state(id));
@@ -1182,16 +1162,16 @@ START_TEST(sigstop_past_lease_exec_changes_nothing)
                             "put rc-$PGQ_JOB_ID-$PGQ_ATTEMPT $?\n"
                             "exit 0\n");
     struct pool *a = pool_start("a", pool_ini("a.ini", 1, "30s",
-                                              tmp("[job frozen]\nhandler = exec %s\n"
+                                              tu_fmt("[job frozen]\nhandler = exec %s\n"
                                                   "backoff_base = 0\n", sh)));
     long long id = add_job("frozen", "{}");
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", id))), WAIT_MS), "not started");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld-1", id))), WAIT_MS), "not started");
     struct stolen b = freeze_and_steal(a, id, effect_file, (void *)in_dir("ledger"));
     /* a's handler (its own process group, still running) now tries the
      * effect with a's stale token: the database refuses (exit 5), where
      * a missing fence would say "skipped" (3) or run it. */
     write_file(in_dir("go"), "");
-    const char *rcfile = in_dir(tmp("rc-%lld-1", id));
+    const char *rcfile = in_dir(tu_fmt("rc-%lld-1", id));
     P_ASSERT(WAIT_UNTIL(exists(rcfile), WAIT_MS), "a's handler did not try its effect");
     char *rc = read_file(rcfile);
     P_ASSERT(rc && strcmp(rc, "5\n") == 0, "pgq once in the frozen pool's handler exited %s, "
@@ -1209,17 +1189,17 @@ END_TEST
 START_TEST(sigstop_past_lease_plugin_changes_nothing)
 {
     struct pool *a = pool_start("a", pool_ini("a.ini", 1, "30s",
-                                              tmp("[job frozen]\nhandler = plugin %s frozen_job\n"
+                                              tu_fmt("[job frozen]\nhandler = plugin %s frozen_job\n"
                                                   "backoff_base = 0\n", plugin())));
-    long long id = add_job("frozen", tmp("{\"dir\": \"%s\"}", dir));
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld-1", id))), WAIT_MS), "not started");
+    long long id = add_job("frozen", tu_fmt("{\"dir\": \"%s\"}", dir));
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld-1", id))), WAIT_MS), "not started");
     struct stolen b = freeze_and_steal(a, id, effect_row, &id);
     /* a's handler, frozen with a, tries the effect as soon as it resumes
      * (with the job's token, straight to the database), then fails the
      * attempt, which a must not record either */
     write_file(in_dir("go"), "");
     pool_signal(a, SIGCONT);
-    const char *once = in_dir(tmp("once-%lld-1", id));
+    const char *once = in_dir(tu_fmt("once-%lld-1", id));
     P_ASSERT(WAIT_UNTIL(exists(once), WAIT_MS), "a's handler did not try its effect");
     char *res = read_file(once);
     P_ASSERT(res && strcmp(res, "lease lost") == 0, "run_once in the resumed pool: %s",
@@ -1243,21 +1223,21 @@ START_TEST(lease_lost_stops_handlers)
                             "put sh-$PGQ_JOB_ID $$\n"
                             "while :; do sleep 0.05; done\n");
     struct pool *a = pool_start("a", pool_ini("a.ini", 2, "30s",
-                                              tmp("[job shell]\nhandler = exec %s\n"
+                                              tu_fmt("[job shell]\nhandler = exec %s\n"
                                                   "max_retries = 0\n"
                                                   "[job inproc]\nhandler = plugin %s polite_job\n"
                                                   "max_retries = 0\n", sh, plugin())));
     long long ex = add_job("shell", "{}");
-    long long in = add_job("inproc", tmp("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir));
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("sh-%lld", ex))) && njobs("running") == 2, WAIT_MS),
+    long long in = add_job("inproc", tu_fmt("{\"sleep_ms\": 600000, \"dir\": \"%s\"}", dir));
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("sh-%lld", ex))) && njobs("running") == 2, WAIT_MS),
              "the jobs did not start");
-    pid_t shpid = read_pid(tmp("sh-%lld", ex));
+    pid_t shpid = read_pid(tu_fmt("sh-%lld", ex));
     tu_exec("SELECT pgq.fail(id, lease_token, 'lease expired', 'lease_expired', NULL, NULL, NULL,"
             " NULL) FROM pgq.jobs WHERE state = 'running'", 0, NULL);
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("term-%lld", ex))), WAIT_MS),
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("term-%lld", ex))), WAIT_MS),
              "the exec handler got no SIGTERM");
     P_ASSERT(WAIT_UNTIL(pid_dead(shpid), 10000), "the exec handler survived");
-    const char *flag = in_dir(tmp("cancel-%lld-1", in));
+    const char *flag = in_dir(tu_fmt("cancel-%lld-1", in));
     P_ASSERT(WAIT_UNTIL(exists(flag), WAIT_MS), "the in-process handler was not cancelled");
     char *text = read_file(flag);
     P_ASSERT(text && strcmp(text, "lease_lost=1") == 0, "in-process handler: %s",
@@ -1265,8 +1245,8 @@ START_TEST(lease_lost_stops_handlers)
     free(text);
     long long ids[2] = { ex, in };
     for (int i = 0; i < 2; i++)
-        P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost", ids[i])) == 1 &&
-                            log_count(a, tmp("job=%lld type=%s: lease lost", ids[i],
+        P_ASSERT(WAIT_UNTIL(log_count(a, tu_fmt("job=%lld: lease lost", ids[i])) == 1 &&
+                            log_count(a, tu_fmt("job=%lld type=%s: lease lost", ids[i],
                                              i ? "inproc" : "shell")) == 1, WAIT_MS),
                  "job %lld: lease loss not logged", ids[i]);
     sleep_ms(500);   /* anything the pool would still write, it has written */
@@ -1286,7 +1266,7 @@ START_TEST(three_pools_twenty_thousand_jobs)
     const char *env = getenv("PGQ_POOL_SCALE_JOBS");
     int total = env && atoi(env) > 0 ? atoi(env) : 20000;
     const char *ini = pool_ini("p.ini", 4, "30s",
-                               tmp("[job work]\nhandler = plugin %s ledger_job\nmax_retries = 2\n"
+                               tu_fmt("[job work]\nhandler = plugin %s ledger_job\nmax_retries = 2\n"
                                    "backoff_base = 10ms\nbackoff_max = 100ms\n", plugin()));
     struct pool *p[3] = { pool_start("p1", ini), pool_start("p2", ini), pool_start("p3", ini) };
     int64_t t0 = now_ms();
@@ -1342,7 +1322,7 @@ START_TEST(batched_pools_survive_kill9)
 {
     int total = 3000;
     const char *ini = pool_ini_batch("b.ini", 4, 16, "30s",
-                                     tmp("[job work]\nhandler = plugin %s ledger_job\n"
+                                     tu_fmt("[job work]\nhandler = plugin %s ledger_job\n"
                                          "max_retries = 2\nbackoff_base = 10ms\n"
                                          "backoff_max = 100ms\n", plugin()));
     struct pool *p[2] = { pool_start("b1", ini), pool_start("b2", ini) };
@@ -1381,7 +1361,7 @@ END_TEST
 START_TEST(batched_sigterm_releases_buffered)
 {
     const char *ini = pool_ini_batch("r.ini", 2, 32, "30s",
-                                     tmp("[job nap]\nhandler = plugin %s ledger_job\n",
+                                     tu_fmt("[job nap]\nhandler = plugin %s ledger_job\n",
                                          plugin()));
     struct pool *a = pool_start("r", ini);
     P_ASSERT(WAIT_UNTIL(registered(a) == 1, WAIT_MS), "the pool did not start");
@@ -1410,25 +1390,25 @@ END_TEST
 START_TEST(batched_lost_leases_are_dropped)
 {
     struct pool *a = pool_start("l", pool_ini_batch("l.ini", 1, 16, "30s",
-                                tmp("[job work]\nhandler = plugin %s ledger_job\n",
+                                tu_fmt("[job work]\nhandler = plugin %s ledger_job\n",
                                     plugin())));
     add_jobs("work", "{\"sleep_ms\": 700, \"effect\": 1}", 12);
     P_ASSERT(WAIT_UNTIL(njobs("running") >= 6, WAIT_MS), "the pool did not claim a batch");
     /* The last job claimed is the last in the buffer: seconds from its start. */
-    long long buffered = q0(tmp(STEAL_SQL, "SELECT max(id) FROM pgq.jobs WHERE state = "
+    long long buffered = q0(tu_fmt(STEAL_SQL, "SELECT max(id) FROM pgq.jobs WHERE state = "
                                            "'running'"));
     P_ASSERT(buffered > 0, "no running job to take");
-    P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost (expired and reclaimed) while "
+    P_ASSERT(WAIT_UNTIL(log_count(a, tu_fmt("job=%lld: lease lost (expired and reclaimed) while "
                                          "batched; dropped", buffered)) == 1, WAIT_MS),
              "job %lld: the lost buffered lease was not dropped", buffered);
     /* A job whose effect is written (it ran) but that is still running in
      * the database: its success waits to be recorded with the batch. */
     long long acked = 0;
-    P_ASSERT(WAIT_UNTIL((acked = q0(tmp(STEAL_SQL, "SELECT min(j.id) FROM pgq.jobs j WHERE "
+    P_ASSERT(WAIT_UNTIL((acked = q0(tu_fmt(STEAL_SQL, "SELECT min(j.id) FROM pgq.jobs j WHERE "
                                     "j.state = 'running' AND EXISTS (SELECT 1 FROM test_ledger "
                                     "l WHERE l.job_id = j.id)"))) > 0, WAIT_MS),
              "no job caught between its end and its record");
-    P_ASSERT(WAIT_UNTIL(log_count(a, tmp("job=%lld: lease lost", acked)) >= 1, WAIT_MS),
+    P_ASSERT(WAIT_UNTIL(log_count(a, tu_fmt("job=%lld: lease lost", acked)) >= 1, WAIT_MS),
              "job %lld: the lost ack was not reported", acked);
     pool_signal(a, SIGTERM);
     pool_wait_exit(a, 0);
@@ -1451,7 +1431,7 @@ END_TEST
 START_TEST(batched_terminate_backends_mid_load)
 {
     struct pool *a = pool_start("a", pool_ini_batch("a.ini", 4, 8, "30s",
-                                tmp("[job load]\nhandler = plugin %s ledger_job\n"
+                                tu_fmt("[job load]\nhandler = plugin %s ledger_job\n"
                                     "max_retries = 20\nbackoff_base = 0\n", plugin())));
     add_load();
     for (int round = 0; round < 3; round++) {
@@ -1473,7 +1453,7 @@ END_TEST
 static long long cpu_ms(pid_t pid)
 {
     char buf[1024];
-    FILE *f = fopen(tmp("/proc/%d/stat", (int)pid), "r");
+    FILE *f = fopen(tu_fmt("/proc/%d/stat", (int)pid), "r");
     ck_assert_ptr_nonnull(f);
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
@@ -1512,14 +1492,14 @@ END_TEST
 
 static const char *fixture(const char *name)
 {
-    return tmp("%s/ini/%s", tu_test_dir(), name);
+    return tu_fmt("%s/ini/%s", tu_test_dir(), name);
 }
 
 /* pgq-pool ARGS run in the build dir (so ./examples/plugin-demo.so
  * resolves), without a database in the environment. */
 static struct run pool_cmd(const char *const *args)
 {
-    const char *argv[8] = { tmp("%s/pgq-pool", tu_bin_dir()) };
+    const char *argv[8] = { tu_fmt("%s/pgq-pool", tu_bin_dir()) };
     for (int i = 0; args[i]; i++) {
         ck_assert_int_lt(i, 6);
         argv[i + 1] = args[i];
@@ -1532,7 +1512,7 @@ static void assert_refused(const char *const *args, int code, const char *want)
 {
     struct run r = pool_cmd(args);
     ck_assert_msg(r.code == code && strcmp(r.out, "") == 0 &&
-                  strcmp(r.err, tmp("%s\n", want)) == 0,
+                  strcmp(r.err, tu_fmt("%s\n", want)) == 0,
                   "pgq-pool %s %s: exit %d (want %d)\nstdout: [%s]\nstderr: [%s]\nwant:   [%s]",
                   args[0], args[1] ? args[1] : "", r.code, code, r.out, r.err, want);
     run_free(&r);
@@ -1542,21 +1522,21 @@ START_TEST(bad_config_files)
 {
     const char *f = fixture("pool-bad-workers.ini");
     assert_refused(ARGV("-c", f), 1,
-                   tmp("pgq-pool: %s:4: [pool] workers: \"0\" is out of range (1..256)", f));
+                   tu_fmt("pgq-pool: %s:4: [pool] workers: \"0\" is out of range (1..256)", f));
     f = fixture("pool-bad-heartbeat.ini");
     assert_refused(ARGV("-c", f), 1,
-                   tmp("pgq-pool: %s:5: [pool] heartbeat: 2s must be shorter than lease_ttl (1s)",
+                   tu_fmt("pgq-pool: %s:5: [pool] heartbeat: 2s must be shorter than lease_ttl (1s)",
                        f));
     f = fixture("pool-bad-key.ini");
     assert_refused(ARGV("-c", f), 1,
-                   tmp("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
+                   tu_fmt("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
                        "\"timeout\"?", f));
     f = fixture("pool-bad-key.ini");   /* --check reads the file first, too */
     assert_refused(ARGV("--check", "-c", f), 1,
-                   tmp("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
+                   tu_fmt("pgq-pool: %s:7: [job mail] timout: unknown key; did you mean "
                        "\"timeout\"?", f));
     f = in_dir("absent.ini");
-    assert_refused(ARGV("-c", f), 1, tmp("pgq-pool: %s: cannot open: No such file or directory",
+    assert_refused(ARGV("-c", f), 1, tu_fmt("pgq-pool: %s: cannot open: No such file or directory",
                                          f));
 }
 END_TEST
@@ -1565,32 +1545,32 @@ START_TEST(check_validates_handlers)
 {
     const char *f = fixture("pool-check-good.ini");
     struct run r = pool_cmd(ARGV("--check", "-c", f));
-    ck_assert_msg(r.code == 0 && strcmp(r.out, tmp("%s: ok (3 job types, 3 workers)\n", f)) == 0
+    ck_assert_msg(r.code == 0 && strcmp(r.out, tu_fmt("%s: ok (3 job types, 3 workers)\n", f)) == 0
                   && strcmp(r.err, "") == 0, "exit %d\nstdout: [%s]\nstderr: [%s]", r.code,
                   r.out, r.err);
     run_free(&r);
 
     f = fixture("pool-check-missing-exec.ini");
     assert_refused(ARGV("--check", "-c", f), 1,
-                   tmp("pgq-pool: %s:9: [job report] handler: \"/nonexistent/pgq-report\" is "
+                   tu_fmt("pgq-pool: %s:9: [job report] handler: \"/nonexistent/pgq-report\" is "
                        "not an executable file", f));
     f = fixture("pool-check-missing-command.ini");
     assert_refused(ARGV("--check", "-c", f), 1,
-                   tmp("pgq-pool: %s:6: [job report] handler: \"pgq-no-such-command\" is not an "
+                   tu_fmt("pgq-pool: %s:6: [job report] handler: \"pgq-no-such-command\" is not an "
                        "executable file on PATH", f));
     f = fixture("pool-check-missing-symbol.ini");
     assert_refused(ARGV("--check", "-c", f), 1,
-                   tmp("pgq-pool: %s:6: [job upper] handler: plugin ./examples/plugin-demo.so "
+                   tu_fmt("pgq-pool: %s:6: [job upper] handler: plugin ./examples/plugin-demo.so "
                        "has no symbol \"no_such_handler\"", f));
     f = fixture("pool-check-callback.ini");
-    const char *msg = tmp("%s:6: [job send-email] handler: no callback \"send_email\" is "
+    const char *msg = tu_fmt("%s:6: [job send-email] handler: no callback \"send_email\" is "
                           "registered (callbacks exist only in programs embedding libpgq)", f);
-    assert_refused(ARGV("--check", "-c", f), 1, tmp("pgq-pool: %s", msg));
+    assert_refused(ARGV("--check", "-c", f), 1, tu_fmt("pgq-pool: %s", msg));
 
     /* a missing plugin file: dlerror's words are the system's */
     f = fixture("pool-check-missing-plugin.ini");
     r = pool_cmd(ARGV("--check", "-c", f));
-    const char *want = tmp("pgq-pool: %s:6: [job upper] handler: cannot load plugin: ", f);
+    const char *want = tu_fmt("pgq-pool: %s:6: [job upper] handler: cannot load plugin: ", f);
     ck_assert_msg(r.code == 1 && strncmp(r.err, want, strlen(want)) == 0 &&
                   strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "exit %d, stderr [%s]",
                   r.code, r.err);
@@ -1598,7 +1578,7 @@ START_TEST(check_validates_handlers)
 
     /* without --check, the same file does not start the pool */
     r = pool_cmd(ARGV("-c", fixture("pool-check-callback.ini"), "--db", tu_db_url()));
-    ck_assert_msg(r.code == 1 && strstr(r.err, tmp("ERROR pool: cannot start: %s\n", msg)) &&
+    ck_assert_msg(r.code == 1 && strstr(r.err, tu_fmt("ERROR pool: cannot start: %s\n", msg)) &&
                   !strstr(r.err, "started"), "exit %d, stderr [%s]", r.code, r.err);
     run_free(&r);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
@@ -1627,8 +1607,8 @@ START_TEST(embed_demo_runs)
                                "[job send-email]\nhandler = callback send_email\n"
                                "require = to:string, subject:string\n");
     const char *outbox = in_dir("outbox");
-    struct run r = run_cmd(dir, (const char *const[]){ tmp("DATABASE_URL=%s", tu_db_url()), NULL },
-                           ARGV(tmp("%s/examples/embed-demo", tu_bin_dir()), ini, s_ll(n), outbox));
+    struct run r = run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
+                           ARGV(tu_fmt("%s/examples/embed-demo", tu_bin_dir()), ini, tu_lld(n), outbox));
     ck_assert_msg(r.code == 0 && strcmp(r.out, "embed-demo: all jobs finished\n") == 0,
                   "embed-demo: exit %d\nstdout: [%s]\nstderr: [%s]", r.code, r.out, r.err);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs WHERE type = 'send-email' AND state = "
@@ -1638,7 +1618,7 @@ START_TEST(embed_demo_runs)
     /* one line per job, each job once */
     char *text = read_file(outbox);
     for (long long id = 1; id <= n; id++)
-        ck_assert_msg(strstr(text, tmp("job %lld: {", id)) != NULL, "no mail for job %lld", id);
+        ck_assert_msg(strstr(text, tu_fmt("job %lld: {", id)) != NULL, "no mail for job %lld", id);
     free(text);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.effects WHERE state = 'done'"), n);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
@@ -1655,11 +1635,11 @@ START_TEST(sighup_adds_a_job_type)
                               "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
                               "exit 0\n");
     const char *fresh = script("fresh.sh", "put fresh-$PGQ_JOB_ID x\nexit 0\n");
-    const char *v1 = tmp("[job slow]\nhandler = exec %s\n", slow);
+    const char *v1 = tu_fmt("[job slow]\nhandler = exec %s\n", slow);
     const char *ini = pool_ini("a.ini", 2, "30s", v1);
     struct pool *a = pool_start("a", ini);
     long long j1 = add_job("slow", "{}");
-    P_ASSERT(WAIT_UNTIL(exists(in_dir(tmp("started-%lld", j1))), WAIT_MS), "not started");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", j1))), WAIT_MS), "not started");
 
     char err[512];
     pgq_add_result ar;
@@ -1667,7 +1647,7 @@ START_TEST(sighup_adds_a_job_type)
     ck_assert_msg(pgq_add(c, "fresh", "{}", NULL, &ar, err, sizeof err) < 0,
                   "type fresh exists before the reload");
 
-    pool_ini("a.ini", 2, "30s", tmp("%s\n[job fresh]\nhandler = exec %s\n", v1, fresh));
+    pool_ini("a.ini", 2, "30s", tu_fmt("%s\n[job fresh]\nhandler = exec %s\n", v1, fresh));
     pool_signal(a, SIGHUP);
     P_ASSERT(WAIT_UNTIL(log_count(a, "reloaded job types") == 1, WAIT_MS), "no reload logged");
     long long ids[3];
@@ -1678,7 +1658,7 @@ START_TEST(sighup_adds_a_job_type)
     for (int i = 0; i < 3; i++) {
         P_ASSERT(WAIT_UNTIL(strcmp(job_state(ids[i]), "done") == 0, WAIT_MS), "job %lld: %s",
                  ids[i], job_state(ids[i]));
-        P_ASSERT(exists(in_dir(tmp("fresh-%lld", ids[i]))) &&
+        P_ASSERT(exists(in_dir(tu_fmt("fresh-%lld", ids[i]))) &&
                  strcmp(history(ids[i]), "1:done:") == 0, "job %lld: history %s", ids[i],
                  history(ids[i]));
     }
@@ -1747,7 +1727,7 @@ START_TEST(pool_claims_stay_flat_under_a_pinned_xmin)
     P_ASSERT(PQresultStatus(x) == PGRES_TUPLES_OK, "pin: %s", PQresultErrorMessage(x));
     PQclear(x);
     const char *ini = pool_ini("pin.ini", 4, "30s",
-                               tmp("[job pinned]\nhandler = plugin %s ledger_job\n", plugin()));
+                               tu_fmt("[job pinned]\nhandler = plugin %s ledger_job\n", plugin()));
     long long b0 = claim_blocks();
     double first = drain_blocks_per_job("pin1", ini, 300, b0);
     long long b1 = claim_blocks();

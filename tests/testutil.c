@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,4 +205,22 @@ char *tu_slurp(const char *path)
     s[n] = '\0';
     fclose(f);
     return s;
+}
+
+const char *tu_fmt(const char *fmt, ...)
+{
+    static _Thread_local char ring[64][4096];
+    static _Thread_local int next;
+    char *b = ring[next++ % 64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b, sizeof ring[0], fmt, ap);
+    va_end(ap);
+    ck_assert(n >= 0 && (size_t)n < sizeof ring[0]);
+    return b;
+}
+
+const char *tu_lld(long long v)
+{
+    return tu_fmt("%lld", v);
 }

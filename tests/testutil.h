@@ -37,6 +37,11 @@ void tu_exec(const char *sql, int n, const char *const *params);
 long long tu_int(const char *sql, int n, const char *const *params);
 char *tu_text(const char *sql, int n, const char *const *params);
 
+/* printf into one of a ring of buffers (per thread) for paths and SQL
+ * params that live a few statements; asserts the text fits. */
+const char *tu_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *tu_lld(long long v);
+
 /* A whole file, malloc'd (asserts it can be read). */
 char *tu_slurp(const char *path);
 

@@ -205,33 +205,13 @@ static PGresult *old_run(PGconn *pg, enum old_stmt s, int n, const char *const *
 static PGconn *W;   /* the old pool's worker connection (driven by the test's thread) */
 static PGconn *K;   /* checks and dumps */
 
-/* printf into one of a ring of static buffers, for params that live a few
- * statements. */
-static const char *tmp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tmp(const char *fmt, ...)
-{
-    static char ring[32][1024];
-    static int next;
-    char *b = ring[next++ % 32];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b, sizeof ring[0], fmt, ap);
-    va_end(ap);
-    ck_assert(n >= 0 && (size_t)n < sizeof ring[0]);
-    return b;
-}
-
-static const char *s_ll(long long v)
-{
-    return tmp("%lld", v);
-}
 
 /* First column of the only row, as text kept in the ring ("" for NULL). */
 static const char *one(PGconn *pg, const char *sql, int n, const char *const *params)
 {
     PGresult *r = tu_query(pg, sql, n, params);
     ck_assert_msg(PQntuples(r) == 1, "expected one row, got %d: %s", PQntuples(r), sql);
-    const char *v = tmp("%s", PQgetvalue(r, 0, 0));
+    const char *v = tu_fmt("%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return v;
 }
@@ -417,7 +397,7 @@ static int64_t old_add_one(const char *type, const char *payload, const char *qu
                            int priority, long long delay_ms, const char *run_at,
                            const char *key)
 {
-    const char *p[] = { type, payload, queue, s_ll(priority), run_at, s_ll(delay_ms), NULL,
+    const char *p[] = { type, payload, queue, tu_lld(priority), run_at, tu_lld(delay_ms), NULL,
                         key };
     PGresult *r = old_run(W, OLD_ADD_ONE, 8, p);
     ck_assert_int_eq(PQntuples(r), 1);
@@ -429,7 +409,7 @@ static int64_t old_add_one(const char *type, const char *payload, const char *qu
 /* pgq.claim() of schema 3: one job of `queue` or false. */
 static bool old_claim(const char *queue, const char *owner, const char *ttl_ms, struct lease *l)
 {
-    const char *p[] = { tmp("{%s}", queue), owner, ttl_ms };
+    const char *p[] = { tu_fmt("{%s}", queue), owner, ttl_ms };
     PGresult *r = old_run(W, OLD_CLAIM, 3, p);
     bool got = PQntuples(r) == 1;
     if (got) {
@@ -456,8 +436,8 @@ static int old_complete_claim(const struct lease *acks, size_t n, const char *qu
     strcat(ids, "}");
     strcat(toks, "}");
     strcat(nulls, "}");
-    const char *p[] = { ids, toks, nulls, nulls, nulls, nulls, tmp("{%s}", queue), OLD_WORKER,
-                        LEASE_MS, s_ll(limit) };
+    const char *p[] = { ids, toks, nulls, nulls, nulls, nulls, tu_fmt("{%s}", queue), OLD_WORKER,
+                        LEASE_MS, tu_lld(limit) };
     PGresult *r = old_run(W, OLD_COMPLETE_CLAIM, 10, p);
     int acked = 0;
     *nout = 0;
@@ -493,10 +473,10 @@ static void old_complete(const struct lease *l)
 /* pgq.fail() of schema 3; returns the new state. */
 static const char *old_fail(const struct lease *l, const char *error)
 {
-    const char *p[] = { s_ll(l->id), l->token, error, NULL, NULL, NULL, NULL };
+    const char *p[] = { tu_lld(l->id), l->token, error, NULL, NULL, NULL, NULL };
     PGresult *r = old_run(W, OLD_FAIL, 7, p);
     ck_assert_msg(PQntuples(r) == 1, "the old pool lost job %lld's lease", (long long)l->id);
-    const char *state = tmp("%s", PQgetvalue(r, 0, 0));
+    const char *state = tu_fmt("%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return state;
 }
@@ -504,9 +484,9 @@ static const char *old_fail(const struct lease *l, const char *error)
 /* once begin: "held inserted existing", e.g. "1 1 ". */
 static const char *old_once_begin(const struct lease *l, const char *key)
 {
-    const char *p[] = { s_ll(l->id), l->token, key };
+    const char *p[] = { tu_lld(l->id), l->token, key };
     PGresult *r = old_run(W, OLD_ONCE_BEGIN, 3, p);
-    const char *v = tmp("%s %s %s", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+    const char *v = tu_fmt("%s %s %s", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
                         PQgetvalue(r, 0, 2));
     PQclear(r);
     return v;
@@ -515,7 +495,7 @@ static const char *old_once_begin(const struct lease *l, const char *key)
 /* once done / forget: how many records it changed. */
 static int old_once_end(enum old_stmt s, const struct lease *l, const char *key)
 {
-    const char *p[] = { s_ll(l->id), l->token, key };
+    const char *p[] = { tu_lld(l->id), l->token, key };
     PGresult *r = old_run(W, s, 3, p);
     int n = PQntuples(r);
     PQclear(r);
@@ -525,7 +505,7 @@ static int old_once_end(enum old_stmt s, const struct lease *l, const char *key)
 static void old_type(const char *type, const char *queue, const char *required, int retries,
                      const char *base_ms)
 {
-    const char *p[] = { type, queue, required, s_ll(retries), "0", "60000", base_ms, base_ms };
+    const char *p[] = { type, queue, required, tu_lld(retries), "0", "60000", base_ms, base_ms };
     PQclear(old_run(W, OLD_TYPE_UPSERT, 8, p));
 }
 
@@ -635,7 +615,7 @@ static void assert_invariants(const char *when)
  * "running 1 f t 0". */
 static void expect_job(const char *name, int64_t id, const char *want)
 {
-    const char *p[] = { s_ll(id) };
+    const char *p[] = { tu_lld(id) };
     const char *got = one(K, "SELECT concat_ws(' ', state, attempts, run_at > now(),"
                              " lease_token IS NOT NULL,"
                              " (SELECT count(*) FROM pgq.job_attempts a WHERE a.job_id = j.id))"
@@ -654,14 +634,14 @@ static void setup(void)
     snprintf(dbname, sizeof dbname, "pgq_upgrade_%d", (int)getpid());
     const char *p[] = { dbname };
     if (tu_int("SELECT count(*) FROM pg_database WHERE datname = $1", 1, p))
-        tu_exec(tmp("DROP DATABASE %s WITH (FORCE)", dbname), 0, NULL);   /* a leftover */
-    tu_exec(tmp("CREATE DATABASE %s", dbname), 0, NULL);
+        tu_exec(tu_fmt("DROP DATABASE %s WITH (FORCE)", dbname), 0, NULL);   /* a leftover */
+    tu_exec(tu_fmt("CREATE DATABASE %s", dbname), 0, NULL);
     dburl = tu_db_url_for(dbname);
 }
 
 static void teardown(void)
 {
-    tu_exec(tmp("DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname), 0, NULL);
+    tu_exec(tu_fmt("DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname), 0, NULL);
     free(dburl);
 }
 
@@ -718,7 +698,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     wait_lease_expired(d1);
     PGresult *r = old_run(W, OLD_REAP, 1, (const char *const[]){ "10" });
     ck_assert_int_eq(PQntuples(r), 1);
-    ck_assert_str_eq(PQgetvalue(r, 0, 0), s_ll(d1));
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), tu_lld(d1));
     ck_assert_str_eq(PQgetvalue(r, 0, 1), "ready");
     PQclear(r);
 
@@ -726,7 +706,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
      * on three of them run_once effects: done, started, started. */
     struct lease live[6];
     for (int i = 0; i < 6; i++) {
-        int64_t id = old_add_one("t", tmp("{\"n\": %d}", i), NULL, 0, 0, NULL, NULL);
+        int64_t id = old_add_one("t", tu_fmt("{\"n\": %d}", i), NULL, 0, 0, NULL, NULL);
         if (i % 2 == 0)
             ck_assert(old_claim("default", OLD_WORKER, LEASE_MS, &live[i]));
         else
@@ -759,7 +739,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     int64_t de2 = old_add_one("mail", "{\"to\": \"a@example.com\"}", NULL, 0, 0, NULL, NULL);
     for (int i = 1; i <= 2; i++) {
         ck_assert(old_claim("default", OLD_WORKER, LEASE_MS, &l) && l.id == de2);
-        ck_assert_str_eq(old_fail(&l, tmp("bounce %d", i)), i == 1 ? "ready" : "dead");
+        ck_assert_str_eq(old_fail(&l, tu_fmt("bounce %d", i)), i == 1 ? "ready" : "dead");
     }
     /* retrying: failed, next attempt an hour away */
     int64_t rt1 = old_add_one("slow", "{}", NULL, 0, 0, NULL, NULL);
@@ -767,7 +747,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     ck_assert_str_eq(old_fail(&l, "timeout"), "ready");
     /* cancelled by an operator */
     int64_t c1 = old_add_one("t", "{}", NULL, 50, 0, NULL, NULL);
-    r = old_run(W, OLD_CANCEL, 2, (const char *const[]){ tmp("{%lld}", (long long)c1), "ops" });
+    r = old_run(W, OLD_CANCEL, 2, (const char *const[]){ tu_fmt("{%lld}", (long long)c1), "ops" });
     ck_assert_int_eq(PQntuples(r), 1);
     PQclear(r);
     /* ready (one with an idempotency key), scheduled, and one for the old pool's queue */
@@ -787,7 +767,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     int64_t q1 = old_add_one("fragile", "{}", NULL, 0, 0, NULL, NULL);
     ck_assert(old_claim("default", OLD_WORKER, LEASE_MS, &l) && l.id == q1);
     ck_assert_str_eq(old_fail(&l, "fatal"), "dead");
-    r = old_run(W, OLD_REQUEUE, 2, (const char *const[]){ tmp("{%lld}", (long long)q1), "ops" });
+    r = old_run(W, OLD_REQUEUE, 2, (const char *const[]){ tu_fmt("{%lld}", (long long)q1), "ops" });
     ck_assert_int_eq(PQntuples(r), 1);
     PQclear(r);
 
@@ -810,12 +790,12 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     expect_job("requeued", q1, "ready 0 f f 1");
     ck_assert_str_eq(one(K, "SELECT string_agg(job_id || ':' || key || ':' || state, ','"
                             " ORDER BY job_id, key) FROM pgq.effects", 0, NULL),
-                     tmp("%lld:email:started,%lld:email:done,%lld:charge:started,"
+                     tu_fmt("%lld:email:started,%lld:email:done,%lld:charge:started,"
                          "%lld:tmp:started", (long long)d1, (long long)live[0].id,
                          (long long)live[1].id, (long long)live[2].id));
     ck_assert_str_eq(one(K, "SELECT string_agg(job_id || ':' || key, ',')"
                             " FROM pgq.effects_in_doubt", 0, NULL),
-                     tmp("%lld:email", (long long)d1));
+                     tu_fmt("%lld:email", (long long)d1));
     ck_assert_str_eq(one(K, "SELECT string_agg(action, ',' ORDER BY id) FROM pgq.actions",
                          0, NULL), "cancel,requeue");
 
@@ -852,7 +832,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     ck_assert_str_eq(old_fail(&live[1], "old pool failed it"), "ready");
     ck_assert_int_eq(old_once_end(OLD_ONCE_FORGET, &live[2], "tmp"), 1);
     old_pool_forget(&pool, live[2].id);
-    const char *relp[] = { s_ll(live[2].id), live[2].token };
+    const char *relp[] = { tu_lld(live[2].id), live[2].token };
     r = old_run(W, OLD_RELEASE, 2, relp);
     ck_assert_int_eq(PQntuples(r), 1);
     PQclear(r);
@@ -880,7 +860,7 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     wait_lease_expired(o4);
     r = old_run(W, OLD_REAP, 1, (const char *const[]){ "10" });
     ck_assert_int_eq(PQntuples(r), 1);
-    ck_assert_str_eq(PQgetvalue(r, 0, 0), s_ll(o4));
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), tu_lld(o4));
     ck_assert_str_eq(PQgetvalue(r, 0, 1), "ready");
     PQclear(r);
     ck_assert(old_claim("old", OLD_WORKER, LEASE_MS, &o[3]) && o[3].id == o4);
