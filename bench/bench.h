@@ -48,6 +48,9 @@ extern char g_settings[512];   /* the server's settings as a JSON object */
 /* ---- clocks --------------------------------------------------------------- */
 
 int64_t now_ns(void);                 /* CLOCK_MONOTONIC */
+/* Fields of /proc/PID/stat: ppid, utime + stime, cutime + cstime (clock
+ * ticks); -1 when unreadable (writes.c). */
+int proc_stat(int pid, int *ppid, int64_t *self, int64_t *children);
 void sleep_ms(double ms);             /* restarts after EINTR */
 
 /* ---- the JSON line ------------------------------------------------------- */

@@ -28,26 +28,9 @@
 /* utime + stime of pid in clock ticks; -1 when unreadable. */
 static int64_t cpu_ticks(int pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    /* comm may hold spaces and parentheses: fields count from the last ')' */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    long long ut, st;
-    /* after ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime(14) stime(15) */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st) != 2)
-        return -1;
-    return ut + st;
+    int ppid;
+    int64_t self, children;
+    return proc_stat(pid, &ppid, &self, &children) < 0 ? -1 : self;
 }
 
 /* A "Key:   123 kB" line of /proc/PID/status; -1 when absent. */

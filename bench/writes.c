@@ -67,8 +67,7 @@ static int read_lsn(pgq_conn *c, char *out, size_t len, int64_t *bytes, char *er
 
 /* ---- server CPU --------------------------------------------------------------- */
 
-/* Fields of /proc/PID/stat: ppid, utime + stime, cutime + cstime (ticks). */
-static int proc_stat(int pid, int *ppid, int64_t *self, int64_t *children)
+int proc_stat(int pid, int *ppid, int64_t *self, int64_t *children)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
