@@ -7,7 +7,7 @@
  * ever spliced into SQL text.
  *
  * The statements only call the state machine's functions
- * (migrations/004_state_machine.sql), which are the only writers of job
+ * (migrations/state_machine.sql), which are the only writers of job
  * rows. */
 #include "db.h"
 
@@ -22,7 +22,7 @@ struct stmt_def {
 };
 
 /* Every statement calls a function of the state machine's one home
- * (migrations/004_state_machine.sql): no statement here writes a job row. */
+ * (migrations/state_machine.sql): no statement here writes a job row. */
 static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "

@@ -4,7 +4,14 @@
  * pending migration runs in its own transaction together with its row in
  * pgq.migrations, so a failure leaves the schema at the last good version.
  * pgq_migrate_to stops at a given version (the upgrade test builds a
- * database as an older pgq left it); migrations never go back. */
+ * database as an older pgq left it); migrations never go back.
+ *
+ * After the numbered migrations, a migrate to this library's version
+ * applies the state machine's one home (migrations/state_machine.sql, every
+ * job transition as CREATE OR REPLACE) when the MD5 recorded in
+ * pgq.state_machine is not that of the text compiled in, in one transaction
+ * with the new MD5. pgq_schema_check refuses a database whose state machine
+ * is not this build's, as it refuses an older schema. */
 #include "db.h"
 #include "migrations.h"
 
@@ -48,6 +55,52 @@ static int refuse_newer(int have, char *err, size_t errlen)
                   "upgrade pgq; refusing to touch it", have, PGQ_VERSION, pgq_schema_version());
 }
 
+/* Whether the database's state machine is the one compiled in: *current
+ * false when another text (or none) was applied. applied_at (may be NULL,
+ * 40 bytes) gets when it was applied, "" if never. */
+static int state_current(pgq_conn *c, bool *current, char *applied_at, char *err, size_t errlen)
+{
+    const char *params[] = { pgq_state_md5 };
+    PGresult *r = db_query(c,
+        "SELECT coalesce((SELECT s.md5 = $1 FROM pgq.state_machine s), false),"
+        "       coalesce((SELECT s.applied_at::text FROM pgq.state_machine s), '')",
+        1, params, PGRES_TUPLES_OK, "state machine version", err, errlen);
+    if (!r)
+        return -1;
+    *current = db_bool(r, 0, 0);
+    if (applied_at)
+        snprintf(applied_at, 40, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return 0;
+}
+
+/* (Re)define every transition, recording the text's MD5 with it. */
+static int apply_state(pgq_conn *c, char *err, size_t errlen)
+{
+    const char *what = "state machine (migrations/state_machine.sql)";
+    const char *params[] = { pgq_state_md5 };
+
+    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+        return -1;
+    PGresult *r = PQexec(c->pg, pgq_state_sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        db_error(c, r, what, err, errlen);
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    r = db_query(c, "INSERT INTO pgq.state_machine (md5) VALUES ($1)"
+                    " ON CONFLICT (one) DO UPDATE SET md5 = excluded.md5, applied_at = now()",
+                 1, params, PGRES_COMMAND_OK, what, err, errlen);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    return db_command(c, "COMMIT", what, err, errlen);
+fail:
+    PQclear(PQexec(c->pg, "ROLLBACK"));
+    return -1;
+}
+
 int pgq_schema_check(pgq_conn *c, char *err, size_t errlen)
 {
     int have;
@@ -58,7 +111,26 @@ int pgq_schema_check(pgq_conn *c, char *err, size_t errlen)
     if (have < pgq_schema_version())
         return seterr(err, errlen, "database schema is at version %d, this pgq needs %d: "
                       "run `pgq migrate`", have, pgq_schema_version());
+    bool current;
+    if (state_current(c, &current, NULL, err, errlen) < 0)
+        return -1;
+    if (!current)
+        return seterr(err, errlen, "the database's job state machine is not this pgq's "
+                      "(migrations/state_machine.sql changed): run `pgq migrate`");
     return 0;
+}
+
+int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
+                             char *err, size_t errlen)
+{
+    int have;
+    *current = false;
+    applied_at[0] = '\0';
+    if (applied_version(c, &have, err, errlen) < 0)
+        return -1;
+    if (have < pgq_schema_version())
+        return 0;   /* no pgq.state_machine yet, or an older one: pending */
+    return state_current(c, current, applied_at, err, errlen);
 }
 
 static int apply_one(pgq_conn *c, const struct pgq_migration *m, char *err, size_t errlen)
@@ -133,6 +205,13 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
         if (apply_one(c, &pgq_migrations[i], err, errlen) < 0)
             goto out;
         n++;
+    }
+    if (target == pgq_schema_version()) {
+        bool current;
+        if (state_current(c, &current, NULL, err, errlen) < 0)
+            goto out;
+        if (!current && apply_state(c, err, errlen) < 0)
+            goto out;
     }
     rc = 0;
 out:

@@ -76,8 +76,15 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
 int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* 0 when the schema is exactly at this library's version; otherwise -1 and
- * a message saying to migrate (older) or upgrade pgq (newer). */
+/* Whether the database's job state machine (migrations/state_machine.sql,
+ * applied by a migrate to this library's version) is this library's text:
+ * *current, and applied_at (40 bytes) its time, "" when never applied. */
+int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
+                             char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* 0 when the schema is exactly at this library's version and its state
+ * machine is this library's; otherwise -1 and a message saying to migrate
+ * (older) or upgrade pgq (newer). */
 int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Highest migration version compiled into this library. */

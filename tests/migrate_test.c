@@ -125,6 +125,61 @@ START_TEST(newer_schema_is_refused)
 }
 END_TEST
 
+static void sql_ok(pgq_conn *c, const char *sql)
+{
+    PGresult *r = PQexec(pgq_conn_pg(c), sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(pgq_conn_pg(c)));
+    PQclear(r);
+}
+
+/* migrations/state_machine.sql is applied by a migrate to this version,
+ * again whenever the applied text is not this build's (a function lost or
+ * changed by hand comes back), and never by a migrate to an older version;
+ * until it is applied the schema check refuses the database. */
+START_TEST(state_machine_is_applied_when_its_text_changed)
+{
+    char err[512], at[40];
+    bool current = true;
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    if (pgq_schema_version() > 1) {
+        ck_assert_msg(pgq_migrate_to(c, pgq_schema_version() - 1, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+        ck_assert(!current);
+        ck_assert_str_eq(at, "");
+    }
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+    ck_assert(current);
+    ck_assert_msg(at[0] >= '1' && at[0] <= '9', "applied at [%s]", at);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+
+    /* Someone changed it by hand: a transition is gone and the MD5 is not ours. */
+    sql_ok(c, "DROP FUNCTION pgq.renew(bigint[], uuid[], bigint)");
+    sql_ok(c, "UPDATE pgq.state_machine SET md5 = 'edited'");
+    ck_assert_int_eq(pgq_schema_check(c, err, sizeof err), -1);
+    ck_assert_str_eq(err, "the database's job state machine is not this pgq's "
+                          "(migrations/state_machine.sql changed): run `pgq migrate`");
+    int applied = -1;
+    ck_assert_msg(pgq_migrate(c, &applied, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applied, 0);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    PGresult *r = PQexec(pgq_conn_pg(c),
+                         "SELECT to_regprocedure('pgq.renew(bigint[], uuid[], bigint)') IS NOT NULL");
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    /* Applying the same text again changes nothing and is not repeated. */
+    sql_ok(c, "UPDATE pgq.state_machine SET applied_at = '2000-01-01'");
+    ck_assert(pgq_migrate(c, NULL, err, sizeof err) == 0);
+    ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+    ck_assert(current);
+    ck_assert_msg(strncmp(at, "2000-01-01", 10) == 0, "re-applied at %s", at);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -134,6 +189,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, concurrent_migrates_apply_once);
     tcase_add_test(tc, unmigrated_database_is_refused_until_migrated);
     tcase_add_test(tc, newer_schema_is_refused);
+    tcase_add_test(tc, state_machine_is_applied_when_its_text_changed);
     suite_add_tcase(s, tc);
     return s;
 }
