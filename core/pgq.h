@@ -52,6 +52,12 @@ bool pgq_connected(const pgq_conn *c);
  * pgq_conn keeps owning it. */
 void *pgq_conn_pg(pgq_conn *c);
 
+/* keep false: jobs completed through this connection are deleted at once,
+ * with their history and effects, instead of kept as done until pruned
+ * (a pool with keep_done = 0 sets it: one delete instead of a new row
+ * version and its index entries). Default true. */
+void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
+
 /* ---- schema ------------------------------------------------------------ */
 
 typedef struct pgq_migration_status {

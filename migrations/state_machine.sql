@@ -27,6 +27,7 @@
 --                                            pgq.claim
 --   running      renew lease               pgq.renew                   lease token, state
 --   running      complete         -> done   pgq.complete (complete_claim) lease token, state
+--                (keep_done = 0:  -> deleted, with history and effects)
 --   running      fail             -> ready (retry) | dead
 --                                            pgq.fail                    lease token, state
 --   running      release          -> ready  pgq.release                 lease token, state
@@ -377,7 +378,11 @@ $$;
 -- (and their new state, attempts and run_at). History: every attempt that
 -- did not end 'done', and a done one when the job had earlier attempts or
 -- the caller reported exit code or resources (migration 003). Jobs made
--- ready again (a release, a retry) are announced (pgq.announce).
+-- ready again (a release, a retry) are announced (pgq.announce). With
+-- p_keep_done false (a pool with keep_done = 0) a job done is deleted
+-- here instead of updated, with its history and effects (ON DELETE
+-- CASCADE): one small delete record instead of a new row version and its
+-- index entries, and nothing left for pgq.prune.
 --
 -- Claiming -- the one place a lease is given out: lowest priority, then
 -- earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index is
@@ -396,12 +401,18 @@ $$;
 -- than the hint's are not searched unless p_better (a pool asks so once
 -- per poll interval: that is how a scheduled job of a better priority
 -- coming due is found). Without hints the claim searches everything.
+-- Version 4's form had no p_keep_done (its callers pass at most 16
+-- arguments, which the form below takes as they were).
+DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
+                                           text[], text, bigint, int, int[], bigint[], bigint[],
+                                           boolean, text, text[]);
 CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
                                    p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
                                    p_queues text[], p_owner text, p_ttl_ms bigint,
                                    p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
                                    p_hint_id bigint[], p_better boolean,
-                                   p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL)
+                                   p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL,
+                                   p_keep_done boolean DEFAULT true)
 RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
                max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
                run_at bigint, state text)
@@ -413,6 +424,7 @@ LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_se
 DECLARE
     n int := coalesce(cardinality(p_ids), 0);
     failing boolean := p_outcome IN ('failed', 'lease_expired');
+    gone boolean := p_outcome = 'done' AND p_keep_done IS FALSE;
     want int := greatest(coalesce(p_limit, 0), 0);
     nq int := coalesce(cardinality(p_queues), 0);
     prio int;
@@ -456,8 +468,15 @@ BEGIN
                    lease_expires_at = NULL
               FROM a
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
+               AND NOT gone
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
                    j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+        ), del AS (
+            DELETE FROM pgq.jobs j
+             USING a
+             WHERE gone AND j.id = a.id AND j.lease_token = a.tok
+               AND (j.state = 'running') IS TRUE
+         RETURNING j.id, j.run_at, j.attempts
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
@@ -472,7 +491,12 @@ BEGIN
         )
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
-          FROM upd u;
+          FROM upd u
+        UNION ALL
+        SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
+               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
+               'done'::text
+          FROM del d;
         IF p_outcome <> 'done' THEN
             -- Announce the jobs made ready again (a job of p_ids that is
             -- ready for another reason is announced too: harmless).
