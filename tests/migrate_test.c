@@ -180,6 +180,63 @@ START_TEST(state_machine_is_applied_when_its_text_changed)
 }
 END_TEST
 
+/* A pool of version 4 runs on while its database is migrated: its prepared
+ * complete_claim (14 arguments, as core/db.c of version 4 sent it) still
+ * completes and claims after migrations/state_machine.sql replaced the
+ * 16-argument function with one that takes p_keep_done. */
+START_TEST(a_version_4_pools_prepared_claim_survives_the_migration)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    if (pgq_schema_version() < 5) {
+        pgq_disconnect(c);
+        return;
+    }
+    ck_assert_msg(pgq_migrate_to(c, 4, NULL, err, sizeof err) == 0, "%s", err);
+    sql_ok(c, "INSERT INTO pgq.job_types (type) VALUES ('t')");
+    sql_ok(c, "SELECT pgq.add('t', '{}'), pgq.add('t', '{}')");
+    PGconn *old = PQconnectdb(dburl);
+    ck_assert(PQstatus(old) == CONNECTION_OK);
+    PGresult *r = PQprepare(old, "v4_complete_claim",
+        "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
+        "  timeout_ms, ord, run_at"
+        " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
+        "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
+        "  $12::bigint[], $13::bigint[], $14::boolean)", 14, NULL);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(old));
+    PQclear(r);
+    const char *claim[14] = { NULL, NULL, NULL, NULL, NULL, NULL, "{default}", "old", "30000",
+                              "1", NULL, NULL, NULL, "false" };
+    r = PQexecPrepared(old, "v4_complete_claim", 14, claim, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s",
+                  PQerrorMessage(old));
+    char id[32], tok[64], ids[40], toks[80];
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 1));
+    snprintf(tok, sizeof tok, "%s", PQgetvalue(r, 0, 8));
+    PQclear(r);
+
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "%s", err);
+
+    snprintf(ids, sizeof ids, "{%s}", id);
+    snprintf(toks, sizeof toks, "{%s}", tok);
+    const char *cc[14] = { ids, toks, NULL, NULL, NULL, NULL, "{default}", "old", "30000",
+                           "1", NULL, NULL, NULL, "false" };
+    r = PQexecPrepared(old, "v4_complete_claim", 14, cc, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "after the migration: %s",
+                  PQerrorMessage(old));
+    ck_assert_int_eq(PQntuples(r), 2);   /* the ack and the next job */
+    PQclear(r);
+    PQfinish(old);
+    const char *p[] = { id };
+    r = PQexecParams(pgq_conn_pg(c), "SELECT state FROM pgq.jobs WHERE id = $1", 1, NULL, p,
+                     NULL, NULL, 0);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "done");
+    PQclear(r);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -190,6 +247,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, unmigrated_database_is_refused_until_migrated);
     tcase_add_test(tc, newer_schema_is_refused);
     tcase_add_test(tc, state_machine_is_applied_when_its_text_changed);
+    tcase_add_test(tc, a_version_4_pools_prepared_claim_survives_the_migration);
     suite_add_tcase(s, tc);
     return s;
 }
