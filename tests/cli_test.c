@@ -1131,18 +1131,19 @@ START_TEST(once_exit_codes)
     ck_assert_int_eq(file_lines(file), 0);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects", 0, NULL), 0);
 
-    /* runs once: 0, then skipped: 3 */
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "", "");
+    /* runs once: 0 "ran", then 0 "skipped" (done either way) */
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
+               "pgq once: k: ran\n");
     ck_assert_int_eq(file_lines(file), 1);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k'"
                             " AND state = 'done' AND finished_at IS NOT NULL", 1, p_id), 1);
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 3, "",
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
                fmt("pgq once: k: skipped, already done for job %" PRId64 "\n", j->id));
     ck_assert_int_eq(file_lines(file), 1);
 
     /* the command's output and arguments pass through untouched */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "echo", "--", "echo", "a b", "--db", "-c")),
-               0, "a b --db -c\n", "");
+               0, "a b --db -c\n", "pgq once: echo: ran\n");
 
     /* failure: 1, record removed, so a retry may run it */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "false")), 1, "",
@@ -1151,7 +1152,8 @@ START_TEST(once_exit_codes)
                             1, p_id), 0);
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", "exit 7")), 1, "",
                "pgq once: k2: sh exited with status 7; record removed\n");
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", append)), 0, "", "");
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", append)), 0, "",
+               "pgq once: k2: ran\n");
     ck_assert_int_eq(file_lines(file), 2);
     /* killed by a signal counts as failed too */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k8", "--", "sh", "-c", "kill -9 $$")),
@@ -1225,11 +1227,11 @@ START_TEST(once_survives_connection_loss)
                                 fmt("PGQ_JOB_ID=%" PRId64, j->id),
                                 fmt("PGQ_LEASE_TOKEN=%s", j->lease_token), NULL };
     ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "psql", tu_db_url(), "-qAtc", kill_sql)), 0,
-               "1\n", "");
+               "1\n", "pgq once: k: ran\n");
     const char *p[] = { id_text(j->id) };
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k'"
                             " AND state = 'done'", 1, p), 1);
-    ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "false")), 3, "",
+    ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "false")), 0, "",
                fmt("pgq once: k: skipped, already done for job %" PRId64 "\n", j->id));
     pgq_job_free(j);
     pgq_disconnect(c);
