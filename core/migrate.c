@@ -165,6 +165,43 @@ int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen)
     return pgq_migrate_to(c, pgq_schema_version(), applied, err, errlen);
 }
 
+/* A schema named pgq that pgq did not create is refused before anything is
+ * written: Skytools PgQ's extension (`CREATE EXTENSION pgq`) lives in one,
+ * and pgq's tables written into it would be dropped with the extension
+ * (DROP EXTENSION pgq CASCADE deletes every job). pgq's own schema has
+ * pgq.migrations; an empty schema (made beforehand, say for its grants) is
+ * taken. */
+static int foreign_schema(pgq_conn *c, char *err, size_t errlen)
+{
+    PGresult *r = db_query(c,
+        "SELECT (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid"
+        "         WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid"
+        "           AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' LIMIT 1),"
+        "       (SELECT count(*) FROM pg_class k WHERE k.relnamespace = n.oid)"
+        "     + (SELECT count(*) FROM pg_proc f WHERE f.pronamespace = n.oid)"
+        "     + (SELECT count(*) FROM pg_type t WHERE t.typnamespace = n.oid"
+        "          AND t.typrelid = 0 AND t.typelem = 0),"
+        "       to_regclass('pgq.migrations') IS NOT NULL"
+        "  FROM pg_namespace n WHERE n.nspname = 'pgq'",
+        0, NULL, PGRES_TUPLES_OK, "migrate: schema pgq", err, errlen);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 1 && !db_bool(r, 0, 2)) {
+        if (!PQgetisnull(r, 0, 0))
+            rc = seterr(err, errlen, "schema \"pgq\" belongs to the extension \"%s\" (Skytools "
+                        "PgQ?), not to this pgq: refusing to write into it. Use a database "
+                        "without it, or drop the extension there", PQgetvalue(r, 0, 0));
+        else if (db_int64(r, 0, 1, 0) > 0)
+            rc = seterr(err, errlen, "schema \"pgq\" exists and holds %s object%s that pgq did "
+                        "not create (it has no pgq.migrations): refusing to write into it. Use "
+                        "a database without it, or move them away", PQgetvalue(r, 0, 1),
+                        db_int64(r, 0, 1, 0) == 1 ? "" : "s");
+    }
+    PQclear(r);
+    return rc;
+}
+
 int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen)
 {
     int have, n = 0, rc = -1;
@@ -182,6 +219,8 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     if (!r)
         return -1;
     PQclear(r);
+    if (foreign_schema(c, err, errlen) < 0)
+        goto out;
     if (db_command(c, "CREATE SCHEMA IF NOT EXISTS pgq; "
                       "CREATE TABLE IF NOT EXISTS pgq.migrations ("
                       " version int PRIMARY KEY, name text NOT NULL,"

@@ -237,6 +237,45 @@ START_TEST(a_version_4_pools_prepared_claim_survives_the_migration)
 }
 END_TEST
 
+/* A schema "pgq" that pgq did not create is refused with a message that
+ * says why, and nothing is written into it: Skytools PgQ's extension (the
+ * Debian package postgresql-15-pgq3, which scripts/deps.sh installs), a
+ * schema holding anything else. An empty schema made beforehand is taken. */
+START_TEST(a_schema_pgq_of_someone_else_is_refused)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    PGresult *r = PQexec(pgq_conn_pg(c),
+                         "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgq'");
+    bool skytools = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    PQclear(r);
+    if (skytools) {
+        sql_ok(c, "CREATE EXTENSION pgq");
+        ck_assert_int_eq(pgq_migrate(c, NULL, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "schema \"pgq\" belongs to the extension \"pgq\" (Skytools "
+                                  "PgQ?), not to this pgq: refusing to write into it"), "%s", err);
+        r = PQexec(pgq_conn_pg(c), "SELECT to_regclass('pgq.migrations') IS NULL"
+                                   "   AND to_regclass('pgq.jobs') IS NULL");
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
+        sql_ok(c, "DROP EXTENSION pgq CASCADE");
+    } else {
+        fprintf(stderr, "migrate_test: Skytools PgQ (postgresql-15-pgq3) is not installed: "
+                        "its extension case is not tried\n");
+    }
+    sql_ok(c, "CREATE SCHEMA IF NOT EXISTS pgq; CREATE TABLE pgq.queue (id int)");
+    ck_assert_int_eq(pgq_migrate(c, NULL, err, sizeof err), -1);
+    ck_assert_str_eq(err, "schema \"pgq\" exists and holds 1 object that pgq did not create (it "
+                          "has no pgq.migrations): refusing to write into it. Use a database "
+                          "without it, or move them away");
+    sql_ok(c, "DROP TABLE pgq.queue");
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "empty schema: %s", err);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -248,6 +287,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, newer_schema_is_refused);
     tcase_add_test(tc, state_machine_is_applied_when_its_text_changed);
     tcase_add_test(tc, a_version_4_pools_prepared_claim_survives_the_migration);
+    tcase_add_test(tc, a_schema_pgq_of_someone_else_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
