@@ -25,7 +25,10 @@ static int open_pg(pgq_conn *c, char *err, size_t errlen)
     const char *vals[] = { c->url, "pgq", "10", "1", "30", "10", "3", "60000", NULL };
 
     PQfinish(c->pg);
+    c->pg = NULL;
     c->prepared = 0;
+    if (db_url_check(c->url, err, errlen) < 0)
+        return -1;
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg)
         return seterr(err, errlen, "connect: out of memory");

@@ -103,6 +103,10 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
         snprintf(msg, sizeof msg, "out of memory or connection lost");
     }
     one_line(msg);
+    /* insufficient_privilege: PostgreSQL names the object; say what to do. */
+    if (state && strcmp(state, "42501") == 0)
+        return seterr(err, errlen, "%s: %s (the role lacks a grant on pgq's objects: see README, "
+                      "\"Roles and grants\")", what, msg);
     return seterr(err, errlen, "%s: %s", what, msg);
 }
 

@@ -33,6 +33,11 @@ struct pgq_conn {
     bool delete_done;    /* pgq_conn_set_keep_done(c, false): done jobs deleted at once */
 };
 
+/* 0 when libpq can parse url as a URI or key=value string; otherwise -1
+ * and a message that names the fault and shows the URL without its
+ * password (core/dburl.c). */
+int db_url_check(const char *url, char *err, size_t errlen);
+
 /* Write a formatted message into err (always NUL-terminated). Returns -1 so
  * callers can `return seterr(...)`. */
 int seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -58,6 +58,10 @@ void *pgq_conn_pg(pgq_conn *c);
  * version and its index entries). Default true. */
 void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
 
+/* url as it may be shown: the password of a URI (user:PASSWORD@) or of a
+ * key=value string (password=...) replaced by ***. Always NUL-terminated. */
+void pgq_url_redact(const char *url, char *out, size_t outlen);
+
 /* ---- schema ------------------------------------------------------------ */
 
 typedef struct pgq_migration_status {
