@@ -126,7 +126,7 @@ int db_url_check(const char *url, char *err, size_t errlen)
     char shown[512];
     pgq_url_redact(url, shown, sizeof shown);
     if (!*url)
-        return seterr(err, errlen, "no database URL given");
+        return 0;   /* libpq's environment (PGHOST, PGDATABASE, ...) */
     if (!is_uri(url) && !strchr(url, '='))
         return seterr(err, errlen, "database URL \"%s\" is not understood: give "
                       "postgresql://USER@HOST:PORT/DBNAME (postgresql:///DBNAME for the local "
