@@ -44,6 +44,7 @@ enum val_kind {
     V_LIST,     /* comma-separated queue names (char ** plus size_t count) */
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
+    V_POOLER,   /* transaction, session or none (pgq_pooler) */
 };
 
 /* Job type names (queue names follow pgq_queue_name_check). */
@@ -77,6 +78,15 @@ static const struct key keys[] = {
     { .sec = SEC_DATABASE, .name = "url", .kind = V_STRING, .off = CFG(db_url),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
       .doc = "PostgreSQL connection URL. If absent: $DATABASE_URL; --db on the command line beats both." },
+    { .sec = SEC_DATABASE, .name = "pooler", .kind = V_POOLER, .off = CFG(pooler),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "none",
+      .doc = "What url points at: none (PostgreSQL itself), session or transaction (a PgBouncer "
+             "pool_mode). transaction: no prepared statements or session settings, and no "
+             "LISTEN through it (see listen_url)." },
+    { .sec = SEC_DATABASE, .name = "listen_url", .kind = V_STRING, .off = CFG(listen_url),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "With pooler = transaction: a direct URL (PostgreSQL itself) for the pool's one "
+             "LISTEN connection, so new jobs wake workers at once. Absent: workers poll." },
 
     { .sec = SEC_POOL, .name = "workers", .kind = V_INT, .off = CFG(workers),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,
@@ -157,6 +167,7 @@ static const char *const sec_noun[] = { "", "[database] section", "[pool] sectio
 static const char *const kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
+    [V_POOLER] = "pooler",
 };
 
 static const struct handler_kind {
@@ -377,6 +388,7 @@ static void free_value(const struct key *k, void *base)
         break;
     case V_INT:
     case V_DURATION:
+    case V_POOLER:
         break;
     case V_LIST:
         free_strv(*(char ***)p, *(size_t *)((char *)base + k->count_off));
@@ -530,6 +542,13 @@ static int set_value(const struct key *k, void *base, const char *v, char *err, 
         }
         free_value(k, base);
         *(char **)p = s;
+        return 0;
+    }
+    case V_POOLER: {
+        pgq_pooler m;
+        if (pgq_pooler_parse(v, &m, err, errlen) < 0)
+            return -1;
+        *(pgq_pooler *)p = m;
         return 0;
     }
     case V_INT: {
@@ -1156,6 +1175,8 @@ void pgq_cfg_write_reference(FILE *f)
         }
         else if (k->kind == V_NAME || k->kind == V_LIST)
             fprintf(f, "1..%d characters, no whitespace", PGQ_QUEUE_NAME_MAX);
+        else if (k->kind == V_POOLER)
+            fputs("transaction, session, none", f);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);
