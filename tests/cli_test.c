@@ -1262,6 +1262,72 @@ START_TEST(bad_urls_and_missing_grants_are_explained)
 }
 END_TEST
 
+/* What PostgreSQL makes of json: jsonb's canonical text (asserts it parses:
+ * a strict parser). */
+static char *as_jsonb(const char *json)
+{
+    return tu_text("SELECT $1::jsonb::text", 1, (const char *[]){ json });
+}
+
+/* --json: one document on stdout, the shapes of the help texts; the text
+ * forms keep their columns and lines with long names and multi-line errors. */
+START_TEST(json_output_and_unbroken_text)
+{
+    const char *longq = "a-queue-name-longer-than-the-twenty-columns-of-old";
+    struct run r = PGQ_DB("add", "t", "{\"a\": \"x\\\"y\"}", "--queue", longq);
+    ck_assert_int_eq(r.code, 0);
+    long long id = atoll(r.out);
+    tu_exec("UPDATE pgq.jobs SET last_error = E'line one\\nline two' WHERE id = $1", 1,
+            (const char *[]){ id_text(id) });
+
+    r = PGQ_DB("stats", "--json");
+    ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
+    char *j = as_jsonb(r.out);
+    ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"queue\": \"%s\", "
+                               "\"ready\": 1, \"done_1h\": 0, \"running\": 0, \"retrying\": 0, "
+                               "\"cancelled\": 0, \"scheduled\": 0}]}", longq));
+    free(j);
+    r = PGQ_DB("stats");
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s\n%-50s %9d %9d %9d %9d "
+                                   "%9d %9d %9d %9d\n", "queue", "ready", "scheduled", "retrying",
+                                   "running", "dead", "cancelled", "done", "done_1h", longq,
+                                   1, 0, 0, 0, 0, 0, 0, 0));
+
+    r = PGQ_DB("show", id_text(id), "--json");
+    ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
+    j = tu_text("SELECT jsonb_build_array(d->'id', d->'state', d->'payload', d->'last_error',"
+                " d->'history', d->'effects', d->'lease_owner')::text FROM (SELECT $1::jsonb d) x",
+                1, (const char *[]){ r.out });
+    ck_assert_str_eq(j, tu_fmt("[%lld, \"ready\", {\"a\": \"x\\\"y\"}, \"line one\\nline two\", "
+                               "[], [], null]", id));
+    free(j);
+    r = PGQ_DB("show", id_text(id));
+    ck_assert_msg(strstr(r.out, "\nlast_error: line one\n    line two\ncreated_at: "), "[%s]",
+                  r.out);
+
+    r = PGQ_DB("types", "list", "--json");
+    j = tu_text("SELECT jsonb_path_query_array($1::jsonb, '$.types[*].type')::text", 1,
+                (const char *[]){ r.out });
+    ck_assert_str_eq(j, "[\"email\", \"t\"]");
+    free(j);
+
+    ASSERT_RUN(PGQ_DB("cancel", id_text(id), "999999", "--json"), 1,
+               tu_fmt("{\"moved\":[%lld],\"not_moved\":[999999]}\n", id),
+               "pgq cancel: job 999999: not cancelled (no such job, or not ready)\n");
+    ASSERT_RUN(PGQ_DB("requeue", "--cancelled", "--json"), 0, "{\"requeued\":1}\n", "");
+    ASSERT_RUN(PGQ_DB("requeue", id_text(id), "--json"), 1, tu_fmt("{\"moved\":[],\"not_moved\":"
+               "[%lld]}\n", id), tu_fmt("pgq requeue: job %lld: not requeued (no such job, or "
+               "not dead or cancelled)\n", id));
+    ASSERT_RUN(PGQ("version", "--json"), 0,
+               tu_fmt("{\"version\":\"%s\",\"schema\":%d}\n", PGQ_VERSION, pgq_schema_version()),
+               "");
+    ASSERT_RUN(PGQ_DB("add", "t", "{}", "--json"), 2, "", "pgq add: --json: not an option of pgq "
+               "add (stats, show, types list, requeue, cancel and version take it)\n");
+    ASSERT_RUN(PGQ("--json", "stats"), 2, "", "pgq: --json goes after the command (pgq stats "
+               "--json)\n");
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1282,6 +1348,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, migrate_on_migrated_db);
     tcase_add_test(tc, migrate_fresh_and_newer_database);
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
+    tcase_add_test(tc, json_output_and_unbroken_text);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);
     tcase_add_test(tc, database_url_precedence);
