@@ -67,6 +67,7 @@ int cmd_version(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);
 int cmd_types(struct cli *c, int argc, char **argv);
 int cmd_add(struct cli *c, int argc, char **argv);
+int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);

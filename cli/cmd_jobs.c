@@ -45,12 +45,18 @@ int cmd_add(struct cli *c, int argc, char **argv)
             continue;
         if (cli_is_help(argv[i])) {
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
-                   "               [--max-retries N] [--idempotency-key K] [-c FILE] [--db URL]\n\n"
+                   "               [--max-retries N] [--idempotency-key K] [-c FILE] [--db URL]\n"
+                   "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
                    "key that already exists, nothing is added and the existing job's id is\n"
                    "printed followed by the word \"duplicate\". The payload must be valid JSON\n"
                    "and satisfy the job type's contract. D is a duration (500ms, 30s, 5m, 1h,\n"
-                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n");
+                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n\n"
+                   "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
+                   "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
+                   "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
+                   "transaction and prints one id a line, in order. A bad line is named and\n"
+                   "ends the run (exit 1): the batches before it stay enqueued, its own not.\n");
             return EXIT_OK;
         }
         if ((v = opt_value(c, argc, argv, &i, "--queue", &bad))) {
@@ -84,6 +90,13 @@ int cmd_add(struct cli *c, int argc, char **argv)
         } else {
             return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
         }
+    }
+    if (npos == 1 && strcmp(pos[0], "-") == 0) {
+        if (have_delay || o.run_at || o.queue || o.priority != PGQ_DEFAULT ||
+            o.max_retries != PGQ_DEFAULT || o.idempotency_key)
+            return cli_usage_error(c, "pgq add - takes its options from each line, not the "
+                                   "command line");
+        return cli_add_lines(c);
     }
     if (npos < 2)
         return cli_usage_error(c, "needs TYPE and JSON (see pgq add --help)");

@@ -90,6 +90,9 @@ static double now_s(void)
 /* Run pgq with argv (without argv[0]). The child starts without
  * DATABASE_URL, PGQ_JOB_ID and PGQ_LEASE_TOKEN; env then sets "K=V" entries
  * and unsets bare "K" ones (NULL: nothing more). Bounded to 60 s. */
+/* A file for the next run's stdin (NULL: /dev/null). */
+static const char *run_stdin;
+
 static struct run run_env(const char *const *env, const char *const *argv)
 {
     char path[4096];
@@ -113,7 +116,7 @@ static struct run run_env(const char *const *env, const char *const *argv)
     if (pid == 0) {
         dup2(po[1], 1);
         dup2(pe[1], 2);
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open(run_stdin ? run_stdin : "/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, 0);
         unsetenv("DATABASE_URL");
@@ -1328,6 +1331,60 @@ START_TEST(json_output_and_unbroken_text)
 }
 END_TEST
 
+/* pgq add -: JSON lines on stdin, ids back in order; a bad line is named. */
+START_TEST(add_reads_json_lines)
+{
+    const char *in = tmp_path("jobs.jsonl");
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\": \"t\", \"payload\": {\"n\": 1}}\n\n"
+          "{\"type\": \"t\", \"queue\": \"q2\", \"priority\": 3, \"delay\": \"1h\"}\n"
+          "{\"type\": \"t\", \"idempotency_key\": \"k\", \"max_retries\": 2}\n"
+          "{\"type\": \"t\", \"idempotency_key\": \"k\"}\n", f);
+    for (int i = 0; i < 1100; i++)   /* more than one batch */
+        fprintf(f, "{\"type\":\"t\",\"payload\":{\"i\":%d}}\n", i);
+    ck_assert_int_eq(fclose(f), 0);
+    run_stdin = in;
+    struct run r = PGQ_DB("add", "-");
+    run_stdin = NULL;
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 1104);
+    long long first = atoll(r.out);
+    ck_assert_msg(strstr(r.out, tu_fmt("\n%lld duplicate\n", first + 2)), "[%.200s]", r.out);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 1103);
+    const char *p[] = { tu_lld(first + 1) };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND queue = 'q2' AND"
+                            " priority = 3 AND run_at > now() + interval '59 minutes'", 1, p), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '{\"n\": 1}'", 0,
+                            NULL), 1);
+
+    static const struct { const char *in, *err; } bad[] = {
+        { "{\"type\": \"t\"}\n{\"type\": \"t\",}\n", "pgq add: stdin line 2: not JSON: invalid "
+          "input syntax for type json (Expected string, but found \"}\".)\n" },
+        { "{\"type\": \"t\", \"prio\": 1}\n", "pgq add: stdin line 1: unknown key prio (known: "
+          "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key)\n" },
+        { "[1]\n", "pgq add: stdin line 1: a job is a JSON object, not an array\n" },
+        { "{\"type\": \"t\", \"priority\": \"x\"}\n", "pgq add: stdin line 1: \"priority\" must "
+          "be a number, not string\n" },
+        { "{\"payload\": {}}\n", "pgq add: stdin line 1: needs \"type\"\n" },
+        { "{\"type\": \"t\"}\n{\"type\": \"nope\"}\n", "pgq add: stdin line 2: unknown job type "
+          "\"nope\" (register it with pgq types apply)\n" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f = fopen(in, "w");
+        fputs(bad[i].in, f);
+        fclose(f);
+        run_stdin = in;
+        r = PGQ_DB("add", "-");
+        run_stdin = NULL;
+        ASSERT_RUN(r, 1, "", bad[i].err);
+    }
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 1103);
+    ASSERT_RUN(PGQ_DB("add", "-", "--queue", "x"), 2, "", "pgq add: pgq add - takes its options "
+               "from each line, not the command line\n");
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1349,6 +1406,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, migrate_fresh_and_newer_database);
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
     tcase_add_test(tc, json_output_and_unbroken_text);
+    tcase_add_test(tc, add_reads_json_lines);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);
     tcase_add_test(tc, database_url_precedence);
