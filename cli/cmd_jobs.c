@@ -279,19 +279,64 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
+/* pgq stats --prometheus: the fleet's gauges, as node_exporter's textfile
+ * collector reads them (write to a temp file, rename into its directory). */
+static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *const names[8])
+{
+    FILE *f = stdout;
+    fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
+          "future, never tried; retrying: future, after a failure).\n"
+          "# TYPE pgq_jobs gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
+                              s[i].dead, s[i].cancelled, s[i].done };
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            fputs("pgq_jobs{queue=", f);
+            prom_label(f, s[i].queue);
+            fprintf(f, ",state=\"%s\"} %" PRId64 "\n", names[k], v[k]);
+        }
+    }
+    fputs("# HELP pgq_jobs_done_last_hour Jobs of the queue done in the last hour (still "
+          "retained).\n# TYPE pgq_jobs_done_last_hour gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_jobs_done_last_hour{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %" PRId64 "\n", s[i].done_last_hour);
+    }
+    fputs("# HELP pgq_queue_oldest_ready_seconds How long the queue's longest-waiting due job "
+          "has been due (0 when none is).\n# TYPE pgq_queue_oldest_ready_seconds gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_oldest_ready_seconds{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
+    }
+    fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
+               "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
+            PGQ_VERSION, pgq_schema_version());
+}
+
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq stats [--json] [-c FILE] [--db URL]\n\n"
+        "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
         "cancelled, done, and done in the last hour; the queue column is as wide as\n"
         "the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
-        "same names as the header.\n";
+        "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
+        "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
+        "pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},\n"
+        "pgq_build_info{version,schema}.\n";
     char err[1024];
-    int npos, r = cli_args(c, argc, argv, help, NULL, 0, &npos);
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
     if (r)
         return r > 0 ? EXIT_OK : EXIT_USAGE;
+    bool prom = npos == 1 && strcmp(pos[0], "--prometheus") == 0;
+    if (npos && !prom)
+        return cli_usage_error(c, "unexpected argument \"%s\"", pos[0]);
+    if (prom && c->json)
+        return cli_usage_error(c, "give --json or --prometheus, not both");
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
     pgq_queue_stats *s;
@@ -300,6 +345,11 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         return cli_error(c, "%s", err);
     static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
                                          "cancelled", "done", "done_1h" };
+    if (prom) {
+        write_prometheus(s, n, names);
+        free(s);
+        return EXIT_OK;
+    }
     if (c->json) {
         fputs("{\"queues\":[", stdout);
         for (size_t i = 0; i < n; i++) {

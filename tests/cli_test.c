@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1385,6 +1386,90 @@ START_TEST(add_reads_json_lines)
 }
 END_TEST
 
+/* A strict reading of the Prometheus text format (what `promtool check
+ * metrics` checks of it): every sample line is NAME{LABELS} VALUE with
+ * valid names, quoted and escaped label values and a number; each metric
+ * has one HELP and one TYPE before its first sample; no sample twice.
+ * NULL when text passes, else what is wrong. */
+static const char *exposition_problem(const char *text)
+{
+    regex_t sample, help;
+    ck_assert_int_eq(regcomp(&sample, "^([a-zA-Z_:][a-zA-Z0-9_:]*)"
+                             "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\""
+                             "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\")*\\})? "
+                             "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$", REG_EXTENDED), 0);
+    ck_assert_int_eq(regcomp(&help, "^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$",
+                             REG_EXTENDED), 0);
+    char *copy = strdup(text), *save = NULL, typed[32][64] = { { 0 } }, seen[8192] = "\n";
+    int ntyped = 0, nhelp = 0;
+    const char *bad = NULL;
+    for (char *l = strtok_r(copy, "\n", &save); l && !bad; l = strtok_r(NULL, "\n", &save)) {
+        regmatch_t m[4];
+        if (l[0] == '#') {
+            if (regexec(&help, l, 4, m, 0) != 0)
+                bad = tu_fmt("bad comment line [%.200s]", l);
+            else if (strncmp(l + 2, "TYPE", 4) == 0) {
+                if (strcmp(l + m[3].rm_so, "gauge") != 0 && strcmp(l + m[3].rm_so, "counter") != 0)
+                    bad = tu_fmt("bad type [%.200s]", l);
+                else if (ntyped < 32)
+                    snprintf(typed[ntyped++], sizeof typed[0], "%.*s",
+                             (int)(m[2].rm_eo - m[2].rm_so), l + m[2].rm_so);
+            } else {
+                nhelp++;
+            }
+            continue;
+        }
+        if (regexec(&sample, l, 2, m, 0) != 0) {
+            bad = tu_fmt("bad sample line [%.200s]", l);
+            break;
+        }
+        bool known = ntyped > 0 && (int)strlen(typed[ntyped - 1]) == m[1].rm_eo &&
+                     strncmp(l, typed[ntyped - 1], (size_t)m[1].rm_eo) == 0;
+        const char *key = tu_fmt("\n%.*s\n", (int)(strrchr(l, ' ') - l), l);
+        if (!known)
+            bad = tu_fmt("sample before its TYPE: [%.200s]", l);
+        else if (strstr(seen, key))
+            bad = tu_fmt("sample twice: [%.200s]", l);
+        else if (strlen(seen) + strlen(key) < sizeof seen)
+            strcat(seen, key + 1);
+    }
+    if (!bad && nhelp != ntyped)
+        bad = tu_fmt("%d HELP lines for %d TYPE lines", nhelp, ntyped);
+    free(copy);
+    regfree(&sample);
+    regfree(&help);
+    return bad;
+}
+
+START_TEST(stats_prometheus_is_valid_exposition)
+{
+    const char *odd = "q\"uo\\te";   /* a label value that needs escapes */
+    ck_assert_int_eq(PGQ_DB("add", "t", "{}", "--queue", odd).code, 0);
+    ck_assert_int_eq(PGQ_DB("add", "t", "{}").code, 0);
+    tu_exec("UPDATE pgq.jobs SET run_at = now() - interval '90 seconds' WHERE queue = 'default'",
+            0, NULL);
+    struct run r = PGQ_DB("stats", "--prometheus");
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    const char *bad = exposition_problem(r.out);
+    ck_assert_msg(!bad, "%s\n%s", bad, r.out);
+    ck_assert_msg(strstr(r.out, "\npgq_jobs{queue=\"q\\\"uo\\\\te\",state=\"ready\"} 1\n"), "[%s]",
+                  r.out);
+    ck_assert_msg(strstr(r.out, "\npgq_jobs{queue=\"default\",state=\"dead\"} 0\n"), "[%s]", r.out);
+    const char *age = strstr(r.out, "\npgq_queue_oldest_ready_seconds{queue=\"default\"} ");
+    ck_assert_msg(age, "[%s]", r.out);
+    double s = atof(strrchr(tu_fmt("%.*s", (int)(strchr(age + 1, '\n') - age), age), ' ') + 1);
+    ck_assert_msg(s >= 89 && s < 600, "oldest ready %f s", s);
+    ck_assert_msg(strstr(r.out, tu_fmt("\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
+                                       PGQ_VERSION, pgq_schema_version())), "[%s]", r.out);
+    /* the checker can fail */
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na{q=\"x\"y\"} 1\n"));
+    ck_assert_ptr_nonnull(exposition_problem("a 1\n"));
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na 1\na 2\n"));
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na one\n"));
+    ck_assert_ptr_null(exposition_problem("# HELP a x\n# TYPE a gauge\na{q=\"x\\\"y\"} 1\n"));
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1407,6 +1492,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
     tcase_add_test(tc, json_output_and_unbroken_text);
     tcase_add_test(tc, add_reads_json_lines);
+    tcase_add_test(tc, stats_prometheus_is_valid_exposition);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);
     tcase_add_test(tc, database_url_precedence);
