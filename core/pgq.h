@@ -368,9 +368,21 @@ int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool
 int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* Cancel the given ready (or scheduled) jobs; done[i] tells which. */
+/* Cancel the given ready, scheduled or running jobs; done[i] tells which.
+ * A running job's lease is revoked in the same transaction (its history
+ * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
+ * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
+ * fallback). */
 int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Pause (pause true) or resume queues: a paused queue is claimed by no
+ * pool; jobs already running finish and adds are still accepted. changed[i]
+ * (may be NULL) tells whether queues[i] changed state; each call that
+ * changes one is recorded in pgq.actions with who. Resuming wakes the
+ * pools. A name that breaks the queue-name rule is refused, naming it. */
+int pgq_pause(pgq_conn *c, const char *const *queues, size_t n, bool pause, const char *who,
+              bool *changed, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Delete done jobs finished more than keep_done_ms ago and dead/cancelled
  * ones older than keep_dead_ms, at most `limit` rows; *deleted gets how many. */
@@ -395,6 +407,7 @@ typedef struct pgq_queue_stats {
     int64_t running, dead, cancelled, done;
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
+    bool paused;            /* pgq pause: claimed by no pool */
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */
