@@ -65,7 +65,18 @@ int pgq_pooler_parse(const char *text, pgq_pooler *out, char *err, size_t errlen
 /* Whether c goes through a transaction pooler (see pgq_pooler). */
 bool pgq_conn_txpooled(const pgq_conn *c);
 
-/* Close and free. Accepts NULL. */
+/* A pgq_conn over the caller's open libpq connection (a PGconn *), so that
+ * pgq_add and pgq_add_batch run inside the caller's transaction: the jobs
+ * exist only if the caller commits, and workers are woken only then
+ * (NOTIFY is delivered at commit). Borrowed: pgq never closes,
+ * reconfigures or reconnects it (pgq_disconnect frees only the wrapper;
+ * pgq_reconnect refuses) and prepares nothing on it. The transaction
+ * should be READ COMMITTED (PostgreSQL's default): under REPEATABLE READ a
+ * concurrent add with the same idempotency key may fail instead of
+ * returning the existing job. NULL when pg is NULL or out of memory. */
+pgq_conn *pgq_conn_wrap(void *pg);
+
+/* Close and free (a wrapped connection: the wrapper only). Accepts NULL. */
 void pgq_disconnect(pgq_conn *c);
 
 /* Re-establish a broken connection (same parameters). 0 when connected. */

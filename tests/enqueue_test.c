@@ -734,6 +734,62 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
 }
 END_TEST
 
+/* pgq_conn_wrap: adds inside the caller's own transaction exist only if it
+ * commits, and wake workers only then; the caller's connection is never
+ * closed or reconnected by pgq. */
+START_TEST(adds_in_the_callers_transaction)
+{
+    char err[512], got[64][64];
+    PGconn *l = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(l), CONNECTION_OK);
+    PQclear(PQexec(l, "LISTEN pgq_jobs"));
+    PGconn *app = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(app), CONNECTION_OK);
+    pgq_conn *c = pgq_conn_wrap(app);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(pgq_conn_wrap(NULL));
+
+    /* rolled back: nothing, and no wake-up */
+    PQclear(PQexec(app, "BEGIN"));
+    PQclear(PQexec(app, "CREATE TEMP TABLE orders (id int)"));
+    pgq_add_result r;
+    ck_assert_msg(pgq_add(c, "free", "{}", NULL, &r, err, sizeof err) == 0, "%s", err);
+    pgq_add_item items[2] = { { "free", "{}", PGQ_ADD_OPTS_INIT },
+                              { "free", "{}", PGQ_ADD_OPTS_INIT } };
+    pgq_add_result res[2];
+    ck_assert_msg(pgq_add_batch(c, items, 2, res, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(jobs(), 0);   /* not visible before the commit */
+    PQclear(PQexec(app, "ROLLBACK"));
+    ck_assert_int_eq(jobs(), 0);
+    PQclear(PQexec(tu_pg(), "NOTIFY pgq_jobs, 'sentinel'"));
+    ck_assert_int_eq(collect_notifies(l, got, 64), 0);
+
+    /* committed: there, with the caller's own row, and the pools woken */
+    PQclear(PQexec(app, "BEGIN"));
+    PQclear(PQexec(app, "CREATE TABLE pgq_wrap_orders (id int)"));
+    PQclear(PQexec(app, "INSERT INTO pgq_wrap_orders VALUES (1)"));
+    ck_assert_msg(pgq_add(c, "free", "{\"order\": 1}", NULL, &r, err, sizeof err) == 0, "%s",
+                  err);
+    PQclear(PQexec(app, "COMMIT"));
+    PQclear(PQexec(tu_pg(), "NOTIFY pgq_jobs, 'sentinel'"));
+    ck_assert_int_eq(collect_notifies(l, got, 64), 1);
+    ck_assert_int_eq(jobs(), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq_wrap_orders", 0, NULL), 1);
+    tu_exec("DROP TABLE pgq_wrap_orders", 0, NULL);
+
+    /* pgq does not reconnect it, and pgq_disconnect leaves it open */
+    ck_assert_int_eq(pgq_reconnect(c, err, sizeof err), -1);
+    ck_assert_str_eq(err, "connect: a borrowed connection (pgq_conn_wrap) is not reconnected by "
+                          "pgq: reconnect it, then wrap it again");
+    pgq_disconnect(c);
+    PGresult *x = PQexec(app, "SELECT 1");
+    ck_assert_int_eq(PQresultStatus(x), PGRES_TUPLES_OK);
+    PQclear(x);
+    PQfinish(app);
+    PQfinish(l);
+}
+END_TEST
+
 Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
@@ -759,6 +815,7 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, batch_refusal_names_the_first_item_by_kind);
     tcase_add_test(tc, due_jobs_notify_once_per_queue);
     tcase_add_test(tc, plain_sql_producers_are_held_to_the_contract);
+    tcase_add_test(tc, adds_in_the_callers_transaction);
     suite_add_tcase(s, tc);
     return s;
 }
