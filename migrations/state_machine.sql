@@ -143,6 +143,11 @@ BEGIN
         RAISE EXCEPTION 'delay must not be negative, not % ms', p_delay_ms
             USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
     END IF;
+    -- run_at = now() + delay must stay a timestamp: a century is the bound.
+    IF p_delay_ms > 3155760000000 THEN
+        RAISE EXCEPTION 'delay must be at most 100 years (3155760000000 ms), not % ms', p_delay_ms
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
     RETURN true;
 END
 $$;
@@ -228,19 +233,50 @@ DECLARE
     seq regclass;
     i int;
 BEGIN
+    -- The arrays' shape: each one-dimensional from 1; payloads, one per
+    -- type; every other column NULL or empty (all defaults) or one element
+    -- per type. (A 2x2 types array was read as two items and two of its
+    -- four jobs stored; a longer column was cut, a shorter one padded.)
+    SELECT c.name, array_ndims(c.a) AS dims, array_lower(c.a, 1) AS lo,
+           coalesce(array_length(c.a, 1), 0) AS len INTO bad
+      FROM (VALUES (1, 'types', p_types::text[]), (2, 'payloads', p_payloads),
+                   (3, 'queues', p_queues), (4, 'priorities', p_priorities::text[]),
+                   (5, 'run_ats', p_run_ats::text[]), (6, 'delays_ms', p_delays_ms::text[]),
+                   (7, 'max_retries', p_max_retries::text[]), (8, 'keys', p_keys)) AS c(k, name, a)
+     WHERE c.a IS NOT NULL
+       AND (array_ndims(c.a) > 1 OR array_lower(c.a, 1) <> 1
+            OR (c.k = 2 AND coalesce(array_length(c.a, 1), 0) <> n)
+            OR (c.k > 2 AND coalesce(array_length(c.a, 1), 0) NOT IN (0, n)))
+     ORDER BY c.k LIMIT 1;
+    IF FOUND THEN
+        IF bad.dims > 1 THEN
+            RAISE EXCEPTION 'pgq.enqueue: % is a %-dimensional array; each column is a list',
+                bad.name, bad.dims USING ERRCODE = '22023';
+        ELSIF bad.lo <> 1 THEN
+            RAISE EXCEPTION 'pgq.enqueue: % starts at index %; arrays start at 1', bad.name,
+                bad.lo USING ERRCODE = '22023';
+        END IF;
+        RAISE EXCEPTION 'pgq.enqueue: % types but % %', n, bad.len, bad.name
+            USING ERRCODE = '22023';
+    END IF;
     IF n = 0 THEN
         RETURN;
     END IF;
-    IF array_length(p_payloads, 1) IS DISTINCT FROM n THEN
-        RAISE EXCEPTION 'pgq.enqueue: % types but % payloads', n, coalesce(array_length(p_payloads, 1), 0)
-            USING ERRCODE = '22023';
+
+    SELECT s.ord, s.type IS NULL AS no_type, s.payload IS NULL AS no_payload INTO bad
+      FROM unnest(p_types, p_payloads) WITH ORDINALITY AS s(type, payload, ord)
+     WHERE s.type IS NULL OR s.payload IS NULL
+     ORDER BY s.ord LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% is NULL', CASE WHEN bad.no_type THEN 'type' ELSE 'payload' END
+            USING ERRCODE = '22004', DETAIL = 'item ' || bad.ord;
     END IF;
 
     SELECT s.ord, s.queue, s.max_retries, s.delay_ms INTO bad
       FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n]) WITH ORDINALITY
                AS s(queue, max_retries, delay_ms, ord)
      WHERE length(s.queue) NOT BETWEEN 1 AND 100 OR s.queue ~ '[ \t\n\r\f\v]'
-        OR s.max_retries < 0 OR s.delay_ms < 0
+        OR s.max_retries < 0 OR s.delay_ms < 0 OR s.delay_ms > 3155760000000
      ORDER BY s.ord LIMIT 1;
     IF FOUND THEN
         PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);

@@ -720,9 +720,9 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
                 "max_retries must be 0 or more, not -1", "item 1");
     ck_assert_int_eq(jobs(), 2);
 
-    /* Columns shorter than the types take defaults; longer ones are cut. */
+    /* A NULL element takes the default; an empty column is all defaults. */
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free,free}', '{1,2}',"
-                            " '{q1,NULL,q3}', '{7}', NULL, '{NULL,NULL,5}', '{}', '{NULL,NULL,k3}')",
+                            " '{q1,NULL}', '{7,NULL}', NULL, '{NULL,NULL}', '{}', '{NULL,NULL}')",
                             0, NULL), 2);
     ck_assert_int_eq(jobs(), 4);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '1' AND queue = 'q1'"
@@ -790,6 +790,57 @@ START_TEST(adds_in_the_callers_transaction)
 }
 END_TEST
 
+/* pgq.enqueue refuses arrays of the wrong shape, and NULL or out-of-range
+ * items, naming the column or the item, and stores nothing (a 2x2 types
+ * array once stored 2 of its 4 jobs; a longer column was cut silently). */
+START_TEST(sql_enqueue_refuses_misshapen_arrays)
+{
+    static const struct { const char *args, *err; } cases[] = {
+        { "'{{free,free},{free,free}}', '{{\"{}\",\"{}\"},{\"{}\",\"{}\"}}'",
+          "pgq.enqueue: types is a 2-dimensional array; each column is a list" },
+        { "'{free}', '{\"{}\"}', '{a,b}'", "pgq.enqueue: 1 types but 2 queues" },
+        { "'{free,free}', '{\"{}\",\"{}\"}', '{a}'", "pgq.enqueue: 2 types but 1 queues" },
+        { "'{free,free}', '{\"{}\"}'", "pgq.enqueue: 2 types but 1 payloads" },
+        { "'{}', '{\"{}\"}'", "pgq.enqueue: 0 types but 1 payloads" },
+        { "'[0:1]={free,free}', '{\"{}\",\"{}\"}'",
+          "pgq.enqueue: types starts at index 0; arrays start at 1" },
+        { "'{free,free}', ARRAY['{}', NULL]", "payload is NULL (item 2)" },
+        { "'{free,NULL}', '{\"{}\",\"{}\"}'", "type is NULL (item 2)" },
+        { "'{free}', '{\"{}\"}', NULL, NULL, NULL, '{99999999999999999}'",
+          "delay must be at most 100 years (3155760000000 ms), not 99999999999999999 ms "
+          "(item 1)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* pad to pgq.enqueue's eight arguments with NULLs */
+        int nargs = 1, depth = 0;
+        bool quoted = false;
+        for (const char *q = cases[i].args; *q; q++) {
+            if (*q == '\'')
+                quoted = !quoted;
+            else if (!quoted && (*q == '(' || *q == '['))
+                depth++;
+            else if (!quoted && (*q == ')' || *q == ']'))
+                depth--;
+            else if (!quoted && !depth && *q == ',')
+                nargs++;
+        }
+        char sql[1024];
+        int len = snprintf(sql, sizeof sql, "SELECT * FROM pgq.enqueue(%s", cases[i].args);
+        for (; nargs < 8; nargs++)
+            len += snprintf(sql + len, sizeof sql - (size_t)len, ", NULL");
+        snprintf(sql + len, sizeof sql - (size_t)len, ")");
+        PGresult *r = PQexec(tu_pg(), sql);
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                   *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        const char *got = m ? (d ? tu_fmt("%s (%s)", m, d) : m) : "(no error)";
+        ck_assert_msg(strcmp(got, cases[i].err) == 0, "pgq.enqueue(%s): [%s], want [%s]",
+                      cases[i].args, got, cases[i].err);
+        PQclear(r);
+    }
+    ck_assert_int_eq(jobs(), 0);
+}
+END_TEST
+
 Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
@@ -816,6 +867,7 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, due_jobs_notify_once_per_queue);
     tcase_add_test(tc, plain_sql_producers_are_held_to_the_contract);
     tcase_add_test(tc, adds_in_the_callers_transaction);
+    tcase_add_test(tc, sql_enqueue_refuses_misshapen_arrays);
     suite_add_tcase(s, tc);
     return s;
 }
