@@ -411,8 +411,12 @@ $$;
 -- wrappers over it.
 --
 -- Ending an attempt -- the one place a lease is cleared. p_outcome: 'done';
--- 'failed' or 'lease_expired' (retried with backoff, or dead after
--- max_retries; p_errors[i] becomes last_error); 'released' (back to ready,
+-- 'failed' (retried after a backoff, or dead after max_retries; p_errors[i]
+-- becomes last_error); 'lease_expired' (the same, but retried at once in its
+-- old place, its run_at unchanged: its worker died, the job did nothing
+-- wrong, and the lease's expiry already paced it; with a backoff it went
+-- behind the whole backlog, 35 s of waiting at the median with 2,500 jobs
+-- queued); 'released' (back to ready,
 -- the attempt not counted). A token that no longer holds its job changes
 -- nothing and is not listed; the others come back as rows with acked set
 -- (and their new state, attempts and run_at). History: every attempt that
@@ -496,7 +500,7 @@ BEGIN
                                 THEN 'ready' ELSE 'dead' END,
                    attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
                                    ELSE j.attempts END,
-                   run_at = CASE WHEN failing AND j.attempts <= j.max_retries
+                   run_at = CASE WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
                                  THEN now() + (SELECT pgq.backoff_ms(j.attempts,
                                                                      coalesce(t.backoff_base_ms, 1000),
                                                                      coalesce(t.backoff_max_ms, 3600000))
