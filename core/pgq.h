@@ -174,6 +174,15 @@ typedef struct pgq_type_def {
 int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* The same, recording `who` as the registrant. With replace false (a pool
+ * at start or reload) a type whose registered definition differs is not
+ * replaced when `pgq types apply` registered it, or another pool that is
+ * alive (fresh heartbeat) or registered it in the last minute: -1, and the
+ * message names the type, the registrant and what differs. With replace
+ * true (pgq types apply: the operator's explicit word) it is. */
+int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const char *who,
+                          bool replace, char *err, size_t errlen) PGQ_MUSTCHECK;
+
 /* One registered type, as text, for listing. */
 typedef struct pgq_type_info {
     char *type, *queue, *required, *updated_at;  /* required: the contract as JSON */

@@ -15,3 +15,9 @@ CREATE TABLE pgq.queues (
 ALTER TABLE pgq.job_attempts DROP CONSTRAINT IF EXISTS job_attempts_outcome_check;
 ALTER TABLE pgq.job_attempts ADD CONSTRAINT job_attempts_outcome_check
     CHECK (outcome IN ('done', 'failed', 'lease_expired', 'released', 'cancelled'));
+
+-- Who registered each job type's definition (a pool's name, or "pgq types
+-- apply"): a pool does not replace a different definition that a pool
+-- still alive registered (core/types.c), so two pools with different
+-- [job T] sections no longer overwrite each other at every start.
+ALTER TABLE pgq.job_types ADD COLUMN registered_by text;

@@ -285,7 +285,8 @@ static const char *status_text(int st)
 
 /* Start pgq-pool -c ini --db URL, dying with this test process; returns
  * once it logged that it started. */
-static struct pool *pool_start(const char *name, const char *ini)
+/* Start pgq-pool -c ini and wait until it says it started or exits. */
+static struct pool *pool_try_start(const char *name, const char *ini)
 {
     ck_assert_int_lt(npools, (int)(sizeof pools / sizeof pools[0]));
     struct pool *p = &pools[npools++];
@@ -315,8 +316,15 @@ static struct pool *pool_start(const char *name, const char *ini)
         _exit(127);
     }
     p->pid = pid;
-    bool up = WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
-    P_ASSERT(up && !p->exited, "pool %s did not start (%s)", name,
+    WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
+    return p;
+}
+
+static struct pool *pool_start(const char *name, const char *ini)
+{
+    struct pool *p = pool_try_start(name, ini);
+    bool up = log_count(p, "pool: started ") > 0 && !pool_gone(p);
+    P_ASSERT(up, "pool %s did not start (%s)", name,
              p->exited ? status_text(p->status) : "still starting after 60 s");
     return p;
 }
@@ -1823,6 +1831,43 @@ START_TEST(cancelled_running_job_is_stopped)
 }
 END_TEST
 
+/* Two pools with different [job T] sections no longer overwrite each
+ * other's registered definition: the second refuses to start, naming the
+ * first and what differs; `pgq types apply` replaces it on purpose, and a
+ * pool whose section agrees then starts. */
+START_TEST(pools_do_not_overwrite_each_others_job_types)
+{
+    const char *a_ini = pool_ini("a.ini", 1, "5s", "[job shared]\nhandler = exec /bin/true\n"
+                                                   "max_retries = 3\n");
+    const char *b_ini = pool_ini("b.ini", 1, "5s", "[job shared]\nhandler = exec /bin/true\n"
+                                                   "max_retries = 7\nqueue = other\n");
+    struct pool *a = pool_start("a", a_ini);
+    struct pool *b = pool_try_start("b", b_ini);
+    P_ASSERT(pool_gone(b), "pool b started with a conflicting [job shared]");
+    pool_wait_exit(b, 1);
+    char *log = pool_log(b);
+    P_ASSERT(strstr(log, "job type \"shared\": ") && strstr(log, "registered another definition")
+             && strstr(log, "queue default vs other, max_retries 3 vs 7"), "pool b: %s", log);
+    free(log);
+    P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 3,
+             "pool b replaced the definition");
+    /* the operator's word replaces it; a pool that agrees starts */
+    struct run r = run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()),
+                                                       NULL },
+                           (const char *const[]){ tu_fmt("%s/pgq", tu_bin_dir()), "types",
+                                                  "apply", "-c", b_ini, NULL });
+    P_ASSERT(r.code == 0, "pgq types apply: %d %s", r.code, r.err);
+    run_free(&r);
+    P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 7,
+             "pgq types apply did not replace the definition");
+    struct pool *b2 = pool_start("b2", b_ini);
+    pool_signal(b2, SIGTERM);
+    pool_wait_exit(b2, 0);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -1842,7 +1887,8 @@ Suite *pool_suite(void)
                      batched_terminate_backends_mid_load, batched_lost_leases_are_dropped } },
         { "idle", { idle_pool_sleeps } },
         { "pinned", { pool_claims_stay_flat_under_a_pinned_xmin } },
-        { "config", { bad_config_files, check_validates_handlers, usage } },
+        { "config", { bad_config_files, check_validates_handlers, usage,
+                      pools_do_not_overwrite_each_others_job_types } },
         { "embed", { embed_demo_runs } },
         { "reload", { sighup_adds_a_job_type } },
         { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
