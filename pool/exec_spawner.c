@@ -1,0 +1,842 @@
+/*
+ * exec_spawner.c -- the one process that starts, watches and reaps every
+ * exec command of a pool.
+ *
+ * Why a process of its own: a command must be started from somewhere, and
+ * forking the pool per job (9 MB, many threads) costs a copy of its page
+ * tables every time and held exec at a quarter of what the machine can
+ * spawn. The spawner is forked from the pool once, on the first exec job,
+ * and is single-threaded; it starts each command with vfork + execve,
+ * which copies nothing, so a command costs what posix_spawn costs.
+ *
+ *   pool --fork (once)--> spawner --vfork+exec--> command --> ...
+ *                                                 \_ its own process group _/
+ *
+ * The spawner is also what the old per-job supervisor was: the parent of
+ * every command, so the one that gets its wait status and rusage (wait4),
+ * and the one that kills its group when the pool dies. It learns of the
+ * pool's death from a pidfd of the pool (readable when the whole process
+ * is gone, however it died: SIGKILL included) and from the end of its
+ * control socket, whichever comes first; without pidfd_open (Linux < 5.3)
+ * it checks getppid() every PARENT_POLL_MS. Then it SIGKILLs every group
+ * it started and exits. No PR_SET_PDEATHSIG for the spawner: it fires when
+ * the *thread* that forked exits, and the spawner is forked by whichever
+ * worker runs the first exec job. Each command does get PR_SET_PDEATHSIG
+ * (SIGKILL) on the spawner, so a spawner killed on its own does not leave
+ * its commands running; the worker then kills the rest of the group.
+ *
+ * The spawner leads a process group of its own, so a terminal's Ctrl-C or
+ * a kill of the pool's group ends the pool (which then drains or is gone)
+ * but not the spawner before the pool is; it blocks every signal (SIGCHLD
+ * comes through a signalfd) and so is ended only by SIGKILL.
+ *
+ * Protocol. One SOCK_SEQPACKET control socket, shared by the pool's
+ * threads (one sendmsg per job, whole by construction, under a mutex so a
+ * restart cannot pull the socket from under a sender). Each job sends on it
+ * four descriptors: its own stream socket (the job's channel), the read end
+ * of the command's stdin pipe, the write end of its stderr pipe, and the
+ * pool's current directory (the spawner's is the one it was forked in).
+ * The request itself -- resolved path, argv, the whole environment, built
+ * by the worker at that moment -- follows on the job's socket, so it may be
+ * as large as exec allows. The spawner answers STARTED (with the pid) or
+ * NOTRUN (errno), then STATUS once the command is reaped; the worker may
+ * send signals for the group meanwhile (timeout, cancellation). When the
+ * worker's end closes before STATUS, nobody waits for the command any
+ * more: its group is killed.
+ *
+ * Reaping, in that order: waitid(WNOWAIT) finds an exited command, its
+ * group is SIGKILLed (what it left behind, `cmd &`, dies with the job; the
+ * unreaped leader keeps the group id from being reused), then wait4 reaps
+ * it with its rusage and STATUS goes out. Once the command is reaped its
+ * pid may be reused, so signals from the worker go through the spawner,
+ * which knows whether its job is still there, never straight from the pool.
+ *
+ * What a command inherits from the pool at the spawner's start rather than
+ * at its own: umask, resource limits, credentials, scheduling. pgq changes
+ * none of them after start-up.
+ *
+ * The spawner runs after a fork of a multi-threaded process: it uses only
+ * system calls and malloc, which glibc keeps usable in a forked child. A
+ * process that forks the pool (a test, a plugin) gets a pthread_atfork
+ * handler's reset: its copy of the control socket is closed and it starts a
+ * spawner of its own if it runs a command.
+ */
+#include "exec_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define REQ_MAGIC 0x70677131u       /* "pgq1" */
+#define REQ_MAX (256u << 20)        /* bound on one request (exec's own is far lower) */
+#define PARENT_POLL_MS 200          /* without a pidfd: how often getppid() is checked */
+#define NFDS 4                      /* job socket, stdin, stderr, cwd */
+
+/* The request on the job socket: this header, then path, argv and envp as
+ * NUL-terminated strings, len bytes in all. */
+struct req_hdr {
+    uint32_t magic, len, argc, envc;
+};
+
+static int64_t rusage_ms(const struct rusage *ru)
+{
+    return ((int64_t)ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000 +
+           ((int64_t)ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000;
+}
+
+/* ---- in the spawner ------------------------------------------------------- */
+
+/* One job: receiving its request (pid 0), running (pid > 0), or running
+ * with nobody to report to (sock -1). */
+struct job {
+    int sock, in_r, err_w, cwd;
+    pid_t pid;
+    struct req_hdr h;
+    size_t have;                    /* bytes of h, then of body, received */
+    char *body;
+    char kbuf[sizeof(int32_t)];     /* a signal request being received */
+    size_t khave;
+    volatile int exec_err;          /* set by the vfork child when execve failed */
+};
+
+struct spawner {
+    int ctl, pidfd, sigfd;
+    pid_t pool, self;
+    struct job **jobs;
+    size_t njobs, cap;
+    sigset_t none;
+};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void job_free(struct spawner *sp, struct job *j)
+{
+    for (size_t i = 0; i < sp->njobs; i++) {
+        if (sp->jobs[i] == j) {
+            sp->jobs[i] = sp->jobs[--sp->njobs];
+            break;
+        }
+    }
+    close_fd(&j->sock);
+    close_fd(&j->in_r);
+    close_fd(&j->err_w);
+    close_fd(&j->cwd);
+    free(j->body);
+    free(j);
+}
+
+/* The pool is gone: so is every job. Commands still starting have no pid
+ * yet and no process. */
+static _Noreturn void pool_gone(struct spawner *sp)
+{
+    for (size_t i = 0; i < sp->njobs; i++)
+        if (sp->jobs[i]->pid > 0)
+            kill(-sp->jobs[i]->pid, SIGKILL);
+    _exit(0);
+}
+
+/* A message to the job's worker; false when the worker is gone (its end is
+ * closed), which drops the channel. The messages are small and at most two
+ * per job, so a full socket buffer cannot happen. */
+static bool job_tell(struct job *j, const struct exec_msg *m)
+{
+    if (j->sock < 0)
+        return false;
+    if (send(j->sock, m, sizeof *m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof *m)
+        return true;
+    close_fd(&j->sock);
+    return false;
+}
+
+/* The command, in the vfork child (sharing the spawner's memory until
+ * execve): async-signal-safe calls only, nothing written but exec_err. The
+ * spawner's fds 0-2 are /dev/null and all others close-on-exec, so after
+ * the two dup2s the command holds its stdin, /dev/null and its stderr, and
+ * nothing else. Dispositions are default already (spawner_main); the mask
+ * is the spawner's all-blocked one until here. */
+static _Noreturn void command_child(struct job *j, const struct spawner *sp, const char *path,
+                                    char *const *argv, char *const *envp)
+{
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != sp->self ||
+        dup2(j->in_r, 0) < 0 || dup2(j->err_w, 2) < 0 || fchdir(j->cwd) < 0) {
+        j->exec_err = errno ? errno : ESRCH;
+        _exit(127);
+    }
+    sigprocmask(SIG_SETMASK, &sp->none, NULL);
+    execve(path, argv, envp);
+    j->exec_err = errno;
+    _exit(127);
+}
+
+/* Split the request body into v: path, argv..., NULL, envp..., NULL (one
+ * malloc'd array of pointers into the body). -1 if it is malformed (a bug
+ * of ours: the worker built it) or out of memory. */
+static int parse_request(const struct job *j, char ***out)
+{
+    char *p = j->body, *end = j->body + j->h.len;
+    size_t nstr = (size_t)j->h.argc + j->h.envc + 1, k, slot = 0;
+    char **v;
+
+    if (j->h.argc < 1 || nstr > j->h.len)
+        return -1;
+    v = malloc((nstr + 2) * sizeof *v);
+    if (!v)
+        return -1;
+    for (k = 0; k < nstr; k++) {
+        char *nul = p < end ? memchr(p, '\0', (size_t)(end - p)) : NULL;
+        if (!nul)
+            break;
+        v[slot++] = p;
+        if (k == j->h.argc)
+            v[slot++] = NULL;           /* argv ends */
+        p = nul + 1;
+    }
+    if (k != nstr || p != end) {
+        free(v);
+        return -1;
+    }
+    v[slot] = NULL;                     /* envp ends */
+    *out = v;
+    return 0;
+}
+
+/* vfork + execve of the job's request. Kept apart so that nothing of the
+ * caller's frame is live across the vfork. Returns the pid, or -1 with
+ * *e set (vfork's or execve's errno; a child whose execve failed is reaped
+ * here). */
+static pid_t spawn_command(struct job *j, const struct spawner *sp, char **v)
+{
+    char **argv = v + 1, **envp = v + j->h.argc + 2;
+    pid_t pid;
+
+    j->exec_err = 0;
+    pid = vfork();
+    if (pid == 0)
+        command_child(j, sp, v[0], argv, envp);
+    if (pid < 0) {
+        j->exec_err = errno;
+        return -1;
+    }
+    if (j->exec_err) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return -1;
+    }
+    return pid;
+}
+
+/* The request is complete: start the command and say so. */
+static void job_start(struct spawner *sp, struct job *j)
+{
+    struct exec_msg m = { .kind = EXEC_MSG_NOTRUN };
+    char **v = NULL;
+    pid_t pid = -1;
+
+    if (j->h.magic != REQ_MAGIC || parse_request(j, &v) < 0)
+        j->exec_err = EINVAL;
+    else
+        pid = spawn_command(j, sp, v);
+    free(v);
+    free(j->body);
+    j->body = NULL;
+    /* The spawner must not hold the command's stdin (the pool's writes get
+     * EPIPE once the command is gone) nor its stderr (EOF). */
+    close_fd(&j->in_r);
+    close_fd(&j->err_w);
+    close_fd(&j->cwd);
+    if (pid < 0) {
+        m.err = j->exec_err;
+        job_tell(j, &m);
+        job_free(sp, j);
+        return;
+    }
+    j->pid = pid;
+    m = (struct exec_msg){ .kind = EXEC_MSG_STARTED, .pid = (int32_t)pid };
+    if (!job_tell(j, &m))
+        kill(-pid, SIGKILL);            /* nobody waits for it */
+}
+
+/* Input on a job's socket: more of the request, or signals for its group.
+ * EOF: the worker is gone; a command nobody waits for is killed. */
+static void job_input(struct spawner *sp, struct job *j)
+{
+    for (;;) {
+        char *dst;
+        size_t want;
+        ssize_t n;
+
+        if (j->pid == 0 && j->have < sizeof j->h) {
+            dst = (char *)&j->h + j->have;
+            want = sizeof j->h - j->have;
+        } else if (j->pid == 0) {
+            if (!j->body) {
+                if (j->h.magic != REQ_MAGIC || j->h.len > REQ_MAX ||
+                    !(j->body = malloc(j->h.len ? j->h.len : 1))) {
+                    struct exec_msg m = { .kind = EXEC_MSG_NOTRUN,
+                                          .err = j->h.magic != REQ_MAGIC ? EINVAL : E2BIG };
+                    job_tell(j, &m);
+                    job_free(sp, j);
+                    return;
+                }
+            }
+            size_t got = j->have - sizeof j->h;
+            if (got == j->h.len) {
+                job_start(sp, j);
+                return;
+            }
+            dst = j->body + got;
+            want = j->h.len - got;
+        } else {
+            dst = j->kbuf + j->khave;
+            want = sizeof j->kbuf - j->khave;
+        }
+        n = recv(j->sock, dst, want, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            if (j->pid == 0) {
+                job_free(sp, j);
+            } else {
+                close_fd(&j->sock);
+                kill(-j->pid, SIGKILL);
+            }
+            return;
+        }
+        if (j->pid == 0) {
+            j->have += (size_t)n;
+            continue;
+        }
+        j->khave += (size_t)n;
+        if (j->khave == sizeof j->kbuf) {
+            int32_t sig;
+            memcpy(&sig, j->kbuf, sizeof sig);
+            j->khave = 0;
+            if (sig == SIGTERM || sig == SIGKILL)
+                kill(-j->pid, sig);
+        }
+    }
+}
+
+/* Room for one more job in the table. */
+static bool jobs_room(struct spawner *sp)
+{
+    struct job **t;
+    size_t cap = sp->cap * 2 + 8;
+
+    if (sp->njobs < sp->cap)
+        return true;
+    t = realloc(sp->jobs, cap * sizeof *t);
+    if (!t)
+        return false;
+    sp->jobs = t;
+    sp->cap = cap;
+    return true;
+}
+
+/* New jobs on the control socket; false once it is over (the pool closed
+ * it or died). */
+static bool ctl_input(struct spawner *sp)
+{
+    for (;;) {
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(NFDS * sizeof(int))];
+        } cm;
+        uint32_t magic = 0;
+        struct iovec iov = { &magic, sizeof magic };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                             .msg_controllen = sizeof cm.buf };
+        int fds[NFDS] = { -1, -1, -1, -1 }, nfds = 0;
+        ssize_t n = recvmsg(sp->ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0)
+            return false;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < k; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                if (nfds < NFDS)
+                    fds[nfds++] = fd;
+                else
+                    close(fd);
+            }
+        }
+        struct job *j = NULL;
+        if (magic == REQ_MAGIC && nfds == NFDS && !(mh.msg_flags & MSG_CTRUNC) &&
+            jobs_room(sp))
+            j = calloc(1, sizeof *j);
+        if (!j) {
+            /* Out of memory or not ours: closing the job's socket tells its
+             * worker (EOF before an answer). */
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            continue;
+        }
+        *j = (struct job){ .sock = fds[0], .in_r = fds[1], .err_w = fds[2], .cwd = fds[3] };
+        sp->jobs[sp->njobs++] = j;
+    }
+}
+
+/* Reap every command that has ended: kill what it left in its group while
+ * it is still a zombie, then wait4 it and report. */
+static void reap(struct spawner *sp)
+{
+    struct signalfd_siginfo si_buf[16];
+
+    while (read(sp->sigfd, si_buf, sizeof si_buf) > 0)
+        ;
+    for (;;) {
+        siginfo_t si;
+        struct rusage ru;
+        int st;
+
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+            return;
+        kill(-si.si_pid, SIGKILL);
+        while (wait4(si.si_pid, &st, 0, &ru) < 0 && errno == EINTR)
+            ;
+        for (size_t i = 0; i < sp->njobs; i++) {
+            struct job *j = sp->jobs[i];
+            if (j->pid != si.si_pid)
+                continue;
+            struct exec_msg m = { .kind = EXEC_MSG_STATUS, .status = st,
+                                  .cpu_ms = rusage_ms(&ru), .max_rss_kb = ru.ru_maxrss };
+            job_tell(j, &m);
+            job_free(sp, j);
+            break;
+        }
+    }
+}
+
+/* close(lo..hi); close_range where the kernel has it. */
+static void close_range_of(int lo, int hi)
+{
+    long max = sysconf(_SC_OPEN_MAX);
+
+    if (hi < lo)
+        return;
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0U) == 0)
+        return;
+#endif
+    if (max <= 0 || max > 65536)
+        max = 65536;
+    for (int fd = lo; fd <= hi && fd < max; fd++)
+        close(fd);
+}
+
+static int pidfd_of(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
+/* Make the forked copy of the pool a spawner: fds 0-2 on /dev/null, the
+ * control socket on 3, everything else of the pool's closed (its
+ * connections, other jobs' pipes), default dispositions (an ignored
+ * SIGCHLD would break wait4, an ignored SIGPIPE or SIGTERM would survive
+ * into commands), all signals blocked. */
+static void spawner_setup(struct spawner *sp, int ctl, pid_t pool)
+{
+    struct sigaction dfl;
+    sigset_t all, chld;
+    int fd, null_fd;
+
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);       /* already so across the fork */
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);             /* SIGKILL, SIGSTOP, libc's own: EINVAL */
+    setpgid(0, 0);
+    prctl(PR_SET_NAME, "pgq-exec");             /* in ps/top, not a second pgq-pool */
+
+    fd = fcntl(ctl, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        _exit(127);
+    close_range_of(0, fd - 1);
+    close_range_of(fd + 1, INT_MAX);
+    null_fd = open("/dev/null", O_RDWR);        /* 0: the lowest free */
+    if (null_fd != 0 || dup2(0, 1) != 1 || dup2(0, 2) != 2 || dup2(fd, 3) != 3)
+        _exit(127);
+    if (fd != 3)
+        close(fd);
+    fcntl(3, F_SETFD, FD_CLOEXEC);
+
+    sp->ctl = 3;
+    sp->pool = pool;
+    sp->self = getpid();
+    sigemptyset(&sp->none);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sp->sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+    sp->pidfd = pidfd_of(pool);
+    if (sp->sigfd < 0 || getppid() != pool)     /* the pool died before the pidfd */
+        _exit(127);
+}
+
+static _Noreturn void spawner_main(int ctl, pid_t pool)
+{
+    struct spawner sp = { .ctl = -1 };
+    struct pollfd *pfd = NULL;
+    struct job **snap = NULL;
+    size_t room = 0;
+
+    spawner_setup(&sp, ctl, pool);
+    for (;;) {
+        size_t n = 3, i;
+
+        if (room < sp.njobs + 3) {
+            room = (sp.njobs + 3) * 2;
+            pfd = realloc(pfd, room * sizeof *pfd);
+            snap = realloc(snap, room * sizeof *snap);
+            if (!pfd || !snap)
+                pool_gone(&sp);         /* cannot watch the jobs: end them */
+        }
+        pfd[0] = (struct pollfd){ .fd = sp.ctl, .events = POLLIN };
+        pfd[1] = (struct pollfd){ .fd = sp.pidfd, .events = POLLIN };
+        pfd[2] = (struct pollfd){ .fd = sp.sigfd, .events = POLLIN };
+        for (i = 0; i < sp.njobs; i++) {
+            if (sp.jobs[i]->sock < 0)
+                continue;
+            snap[n] = sp.jobs[i];
+            pfd[n++] = (struct pollfd){ .fd = sp.jobs[i]->sock, .events = POLLIN };
+        }
+        if (poll(pfd, n, sp.pidfd >= 0 ? -1 : PARENT_POLL_MS) < 0 && errno != EINTR)
+            pool_gone(&sp);
+        if (pfd[1].revents || (sp.pidfd < 0 && getppid() != sp.pool))
+            pool_gone(&sp);
+        if (pfd[0].revents && !ctl_input(&sp))
+            pool_gone(&sp);
+        /* Each job's input may free that job, and only that one; reaping
+         * frees others, so it comes after. */
+        for (i = 3; i < n; i++)
+            if (pfd[i].revents)
+                job_input(&sp, snap[i]);
+        if (pfd[2].revents)
+            reap(&sp);
+    }
+}
+
+/* ---- in the pool ------------------------------------------------------------ */
+
+static struct {
+    pthread_mutex_t mu;
+    int ctl;            /* our end of the control socket; -1: no spawner */
+    pid_t pid;          /* the spawner, our child; -1: none */
+    unsigned gen;       /* bumped at every start, so a failure restarts once */
+} S = { PTHREAD_MUTEX_INITIALIZER, -1, -1, 0 };
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child of the pool: the spawner is the parent's, and our copy
+ * of its control socket must not keep it from seeing the parent die. The
+ * mutex may be held by a thread the child does not have. */
+static void atfork_child(void)
+{
+    if (S.ctl >= 0)
+        close(S.ctl);
+    S.ctl = -1;
+    S.pid = -1;
+    S.gen++;
+    pthread_mutex_init(&S.mu, NULL);
+}
+
+static void atfork_register(void)
+{
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* S.mu held. */
+static int spawner_start(char *err, size_t errlen)
+{
+    sigset_t all, old;
+    pid_t pool = getpid(), pid;
+    int sv[2], e;
+
+    pthread_once(&atfork_once, atfork_register);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err, errlen, "starting the exec spawner: socketpair: %s", strerror(errno));
+        return -1;
+    }
+    /* All signals blocked across the fork, so that no handler of the
+     * pool's runs in the child before it resets them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = fork();
+    if (pid == 0)
+        spawner_main(sv[1], pool);
+    e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        snprintf(err, errlen, "starting the exec spawner: fork: %s", strerror(e));
+        return -1;
+    }
+    S.ctl = sv[0];
+    S.pid = pid;
+    S.gen++;
+    return 0;
+}
+
+/* S.mu held. The spawner failed us (its socket is closed): make sure it is
+ * gone, reap it, and let the next job start another. A spawner that is
+ * still alive (it cannot be, but) would see EOF and end its commands; the
+ * SIGKILL makes the wait below finite. */
+static void spawner_forget(void)
+{
+    if (S.ctl >= 0)
+        close(S.ctl);
+    S.ctl = -1;
+    if (S.pid > 0) {
+        kill(S.pid, SIGKILL);
+        while (waitpid(S.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    S.pid = -1;
+}
+
+static bool peer_gone(int e)
+{
+    return e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED;
+}
+
+/* The control message: a magic word and the job's four descriptors. */
+static int send_job(int ctl, const int fds[NFDS])
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(NFDS * sizeof(int))];
+    } cm;
+    uint32_t magic = REQ_MAGIC;
+    struct iovec iov = { &magic, sizeof magic };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                         .msg_controllen = sizeof cm.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+    memset(cm.buf, 0, sizeof cm.buf);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(NFDS * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, NFDS * sizeof(int));
+    for (;;) {
+        ssize_t n = sendmsg(ctl, &mh, MSG_NOSIGNAL);
+        if (n == (ssize_t)sizeof magic)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Blocking: the first answer. -1 with errno when the spawner is gone. */
+static int recv_first(int fd, struct exec_msg *m)
+{
+    size_t have = 0;
+
+    while (have < sizeof *m) {
+        ssize_t r = recv(fd, (char *)m + have, sizeof *m - have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = ECONNRESET;
+            return -1;
+        }
+        have += (size_t)r;
+    }
+    return 0;
+}
+
+/* The request body (see struct req_hdr), malloc'd. */
+static char *encode(const char *path, const char *const *argv, char *const *envp, size_t *len)
+{
+    struct req_hdr h = { .magic = REQ_MAGIC };
+    size_t n = strlen(path) + 1, o;
+    char *buf;
+
+    for (; argv[h.argc]; h.argc++)
+        n += strlen(argv[h.argc]) + 1;
+    for (; envp[h.envc]; h.envc++)
+        n += strlen(envp[h.envc]) + 1;
+    if (n > REQ_MAX) {
+        errno = E2BIG;
+        return NULL;
+    }
+    h.len = (uint32_t)n;
+    buf = malloc(sizeof h + n);
+    if (!buf)
+        return NULL;
+    memcpy(buf, &h, sizeof h);
+    o = sizeof h;
+#define PUT(s) do { size_t l_ = strlen(s) + 1; memcpy(buf + o, (s), l_); o += l_; } while (0)
+    PUT(path);
+    for (uint32_t i = 0; i < h.argc; i++)
+        PUT(argv[i]);
+    for (uint32_t i = 0; i < h.envc; i++)
+        PUT(envp[i]);
+#undef PUT
+    *len = o;
+    return buf;
+}
+
+int exec_spawner_run(const char *path, const char *const *argv, char *const *envp, int in_r,
+                     int err_w, int *sock, pid_t *pid, int *run_errno, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *req = encode(path, argv, envp, &len);
+    int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1, e = 0;
+
+    *sock = -1;
+    *pid = -1;
+    *run_errno = 0;
+    if (!req) {
+        if (errno == E2BIG) {           /* a failed attempt, as execve would say */
+            *run_errno = E2BIG;
+            rc = 0;
+        } else {
+            snprintf(err, errlen, "out of memory");
+        }
+        goto out;
+    }
+    if (cwd < 0) {
+        snprintf(err, errlen, "opening the current directory for the command: %s",
+                 strerror(errno));
+        goto out;
+    }
+    /* Twice at most: once more when the spawner turned out to be dead
+     * (killed since the last job); nothing had started then. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct exec_msg m;
+        unsigned gen;
+        int js[2], fds[NFDS];
+
+        pthread_mutex_lock(&S.mu);
+        if (S.ctl < 0 && spawner_start(err, errlen) < 0) {
+            pthread_mutex_unlock(&S.mu);
+            goto out;
+        }
+        gen = S.gen;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, js) < 0) {
+            e = errno;
+            pthread_mutex_unlock(&S.mu);
+            snprintf(err, errlen, "socketpair: %s", strerror(e));
+            goto out;
+        }
+        fds[0] = js[1];
+        fds[1] = in_r;
+        fds[2] = err_w;
+        fds[3] = cwd;
+        rc = send_job(S.ctl, fds);
+        e = errno;
+        pthread_mutex_unlock(&S.mu);
+        close(js[1]);
+        if (rc == 0 && (send_all(js[0], req, len) < 0 || recv_first(js[0], &m) < 0)) {
+            rc = -1;
+            e = errno;
+        }
+        if (rc == 0 && m.kind == EXEC_MSG_NOTRUN) {
+            close(js[0]);
+            *run_errno = m.err;
+            goto out;
+        }
+        if (rc == 0 && m.kind == EXEC_MSG_STARTED && m.pid > 0) {
+            *sock = js[0];
+            *pid = m.pid;
+            goto out;
+        }
+        close(js[0]);
+        rc = -1;
+        if (!peer_gone(e)) {
+            snprintf(err, errlen, "talking to the exec spawner: %s",
+                     e ? strerror(e) : "unexpected answer");
+            goto out;
+        }
+        snprintf(err, errlen, "the exec spawner died before starting the command (twice)");
+        pthread_mutex_lock(&S.mu);
+        if (S.gen == gen)
+            spawner_forget();
+        pthread_mutex_unlock(&S.mu);
+    }
+out:
+    if (cwd >= 0)
+        close(cwd);
+    free(req);
+    return rc;
+}
+
+int exec_spawner_signal(int sock, int sig)
+{
+    int32_t s = sig;
+
+    return send_all(sock, (const char *)&s, sizeof s);
+}
+
+int exec_spawner_read(int sock, struct exec_msg *m, size_t *have, bool block)
+{
+    for (;;) {
+        ssize_t r = recv(sock, (char *)m + *have, sizeof *m - *have, block ? 0 : MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r <= 0)
+            return -1;
+        *have += (size_t)r;
+        if (*have == sizeof *m) {
+            *have = 0;
+            return 1;
+        }
+    }
+}
