@@ -7,14 +7,14 @@
  * it must never outlive its job: not after a timeout, not after a lost
  * lease, not after the command itself exits leaving `cmd &` behind, and not
  * when the pool is SIGKILLed, grandchildren included. That part is the
- * spawner's (exec_spawner.c): one small process forked from the pool on
- * first use, the parent of every command, each command the leader of a
- * process group of its own. Which file runs and with which environment is
+ * spawners' (exec_spawner.c): a few small processes forked from the pool
+ * as exec jobs need them, the parents of the commands, each command the
+ * leader of a process group of its own. Which file runs and with which environment is
  * decided here, at the time of the job (exec_env.c); the error text comes
  * from stderr's tail (exec_tail.c).
  *
  * This thread makes the command's stdin and stderr pipes, hands their far
- * ends to the spawner with the request, and waits until it says the
+ * ends to a spawner with the request, and waits until it says the
  * command started (or could not: "not found" comes back as a clear
  * message). Then one poll() loop over three descriptors: the payload goes
  * out in non-blocking writes (a command that never reads stdin cannot
@@ -101,7 +101,8 @@ struct run {
     const exec_request *req;
     exec_result *res;
     struct exec_tail *tail;
-    int in_w, err_r, sock;
+    int in_w, err_r, sock;      /* sock: job.sock */
+    struct exec_job job;
     size_t off;                 /* payload bytes written */
     bool epipe;                 /* a write failed with EPIPE (SIGPIPE pending) */
     struct exec_msg m;          /* the STATUS, once got_status */
@@ -109,11 +110,25 @@ struct run {
     bool got_status, sock_eof;
 };
 
-/* Ask the spawner to signal the group; its death shows as the socket's EOF. */
+/* Blocking: read until the STATUS or the end of the job's socket. Used
+ * once the spawner has closed its end or was told to SIGKILL, so it ends
+ * soon. */
+static void await_status(struct run *r)
+{
+    while (!r->got_status && !r->sock_eof) {
+        int got = exec_spawner_read(r->sock, &r->m, &r->mlen, true);
+        r->got_status = got > 0 && r->m.kind == EXEC_MSG_STATUS;
+        r->sock_eof = got < 0;
+    }
+}
+
+/* Ask the spawner to signal the group. The send fails when the spawner
+ * has closed the job's socket: either the command just ended (its STATUS
+ * is waiting to be read) or the spawner died (EOF); the socket says which. */
 static void signal_group(struct run *r, int sig)
 {
     if (exec_spawner_signal(r->sock, sig) < 0)
-        r->sock_eof = true;
+        await_status(r);
 }
 
 /* Until the STATUS comes or the spawner is gone. 0, or -1 when poll
@@ -174,11 +189,7 @@ static int wait_loop(struct run *r, int64_t t0)
             snprintf(r->res->error, sizeof r->res->error, "poll: %s",
                      errstr(errno, ebuf, sizeof ebuf));
             signal_group(r, SIGKILL);
-            while (!r->got_status && !r->sock_eof) {
-                int got = exec_spawner_read(r->sock, &r->m, &r->mlen, true);
-                r->got_status = got > 0 && r->m.kind == EXEC_MSG_STATUS;
-                r->sock_eof = got < 0;
-            }
+            await_status(r);
             return -1;
         }
         if (iin >= 0 && pfd[iin].revents) {
@@ -209,14 +220,14 @@ static int wait_loop(struct run *r, int64_t t0)
 
 int exec_run(const exec_request *req, exec_result *res)
 {
-    struct run r = { .req = req, .res = res, .in_w = -1, .err_r = -1, .sock = -1 };
+    struct run r = { .req = req, .res = res, .in_w = -1, .err_r = -1, .sock = -1,
+                     .job = { .sock = -1, .pid = -1, .spawner = -1 } };
     char *path = NULL, **envp = NULL;
     int in_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
     int run_errno = 0, rc = -1;
     int64_t t0 = now_ms();
     bool pipe_pending = false, masked = false;
     sigset_t oldmask, pipeset, pending;
-    pid_t pid = -1;
 
     memset(res, 0, sizeof *res);
     res->exit_code = -1;
@@ -250,14 +261,15 @@ int exec_run(const exec_request *req, exec_result *res)
     sigpending(&pending);
     pipe_pending = sigismember(&pending, SIGPIPE);
 
-    if (exec_spawner_run(path, req->argv, envp, in_p[0], err_p[1], &r.sock, &pid, &run_errno,
+    if (exec_spawner_run(path, req->argv, envp, in_p[0], err_p[1], &r.job, &run_errno,
                          res->error, sizeof res->error) < 0)
         goto fail;
+    r.sock = r.job.sock;
     /* The spawner has its own copies; ours would keep the pipes from
      * ending (EPIPE on stdin, EOF on stderr). */
     close_fd(&in_p[0]);
     close_fd(&err_p[1]);
-    if (pid < 0) {                      /* execve (or vfork) failed: a failed attempt */
+    if (r.job.pid < 0) {                /* execve (or vfork) failed: a failed attempt */
         exec_error_text(res, req, r.tail, run_errno);
         rc = 0;
         goto out;
@@ -275,7 +287,7 @@ int exec_run(const exec_request *req, exec_result *res)
          * its group goes now. No one holds the group id any more, so in
          * theory it could have been reused since -- for a new group to
          * take it, its whole group must have died first. */
-        kill(-pid, SIGKILL);
+        kill(-r.job.pid, SIGKILL);
         snprintf(res->error, sizeof res->error, "the exec spawner died while \"%s\" ran "
                  "(its process group was killed)", req->argv[0]);
         goto fail;
@@ -311,7 +323,7 @@ out:
     close_fd(&err_p[1]);
     close_fd(&r.in_w);
     close_fd(&r.err_r);
-    close_fd(&r.sock);
+    exec_spawner_release(&r.job);      /* closes r.sock */
     free(path);
     free(envp);
     free(r.tail);

@@ -1,6 +1,6 @@
 /* exec.h -- run one job's `exec` handler: a command, payload on stdin, its
  * own process group, a timeout and a cancel flag, stderr tail as the error.
- * exec.c runs it; the commands are started by one spawner process per pool
+ * exec.c runs it; the commands are started by the pool's spawner processes
  * (exec_spawner.c). */
 #ifndef PGQ_EXEC_H
 #define PGQ_EXEC_H
@@ -59,10 +59,10 @@ int exec_resolve(const char *name, char **path, int *err) __attribute__((warn_un
  * itself failed (pipe, the spawner, out of memory; res->error says why).
  * Every process of the command's group is dead when it returns 0; after -1
  * it is dead or being killed.
- * Thread-safe: many threads may run commands at once. The first call forks
- * the spawner, a child process of the caller's that lives until the
- * process exits (it is restarted if killed); nobody may reap it with
- * wait(-1) while it runs, or modify the environment during a call. */
+ * Thread-safe: many threads may run commands at once. Calls fork spawners
+ * as needed (up to twice the CPUs), child processes of the caller's that
+ * live until the process exits (restarted if killed); nobody may reap
+ * them with wait(-1), or modify the environment during a call. */
 int exec_run(const exec_request *req, exec_result *res) __attribute__((warn_unused_result));
 
 #endif /* PGQ_EXEC_H */

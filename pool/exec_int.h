@@ -29,17 +29,28 @@ struct exec_msg {
     int64_t max_rss_kb;     /* STATUS: its peak RSS */
 };
 
-/* Have the spawner run path (argv, envp) with in_r as stdin, /dev/null as
+/* A command handed to a spawner. */
+struct exec_job {
+    int sock;               /* the job's channel (blocking, close-on-exec); -1: none */
+    pid_t pid;              /* the command, leader of its own group; -1: not started */
+    int spawner;            /* which spawner (counts its jobs in flight); -1: none */
+};
+
+/* Have a spawner run path (argv, envp) with in_r as stdin, /dev/null as
  * stdout and err_w as stderr, in a process group of its own. Blocks until
- * the command started or could not be: returns 0 with either *pid (> 0)
- * and *sock, the job's channel (blocking, close-on-exec; the caller closes
- * it after the STATUS message), or *run_errno (nothing runs, *sock is -1).
- * -1 when pgq itself failed, with the reason in err. in_r and err_w stay
- * the caller's to close (the spawner has its own copies). Starts the
- * spawner on first use and again if it died. Thread-safe. */
+ * the command started or could not be: returns 0 with either job->pid
+ * (> 0) and job->sock, or *run_errno (nothing runs; job is released
+ * already). -1 when pgq itself failed, with the reason in err (job
+ * released). in_r and err_w stay the caller's to close (the spawner has
+ * its own copies). Starts spawners on first use and again if one died.
+ * Thread-safe. */
 int exec_spawner_run(const char *path, const char *const *argv, char *const *envp, int in_r,
-                     int err_w, int *sock, pid_t *pid, int *run_errno, char *err, size_t errlen)
+                     int err_w, struct exec_job *job, int *run_errno, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+
+/* The job is over (its STATUS read, or its spawner gone): close its
+ * channel and count it off its spawner. Idempotent. */
+void exec_spawner_release(struct exec_job *job);
 
 /* Ask the spawner to send sig to the job's process group (the timeout's
  * SIGTERM, its SIGKILL, a cancellation). -1 when the spawner is gone. */

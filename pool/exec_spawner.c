@@ -1,20 +1,28 @@
 /*
- * exec_spawner.c -- the one process that starts, watches and reaps every
+ * exec_spawner.c -- the small processes that start, watch and reap every
  * exec command of a pool.
  *
- * Why a process of its own: a command must be started from somewhere, and
- * forking the pool per job (9 MB, many threads) costs a copy of its page
- * tables every time and held exec at a quarter of what the machine can
- * spawn. The spawner is forked from the pool once, on the first exec job,
- * and is single-threaded; it starts each command with vfork + execve,
- * which copies nothing, so a command costs what posix_spawn costs.
+ * Why processes of their own: a command must be started from somewhere,
+ * and forking the pool per job (9 MB, many threads) costs a copy of its
+ * page tables every time and held exec at a quarter of what the machine
+ * can spawn. A spawner is forked from the pool once and is
+ * single-threaded; it starts each command with vfork + execve, which
+ * copies nothing, so a command costs what posix_spawn costs.
  *
- *   pool --fork (once)--> spawner --vfork+exec--> command --> ...
- *                                                 \_ its own process group _/
+ *   pool --fork (once each)--> spawner --vfork+exec--> command --> ...
+ *                                                      \_ its own process group _/
  *
- * The spawner is also what the old per-job supervisor was: the parent of
- * every command, so the one that gets its wait status and rusage (wait4),
- * and the one that kills its group when the pool dies. It learns of the
+ * Several of them (twice the CPUs, at most MAX_SPAWNERS), started as the
+ * load needs them: vfork keeps a spawner waiting until its command's execve
+ * is done (~0.4 ms for /bin/true on the development VM), so one spawner
+ * made the workers queue behind each other's execs, and exec ran at ~0.4
+ * of the posix_spawn ceiling even with no database work at all; with four
+ * it runs at the ceiling. Each job goes to the spawner with the fewest
+ * jobs in flight, so a quiet pool uses (and starts) one.
+ *
+ * A spawner is also what the old per-job supervisor was: the parent of its
+ * commands, so the one that gets their wait status and rusage (wait4), and
+ * the one that kills their groups when the pool dies. It learns of the
  * pool's death from a pidfd of the pool (readable when the whole process
  * is gone, however it died: SIGKILL included) and from the end of its
  * control socket, whichever comes first; without pidfd_open (Linux < 5.3)
@@ -30,9 +38,9 @@
  * but not the spawner before the pool is; it blocks every signal (SIGCHLD
  * comes through a signalfd) and so is ended only by SIGKILL.
  *
- * Protocol. One SOCK_SEQPACKET control socket, shared by the pool's
- * threads (one sendmsg per job, whole by construction, under a mutex so a
- * restart cannot pull the socket from under a sender). Each job sends on it
+ * Protocol. One SOCK_SEQPACKET control socket per spawner, shared by the
+ * pool's threads (one sendmsg per job, whole by construction, under a
+ * mutex so a restart cannot pull the socket from under a sender). Each job sends on it
  * four descriptors: its own stream socket (the job's channel), the read end
  * of the command's stdin pipe, the write end of its stderr pipe, and the
  * pool's current directory (the spawner's is the one it was forked in).
@@ -58,8 +66,8 @@
  * The spawner runs after a fork of a multi-threaded process: it uses only
  * system calls and malloc, which glibc keeps usable in a forked child. A
  * process that forks the pool (a test, a plugin) gets a pthread_atfork
- * handler's reset: its copy of the control socket is closed and it starts a
- * spawner of its own if it runs a command.
+ * handler's reset: its copies of the control sockets are closed and it
+ * starts spawners of its own if it runs a command.
  */
 #include "exec_int.h"
 
@@ -556,25 +564,35 @@ static _Noreturn void spawner_main(int ctl, pid_t pool)
 
 /* ---- in the pool ------------------------------------------------------------ */
 
+/* The spawners (see the top): up to twice the CPUs, at most MAX_SPAWNERS;
+ * more could only wait for a CPU. */
+#define MAX_SPAWNERS 8
+
+struct slot {
+    int ctl;            /* our end of its control socket; -1: not running */
+    pid_t pid;          /* the spawner, our child; -1: none */
+    unsigned gen;       /* bumped at every start, so a failure restarts it once */
+    int busy;           /* jobs in flight */
+};
+
 static struct {
     pthread_mutex_t mu;
-    int ctl;            /* our end of the control socket; -1: no spawner */
-    pid_t pid;          /* the spawner, our child; -1: none */
-    unsigned gen;       /* bumped at every start, so a failure restarts once */
-} S = { PTHREAD_MUTEX_INITIALIZER, -1, -1, 0 };
+    int n;              /* spawners to use; 0 until the first job */
+    struct slot sl[MAX_SPAWNERS];
+} S = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* In a forked child of the pool: the spawner is the parent's, and our copy
- * of its control socket must not keep it from seeing the parent die. The
- * mutex may be held by a thread the child does not have. */
+/* In a forked child of the pool: the spawners are the parent's, and our
+ * copies of their control sockets must not keep them from seeing the
+ * parent die. The mutex may be held by a thread the child does not have. */
 static void atfork_child(void)
 {
-    if (S.ctl >= 0)
-        close(S.ctl);
-    S.ctl = -1;
-    S.pid = -1;
-    S.gen++;
+    for (int i = 0; i < S.n; i++) {
+        if (S.sl[i].ctl >= 0)
+            close(S.sl[i].ctl);
+        S.sl[i] = (struct slot){ .ctl = -1, .pid = -1, .gen = S.sl[i].gen + 1 };
+    }
     pthread_mutex_init(&S.mu, NULL);
 }
 
@@ -583,8 +601,26 @@ static void atfork_register(void)
     pthread_atfork(NULL, NULL, atfork_child);
 }
 
+/* S.mu held: the spawner for the next job, counted busy. */
+static int slot_pick(void)
+{
+    int best = 0;
+
+    if (S.n == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        S.n = ncpu < 1 ? 1 : ncpu * 2 > MAX_SPAWNERS ? MAX_SPAWNERS : (int)ncpu * 2;
+        for (int i = 0; i < MAX_SPAWNERS; i++)
+            S.sl[i] = (struct slot){ .ctl = -1, .pid = -1 };
+    }
+    for (int i = 1; i < S.n; i++)
+        if (S.sl[i].busy < S.sl[best].busy)
+            best = i;
+    S.sl[best].busy++;
+    return best;
+}
+
 /* S.mu held. */
-static int spawner_start(char *err, size_t errlen)
+static int spawner_start(struct slot *sl, char *err, size_t errlen)
 {
     sigset_t all, old;
     pid_t pool = getpid(), pid;
@@ -592,7 +628,7 @@ static int spawner_start(char *err, size_t errlen)
 
     pthread_once(&atfork_once, atfork_register);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        snprintf(err, errlen, "starting the exec spawner: socketpair: %s", strerror(errno));
+        snprintf(err, errlen, "starting an exec spawner: socketpair: %s", strerror(errno));
         return -1;
     }
     /* All signals blocked across the fork, so that no handler of the
@@ -607,12 +643,12 @@ static int spawner_start(char *err, size_t errlen)
     close(sv[1]);
     if (pid < 0) {
         close(sv[0]);
-        snprintf(err, errlen, "starting the exec spawner: fork: %s", strerror(e));
+        snprintf(err, errlen, "starting an exec spawner: fork: %s", strerror(e));
         return -1;
     }
-    S.ctl = sv[0];
-    S.pid = pid;
-    S.gen++;
+    sl->ctl = sv[0];
+    sl->pid = pid;
+    sl->gen++;
     return 0;
 }
 
@@ -620,17 +656,17 @@ static int spawner_start(char *err, size_t errlen)
  * gone, reap it, and let the next job start another. A spawner that is
  * still alive (it cannot be, but) would see EOF and end its commands; the
  * SIGKILL makes the wait below finite. */
-static void spawner_forget(void)
+static void spawner_forget(struct slot *sl)
 {
-    if (S.ctl >= 0)
-        close(S.ctl);
-    S.ctl = -1;
-    if (S.pid > 0) {
-        kill(S.pid, SIGKILL);
-        while (waitpid(S.pid, NULL, 0) < 0 && errno == EINTR)
+    if (sl->ctl >= 0)
+        close(sl->ctl);
+    sl->ctl = -1;
+    if (sl->pid > 0) {
+        kill(sl->pid, SIGKILL);
+        while (waitpid(sl->pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
-    S.pid = -1;
+    sl->pid = -1;
 }
 
 static bool peer_gone(int e)
@@ -732,14 +768,13 @@ static char *encode(const char *path, const char *const *argv, char *const *envp
 }
 
 int exec_spawner_run(const char *path, const char *const *argv, char *const *envp, int in_r,
-                     int err_w, int *sock, pid_t *pid, int *run_errno, char *err, size_t errlen)
+                     int err_w, struct exec_job *job, int *run_errno, char *err, size_t errlen)
 {
     size_t len = 0;
     char *req = encode(path, argv, envp, &len);
-    int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1, e = 0;
+    int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1, e = 0, k;
 
-    *sock = -1;
-    *pid = -1;
+    *job = (struct exec_job){ .sock = -1, .pid = -1, .spawner = -1 };
     *run_errno = 0;
     if (!req) {
         if (errno == E2BIG) {           /* a failed attempt, as execve would say */
@@ -755,19 +790,24 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
                  strerror(errno));
         goto out;
     }
+    pthread_mutex_lock(&S.mu);
+    k = slot_pick();
+    pthread_mutex_unlock(&S.mu);
+    job->spawner = k;
     /* Twice at most: once more when the spawner turned out to be dead
-     * (killed since the last job); nothing had started then. */
+     * (killed since its last job); nothing had started then. */
     for (int attempt = 0; attempt < 2; attempt++) {
+        struct slot *sl = &S.sl[k];
         struct exec_msg m;
         unsigned gen;
         int js[2], fds[NFDS];
 
         pthread_mutex_lock(&S.mu);
-        if (S.ctl < 0 && spawner_start(err, errlen) < 0) {
+        if (sl->ctl < 0 && spawner_start(sl, err, errlen) < 0) {
             pthread_mutex_unlock(&S.mu);
             goto out;
         }
-        gen = S.gen;
+        gen = sl->gen;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, js) < 0) {
             e = errno;
             pthread_mutex_unlock(&S.mu);
@@ -778,7 +818,7 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
         fds[1] = in_r;
         fds[2] = err_w;
         fds[3] = cwd;
-        rc = send_job(S.ctl, fds);
+        rc = send_job(sl->ctl, fds);
         e = errno;
         pthread_mutex_unlock(&S.mu);
         close(js[1]);
@@ -792,8 +832,8 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
             goto out;
         }
         if (rc == 0 && m.kind == EXEC_MSG_STARTED && m.pid > 0) {
-            *sock = js[0];
-            *pid = m.pid;
+            job->sock = js[0];
+            job->pid = m.pid;
             goto out;
         }
         close(js[0]);
@@ -805,15 +845,31 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
         }
         snprintf(err, errlen, "the exec spawner died before starting the command (twice)");
         pthread_mutex_lock(&S.mu);
-        if (S.gen == gen)
-            spawner_forget();
+        if (sl->gen == gen)
+            spawner_forget(sl);
         pthread_mutex_unlock(&S.mu);
     }
 out:
+    if (job->sock < 0)
+        exec_spawner_release(job);
     if (cwd >= 0)
         close(cwd);
     free(req);
     return rc;
+}
+
+void exec_spawner_release(struct exec_job *job)
+{
+    if (job->sock >= 0)
+        close(job->sock);
+    job->sock = -1;
+    if (job->spawner >= 0) {
+        pthread_mutex_lock(&S.mu);
+        if (S.sl[job->spawner].busy > 0)
+            S.sl[job->spawner].busy--;
+        pthread_mutex_unlock(&S.mu);
+    }
+    job->spawner = -1;
 }
 
 int exec_spawner_signal(int sock, int sig)

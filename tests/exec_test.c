@@ -910,9 +910,9 @@ static void *run_in_thread(void *arg)
     return NULL;
 }
 
-/* Commands are children of one spawner per process, which is a child of
- * the pool, not of the thread that happened to start it: that thread's
- * exit changes nothing for later commands. */
+/* Commands are children of a spawner, a child of the pool process, not of
+ * the thread that happened to start it: that thread's exit changes nothing
+ * for later commands (one at a time, they all go to the same spawner). */
 START_TEST(one_spawner_outlives_the_thread_that_started_it)
 {
     exec_request req = sh_req(script("echo $PPID > @D/p1"));   /* sh_req, script: static */
