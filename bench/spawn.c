@@ -90,9 +90,14 @@ int run_spawn(void)
         goto out;
     }
     snprintf(words, sizeof words, "%s", g_opts.exec_cmd);
-    for (char *save = NULL, *w = strtok_r(words, " \t", &save); w && argc < MAX_WORDS;
-         w = strtok_r(NULL, " \t", &save))
+    for (char *save = NULL, *w = strtok_r(words, " \t", &save); w;
+         w = strtok_r(NULL, " \t", &save)) {
+        if (argc == MAX_WORDS) {
+            fail_json("--exec: more than 64 words");
+            goto out;
+        }
         argv[argc++] = w;
+    }
     argv[argc] = NULL;
     if (argc == 0) {
         fail_json("--exec: no command");
