@@ -772,7 +772,9 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
 {
     size_t len = 0;
     char *req = encode(path, argv, envp, &len);
-    int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1, e = 0, k;
+    /* O_PATH: a directory the pool may enter but not read (mode 0711) is
+     * still a working directory the command must get. */
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), rc = -1, e = 0, k;
 
     *job = (struct exec_job){ .sock = -1, .pid = -1, .spawner = -1 };
     *run_errno = 0;

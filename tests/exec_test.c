@@ -990,6 +990,59 @@ START_TEST(forked_pool_gets_its_own_spawner)
 }
 END_TEST
 
+struct ppid_run {
+    int i;
+    exec_result res;
+    int rc;
+};
+
+static void *ppid_main(void *arg)
+{
+    struct ppid_run *p = arg;
+    char s[600];
+    const char *argv[] = { "sh", "-c", s, NULL };
+    exec_request req = { .argv = argv, .timeout_ms = 60000 };
+
+    snprintf(s, sizeof s, "echo $PPID > %s/ppid%d; sleep 0.5", dir, p->i);
+    p->rc = exec_run(&req, &p->res);
+    return NULL;
+}
+
+/* Commands that run at the same time are spread over several spawners (one
+ * would make them wait for each other's execve), never more than twice
+ * the CPUs, all of them children of this process. */
+START_TEST(concurrent_commands_spread_over_spawners)
+{
+    struct ppid_run p[THREADS];
+    pthread_t th[THREADS];
+    pid_t seen[THREADS];
+    int nseen = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    for (int i = 0; i < THREADS; i++) {
+        p[i] = (struct ppid_run){ .i = i };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, ppid_main, &p[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++) {
+        char name[32];
+        ck_assert_msg(p[i].rc == 0 && p[i].res.ok, "%d: %s", i, p[i].res.error);
+        snprintf(name, sizeof name, "ppid%d", i);
+        pid_t sp = read_pid(name);
+        int k = 0;
+        while (k < nseen && seen[k] != sp)
+            k++;
+        if (k == nseen) {
+            ck_assert_int_eq(parent_of(sp), getpid());
+            seen[nseen++] = sp;
+        }
+    }
+    ck_assert_int_ge(nseen, 2);
+    ck_assert_int_le(nseen, ncpu * 2 < THREADS ? ncpu * 2 : THREADS);
+}
+END_TEST
+
 Suite *exec_suite(void)
 {
     Suite *s = suite_create("exec");
@@ -1024,6 +1077,7 @@ Suite *exec_suite(void)
     tcase_add_test(tc, one_spawner_outlives_the_thread_that_started_it);
     tcase_add_test(tc, spawner_killed_mid_job);
     tcase_add_test(tc, forked_pool_gets_its_own_spawner);
+    tcase_add_test(tc, concurrent_commands_spread_over_spawners);
     suite_add_tcase(s, tc);
     return s;
 }
