@@ -1,6 +1,7 @@
 /* exec_int.h -- what the parts of the exec handler share, inside pool/:
- * the spawner's protocol (exec_spawner.c), the environment a command gets
- * (exec_env.c) and the stderr tail that becomes the error (exec_tail.c).
+ * the spawners' protocol (exec_spawner.c, exec_client.c), the environment
+ * a command gets (exec_env.c) and the stderr tail that becomes the error
+ * (exec_tail.c).
  * exec.c's exec_run drives them; nothing outside pool/exec*.c includes this. */
 #ifndef PGQ_EXEC_INT_H
 #define PGQ_EXEC_INT_H
@@ -12,7 +13,20 @@
 
 #include "exec.h"
 
-/* ---- the spawner (exec_spawner.c) ------------------------------------------ */
+/* ---- the spawners (exec_spawner.c) and the pool's side (exec_client.c) ------- */
+
+/* A job on a spawner's control socket: one SOCK_SEQPACKET message, this
+ * magic word as its data and EXEC_NFDS descriptors (SCM_RIGHTS): the job's
+ * socket, the command's stdin (read end), its stderr (write end) and the
+ * pool's working directory (O_PATH). Then on the job's socket: this
+ * header and len bytes of path, argv and envp as NUL-terminated strings. */
+#define EXEC_REQ_MAGIC 0x70677131u      /* "pgq1" */
+#define EXEC_REQ_MAX (256u << 20)       /* bound on one request (exec's own is far lower) */
+#define EXEC_NFDS 4
+
+struct exec_req_hdr {
+    uint32_t magic, len, argc, envc;
+};
 
 /* What the spawner says on a job's socket. The first message is STARTED
  * or NOTRUN; after STARTED comes exactly one STATUS (unless the spawner
@@ -35,6 +49,10 @@ struct exec_job {
     pid_t pid;              /* the command, leader of its own group; -1: not started */
     int spawner;            /* which spawner (counts its jobs in flight); -1: none */
 };
+
+/* The spawner process: ctl is its end of the control socket, pool the
+ * pid it serves. Runs in the child of a fork and never returns. */
+_Noreturn void exec_spawner_main(int ctl, pid_t pool);
 
 /* Have a spawner run path (argv, envp) with in_r as stdin, /dev/null as
  * stdout and err_w as stderr, in a process group of its own. Blocks until

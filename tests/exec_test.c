@@ -990,23 +990,13 @@ START_TEST(forked_pool_gets_its_own_spawner)
 }
 END_TEST
 
+/* One command of concurrent_commands_spread_over_spawners, with its own
+ * argv and script (sh_req's and script()'s are static). */
 struct ppid_run {
-    int i;
-    exec_result res;
-    int rc;
+    struct bg_run r;
+    const char *argv[4];
+    char script[600];
 };
-
-static void *ppid_main(void *arg)
-{
-    struct ppid_run *p = arg;
-    char s[600];
-    const char *argv[] = { "sh", "-c", s, NULL };
-    exec_request req = { .argv = argv, .timeout_ms = 60000 };
-
-    snprintf(s, sizeof s, "echo $PPID > %s/ppid%d; sleep 0.5", dir, p->i);
-    p->rc = exec_run(&req, &p->res);
-    return NULL;
-}
 
 /* Commands that run at the same time are spread over several spawners (one
  * would make them wait for each other's execve), never more than twice
@@ -1020,14 +1010,19 @@ START_TEST(concurrent_commands_spread_over_spawners)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     for (int i = 0; i < THREADS; i++) {
-        p[i] = (struct ppid_run){ .i = i };
-        ck_assert_int_eq(pthread_create(&th[i], NULL, ppid_main, &p[i]), 0);
+        snprintf(p[i].script, sizeof p[i].script, "echo $PPID > %s/ppid%d; sleep 0.5", dir, i);
+        p[i].argv[0] = "sh";
+        p[i].argv[1] = "-c";
+        p[i].argv[2] = p[i].script;
+        p[i].argv[3] = NULL;
+        p[i].r = (struct bg_run){ .req = { .argv = p[i].argv, .timeout_ms = 60000 } };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, bg_run_main, &p[i].r), 0);
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
     for (int i = 0; i < THREADS; i++) {
         char name[32];
-        ck_assert_msg(p[i].rc == 0 && p[i].res.ok, "%d: %s", i, p[i].res.error);
+        ck_assert_msg(p[i].r.rc == 0 && p[i].r.res.ok, "%d: %s", i, p[i].r.res.error);
         snprintf(name, sizeof name, "ppid%d", i);
         pid_t sp = read_pid(name);
         int k = 0;
