@@ -275,7 +275,8 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, js) < 0) {
             e = errno;
             pthread_mutex_unlock(&S.mu);
-            snprintf(err, errlen, "socketpair: %s", strerror(e));
+            snprintf(err, errlen, "handing the command to an exec spawner: socketpair: %s",
+                     strerror(e));
             goto out;
         }
         fds[0] = js[1];

@@ -28,8 +28,8 @@
  * control socket, whichever comes first; without pidfd_open (Linux < 5.3)
  * it checks getppid() every PARENT_POLL_MS. Then it SIGKILLs every group
  * it started and exits. No PR_SET_PDEATHSIG for the spawner: it fires when
- * the *thread* that forked exits, and the spawner is forked by whichever
- * worker runs the first exec job. Each command does get PR_SET_PDEATHSIG
+ * the *thread* that forked exits, and a spawner is forked by whichever
+ * worker first needs it. Each command does get PR_SET_PDEATHSIG
  * (SIGKILL) on the spawner, so a spawner killed on its own does not leave
  * its commands running; the worker then kills the rest of the group.
  *
@@ -38,12 +38,13 @@
  * but not the spawner before the pool is; it blocks every signal (SIGCHLD
  * comes through a signalfd) and so is ended only by SIGKILL.
  *
- * Protocol. One SOCK_SEQPACKET control socket per spawner, shared by the
- * pool's threads (one sendmsg per job, whole by construction, under a
- * mutex so a restart cannot pull the socket from under a sender). Each job sends on it
- * four descriptors: its own stream socket (the job's channel), the read end
- * of the command's stdin pipe, the write end of its stderr pipe, and the
- * pool's current directory (the spawner's is the one it was forked in).
+ * Protocol (the wire format is in exec_int.h). One SOCK_SEQPACKET control
+ * socket per spawner, shared by the pool's threads (one sendmsg per job,
+ * whole by construction, under a mutex so a restart cannot pull the socket
+ * from under a sender). Each job sends on it four descriptors: its own
+ * stream socket (the job's channel), the read end of the command's stdin
+ * pipe, the write end of its stderr pipe, and the pool's current directory
+ * (the spawner's is the one it was forked in).
  * The request itself -- resolved path, argv, the whole environment, built
  * by the worker at that moment -- follows on the job's socket, so it may be
  * as large as exec allows. The spawner answers STARTED (with the pid) or
@@ -168,19 +169,23 @@ static bool job_tell(struct job *j, const struct exec_msg *m)
  * execve): async-signal-safe calls only, nothing written but exec_err. The
  * spawner's fds 0-2 are /dev/null and all others close-on-exec, so after
  * the two dup2s the command holds its stdin, /dev/null and its stderr, and
- * nothing else. Dispositions are default already (spawner_main); the mask
+ * nothing else. Dispositions are default already (spawner_setup); the mask
  * is the spawner's all-blocked one until here. */
 static _Noreturn void command_child(struct job *j, const struct spawner *sp, const char *path,
                                     char *const *argv, char *const *envp)
 {
     setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != sp->self ||
-        dup2(j->in_r, 0) < 0 || dup2(j->err_w, 2) < 0 || fchdir(j->cwd) < 0) {
-        j->exec_err = errno ? errno : ESRCH;
-        _exit(127);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        goto fail;
+    if (getppid() != sp->self) {        /* the spawner was killed before the prctl */
+        errno = ESRCH;
+        goto fail;
     }
+    if (dup2(j->in_r, 0) < 0 || dup2(j->err_w, 2) < 0 || fchdir(j->cwd) < 0)
+        goto fail;
     sigprocmask(SIG_SETMASK, &sp->none, NULL);
     execve(path, argv, envp);
+fail:
     j->exec_err = errno;
     _exit(127);
 }
