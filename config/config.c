@@ -92,11 +92,17 @@ static const struct key keys[] = {
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,
       .doc = "Worker threads, one database connection each." },
     { .sec = SEC_POOL, .name = "batch", .kind = V_INT, .off = CFG(batch),
-      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1", .min = 1, .max = 1000,
-      .doc = "Jobs claimed and acknowledged per statement. 1: each worker completes its job and "
-             "claims the next in one transaction. N > 1: the pool claims up to N jobs at once "
-             "into a local buffer (their leases renewed like running jobs) and records done "
-             "jobs N at a time; each worker still runs one job at a time. For many short jobs." },
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL, .min = 1, .max = 1000,
+      .doc = "Jobs claimed and acknowledged per statement; each worker still runs one job at a "
+             "time. Absent (the default): adaptive -- a claim takes a job for every idle worker "
+             "plus, when jobs are short, a small buffer ahead (none for long jobs), and "
+             "successes of several workers are recorded together; an idle pool starts a new "
+             "job at once. 1: strict -- each worker completes its job and claims the next in "
+             "one transaction: no job is held in a buffer and a success is committed before "
+             "the worker moves on, at one commit per job (about a fifth of the adaptive "
+             "throughput on short jobs). N > 1: always up to N per claim and per ack "
+             "statement, for many short jobs. Buffered and done-not-recorded jobs keep "
+             "renewed leases; a crash makes them run again, as any crash does." },
     { .sec = SEC_POOL, .name = "queues", .kind = V_LIST, .off = CFG(queues),
       .count_off = CFG(nqueues), .line_off = NO_OFF, .def = "default",
       .doc = "Queues this pool claims from, comma-separated." },

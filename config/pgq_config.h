@@ -54,7 +54,7 @@ typedef struct pgq_cfg {
     pgq_pooler pooler;          /* [database] pooler, default none */
     char *listen_url;           /* [database] listen_url, NULL when absent */
     int workers;                /* default 8, 1..256 */
-    int batch;                  /* default 1, 1..1000: jobs claimed/acked per statement */
+    int batch;                  /* jobs claimed/acked per statement, 1..1000; 0 (no key): adaptive */
     char **queues;              /* default {"default"}; not NULL-terminated, see nqueues */
     size_t nqueues;
     int64_t lease_ttl_ms;       /* default 30s */

@@ -1,29 +1,51 @@
-/* Batching, for pools with `batch = N` (N > 1) in pool.ini.
+/* Claims and acks of several workers: for pools with no `batch` key in
+ * pool.ini (adaptive, the default) or `batch = N` (N > 1). With `batch = 1`
+ * each worker claims its own job with its completion (worker.c) and none
+ * of this runs.
  *
  * Each worker thread still runs one job at a time, but the database is
- * asked for work and told of successes N jobs at a time:
+ * asked for work and told of successes several jobs at a time:
  *
  * - A worker that finds the pool's buffer empty becomes a claimer: in one
- *   statement (pgq_complete_claim) it records every pending ack and claims
- *   up to N jobs into the buffer, then wakes idle workers for them. Up to
- *   CLAIMERS claims run at once, so that a claim's commit (an fsync) is not
- *   the only thing the pool waits for: with one, the buffer of short jobs
- *   emptied long before the next claim came back (issue 5: a third of the
- *   CPU idle). Other workers wait for a claim rather than start their own.
+ *   statement (claim_run) it records every pending ack and claims jobs into
+ *   the buffer, then wakes idle workers for them. Up to CLAIMERS claims run
+ *   at once, so that a claim's commit (an fsync) is not the only thing the
+ *   pool waits for: with one, the buffer of short jobs emptied long before
+ *   the next claim came back (issue 5: a third of the CPU idle). Other
+ *   workers wait for a claim rather than start their own.
  * - A worker whose job succeeded queues an ack. Acks go to the database
- *   with the next claim, or at once when N are pending or the oldest has
- *   waited ACK_DELAY_MS (so a stream of long jobs does not hold them back).
- *   Failures and releases are recorded at once by the worker, as without
- *   batching.
+ *   with the next claim, or at once when enough are pending or the oldest
+ *   has waited ACK_DELAY_MS (so a stream of long jobs does not hold them
+ *   back). Failures and releases are recorded at once by the worker.
  *
- * Buffered and acked-not-recorded jobs are still `running` in the
- * database: the heartbeat renews their leases with the running ones, and a
- * lease it finds lost is dropped from the batch. Every ack is fenced by its
- * lease token, like a single complete. At shutdown the pool records the
- * pending acks and releases the buffered jobs (batch_drain). If the
- * process dies, buffered and unrecorded jobs come back when their leases
- * expire, as for a crash without batching: execution stays at-least-once,
- * run_once stays at-most-once. */
+ * How much a claim asks for. `batch = N`: N. Adaptive: one job for every
+ * worker that holds none (the claimer among them: an idle pool's claim is
+ * the one job that just arrived, so a new job starts as soon as without
+ * batching) and that no claim in flight is already bringing one for (with
+ * no buffer to fill, such a worker waits for that claim instead of making
+ * another), plus a buffer ahead of the jobs the pool's workers finish
+ * while one claim is out -- workers x claim time / job time, both measured
+ * (moving averages over the last ~8) -- floored and capped at AHEAD_MAX.
+ * Long jobs (a job longer than workers x claim time) get no buffer at all:
+ * a job waiting behind one is a job another pool could have run. Before
+ * any job ran there is no estimate and no buffer. That is Little's law
+ * for the round trip: the buffer is what keeps every worker busy until
+ * the next claim is back, and no more. Acks of an adaptive pool are
+ * flushed once a full claim's worth is pending.
+ *
+ * Where a held lease is: a slot's job (RUNNING .. FINISHING, slot.c), the
+ * buffer (claimed, not started), or the ack list (done, not recorded) --
+ * always exactly one of them: a job moves from the buffer to a slot, and
+ * from a slot to the ack list, under the pool mutex in one step (batch_take,
+ * batch_ack). Buffered and acked-not-recorded jobs are still `running` in
+ * the database: the heartbeat asks for their leases (batch_leases) and
+ * renews them with the running ones, and a lease it finds lost is dropped
+ * (batch_drop). Every ack is fenced by its lease token, like a single
+ * complete. At shutdown the pool records the pending acks and releases
+ * the buffered jobs (batch_drain). If the process dies, buffered and
+ * unrecorded jobs come back when their leases expire, as for a crash
+ * without batching: execution stays at-least-once, run_once stays
+ * at-most-once. */
 #include "pool_int.h"
 
 #include <inttypes.h>
@@ -35,80 +57,163 @@
 
 #define ACK_DELAY_MS 20
 #define CLAIMERS 2
+#define AHEAD_MAX 64       /* adaptive: the most jobs buffered ahead by one claim */
+#define EWMA_SHIFT 3       /* moving averages weigh a new sample 1/8 */
 
-int batch_init(pgq_pool *p)
+struct batch {
+    int fixed;                     /* batch = N (N > 1); 0: adaptive */
+    size_t max_claim;              /* the most one claim asks for */
+    size_t flush_at;               /* pending acks that are flushed at once */
+    struct claim_spec claim;       /* lease owner "<pool name>/batch" */
+    pthread_cond_t cv;             /* a claim ended */
+
+    /* All (mu): claimed jobs not yet started (a ring with room for every
+     * claim in flight), done jobs not yet recorded, claims in flight. */
+    pgq_job **buf;
+    size_t cap, head, count;
+    struct pending_ack *acks;
+    size_t nacks, acks_cap;
+    int64_t oldest_ack_ms;
+    int claimers;
+    size_t coming;                 /* jobs the claims in flight take for idle workers */
+    bool drained;                  /* the last claim found fewer jobs than it asked for */
+    /* Adaptive estimates in microseconds, -1 until measured (mu). */
+    int64_t job_us, claim_us;
+};
+
+static void ewma(int64_t *avg, int64_t sample)
 {
-    p->buf_cap = (size_t)p->cfg->batch * CLAIMERS;
-    p->acks_cap = p->buf_cap * 2 + (size_t)p->nslots;
-    p->buf = calloc(p->buf_cap, sizeof *p->buf);
-    p->acks = calloc(p->acks_cap, sizeof *p->acks);
-    snprintf(p->batch_owner, sizeof p->batch_owner, "%s/batch", p->name);
+    *avg = *avg < 0 ? sample : *avg + ((sample - *avg) >> EWMA_SHIFT);
+}
+
+int batch_new(pgq_pool *p)
+{
+    struct batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return -1;
+    b->fixed = p->cfg->batch > 1 ? p->cfg->batch : 0;
+    /* Adaptive: a job for every worker plus the buffer ahead. */
+    b->max_claim = b->fixed ? (size_t)b->fixed : (size_t)p->nslots + AHEAD_MAX;
+    b->flush_at = b->max_claim;
+    b->cap = b->max_claim * CLAIMERS;
+    b->acks_cap = b->cap * 2 + (size_t)p->nslots;
+    b->job_us = b->claim_us = -1;
+    b->drained = true;
+    b->buf = calloc(b->cap, sizeof *b->buf);
+    b->acks = calloc(b->acks_cap, sizeof *b->acks);
+    char owner[300];
+    snprintf(owner, sizeof owner, "%s/batch", p->name);
+    claim_spec_init(&b->claim, p, owner);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->batch_cv, &ca);
+    pthread_cond_init(&b->cv, &ca);
     pthread_condattr_destroy(&ca);
-    return p->buf && p->acks ? 0 : -1;
+    p->batch = b;
+    return b->buf && b->acks ? 0 : -1;
 }
 
-void batch_free(pgq_pool *p)
+void batch_free(struct batch *b)
 {
-    for (size_t k = 0; p->buf && k < p->buf_count; k++)
-        pgq_job_free(p->buf[(p->buf_head + k) % p->buf_cap]);
-    free(p->buf);
-    free(p->acks);
-    if (p->buf_cap)
-        pthread_cond_destroy(&p->batch_cv);
+    if (!b)
+        return;
+    for (size_t k = 0; b->buf && k < b->count; k++)
+        pgq_job_free(b->buf[(b->head + k) % b->cap]);
+    free(b->buf);
+    free(b->acks);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+/* How many jobs the next claim asks for, and how many of them are for
+ * workers waiting now (*for_workers); 0 when the claims in flight already
+ * bring a job for every idle worker and there is no buffer to fill (long
+ * jobs: then a second claim would only hold jobs no worker is free for).
+ * mu held. See the top of the file. */
+static size_t claim_size(const pgq_pool *p, const struct batch *b, size_t *for_workers)
+{
+    if (b->fixed) {
+        *for_workers = 0;
+        return (size_t)b->fixed;
+    }
+    /* Workers holding no job (this one among them), less those that the
+     * claims in flight are bringing jobs for. */
+    int64_t need = (int64_t)p->nstate[SLOT_IDLE] - (int64_t)b->coming;
+    size_t ahead = 0;
+    if (b->job_us >= 0 && b->claim_us >= 0) {
+        int64_t a = (int64_t)p->nslots * b->claim_us / (b->job_us > 0 ? b->job_us : 1);
+        ahead = a > AHEAD_MAX ? AHEAD_MAX : (size_t)a;
+    }
+    if (need <= 0 && ahead == 0)
+        return *for_workers = 0;
+    /* The queue ran dry: most likely one job just arrived. A claim of one
+     * runs the cached plan of a worker's claim, as with batch = 1, where a
+     * claim of several plans its pick afresh; if it finds its one, there
+     * may be more, and the next claim asks for all it wants. */
+    if (b->drained)
+        return *for_workers = need > 0 ? 1 : 0;
+    *for_workers = need > 0 ? (size_t)need : 1;
+    size_t want = *for_workers + ahead;
+    if (want > b->max_claim)
+        want = b->max_claim;
+    if (*for_workers > want)
+        *for_workers = want;
+    return want;
+}
+
+void batch_note_run(struct batch *b, int64_t us)
+{
+    ewma(&b->job_us, us);
 }
 
 /* Move the pending acks into *out (malloc'd); mu held. */
-static size_t take_acks(pgq_pool *p, struct pending_ack **out)
+static size_t take_acks(struct batch *b, struct pending_ack **out)
 {
-    size_t n = p->nacks;
+    size_t n = b->nacks;
     *out = NULL;
     if (n == 0)
         return 0;
     *out = malloc(n * sizeof **out);
     if (!*out)
         return 0;   /* keep them pending; the next flush tries again */
-    memcpy(*out, p->acks, n * sizeof **out);
-    p->nacks = 0;
+    memcpy(*out, b->acks, n * sizeof **out);
+    b->nacks = 0;
     return n;
 }
 
 /* Room for `extra` more pending acks; mu held. False when out of memory.
  * The array grows when flushes fail (database away): better than losing. */
-static bool acks_reserve(pgq_pool *p, size_t extra)
+static bool acks_reserve(struct batch *b, size_t extra)
 {
-    if (p->nacks + extra <= p->acks_cap)
+    if (b->nacks + extra <= b->acks_cap)
         return true;
-    size_t cap = (p->nacks + extra) * 2;
-    struct pending_ack *grown = realloc(p->acks, cap * sizeof *grown);
+    size_t cap = (b->nacks + extra) * 2;
+    struct pending_ack *grown = realloc(b->acks, cap * sizeof *grown);
     if (!grown)
         return false;
-    p->acks = grown;
-    p->acks_cap = cap;
+    b->acks = grown;
+    b->acks_cap = cap;
     return true;
 }
 
 /* Put acks that could not be recorded back in front; mu held. */
-static void restore_acks(pgq_pool *p, struct pending_ack *a, size_t n)
+static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
-    if (!acks_reserve(p, n)) {
+    if (!acks_reserve(b, n)) {
         pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
                  "their leases will expire and they will run again", n);
         return;
     }
-    memmove(p->acks + n, p->acks, p->nacks * sizeof *p->acks);
-    memcpy(p->acks, a, n * sizeof *a);
-    p->nacks += n;
-    p->oldest_ack_ms = pool_now_ms();
+    memmove(b->acks + n, b->acks, b->nacks * sizeof *b->acks);
+    memcpy(b->acks, a, n * sizeof *a);
+    b->nacks += n;
+    b->oldest_ack_ms = pool_now_ms();
 }
 
 /* Record n acks and claim up to want jobs in one statement on c. Logs what
  * was recorded and what was lost. Returns 0, or -1 (err filled) when
  * nothing was done. */
-static int record(pgq_pool *p, pgq_conn *c, const char *who, const struct pending_ack *a,
+static int record(struct batch *b, pgq_conn *c, const char *who, const struct pending_ack *a,
                   size_t n, size_t want, pgq_job **got, size_t *ngot, char *err, size_t errlen)
 {
     pgq_ack *acks = n ? malloc(n * sizeof *acks) : NULL;
@@ -120,17 +225,14 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, const struct pendin
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        acks[i] = (pgq_ack){ a[i].id, a[i].token, &a[i].info };
-    int rc = pgq_complete_claim_hinted(c, p->hints, acks, n, lost,
-                                       (const char *const *)p->cfg->queues, p->cfg->nqueues,
-                                       p->batch_owner, p->cfg->lease_ttl_ms, want, got, ngot,
-                                       err, errlen);
+        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info };
+    int rc = claim_run(&b->claim, c, acks, n, lost, want, got, ngot, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (lost[i])
             pool_log(PGQ_LOG_WARN, who, "job=%" PRId64 ": lease lost: the job was reclaimed; "
-                     "this attempt's outcome is discarded", a[i].id);
+                     "this attempt's outcome is discarded", a[i].lease.id);
         else if (pool_log_enabled(PGQ_LOG_INFO))
-            pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].id,
+            pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].lease.id,
                      a[i].attempt);
     }
     free(acks);
@@ -141,7 +243,9 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, const struct pendin
 pgq_job *batch_take(struct slot *s)
 {
     pgq_pool *p = s->pool;
+    struct batch *b = p->batch;
     char err[512];
+    bool full_probe = false;   /* our claim of one after a dry spell found it */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (atomic_load(&p->stopping))
@@ -156,24 +260,28 @@ pgq_job *batch_take(struct slot *s)
             pthread_mutex_lock(&p->mu);
             continue;
         }
-        if (p->buf_count > 0) {
-            pgq_job *j = p->buf[p->buf_head];
-            p->buf_head = (p->buf_head + 1) % p->buf_cap;
-            p->buf_count--;
-            s->job = j;
-            bool more = p->buf_count > 0;
+        if (b->count > 0) {
+            pgq_job *j = b->buf[b->head];
+            b->head = (b->head + 1) % b->cap;
+            b->count--;
+            slot_set(s, SLOT_RUNNING, j);   /* buffer -> slot, in one step */
+            bool more = b->count > 0 || full_probe;
             pthread_mutex_unlock(&p->mu);
             if (more)
-                pool_wake_one(p);   /* fan the batch out to idle workers */
+                pool_wake_one(p);   /* fan the batch out to idle workers, or let one look */
             return j;
         }
-        if (p->claimers >= CLAIMERS) {
-            pthread_cond_wait(&p->batch_cv, &p->mu);
+        if (b->claimers >= CLAIMERS) {
+            pthread_cond_wait(&b->cv, &p->mu);
             continue;
         }
-        /* The buffer is empty and at most CLAIMERS claims of N are in
-         * flight: whatever they bring fits in buf_cap. */
-        size_t want = (size_t)p->cfg->batch;
+        /* The buffer is empty and at most CLAIMERS claims of at most
+         * max_claim are in flight: whatever they bring fits in cap. */
+        size_t for_workers, want = claim_size(p, b, &for_workers);
+        if (want == 0) {
+            pthread_cond_wait(&b->cv, &p->mu);   /* a claim in flight brings ours */
+            continue;
+        }
         pgq_job **got = malloc(want * sizeof *got);
         if (!got) {
             pthread_mutex_unlock(&p->mu);
@@ -182,18 +290,22 @@ pgq_job *batch_take(struct slot *s)
             pthread_mutex_lock(&p->mu);
             continue;
         }
-        p->claimers++;
+        b->claimers++;
+        b->coming += for_workers;
         struct pending_ack *a;
-        size_t n = take_acks(p, &a);
+        size_t n = take_acks(b, &a);
         pthread_mutex_unlock(&p->mu);
 
         size_t ngot = 0;
-        int rc = record(p, s->conn, s->who, a, n, want, got, &ngot, err, sizeof err);
+        int64_t t0 = pool_now_us();
+        int rc = record(b, s->conn, s->who, a, n, want, got, &ngot, err, sizeof err);
+        int64_t took = pool_now_us() - t0;
         pthread_mutex_lock(&p->mu);
-        p->claimers--;
-        pthread_cond_broadcast(&p->batch_cv);
+        b->claimers--;
+        b->coming -= for_workers;
+        pthread_cond_broadcast(&b->cv);
         if (rc < 0) {
-            restore_acks(p, a, n);
+            restore_acks(b, a, n);
             free(a);
             free(got);
             pthread_mutex_unlock(&p->mu);
@@ -205,9 +317,12 @@ pgq_job *batch_take(struct slot *s)
             continue;
         }
         free(a);
+        ewma(&b->claim_us, took);
+        full_probe = !b->fixed && b->drained && ngot == want;
+        b->drained = ngot < want;
         for (size_t k = 0; k < ngot; k++)
-            p->buf[(p->buf_head + p->buf_count + k) % p->buf_cap] = got[k];
-        p->buf_count += ngot;
+            b->buf[(b->head + b->count + k) % b->cap] = got[k];
+        b->count += ngot;
         free(got);
         if (ngot == 0) {
             pthread_mutex_unlock(&p->mu);
@@ -222,100 +337,111 @@ pgq_job *batch_take(struct slot *s)
 void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
 {
     pgq_pool *p = s->pool;
+    struct batch *b = p->batch;
     char err[512];
     pthread_mutex_lock(&p->mu);
-    if (!acks_reserve(p, 1)) {
+    if (!acks_reserve(b, 1)) {
+        slot_set(s, SLOT_IDLE, NULL);
         pthread_mutex_unlock(&p->mu);
         pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
                  "success; its lease will expire and it will run again", j->id);
         return;
     }
-    if (p->nacks == 0)
-        p->oldest_ack_ms = pool_now_ms();
-    struct pending_ack *a = &p->acks[p->nacks++];
-    a->id = j->id;
+    if (b->nacks == 0)
+        b->oldest_ack_ms = pool_now_ms();
+    struct pending_ack *a = &b->acks[b->nacks++];
+    a->lease.id = j->id;
+    snprintf(a->lease.token, sizeof a->lease.token, "%s", j->lease_token);
     a->attempt = j->attempt;
-    snprintf(a->token, sizeof a->token, "%s", j->lease_token);
     a->info = info ? *info : (pgq_attempt_info)PGQ_ATTEMPT_INFO_INIT;
-    bool flush = p->nacks >= (size_t)p->cfg->batch ||
-                 pool_now_ms() - p->oldest_ack_ms >= ACK_DELAY_MS;
+    slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
+    bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
     if (!flush || !pgq_connected(s->conn)) {
         pthread_mutex_unlock(&p->mu);
         return;
     }
     struct pending_ack *mine;
-    size_t n = take_acks(p, &mine);
+    size_t n = take_acks(b, &mine);
     pthread_mutex_unlock(&p->mu);
     if (n == 0)
         return;
-    if (record(p, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err) < 0) {
+    if (record(b, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err) < 0) {
         if (pgq_connected(s->conn))
             pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
         pthread_mutex_lock(&p->mu);
-        restore_acks(p, mine, n);
+        restore_acks(b, mine, n);
         pthread_mutex_unlock(&p->mu);
     }
     free(mine);
 }
 
-size_t batch_leases(pgq_pool *p, int64_t *ids, char (*tokens)[PGQ_TOKEN_LEN + 1], size_t max)
+size_t batch_nleases(const struct batch *b)
+{
+    return b ? b->count + b->nacks : 0;
+}
+
+size_t batch_leases(const struct batch *b, struct lease *out, size_t max)
 {
     size_t n = 0;
-    for (size_t k = 0; k < p->buf_count && n < max; k++, n++) {
-        const pgq_job *j = p->buf[(p->buf_head + k) % p->buf_cap];
-        ids[n] = j->id;
-        snprintf(tokens[n], sizeof tokens[n], "%s", j->lease_token);
+    for (size_t k = 0; b && k < b->count && n < max; k++, n++) {
+        const pgq_job *j = b->buf[(b->head + k) % b->cap];
+        out[n].id = j->id;
+        snprintf(out[n].token, sizeof out[n].token, "%s", j->lease_token);
     }
-    for (size_t k = 0; k < p->nacks && n < max; k++, n++) {
-        ids[n] = p->acks[k].id;
-        snprintf(tokens[n], sizeof tokens[n], "%s", p->acks[k].token);
-    }
+    for (size_t k = 0; b && k < b->nacks && n < max; k++, n++)
+        out[n] = b->acks[k].lease;
     return n;
 }
 
-bool batch_lost(pgq_pool *p, int64_t id)
+bool batch_drop(struct batch *b, int64_t id)
 {
     bool found = false;
     size_t keep = 0;
-    for (size_t k = 0; k < p->buf_count; k++) {
-        pgq_job *j = p->buf[(p->buf_head + k) % p->buf_cap];
+    for (size_t k = 0; k < b->count; k++) {
+        pgq_job *j = b->buf[(b->head + k) % b->cap];
         if (j->id == id) {
             pgq_job_free(j);
             found = true;
             continue;
         }
-        p->buf[(p->buf_head + keep++) % p->buf_cap] = j;
+        b->buf[(b->head + keep++) % b->cap] = j;
     }
-    p->buf_count = keep;
+    b->count = keep;
     keep = 0;
-    for (size_t k = 0; k < p->nacks; k++) {
-        if (p->acks[k].id == id) {
+    for (size_t k = 0; k < b->nacks; k++) {
+        if (b->acks[k].lease.id == id) {
             found = true;
             continue;
         }
-        p->acks[keep++] = p->acks[k];
+        b->acks[keep++] = b->acks[k];
     }
-    p->nacks = keep;
+    b->nacks = keep;
     return found;
+}
+
+void batch_wake(struct batch *b)
+{
+    pthread_cond_broadcast(&b->cv);
 }
 
 void batch_drain(pgq_pool *p, pgq_conn *c)
 {
+    struct batch *b = p->batch;
     char err[512];
     pthread_mutex_lock(&p->mu);
     struct pending_ack *a;
-    size_t n = take_acks(p, &a);
-    size_t nbuf = p->buf_count;
+    size_t n = take_acks(b, &a);
+    size_t nbuf = b->count;
     pgq_job **jobs = nbuf ? malloc(nbuf * sizeof *jobs) : NULL;
     for (size_t k = 0; jobs && k < nbuf; k++)
-        jobs[k] = p->buf[(p->buf_head + k) % p->buf_cap];
+        jobs[k] = b->buf[(b->head + k) % b->cap];
     if (jobs)
-        p->buf_count = 0;
+        b->count = 0;
     pthread_mutex_unlock(&p->mu);
 
     if ((n || jobs) && !pgq_connected(c))
         (void)!pgq_reconnect(c, err, sizeof err);
-    if (n && record(p, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0)
+    if (n && record(b, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0)
         pool_log(PGQ_LOG_ERROR, "shutdown", "recording %zu done jobs: %s; their leases will "
                  "expire and they will run again", n, err);
     free(a);

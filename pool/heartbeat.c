@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,50 +26,53 @@
 #define PRUNE_BATCH 5000
 #define PRUNE_ROUNDS 200   /* up to 1M finished jobs a minute */
 
+/* Renew every lease the pool holds: the slots' (RUNNING, FINISHING) and
+ * the batch's (buffered, awaiting acknowledgement), listed in one critical
+ * section so that a job moving between them is listed once. A lost lease
+ * of a running job moves its slot to LOST (its handler is cancelled); one
+ * of the batch's is dropped from it. */
 static void renew_leases(pgq_pool *p, pgq_conn *c)
 {
     char err[512];
+    struct lease *ls = NULL;
     int64_t *ids = NULL;
-    char (*tokbuf)[PGQ_TOKEN_LEN + 1] = NULL;
     const char **tokens = NULL;
     int *owner = NULL;
     bool *lost = NULL;
     size_t n = 0;
 
-    /* Running jobs, then (batching) buffered and done-not-recorded ones;
-     * sized under the lock so that a grown ack list is renewed whole. */
+    /* Sized under the lock so that a grown ack list is renewed whole. */
     pthread_mutex_lock(&p->mu);
-    size_t max = (size_t)p->nslots + p->buf_count + p->nacks;
+    size_t max = (size_t)p->nslots + batch_nleases(p->batch);
+    ls = malloc(max * sizeof *ls);
     ids = malloc(max * sizeof *ids);
-    tokbuf = malloc(max * sizeof *tokbuf);
     tokens = malloc(max * sizeof *tokens);
     owner = malloc(max * sizeof *owner);
     lost = malloc(max * sizeof *lost);
-    if (!ids || !tokbuf || !tokens || !owner || !lost) {
+    if (!ls || !ids || !tokens || !owner || !lost) {
         pthread_mutex_unlock(&p->mu);
         pool_log(PGQ_LOG_WARN, "heartbeat", "out of memory renewing leases");
         goto out;
     }
     for (int i = 0; i < p->nslots && n < max; i++) {
-        const pgq_job *j = p->slots[i].job;
-        if (!j || atomic_load(&p->slots[i].lease_lost))
+        const struct slot *s = &p->slots[i];
+        if (s->state != SLOT_RUNNING && s->state != SLOT_FINISHING)
             continue;
-        ids[n] = j->id;
-        snprintf(tokbuf[n], sizeof tokbuf[n], "%s", j->lease_token);
-        owner[n] = i;
-        n++;
+        ls[n].id = s->job->id;
+        snprintf(ls[n].token, sizeof ls[n].token, "%s", s->job->lease_token);
+        owner[n++] = i;
     }
-    if (p->buf_cap) {
-        size_t b = batch_leases(p, ids + n, tokbuf + n, max - n);
-        for (size_t k = n; k < n + b; k++)
-            owner[k] = -1;
-        n += b;
-    }
+    size_t nslot = n;
+    n += batch_leases(p->batch, ls + n, max - n);
+    for (size_t k = nslot; k < n; k++)
+        owner[k] = -1;
     pthread_mutex_unlock(&p->mu);
     if (n == 0)
         goto out;
-    for (size_t k = 0; k < n; k++)
-        tokens[k] = tokbuf[k];
+    for (size_t k = 0; k < n; k++) {
+        ids[k] = ls[k].id;
+        tokens[k] = ls[k].token;
+    }
     if (pgq_heartbeat(c, ids, tokens, n, p->cfg->lease_ttl_ms, lost, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_WARN, NULL, "%s", err);   /* err names the operation */
         goto out;
@@ -78,7 +82,7 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
             continue;
         if (owner[k] < 0) {
             pthread_mutex_lock(&p->mu);
-            bool held = batch_lost(p, ids[k]);
+            bool held = batch_drop(p->batch, ids[k]);
             pthread_mutex_unlock(&p->mu);
             if (held)
                 pool_log(PGQ_LOG_WARN, "heartbeat", "job=%" PRId64 ": lease lost (expired "
@@ -87,22 +91,22 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
         }
         struct slot *s = &p->slots[owner[k]];
         pthread_mutex_lock(&p->mu);
-        /* Only if the slot still works on that same job. A job whose end
-         * is being recorded may have been done a moment ago: "lost" would
-         * be a false alarm, and the recording reports a real loss itself. */
-        bool same = s->job && s->job->id == ids[k] && !s->finishing;
-        if (same) {
-            atomic_store(&s->lease_lost, true);
-            atomic_store(&s->cancel, true);
-        }
+        /* Only if the slot still runs that same lease. A job whose end is
+         * being recorded (FINISHING) may have been done a moment ago: "lost"
+         * would be a false alarm, and the recording reports a real loss
+         * itself. */
+        bool same = s->state == SLOT_RUNNING && s->job->id == ids[k] &&
+                    strcmp(s->job->lease_token, tokens[k]) == 0;
+        if (same)
+            slot_set(s, SLOT_LOST, s->job);
         pthread_mutex_unlock(&p->mu);
         if (same)
             pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 ": lease lost (expired and "
                      "reclaimed); stopping its handler", ids[k]);
     }
 out:
+    free(ls);
     free(ids);
-    free(tokbuf);
     free(tokens);
     free(owner);
     free(lost);
@@ -110,10 +114,8 @@ out:
 
 static int in_flight(pgq_pool *p)
 {
-    int n = 0;
     pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->nslots; i++)
-        n += p->slots[i].job != NULL;
+    int n = slot_holding(p);
     pthread_mutex_unlock(&p->mu);
     return n;
 }

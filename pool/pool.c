@@ -24,11 +24,16 @@
 
 #include "log.h"
 
-int64_t pool_now_ms(void)
+int64_t pool_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t pool_now_ms(void)
+{
+    return pool_now_us() / 1000;
 }
 
 void pool_deadline(struct timespec *ts, int64_t ms)
@@ -221,22 +226,33 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     else
         pool_log(PGQ_LOG_INFO, "pool", "through a transaction pooler without listen_url: no "
                  "LISTEN, workers poll every %lld ms", (long long)p->cfg->poll_ms);
-    if (!p->slots || (p->listens && !p->hints) || (p->cfg->batch > 1 && batch_init(p) < 0)) {
+    /* batch = 1: strict, each worker on its own; otherwise (no key, or N)
+     * claims and acks for several workers. */
+    if (!p->slots || (p->listens && !p->hints) || (p->cfg->batch != 1 && batch_new(p) < 0)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    p->nstate[SLOT_NEW] = p->nslots;
     for (int i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
+        char owner[300];
         s->pool = p;
         s->index = i;
         snprintf(s->who, sizeof s->who, "worker[%d]", i);
-        snprintf(s->owner, sizeof s->owner, "%s/w%d", p->name, i);
+        snprintf(owner, sizeof owner, "%s/w%d", p->name, i);
+        claim_spec_init(&s->claim, p, owner);
+        /* IDLE before the thread runs: its first move starts from there. */
+        pthread_mutex_lock(&p->mu);
+        slot_set(s, SLOT_IDLE, NULL);
+        pthread_mutex_unlock(&p->mu);
         if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
+            pthread_mutex_lock(&p->mu);
+            slot_set(s, SLOT_NEW, NULL);
+            pthread_mutex_unlock(&p->mu);
             snprintf(err, errlen, "cannot start worker thread %d", i);
             pgq_pool_stop(p);
             return -1;
         }
-        s->started = true;
     }
     if (pthread_create(&p->hb_thread, NULL, heartbeat_main, p) != 0 ||
         pthread_create(&p->listen_thread, NULL, listener_main, p) != 0) {
@@ -271,20 +287,11 @@ void pgq_pool_stop(pgq_pool *p)
     pthread_mutex_unlock(&p->mu);
 }
 
-static int busy_workers(pgq_pool *p)
-{
-    int busy = 0;
-    for (int i = 0; p->slots && i < p->nslots; i++)
-        if (p->slots[i].started && !p->slots[i].exited && !p->slots[i].abandoned)
-            busy++;
-    return busy;
-}
-
 /* Wait (mu held) until no worker is busy or the monotonic time `until`. */
 static void wait_workers(pgq_pool *p, int64_t until)
 {
     struct timespec ts;
-    while (busy_workers(p) > 0) {
+    while (slot_busy(p) > 0) {
         int64_t left = until - pool_now_ms();
         if (left <= 0)
             break;
@@ -294,7 +301,8 @@ static void wait_workers(pgq_pool *p, int64_t until)
 }
 
 /* Release, from this thread's own connection, the jobs of workers whose
- * handlers ignored cancellation; their threads are left behind. */
+ * handlers ignored cancellation; their threads are left behind (ABANDONED).
+ * mu held: the threads left behind cannot free their jobs meanwhile. */
 static int release_abandoned(pgq_pool *p)
 {
     char err[512];
@@ -302,25 +310,26 @@ static int release_abandoned(pgq_pool *p)
     int rc = 0;
     for (int i = 0; p->slots && i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
-        if (!s->started || s->exited || s->abandoned)
+        if (s->state == SLOT_NEW || s->state == SLOT_EXITED || s->state == SLOT_ABANDONED)
             continue;
-        s->abandoned = true;
-        if (!s->job)
+        const pgq_job *j = s->job;
+        slot_set(s, SLOT_ABANDONED, NULL);
+        if (!j)
             continue;
         bool lost = false;
         if (!c && pgq_connect_via(p->url, p->cfg->pooler, &c, err, sizeof err) < 0) {
             pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s; its lease will "
-                     "expire", (long long)s->job->id, err);
+                     "expire", (long long)j->id, err);
             rc = -1;
             continue;
         }
-        if (pgq_release(c, s->job->id, s->job->lease_token, &lost, err, sizeof err) < 0) {
-            pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s", (long long)s->job->id,
+        if (pgq_release(c, j->id, j->lease_token, &lost, err, sizeof err) < 0) {
+            pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s", (long long)j->id,
                      err);
             rc = -1;
         } else {
             pool_log(PGQ_LOG_WARN, s->who, "job=%lld type=%s: handler ignored the shutdown; "
-                     "released%s", (long long)s->job->id, s->job->type,
+                     "released%s", (long long)j->id, j->type,
                      lost ? " (lease already lost)" : "");
         }
     }
@@ -336,17 +345,15 @@ int pgq_pool_wait(pgq_pool *p)
     while (!p->stop_requested)
         pthread_cond_wait(&p->state_cv, &p->mu);
     int64_t deadline = p->deadline_ms;
-    int held = 0;
-    for (int i = 0; p->slots && i < p->nslots; i++)
-        held += p->slots[i].job != NULL;
+    int held = slot_holding(p);
     /* Batching: stop waiting for a claim in progress. */
-    if (p->buf_cap)
-        pthread_cond_broadcast(&p->batch_cv);
+    if (p->batch)
+        batch_wake(p->batch);
     if (held)
         pool_log(PGQ_LOG_INFO, NULL, "shutting down: waiting up to %lld ms for %d job%s",
                  (long long)(deadline - pool_now_ms()), held, held == 1 ? "" : "s");
     wait_workers(p, deadline);
-    if (busy_workers(p)) {
+    if (slot_busy(p)) {
         /* Deadline: cancel what runs (exec children get SIGTERM, then
          * SIGKILL); the workers release their jobs as they return. */
         for (int i = 0; p->slots && i < p->nslots; i++)
@@ -357,18 +364,23 @@ int pgq_pool_wait(pgq_pool *p)
     }
     p->hb_stop = true;
     pthread_cond_broadcast(&p->state_cv);
+    /* Every slot is NEW (no thread), EXITED or ABANDONED now: final. */
+    bool *join = p->slots ? calloc((size_t)p->nslots, sizeof *join) : NULL;
+    for (int i = 0; join && i < p->nslots; i++)
+        join[i] = p->slots[i].state == SLOT_EXITED;
     pthread_mutex_unlock(&p->mu);
 
-    for (int i = 0; p->slots && i < p->nslots; i++)
-        if (p->slots[i].started && !p->slots[i].abandoned)
+    for (int i = 0; join && i < p->nslots; i++)
+        if (join[i])
             pthread_join(p->slots[i].thread, NULL);
+    free(join);
     if (p->threads_started) {
         pthread_join(p->listen_thread, NULL);
         pthread_join(p->hb_thread, NULL);
     }
     /* Every thread is gone: the heartbeat's connection is free to record
      * the batch's pending acks and give back its unstarted jobs. */
-    if (p->buf_cap && p->hb_conn)
+    if (p->batch && p->hb_conn)
         batch_drain(p, p->hb_conn);
     if (p->hb_conn && p->registered) {
         if (!pgq_connected(p->hb_conn))
@@ -413,7 +425,8 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     pthread_mutex_unlock(&p->mu);
     err[0] = '\0';
     if (cfg->workers != p->cfg->workers || cfg->nqueues != p->cfg->nqueues ||
-        cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms)
+        cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms ||
+        cfg->batch != p->cfg->batch)
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
     return 0;
 }
@@ -423,14 +436,14 @@ void pgq_pool_free(pgq_pool *p)
     if (!p)
         return;
     for (int i = 0; p->slots && i < p->nslots; i++)
-        if (p->slots[i].abandoned)
+        if (p->slots[i].state == SLOT_ABANDONED)
             return;   /* a handler thread still runs and uses the pool: leave it be */
     for (int i = 0; p->slots && i < p->nslots; i++) {
         pgq_disconnect(p->slots[i].conn);
         pgq_job_free(p->slots[i].job);
     }
     handlers_free(p->handlers);
-    batch_free(p);
+    batch_free(p->batch);
     pgq_hints_free(p->hints);
     pgq_disconnect(p->hb_conn);
     for (size_t i = 0; i < p->ncbs; i++)

@@ -33,29 +33,64 @@ struct callback {
     void *arg;
 };
 
-/* A done job whose outcome waits to be recorded in the next batch (batch.c). */
-struct pending_ack {
+/* A lease held by the pool: a job id and its lease token. */
+struct lease {
     int64_t id;
-    int attempt;
     char token[PGQ_TOKEN_LEN + 1];
+};
+
+/* A done job whose outcome waits to be recorded with the next claim
+ * (batch.c): the lease it still holds, and what to record. */
+struct pending_ack {
+    struct lease lease;
+    int attempt;
     pgq_attempt_info info;
+};
+
+/* What a claim asks the database for, built once from the config when the
+ * pool starts (claim.c): every claim of a worker or of the batch goes
+ * through claim_run() with one of these. */
+struct claim_spec {
+    pgq_hints *hints;              /* shared by all claims of the pool */
+    const char *const *queues;     /* the config's; it outlives the pool's threads */
+    size_t nqueues;
+    int64_t ttl_ms;                /* lease_ttl */
+    char owner[300];               /* lease_owner: "<pool name>/w3" or "<pool name>/batch" */
+};
+
+/* The state of a worker slot (slot.c). Every change goes through
+ * slot_set(), which refuses an impossible one (see the table there) and
+ * keeps pool->nstate right. A slot holds a job (slot->job) exactly in
+ * RUNNING, LOST and FINISHING: that is the "running" place of a lease;
+ * the others are the batch's buffer and ack list (batch.c). */
+enum slot_state {
+    SLOT_NEW,          /* no thread yet */
+    SLOT_IDLE,         /* thread alive, no job: claiming, taking from the buffer, or asleep */
+    SLOT_RUNNING,      /* its handler runs the job; the heartbeat renews the lease */
+    SLOT_LOST,         /* the heartbeat found the lease lost: the handler is being stopped */
+    SLOT_FINISHING,    /* recording the job's end; the heartbeat renews but reports no loss */
+    SLOT_EXITED,       /* the thread is done */
+    SLOT_ABANDONED,    /* shutdown released its job and left the thread behind */
+    SLOT__COUNT
 };
 
 struct slot {
     pgq_pool *pool;
     int index;
     char who[48];                  /* "worker[3]" */
-    char owner[300];               /* lease_owner: "<pool name>/w3" */
-    pthread_t thread;
-    bool started;
+    pthread_t thread;              /* valid unless state is SLOT_NEW */
+    struct claim_spec claim;       /* owner "<pool name>/w3" */
     pgq_conn *conn;
-    pgq_job *job;                  /* in flight (mu) */
-    bool exited;                   /* thread is done (mu) */
-    bool abandoned;                /* released by the shutdown, thread left behind (mu) */
-    bool finishing;                /* recording the job's end: the heartbeat leaves it be (mu) */
+    enum slot_state state;         /* (mu), changed by slot_set() only */
+    pgq_job *job;                  /* (mu), non-NULL exactly while RUNNING, LOST, FINISHING */
+    /* Mirrors for the handler, read without the lock (pgq_ctx_cancelled):
+     * set by slot_set() on LOST, cleared when a job starts; cancel is also
+     * set by the shutdown deadline. */
     atomic_bool lease_lost;
-    atomic_bool cancel;            /* stop the handler (lease lost, shutdown deadline) */
+    atomic_bool cancel;
 };
+
+struct batch;   /* batch.c */
 
 struct pgq_pool {
     char *url;
@@ -78,17 +113,9 @@ struct pgq_pool {
     int64_t deadline_ms;           /* shutdown deadline, monotonic (mu) */
     int stop_pipe[2];              /* wakes the listener's poll */
 
-    /* batch > 1 (batch.c): claimed jobs not yet started (a ring with room
-     * for every claim in flight), done jobs not yet recorded, and how many
-     * workers are claiming right now (mu). */
-    pgq_job **buf;
-    size_t buf_cap, buf_head, buf_count;
-    struct pending_ack *acks;
-    size_t nacks, acks_cap;
-    int64_t oldest_ack_ms;
-    int claimers;
-    pthread_cond_t batch_cv;       /* a claim ended */
-    char batch_owner[300];         /* lease_owner of batch claims: "<pool name>/batch" */
+    /* Claims for several workers and acks of several (batch.c); NULL with
+     * batch = 1, where each worker claims its own job with its completion. */
+    struct batch *batch;
 
     /* Where the next claim of each queue may start (core/hints.c): shared
      * by the workers and the batch claimers, lowered by the listener. */
@@ -97,14 +124,45 @@ struct pgq_pool {
 
     struct slot *slots;
     int nslots;
+    int nstate[SLOT__COUNT];       /* slots per state (mu), kept by slot_set() */
     pgq_conn *hb_conn;             /* the heartbeat thread's */
     pthread_t hb_thread, listen_thread;
     bool threads_started;
     bool registered;               /* our pgq.workers row exists */
 };
 
-/* Monotonic milliseconds. */
+/* ---- slot.c: the slot state machine ---- */
+
+/* Whether from -> to is a transition of the table in slot.c. */
+bool slot_transition_ok(enum slot_state from, enum slot_state to);
+const char *slot_state_name(enum slot_state st);
+/* Move s to state `to` holding job (NULL unless to is RUNNING, LOST or
+ * FINISHING; for LOST and FINISHING it must be the job s holds); mu held.
+ * An impossible transition is a bug: it is logged with the caller's file
+ * and line and the process aborts (the leases it held expire and their
+ * jobs are retried: at-least-once still holds). A slot ABANDONED by the
+ * shutdown stays so: its thread's later moves only update its job. */
+#define slot_set(s, to, job) slot_set_at((s), (to), (job), __FILE__, __LINE__)
+void slot_set_at(struct slot *s, enum slot_state to, pgq_job *job, const char *file, int line);
+/* Slots whose thread still runs and is not abandoned (IDLE .. FINISHING); mu held. */
+int slot_busy(const pgq_pool *p);
+/* Slots holding a job (RUNNING, LOST, FINISHING); mu held. */
+int slot_holding(const pgq_pool *p);
+
+/* ---- claim.c: the claim specification ---- */
+
+/* Fill c from the pool's config and hints, with lease owner `owner`. */
+void claim_spec_init(struct claim_spec *c, const pgq_pool *p, const char *owner);
+/* pgq_complete_claim_hinted with c: record n acks (lost[i] set for those
+ * whose lease was lost; lost may be NULL when n is 0) and claim up to limit
+ * jobs into got (*ngot of them, caller frees each). 0, or -1 with err. */
+int claim_run(const struct claim_spec *c, pgq_conn *conn, const pgq_ack *acks, size_t n,
+              bool *lost, size_t limit, pgq_job **got, size_t *ngot, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Monotonic milliseconds, and microseconds. */
 int64_t pool_now_ms(void);
+int64_t pool_now_us(void);
 
 /* *ts = now + ms on CLOCK_MONOTONIC (the clock of the pool's condvars). */
 void pool_deadline(struct timespec *ts, int64_t ms);
@@ -132,22 +190,33 @@ void pool_nap(pgq_pool *p, int64_t ms);
 /* Sleep until woken by a wake token or the pool stops (worker threads). */
 void pool_wait_for_work(pgq_pool *p);
 
-/* Batching (batch.c), used when the config's batch > 1. */
-int batch_init(pgq_pool *p);
-void batch_free(pgq_pool *p);
-/* The worker's next job (also set as s->job), claimed in batches together
- * with the pending acks; NULL when the pool stops. */
+/* ---- batch.c: claims and acks of several workers (batch = N, or no batch key) ---- */
+
+/* Set p->batch up for the config's batch (0: adaptive, N > 1: fixed N);
+ * -1 when out of memory. Before the threads start. */
+int batch_new(pgq_pool *p);
+void batch_free(struct batch *b);
+/* The worker's next job, with s moved IDLE -> RUNNING holding it; claimed
+ * for several workers at once together with the pending acks. NULL when
+ * the pool stops. Worker threads. */
 pgq_job *batch_take(struct slot *s);
-/* Queue j's success to be recorded with the next batch (flushed at once
- * when the batch is full or the oldest ack waited long enough). */
+/* s (FINISHING) succeeded with j: j's lease moves to the ack list and s to
+ * IDLE in one step; the ack is recorded with the next claim, or at once
+ * when enough are pending or the oldest waited long enough. Worker threads. */
 void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info);
-/* Leases the batch holds (buffered and acked-not-recorded jobs), for the
- * heartbeat; mu held. Returns how many were written (at most max). */
-size_t batch_leases(pgq_pool *p, int64_t *ids, char (*tokens)[PGQ_TOKEN_LEN + 1], size_t max);
-/* The heartbeat found job id's lease lost: drop it from the batch; mu held.
- * True when the batch held it. */
-bool batch_lost(pgq_pool *p, int64_t id);
-/* At shutdown, after the workers stopped: record pending acks and give
+/* A job of the batch ran for us microseconds (the adaptive policy learns
+ * how short jobs are); mu held. */
+void batch_note_run(struct batch *b, int64_t us);
+/* How many leases the batch holds (buffered and awaiting acknowledgement),
+ * and a copy of up to max of them into out; mu held (the heartbeat). */
+size_t batch_nleases(const struct batch *b);
+size_t batch_leases(const struct batch *b, struct lease *out, size_t max);
+/* The heartbeat found job id's lease lost: drop it from the buffer or the
+ * ack list; mu held. True when the batch held it. */
+bool batch_drop(struct batch *b, int64_t id);
+/* Wake workers waiting for a claim to end (shutdown); mu held. */
+void batch_wake(struct batch *b);
+/* At shutdown, after every thread stopped: record pending acks and give
  * buffered jobs back, on connection c. */
 void batch_drain(pgq_pool *p, pgq_conn *c);
 

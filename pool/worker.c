@@ -124,62 +124,61 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
 
 enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
 
-/* Record the attempt's end, reconnecting as long as the lease may still be
- * ours. Gives up when the heartbeat says the lease is lost, or after the
- * shutdown deadline. A completion also claims the worker's next job in the
- * same statement and transaction when `next` is given and the pool is not
- * stopping (one commit per job). */
-static void finish(struct slot *s, const pgq_job *j, enum finish how, const struct outcome *o,
-                   pgq_job **next)
+/* Record the end of j, which s holds FINISHING, reconnecting as long as the
+ * lease may still be ours. Gives up when the heartbeat says the lease is
+ * lost, or after the shutdown deadline. A completion also claims the
+ * worker's next job in the same statement and transaction when claim_next
+ * and the pool is not stopping (batch = 1: one commit per job); with a
+ * batch, a success is queued as an ack instead. Leaves s RUNNING with the
+ * job claimed (returned), or IDLE (NULL returned). */
+static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
+                       const struct outcome *o, bool claim_next)
 {
+    pgq_pool *p = s->pool;
     char err[512], who[128];
     bool lost = false;
     pgq_fail_result fr = { 0 };
+    pgq_job *next = NULL;
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
-    pthread_mutex_lock(&s->pool->mu);
-    s->finishing = true;
-    pthread_mutex_unlock(&s->pool->mu);
+    if (how == FINISH_COMPLETE && p->batch) {
+        batch_ack(s, j, &o->info);   /* recorded and logged with the batch; s is IDLE */
+        return NULL;
+    }
     for (;;) {
         int rc;
-        if (how == FINISH_COMPLETE && s->pool->cfg->batch > 1) {
-            batch_ack(s, j, &o->info);   /* recorded and logged with the batch */
-            return;
-        } else if (how == FINISH_COMPLETE) {
+        if (how == FINISH_COMPLETE) {
             pgq_ack ack = { j->id, j->lease_token, &o->info };
-            bool claim = next && !atomic_load(&s->pool->stopping);
+            bool claim = claim_next && !atomic_load(&p->stopping);
             size_t got = 0;
-            rc = pgq_complete_claim_hinted(s->conn, s->pool->hints, &ack, 1, &lost,
-                                           (const char *const *)s->pool->cfg->queues,
-                                           s->pool->cfg->nqueues, s->owner,
-                                           s->pool->cfg->lease_ttl_ms, claim ? 1 : 0, next,
-                                           &got, err, sizeof err);
-            if (rc == 0 && got == 0 && next)
-                *next = NULL;
-        }
-        else if (how == FINISH_FAIL)
+            rc = claim_run(&s->claim, s->conn, &ack, 1, &lost, claim ? 1 : 0, &next, &got, err,
+                           sizeof err);
+            if (rc < 0 || got == 0)
+                next = NULL;
+        } else if (how == FINISH_FAIL) {
             rc = pgq_fail(s->conn, j->id, j->lease_token, o->error, &o->info, &fr, err,
                           sizeof err);
-        else
+        } else {
             rc = pgq_release(s->conn, j->id, j->lease_token, &lost, err, sizeof err);
+        }
         if (rc == 0)
             break;
         if (pgq_connected(s->conn)) {
             pool_log(PGQ_LOG_ERROR, who, "%s; the lease will expire and the job be retried", err);
-            return;
+            goto out;
         }
         if (atomic_load(&s->lease_lost)) {
             pool_log(PGQ_LOG_WARN, who, "lease lost while reconnecting; outcome not recorded");
-            return;
+            goto out;
         }
-        pthread_mutex_lock(&s->pool->mu);
-        bool past = s->pool->stop_requested && pool_now_ms() > s->pool->deadline_ms + 5000;
-        pthread_mutex_unlock(&s->pool->mu);
+        pthread_mutex_lock(&p->mu);
+        bool past = p->stop_requested && pool_now_ms() > p->deadline_ms + 5000;
+        pthread_mutex_unlock(&p->mu);
         if (past) {
             pool_log(PGQ_LOG_WARN, who, "database unreachable at shutdown; the lease will "
                      "expire and the job be retried");
-            return;
+            goto out;
         }
-        pool_nap(s->pool, 200);
+        pool_nap(p, 200);
         /* Not pool_connect_retry: it gives up once stopping, and a drain
          * must still record outcomes. */
         if (pgq_reconnect(s->conn, err, sizeof err) == 0)
@@ -198,40 +197,48 @@ static void finish(struct slot *s, const pgq_job *j, enum finish how, const stru
         pool_log(PGQ_LOG_INFO, who, "failed (attempt %d of %d), retry in %.1fs: %s", j->attempt,
                  j->max_retries + 1, fr.retry_in_s, o->error);
     }
+out:
+    pthread_mutex_lock(&p->mu);
+    slot_set(s, next ? SLOT_RUNNING : SLOT_IDLE, next);
+    pthread_mutex_unlock(&p->mu);
+    return next;
 }
 
-/* Run one job and record its end; *next gets the job claimed with the
- * completion, if any. */
-static void run_job(struct slot *s, pgq_job *j, pgq_job **next)
+/* Run j, which s holds RUNNING, and record its end; frees j. Returns the
+ * job claimed with the completion (s RUNNING with it), or NULL (s IDLE). */
+static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
 {
     pgq_pool *p = s->pool;
     struct outcome o;
-    atomic_store(&s->lease_lost, false);
-    atomic_store(&s->cancel, false);
-    pthread_mutex_lock(&p->mu);
-    s->job = j;
-    pthread_mutex_unlock(&p->mu);
     if (pool_log_enabled(PGQ_LOG_DEBUG))
         pool_log(PGQ_LOG_DEBUG, s->who, "job=%" PRId64 " type=%s claimed (attempt %d)", j->id,
                  j->type, j->attempt);
 
+    int64_t t0 = pool_now_us();
     run_handler(s, j, &o);
+    int64_t ran_us = pool_now_us() - t0;
 
     enum finish how = o.ok ? FINISH_COMPLETE : FINISH_FAIL;
     /* Stopped by the shutdown deadline: give the job back, not a failure. */
     if (!o.ok && o.cancelled && atomic_load(&p->stopping) && !atomic_load(&s->lease_lost))
         how = FINISH_RELEASE;
-    if (atomic_load(&s->lease_lost) && !o.ok)
+    pthread_mutex_lock(&p->mu);
+    if (p->batch)
+        batch_note_run(p->batch, ran_us);
+    /* The heartbeat found the lease lost and the handler gave up: there is
+     * nothing to record. A success is still recorded: fenced, it will be
+     * told the lease is gone, and say so. */
+    bool stopped = s->state == SLOT_LOST && !o.ok;
+    slot_set(s, stopped ? SLOT_IDLE : SLOT_FINISHING, stopped ? NULL : j);
+    pthread_mutex_unlock(&p->mu);
+    pgq_job *next = NULL;
+    if (stopped)
         pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
                  j->id, j->type);
     else
-        finish(s, j, how, &o, next);
-
-    pthread_mutex_lock(&p->mu);
-    s->job = NULL;
-    s->finishing = false;
-    pthread_mutex_unlock(&p->mu);
+        next = finish(s, j, how, &o, claim_next);
     pgq_job_free(j);
+    return next;
 }
 
 /* One job per transaction: each completion claims the next job. */
@@ -239,38 +246,41 @@ static void work_one_by_one(struct slot *s)
 {
     pgq_pool *p = s->pool;
     char err[512];
-    pgq_job *next = NULL;   /* claimed together with the last completion */
+    pgq_job *j = NULL;   /* held by s (RUNNING), claimed with the last completion */
 
-    while (!atomic_load(&p->stopping) || next) {
-        pgq_job *j = next;
-        next = NULL;
+    while (!atomic_load(&p->stopping) || j) {
         if (!j) {
             if (!pgq_connected(s->conn) && pool_connect_retry(p, &s->conn, s->who) < 0)
                 break;
             size_t got;
-            if (pgq_complete_claim_hinted(s->conn, p->hints, NULL, 0, NULL,
-                                          (const char *const *)p->cfg->queues, p->cfg->nqueues,
-                                          s->owner, p->cfg->lease_ttl_ms, 1, &j, &got, err,
-                                          sizeof err) < 0) {
+            pgq_job *c = NULL;
+            if (claim_run(&s->claim, s->conn, NULL, 0, NULL, 1, &c, &got, err, sizeof err) < 0) {
                 if (pgq_connected(s->conn)) {
                     pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
                     pool_nap(p, 1000);
                 }
                 continue;
             }
-            if (!j) {
+            if (!c) {
                 pool_wait_for_work(p);
                 continue;
             }
+            pthread_mutex_lock(&p->mu);
+            slot_set(s, SLOT_RUNNING, c);
+            pthread_mutex_unlock(&p->mu);
+            j = c;
         }
         pool_wake_one(p);   /* there may be more: let an idle worker look */
         if (atomic_load(&p->stopping)) {
             struct outcome none = { .info = PGQ_ATTEMPT_INFO_INIT };
-            finish(s, j, FINISH_RELEASE, &none, NULL);
+            pthread_mutex_lock(&p->mu);
+            slot_set(s, SLOT_FINISHING, j);
+            pthread_mutex_unlock(&p->mu);
+            (void)finish(s, j, FINISH_RELEASE, &none, false);
             pgq_job_free(j);
             break;
         }
-        run_job(s, j, &next);
+        j = run_job(s, j, true);
     }
 }
 
@@ -279,15 +289,15 @@ void *worker_main(void *arg)
     struct slot *s = arg;
     pgq_pool *p = s->pool;
 
-    if (p->cfg->batch > 1) {
+    if (p->batch) {
         pgq_job *j;
         while ((j = batch_take(s)) != NULL)
-            run_job(s, j, NULL);   /* successes go to the batch's acks */
+            (void)run_job(s, j, false);   /* successes go to the batch's acks */
     } else {
         work_one_by_one(s);
     }
     pthread_mutex_lock(&p->mu);
-    s->exited = true;
+    slot_set(s, SLOT_EXITED, NULL);
     pthread_cond_broadcast(&p->state_cv);
     pthread_mutex_unlock(&p->mu);
     return NULL;

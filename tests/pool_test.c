@@ -150,22 +150,34 @@ static const char *plugin(void)
     return p;
 }
 
+/* The mode of the pools a test starts: 0 writes no `batch` key (the
+ * default, adaptive), 1 is strict; the "strict" group sets it in its
+ * fixture (each test runs in a child of its own). */
+static int g_batch;
+
+static void strict_mode(void)
+{
+    g_batch = 1;
+}
+
 /* A pool.ini with the test timings: leases of 1 s renewed every 200 ms,
- * a 100 ms fallback poll. jobs: the [job ...] sections. */
+ * a 100 ms fallback poll. batch 0: no batch key. jobs: the [job ...]
+ * sections. */
 static const char *pool_ini_batch(const char *name, int workers, int batch,
                                   const char *shutdown_timeout, const char *jobs)
 {
     const char *path = in_dir(name);
-    write_file(path, tu_fmt("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\nheartbeat = 200ms\n"
+    write_file(path, tu_fmt("[pool]\nworkers = %d\n%slease_ttl = 1s\nheartbeat = 200ms\n"
                          "poll = 100ms\nshutdown_timeout = %s\n\n%s",
-                         workers, batch, shutdown_timeout, jobs));
+                         workers, batch ? tu_fmt("batch = %d\n", batch) : "", shutdown_timeout,
+                         jobs));
     return path;
 }
 
 static const char *pool_ini(const char *name, int workers, const char *shutdown_timeout,
                             const char *jobs)
 {
-    return pool_ini_batch(name, workers, 1, shutdown_timeout, jobs);
+    return pool_ini_batch(name, workers, g_batch, shutdown_timeout, jobs);
 }
 
 /* ---- processes ------------------------------------------------------------ */
@@ -1455,6 +1467,83 @@ START_TEST(batched_terminate_backends_mid_load)
 }
 END_TEST
 
+/* ---- adaptive (no batch key) ------------------------------------------------ */
+
+/* Short jobs: a claim takes jobs for several workers and a buffer ahead,
+ * so jobs share their claim's transaction (started_at is the claim's
+ * now()). Strict mode would show one claim per job. */
+START_TEST(adaptive_claims_short_jobs_together)
+{
+    int total = 3000;
+    struct pool *a = pool_start("s", pool_ini_batch("s.ini", 4, 0, "30s",
+                                tu_fmt("[job quick]\nhandler = plugin %s ledger_job\n",
+                                    plugin())));
+    add_jobs("quick", "{\"effect\": 0}", total);
+    wait_all_finished(total);
+    long long claims = q0("SELECT count(DISTINCT started_at) FROM pgq.jobs");
+    long long batched = q0("SELECT count(*) FROM pgq.jobs WHERE lease_owner LIKE '%/batch'");
+    fprintf(stderr, "pool_test: adaptive: %d short jobs, 4 workers: %lld claims\n", total,
+            claims);
+    P_ASSERT(njobs("done") == total, "%lld done of %d", njobs("done"), total);
+    P_ASSERT(claims <= total / 4, "%lld claims for %d short jobs: not claimed together",
+             claims, total);
+    P_ASSERT(batched == total, "%lld of %d jobs claimed by the batch", batched, total);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* Long jobs: nothing is held ahead -- never more jobs running in the
+ * database than the pool has workers -- so another pool could take them. */
+START_TEST(adaptive_holds_no_buffer_for_long_jobs)
+{
+    int total = 10;
+    struct pool *a = pool_start("l", pool_ini_batch("l.ini", 2, 0, "30s",
+                                tu_fmt("[job slow]\nhandler = plugin %s ledger_job\n",
+                                    plugin())));
+    P_ASSERT(WAIT_UNTIL(registered(a) == 1, WAIT_MS), "the pool did not start");
+    /* One first, so that the pool has seen how long they are. */
+    add_jobs("slow", "{\"sleep_ms\": 250, \"effect\": 0}", 1);
+    P_ASSERT(WAIT_UNTIL(njobs("done") == 1, WAIT_MS), "the first job did not finish");
+    add_jobs("slow", "{\"sleep_ms\": 250, \"effect\": 0}", total - 1);
+    long long most = 0;
+    int64_t until = now_ms() + WAIT_MS;
+    while (nfinished() < total && now_ms() < until) {
+        long long r = njobs("running");
+        most = r > most ? r : most;
+        sleep_ms(10);
+    }
+    P_ASSERT(nfinished() == total, "%lld of %d finished", nfinished(), total);
+    P_ASSERT(most <= 2, "%lld jobs running at once with 2 workers: long jobs were buffered",
+             most);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* SIGTERM in the middle of many short jobs: the buffered ones go back to
+ * ready without spending an attempt, the done ones are recorded, nothing
+ * is left running. */
+START_TEST(adaptive_sigterm_releases_buffered)
+{
+    int total = 20000;
+    struct pool *a = pool_start("t", pool_ini_batch("t.ini", 4, 0, "30s",
+                                tu_fmt("[job quick]\nhandler = plugin %s ledger_job\n",
+                                    plugin())));
+    add_jobs("quick", "{\"effect\": 0}", total);
+    P_ASSERT(WAIT_UNTIL(njobs("done") >= 1000, WAIT_MS), "no progress");
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    long long done = njobs("done"), ready = njobs("ready");
+    fprintf(stderr, "pool_test: adaptive SIGTERM: %lld done, %lld ready; %d released logged\n",
+            done, ready, log_count(a, "claimed jobs not yet started"));
+    P_ASSERT(njobs("running") == 0, "%lld jobs left running", njobs("running"));
+    P_ASSERT(done + ready == total, "%lld done, %lld ready of %d", done, ready, total);
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE state = 'ready' AND attempts <> 0") == 0,
+             "a released job spent an attempt");
+}
+END_TEST
+
 /* ---- idle ------------------------------------------------------------------ */
 
 /* CPU time (user + system, all threads) of a process, in ms. */
@@ -1911,6 +2000,13 @@ Suite *pool_suite(void)
         { "scale", { three_pools_twenty_thousand_jobs } },
         { "batch", { batched_pools_survive_kill9, batched_sigterm_releases_buffered,
                      batched_terminate_backends_mid_load, batched_lost_leases_are_dropped } },
+        { "adaptive", { adaptive_claims_short_jobs_together,
+                        adaptive_holds_no_buffer_for_long_jobs,
+                        adaptive_sigterm_releases_buffered } },
+        /* The promises again with batch = 1 (the groups above run without
+         * a batch key, the default). */
+        { "strict", { kill9_handlers_die_and_jobs_recover, sigterm_drains_short_jobs,
+                      lease_lost_stops_handlers, terminate_backends_mid_load } },
         { "idle", { idle_pool_sleeps } },
         { "pinned", { pool_claims_stay_flat_under_a_pinned_xmin } },
         { "config", { bad_config_files, check_validates_handlers, usage,
@@ -1922,6 +2018,8 @@ Suite *pool_suite(void)
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);
         tcase_add_unchecked_fixture(tc, make_suite_dir, remove_suite_dir);
+        if (strcmp(groups[g].name, "strict") == 0)
+            tcase_add_checked_fixture(tc, strict_mode, NULL);
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, TU_TIMEOUT);
         for (int i = 0; i < 4 && groups[g].tests[i]; i++)

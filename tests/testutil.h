@@ -79,6 +79,7 @@ Suite *utf8_suite(void);
 Suite *dburl_suite(void);
 Suite *log_suite(void);
 Suite *docs_suite(void);
+Suite *slot_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
