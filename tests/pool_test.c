@@ -1469,15 +1469,22 @@ END_TEST
 
 /* ---- adaptive (no batch key) ------------------------------------------------ */
 
+/* A pool without a batch key (adaptive) running job type `type` with the
+ * ledger plugin. */
+static struct pool *ledger_pool(const char *name, int workers, const char *type)
+{
+    return pool_start(name, pool_ini_batch(tu_fmt("%s.ini", name), workers, 0, "30s",
+                                           tu_fmt("[job %s]\nhandler = plugin %s ledger_job\n",
+                                               type, plugin())));
+}
+
 /* Short jobs: a claim takes jobs for several workers and a buffer ahead,
  * so jobs share their claim's transaction (started_at is the claim's
  * now()). Strict mode would show one claim per job. */
 START_TEST(adaptive_claims_short_jobs_together)
 {
     int total = 3000;
-    struct pool *a = pool_start("s", pool_ini_batch("s.ini", 4, 0, "30s",
-                                tu_fmt("[job quick]\nhandler = plugin %s ledger_job\n",
-                                    plugin())));
+    struct pool *a = ledger_pool("s", 4, "quick");
     add_jobs("quick", "{\"effect\": 0}", total);
     wait_all_finished(total);
     long long claims = q0("SELECT count(DISTINCT started_at) FROM pgq.jobs");
@@ -1498,9 +1505,7 @@ END_TEST
 START_TEST(adaptive_holds_no_buffer_for_long_jobs)
 {
     int total = 10;
-    struct pool *a = pool_start("l", pool_ini_batch("l.ini", 2, 0, "30s",
-                                tu_fmt("[job slow]\nhandler = plugin %s ledger_job\n",
-                                    plugin())));
+    struct pool *a = ledger_pool("l", 2, "slow");
     P_ASSERT(WAIT_UNTIL(registered(a) == 1, WAIT_MS), "the pool did not start");
     /* One first, so that the pool has seen how long they are. */
     add_jobs("slow", "{\"sleep_ms\": 250, \"effect\": 0}", 1);
@@ -1527,9 +1532,7 @@ END_TEST
 START_TEST(adaptive_sigterm_releases_buffered)
 {
     int total = 20000;
-    struct pool *a = pool_start("t", pool_ini_batch("t.ini", 4, 0, "30s",
-                                tu_fmt("[job quick]\nhandler = plugin %s ledger_job\n",
-                                    plugin())));
+    struct pool *a = ledger_pool("t", 4, "quick");
     add_jobs("quick", "{\"effect\": 0}", total);
     P_ASSERT(WAIT_UNTIL(njobs("done") >= 1000, WAIT_MS), "no progress");
     pool_signal(a, SIGTERM);

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,48 +110,37 @@ START_TEST(abandoned_absorbs_the_thread_left_behind)
 }
 END_TEST
 
-/* Impossible transitions abort (these tests pass only if the process dies
- * of SIGABRT). */
-START_TEST(finishing_without_running_aborts)
-{
-    fresh();
-    slot_set(&slot, SLOT_IDLE, NULL);
-    slot_set(&slot, SLOT_FINISHING, &job_a);   /* never ran */
-}
-END_TEST
+/* Impossible moves, each after the moves that lead to its start (a job
+ * given as 'a' or 'b', none as '-'). */
+static const struct bad_move {
+    const char *why;
+    struct { enum slot_state to; char job; } path[4];
+    size_t n;
+} bad_moves[] = {
+    { "finishing a job never run", { { SLOT_IDLE, '-' }, { SLOT_FINISHING, 'a' } }, 2 },
+    { "a second job while running",
+      { { SLOT_IDLE, '-' }, { SLOT_RUNNING, 'a' }, { SLOT_RUNNING, 'b' } }, 3 },
+    { "finishing another job than the one held",
+      { { SLOT_IDLE, '-' }, { SLOT_RUNNING, 'a' }, { SLOT_FINISHING, 'b' } }, 3 },
+    { "running without a job", { { SLOT_IDLE, '-' }, { SLOT_RUNNING, '-' } }, 2 },
+    { "idle still holding a job",
+      { { SLOT_IDLE, '-' }, { SLOT_RUNNING, 'a' }, { SLOT_FINISHING, 'a' }, { SLOT_IDLE, 'a' } },
+      4 },
+    { "leaving exited", { { SLOT_IDLE, '-' }, { SLOT_EXITED, '-' }, { SLOT_IDLE, '-' } }, 3 },
+};
 
-START_TEST(second_job_while_running_aborts)
+/* The last move of bad_moves[_i] must kill the process with SIGABRT: the
+ * test passes only if it does (and fails if the moves before it do). */
+START_TEST(impossible_move_aborts)
 {
+    const struct bad_move *m = &bad_moves[_i];
     fresh();
-    slot_set(&slot, SLOT_IDLE, NULL);
-    slot_set(&slot, SLOT_RUNNING, &job_a);
-    slot_set(&slot, SLOT_RUNNING, &job_b);     /* two jobs on one connection */
-}
-END_TEST
-
-START_TEST(finishing_another_job_aborts)
-{
-    fresh();
-    slot_set(&slot, SLOT_IDLE, NULL);
-    slot_set(&slot, SLOT_RUNNING, &job_a);
-    slot_set(&slot, SLOT_FINISHING, &job_b);   /* not the job it holds */
-}
-END_TEST
-
-START_TEST(running_without_a_job_aborts)
-{
-    fresh();
-    slot_set(&slot, SLOT_IDLE, NULL);
-    slot_set(&slot, SLOT_RUNNING, NULL);
-}
-END_TEST
-
-START_TEST(leaving_exited_aborts)
-{
-    fresh();
-    slot_set(&slot, SLOT_IDLE, NULL);
-    slot_set(&slot, SLOT_EXITED, NULL);
-    slot_set(&slot, SLOT_IDLE, NULL);
+    for (size_t k = 0; k < m->n; k++) {
+        pgq_job *j = m->path[k].job == 'a' ? &job_a : m->path[k].job == 'b' ? &job_b : NULL;
+        if (k + 1 == m->n)
+            fprintf(stderr, "slot_test: expecting an abort: %s\n", m->why);
+        slot_set(&slot, m->path[k].to, j);
+    }
 }
 END_TEST
 
@@ -161,11 +151,8 @@ Suite *slot_suite(void)
     tcase_add_test(tc, table_allows_exactly_the_pool_moves);
     tcase_add_test(tc, transitions_keep_counts_job_and_flags);
     tcase_add_test(tc, abandoned_absorbs_the_thread_left_behind);
-    tcase_add_test_raise_signal(tc, finishing_without_running_aborts, SIGABRT);
-    tcase_add_test_raise_signal(tc, second_job_while_running_aborts, SIGABRT);
-    tcase_add_test_raise_signal(tc, finishing_another_job_aborts, SIGABRT);
-    tcase_add_test_raise_signal(tc, running_without_a_job_aborts, SIGABRT);
-    tcase_add_test_raise_signal(tc, leaving_exited_aborts, SIGABRT);
+    tcase_add_loop_test_raise_signal(tc, impossible_move_aborts, SIGABRT, 0,
+                                     (int)(sizeof bad_moves / sizeof bad_moves[0]));
     suite_add_tcase(s, tc);
     return s;
 }
