@@ -445,6 +445,8 @@ void batch_drain(pgq_pool *p, pgq_conn *c)
 
     if ((n || jobs) && !pgq_connected(c))
         (void)!pgq_reconnect(c, err, sizeof err);
+    /* The acks end as the workers' would: keep_done = 0 deletes them. */
+    pgq_conn_set_keep_done(c, p->cfg->keep_done_ms > 0);
     if (n && record(b, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0)
         pool_log(PGQ_LOG_ERROR, "shutdown", "recording %zu done jobs: %s; their leases will "
                  "expire and they will run again", n, err);

@@ -6,7 +6,15 @@
  * reconnects with backoff and keeps the job in hand: the heartbeat thread
  * (its own connection) keeps the lease alive meanwhile, so the outcome is
  * still recorded once the database is back (promise 10). If the lease was
- * lost, nothing is recorded and the log says so. */
+ * lost, nothing is recorded and the log says so.
+ *
+ * Two ways to get jobs: with `batch = 1` the worker claims its own, its
+ * completion claiming the next in the same statement (work_one_by_one);
+ * otherwise it takes them from the batch (batch.c), which claims for
+ * several workers and records successes together. Either way every move
+ * of the slot goes through slot_set (slot.c): IDLE -> RUNNING when a job
+ * is taken, FINISHING while its end is recorded, back to IDLE (or RUNNING
+ * with the job its completion claimed). */
 #include "pool_int.h"
 
 #include <inttypes.h>
