@@ -16,7 +16,11 @@
  * - A worker whose job succeeded queues an ack. Acks go to the database
  *   with the next claim, or at once when enough are pending or the oldest
  *   has waited ACK_DELAY_MS (so a stream of long jobs does not hold them
- *   back). Failures and releases are recorded at once by the worker.
+ *   back). An adaptive pool with no buffer ahead (long jobs) has no next
+ *   claim coming soon: a worker that finishes and does not claim itself
+ *   (it takes a buffered job, or waits for a claim that brings one) records
+ *   the pending acks at once. Failures and releases are recorded at once
+ *   by the worker.
  *
  * How much a claim asks for. `batch = N`: N. Adaptive: one job for every
  * worker that holds none (the claimer among them: an idle pool's claim is
@@ -129,6 +133,16 @@ void batch_free(struct batch *b)
     free(b);
 }
 
+/* Adaptive: the jobs to buffer ahead, what the workers finish while one
+ * claim is out (0 until both times are measured); mu held. */
+static size_t ahead_of(const pgq_pool *p, const struct batch *b)
+{
+    if (b->fixed || b->job_us < 0 || b->claim_us < 0)
+        return 0;
+    int64_t a = (int64_t)p->nslots * b->claim_us / (b->job_us > 0 ? b->job_us : 1);
+    return a > AHEAD_MAX ? AHEAD_MAX : (size_t)a;
+}
+
 /* How many jobs the next claim asks for, and how many of them are for
  * workers waiting now (*for_workers); 0 when the claims in flight already
  * bring a job for every idle worker and there is no buffer to fill (long
@@ -143,11 +157,7 @@ static size_t claim_size(const pgq_pool *p, const struct batch *b, size_t *for_w
     /* Workers holding no job (this one among them), less those that the
      * claims in flight are bringing jobs for. */
     int64_t need = (int64_t)p->nstate[SLOT_IDLE] - (int64_t)b->coming;
-    size_t ahead = 0;
-    if (b->job_us >= 0 && b->claim_us >= 0) {
-        int64_t a = (int64_t)p->nslots * b->claim_us / (b->job_us > 0 ? b->job_us : 1);
-        ahead = a > AHEAD_MAX ? AHEAD_MAX : (size_t)a;
-    }
+    size_t ahead = ahead_of(p, b);
     if (need <= 0 && ahead == 0)
         return *for_workers = 0;
     /* The queue ran dry: most likely one job just arrived. A claim of one
@@ -244,6 +254,39 @@ static int record(struct batch *b, pgq_conn *c, const char *who, const struct pe
     return rc;
 }
 
+/* Record the pending acks on s's connection now (no claim); mu held, and
+ * dropped meanwhile. Acks that could not be recorded stay pending (false). */
+static bool flush_locked(struct slot *s)
+{
+    struct batch *b = s->pool->batch;
+    char err[512];
+    struct pending_ack *mine;
+    size_t n = take_acks(b, &mine);
+    if (n == 0)
+        return false;
+    pthread_mutex_unlock(&s->pool->mu);
+    int rc = record(b, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err);
+    if (rc < 0 && pgq_connected(s->conn))
+        pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
+    pthread_mutex_lock(&s->pool->mu);
+    if (rc < 0)
+        restore_acks(b, mine, n);
+    free(mine);
+    return rc == 0;
+}
+
+/* Adaptive with no buffer ahead (long jobs), and s is not claiming now:
+ * pending acks would wait for the next claim, which may be a whole job
+ * away, so s records them itself. mu held (dropped meanwhile); true when
+ * it did (false too when that failed: the caller then waits, not retries). */
+static bool flush_stranded(struct slot *s)
+{
+    const struct batch *b = s->pool->batch;
+    if (b->fixed || b->nacks == 0 || ahead_of(s->pool, b) > 0 || !pgq_connected(s->conn))
+        return false;
+    return flush_locked(s);
+}
+
 pgq_job *batch_take(struct slot *s)
 {
     pgq_pool *p = s->pool;
@@ -270,20 +313,23 @@ pgq_job *batch_take(struct slot *s)
             b->count--;
             slot_set(s, SLOT_RUNNING, j);   /* buffer -> slot, in one step */
             bool more = b->count > 0 || full_probe;
+            (void)flush_stranded(s);
             pthread_mutex_unlock(&p->mu);
             if (more)
                 pool_wake_one(p);   /* fan the batch out to idle workers, or let one look */
             return j;
         }
         if (b->claimers >= CLAIMERS) {
-            pthread_cond_wait(&b->cv, &p->mu);
+            if (!flush_stranded(s))
+                pthread_cond_wait(&b->cv, &p->mu);
             continue;
         }
         /* The buffer is empty and at most CLAIMERS claims of at most
          * max_claim are in flight: whatever they bring fits in cap. */
         size_t for_workers, want = claim_size(p, b, &for_workers);
         if (want == 0) {
-            pthread_cond_wait(&b->cv, &p->mu);   /* a claim in flight brings ours */
+            if (!flush_stranded(s))
+                pthread_cond_wait(&b->cv, &p->mu);   /* a claim in flight brings ours */
             continue;
         }
         pgq_job **got = malloc(want * sizeof *got);
@@ -342,7 +388,6 @@ void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
-    char err[512];
     pthread_mutex_lock(&p->mu);
     if (!acks_reserve(b, 1)) {
         slot_set(s, SLOT_IDLE, NULL);
@@ -360,23 +405,9 @@ void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
     a->info = info ? *info : (pgq_attempt_info)PGQ_ATTEMPT_INFO_INIT;
     slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
     bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
-    if (!flush || !pgq_connected(s->conn)) {
-        pthread_mutex_unlock(&p->mu);
-        return;
-    }
-    struct pending_ack *mine;
-    size_t n = take_acks(b, &mine);
+    if (flush && pgq_connected(s->conn))
+        (void)flush_locked(s);
     pthread_mutex_unlock(&p->mu);
-    if (n == 0)
-        return;
-    if (record(b, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err) < 0) {
-        if (pgq_connected(s->conn))
-            pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
-        pthread_mutex_lock(&p->mu);
-        restore_acks(b, mine, n);
-        pthread_mutex_unlock(&p->mu);
-    }
-    free(mine);
 }
 
 size_t batch_nleases(const struct batch *b)
