@@ -34,8 +34,10 @@
  * a job waiting behind one is a job another pool could have run. Before
  * any job ran there is no estimate and no buffer. That is Little's law
  * for the round trip: the buffer is what keeps every worker busy until
- * the next claim is back, and no more. Acks of an adaptive pool are
- * flushed once a full claim's worth is pending.
+ * the next claim is back, and no more. From a dry queue the claims grow
+ * from one job (see claim_size), so that an idle pool claims as a pool
+ * with batch = 1 does. Acks of an adaptive pool are flushed once a full
+ * claim's worth is pending.
  *
  * Where a held lease is: a slot's job (RUNNING .. FINISHING, slot.c), the
  * buffer (claimed, not started), or the ack list (done, not recorded) --
@@ -84,7 +86,7 @@ struct batch {
     int64_t oldest_ack_ms;
     int claimers;
     size_t coming;                 /* jobs the claims in flight take for idle workers */
-    bool drained;                  /* the last claim found fewer jobs than it asked for */
+    int full_run;                  /* claims in a row that found all they asked for */
     /* Adaptive estimates in microseconds, -1 until measured (mu). */
     int64_t job_us, claim_us;
 };
@@ -106,7 +108,6 @@ int batch_new(pgq_pool *p)
     b->cap = b->max_claim * CLAIMERS;
     b->acks_cap = b->cap * 2 + (size_t)p->nslots;
     b->job_us = b->claim_us = -1;
-    b->drained = true;
     b->buf = calloc(b->cap, sizeof *b->buf);
     b->acks = calloc(b->acks_cap, sizeof *b->acks);
     char owner[300];
@@ -160,14 +161,20 @@ static size_t claim_size(const pgq_pool *p, const struct batch *b, size_t *for_w
     size_t ahead = ahead_of(p, b);
     if (need <= 0 && ahead == 0)
         return *for_workers = 0;
-    /* The queue ran dry: most likely one job just arrived. A claim of one
-     * runs the cached plan of a worker's claim, as with batch = 1, where a
-     * claim of several plans its pick afresh; if it finds its one, there
-     * may be more, and the next claim asks for all it wants. */
-    if (b->drained)
+    /* From a dry queue, claims grow: one, one, two, four, ... (each claim
+     * that finds all it asked for doubles the next; one that finds fewer
+     * starts over), like TCP's slow start. An idle pool's claims are thus
+     * claims of one, which run the cached plan of a worker's claim as with
+     * batch = 1 (a claim of several plans its pick afresh): a job added to
+     * an idle pool starts as soon as there. A backlog reaches full claims
+     * within a few round trips. */
+    size_t cap = b->full_run < 2 ? 1 : (size_t)1 << (b->full_run - 1);
+    if (cap == 1)
         return *for_workers = need > 0 ? 1 : 0;
     *for_workers = need > 0 ? (size_t)need : 1;
     size_t want = *for_workers + ahead;
+    if (want > cap)
+        want = cap;
     if (want > b->max_claim)
         want = b->max_claim;
     if (*for_workers > want)
@@ -292,7 +299,7 @@ pgq_job *batch_take(struct slot *s)
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
     char err[512];
-    bool full_probe = false;   /* our claim of one after a dry spell found it */
+    bool full = false;   /* our last claim found all it asked for: there may be more */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (atomic_load(&p->stopping))
@@ -312,7 +319,7 @@ pgq_job *batch_take(struct slot *s)
             b->head = (b->head + 1) % b->cap;
             b->count--;
             slot_set(s, SLOT_RUNNING, j);   /* buffer -> slot, in one step */
-            bool more = b->count > 0 || full_probe;
+            bool more = b->count > 0 || full;
             (void)flush_stranded(s);
             pthread_mutex_unlock(&p->mu);
             if (more)
@@ -368,8 +375,9 @@ pgq_job *batch_take(struct slot *s)
         }
         free(a);
         ewma(&b->claim_us, took);
-        full_probe = !b->fixed && b->drained && ngot == want;
-        b->drained = ngot < want;
+        full = ngot == want;
+        if (!b->fixed)   /* capped: 2^20 is far past any claim */
+            b->full_run = full ? (b->full_run < 21 ? b->full_run + 1 : 21) : 0;
         for (size_t k = 0; k < ngot; k++)
             b->buf[(b->head + b->count + k) % b->cap] = got[k];
         b->count += ngot;
