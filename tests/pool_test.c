@@ -1756,13 +1756,16 @@ END_TEST
 
 START_TEST(sighup_adds_a_job_type)
 {
-    const char *slow = script("slow.sh",
-                              "put started-$PGQ_JOB_ID x\n"
-                              "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
-                              "exit 0\n");
-    const char *fresh = script("fresh.sh", "put fresh-$PGQ_JOB_ID x\nexit 0\n");
-    const char *v1 = tu_fmt("[job slow]\nhandler = exec %s\n", slow);
-    const char *ini = pool_ini("a.ini", 2, "30s", v1);
+    /* Copies: tu_fmt's ring of 64 buffers is reused by the waits below,
+     * and a slow run (TSan) went round it and wrote the broken file to "1". */
+    char slow[1024], fresh[1024], v1[2048], ini[1024];
+    snprintf(slow, sizeof slow, "%s", script("slow.sh",
+                                             "put started-$PGQ_JOB_ID x\n"
+                                             "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n"
+                                             "exit 0\n"));
+    snprintf(fresh, sizeof fresh, "%s", script("fresh.sh", "put fresh-$PGQ_JOB_ID x\nexit 0\n"));
+    snprintf(v1, sizeof v1, "[job slow]\nhandler = exec %s\n", slow);
+    snprintf(ini, sizeof ini, "%s", pool_ini("a.ini", 2, "30s", v1));
     struct pool *a = pool_start("a", ini);
     long long j1 = add_job("slow", "{}");
     P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", j1))), WAIT_MS), "not started");
