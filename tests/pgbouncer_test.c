@@ -28,6 +28,15 @@ static char dir[64];
 static pid_t bouncer = -1;
 static int bport;
 
+/* The test database's name (tu_text's copy freed). */
+static const char *db_name(void)
+{
+    char *t = tu_text("SELECT current_database()", 0, NULL);
+    const char *name = tu_fmt("%s", t);
+    free(t);
+    return name;
+}
+
 static void sleep_ms(int ms)
 {
     nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
@@ -71,7 +80,7 @@ static void bouncer_start(const char *mode)
     snprintf(dir, sizeof dir, "/tmp/pgq-bouncer.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     bport = 20000 + (int)(getpid() % 20000);
-    const char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    const char *dbname = db_name();
     write_text(tu_fmt("%s/users.txt", dir), tu_fmt("\"%s\" \"\"\n", user));
     write_text(tu_fmt("%s/pgbouncer.ini", dir),
                tu_fmt("[databases]\n%s = host=%s port=%s dbname=%s\n"
@@ -131,7 +140,7 @@ static const char *bouncer_url(void)
 {
     char host[256] = "", port[256] = "", user[256] = "pgq";
     server_params(host, port, user, sizeof host);
-    const char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    const char *dbname = db_name();
     return tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname);
 }
 
