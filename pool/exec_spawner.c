@@ -65,13 +65,19 @@
  * none of them after start-up.
  *
  * The spawner runs after a fork of a multi-threaded process: it uses only
- * system calls and malloc, which glibc keeps usable in a forked child.
+ * system calls, and memory of its own from mmap (sp_alloc below). Not
+ * malloc: glibc keeps its malloc usable in a forked child, but other
+ * allocators do not -- AddressSanitizer's deadlocked in a spawner forked
+ * while another thread of the pool held its lock (exec: many_threads_at_once
+ * hung under SANITIZER=address).
  * The pool's side -- starting spawners, choosing one per job, the request
  * and the answers -- is exec_client.c.
  */
 #include "exec_int.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -126,6 +132,44 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* ---- memory of the spawner's own (see the top: no malloc after fork) ---- */
+
+/* Each block is its own mapping, its size in front: a few per job, against
+ * a vfork and an execve per job. */
+static void *sp_alloc(size_t n)
+{
+    size_t len = n + 16;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    *(size_t *)p = len;
+    return (char *)p + 16;
+}
+
+static void *sp_calloc(size_t n, size_t size)
+{
+    return size && n > SIZE_MAX / size ? NULL : sp_alloc(n * size);   /* mmap zero-fills */
+}
+
+static void sp_free(void *q)
+{
+    if (q) {
+        char *p = (char *)q - 16;
+        munmap(p, *(size_t *)p);
+    }
+}
+
+static void *sp_realloc(void *q, size_t n)
+{
+    void *r = sp_alloc(n);
+    if (r && q) {
+        size_t old = *(size_t *)((char *)q - 16) - 16;
+        memcpy(r, q, old < n ? old : n);
+        sp_free(q);
+    }
+    return r;
+}
+
 static void job_free(struct spawner *sp, struct job *j)
 {
     for (size_t i = 0; i < sp->njobs; i++) {
@@ -138,8 +182,8 @@ static void job_free(struct spawner *sp, struct job *j)
     close_fd(&j->in_r);
     close_fd(&j->err_w);
     close_fd(&j->cwd);
-    free(j->body);
-    free(j);
+    sp_free(j->body);
+    sp_free(j);
 }
 
 /* The pool is gone: so is every job. Commands still starting have no pid
@@ -201,7 +245,7 @@ static int parse_request(const struct job *j, char ***out)
 
     if (j->h.argc < 1 || nstr > j->h.len)
         return -1;
-    v = malloc((nstr + 2) * sizeof *v);
+    v = sp_alloc((nstr + 2) * sizeof *v);
     if (!v)
         return -1;
     for (k = 0; k < nstr; k++) {
@@ -214,7 +258,7 @@ static int parse_request(const struct job *j, char ***out)
         p = nul + 1;
     }
     if (k != nstr || p != end) {
-        free(v);
+        sp_free(v);
         return -1;
     }
     v[slot] = NULL;                     /* envp ends */
@@ -258,8 +302,8 @@ static void job_start(struct spawner *sp, struct job *j)
         j->exec_err = EINVAL;
     else
         pid = spawn_command(j, sp, v);
-    free(v);
-    free(j->body);
+    sp_free(v);
+    sp_free(j->body);
     j->body = NULL;
     /* The spawner must not hold the command's stdin (the pool's writes get
      * EPIPE once the command is gone) nor its stderr (EOF). */
@@ -293,7 +337,7 @@ static void job_input(struct spawner *sp, struct job *j)
         } else if (j->pid == 0) {
             if (!j->body) {
                 if (j->h.magic != REQ_MAGIC || j->h.len > REQ_MAX ||
-                    !(j->body = malloc(j->h.len ? j->h.len : 1))) {
+                    !(j->body = sp_alloc(j->h.len ? j->h.len : 1))) {
                     struct exec_msg m = { .kind = EXEC_MSG_NOTRUN,
                                           .err = j->h.magic != REQ_MAGIC ? EINVAL : E2BIG };
                     job_tell(j, &m);
@@ -349,7 +393,7 @@ static bool jobs_room(struct spawner *sp)
 
     if (sp->njobs < sp->cap)
         return true;
-    t = realloc(sp->jobs, cap * sizeof *t);
+    t = sp_realloc(sp->jobs, cap * sizeof *t);
     if (!t)
         return false;
     sp->jobs = t;
@@ -395,7 +439,7 @@ static bool ctl_input(struct spawner *sp)
         struct job *j = NULL;
         if (magic == REQ_MAGIC && nfds == NFDS && !(mh.msg_flags & MSG_CTRUNC) &&
             jobs_room(sp))
-            j = calloc(1, sizeof *j);
+            j = sp_calloc(1, sizeof *j);
         if (!j) {
             /* Out of memory or not ours: closing the job's socket tells its
              * worker (EOF before an answer). */
@@ -527,8 +571,8 @@ void exec_spawner_main(int ctl, pid_t pool)
 
         if (room < sp.njobs + 3) {
             room = (sp.njobs + 3) * 2;
-            pfd = realloc(pfd, room * sizeof *pfd);
-            snap = realloc(snap, room * sizeof *snap);
+            pfd = sp_realloc(pfd, room * sizeof *pfd);
+            snap = sp_realloc(snap, room * sizeof *snap);
             if (!pfd || !snap)
                 pool_gone(&sp);         /* cannot watch the jobs: end them */
         }
