@@ -30,11 +30,13 @@ TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 
 CORE_SRC   = $(wildcard core/*.c)
 CONFIG_SRC = $(wildcard config/*.c)
-POOL_SRC   = $(filter-out pool/main.c,$(wildcard pool/*.c))
+POOL_SRC   = $(wildcard pool/*.c)
 MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
-CLI_SRC    = $(wildcard cli/*.c)
+# cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
+POOL_MAIN  = $(BUILD)/cli/pool_main.o
+CLI_SRC    = $(filter-out cli/pool_main.c,$(wildcard cli/*.c))
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
 # The dashboard goes into the programs only, so libpgq needs no ncurses.
 TUI_SRC    = $(wildcard tui/*.c)
@@ -78,8 +80,8 @@ $(BUILD)/tui/%.o: CFLAGS += $(shell pkg-config --cflags ncursesw)
 $(PGQ): $(CLI_OBJ) $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
-$(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
+$(POOL): $(POOL_MAIN) $(TUI_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(POOL_MAIN) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
 BENCH_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
@@ -113,9 +115,10 @@ test: deps all $(TESTBIN)
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
 
-# Unit tests only: no database needed.
-unit: $(TESTBIN)
-	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_UNIT_ONLY=1 $(TESTBIN)
+# Unit tests only: no database needed (the layout suite reads every object
+# and libpgq.so, so everything is built first).
+unit: all $(TESTBIN)
+	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) PGQ_UNIT_ONLY=1 $(TESTBIN)
 
 run: deps all
 	scripts/run-demo.sh $(BUILD)

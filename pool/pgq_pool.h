@@ -66,7 +66,7 @@ int pgq_pool_check(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Connect, check the schema, register the job types, and start the
  * threads. Returns once running. The caller's thread should block all
- * signals first (threads inherit the mask); see pgq-pool's main.c. */
+ * signals first (threads inherit the mask); see pgq-pool's main (cli/pool_main.c). */
 int pgq_pool_start(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Ask for a graceful stop: claim nothing more, let in-flight jobs finish

@@ -108,6 +108,7 @@ Suite *duration_suite(void);
 Suite *exec_suite(void);
 Suite *utf8_suite(void);
 Suite *docs_suite(void);
+Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
