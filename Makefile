@@ -68,6 +68,13 @@ $(BUILD)/migrations_gen.c: $(MIGRATIONS) scripts/embed-sql.sh
 $(BUILD)/migrations_gen.o: $(BUILD)/migrations_gen.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
+# The library's objects hide every symbol but the public API (PGQ_API in
+# the public headers), so libpgq.so exports pgq_* names only; the static
+# library and the programs still link the internal ones among themselves.
+# They depend on this file, so that a change of flags rebuilds them.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+$(LIB_OBJ): Makefile
+
 $(LIBA): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
@@ -141,21 +148,22 @@ deps:
 	@scripts/deps.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(PGQ) $(POOL) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
 	ln -sf libpgq.so.0 $(DESTDIR)$(PREFIX)/lib/libpgq.so
-	install -m 644 core/pgq.h pool/pgq_pool.h config/pgq_config.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 core/pgq.h pool/pgq_pool.h config/pgq_config.h $(DESTDIR)$(PREFIX)/include/pgq/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)|' \
 	    pgq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pgq $(DESTDIR)$(PREFIX)/bin/pgq-pool \
-	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq.h \
-	    $(DESTDIR)$(PREFIX)/include/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq_config.h \
+	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq/pgq.h \
+	    $(DESTDIR)$(PREFIX)/include/pgq/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq/pgq_config.h \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
+	-rmdir $(DESTDIR)$(PREFIX)/include/pgq
 
 clean:
 	rm -rf build build-address build-thread build-undefined

@@ -1,6 +1,9 @@
 /* The shape of what is built, checked on the build itself: no two source
  * files depend on each other in a circle (scripts/check-deps.sh reads the
- * objects' symbols). */
+ * objects' symbols), and libpgq.so exports the public API only — every
+ * name it exports starts with pgq_, so an internal helper (seterr,
+ * db_query, worker_main) can neither clash with a program's own symbols
+ * nor become an API by accident. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +41,47 @@ START_TEST(no_dependency_cycles)
 }
 END_TEST
 
+START_TEST(libpgq_exports_only_pgq_names)
+{
+    int st;
+    const char *so = tu_fmt("%s/libpgq.so", tu_bin_dir());
+    char *out = shell(tu_fmt("nm -D --defined-only '%s'", so), &st);
+    ck_assert_msg(st == 0, "nm -D %s failed:\n%s", so, out);
+
+    /* Lines are "ADDRESS TYPE NAME"; every defined dynamic symbol is
+     * exported, whatever its type (text, data, weak). */
+    char *bad = NULL;
+    size_t badlen = 0;
+    int nbad = 0, npgq = 0;
+    FILE *b = open_memstream(&bad, &badlen);
+    ck_assert_ptr_nonnull(b);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        char addr[64], type[8], name[512];
+        if (sscanf(line, "%63s %7s %511s", addr, type, name) != 3)
+            continue;
+        if (strncmp(name, "pgq_", 4) == 0) {
+            npgq++;
+        } else {
+            fprintf(b, " %s", name);
+            nbad++;
+        }
+    }
+    fclose(b);
+    ck_assert_msg(nbad == 0, "%s exports %d name%s without the pgq_ prefix:%s", so, nbad,
+                  nbad == 1 ? "" : "s", bad);
+    ck_assert_msg(npgq > 0, "%s exports nothing at all", so);
+    free(bad);
+    free(out);
+}
+END_TEST
+
 Suite *layout_suite(void)
 {
     Suite *s = suite_create("layout");
     TCase *tc = tcase_create("layout");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, no_dependency_cycles);
+    tcase_add_test(tc, libpgq_exports_only_pgq_names);
     suite_add_tcase(s, tc);
     return s;
 }
