@@ -111,8 +111,10 @@ $(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h 
 	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBS)
 $(TESTBIN): $(TEST_PLUGINS)
 
-$(TESTBIN): $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA) $(LIBS) $(TESTLIBS)
+# The tests drive the dashboard's model (no ncurses in it) directly.
+TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
+$(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
 
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
