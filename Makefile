@@ -31,7 +31,10 @@ TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 CORE_SRC   = $(wildcard core/*.c)
 CONFIG_SRC = $(wildcard config/*.c)
 POOL_SRC   = $(wildcard pool/*.c)
-MIGRATIONS = $(sort $(wildcard migrations/*.sql))
+# Numbered schema migrations, applied once each in order; then the state
+# machine's one home, applied whenever its text changed (core/migrate.c).
+MIGRATIONS = $(sort $(wildcard migrations/[0-9]*.sql))
+STATE_SQL = migrations/state_machine.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 # cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
@@ -61,9 +64,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/migrations_gen.c: $(MIGRATIONS) scripts/embed-sql.sh
+# The list of migration files, rewritten only when it changes, so that
+# deleting or renaming one rebuilds the embedded table too.
+$(BUILD)/migrations.list: FORCE
 	@mkdir -p $(BUILD)
-	sh scripts/embed-sql.sh $@ $(MIGRATIONS)
+	@echo '$(MIGRATIONS)' | cmp -s - $@ || echo '$(MIGRATIONS)' > $@
+
+$(BUILD)/migrations_gen.c: $(MIGRATIONS) $(STATE_SQL) $(BUILD)/migrations.list scripts/embed-sql.sh
+	@mkdir -p $(BUILD)
+	sh scripts/embed-sql.sh $@ $(STATE_SQL) $(MIGRATIONS)
 
 $(BUILD)/migrations_gen.o: $(BUILD)/migrations_gen.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
@@ -171,3 +180,6 @@ clean:
 	rm -rf build build-address build-thread build-undefined
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+.PHONY: FORCE
+FORCE:

@@ -33,7 +33,9 @@ struct opts {
     int nsizes;
     long cycles, threads, passes;
     long minutes, rate;     /* soak */
-    const char *keep_done;  /* soak: duration text for [pool] keep_done */
+    const char *keep_done;  /* soak, pinned (and throughput when given): [pool] keep_done */
+    int64_t keep_done_ms;   /* the same, parsed */
+    bool keep_done_given;   /* --keep-done was on the command line */
     long seconds;           /* footprint */
     const char *pool_bin;   /* footprint: the pgq-pool binary */
     const char *exec_cmd;   /* exec profile: the command line ("/bin/true") */

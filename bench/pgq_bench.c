@@ -173,7 +173,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             { "--profile", T | L | S }, { "--batch", T | L | S }, { "--max-drain-s", T | P },
             { "--timeout-s", T | L | B | S | F | P }, { "--interval-ms", L }, { "--sizes", B },
             { "--cycles", B }, { "--threads", B }, { "--passes", B }, { "--minutes", S },
-            { "--rate", S | P }, { "--keep-done", S | P }, { "--seconds", F },
+            { "--rate", S | P }, { "--keep-done", T | S | P }, { "--seconds", F },
             { "--pool-bin", F }, { "--exec", T }, { "--pin", P }, { "--before-minutes", P },
             { "--pin-minutes", P }, { "--after-minutes", P }, { "--sample-s", P },
         };
@@ -242,6 +242,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
             if (pgq_duration_parse(v, &ms, e, sizeof e) < 0)
                 usage_error("--keep-done: %s", e);
             o->keep_done = v;
+            o->keep_done_ms = ms;
+            o->keep_done_given = true;
         } else if (strcmp(a, "--profile") == 0) {
             bool exec_ok = me == T;
             if (strcmp(v, "default") != 0 && strcmp(v, "strict") != 0 &&

@@ -17,12 +17,15 @@
 
 #include "cli.h"
 
-/* Exit statuses; documented in README.md and `pgq once --help`. */
+/* Exit statuses; documented in README.md and `pgq once --help`. The effect
+ * being done is success for the caller whether it ran now or earlier, so
+ * both are 0 and `pgq once KEY -- CMD || exit 1` is a correct handler; the
+ * outcome word on stderr tells them apart. 3 (skipped, before 0.2) is not
+ * reused, so that a script written for it never misreads another case. */
 enum {
-    ONCE_RAN = 0,         /* CMD ran now and exited 0 */
+    ONCE_DONE = 0,        /* CMD ran now and exited 0, or an earlier attempt did */
     ONCE_CMD_FAILED = 1,  /* CMD ran and failed; record removed, a retry may run it */
     ONCE_ERROR = 2,       /* usage, environment or database error; CMD not run */
-    ONCE_SKIPPED = 3,     /* an earlier attempt already did it; CMD not run */
     ONCE_IN_DOUBT = 4,    /* an earlier attempt died while CMD ran; CMD not run */
     ONCE_LEASE_LOST = 5,  /* this job's lease is no longer ours; CMD not run */
 };
@@ -32,11 +35,11 @@ static const char help[] =
     "Run CMD at most once for the current job and KEY, across retries, crashes and\n"
     "workers. For exec handlers: reads PGQ_JOB_ID, PGQ_LEASE_TOKEN and DATABASE_URL\n"
     "(or --db / -c) from the environment the pool gives the handler.\n\n"
-    "exit status:\n"
-    "  0  CMD ran now and succeeded (recorded done)\n"
+    "exit status (the outcome is also named on stderr):\n"
+    "  0  done: CMD ran now and succeeded (\"ran\"), or an earlier attempt\n"
+    "     already ran it successfully (\"skipped\"); so `... || exit 1` is right\n"
     "  1  CMD ran and failed (record removed: a retry may run it again)\n"
     "  2  usage, environment or database error (CMD not run)\n"
-    "  3  skipped: an earlier attempt already ran CMD successfully\n"
     "  4  in doubt: an earlier attempt died while CMD ran; not run again\n"
     "  5  lease lost: this worker no longer holds the job (CMD not run)\n";
 
@@ -126,7 +129,7 @@ int cmd_once(struct cli *c, int argc, char **argv)
         break;
     case PGQ_ONCE_SKIPPED:
         fprintf(stderr, "pgq once: %s: skipped, already done for job %" PRId64 "\n", key, id);
-        return ONCE_SKIPPED;
+        return ONCE_DONE;
     case PGQ_ONCE_IN_DOUBT:
         fprintf(stderr, "pgq once: %s: in doubt for job %" PRId64 ": an earlier attempt died "
                 "while it ran; not running it again\n", key, id);
@@ -149,8 +152,10 @@ int cmd_once(struct cli *c, int argc, char **argv)
                   err);
         return ok ? ONCE_IN_DOUBT : ONCE_CMD_FAILED;
     }
-    if (ok)
-        return ONCE_RAN;
+    if (ok) {
+        fprintf(stderr, "pgq once: %s: ran\n", key);
+        return ONCE_DONE;
+    }
     if (status < 0)
         cli_error(c, "%s: could not run %s: %s", key, argv[i], strerror(errno));
     else if (WIFSIGNALED(status))

@@ -10,10 +10,13 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq migrate [--status | --to N] [-c FILE] [--db URL]\n\n"
-        "Apply pending schema migrations in order, each in its own transaction.\n"
-        "Safe to run from several hosts at once. --status lists every migration\n"
-        "as \"VERSION NAME applied AT\" or \"VERSION NAME pending\". --to N stops at\n"
-        "version N, as an older pgq whose newest migration was N would have.\n";
+        "Apply pending schema migrations in order, each in its own transaction,\n"
+        "then the job state machine (migrations/state_machine.sql) if its text\n"
+        "changed. Safe to run from several hosts at once. --status lists every\n"
+        "migration as \"VERSION NAME applied AT\" or \"VERSION NAME pending\", then\n"
+        "\"- state_machine.sql applied AT\" or \"... pending\". --to N stops at\n"
+        "version N, as an older pgq whose newest migration was N would have\n"
+        "(without the state machine of this version).\n";
     char err[1024];
     const char *pos[3];
     int npos, r = cli_args(c, argc, argv, help, pos, 3, &npos);
@@ -55,16 +58,33 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
             }
         }
         free(s);
+        bool current;
+        char at[40];
+        if (pgq_state_machine_status(c->conn, &current, at, err, sizeof err) < 0)
+            return cli_error(c, "%s", err);
+        if (current)
+            printf("- state_machine.sql applied %s\n", at);
+        else
+            printf("- state_machine.sql pending%s\n", *at ? " (another text is applied)" : "");
+        pending += !current;
         int rc = EXIT_OK;
         if (pgq_schema_check(c->conn, err, sizeof err) < 0 && !pending)
             rc = cli_error(c, "%s", err);   /* newer than us */
         return rc;
     }
     int applied;
+    bool was_current = true, current = true;
+    char at[40];
+    if (target == pgq_schema_version() &&
+        pgq_state_machine_status(c->conn, &was_current, at, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
     if (pgq_migrate_to(c->conn, (int)target, &applied, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
-    printf("applied %d migration%s; schema at version %ld\n", applied, applied == 1 ? "" : "s",
-           target);
+    if (target == pgq_schema_version() &&
+        pgq_state_machine_status(c->conn, &current, at, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    printf("applied %d migration%s%s; schema at version %ld\n", applied, applied == 1 ? "" : "s",
+           !was_current && current ? " and the state machine" : "", target);
     return EXIT_OK;
 }
 

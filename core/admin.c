@@ -1,7 +1,7 @@
 /* Operating the queue: requeue, cancel, prune, stats and a job's detail.
  * These are the statements behind the pgq CLI and the dashboard. The state
  * changes are functions of the state machine's one home
- * (migrations/004_state_machine.sql): conditional on the current state, so
+ * (migrations/state_machine.sql): conditional on the current state, so
  * two operators acting at once cannot move a job twice, and each action
  * that moved anything is written to pgq.actions in the same statement. */
 #include "db.h"

@@ -153,9 +153,10 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
     snprintf(lim, sizeof lim, "%zu", max_jobs);
     const char *params[] = { aa.v[0], aa.v[1], aa.v[2], aa.v[3], aa.v[4], aa.v[5],
                              qarr, worker ? worker : "", ttl, lim,
-                             hp.prio, hp.run_at, hp.id, hp.better ? hp.better : "false" };
+                             hp.prio, hp.run_at, hp.id, hp.better ? hp.better : "false",
+                             c->delete_done ? "false" : "true" };
     const char *what = max_jobs == 0 ? "complete" : nacks == 0 ? "claim" : "complete and claim";
-    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 14, params, PGRES_TUPLES_OK, what, err, errlen);
+    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 15, params, PGRES_TUPLES_OK, what, err, errlen);
     free(qarr);
     ack_arrays_free(&aa);
     if (!r) {

@@ -79,3 +79,8 @@ void *pgq_conn_pg(pgq_conn *c)
 {
     return c->pg;
 }
+
+void pgq_conn_set_keep_done(pgq_conn *c, bool keep)
+{
+    c->delete_done = !keep;
+}

@@ -7,7 +7,7 @@
  * ever spliced into SQL text.
  *
  * The statements only call the state machine's functions
- * (migrations/004_state_machine.sql), which are the only writers of job
+ * (migrations/state_machine.sql), which are the only writers of job
  * rows. */
 #include "db.h"
 
@@ -22,7 +22,7 @@ struct stmt_def {
 };
 
 /* Every statement calls a function of the state machine's one home
- * (migrations/004_state_machine.sql): no statement here writes a job row. */
+ * (migrations/state_machine.sql): no statement here writes a job row. */
 static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
@@ -34,7 +34,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "  timeout_ms, ord, run_at"
         " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
         "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
-        "  $12::bigint[], $13::bigint[], $14::boolean)" },
+        "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean)" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },

@@ -30,6 +30,7 @@ struct pgq_conn {
     char *url;
     uint64_t prepared;   /* bit per enum db_stmt */
     char sqlstate[6];    /* of the last failure db_error described, "" if none */
+    bool delete_done;    /* pgq_conn_set_keep_done(c, false): done jobs deleted at once */
 };
 
 /* Write a formatted message into err (always NUL-terminated). Returns -1 so

@@ -7,7 +7,7 @@
  * number of jobs done so far, and a queue that drained 2,800 jobs/s fell to
  * 300. The claim instead starts after the position (priority, run_at, id)
  * of the last job this pool claimed from the queue (pgq.complete_claim in
- * migrations/004_state_machine.sql), which keeps it at a few index pages
+ * migrations/state_machine.sql), which keeps it at a few index pages
  * whatever the pin left behind.
  *
  * A hint promises that no ready job of its priority lies before it. Jobs

@@ -4,7 +4,14 @@
  * pending migration runs in its own transaction together with its row in
  * pgq.migrations, so a failure leaves the schema at the last good version.
  * pgq_migrate_to stops at a given version (the upgrade test builds a
- * database as an older pgq left it); migrations never go back. */
+ * database as an older pgq left it); migrations never go back.
+ *
+ * After the numbered migrations, a migrate to this library's version
+ * applies the state machine's one home (migrations/state_machine.sql, every
+ * job transition as CREATE OR REPLACE) when the MD5 recorded in
+ * pgq.state_machine is not that of the text compiled in, in one transaction
+ * with the new MD5. pgq_schema_check refuses a database whose state machine
+ * is not this build's, as it refuses an older schema. */
 #include "db.h"
 #include "migrations.h"
 
@@ -48,6 +55,52 @@ static int refuse_newer(int have, char *err, size_t errlen)
                   "upgrade pgq; refusing to touch it", have, PGQ_VERSION, pgq_schema_version());
 }
 
+/* Whether the database's state machine is the one compiled in: *current
+ * false when another text (or none) was applied. applied_at (may be NULL,
+ * 40 bytes) gets when it was applied, "" if never. */
+static int state_current(pgq_conn *c, bool *current, char *applied_at, char *err, size_t errlen)
+{
+    const char *params[] = { pgq_state_md5 };
+    PGresult *r = db_query(c,
+        "SELECT coalesce((SELECT s.md5 = $1 FROM pgq.state_machine s), false),"
+        "       coalesce((SELECT s.applied_at::text FROM pgq.state_machine s), '')",
+        1, params, PGRES_TUPLES_OK, "state machine version", err, errlen);
+    if (!r)
+        return -1;
+    *current = db_bool(r, 0, 0);
+    if (applied_at)
+        snprintf(applied_at, 40, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return 0;
+}
+
+/* (Re)define every transition, recording the text's MD5 with it. */
+static int apply_state(pgq_conn *c, char *err, size_t errlen)
+{
+    const char *what = "state machine (migrations/state_machine.sql)";
+    const char *params[] = { pgq_state_md5 };
+
+    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+        return -1;
+    PGresult *r = PQexec(c->pg, pgq_state_sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        db_error(c, r, what, err, errlen);
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    r = db_query(c, "INSERT INTO pgq.state_machine (md5) VALUES ($1)"
+                    " ON CONFLICT (one) DO UPDATE SET md5 = excluded.md5, applied_at = now()",
+                 1, params, PGRES_COMMAND_OK, what, err, errlen);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    return db_command(c, "COMMIT", what, err, errlen);
+fail:
+    PQclear(PQexec(c->pg, "ROLLBACK"));
+    return -1;
+}
+
 int pgq_schema_check(pgq_conn *c, char *err, size_t errlen)
 {
     int have;
@@ -58,7 +111,26 @@ int pgq_schema_check(pgq_conn *c, char *err, size_t errlen)
     if (have < pgq_schema_version())
         return seterr(err, errlen, "database schema is at version %d, this pgq needs %d: "
                       "run `pgq migrate`", have, pgq_schema_version());
+    bool current;
+    if (state_current(c, &current, NULL, err, errlen) < 0)
+        return -1;
+    if (!current)
+        return seterr(err, errlen, "the database's job state machine is not this pgq's "
+                      "(migrations/state_machine.sql changed): run `pgq migrate`");
     return 0;
+}
+
+int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
+                             char *err, size_t errlen)
+{
+    int have;
+    *current = false;
+    applied_at[0] = '\0';
+    if (applied_version(c, &have, err, errlen) < 0)
+        return -1;
+    if (have < pgq_schema_version())
+        return 0;   /* no pgq.state_machine yet, or an older one: pending */
+    return state_current(c, current, applied_at, err, errlen);
 }
 
 static int apply_one(pgq_conn *c, const struct pgq_migration *m, char *err, size_t errlen)
@@ -93,6 +165,43 @@ int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen)
     return pgq_migrate_to(c, pgq_schema_version(), applied, err, errlen);
 }
 
+/* A schema named pgq that pgq did not create is refused before anything is
+ * written: Skytools PgQ's extension (`CREATE EXTENSION pgq`) lives in one,
+ * and pgq's tables written into it would be dropped with the extension
+ * (DROP EXTENSION pgq CASCADE deletes every job). pgq's own schema has
+ * pgq.migrations; an empty schema (made beforehand, say for its grants) is
+ * taken. */
+static int foreign_schema(pgq_conn *c, char *err, size_t errlen)
+{
+    PGresult *r = db_query(c,
+        "SELECT (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid"
+        "         WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid"
+        "           AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' LIMIT 1),"
+        "       (SELECT count(*) FROM pg_class k WHERE k.relnamespace = n.oid)"
+        "     + (SELECT count(*) FROM pg_proc f WHERE f.pronamespace = n.oid)"
+        "     + (SELECT count(*) FROM pg_type t WHERE t.typnamespace = n.oid"
+        "          AND t.typrelid = 0 AND t.typelem = 0),"
+        "       to_regclass('pgq.migrations') IS NOT NULL"
+        "  FROM pg_namespace n WHERE n.nspname = 'pgq'",
+        0, NULL, PGRES_TUPLES_OK, "migrate: schema pgq", err, errlen);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 1 && !db_bool(r, 0, 2)) {
+        if (!PQgetisnull(r, 0, 0))
+            rc = seterr(err, errlen, "schema \"pgq\" belongs to the extension \"%s\" (Skytools "
+                        "PgQ?), not to this pgq: refusing to write into it. Use a database "
+                        "without it, or drop the extension there", PQgetvalue(r, 0, 0));
+        else if (db_int64(r, 0, 1, 0) > 0)
+            rc = seterr(err, errlen, "schema \"pgq\" exists and holds %s object%s that pgq did "
+                        "not create (it has no pgq.migrations): refusing to write into it. Use "
+                        "a database without it, or move them away", PQgetvalue(r, 0, 1),
+                        db_int64(r, 0, 1, 0) == 1 ? "" : "s");
+    }
+    PQclear(r);
+    return rc;
+}
+
 int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen)
 {
     int have, n = 0, rc = -1;
@@ -110,6 +219,8 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     if (!r)
         return -1;
     PQclear(r);
+    if (foreign_schema(c, err, errlen) < 0)
+        goto out;
     if (db_command(c, "CREATE SCHEMA IF NOT EXISTS pgq; "
                       "CREATE TABLE IF NOT EXISTS pgq.migrations ("
                       " version int PRIMARY KEY, name text NOT NULL,"
@@ -133,6 +244,13 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
         if (apply_one(c, &pgq_migrations[i], err, errlen) < 0)
             goto out;
         n++;
+    }
+    if (target == pgq_schema_version()) {
+        bool current;
+        if (state_current(c, &current, NULL, err, errlen) < 0)
+            goto out;
+        if (!current && apply_state(c, err, errlen) < 0)
+            goto out;
     }
     rc = 0;
 out:

@@ -14,4 +14,9 @@ struct pgq_migration {
 extern const struct pgq_migration pgq_migrations[];
 extern const size_t pgq_nmigrations;
 
+/* The state machine's one home (migrations/state_machine.sql) and the MD5
+ * of its text, applied after the numbered migrations when it changed. */
+extern const char pgq_state_sql[];
+extern const char pgq_state_md5[];
+
 #endif

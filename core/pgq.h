@@ -56,6 +56,12 @@ PGQ_API bool pgq_connected(const pgq_conn *c);
  * pgq_conn keeps owning it. */
 PGQ_API void *pgq_conn_pg(pgq_conn *c);
 
+/* keep false: jobs completed through this connection are deleted at once,
+ * with their history and effects, instead of kept as done until pruned
+ * (a pool with keep_done = 0 sets it: one delete instead of a new row
+ * version and its index entries). Default true. */
+PGQ_API void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
+
 /* ---- schema ------------------------------------------------------------ */
 
 typedef struct pgq_migration_status {
@@ -80,8 +86,15 @@ PGQ_API int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, siz
 PGQ_API int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* 0 when the schema is exactly at this library's version; otherwise -1 and
- * a message saying to migrate (older) or upgrade pgq (newer). */
+/* Whether the database's job state machine (migrations/state_machine.sql,
+ * applied by a migrate to this library's version) is this library's text:
+ * *current, and applied_at (40 bytes) its time, "" when never applied. */
+PGQ_API int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
+                             char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* 0 when the schema is exactly at this library's version and its state
+ * machine is this library's; otherwise -1 and a message saying to migrate
+ * (older) or upgrade pgq (newer). */
 PGQ_API int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Highest migration version compiled into this library. */

@@ -1,3 +1,6 @@
+-- Superseded: the state machine now lives in migrations/state_machine.sql,
+-- applied after the numbered migrations whenever it changes; this file is
+-- the record of what schema version 4 installed.
 -- pgq schema, version 4: THE JOB STATE MACHINE, IN ONE HOME (issue 10).
 --
 -- Every transition of a job is one function in this file, and these

@@ -74,6 +74,8 @@ int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
     for (int tries = 0;; tries++) {
         if (*conn ? pgq_reconnect(*conn, err, sizeof err) == 0
                   : pgq_connect(p->url, conn, err, sizeof err) == 0) {
+            /* keep_done = 0: a done job is deleted by its completion. */
+            pgq_conn_set_keep_done(*conn, p->cfg->keep_done_ms > 0);
             if (tries)
                 pool_log(PGQ_LOG_INFO, who, "reconnected after %d attempt%s", tries,
                          tries == 1 ? "" : "s");

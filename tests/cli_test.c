@@ -776,8 +776,9 @@ START_TEST(migrate_on_migrated_db)
     struct run r = PGQ_DB("migrate", "--status");
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql applied ", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(tu_count_lines(r.out), pgq_schema_version());
+    ck_assert_int_eq(tu_count_lines(r.out), pgq_schema_version() + 1);
     ck_assert_ptr_null(strstr(r.out, "pending"));
+    ck_assert_msg(strstr(r.out, "\n- state_machine.sql applied 2"), "[%s]", r.out);
     /* the applied time is a timestamp, not empty */
     ck_assert_msg(strlen(r.out) > 25 + 10 && r.out[25] >= '1' && r.out[25] <= '9', "[%s]",
                   r.out);
@@ -802,7 +803,7 @@ START_TEST(migrate_fresh_and_newer_database)
     r = run_env(NULL, ARGV("--db", db, "migrate", "--status"));
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql pending\n", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(tu_count_lines(r.out), v);
+    ck_assert_int_eq(tu_count_lines(r.out), v + 1);
     for (const char *l = r.out; *l; l = strchr(l, '\n') + 1)
         ck_assert_msg(strncmp(strchr(l, '\n') - 8, " pending", 8) == 0, "[%s]", r.out);
 
@@ -812,8 +813,8 @@ START_TEST(migrate_fresh_and_newer_database)
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to=1")), 0,
                "applied 0 migrations; schema at version 1\n", "");
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate")), 0,
-               fmt("applied %d migration%s; schema at version %d\n", v - 1, v - 1 == 1 ? "" : "s",
-                   v), "");
+               fmt("applied %d migration%s and the state machine; schema at version %d\n", v - 1,
+                   v - 1 == 1 ? "" : "s", v), "");
     if (v > 1)
         ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 1, "",
                    fmt("pgq migrate: database schema is at version %d, past 1: "
@@ -1009,18 +1010,19 @@ START_TEST(once_exit_codes)
     ck_assert_int_eq(tu_file_lines(file), 0);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects", 0, NULL), 0);
 
-    /* runs once: 0, then skipped: 3 */
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "", "");
+    /* runs once: 0 "ran", then 0 "skipped" (done either way) */
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
+               "pgq once: k: ran\n");
     ck_assert_int_eq(tu_file_lines(file), 1);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k'"
                             " AND state = 'done' AND finished_at IS NOT NULL", 1, p_id), 1);
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 3, "",
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
                fmt("pgq once: k: skipped, already done for job %" PRId64 "\n", j->id));
     ck_assert_int_eq(tu_file_lines(file), 1);
 
     /* the command's output and arguments pass through untouched */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "echo", "--", "echo", "a b", "--db", "-c")),
-               0, "a b --db -c\n", "");
+               0, "a b --db -c\n", "pgq once: echo: ran\n");
 
     /* failure: 1, record removed, so a retry may run it */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "false")), 1, "",
@@ -1029,7 +1031,8 @@ START_TEST(once_exit_codes)
                             1, p_id), 0);
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", "exit 7")), 1, "",
                "pgq once: k2: sh exited with status 7; record removed\n");
-    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", append)), 0, "", "");
+    ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", append)), 0, "",
+               "pgq once: k2: ran\n");
     ck_assert_int_eq(tu_file_lines(file), 2);
     /* killed by a signal counts as failed too */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k8", "--", "sh", "-c", "kill -9 $$")),
@@ -1103,11 +1106,11 @@ START_TEST(once_survives_connection_loss)
                                 fmt("PGQ_JOB_ID=%" PRId64, j->id),
                                 fmt("PGQ_LEASE_TOKEN=%s", j->lease_token), NULL };
     ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "psql", tu_db_url(), "-qAtc", kill_sql)), 0,
-               "1\n", "");
+               "1\n", "pgq once: k: ran\n");
     const char *p[] = { id_text(j->id) };
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k'"
                             " AND state = 'done'", 1, p), 1);
-    ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "false")), 3, "",
+    ASSERT_RUN(run_env(env, ARGV("once", "k", "--", "false")), 0, "",
                fmt("pgq once: k: skipped, already done for job %" PRId64 "\n", j->id));
     pgq_job_free(j);
     pgq_disconnect(c);

@@ -268,6 +268,53 @@ START_TEST(release_gives_back_without_spending_attempt)
 }
 END_TEST
 
+/* keep_done = 0 (pgq_conn_set_keep_done false): the completion deletes the
+ * job, its history (a failed attempt, here) and its effects in the same
+ * statement, also when exec figures come with it; a stale token deletes
+ * nothing; a connection left at the default keeps the done job. */
+START_TEST(completion_without_keep_done_deletes_the_job)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "t", 60000);
+    int64_t id = j->id;
+    char stale[PGQ_TOKEN_LEN + 1];
+    snprintf(stale, sizeof stale, "%s", j->lease_token);
+    pgq_fail_result fr;
+    ck_assert(pgq_fail(c, j->id, j->lease_token, "first", NULL, &fr, err, sizeof err) == 0);
+    ck_assert(!fr.dead);
+    pgq_job_free(j);
+    ck_assert(pgq_claim(c, Q, 1, "w2", 60000, &j, err, sizeof err) == 0 && j && j->id == id);
+    ck_assert_int_eq(pgq_once_begin(c, j->id, j->lease_token, "mail", err, sizeof err),
+                     PGQ_ONCE_RAN);
+    ck_assert(pgq_once_end(c, j->id, j->lease_token, "mail", true, err, sizeof err) == 0);
+
+    pgq_conn_set_keep_done(c, false);
+    bool lost = false;
+    ck_assert(pgq_complete(c, id, stale, NULL, &lost, err, sizeof err) == 0);
+    ck_assert(lost);
+    const char *p[] = { tu_lld(id) };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1", 1, p), 1);
+    pgq_attempt_info info = { 0, 0, 12, 3400 };   /* exec figures: no history row for it */
+    ck_assert_msg(pgq_complete(c, id, j->lease_token, &info, &lost, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert(!lost);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1", 1, p), 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1", 1, p), 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1", 1, p), 0);
+    pgq_job_free(j);
+
+    pgq_conn_set_keep_done(c, true);
+    j = add_and_claim(c, "t", 60000);
+    ck_assert(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0 && !lost);
+    const char *q[] = { tu_lld(j->id) };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND state = 'done'", 1,
+                            q), 1);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *lease_suite(void)
 {
     Suite *s = suite_create("lease");
@@ -284,6 +331,7 @@ Suite *lease_suite(void)
     tcase_add_test(tc, release_gives_back_without_spending_attempt);
     tcase_add_test(tc, invalid_utf8_error_text_is_kept);
     tcase_add_test(tc, strictly_invalid_utf8_error_text_is_kept);
+    tcase_add_test(tc, completion_without_keep_done_deletes_the_job);
     suite_add_tcase(s, tc);
     return s;
 }

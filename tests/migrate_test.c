@@ -125,6 +125,157 @@ START_TEST(newer_schema_is_refused)
 }
 END_TEST
 
+static void sql_ok(pgq_conn *c, const char *sql)
+{
+    PGresult *r = PQexec(pgq_conn_pg(c), sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(pgq_conn_pg(c)));
+    PQclear(r);
+}
+
+/* migrations/state_machine.sql is applied by a migrate to this version,
+ * again whenever the applied text is not this build's (a function lost or
+ * changed by hand comes back), and never by a migrate to an older version;
+ * until it is applied the schema check refuses the database. */
+START_TEST(state_machine_is_applied_when_its_text_changed)
+{
+    char err[512], at[40];
+    bool current = true;
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    if (pgq_schema_version() > 1) {
+        ck_assert_msg(pgq_migrate_to(c, pgq_schema_version() - 1, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+        ck_assert(!current);
+        ck_assert_str_eq(at, "");
+    }
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+    ck_assert(current);
+    ck_assert_msg(at[0] >= '1' && at[0] <= '9', "applied at [%s]", at);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+
+    /* Someone changed it by hand: a transition is gone and the MD5 is not ours. */
+    sql_ok(c, "DROP FUNCTION pgq.renew(bigint[], uuid[], bigint)");
+    sql_ok(c, "UPDATE pgq.state_machine SET md5 = 'edited'");
+    ck_assert_int_eq(pgq_schema_check(c, err, sizeof err), -1);
+    ck_assert_str_eq(err, "the database's job state machine is not this pgq's "
+                          "(migrations/state_machine.sql changed): run `pgq migrate`");
+    int applied = -1;
+    ck_assert_msg(pgq_migrate(c, &applied, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applied, 0);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    PGresult *r = PQexec(pgq_conn_pg(c),
+                         "SELECT to_regprocedure('pgq.renew(bigint[], uuid[], bigint)') IS NOT NULL");
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    /* Applying the same text again changes nothing and is not repeated. */
+    sql_ok(c, "UPDATE pgq.state_machine SET applied_at = '2000-01-01'");
+    ck_assert(pgq_migrate(c, NULL, err, sizeof err) == 0);
+    ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
+    ck_assert(current);
+    ck_assert_msg(strncmp(at, "2000-01-01", 10) == 0, "re-applied at %s", at);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* A pool of version 4 runs on while its database is migrated: its prepared
+ * complete_claim (14 arguments, as core/db.c of version 4 sent it) still
+ * completes and claims after migrations/state_machine.sql replaced the
+ * 16-argument function with one that takes p_keep_done. */
+START_TEST(a_version_4_pools_prepared_claim_survives_the_migration)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    if (pgq_schema_version() < 5) {
+        pgq_disconnect(c);
+        return;
+    }
+    ck_assert_msg(pgq_migrate_to(c, 4, NULL, err, sizeof err) == 0, "%s", err);
+    sql_ok(c, "INSERT INTO pgq.job_types (type) VALUES ('t')");
+    sql_ok(c, "SELECT pgq.add('t', '{}'), pgq.add('t', '{}')");
+    PGconn *old = PQconnectdb(dburl);
+    ck_assert(PQstatus(old) == CONNECTION_OK);
+    PGresult *r = PQprepare(old, "v4_complete_claim",
+        "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
+        "  timeout_ms, ord, run_at"
+        " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
+        "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
+        "  $12::bigint[], $13::bigint[], $14::boolean)", 14, NULL);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(old));
+    PQclear(r);
+    const char *claim[14] = { NULL, NULL, NULL, NULL, NULL, NULL, "{default}", "old", "30000",
+                              "1", NULL, NULL, NULL, "false" };
+    r = PQexecPrepared(old, "v4_complete_claim", 14, claim, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s",
+                  PQerrorMessage(old));
+    char id[32], tok[64], ids[40], toks[80];
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 1));
+    snprintf(tok, sizeof tok, "%s", PQgetvalue(r, 0, 8));
+    PQclear(r);
+
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "%s", err);
+
+    snprintf(ids, sizeof ids, "{%s}", id);
+    snprintf(toks, sizeof toks, "{%s}", tok);
+    const char *cc[14] = { ids, toks, NULL, NULL, NULL, NULL, "{default}", "old", "30000",
+                           "1", NULL, NULL, NULL, "false" };
+    r = PQexecPrepared(old, "v4_complete_claim", 14, cc, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "after the migration: %s",
+                  PQerrorMessage(old));
+    ck_assert_int_eq(PQntuples(r), 2);   /* the ack and the next job */
+    PQclear(r);
+    PQfinish(old);
+    const char *p[] = { id };
+    r = PQexecParams(pgq_conn_pg(c), "SELECT state FROM pgq.jobs WHERE id = $1", 1, NULL, p,
+                     NULL, NULL, 0);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "done");
+    PQclear(r);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* A schema "pgq" that pgq did not create is refused with a message that
+ * says why, and nothing is written into it: Skytools PgQ's extension (the
+ * Debian package postgresql-15-pgq3, which scripts/deps.sh installs), a
+ * schema holding anything else. An empty schema made beforehand is taken. */
+START_TEST(a_schema_pgq_of_someone_else_is_refused)
+{
+    char err[512];
+    pgq_conn *c = NULL;
+    ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
+    PGresult *r = PQexec(pgq_conn_pg(c),
+                         "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgq'");
+    bool skytools = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    PQclear(r);
+    if (skytools) {
+        sql_ok(c, "CREATE EXTENSION pgq");
+        ck_assert_int_eq(pgq_migrate(c, NULL, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "schema \"pgq\" belongs to the extension \"pgq\" (Skytools "
+                                  "PgQ?), not to this pgq: refusing to write into it"), "%s", err);
+        r = PQexec(pgq_conn_pg(c), "SELECT to_regclass('pgq.migrations') IS NULL"
+                                   "   AND to_regclass('pgq.jobs') IS NULL");
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
+        sql_ok(c, "DROP EXTENSION pgq CASCADE");
+    } else {
+        fprintf(stderr, "migrate_test: Skytools PgQ (postgresql-15-pgq3) is not installed: "
+                        "its extension case is not tried\n");
+    }
+    sql_ok(c, "CREATE SCHEMA IF NOT EXISTS pgq; CREATE TABLE pgq.queue (id int)");
+    ck_assert_int_eq(pgq_migrate(c, NULL, err, sizeof err), -1);
+    ck_assert_str_eq(err, "schema \"pgq\" exists and holds 1 object that pgq did not create (it "
+                          "has no pgq.migrations): refusing to write into it. Use a database "
+                          "without it, or move them away");
+    sql_ok(c, "DROP TABLE pgq.queue");
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "empty schema: %s", err);
+    ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -134,6 +285,9 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, concurrent_migrates_apply_once);
     tcase_add_test(tc, unmigrated_database_is_refused_until_migrated);
     tcase_add_test(tc, newer_schema_is_refused);
+    tcase_add_test(tc, state_machine_is_applied_when_its_text_changed);
+    tcase_add_test(tc, a_version_4_pools_prepared_claim_survives_the_migration);
+    tcase_add_test(tc, a_schema_pgq_of_someone_else_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,4 @@
-/* The state machine's one home (migrations/004_state_machine.sql):
+/* The state machine's one home (migrations/state_machine.sql):
  *   - no .c file of the library or the programs writes a job row;
  *   - every function named in README's state-machine table exists;
  *   - pgq.check_invariants() reports each kind of broken row;
@@ -96,7 +96,7 @@ START_TEST(no_c_file_writes_job_rows)
             char *text = tu_slurp(path);
             const char *w = writes_job_rows(text, found, sizeof found);
             ck_assert_msg(w == NULL, "%s/%s writes job rows (\"%s\"): call a function of "
-                          "migrations/004_state_machine.sql instead", dirs[d], de->d_name, w);
+                          "migrations/state_machine.sql instead", dirs[d], de->d_name, w);
             free(text);
             files++;
         }
@@ -668,6 +668,43 @@ START_TEST(an_old_writers_job_is_found_by_the_periodic_full_search)
 }
 END_TEST
 
+/* ---- writes per job (issue 10, item 3) ------------------------------------ */
+
+/* A lease renewal changes no indexed column of pgq.jobs (migration 5), so
+ * it is a heap-only update and writes no index entry. With the reaper's
+ * index keyed on lease_expires_at (schema 4) none of them was. */
+START_TEST(lease_renewals_are_hot_updates)
+{
+    pgq_conn *c = tu_connect();
+    add_n(c, 20);
+    for (int i = 0; i < 20; i++) {
+        pgq_job *j = hclaim(c, NULL, (const char *const[]){ "default" }, 1);
+        ck_assert_msg(j, "claim %d found no job", i + 1);
+        pgq_job_free(j);
+    }
+    PGconn *pg = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(pg) == CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *r = PQexec(pg,
+        "WITH h AS (SELECT array_agg(id) AS ids, array_agg(lease_token) AS toks"
+        "             FROM pgq.jobs WHERE state = 'running')"
+        "SELECT (SELECT count(*) FROM h, pgq.renew(h.ids, h.toks, 30000)),"
+        "       pg_stat_get_xact_tuples_updated('pgq.jobs'::regclass),"
+        "       pg_stat_get_xact_tuples_hot_updated('pgq.jobs'::regclass)");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+    long renewed = atol(PQgetvalue(r, 0, 0)), upd = atol(PQgetvalue(r, 0, 1)),
+         hot = atol(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    PQclear(PQexec(pg, "COMMIT"));
+    PQfinish(pg);
+    fprintf(stderr, "state_test: 20 lease renewals: %ld updates, %ld HOT\n", upd, hot);
+    ck_assert_int_eq(renewed, 20);
+    ck_assert_int_eq(upd, 20);
+    ck_assert_msg(hot >= 15, "only %ld of 20 lease renewals were HOT updates", hot);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *state_suite(void)
 {
     Suite *s = suite_create("state");
@@ -686,6 +723,7 @@ Suite *state_suite(void)
     tcase_add_test(tc, a_job_due_by_its_commit_is_announced);
     tcase_add_test(tc, notes_from_anyone_cannot_break_claims);
     tcase_add_test(tc, an_old_writers_job_is_found_by_the_periodic_full_search);
+    tcase_add_test(tc, lease_renewals_are_hot_updates);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -597,7 +597,7 @@ static void compare(const struct dump_spec *d, const PGresult *was, const PGresu
     }
 }
 
-/* pgq.check_invariants() of migration 004 on the upgraded database. */
+/* pgq.check_invariants() (migrations/state_machine.sql) on the upgraded database. */
 static void assert_invariants(const char *when)
 {
     PGresult *r = tu_query(K, "SELECT job_id, invariant, detail FROM pgq.check_invariants()",

@@ -1,0 +1,975 @@
+-- THE JOB STATE MACHINE, IN ONE HOME.
+--
+-- This file is not a numbered migration. `pgq migrate` applies the
+-- numbered files of this directory once each, in order (tables, indexes,
+-- moving data), and then this one whenever its text differs from the text
+-- it applied last (pgq.state_machine records its MD5; core/migrate.c). So
+-- a change to a transition is an edit here, not a copy of the function in
+-- a new migration, and a reader finds every transition in this one file.
+-- Every statement is CREATE OR REPLACE (applying it twice changes
+-- nothing); a function whose signature changes is dropped here first, and
+-- the signatures older pools call keep working (wrappers below), because
+-- pools of the previous release run on while a database is migrated.
+-- A change here ships with a numbered migration (a comment is enough), so
+-- that the schema version tells old and new builds apart. It supersedes the
+-- definitions of migrations 001-004, which stay as the record of what
+-- those versions installed.
+--
+-- Every transition of a job is one function in this file, and these
+-- functions are the only statements in pgq that write pgq.jobs,
+-- pgq.job_attempts or pgq.effects (tests/state_test.c fails when a .c file
+-- of the library or the programs writes one of them). Definitions of the
+-- same functions in migrations 001-004 are superseded by the ones here.
+--
+--   state        transition                function                    fenced by
+--   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, idempotency key
+--   ready        claim            -> running pgq.complete_claim,        FOR UPDATE SKIP LOCKED
+--                                            pgq.claim
+--   running      renew lease               pgq.renew                   lease token, state
+--   running      complete         -> done   pgq.complete (complete_claim) lease token, state
+--                (keep_done = 0:  -> deleted, with history and effects)
+--   running      fail             -> ready (retry) | dead
+--                                            pgq.fail                    lease token, state
+--   running      release          -> ready  pgq.release                 lease token, state
+--   running      reap (expired)   -> ready | dead
+--                                            pgq.reap                    lease expired, then token
+--   dead/cancelled requeue        -> ready  pgq.requeue, pgq.requeue_matching   state
+--   ready        cancel           -> cancelled pgq.cancel               state
+--   done/dead/cancelled prune     -> (gone) pgq.prune                   state and age
+--   running      run_once begin/done/forget (pgq.effects)
+--                                            pgq.effect_begin, pgq.effect_done,
+--                                            pgq.effect_forget            lease token, live lease
+--
+-- Three expressions exist once: a lease is given out and an attempt ends
+-- (its lease cleared) in pgq.complete_claim(), the hot path, which every
+-- other claim and end (complete, fail, release, reap) wraps; a lease's
+-- expiry is pgq.lease_expiry(). pgq.check_invariants() lists every row that
+-- breaks what these functions make impossible; every test ends with it.
+--
+-- The claim may start where the caller's previous claim of a queue ended
+-- (a "claim hint", see pgq.complete_claim): while another session pins
+-- the xmin horizon (pg_dump, a forgotten psql, a long report), the claim
+-- index keeps an entry for every job claimed since the pin, none of which
+-- vacuum may remove, and a claim that walks from the start of the index
+-- visits all of them: claims turned quadratic and throughput fell by 91%.
+-- The pool keeps a hint per queue and lowers it when a job appears
+-- behind it: the NOTIFY channel pgq_ready carries the position of the
+-- first job each transaction made ready in a queue, due or not
+-- ("QUEUE PRIORITY RUN_AT_US ID DUE", see pgq.announce), and pgq_jobs
+-- carries the queue's name when a job is due now, as in earlier versions
+-- (it wakes pools, theirs too).
+
+-- ---- shared expressions ------------------------------------------------
+
+-- When a lease given out or renewed now with ttl_ms expires.
+CREATE OR REPLACE FUNCTION pgq.lease_expiry(p_ttl_ms bigint) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$ SELECT now() + p_ttl_ms * interval '1 millisecond' $$;
+
+-- A claim position's run_at as microseconds since the epoch, exactly (the
+-- hints of core/hints.c carry it as an integer), and back. STABLE, as
+-- their bodies are: an IMMUTABLE function with a STABLE body is not
+-- inlined, and a call that is not inlined costs more than the expression.
+CREATE OR REPLACE FUNCTION pgq.position_us(p_t timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $$;
+
+-- Exact (whole seconds, then the microseconds: no rounding through a
+-- double). Any bigint is a position: those before the first timestamp (a
+-- hint that means "from the start") are -infinity; the last timestamp
+-- (294276 AD) lies beyond the largest bigint.
+CREATE OR REPLACE FUNCTION pgq.from_position_us(p_us bigint) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_us < -210866716800000000 THEN '-infinity'::timestamptz   -- 4713 BC
+                ELSE to_timestamp(p_us / 1000000) + (p_us % 1000000) * interval '1 microsecond'
+           END
+$$;
+
+-- Announce that a transaction made jobs of a queue ready, the first of
+-- them (in claim order) at (priority, run_at, id); p_due: some are due
+-- now. pgq_ready tells pools of this version where to look back to (their
+-- claim hints), for every job, due or not: a job not due when it is added
+-- may be due when its transaction commits. pgq_jobs wakes pools of every
+-- version when something is due; it comes second, so that a pool that
+-- hears pgq_jobs without a pgq_ready before it knows the writer was an
+-- earlier version, which announces no position (core/hints.c).
+-- (PL/pgSQL, not SQL: a SQL function that is not inlined is planned anew
+-- at every call, which cost every add a quarter of a millisecond.)
+CREATE OR REPLACE FUNCTION pgq.announce(p_queue text, p_priority int, p_run_at timestamptz, p_id bigint,
+                             p_due boolean)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_notify('pgq_ready', p_queue || ' ' || p_priority || ' '
+                                   || pgq.position_us(p_run_at) || ' ' || p_id || ' '
+                                   || CASE WHEN p_due THEN '1' ELSE '0' END);
+    IF p_due THEN
+        PERFORM pg_notify('pgq_jobs', p_queue);
+    END IF;
+END
+$$;
+
+-- The rule of queue names, everywhere: 1 to 100 characters, no ASCII
+-- whitespace (the C side: PGQ_QUEUE_NAME_MAX and pgq_queue_name_check() in
+-- core/pgq.h). Raises naming the item; true when the name is fine.
+CREATE OR REPLACE FUNCTION pgq.check_queue(p_ord int, p_queue text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_queue IS NULL OR length(p_queue) BETWEEN 1 AND 100 AND p_queue !~ '[ \t\n\r\f\v]' THEN
+        RETURN true;
+    END IF;
+    IF length(p_queue) NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'queue name must be 1 to 100 characters, not %', length(p_queue)
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RAISE EXCEPTION 'queue name "%" contains whitespace', p_queue
+        USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+END
+$$;
+
+-- The refusals of an item's options other than its contract, in this
+-- order: queue name, max_retries, delay. Raises naming the item; true when
+-- they are fine. pgq.add and pgq.enqueue both raise through it.
+CREATE OR REPLACE FUNCTION pgq.check_options(p_ord int, p_queue text, p_max_retries int, p_delay_ms bigint)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM pgq.check_queue(p_ord, p_queue);
+    IF p_max_retries < 0 THEN
+        RAISE EXCEPTION 'max_retries must be 0 or more, not %', p_max_retries
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF p_delay_ms < 0 THEN
+        RAISE EXCEPTION 'delay must not be negative, not % ms', p_delay_ms
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- ---- add -----------------------------------------------------------------
+
+-- Add one job: the single-job form of pgq.enqueue, with named, defaulted
+-- arguments for producers in any language:
+--   SELECT * FROM pgq.add('send-email', '{"to":"a@b"}', idempotency_key => 'k');
+-- Returns the job's id, and duplicate = true when a job holding the
+-- idempotency key existed (then nothing was added). The same checks as
+-- pgq.enqueue, in the same order, with the same messages.
+CREATE OR REPLACE FUNCTION pgq.add(type text, payload jsonb, queue text DEFAULT NULL,
+                        priority int DEFAULT NULL, run_at timestamptz DEFAULT NULL,
+                        delay_ms bigint DEFAULT NULL, max_retries int DEFAULT NULL,
+                        idempotency_key text DEFAULT NULL)
+RETURNS TABLE (id bigint, duplicate boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0 THEN
+        PERFORM pgq.check_options(1, add.queue, add.max_retries, add.delay_ms);
+    END IF;
+    IF add.payload IS NULL THEN
+        RAISE EXCEPTION 'payload is missing' USING ERRCODE = '22023', DETAIL = 'item 1';
+    END IF;
+    -- One statement (each statement of a function costs as much as a
+    -- small insert): the type's defaults, the contract check (only when
+    -- the type has a contract or the time is odd: pgq.check_item raises
+    -- the refusal), the insert and the announcement.
+    RETURN QUERY
+    WITH t AS (
+        SELECT jt.queue, jt.priority, jt.max_retries, jt.required
+          FROM pgq.job_types jt WHERE jt.type = add.type
+    ), i AS (
+        SELECT coalesce(add.run_at, now() + coalesce(add.delay_ms, 0) * interval '1 millisecond')
+               AS due
+        OFFSET 0
+    ), ins AS (
+        INSERT INTO pgq.jobs AS j (queue, type, payload, priority, run_at, max_retries,
+                                   idempotency_key)
+        SELECT coalesce(add.queue, t.queue), add.type, add.payload,
+               coalesce(add.priority, t.priority), i.due, coalesce(add.max_retries, t.max_retries),
+               add.idempotency_key
+          FROM i LEFT JOIN t ON true
+         WHERE (t.required = '{}' AND isfinite(i.due))
+            OR pgq.check_item(1, add.type, add.payload, i.due, t.required)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.queue, j.priority, j.run_at
+    )
+    SELECT ins.id, false
+      FROM ins
+     CROSS JOIN LATERAL (SELECT pgq.announce(ins.queue, ins.priority, ins.run_at, ins.id,
+                                             ins.run_at <= now())) a;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- A new statement, hence a fresh snapshot: it sees the row whose
+    -- concurrent insert made ours a duplicate.
+    RETURN QUERY SELECT coalesce((SELECT j.id FROM pgq.jobs j
+                                   WHERE j.idempotency_key = add.idempotency_key),
+                                 pgq.key_vanished(add.idempotency_key, 1)),
+                        true;
+END
+$$;
+
+-- Add a batch (see migration 002 for how it is made fast; this version
+-- holds queue names to pgq.check_queue's rule and announces positions).
+-- Validates types and payload contracts first, so a refused batch stores
+-- nothing; then inserts and maps every input item (by ordinal) to its job
+-- id and whether it was a duplicate.
+CREATE OR REPLACE FUNCTION pgq.enqueue(p_types text[], p_payloads text[], p_queues text[],
+                                       p_priorities int[], p_run_ats timestamptz[],
+                                       p_delays_ms bigint[], p_max_retries int[], p_keys text[])
+RETURNS TABLE (ord int, id bigint, duplicate boolean)
+LANGUAGE plpgsql VOLATILE SET jit = off SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    n int := coalesce(array_length(p_types, 1), 0);
+    bad record;
+    payloads jsonb[];
+    ids bigint[];
+    inserted bigint[];
+    seq regclass;
+    i int;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF array_length(p_payloads, 1) IS DISTINCT FROM n THEN
+        RAISE EXCEPTION 'pgq.enqueue: % types but % payloads', n, coalesce(array_length(p_payloads, 1), 0)
+            USING ERRCODE = '22023';
+    END IF;
+
+    SELECT s.ord, s.queue, s.max_retries, s.delay_ms INTO bad
+      FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n]) WITH ORDINALITY
+               AS s(queue, max_retries, delay_ms, ord)
+     WHERE length(s.queue) NOT BETWEEN 1 AND 100 OR s.queue ~ '[ \t\n\r\f\v]'
+        OR s.max_retries < 0 OR s.delay_ms < 0
+     ORDER BY s.ord LIMIT 1;
+    IF FOUND THEN
+        PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);
+        RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
+    END IF;
+
+    -- Parse the payloads; on failure find the item at fault (slow path only).
+    BEGIN
+        payloads := p_payloads::jsonb[];
+    EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
+        FOR i IN 1..n LOOP
+            PERFORM pgq.parse_payload(p_payloads[i], i);
+        END LOOP;
+        RAISE;
+    END;
+
+    -- One pass finds the first refusal in version 1's order of precedence
+    -- (see pgq.check_item); the contracts of the batch's types are unnested
+    -- once, not per item.
+    SELECT s.ord, s.type, s.payload, s.run_at, t.required INTO bad
+      FROM unnest(p_types, payloads, p_run_ats) WITH ORDINALITY AS s(type, payload, run_at, ord)
+      LEFT JOIN pgq.job_types t ON t.type = s.type
+      LEFT JOIN (SELECT c.type, r.key, r.want
+                   FROM pgq.job_types c
+                  CROSS JOIN LATERAL jsonb_each_text(c.required) AS r(key, want)
+                  WHERE c.type = ANY (p_types) AND c.required <> '{}') r
+             ON r.type = s.type
+            AND (jsonb_typeof(s.payload) <> 'object'
+                 OR NOT s.payload ? r.key
+                 OR jsonb_typeof(s.payload -> r.key) <> r.want)
+     WHERE s.ord <= n
+       AND (NOT isfinite(s.run_at) OR t.type IS NULL OR r.key IS NOT NULL)
+     ORDER BY CASE WHEN NOT isfinite(s.run_at) THEN 1 WHEN t.type IS NULL THEN 2 ELSE 3 END,
+              s.ord
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM pgq.check_item(bad.ord::int, bad.type, bad.payload, bad.run_at, bad.required);
+        RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
+    END IF;
+
+    seq := pg_get_serial_sequence('pgq.jobs', 'id')::regclass;
+    ids := ARRAY(SELECT nextval(seq) FROM generate_series(1, n));
+
+    IF p_keys IS NULL OR cardinality(array_remove(p_keys[1:n], NULL)) = 0 THEN
+        -- Fast path: no keys, so every item is a new job, in item order.
+        WITH ins AS (
+            INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries)
+            SELECT s.id, coalesce(s.queue, t.queue), s.type, s.payload,
+                   coalesce(s.priority, t.priority),
+                   coalesce(s.run_at, now() + coalesce(s.delay_ms, 0) * interval '1 millisecond'),
+                   coalesce(s.max_retries, t.max_retries)
+              FROM unnest(ids, p_types, payloads, p_queues, p_priorities, p_run_ats,
+                          p_delays_ms, p_max_retries)
+                   WITH ORDINALITY AS s(id, type, payload, queue, priority, run_at, delay_ms,
+                                        max_retries, ord)
+              JOIN pgq.job_types t ON t.type = s.type
+             WHERE s.ord <= n
+            RETURNING j.queue, j.priority, j.run_at, j.id
+        )
+        -- Announce per queue the first position, and whether any is due.
+        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) INTO i
+          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
+                       bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
+                  FROM ins
+                 ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f;
+
+        RETURN QUERY SELECT s.ord::int, s.id, false
+                       FROM unnest(ids) WITH ORDINALITY AS s(id, ord);
+        RETURN;
+    END IF;
+
+    WITH input AS (
+        SELECT s.ord::int AS ord, s.id, s.type, s.payload,
+               coalesce(s.queue, t.queue) AS queue,
+               coalesce(s.priority, t.priority) AS priority,
+               coalesce(s.run_at, now() + coalesce(s.delay_ms, 0) * interval '1 millisecond') AS run_at,
+               coalesce(s.max_retries, t.max_retries) AS max_retries,
+               s.key
+          FROM unnest(ids, p_types, payloads, p_queues, p_priorities, p_run_ats, p_delays_ms,
+                      p_max_retries, p_keys)
+               WITH ORDINALITY AS s(id, type, payload, queue, priority, run_at, delay_ms,
+                                    max_retries, key, ord)
+          JOIN pgq.job_types t ON t.type = s.type
+         WHERE s.ord <= n
+    ), firsts AS (
+        -- within one batch the first item with a key wins; later ones are its duplicates
+        SELECT DISTINCT ON (input.key, CASE WHEN input.key IS NULL THEN input.ord END) input.*
+          FROM input
+         ORDER BY input.key, CASE WHEN input.key IS NULL THEN input.ord END, input.ord
+    ), ins AS (
+        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries, idempotency_key)
+        SELECT f.id, f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key
+          -- key order: concurrent batches with the same keys cannot deadlock
+          FROM firsts f ORDER BY f.key, f.ord
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.queue, j.priority, j.run_at
+    ), woke AS (
+        SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
+          FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
+                       bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
+                  FROM ins
+                 ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f
+    )
+    SELECT array_agg(ins.id), (SELECT woke.n FROM woke) INTO inserted, i
+      FROM ins;
+
+    -- A separate statement, hence a fresh snapshot: it sees the rows whose
+    -- concurrent insert made ours a duplicate.
+    RETURN QUERY
+    SELECT s.ord::int,
+           coalesce(mine.id,
+                    (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
+                    pgq.key_vanished(s.key, s.ord::int)),
+           mine.id IS NULL
+      FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
+      LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
+     WHERE s.ord <= n
+     ORDER BY s.ord;
+END
+$$;
+
+-- ---- the hot path: end attempts, claim the next, in one statement -------
+
+-- pgq.complete_claim is the one home of the two halves of a job's run: it
+-- ends attempts (p_ids[i] with lease p_tokens[i], all with one outcome)
+-- and claims up to p_limit next jobs, in one statement and one
+-- transaction (migration 003: a pool worker passes its finished job and
+-- limit 1, one commit per job; a batching pool many of each). Both halves
+-- live in this one function so that the hot path runs no nested function:
+-- each level cost the pool a fifth of its throughput. pgq.end_attempts,
+-- pgq.complete, pgq.fail, pgq.release, pgq.reap and pgq.claim are thin
+-- wrappers over it.
+--
+-- Ending an attempt -- the one place a lease is cleared. p_outcome: 'done';
+-- 'failed' or 'lease_expired' (retried with backoff, or dead after
+-- max_retries; p_errors[i] becomes last_error); 'released' (back to ready,
+-- the attempt not counted). A token that no longer holds its job changes
+-- nothing and is not listed; the others come back as rows with acked set
+-- (and their new state, attempts and run_at). History: every attempt that
+-- did not end 'done', and a done one when the job had earlier attempts or
+-- the caller reported exit code or resources (migration 003). Jobs made
+-- ready again (a release, a retry) are announced (pgq.announce). With
+-- p_keep_done false (a pool with keep_done = 0) a job done is deleted
+-- here instead of updated, with its history and effects (ON DELETE
+-- CASCADE): one small delete record instead of a new row version and its
+-- index entries, and nothing left for pgq.prune.
+--
+-- Claiming -- the one place a lease is given out: lowest priority, then
+-- earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index is
+-- (queue, priority, run_at, id) over ready rows; the loop walks the
+-- distinct priorities in order (a skip scan), so a claim costs O(priorities
+-- x queues) index probes however many jobs are queued or scheduled.
+--
+-- Claim hints (p_hint_*: one element per queue, NULL for none): the
+-- position (priority, run_at in microseconds, id) of the last job this
+-- caller claimed from the queue. The claim starts after it instead of at
+-- the start of the index, which under a pinned xmin is full of entries of
+-- claimed jobs (see the top of this file). A hint is a promise by the
+-- caller that no ready job of that priority lies before it; pools keep it
+-- true by lowering the hint to every position announced on pgq_ready and
+-- by dropping it on any error and every few seconds. Better priorities
+-- than the hint's are not searched unless p_better (a pool asks so once
+-- per poll interval: that is how a scheduled job of a better priority
+-- coming due is found). Without hints the claim searches everything.
+-- Version 4's form had no p_keep_done (its callers pass at most 16
+-- arguments, which the form below takes as they were).
+DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
+                                           text[], text, bigint, int, int[], bigint[], bigint[],
+                                           boolean, text, text[]);
+CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
+                                   p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
+                                   p_queues text[], p_owner text, p_ttl_ms bigint,
+                                   p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
+                                   p_hint_id bigint[], p_better boolean,
+                                   p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL,
+                                   p_keep_done boolean DEFAULT true)
+RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
+               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
+               run_at bigint, state text)
+-- Generic plans and no sequential scans: see migration 003. Every hint
+-- condition below is on parameters only, so that the plan keeps walking
+-- the claim index from the bound (a gate, not a filter).
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+#variable_conflict use_column
+DECLARE
+    n int := coalesce(cardinality(p_ids), 0);
+    failing boolean := p_outcome IN ('failed', 'lease_expired');
+    gone boolean := p_outcome = 'done' AND p_keep_done IS FALSE;
+    want int := greatest(coalesce(p_limit, 0), 0);
+    nq int := coalesce(cardinality(p_queues), 0);
+    prio int;
+    picks bigint[] := '{}';
+    turn int[];
+    k int;
+    got int := 0;
+    taken bigint;
+BEGIN
+    IF n > 0 THEN
+        IF p_outcome IS NULL OR p_outcome NOT IN ('done', 'failed', 'lease_expired', 'released') THEN
+            RAISE EXCEPTION 'pgq.complete_claim: unknown outcome "%"', p_outcome
+                USING ERRCODE = '22023';
+        END IF;
+        RETURN QUERY
+        WITH a AS (
+            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
+                                 p_cpu_ms[1:n], p_rss_kb[1:n])
+                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb)
+             WHERE a.id IS NOT NULL
+        ), upd AS (
+            UPDATE pgq.jobs j
+               SET state = CASE WHEN p_outcome = 'done' THEN 'done'
+                                WHEN p_outcome = 'released' OR j.attempts <= j.max_retries
+                                THEN 'ready' ELSE 'dead' END,
+                   attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
+                                   ELSE j.attempts END,
+                   run_at = CASE WHEN failing AND j.attempts <= j.max_retries
+                                 THEN now() + (SELECT pgq.backoff_ms(j.attempts,
+                                                                     coalesce(t.backoff_base_ms, 1000),
+                                                                     coalesce(t.backoff_max_ms, 3600000))
+                                                 FROM (SELECT 1) one
+                                                 LEFT JOIN pgq.job_types t ON t.type = j.type)
+                                              * interval '1 millisecond'
+                                 ELSE j.run_at END,
+                   finished_at = CASE WHEN p_outcome = 'done'
+                                        OR (failing AND j.attempts > j.max_retries)
+                                      THEN now() END,
+                   last_error = CASE WHEN failing THEN a.error ELSE j.last_error END,
+                   lease_token = NULL,
+                   lease_expires_at = NULL
+              FROM a
+             WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
+               AND NOT gone
+         RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+        ), del AS (
+            DELETE FROM pgq.jobs j
+             USING a
+             WHERE gone AND j.id = a.id AND j.lease_token = a.tok
+               AND (j.state = 'running') IS TRUE
+         RETURNING j.id, j.run_at, j.attempts
+        ), hist AS (
+            INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
+                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
+            SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
+                   p_outcome, u.lease_owner,
+                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
+                   u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
+                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000
+              FROM upd u
+             WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
+                OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
+        )
+        SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
+               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
+          FROM upd u
+        UNION ALL
+        SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
+               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
+               'done'::text
+          FROM del d;
+        IF p_outcome <> 'done' THEN
+            -- Announce the jobs made ready again (a job of p_ids that is
+            -- ready for another reason is announced too: harmless).
+            PERFORM pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)
+               FROM (SELECT DISTINCT ON (j.queue) j.queue, j.priority, j.run_at, j.id,
+                            bool_or(j.run_at <= now()) OVER (PARTITION BY j.queue) AS due
+                       FROM pgq.jobs j
+                      WHERE j.id = ANY (p_ids) AND j.state = 'ready'
+                      ORDER BY j.queue, j.priority, j.run_at, j.id) f;
+        END IF;
+    ELSIF want > 0 THEN
+        -- A claim that completes nothing does not wait for its WAL flush
+        -- (migration 003: losing it in a crash only makes the job ready).
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    IF want = 0 OR nq = 0 THEN
+        RETURN;
+    END IF;
+    -- The first priority with a ready job after each queue's hint; with
+    -- p_better also any better priority than the hint's.
+    SELECT min(least(b.priority, x.priority)) INTO prio
+      FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
+               AS q(name, hp, hr, hi)
+      LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                          WHERE j.state = 'ready' AND j.queue = q.name
+                            AND (j.priority, j.run_at, j.id)
+                                > (coalesce(q.hp, -2147483648),
+                                   coalesce(pgq.from_position_us(q.hr), '-infinity'),
+                                   coalesce(q.hi, 0))
+                          ORDER BY j.priority, j.run_at, j.id LIMIT 1) x ON true
+      LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                          WHERE p_better AND q.hp IS NOT NULL
+                            AND j.state = 'ready' AND j.queue = q.name AND j.priority < q.hp
+                          ORDER BY j.priority LIMIT 1) b ON true
+     WHERE q.name IS NOT NULL;
+    WHILE prio IS NOT NULL AND want > 0 LOOP
+        -- The queues in the order of their next due job of this priority.
+        -- Nothing is locked here: a claim that locked one row per queue and
+        -- took one would leave the others locked for a moment, concurrent
+        -- claims would skip them and move their hints past them, and they
+        -- would be ready behind every hint. A queue whose hint lies at a
+        -- later priority is not searched at this one (unless p_better).
+        IF nq = 1 THEN
+            turn := ARRAY[1];
+        ELSE
+            turn := ARRAY(
+                SELECT q.k
+                  FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
+                           WITH ORDINALITY AS q(name, hp, hr, hi, k)
+                 CROSS JOIN LATERAL (
+                        SELECT j.run_at, j.id FROM pgq.jobs j
+                         WHERE (q.hp IS NULL OR p_better OR q.hp <= prio)
+                           AND j.state = 'ready' AND j.queue = q.name AND j.priority = prio
+                           AND j.run_at <= now()
+                           AND (j.run_at, j.id)
+                               > (CASE WHEN q.hp = prio THEN pgq.from_position_us(q.hr)
+                                       ELSE '-infinity' END,
+                                  CASE WHEN q.hp = prio THEN q.hi ELSE 0 END)
+                         ORDER BY j.run_at, j.id LIMIT 1) c
+                 WHERE q.name IS NOT NULL
+                 ORDER BY c.run_at, c.id);
+        END IF;
+        -- Take from each in turn, locking only what is taken.
+        FOREACH k IN ARRAY turn LOOP
+            IF want > 1 THEN
+                -- Several: picked with a plan made afresh with the values
+                -- (rare, and shared by the batch).
+                EXECUTE $q$
+                    SELECT ARRAY(
+                        SELECT j.id FROM pgq.jobs j
+                         WHERE j.state = 'ready' AND j.queue = $1 AND j.priority = $2
+                           AND j.run_at <= now()
+                           AND (j.run_at, j.id)
+                               > (CASE WHEN $4 = $2 THEN pgq.from_position_us($5)
+                                       ELSE '-infinity' END,
+                                  CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
+                         ORDER BY j.run_at, j.id
+                         LIMIT $3 FOR UPDATE SKIP LOCKED)
+                $q$ INTO picks
+                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k];
+                CONTINUE WHEN cardinality(picks) = 0;
+            END IF;
+            -- The one place a lease is given out: the jobs just picked, or
+            -- for one job (a pool worker's every call) the pick itself, in
+            -- the same statement, with LIMIT 1 written out so that the
+            -- cached plan walks the index (migration 003). ord: claim order.
+            RETURN QUERY
+            WITH upd AS (
+                UPDATE pgq.jobs j
+                   SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+                       lease_token = gen_random_uuid(),
+                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now()
+                 WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
+                            SELECT c.id FROM pgq.jobs c
+                             WHERE c.state = 'ready' AND c.queue = p_queues[k]
+                               AND c.priority = prio AND c.run_at <= now()
+                               AND (c.run_at, c.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                             ORDER BY c.run_at, c.id
+                             LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+             RETURNING j.*
+            )
+            SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
+                   u.max_retries, u.priority, u.lease_token::text,
+                   coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
+                            60000),
+                   got + CASE WHEN want > 1 THEN array_position(picks, u.id) ELSE 1 END,
+                   pgq.position_us(u.run_at), NULL::text
+              FROM upd u;
+            GET DIAGNOSTICS taken = ROW_COUNT;
+            got := got + taken;
+            want := want - taken;
+            EXIT WHEN want = 0;
+        END LOOP;
+        EXIT WHEN want = 0;
+        -- The next priority: after this one, or, for a queue whose hint
+        -- lies further on, after its hint.
+        SELECT min(least(x.priority, y.priority)) INTO prio
+          FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
+                   AS q(name, hp, hr, hi)
+          LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                              WHERE (q.hp IS NULL OR p_better OR q.hp <= prio)
+                                AND j.state = 'ready' AND j.queue = q.name AND j.priority > prio
+                              ORDER BY j.priority LIMIT 1) x ON true
+          LEFT JOIN LATERAL (SELECT j.priority FROM pgq.jobs j
+                              WHERE NOT (q.hp IS NULL OR p_better OR q.hp <= prio)
+                                AND j.state = 'ready' AND j.queue = q.name
+                                AND (j.priority, j.run_at, j.id)
+                                    > (q.hp, pgq.from_position_us(q.hr), q.hi)
+                              ORDER BY j.priority, j.run_at, j.id LIMIT 1) y ON true
+         WHERE q.name IS NOT NULL;
+    END LOOP;
+END
+$$;
+
+-- Version 3's form, for pools of that version during an upgrade: no hints.
+CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
+                                              p_signal int[], p_cpu_ms bigint[],
+                                              p_rss_kb bigint[], p_queues text[], p_owner text,
+                                              p_ttl_ms bigint, p_limit int)
+RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
+               max_retries int, priority int, lease_token text, timeout_ms bigint, ord int)
+LANGUAGE sql VOLATILE AS $$
+    SELECT c.acked, c.id, c.queue, c.type, c.payload, c.attempts, c.max_retries, c.priority,
+           c.lease_token, c.timeout_ms, c.ord
+      FROM pgq.complete_claim(p_ids, p_tokens, p_exit, p_signal, p_cpu_ms, p_rss_kb, p_queues,
+                              p_owner, p_ttl_ms, p_limit, NULL, NULL, NULL, false) c
+$$;
+
+-- End attempts without claiming (see pgq.complete_claim): the rows whose
+-- lease held, with their new state, run_at and attempts.
+CREATE OR REPLACE FUNCTION pgq.end_attempts(p_outcome text, p_ids bigint[], p_tokens uuid[],
+                                 p_errors text[] DEFAULT NULL, p_exit int[] DEFAULT NULL,
+                                 p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
+                                 p_rss_kb bigint[] DEFAULT NULL)
+RETURNS TABLE (id bigint, state text, run_at timestamptz, attempts int)
+LANGUAGE sql VOLATILE AS $$
+    SELECT c.acked, c.state, pgq.from_position_us(c.run_at), c.attempts
+      FROM pgq.complete_claim(p_ids, p_tokens, p_exit, p_signal, p_cpu_ms, p_rss_kb, NULL,
+                              NULL, NULL, 0, NULL, NULL, NULL, false, p_outcome, p_errors) c
+     WHERE c.acked IS NOT NULL
+$$;
+
+-- Mark attempts done (SQL consumers; pools complete through
+-- pgq.complete_claim). Returns the ids whose lease still held.
+CREATE OR REPLACE FUNCTION pgq.complete(p_ids bigint[], p_tokens uuid[], p_exit int[] DEFAULT NULL,
+                             p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
+                             p_rss_kb bigint[] DEFAULT NULL)
+RETURNS TABLE (id bigint)
+LANGUAGE sql VOLATILE AS $$
+    SELECT e.id FROM pgq.end_attempts('done', p_ids, p_tokens, NULL, p_exit, p_signal,
+                                      p_cpu_ms, p_rss_kb) e
+$$;
+
+-- End a running attempt as failed, fenced by its lease token: retried with
+-- backoff or dead after max_retries. No row when the token no longer holds
+-- the job (lease lost). p_outcome: 'failed' (NULL) or 'lease_expired'.
+CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text, p_outcome text,
+                                    p_exit int, p_signal int, p_cpu_ms bigint, p_rss_kb bigint)
+RETURNS TABLE (state text, run_at timestamptz, attempts int)
+LANGUAGE sql VOLATILE AS $$
+    SELECT e.state, e.run_at, e.attempts
+      FROM pgq.end_attempts(coalesce(p_outcome, 'failed'), ARRAY[p_id], ARRAY[p_token],
+                            ARRAY[p_error], ARRAY[p_exit], ARRAY[p_signal], ARRAY[p_cpu_ms],
+                            ARRAY[p_rss_kb]) e
+$$;
+
+-- The same with defaults, for SQL consumers: pgq.fail(id, token, 'why').
+CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text)
+RETURNS TABLE (state text, run_at timestamptz, attempts int)
+LANGUAGE sql VOLATILE AS $$
+    SELECT f.state, f.run_at, f.attempts
+      FROM pgq.fail(p_id, p_token, p_error, 'failed', NULL, NULL, NULL, NULL) f
+$$;
+
+-- Give a running job back (ready, attempt not counted), e.g. at shutdown.
+-- True when the token still held it.
+CREATE OR REPLACE FUNCTION pgq.release(p_id bigint, p_token uuid) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0 FROM pgq.end_attempts('released', ARRAY[p_id], ARRAY[p_token]) e
+$$;
+
+-- Turn up to p_limit expired leases of any pool into failed attempts
+-- ("lease expired"), retried or dead-lettered like any failure. Rows
+-- locked by their holder right now (a completion racing the expiry) are
+-- skipped; the token read here fences the end as usual.
+CREATE OR REPLACE FUNCTION pgq.reap(p_limit int) RETURNS TABLE (id bigint, state text)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    toks uuid[];
+BEGIN
+    SELECT array_agg(x.id), array_agg(x.lease_token) INTO ids, toks
+      FROM (SELECT j.id, j.lease_token FROM pgq.jobs j
+             WHERE j.state = 'running' AND j.lease_expires_at < now()
+             ORDER BY j.lease_expires_at LIMIT greatest(p_limit, 0)
+               FOR UPDATE SKIP LOCKED) x;
+    RETURN QUERY
+    SELECT e.id, e.state
+      FROM pgq.end_attempts('lease_expired', ids, toks,
+                            array_fill('lease expired'::text, ARRAY[coalesce(cardinality(ids), 0)])) e;
+END
+$$;
+
+-- For SQL consumers: claim one job (no hints), as version 1 did.
+CREATE OR REPLACE FUNCTION pgq.claim(p_queues text[], p_owner text, p_ttl_ms bigint)
+RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    pick bigint;
+BEGIN
+    SELECT c.id INTO pick
+      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, p_queues, p_owner, p_ttl_ms, 1,
+                              NULL, NULL, NULL, false) c;
+    IF pick IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
+    END IF;
+END
+$$;
+
+-- ---- leases --------------------------------------------------------------
+
+-- Renew the leases of running jobs (ids[i] with tokens[i]) to now + ttl.
+-- Returns the ones still held.
+CREATE OR REPLACE FUNCTION pgq.renew(p_ids bigint[], p_tokens uuid[], p_ttl_ms bigint)
+RETURNS TABLE (id bigint, lease_token text)
+LANGUAGE sql VOLATILE AS $$
+    UPDATE pgq.jobs j SET lease_expires_at = pgq.lease_expiry(p_ttl_ms)
+      FROM unnest(p_ids, p_tokens) AS h(id, token)
+     WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE
+    RETURNING j.id, j.lease_token::text
+$$;
+
+-- ---- run_once: the effects ledger (promise 7) -----------------------------
+
+-- Record effect p_key of the job as started, only while p_token holds a
+-- live lease. held: the lease holds; inserted: recorded now (run it);
+-- existing: the state of an earlier record ('done': skip it; 'started':
+-- in doubt). The job row is locked FOR SHARE so that a concurrent reap or
+-- re-claim either waits for us or makes us see the new token.
+CREATE OR REPLACE FUNCTION pgq.effect_begin(p_job bigint, p_token uuid, p_key text)
+RETURNS TABLE (held boolean, inserted boolean, existing text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    WITH lease AS (
+        SELECT j.id, j.attempts, j.lease_owner FROM pgq.jobs j
+         WHERE j.id = p_job AND j.lease_token = p_token AND (j.state = 'running') IS TRUE
+           AND j.lease_expires_at > now() FOR SHARE
+    ), ins AS (
+        INSERT INTO pgq.effects (job_id, key, state, attempt, lease_token, worker)
+        SELECT l.id, p_key, 'started', l.attempts, p_token, l.lease_owner FROM lease l
+        ON CONFLICT (job_id, key) DO NOTHING RETURNING pgq.effects.job_id
+    )
+    SELECT (SELECT count(*) FROM lease) > 0, (SELECT count(*) FROM ins) > 0,
+           (SELECT e.state FROM pgq.effects e WHERE e.job_id = p_job AND e.key = p_key);
+END
+$$;
+
+-- The effect ran: started -> done (only the record this lease started).
+CREATE OR REPLACE FUNCTION pgq.effect_done(p_job bigint, p_token uuid, p_key text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    UPDATE pgq.effects e SET state = 'done', finished_at = now()
+     WHERE e.job_id = p_job AND e.key = p_key AND e.lease_token = p_token
+       AND e.state = 'started';
+    RETURN FOUND;
+END
+$$;
+
+-- The effect failed cleanly: forget the record so a retry may run it.
+CREATE OR REPLACE FUNCTION pgq.effect_forget(p_job bigint, p_token uuid, p_key text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    DELETE FROM pgq.effects e
+     WHERE e.job_id = p_job AND e.key = p_key AND e.lease_token = p_token
+       AND e.state = 'started';
+    RETURN FOUND;
+END
+$$;
+
+-- ---- operators: requeue, cancel, prune ------------------------------------
+
+-- Move dead or cancelled jobs back to ready with fresh retries; the
+-- history stays. p_ids: these jobs; else every job in p_state ('dead' or
+-- 'cancelled') of p_queue / p_type (NULL: any). The state condition is
+-- re-checked by the UPDATE itself, so two operators at once move each job
+-- once. Recorded in pgq.actions with p_who; announced.
+CREATE OR REPLACE FUNCTION pgq.requeue_(p_ids bigint[], p_state text, p_queue text, p_type text,
+                             p_who text)
+RETURNS TABLE (id bigint)
+-- Planned with the values every call: a generic plan of the UPDATE walks
+-- every dead and cancelled entry, and the matching SELECT can only scan.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+DECLARE
+    targets bigint[];
+BEGIN
+    IF p_ids IS NULL THEN
+        IF p_state IS NULL OR p_state NOT IN ('dead', 'cancelled') THEN
+            RAISE EXCEPTION 'requeue: state must be dead or cancelled, not "%"',
+                coalesce(p_state, '') USING ERRCODE = '22023';
+        END IF;
+        targets := ARRAY(SELECT j.id FROM pgq.jobs j
+                          WHERE j.state = p_state AND (p_queue IS NULL OR j.queue = p_queue)
+                            AND (p_type IS NULL OR j.type = p_type));
+    ELSE
+        targets := p_ids;
+    END IF;
+    RETURN QUERY
+    WITH upd AS (
+        UPDATE pgq.jobs j
+           SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL
+         WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
+        RETURNING j.id, j.queue, j.priority, j.run_at
+    ), act AS (
+        INSERT INTO pgq.actions (action, job_count, job_ids, detail)
+        SELECT 'requeue', count(*), CASE WHEN p_ids IS NOT NULL THEN array_agg(u.id) END, p_who
+          FROM upd u HAVING count(*) > 0
+    ), woke AS (
+        SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, true)
+          FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id FROM upd u
+                 ORDER BY u.queue, u.priority, u.run_at, u.id) f
+    )
+    SELECT u.id FROM upd u LEFT JOIN (SELECT count(*) FROM woke) w ON true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgq.requeue(p_ids bigint[], p_who text) RETURNS TABLE (id bigint)
+LANGUAGE sql VOLATILE AS $$
+    SELECT r.id FROM pgq.requeue_(coalesce(p_ids, '{}'), NULL, NULL, NULL, p_who) r
+$$;
+
+CREATE OR REPLACE FUNCTION pgq.requeue_matching(p_state text, p_queue text, p_type text, p_who text)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) FROM pgq.requeue_(NULL, p_state, p_queue, p_type, p_who) r
+$$;
+
+-- Cancel ready (or scheduled) jobs; recorded in pgq.actions with p_who.
+CREATE OR REPLACE FUNCTION pgq.cancel(p_ids bigint[], p_who text) RETURNS TABLE (id bigint)
+LANGUAGE sql VOLATILE AS $$
+    WITH upd AS (
+        UPDATE pgq.jobs SET state = 'cancelled', finished_at = now()
+         WHERE id = ANY (p_ids) AND state = 'ready'
+        RETURNING id
+    ), act AS (
+        INSERT INTO pgq.actions (action, job_count, job_ids, detail)
+        SELECT 'cancel', count(*), array_agg(u.id), p_who FROM upd u HAVING count(*) > 0
+    )
+    SELECT u.id FROM upd u
+$$;
+
+-- Delete up to p_limit done jobs finished over p_keep_done_ms ago and up
+-- to p_limit dead or cancelled ones finished over p_keep_dead_ms ago (with
+-- their history and effects). The conditions are repeated in the DELETE's
+-- own WHERE: a job requeued after the subqueries' snapshot is kept.
+-- p_done_after: where the previous round of the same pass ended (done_upto
+-- of its result; done jobs go in finished_at order), so that a pass of many
+-- rounds does not walk again, each round, the index entries of the rows
+-- the rounds before it deleted (vacuum may not have removed them yet, and
+-- cannot while the xmin horizon is pinned). Dead and cancelled jobs are
+-- few; their rounds start at the beginning.
+CREATE OR REPLACE FUNCTION pgq.prune(p_keep_done_ms bigint, p_keep_dead_ms bigint, p_limit int,
+                          p_done_after timestamptz DEFAULT NULL)
+RETURNS TABLE (deleted bigint, done_upto timestamptz)
+LANGUAGE sql VOLATILE AS $$
+    WITH gone AS (
+        DELETE FROM pgq.jobs WHERE id IN (
+            (SELECT id FROM pgq.jobs WHERE state = 'done'
+                AND finished_at < now() - p_keep_done_ms * interval '1 millisecond'
+                AND finished_at >= coalesce(p_done_after, '-infinity')
+              ORDER BY state, finished_at LIMIT p_limit)
+            UNION ALL
+            (SELECT id FROM pgq.jobs WHERE state IN ('dead', 'cancelled')
+                AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'
+              LIMIT p_limit))
+          AND ((state = 'done' AND finished_at < now() - p_keep_done_ms * interval '1 millisecond')
+            OR (state IN ('dead', 'cancelled')
+                AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'))
+        RETURNING state, finished_at
+    )
+    SELECT count(*), max(finished_at) FILTER (WHERE state = 'done') FROM gone
+$$;
+
+-- ---- invariants ------------------------------------------------------------
+
+-- One row per violation of what the functions above make impossible; no
+-- rows: consistent. Every test ends by asserting it returns nothing.
+CREATE OR REPLACE FUNCTION pgq.check_invariants()
+RETURNS TABLE (job_id bigint, invariant text, detail text)
+LANGUAGE sql STABLE AS $$
+    SELECT j.id, v.invariant, v.detail
+      FROM pgq.jobs j
+     CROSS JOIN LATERAL (VALUES
+        (j.state NOT IN ('ready', 'running', 'done', 'dead', 'cancelled'),
+         'unknown state', format('state %L', j.state)),
+        (j.state = 'running' AND (j.lease_token IS NULL OR j.lease_expires_at IS NULL
+                                  OR j.lease_owner IS NULL),
+         'running without a lease',
+         format('token %s, expires %s, owner %s', j.lease_token, j.lease_expires_at, j.lease_owner)),
+        (j.state <> 'running' AND (j.lease_token IS NOT NULL OR j.lease_expires_at IS NOT NULL),
+         'lease on a job that is not running',
+         format('state %s, token %s, expires %s', j.state, j.lease_token, j.lease_expires_at)),
+        (j.max_retries < 0 OR j.attempts < 0, 'negative attempts or max_retries',
+         format('attempts %s, max_retries %s', j.attempts, j.max_retries)),
+        (j.attempts > j.max_retries + 1, 'attempts beyond max_retries + 1',
+         format('attempts %s, max_retries %s', j.attempts, j.max_retries)),
+        (j.state = 'running' AND j.attempts < 1, 'running without an attempt',
+         format('attempts %s', j.attempts)),
+        (j.state = 'ready' AND j.attempts > j.max_retries, 'ready with no retries left',
+         format('attempts %s, max_retries %s', j.attempts, j.max_retries)),
+        (j.state = 'dead' AND j.attempts <= j.max_retries, 'dead with retries left',
+         format('attempts %s, max_retries %s', j.attempts, j.max_retries)),
+        (j.state = 'done' AND j.attempts < 1, 'done without an attempt',
+         format('attempts %s', j.attempts)),
+        (j.state IN ('done', 'dead', 'cancelled') AND j.finished_at IS NULL,
+         'finished without finished_at', format('state %s', j.state)),
+        (j.state IN ('ready', 'running') AND j.finished_at IS NOT NULL,
+         'unfinished with finished_at', format('state %s, finished_at %s', j.state, j.finished_at)),
+        (NOT isfinite(j.run_at), 'run_at not finite', format('run_at %s', j.run_at)),
+        (length(j.queue) = 0, 'empty queue name', '')
+     ) AS v(broken, invariant, detail)
+     WHERE v.broken
+    UNION ALL
+    SELECT e.job_id, 'effect started under the current lease at another attempt',
+           format('key %L: effect attempt %s, job attempt %s', e.key, e.attempt, j.attempts)
+      FROM pgq.effects e JOIN pgq.jobs j ON j.id = e.job_id
+     WHERE e.state = 'started' AND j.state = 'running' AND e.lease_token = j.lease_token
+       AND e.attempt <> j.attempts
+    UNION ALL
+    SELECT e.job_id, 'effect done without finished_at', format('key %L', e.key)
+      FROM pgq.effects e WHERE e.state = 'done' AND e.finished_at IS NULL
+    UNION ALL
+    SELECT h.job_id, v.invariant, v.detail
+      FROM (SELECT a.*, lag(a.finished_at) OVER w AS prev_finished,
+                   lag(a.outcome) OVER w AS prev_outcome
+              FROM pgq.job_attempts a
+            WINDOW w AS (PARTITION BY a.job_id ORDER BY a.id)) h
+     CROSS JOIN LATERAL (VALUES
+        (h.finished_at < h.prev_finished, 'history out of order',
+         format('attempt row %s finished %s, before the row before it (%s)',
+                h.id, h.finished_at, h.prev_finished)),
+        (h.prev_outcome = 'done', 'history after a done attempt', format('attempt row %s', h.id)),
+        (h.attempt < 1, 'history of attempt 0', format('attempt row %s', h.id)),
+        (h.started_at > h.finished_at, 'history row ends before it starts',
+         format('attempt row %s', h.id))
+     ) AS v(broken, invariant, detail)
+     WHERE v.broken
+$$;
+
+-- Superseded here; kept for SQL callers of version 3.
+COMMENT ON FUNCTION pgq.claim(text[], text, bigint) IS
+    'Claim one job (no hints) for SQL consumers; pools use pgq.complete_claim.';
