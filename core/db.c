@@ -103,6 +103,10 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
         snprintf(msg, sizeof msg, "out of memory or connection lost");
     }
     one_line(msg);
+    /* insufficient_privilege: PostgreSQL names the object; say what to do. */
+    if (state && strcmp(state, "42501") == 0)
+        return seterr(err, errlen, "%s: %s (the role lacks a grant on pgq's objects: see README, "
+                      "\"Roles and grants\")", what, msg);
     return seterr(err, errlen, "%s: %s", what, msg);
 }
 
@@ -121,6 +125,13 @@ PGresult *db_run(pgq_conn *c, enum db_stmt s, int nparams, const char *const *pa
 {
     uint64_t bit = UINT64_C(1) << s;
 
+    /* Through a transaction pooler the next transaction may meet another
+     * server connection, which has not got our prepared statements (and
+     * may have another client's of the same name): unnamed, each time. The
+     * functions they call keep their own plans per server connection. */
+    if (c->txpool)
+        return checked(c, PQexecParams(c->pg, stmts[s].sql, nparams, NULL, params, NULL, NULL, 0),
+                       want, what, err, errlen);
     if (!(c->prepared & bit)) {
         PGresult *r = PQprepare(c->pg, stmts[s].name, stmts[s].sql, 0, NULL);
         if (!checked(c, r, PGRES_COMMAND_OK, what, err, errlen))

@@ -31,7 +31,13 @@ struct pgq_conn {
     uint64_t prepared;   /* bit per enum db_stmt */
     char sqlstate[6];    /* of the last failure db_error described, "" if none */
     bool delete_done;    /* pgq_conn_set_keep_done(c, false): done jobs deleted at once */
+    bool txpool;         /* through a transaction pooler: nothing outlives a transaction */
 };
+
+/* 0 when libpq can parse url as a URI or key=value string; otherwise -1
+ * and a message that names the fault and shows the URL without its
+ * password (core/dburl.c). */
+int db_url_check(const char *url, char *err, size_t errlen);
 
 /* Write a formatted message into err (always NUL-terminated). Returns -1 so
  * callers can `return seterr(...)`. */

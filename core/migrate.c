@@ -1,6 +1,7 @@
 /* Schema migrations. The SQL files of migrations/ are compiled in (see
- * scripts/embed-sql.sh). pgq_migrate takes a session advisory lock, so two
- * migrates at once serialize: the second finds nothing left to do. Each
+ * scripts/embed-sql.sh). Each step takes an advisory lock for its
+ * transaction (MIGRATE_LOCK), so two migrates at once serialize: the second
+ * finds nothing left to do. Each
  * pending migration runs in its own transaction together with its row in
  * pgq.migrations, so a failure leaves the schema at the last good version.
  * pgq_migrate_to stops at a given version (the upgrade test builds a
@@ -19,7 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Arbitrary but fixed: "pgq" in ASCII, the advisory lock of migrate. */
+/* Arbitrary but fixed: "pgq" in ASCII, the advisory lock of migrate. Every
+ * step of a migrate is one transaction that takes it first (at transaction
+ * level: a session lock would not stay with us through a transaction
+ * pooler) and then looks again at what is applied, so concurrent migrates
+ * serialize step by step and the later ones find nothing left to do. */
 #define MIGRATE_LOCK "7366513"
 
 int pgq_schema_version(void)
@@ -74,14 +79,35 @@ static int state_current(pgq_conn *c, bool *current, char *applied_at, char *err
     return 0;
 }
 
-/* (Re)define every transition, recording the text's MD5 with it. */
+/* BEGIN and the migrate lock. */
+static int step_begin(pgq_conn *c, const char *what, char *err, size_t errlen)
+{
+    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+        return -1;
+    PGresult *r = db_query(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ")", 0, NULL,
+                           PGRES_TUPLES_OK, what, err, errlen);
+    if (!r) {
+        PQclear(PQexec(c->pg, "ROLLBACK"));
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* (Re)define every transition, recording the text's MD5 with it, unless a
+ * concurrent migrate just did. */
 static int apply_state(pgq_conn *c, char *err, size_t errlen)
 {
     const char *what = "state machine (migrations/state_machine.sql)";
     const char *params[] = { pgq_state_md5 };
+    bool current;
 
-    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+    if (step_begin(c, what, err, errlen) < 0)
         return -1;
+    if (state_current(c, &current, NULL, err, errlen) < 0)
+        goto fail;
+    if (current)
+        return db_command(c, "COMMIT", what, err, errlen);
     PGresult *r = PQexec(c->pg, pgq_state_sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, what, err, errlen);
@@ -133,16 +159,27 @@ int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
     return state_current(c, current, applied_at, err, errlen);
 }
 
-static int apply_one(pgq_conn *c, const struct pgq_migration *m, char *err, size_t errlen)
+/* Apply migration m unless a concurrent migrate already did (*did says). */
+static int apply_one(pgq_conn *c, const struct pgq_migration *m, bool *did, char *err,
+                     size_t errlen)
 {
     char what[128], ver[16];
     snprintf(what, sizeof what, "migration %s", m->name);
     snprintf(ver, sizeof ver, "%d", m->version);
     const char *params[] = { ver, m->name };
 
-    if (db_command(c, "BEGIN", what, err, errlen) < 0)
+    *did = false;
+    if (step_begin(c, what, err, errlen) < 0)
         return -1;
-    PGresult *r = PQexec(c->pg, m->sql);
+    PGresult *r = db_query(c, "SELECT count(*) FROM pgq.migrations WHERE version = $1", 1, params,
+                           PGRES_TUPLES_OK, what, err, errlen);
+    if (!r)
+        goto fail;
+    bool done = db_int64(r, 0, 0, 0) > 0;
+    PQclear(r);
+    if (done)
+        return db_command(c, "COMMIT", what, err, errlen);
+    r = PQexec(c->pg, m->sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, what, err, errlen);
         PQclear(r);
@@ -154,7 +191,10 @@ static int apply_one(pgq_conn *c, const struct pgq_migration *m, char *err, size
     if (!r)
         goto fail;
     PQclear(r);
-    return db_command(c, "COMMIT", what, err, errlen);
+    if (db_command(c, "COMMIT", what, err, errlen) < 0)
+        return -1;
+    *did = true;
+    return 0;
 fail:
     PQclear(PQexec(c->pg, "ROLLBACK"));
     return -1;
@@ -214,19 +254,19 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     if (!known)
         return seterr(err, errlen, "no migration %d (this pgq %s knows 1 to %d)",
                       target, PGQ_VERSION, pgq_schema_version());
-    PGresult *r = db_query(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL,
-                           PGRES_TUPLES_OK, "migrate: lock", err, errlen);
-    if (!r)
+    if (step_begin(c, "migrate: bootstrap", err, errlen) < 0)
         return -1;
-    PQclear(r);
-    if (foreign_schema(c, err, errlen) < 0)
-        goto out;
-    if (db_command(c, "CREATE SCHEMA IF NOT EXISTS pgq; "
+    if (foreign_schema(c, err, errlen) < 0 ||
+        db_command(c, "CREATE SCHEMA IF NOT EXISTS pgq; "
                       "CREATE TABLE IF NOT EXISTS pgq.migrations ("
                       " version int PRIMARY KEY, name text NOT NULL,"
                       " applied_at timestamptz NOT NULL DEFAULT now())",
-                   "migrate: bootstrap", err, errlen) < 0)
-        goto out;
+                   "migrate: bootstrap", err, errlen) < 0) {
+        PQclear(PQexec(c->pg, "ROLLBACK"));
+        return -1;
+    }
+    if (db_command(c, "COMMIT", "migrate: bootstrap", err, errlen) < 0)
+        return -1;
     if (applied_version(c, &have, err, errlen) < 0)
         goto out;
     if (have > pgq_schema_version()) {
@@ -241,9 +281,10 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     for (size_t i = 0; i < pgq_nmigrations; i++) {
         if (pgq_migrations[i].version <= have || pgq_migrations[i].version > target)
             continue;
-        if (apply_one(c, &pgq_migrations[i], err, errlen) < 0)
+        bool did;
+        if (apply_one(c, &pgq_migrations[i], &did, err, errlen) < 0)
             goto out;
-        n++;
+        n += did;
     }
     if (target == pgq_schema_version()) {
         bool current;
@@ -254,7 +295,6 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
     }
     rc = 0;
 out:
-    PQclear(PQexec(c->pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
     if (applied)
         *applied = n;
     return rc;

@@ -43,6 +43,32 @@ typedef struct pgq_conn pgq_conn;
  * libpq environment). 0 and *out on success; the caller owns *out. */
 PGQ_API int pgq_connect(const char *url, pgq_conn **out, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* What sits between pgq and PostgreSQL. Through a pooler in transaction
+ * mode (PgBouncer's pool_mode = transaction) consecutive transactions may
+ * run on different server connections, so nothing may outlive one: pgq then
+ * sends every statement unnamed (no prepared statements: PgBouncer 1.18
+ * cannot keep them), sets nothing for the session (the server's default
+ * isolation must be READ COMMITTED, PostgreSQL's default; checked at
+ * connect), and migrates under transaction-level locks. Session pooling is
+ * a direct connection as far as pgq can tell. AUTO: the environment's
+ * PGQ_POOLER ("transaction", "session" or "none"; unset: none), which is
+ * what pgq_connect uses. */
+typedef enum pgq_pooler {
+    PGQ_POOLER_AUTO = 0,
+    PGQ_POOLER_NONE,
+    PGQ_POOLER_TRANSACTION,
+} pgq_pooler;
+
+PGQ_API int pgq_connect_via(const char *url, pgq_pooler pooler, pgq_conn **out, char *err,
+                    size_t errlen) PGQ_MUSTCHECK;
+
+/* "transaction", "session" or "none" into *out (session is none for pgq);
+ * -1 and a message naming the value otherwise. */
+PGQ_API int pgq_pooler_parse(const char *text, pgq_pooler *out, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Whether c goes through a transaction pooler (see pgq_pooler). */
+PGQ_API bool pgq_conn_txpooled(const pgq_conn *c);
+
 /* Close and free. Accepts NULL. */
 PGQ_API void pgq_disconnect(pgq_conn *c);
 
@@ -61,6 +87,10 @@ PGQ_API void *pgq_conn_pg(pgq_conn *c);
  * (a pool with keep_done = 0 sets it: one delete instead of a new row
  * version and its index entries). Default true. */
 PGQ_API void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
+
+/* url as it may be shown: the password of a URI (user:PASSWORD@) or of a
+ * key=value string (password=...) replaced by ***. Always NUL-terminated. */
+PGQ_API void pgq_url_redact(const char *url, char *out, size_t outlen);
 
 /* ---- schema ------------------------------------------------------------ */
 

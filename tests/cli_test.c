@@ -1117,6 +1117,30 @@ START_TEST(once_survives_connection_loss)
 }
 END_TEST
 
+/* A URL libpq cannot use, and a role without grants, are told what is
+ * wrong (and the password never shows). */
+START_TEST(bad_urls_and_missing_grants_are_explained)
+{
+    ASSERT_RUN(run_env(NULL, ARGV("--db", "not a url", "stats")), 1, "",
+               "pgq stats: database URL \"not a url\" is not understood: give "
+               "postgresql://USER@HOST:PORT/DBNAME (postgresql:///DBNAME for the local socket) "
+               "or key=value pairs\n");
+    ASSERT_RUN(run_env(NULL, ARGV("--db", "postgresql://u:se%zzcret@localhost/db", "stats")), 1,
+               "", "pgq stats: database URL \"postgresql://u:***@localhost/db\" is not valid: "
+               "invalid percent-encoded token\n");
+    if (tu_int("SELECT rolsuper::int FROM pg_roles WHERE rolname = current_user", 0, NULL) != 1)
+        return;
+    tu_exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgq_nogrant') THEN"
+            " CREATE ROLE pgq_nogrant LOGIN; END IF; END$$", 0, NULL);
+    char *url = tu_text("SELECT $1::text || CASE WHEN $1 LIKE '%?%' THEN '&' ELSE '?' END"
+                        " || 'user=pgq_nogrant'", 1, (const char *[]){ tu_db_url() });
+    ASSERT_RUN(run_env(NULL, ARGV("--db", url, "stats")), 1, "",
+               "pgq stats: schema version: permission denied for schema pgq (the role lacks a "
+               "grant on pgq's objects: see README, \"Roles and grants\")\n");
+    free(url);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1136,6 +1160,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, cancel_ready_jobs_only);
     tcase_add_test(tc, migrate_on_migrated_db);
     tcase_add_test(tc, migrate_fresh_and_newer_database);
+    tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);
     tcase_add_test(tc, database_url_precedence);

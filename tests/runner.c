@@ -18,6 +18,8 @@ int main(void)
     srunner_add_suite(sr, duration_suite());
     srunner_add_suite(sr, exec_suite());
     srunner_add_suite(sr, utf8_suite());
+    srunner_add_suite(sr, dburl_suite());
+    srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, docs_suite());
     srunner_add_suite(sr, layout_suite());
     if (db) {

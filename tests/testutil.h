@@ -107,6 +107,8 @@ Suite *config_suite(void);
 Suite *duration_suite(void);
 Suite *exec_suite(void);
 Suite *utf8_suite(void);
+Suite *dburl_suite(void);
+Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *layout_suite(void);
 Suite *tui_model_suite(void);

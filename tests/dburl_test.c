@@ -1,0 +1,67 @@
+/* The database URL check (core/dburl.c): what libpq cannot use is refused
+ * with a message that names the fault, and no message shows a password. */
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "db.h"
+
+static void redacts(const char *url, const char *want)
+{
+    char out[256];
+    pgq_url_redact(url, out, sizeof out);
+    ck_assert_msg(strcmp(out, want) == 0, "%s -> [%s], want [%s]", url, out, want);
+}
+
+START_TEST(passwords_are_masked)
+{
+    redacts("postgresql://u:secret@db.example:5432/app", "postgresql://u:***@db.example:5432/app");
+    redacts("postgres://u:p@ss@host/db", "postgres://u:***@host/db");
+    redacts("postgresql://u@host/db?sslmode=require", "postgresql://u@host/db?sslmode=require");
+    redacts("postgresql:///db", "postgresql:///db");
+    redacts("postgresql://u:x@[::1/db", "postgresql://u:***@[::1/db");
+    redacts("host=h password=secret dbname=d", "host=h password=*** dbname=d");
+    redacts("password='a b\\' c' user=u", "password=*** user=u");
+    redacts("password = s3 user=u", "password = *** user=u");
+    redacts("dbname=password", "dbname=password");
+}
+END_TEST
+
+static void refused(const char *url, const char *want)
+{
+    char err[512];
+    ck_assert_int_eq(db_url_check(url, err, sizeof err), -1);
+    ck_assert_msg(strcmp(err, want) == 0, "%s -> [%s]\nwant [%s]", url, err, want);
+    ck_assert_msg(!strstr(err, "secret") && !strstr(err, "s%zz"), "a password shows: %s", err);
+}
+
+START_TEST(bad_urls_are_named_without_their_password)
+{
+    refused("not a url", "database URL \"not a url\" is not understood: give "
+            "postgresql://USER@HOST:PORT/DBNAME (postgresql:///DBNAME for the local socket) or "
+            "key=value pairs");
+    refused("postgresql://u:s%zzsecret@localhost/db",
+            "database URL \"postgresql://u:***@localhost/db\" is not valid: invalid "
+            "percent-encoded token");
+    refused("postgresql://u:secret@[::1/db",
+            "database URL \"postgresql://u:***@[::1/db\" is not valid: end of string reached "
+            "when looking for matching \"]\" in IPv6 host address in URI");
+    refused("host=h password=secret bogus=1",
+            "database URL \"host=h password=*** bogus=1\" is not valid: invalid connection "
+            "option \"bogus\"");
+    char err[64];
+    ck_assert_int_eq(db_url_check("", err, sizeof err), 0);   /* libpq's environment */
+    ck_assert_int_eq(db_url_check("postgresql://u:secret@localhost/db", err, sizeof err), 0);
+    ck_assert_int_eq(db_url_check("host=localhost dbname=x", err, sizeof err), 0);
+}
+END_TEST
+
+Suite *dburl_suite(void)
+{
+    Suite *s = suite_create("dburl");
+    TCase *tc = tcase_create("dburl");
+    tcase_add_test(tc, passwords_are_masked);
+    tcase_add_test(tc, bad_urls_are_named_without_their_password);
+    suite_add_tcase(s, tc);
+    return s;
+}
