@@ -11,12 +11,13 @@
  * words.c, payload contracts parsed by require.c.
  *
  * inih splits "key = value" lines and strips inline comments, but it is fed
- * through our own reader, read_line(), because Debian's inih passes no line
- * numbers to the handler and silently cuts long lines and long section names.
- * The reader reads whole lines with getline and counts them, rejects lines
- * longer than inih's buffer and lines inih would call syntax errors (with a
- * precise message), and strips leading whitespace so indented keys work and
- * inih never sees a "continuation line". It also parses section headers
+ * through our own reader, cfg_read_line() (reader.c), because Debian's inih
+ * passes no line numbers to the handler and silently cuts long lines and
+ * long section names. The reader reads whole lines with getline and counts
+ * them, rejects lines longer than inih's buffer and lines inih would call
+ * syntax errors (with a precise message), and strips leading whitespace so
+ * indented keys work and inih never sees a "continuation line". Section
+ * headers it hands back here, through a hook, and the loader parses them
  * itself: a header closes the previous section (required keys and rules are
  * checked there, when all its keys are known) and opens the next one (its
  * defaults are applied from the table). The key handler, on_key(), therefore
@@ -27,6 +28,7 @@
 #include "pgq_config.h"
 #include "distance.h"
 #include "keys.h"
+#include "reader.h"
 #include "values.h"
 #include "words.h"
 
@@ -46,10 +48,7 @@
 /* Everything the reader and the key handler share while one file is read. */
 struct loader {
     const char *path;
-    FILE *f;
-    char *line;                 /* getline buffer */
-    size_t cap;
-    int lineno;
+    struct cfg_reader rd;       /* the file, its line buffer and line number */
     pgq_cfg *cfg;
     enum sec_kind sec;          /* the open section, SEC_NONE before the first */
     size_t job;                 /* SEC_JOB: its index in cfg->types */
@@ -75,19 +74,6 @@ static bool valid_name(const char *s, size_t n)
         if (isspace((unsigned char)s[i]) || iscntrl((unsigned char)s[i]))
             return false;
     return true;
-}
-
-/* The first of chars, the start of an inline comment (';' after whitespace)
- * or the end of s: the same scan inih does, so we agree on what a line is. */
-static const char *find_or_comment(const char *s, const char *chars)
-{
-    bool was_space = false;
-
-    while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
-        was_space = isspace((unsigned char)*s);
-        s++;
-    }
-    return s;
 }
 
 /* ---- the loader: sections, keys, errors ---- */
@@ -130,7 +116,7 @@ static int apply_defaults(struct loader *ld, enum sec_kind sec)
         if (cfg_keys[i].sec != sec || cfg_keys[i].def == NULL)
             continue;
         if (cfg_value_set(&cfg_keys[i], base, cfg_keys[i].def, msg, sizeof msg) < 0) {
-            failf(ld, ld->lineno, "%s %s: default \"%s\": %s", cfg_sec_title[sec], cfg_keys[i].name,
+            failf(ld, ld->rd.lineno, "%s %s: default \"%s\": %s", cfg_sec_title[sec], cfg_keys[i].name,
                   cfg_keys[i].def, msg);
             return -1;
         }
@@ -196,16 +182,16 @@ static int open_job(struct loader *ld, const char *name, size_t len)
     size_t i;
 
     if (len == 0) {
-        failf(ld, ld->lineno, "[job]: missing job type name (use [job NAME])");
+        failf(ld, ld->rd.lineno, "[job]: missing job type name (use [job NAME])");
         return -1;
     }
     if (!valid_name(name, len)) {
-        failf(ld, ld->lineno, "[job %.*s]: job type name " NAME_RULE, (int)len, name);
+        failf(ld, ld->rd.lineno, "[job %.*s]: job type name " NAME_RULE, (int)len, name);
         return -1;
     }
     for (i = 0; i < cfg->ntypes; i++) {
         if (strlen(cfg->types[i].name) == len && memcmp(cfg->types[i].name, name, len) == 0) {
-            failf(ld, ld->lineno, "[job %s]: duplicate section (first at line %d)",
+            failf(ld, ld->rd.lineno, "[job %s]: duplicate section (first at line %d)",
                   cfg->types[i].name, cfg->types[i].line);
             return -1;
         }
@@ -217,38 +203,38 @@ static int open_job(struct loader *ld, const char *name, size_t len)
     memset(t, 0, sizeof *t);
     if ((t->name = strndup(name, len)) == NULL)
         goto oom;
-    t->line = ld->lineno;
+    t->line = ld->rd.lineno;
     ld->job = cfg->ntypes++;    /* owned by cfg from here on, even if the defaults fail */
     snprintf(ld->label, sizeof ld->label, "[job %s]", t->name);
     return apply_defaults(ld, SEC_JOB);
 
 oom:
-    failf(ld, ld->lineno, "out of memory");
+    failf(ld, ld->rd.lineno, "out of memory");
     return -1;
 }
 
 /* s is a line starting with '['. */
 static int open_section(struct loader *ld, const char *s)
 {
-    const char *e = find_or_comment(s + 1, "]"), *b = s + 1, *tail;
+    const char *e = cfg_find_or_comment(s + 1, "]"), *b = s + 1, *tail;
     enum sec_kind sec;
     int *seen;
 
     if (*e != ']') {
-        failf(ld, ld->lineno, "syntax error (missing \"]\" after the section name)");
+        failf(ld, ld->rd.lineno, "syntax error (missing \"]\" after the section name)");
         return -1;
     }
     for (tail = e + 1; isspace((unsigned char)*tail); tail++)
         ;
     if (*tail != '\0' && *tail != ';' && *tail != '#') {
-        failf(ld, ld->lineno, "syntax error (text after the section header)");
+        failf(ld, ld->rd.lineno, "syntax error (text after the section header)");
         return -1;
     }
     if (close_section(ld) < 0)
         return -1;
 
     cfg_trim(&b, &e);
-    ld->sec_line = ld->lineno;
+    ld->sec_line = ld->rd.lineno;
     memset(ld->key_line, 0, sizeof ld->key_line);
     if (e - b == 8 && memcmp(b, "database", 8) == 0) {
         sec = SEC_DATABASE;
@@ -265,77 +251,39 @@ static int open_section(struct loader *ld, const char *s)
         ld->sec = SEC_JOB;
         return 0;
     } else {
-        failf(ld, ld->lineno, "[%.*s]: unknown section (use [database], [pool] or [job NAME])",
+        failf(ld, ld->rd.lineno, "[%.*s]: unknown section (use [database], [pool] or [job NAME])",
               (int)(e - b), b);
         return -1;
     }
     if (*seen) {
-        failf(ld, ld->lineno, "%s: duplicate section (first at line %d)", cfg_sec_title[sec], *seen);
+        failf(ld, ld->rd.lineno, "%s: duplicate section (first at line %d)", cfg_sec_title[sec], *seen);
         return -1;
     }
-    *seen = ld->lineno;
+    *seen = ld->rd.lineno;
     snprintf(ld->label, sizeof ld->label, "%s", cfg_sec_title[sec]);
     ld->sec = sec;
     return 0;
 }
 
-/* inih's fgets-style reader; see the top of the file. */
-static char *read_line(char *str, int num, void *stream)
+/* The reader's hooks (reader.h). */
+static int reader_section(void *user, const char *s)
 {
-    struct loader *ld = stream;
-    ssize_t got;
-    size_t len;
-    char *s;
+    return open_section(user, s);
+}
 
-    if (ld->failed)
-        return NULL;
-    errno = 0;
-    got = getline(&ld->line, &ld->cap, ld->f);
-    if (got < 0) {
-        if (ferror(ld->f))
-            failf(ld, 0, "cannot read: %s", strerror(errno ? errno : EIO));
-        else if (errno == ENOMEM)
-            failf(ld, 0, "out of memory");
-        else
-            close_section(ld);
-        return NULL;
-    }
-    ld->lineno++;
-    s = ld->line;
-    len = (size_t)got;
-    if (len > 0 && s[len - 1] == '\n')
-        len--;
-    if (len > 0 && s[len - 1] == '\r')
-        len--;
-    s[len] = '\0';
-    if (strlen(s) != len) {
-        failf(ld, ld->lineno, "line contains a NUL byte");
-        return NULL;
-    }
-    if (ld->lineno == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-        s += 3;
-        len -= 3;
-    }
-    if (num < 1 || len > (size_t)num - 1) {
-        failf(ld, ld->lineno, "line too long (max %d bytes)", num > 0 ? num - 1 : 0);
-        return NULL;
-    }
-    while (isspace((unsigned char)*s)) {
-        s++;
-        len--;
-    }
-    if (*s == '[') {
-        if (open_section(ld, s) < 0)
-            return NULL;
-    } else if (*s != '\0' && *s != ';' && *s != '#') {
-        const char *sep = find_or_comment(s, "=:");
-        if (*sep != '=' && *sep != ':') {
-            failf(ld, ld->lineno, "syntax error (expected [section] or key = value)");
-            return NULL;
-        }
-    }
-    memcpy(str, s, len + 1);
-    return str;
+static void reader_eof(void *user)
+{
+    close_section(user);
+}
+
+static void reader_error(void *user, int line, const char *msg)
+{
+    failf(user, line, "%s", msg);
+}
+
+static bool reader_failed(void *user)
+{
+    return ((struct loader *)user)->failed;
 }
 
 static void unknown_key(struct loader *ld, const char *name)
@@ -357,12 +305,12 @@ static void unknown_key(struct loader *ld, const char *name)
         }
     }
     if (best) {
-        failf(ld, ld->lineno, "%s %s: unknown key; did you mean \"%s\"?", ld->label, name, best->name);
+        failf(ld, ld->rd.lineno, "%s %s: unknown key; did you mean \"%s\"?", ld->label, name, best->name);
         return;
     }
     for (i = 0; i < cfg_nkeys; i++) {
         if (cfg_keys[i].sec != ld->sec && strcmp(cfg_keys[i].name, name) == 0) {
-            failf(ld, ld->lineno, "%s %s: unknown key; \"%s\" belongs in %s", ld->label, name,
+            failf(ld, ld->rd.lineno, "%s %s: unknown key; \"%s\" belongs in %s", ld->label, name,
                   name, cfg_sec_title[cfg_keys[i].sec]);
             return;
         }
@@ -371,7 +319,7 @@ static void unknown_key(struct loader *ld, const char *name)
     for (i = 0; i < cfg_nkeys; i++)
         if (cfg_keys[i].sec == ld->sec && n < sizeof known)
             n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", cfg_keys[i].name);
-    failf(ld, ld->lineno, "%s %s: unknown key (known keys: %s)", ld->label, name, known);
+    failf(ld, ld->rd.lineno, "%s %s: unknown key (known keys: %s)", ld->label, name, known);
 }
 
 /* A hint when a bad value holds what was probably meant as a comment: inih
@@ -403,11 +351,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
     if (ld->failed)
         return 0;
     if (*name == '\0') {
-        failf(ld, ld->lineno, "syntax error (missing key name before \"=\")");
+        failf(ld, ld->rd.lineno, "syntax error (missing key name before \"=\")");
         return 0;
     }
     if (ld->sec == SEC_NONE) {
-        failf(ld, ld->lineno, "%s: key outside of any section (put it under [database], [pool] or [job NAME])",
+        failf(ld, ld->rd.lineno, "%s: key outside of any section (put it under [database], [pool] or [job NAME])",
               name);
         return 0;
     }
@@ -417,18 +365,18 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     i = (size_t)(k - cfg_keys);
     if (ld->key_line[i]) {
-        failf(ld, ld->lineno, "%s %s: duplicate key (first set at line %d)", ld->label, name,
+        failf(ld, ld->rd.lineno, "%s %s: duplicate key (first set at line %d)", ld->label, name,
               ld->key_line[i]);
         return 0;
     }
     base = section_base(ld, ld->sec);
     if (cfg_value_set(k, base, value, msg, sizeof msg) < 0) {
-        failf(ld, ld->lineno, "%s %s: %s%s", ld->label, name, msg, comment_hint(value));
+        failf(ld, ld->rd.lineno, "%s %s: %s%s", ld->label, name, msg, comment_hint(value));
         return 0;
     }
-    ld->key_line[i] = ld->lineno;
+    ld->key_line[i] = ld->rd.lineno;
     if (k->line_off != NO_OFF)
-        *(int *)((char *)base + k->line_off) = ld->lineno;
+        *(int *)((char *)base + k->line_off) = ld->rd.lineno;
     return 1;
 }
 
@@ -455,12 +403,17 @@ int pgq_cfg_load(const char *path, pgq_cfg **out, char *err, size_t errlen)
     ld.cfg = cfg;
     if (apply_defaults(&ld, SEC_DATABASE) < 0 || apply_defaults(&ld, SEC_POOL) < 0)
         goto fail;
-    if ((ld.f = fopen(path, "r")) == NULL) {
+    if ((ld.rd.f = fopen(path, "r")) == NULL) {
         failf(&ld, 0, "cannot open: %s", strerror(errno));
         goto fail;
     }
 
-    r = ini_parse_stream(read_line, &ld, on_key, &ld);
+    ld.rd.user = &ld;
+    ld.rd.on_section = reader_section;
+    ld.rd.on_eof = reader_eof;
+    ld.rd.on_error = reader_error;
+    ld.rd.failed = reader_failed;
+    r = ini_parse_stream(cfg_read_line, &ld.rd, on_key, &ld);
     /* The reader catches every syntax error inih knows of, so r > 0 should
      * only echo a failure of on_key; anything earlier is inih's own finding. */
     if (r > 0 && (!ld.failed || r < ld.err_line)) {
@@ -483,9 +436,9 @@ int pgq_cfg_load(const char *path, pgq_cfg **out, char *err, size_t errlen)
     rc = 0;
 
 fail:
-    if (ld.f)
-        fclose(ld.f);
-    free(ld.line);
+    if (ld.rd.f)
+        fclose(ld.rd.f);
+    free(ld.rd.line);
     pgq_cfg_free(cfg);
     return rc;
 }
