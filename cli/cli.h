@@ -17,6 +17,8 @@ struct cli {
     const char *db_url;       /* --db */
     pgq_cfg *cfg;             /* loaded on demand */
     pgq_conn *conn;
+    bool json_ok;             /* the command takes --json */
+    bool json;                /* --json: one JSON document on stdout */
 };
 
 /* Print "pgq CMD: message" to stderr; returns EXIT_FAIL (or the code given
@@ -52,9 +54,21 @@ int cli_args(struct cli *c, int argc, char **argv, const char *help, const char 
 /* True for -h/--help. */
 bool cli_is_help(const char *arg);
 
+/* JSON output (cli/json.c): first says whether a comma goes before. */
+#include <stdio.h>
+void json_str(FILE *f, const char *s);
+void json_key(FILE *f, bool first, const char *key);
+void json_kv_str(FILE *f, bool first, const char *key, const char *value);
+void json_kv_int(FILE *f, bool first, const char *key, int64_t value);
+void json_kv_int_or_null(FILE *f, bool first, const char *key, int64_t value);
+void json_kv_bool(FILE *f, bool first, const char *key, bool value);
+void prom_label(FILE *f, const char *s);   /* a Prometheus label value, quoted */
+
+int cmd_version(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);
 int cmd_types(struct cli *c, int argc, char **argv);
 int cmd_add(struct cli *c, int argc, char **argv);
+int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);

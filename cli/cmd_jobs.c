@@ -45,12 +45,18 @@ int cmd_add(struct cli *c, int argc, char **argv)
             continue;
         if (cli_is_help(argv[i])) {
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
-                   "               [--max-retries N] [--idempotency-key K] [-c FILE] [--db URL]\n\n"
+                   "               [--max-retries N] [--idempotency-key K] [-c FILE] [--db URL]\n"
+                   "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
                    "key that already exists, nothing is added and the existing job's id is\n"
                    "printed followed by the word \"duplicate\". The payload must be valid JSON\n"
                    "and satisfy the job type's contract. D is a duration (500ms, 30s, 5m, 1h,\n"
-                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n");
+                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n\n"
+                   "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
+                   "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
+                   "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
+                   "transaction and prints one id a line, in order. A bad line is named and\n"
+                   "ends the run (exit 1): the batches before it stay enqueued, its own not.\n");
             return EXIT_OK;
         }
         if ((v = opt_value(c, argc, argv, &i, "--queue", &bad))) {
@@ -84,6 +90,13 @@ int cmd_add(struct cli *c, int argc, char **argv)
         } else {
             return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
         }
+    }
+    if (npos == 1 && strcmp(pos[0], "-") == 0) {
+        if (have_delay || o.run_at || o.queue || o.priority != PGQ_DEFAULT ||
+            o.max_retries != PGQ_DEFAULT || o.idempotency_key)
+            return cli_usage_error(c, "pgq add - takes its options from each line, not the "
+                                   "command line");
+        return cli_add_lines(c);
     }
     if (npos < 2)
         return cli_usage_error(c, "needs TYPE and JSON (see pgq add --help)");
@@ -160,11 +173,24 @@ static int act_on_ids(struct cli *c, const int64_t *ids, size_t n, const char *n
         return cli_error(c, "%s", err);
     }
     int rc = EXIT_OK;
+    if (c->json) {
+        /* {"moved":[ids],"not_moved":[ids]} */
+        for (int pass = 0; pass < 2; pass++) {
+            fputs(pass ? "],\"not_moved\":[" : "{\"moved\":[", stdout);
+            bool first = true;
+            for (size_t i = 0; i < n; i++)
+                if (done[i] == !pass) {
+                    printf("%s%" PRId64, first ? "" : ",", ids[i]);
+                    first = false;
+                }
+        }
+        fputs("]}\n", stdout);
+    }
     for (size_t i = 0; i < n; i++) {
-        if (done[i])
-            printf("%" PRId64 "\n", ids[i]);
-        else
+        if (!done[i])
             rc = cli_error(c, "job %" PRId64 ": %s", ids[i], not_moved);
+        else if (!c->json)
+            printf("%" PRId64 "\n", ids[i]);
     }
     free(done);
     return rc;
@@ -173,13 +199,14 @@ static int act_on_ids(struct cli *c, const int64_t *ids, size_t n, const char *n
 int cmd_requeue(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq requeue ID... [-c FILE] [--db URL]\n"
+        "usage: pgq requeue ID... [--json] [-c FILE] [--db URL]\n"
         "       pgq requeue --dead [--cancelled] [--queue Q] [--type T]\n\n"
         "Move dead (or cancelled) jobs back to ready with a fresh set of retries; their\n"
         "history is kept and the action is recorded. With ids, prints each requeued id;\n"
         "an id that is not dead or cancelled is reported and the exit is 1. With --dead\n"
         "(or --cancelled), requeues every such job matching --queue/--type and prints\n"
-        "\"requeued N\". Two operators requeueing at once move each job once.\n";
+        "\"requeued N\". Two operators requeueing at once move each job once.\n"
+        "--json: {\"moved\":[IDS],\"not_moved\":[IDS]}, or {\"requeued\":N}.\n";
     int64_t *ids;
     size_t n;
     bool dead = false, cancelled = false;
@@ -220,16 +247,20 @@ int cmd_requeue(struct cli *c, int argc, char **argv)
             return cli_error(c, "%s", err);
         total += count;
     }
-    printf("requeued %" PRId64 "\n", total);
+    if (c->json)
+        printf("{\"requeued\":%" PRId64 "}\n", total);
+    else
+        printf("requeued %" PRId64 "\n", total);
     return EXIT_OK;
 }
 
 int cmd_cancel(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq cancel ID... [-c FILE] [--db URL]\n\n"
+        "usage: pgq cancel ID... [--json] [-c FILE] [--db URL]\n\n"
         "Cancel ready or scheduled jobs; prints each cancelled id. A job that is running,\n"
-        "finished or missing is reported and the exit is 1. `pgq requeue` undoes it.\n";
+        "finished or missing is reported and the exit is 1. `pgq requeue` undoes it.\n"
+        "--json: {\"moved\":[IDS],\"not_moved\":[IDS]}.\n";
     int64_t *ids;
     size_t n;
     int rc = collect_ids(c, argc, argv, &ids, &n, NULL, NULL, NULL, NULL, help);
@@ -248,28 +279,103 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
+/* pgq stats --prometheus: the fleet's gauges, as node_exporter's textfile
+ * collector reads them (write to a temp file, rename into its directory). */
+static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *const names[8])
+{
+    FILE *f = stdout;
+    fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
+          "future, never tried; retrying: future, after a failure).\n"
+          "# TYPE pgq_jobs gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
+                              s[i].dead, s[i].cancelled, s[i].done };
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            fputs("pgq_jobs{queue=", f);
+            prom_label(f, s[i].queue);
+            fprintf(f, ",state=\"%s\"} %" PRId64 "\n", names[k], v[k]);
+        }
+    }
+    fputs("# HELP pgq_jobs_done_last_hour Jobs of the queue done in the last hour (still "
+          "retained).\n# TYPE pgq_jobs_done_last_hour gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_jobs_done_last_hour{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %" PRId64 "\n", s[i].done_last_hour);
+    }
+    fputs("# HELP pgq_queue_oldest_ready_seconds How long the queue's longest-waiting due job "
+          "has been due (0 when none is).\n# TYPE pgq_queue_oldest_ready_seconds gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_oldest_ready_seconds{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
+    }
+    fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
+               "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
+            PGQ_VERSION, pgq_schema_version());
+}
+
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq stats [-c FILE] [--db URL]\n\n"
+        "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, and done in the last hour.\n";
+        "cancelled, done, and done in the last hour; the queue column is as wide as\n"
+        "the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
+        "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
+        "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
+        "pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},\n"
+        "pgq_build_info{version,schema}.\n";
     char err[1024];
-    int npos, r = cli_args(c, argc, argv, help, NULL, 0, &npos);
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
     if (r)
         return r > 0 ? EXIT_OK : EXIT_USAGE;
+    bool prom = npos == 1 && strcmp(pos[0], "--prometheus") == 0;
+    if (npos && !prom)
+        return cli_usage_error(c, "unexpected argument \"%s\"", pos[0]);
+    if (prom && c->json)
+        return cli_usage_error(c, "give --json or --prometheus, not both");
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
     pgq_queue_stats *s;
     size_t n;
     if (pgq_stats(c->conn, &s, &n, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
-    printf("%-20s %9s %9s %9s %9s %9s %9s %9s %9s\n", "queue", "ready", "scheduled", "retrying",
-           "running", "dead", "cancelled", "done", "done_1h");
+    static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
+                                         "cancelled", "done", "done_1h" };
+    if (prom) {
+        write_prometheus(s, n, names);
+        free(s);
+        return EXIT_OK;
+    }
+    if (c->json) {
+        fputs("{\"queues\":[", stdout);
+        for (size_t i = 0; i < n; i++) {
+            const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
+                                  s[i].dead, s[i].cancelled, s[i].done, s[i].done_last_hour };
+            fputs(i ? ",{" : "{", stdout);
+            json_kv_str(stdout, true, "queue", s[i].queue);
+            for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+                json_kv_int(stdout, false, names[k], v[k]);
+            fputc('}', stdout);
+        }
+        fputs("]}\n", stdout);
+        free(s);
+        return EXIT_OK;
+    }
+    /* Queue names may be up to 100 characters: the column takes the
+     * longest, so the numbers stay under their headers. */
+    int w = 20;
     for (size_t i = 0; i < n; i++)
-        printf("%-20s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
-               " %9" PRId64 " %9" PRId64 " %9" PRId64 "\n", s[i].queue, s[i].ready,
+        if ((int)strlen(s[i].queue) > w)
+            w = (int)strlen(s[i].queue);
+    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s\n", w, "queue", "ready", "scheduled",
+           "retrying", "running", "dead", "cancelled", "done", "done_1h");
+    for (size_t i = 0; i < n; i++)
+        printf("%-*s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
+               " %9" PRId64 " %9" PRId64 " %9" PRId64 "\n", w, s[i].queue, s[i].ready,
                s[i].scheduled, s[i].retrying, s[i].running, s[i].dead, s[i].cancelled,
                s[i].done, s[i].done_last_hour);
     free(s);
@@ -281,13 +387,96 @@ static const char *or_dash(const char *s)
     return s && *s ? s : "-";
 }
 
+/* A value that may hold newlines (an error text), as "name: value" lines:
+ * continuation lines indented by four spaces, so that every line of the
+ * output still reads as its field. */
+static void put_lines(const char *s)
+{
+    for (; *s; s++) {
+        putchar(*s);
+        if (*s == '\n' && s[1])
+            fputs("    ", stdout);
+        else if (*s == '\n')
+            break;
+    }
+}
+
+static void show_json(const pgq_job_detail *d)
+{
+    FILE *f = stdout;
+    fputc('{', f);
+    json_kv_int(f, true, "id", d->id);
+    json_kv_str(f, false, "queue", d->queue);
+    json_kv_str(f, false, "type", d->type);
+    json_kv_str(f, false, "state", d->state);
+    json_kv_int(f, false, "priority", d->priority);
+    json_kv_int(f, false, "attempts", d->attempts);
+    json_kv_int(f, false, "max_retries", d->max_retries);
+    json_kv_str(f, false, "run_at", d->run_at);
+    json_kv_str(f, false, "idempotency_key", d->idempotency_key);
+    json_kv_str(f, false, "lease_owner", d->lease_owner);
+    json_kv_str(f, false, "lease_expires_at", d->lease_expires_at);
+    json_kv_str(f, false, "last_error", d->last_error);
+    json_kv_str(f, false, "created_at", d->created_at);
+    json_kv_str(f, false, "started_at", d->started_at);
+    json_kv_str(f, false, "finished_at", d->finished_at);
+    /* JSON already (PostgreSQL's jsonb_pretty), put on one line: a raw
+     * newline there is always layout (inside strings it is escaped), and so
+     * is the indentation after it. */
+    json_key(f, false, "payload");
+    for (const char *p = d->payload_pretty; *p; p++) {
+        if (*p == '\n') {
+            while (p[1] == ' ')
+                p++;
+            continue;
+        }
+        fputc(*p, f);
+    }
+    json_key(f, false, "history");
+    fputc('[', f);
+    for (size_t i = 0; i < d->nattempts; i++) {
+        const pgq_attempt_row *a = &d->attempts_v[i];
+        fputs(i ? ",{" : "{", f);
+        json_kv_int(f, true, "attempt", a->attempt);
+        json_kv_str(f, false, "outcome", a->outcome);
+        json_kv_str(f, false, "worker", a->worker);
+        json_kv_str(f, false, "error", a->error);
+        json_kv_int_or_null(f, false, "exit_code", a->exit_code);
+        json_kv_int_or_null(f, false, "term_signal", a->term_signal > 0 ? a->term_signal : -1);
+        json_kv_int_or_null(f, false, "cpu_ms", a->cpu_ms);
+        json_kv_int_or_null(f, false, "max_rss_kb", a->max_rss_kb);
+        json_kv_str(f, false, "started_at", a->started_at);
+        json_kv_str(f, false, "finished_at", a->finished_at);
+        json_key(f, false, "duration_ms");
+        fprintf(f, "%.3f", a->duration_ms);
+        fputc('}', f);
+    }
+    fputc(']', f);
+    json_key(f, false, "effects");
+    fputc('[', f);
+    for (size_t i = 0; i < d->neffects; i++) {
+        const pgq_effect_row *e = &d->effects[i];
+        fputs(i ? ",{" : "{", f);
+        json_kv_str(f, true, "key", e->key);
+        json_kv_str(f, false, "state", e->state);
+        json_kv_bool(f, false, "in_doubt", e->in_doubt);
+        json_kv_int(f, false, "attempt", e->attempt);
+        json_kv_str(f, false, "started_at", e->started_at);
+        json_kv_str(f, false, "finished_at", e->finished_at);
+        fputc('}', f);
+    }
+    fputs("]}\n", f);
+}
+
 int cmd_show(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
-        "usage: pgq show ID [-c FILE] [--db URL]\n\n"
+        "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT.\n";
+        "run_once effects, in-doubt ones marked IN DOUBT. Lines of a multi-line\n"
+        "error after its first are indented by four spaces. --json: one object with\n"
+        "the same field names, \"payload\" as JSON, \"history\" and \"effects\" arrays.\n";
     char err[1024];
     int64_t id = 0;
     const char *pos[1];
@@ -305,13 +494,19 @@ int cmd_show(struct cli *c, int argc, char **argv)
         return cli_error(c, "%s", err);
     if (!d)
         return cli_error(c, "job %" PRId64 ": no such job", id);
+    if (c->json) {
+        show_json(d);
+        pgq_job_detail_free(d);
+        return EXIT_OK;
+    }
     printf("id: %" PRId64 "\nqueue: %s\ntype: %s\nstate: %s\npriority: %d\n"
            "attempts: %d (max_retries %d)\nrun_at: %s\nidempotency_key: %s\n"
-           "lease_owner: %s\nlease_expires_at: %s\nlast_error: %s\ncreated_at: %s\n"
-           "started_at: %s\nfinished_at: %s\npayload:\n%s\n",
+           "lease_owner: %s\nlease_expires_at: %s\nlast_error: ",
            d->id, d->queue, d->type, d->state, d->priority, d->attempts, d->max_retries,
            d->run_at, or_dash(d->idempotency_key), or_dash(d->lease_owner),
-           or_dash(d->lease_expires_at), or_dash(d->last_error), d->created_at,
+           or_dash(d->lease_expires_at));
+    put_lines(or_dash(d->last_error));
+    printf("\ncreated_at: %s\nstarted_at: %s\nfinished_at: %s\npayload:\n%s\n", d->created_at,
            or_dash(d->started_at), or_dash(d->finished_at), d->payload_pretty);
     printf("history: %zu\n", d->nattempts);
     for (size_t i = 0; i < d->nattempts; i++) {
@@ -326,7 +521,11 @@ int cmd_show(struct cli *c, int argc, char **argv)
             printf(", cpu %" PRId64 " ms", a->cpu_ms);
         if (a->max_rss_kb >= 0)
             printf(", rss %" PRId64 " kB", a->max_rss_kb);
-        printf("%s%s\n", a->error ? ": " : "", a->error ? a->error : "");
+        if (a->error) {
+            fputs(": ", stdout);
+            put_lines(a->error);
+        }
+        putchar('\n');
     }
     printf("effects: %zu\n", d->neffects);
     for (size_t i = 0; i < d->neffects; i++) {

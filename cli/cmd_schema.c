@@ -112,7 +112,26 @@ static int types_list(struct cli *c)
         return EXIT_FAIL;
     if (pgq_types_list(c->conn, &t, &n, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
-    for (size_t i = 0; i < n; i++)
+    if (c->json) {
+        /* {"types":[{"type":T,"queue":Q,...,"require":{contract}}]}, times in ms */
+        fputs("{\"types\":[", stdout);
+        for (size_t i = 0; i < n; i++) {
+            fputs(i ? ",{" : "{", stdout);
+            json_kv_str(stdout, true, "type", t[i].type);
+            json_kv_str(stdout, false, "queue", t[i].queue);
+            json_kv_int(stdout, false, "max_retries", t[i].max_retries);
+            json_kv_int(stdout, false, "priority", t[i].priority);
+            json_kv_int(stdout, false, "timeout_ms", t[i].timeout_ms);
+            json_kv_int(stdout, false, "backoff_base_ms", t[i].backoff_base_ms);
+            json_kv_int(stdout, false, "backoff_max_ms", t[i].backoff_max_ms);
+            json_key(stdout, false, "require");
+            fputs(t[i].required, stdout);   /* jsonb text */
+            json_kv_str(stdout, false, "updated_at", t[i].updated_at);
+            fputc('}', stdout);
+        }
+        fputs("]}\n", stdout);
+    }
+    for (size_t i = 0; i < n && !c->json; i++)
         printf("%s queue=%s max_retries=%d priority=%d timeout=%s backoff_base=%s "
                "backoff_max=%s require=%s\n", t[i].type, t[i].queue, t[i].max_retries,
                t[i].priority, pgq_duration_format(t[i].timeout_ms, b1, sizeof b1),
@@ -126,10 +145,12 @@ int cmd_types(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq types apply -c pool.ini [--db URL]\n"
-        "       pgq types list [-c FILE] [--db URL]\n\n"
+        "       pgq types list [--json] [-c FILE] [--db URL]\n\n"
         "apply registers (or updates) every [job TYPE] section of the file in the\n"
         "database, printing each type's name; producers are then checked against\n"
-        "its payload contract. list prints one registered type a line.\n";
+        "its payload contract. list prints one registered type a line; --json:\n"
+        "{\"types\":[{\"type\":T,\"queue\":Q,\"max_retries\":N,\"priority\":N,\"timeout_ms\":N,\n"
+        "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"require\":{...},\"updated_at\":TS}]}.\n";
     const char *pos[1];
     int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
     if (r)
@@ -139,6 +160,9 @@ int cmd_types(struct cli *c, int argc, char **argv)
         return cli_usage_error(c, "needs a subcommand: apply or list");
     if (strcmp(sub, "apply") == 0) {
         c->cmd = "types apply";
+        if (c->json)
+            return cli_usage_error(c, "--json: not an option of pgq types apply (types list "
+                                   "takes it)");
         return types_apply(c);
     }
     if (strcmp(sub, "list") == 0) {

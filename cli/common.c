@@ -49,6 +49,18 @@ int cli_common_opt(struct cli *c, int argc, char **argv, int *i)
     const char **slot = NULL;
     const char *val = NULL;
 
+    if (strcmp(a, "--json") == 0) {
+        if (!c->json_ok) {
+            if (c->cmd)
+                cli_usage_error(c, "--json: not an option of pgq %s (stats, show, types list, "
+                                "requeue, cancel and version take it)", c->cmd);
+            else
+                cli_usage_error(c, "--json goes after the command (pgq stats --json)");
+            return -1;
+        }
+        c->json = true;
+        return 1;
+    }
     if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0)
         slot = &c->config_path;
     else if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0)
@@ -110,15 +122,20 @@ int cli_connect(struct cli *c, bool any_schema)
     if (cli_load_config(c) < 0)
         return -1;
     const char *url = c->db_url;
-    if (!url && c->cfg && c->cfg->db_url)
+    /* The config's pooler goes with the config's url; --db and
+     * DATABASE_URL go with $PGQ_POOLER. */
+    pgq_pooler pooler = PGQ_POOLER_AUTO;
+    if (!url && c->cfg && c->cfg->db_url) {
         url = c->cfg->db_url;
+        pooler = c->cfg->pooler;
+    }
     if (!url)
         url = getenv("DATABASE_URL");
     if (!url || !*url) {
         cli_error(c, "no database: give --db URL, [database] url in -c FILE, or set DATABASE_URL");
         return -1;
     }
-    if (pgq_connect(url, &c->conn, err, sizeof err) < 0) {
+    if (pgq_connect_via(url, pooler, &c->conn, err, sizeof err) < 0) {
         cli_error(c, "%s", err);
         return -1;
     }

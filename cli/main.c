@@ -18,18 +18,37 @@ static const struct command {
     const char *name;
     int (*run)(struct cli *c, int argc, char **argv);
     const char *summary;
+    bool json;   /* takes --json */
 } commands[] = {
-    { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them, --to N stops at N)" },
-    { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones" },
-    { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")" },
-    { "once", cmd_once, "run a command at most once for the current job (exec handlers)" },
-    { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects" },
-    { "stats", cmd_stats, "job counts per queue and state" },
-    { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready" },
-    { "cancel", cmd_cancel, "cancel ready or scheduled jobs" },
-    { "top", cmd_top, "the live dashboard: queues, pools, running, dead letters, health" },
-    { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table" },
+    { "version", cmd_version, "this pgq's version and schema version", true },
+    { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them, --to N stops at N)", false },
+    { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones", true },
+    { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
+    { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
+    { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
+    { "stats", cmd_stats, "job counts per queue and state", true },
+    { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready", true },
+    { "cancel", cmd_cancel, "cancel ready or scheduled jobs", true },
+    { "top", cmd_top, "the live dashboard: queues, pools, running, dead letters, health", false },
+    { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table", false },
 };
+
+int cmd_version(struct cli *c, int argc, char **argv)
+{
+    int npos, r = cli_args(c, argc, argv, "usage: pgq version [--json]\n\nThis pgq's version "
+                           "and the schema version it migrates to.\n", NULL, 0, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (c->json) {
+        fputc('{', stdout);
+        json_kv_str(stdout, true, "version", PGQ_VERSION);
+        json_kv_int(stdout, false, "schema", pgq_schema_version());
+        fputs("}\n", stdout);
+    } else {
+        printf("pgq %s (schema %d)\n", PGQ_VERSION, pgq_schema_version());
+    }
+    return EXIT_OK;
+}
 
 static int cmd_config_reference(struct cli *c, int argc, char **argv)
 {
@@ -82,6 +101,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
         if (strcmp(argv[i], commands[k].name) == 0) {
             c.cmd = commands[k].name;
+            c.json_ok = commands[k].json;
             int rc = commands[k].run(&c, argc - i, argv + i);
             cli_close(&c);
             return rc;

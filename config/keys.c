@@ -18,6 +18,15 @@ const struct cfg_key cfg_keys[] = {
     { .sec = SEC_DATABASE, .name = "url", .kind = V_STRING, .off = CFG(db_url),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
       .doc = "PostgreSQL connection URL. If absent: $DATABASE_URL; --db on the command line beats both." },
+    { .sec = SEC_DATABASE, .name = "pooler", .kind = V_POOLER, .off = CFG(pooler),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "none",
+      .doc = "What url points at: none (PostgreSQL itself), session or transaction (a PgBouncer "
+             "pool_mode). transaction: no prepared statements or session settings, and no "
+             "LISTEN through it (see listen_url)." },
+    { .sec = SEC_DATABASE, .name = "listen_url", .kind = V_STRING, .off = CFG(listen_url),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "With pooler = transaction: a direct URL (PostgreSQL itself) for the pool's one "
+             "LISTEN connection, so new jobs wake workers at once. Absent: workers poll." },
 
     { .sec = SEC_POOL, .name = "workers", .kind = V_INT, .off = CFG(workers),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,
@@ -93,6 +102,7 @@ const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section",
 const char *const cfg_kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
+    [V_POOLER] = "pooler",
 };
 
 const struct cfg_key *cfg_find_key(enum sec_kind sec, const char *name)

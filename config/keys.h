@@ -20,6 +20,7 @@ enum val_kind {
     V_LIST,     /* comma-separated queue names (char ** plus size_t count) */
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
+    V_POOLER,   /* transaction, session or none (pgq_pooler) */
 };
 
 #define NO_OFF ((size_t)-1)

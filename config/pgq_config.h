@@ -51,6 +51,8 @@ typedef struct pgq_cfg_type {
 typedef struct pgq_cfg {
     char *path;                 /* the file it was loaded from */
     char *db_url;               /* [database] url, NULL when absent */
+    pgq_pooler pooler;          /* [database] pooler, default none */
+    char *listen_url;           /* [database] listen_url, NULL when absent */
     int workers;                /* default 8, 1..256 */
     int batch;                  /* default 1, 1..1000: jobs claimed/acked per statement */
     char **queues;              /* default {"default"}; not NULL-terminated, see nqueues */

@@ -41,6 +41,8 @@ void pgq_cfg_write_reference(FILE *f)
         }
         else if (k->kind == V_NAME || k->kind == V_LIST)
             fprintf(f, "1..%d characters, no whitespace", PGQ_QUEUE_NAME_MAX);
+        else if (k->kind == V_POOLER)
+            fputs("transaction, session, none", f);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);

@@ -46,6 +46,7 @@ void cfg_value_free(const struct cfg_key *k, void *base)
         break;
     case V_INT:
     case V_DURATION:
+    case V_POOLER:
         break;
     case V_LIST:
         cfg_strv_free(*(char ***)p, *(size_t *)((char *)base + k->count_off));
@@ -196,6 +197,13 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
         }
         cfg_value_free(k, base);
         *(char **)p = s;
+        return 0;
+    }
+    case V_POOLER: {
+        pgq_pooler m;
+        if (pgq_pooler_parse(v, &m, err, errlen) < 0)
+            return -1;
+        *(pgq_pooler *)p = m;
         return 0;
     }
     case V_INT: {

@@ -112,7 +112,9 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         " count(*) FILTER (WHERE state = 'dead'),"
         " count(*) FILTER (WHERE state = 'cancelled'),"
         " count(*) FILTER (WHERE state = 'done'),"
-        " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour')"
+        " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour'),"
+        " coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'ready'"
+        "   AND run_at <= now()))::float8, -1)"
         " FROM pgq.jobs GROUP BY queue ORDER BY queue";
     PGresult *r = db_query(c, sql, 0, NULL, PGRES_TUPLES_OK, "stats", err, errlen);
     if (!r)
@@ -133,6 +135,7 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         s[i].cancelled = db_int64(r, i, 6, 0);
         s[i].done = db_int64(r, i, 7, 0);
         s[i].done_last_hour = db_int64(r, i, 8, 0);
+        s[i].oldest_ready_s = strtod(PQgetvalue(r, i, 9), NULL);
     }
     PQclear(r);
     *out = s;

@@ -398,6 +398,7 @@ typedef struct pgq_queue_stats {
     int64_t retrying;     /* future run_at after a failure */
     int64_t running, dead, cancelled, done;
     int64_t done_last_hour;
+    double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */

@@ -7,7 +7,12 @@
  * notifications may have been missed, the hints are forgotten. When
  * nothing arrives for `poll`, it wakes one worker anyway: that catches
  * scheduled jobs and retries coming due, which nobody wakes a pool for. It sleeps in poll(2) on the socket and a
- * stop pipe, so an idle pool uses no CPU. */
+ * stop pipe, so an idle pool uses no CPU.
+ *
+ * LISTEN does not work through a transaction pooler (the registration
+ * stays on a server connection other clients get): with [database] pooler
+ * = transaction it listens on listen_url, a direct URL, when given, and
+ * otherwise not at all: then it only wakes a worker every `poll`. */
 #include "pool_int.h"
 
 #include <libpq-fe.h>
@@ -20,7 +25,10 @@
 
 static int listen_on(pgq_pool *p, pgq_conn **c)
 {
-    if (pool_connect_retry(p, c, "listener") < 0)
+    int rc = p->cfg->listen_url
+                 ? pool_connect_retry_to(p, p->cfg->listen_url, PGQ_POOLER_NONE, c, "listener")
+                 : pool_connect_retry(p, c, "listener");
+    if (rc < 0)
         return -1;
     PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready; LISTEN pgq_jobs");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -36,6 +44,14 @@ void *listener_main(void *arg)
     pgq_conn *c = NULL;
     bool listening = false;
 
+    while (!p->listens && !atomic_load(&p->stopping)) {
+        struct pollfd stop = { p->stop_pipe[0], POLLIN, 0 };
+        int n = poll(&stop, 1, (int)p->cfg->poll_ms);
+        if (n > 0)
+            return NULL;
+        if (n == 0)
+            pool_wake_one(p);   /* the only wake-up there is */
+    }
     while (!atomic_load(&p->stopping)) {
         if (!listening) {
             if (listen_on(p, &c) < 0) {

@@ -96,7 +96,7 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     if (handlers_build(p, p->cfg, &p->handlers, err, errlen) < 0)
         return -1;
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
-    if (pgq_connect(p->url, &p->hb_conn, e, sizeof e) < 0 ||
+    if (pgq_connect_via(p->url, p->cfg->pooler, &p->hb_conn, e, sizeof e) < 0 ||
         pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
         pgq_cfg_apply_types(p->hb_conn, p->cfg, e, sizeof e) < 0 ||
         pgq_pool_register_row(p->hb_conn, p->name, p->host, (int)getpid(), p->nslots,
@@ -112,10 +112,17 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     }
     p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
     /* Hints are forgotten every 10 s: the safety net for a job that came
-     * to lie behind one unannounced (a claim rolled back, a lost note). */
-    p->hints = pgq_hints_new((const char *const *)p->cfg->queues, p->cfg->nqueues,
-                             p->cfg->poll_ms, 10000);
-    if (!p->slots || !p->hints || (p->cfg->batch > 1 && batch_init(p) < 0)) {
+     * to lie behind one unannounced (a claim rolled back, a lost note).
+     * Without LISTEN (through a transaction pooler, no listen_url) no job
+     * is announced at all: no hints, every claim searches from the start. */
+    p->listens = p->cfg->pooler != PGQ_POOLER_TRANSACTION || p->cfg->listen_url;
+    if (p->listens)
+        p->hints = pgq_hints_new((const char *const *)p->cfg->queues, p->cfg->nqueues,
+                                 p->cfg->poll_ms, 10000);
+    else
+        pool_log(PGQ_LOG_INFO, "pool", "through a transaction pooler without listen_url: no "
+                 "LISTEN, workers poll every %lld ms", (long long)p->cfg->poll_ms);
+    if (!p->slots || (p->listens && !p->hints) || (p->cfg->batch > 1 && batch_init(p) < 0)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -202,7 +209,7 @@ static int release_abandoned(pgq_pool *p)
         if (!s->job)
             continue;
         bool lost = false;
-        if (!c && pgq_connect(p->url, &c, err, sizeof err) < 0) {
+        if (!c && pgq_connect_via(p->url, p->cfg->pooler, &c, err, sizeof err) < 0) {
             pool_log(PGQ_LOG_ERROR, s->who, "cannot release job %lld: %s; its lease will "
                      "expire", (long long)s->job->id, err);
             rc = -1;
@@ -293,7 +300,8 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     }
     /* A connection of its own: the heartbeat thread's belongs to it. */
     pgq_conn *c = NULL;
-    if (pgq_connect(p->url, &c, e, sizeof e) < 0 || pgq_cfg_apply_types(c, cfg, e, sizeof e) < 0) {
+    if (pgq_connect_via(p->url, p->cfg->pooler, &c, e, sizeof e) < 0 ||
+        pgq_cfg_apply_types(c, cfg, e, sizeof e) < 0) {
         pgq_disconnect(c);
         snprintf(err, errlen, "%s", e);
         handlers_free(h);

@@ -91,7 +91,8 @@ struct pgq_pool {
 
     /* Where the next claim of each queue may start (core/hints.c): shared
      * by the workers and the batch claimers, lowered by the listener. */
-    pgq_hints *hints;
+    pgq_hints *hints;            /* NULL when the pool does not listen */
+    bool listens;                /* LISTEN for wake-ups and claim hints (listener.c) */
 
     struct slot *slots;
     int nslots;
@@ -120,6 +121,9 @@ void handlers_free(struct handlers *h);
 
 /* Connect with backoff until it works or the pool stops; 0 or -1 (stopping). */
 int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who);
+/* The same to another URL (the listener's listen_url). */
+int pool_connect_retry_to(pgq_pool *p, const char *url, pgq_pooler pooler, pgq_conn **conn,
+                          const char *who);
 
 /* Sleep up to ms, waking early when the pool stops claiming. */
 void pool_nap(pgq_pool *p, int64_t ms);

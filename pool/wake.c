@@ -65,6 +65,12 @@ void pool_wait_for_work(pgq_pool *p)
 
 int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
 {
+    return pool_connect_retry_to(p, p->url, p->cfg->pooler, conn, who);
+}
+
+int pool_connect_retry_to(pgq_pool *p, const char *url, pgq_pooler pooler, pgq_conn **conn,
+                          const char *who)
+{
     char err[512];
     int64_t backoff = 100;
     /* A broken connection that comes back at the first try is still an
@@ -73,7 +79,7 @@ int pool_connect_retry(pgq_pool *p, pgq_conn **conn, const char *who)
     bool again = *conn != NULL;
     for (int tries = 0;; tries++) {
         if (*conn ? pgq_reconnect(*conn, err, sizeof err) == 0
-                  : pgq_connect(p->url, conn, err, sizeof err) == 0) {
+                  : pgq_connect_via(url, pooler, conn, err, sizeof err) == 0) {
             /* keep_done = 0: a done job is deleted by its completion. */
             pgq_conn_set_keep_done(*conn, p->cfg->keep_done_ms > 0);
             if (tries)

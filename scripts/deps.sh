@@ -17,6 +17,8 @@ command -v tmux >/dev/null 2>&1 || need tmux
 # Skytools PgQ, whose extension also lives in a schema "pgq": the migrate
 # test shows that pgq refuses to write into it.
 ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgresql-15-pgq3
+# PgBouncer, which the pgbouncer suite starts (transaction and session mode).
+[ -x /usr/sbin/pgbouncer ] || need pgbouncer
 [ -z "$pkgs" ] && exit 0
 
 echo "deps: installing$pkgs" >&2

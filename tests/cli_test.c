@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,9 @@ static char *fmt(const char *f, ...)
     return keep(s);
 }
 
+/* A file for the next run's stdin (NULL: /dev/null). */
+static const char *run_stdin;
+
 /* Run pgq with argv (without argv[0]), as tu_run_cmd does (a clean
  * environment plus env). Bounded to 60 s. */
 static struct run run_env(const char *const *env, const char *const *argv)
@@ -72,7 +76,7 @@ static struct run run_env(const char *const *env, const char *const *argv)
     ck_assert_ptr_nonnull(args);
     args[0] = "pgq";
     memcpy(args + 1, argv, argc * sizeof *args);
-    tu_run r = tu_run_cmd(NULL, env, path, args, 60);
+    tu_run r = tu_run_cmd(NULL, env, run_stdin, path, args, 60);
     free(args);
     return (struct run){ r.code, keep(r.out), keep(r.err) };
 }
@@ -1141,6 +1145,210 @@ START_TEST(bad_urls_and_missing_grants_are_explained)
 }
 END_TEST
 
+/* What PostgreSQL makes of json: jsonb's canonical text (asserts it parses:
+ * a strict parser). */
+static char *as_jsonb(const char *json)
+{
+    return tu_text("SELECT $1::jsonb::text", 1, (const char *[]){ json });
+}
+
+/* --json: one document on stdout, the shapes of the help texts; the text
+ * forms keep their columns and lines with long names and multi-line errors. */
+START_TEST(json_output_and_unbroken_text)
+{
+    const char *longq = "a-queue-name-longer-than-the-twenty-columns-of-old";
+    struct run r = PGQ_DB("add", "t", "{\"a\": \"x\\\"y\"}", "--queue", longq);
+    ck_assert_int_eq(r.code, 0);
+    long long id = atoll(r.out);
+    tu_exec("UPDATE pgq.jobs SET last_error = E'line one\\nline two' WHERE id = $1", 1,
+            (const char *[]){ id_text(id) });
+
+    r = PGQ_DB("stats", "--json");
+    ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
+    char *j = as_jsonb(r.out);
+    ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"queue\": \"%s\", "
+                               "\"ready\": 1, \"done_1h\": 0, \"running\": 0, \"retrying\": 0, "
+                               "\"cancelled\": 0, \"scheduled\": 0}]}", longq));
+    free(j);
+    r = PGQ_DB("stats");
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s\n%-50s %9d %9d %9d %9d "
+                                   "%9d %9d %9d %9d\n", "queue", "ready", "scheduled", "retrying",
+                                   "running", "dead", "cancelled", "done", "done_1h", longq,
+                                   1, 0, 0, 0, 0, 0, 0, 0));
+
+    r = PGQ_DB("show", id_text(id), "--json");
+    ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
+    j = tu_text("SELECT jsonb_build_array(d->'id', d->'state', d->'payload', d->'last_error',"
+                " d->'history', d->'effects', d->'lease_owner')::text FROM (SELECT $1::jsonb d) x",
+                1, (const char *[]){ r.out });
+    ck_assert_str_eq(j, tu_fmt("[%lld, \"ready\", {\"a\": \"x\\\"y\"}, \"line one\\nline two\", "
+                               "[], [], null]", id));
+    free(j);
+    r = PGQ_DB("show", id_text(id));
+    ck_assert_msg(strstr(r.out, "\nlast_error: line one\n    line two\ncreated_at: "), "[%s]",
+                  r.out);
+
+    r = PGQ_DB("types", "list", "--json");
+    j = tu_text("SELECT jsonb_path_query_array($1::jsonb, '$.types[*].type')::text", 1,
+                (const char *[]){ r.out });
+    ck_assert_str_eq(j, "[\"email\", \"t\"]");
+    free(j);
+
+    ASSERT_RUN(PGQ_DB("cancel", id_text(id), "999999", "--json"), 1,
+               tu_fmt("{\"moved\":[%lld],\"not_moved\":[999999]}\n", id),
+               "pgq cancel: job 999999: not cancelled (no such job, or not ready)\n");
+    ASSERT_RUN(PGQ_DB("requeue", "--cancelled", "--json"), 0, "{\"requeued\":1}\n", "");
+    ASSERT_RUN(PGQ_DB("requeue", id_text(id), "--json"), 1, tu_fmt("{\"moved\":[],\"not_moved\":"
+               "[%lld]}\n", id), tu_fmt("pgq requeue: job %lld: not requeued (no such job, or "
+               "not dead or cancelled)\n", id));
+    ASSERT_RUN(PGQ("version", "--json"), 0,
+               tu_fmt("{\"version\":\"%s\",\"schema\":%d}\n", PGQ_VERSION, pgq_schema_version()),
+               "");
+    ASSERT_RUN(PGQ_DB("add", "t", "{}", "--json"), 2, "", "pgq add: --json: not an option of pgq "
+               "add (stats, show, types list, requeue, cancel and version take it)\n");
+    ASSERT_RUN(PGQ("--json", "stats"), 2, "", "pgq: --json goes after the command (pgq stats "
+               "--json)\n");
+}
+END_TEST
+
+/* pgq add -: JSON lines on stdin, ids back in order; a bad line is named. */
+START_TEST(add_reads_json_lines)
+{
+    const char *in = tmp_path("jobs.jsonl");
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\": \"t\", \"payload\": {\"n\": 1}}\n\n"
+          "{\"type\": \"t\", \"queue\": \"q2\", \"priority\": 3, \"delay\": \"1h\"}\n"
+          "{\"type\": \"t\", \"idempotency_key\": \"k\", \"max_retries\": 2}\n"
+          "{\"type\": \"t\", \"idempotency_key\": \"k\"}\n", f);
+    for (int i = 0; i < 1100; i++)   /* more than one batch */
+        fprintf(f, "{\"type\":\"t\",\"payload\":{\"i\":%d}}\n", i);
+    ck_assert_int_eq(fclose(f), 0);
+    run_stdin = in;
+    struct run r = PGQ_DB("add", "-");
+    run_stdin = NULL;
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    ck_assert_int_eq(tu_count_lines(r.out), 1104);
+    long long first = atoll(r.out);
+    ck_assert_msg(strstr(r.out, tu_fmt("\n%lld duplicate\n", first + 2)), "[%.200s]", r.out);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 1103);
+    const char *p[] = { tu_lld(first + 1) };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND queue = 'q2' AND"
+                            " priority = 3 AND run_at > now() + interval '59 minutes'", 1, p), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '{\"n\": 1}'", 0,
+                            NULL), 1);
+
+    static const struct { const char *in, *err; } bad[] = {
+        { "{\"type\": \"t\"}\n{\"type\": \"t\",}\n", "pgq add: stdin line 2: not JSON: invalid "
+          "input syntax for type json (Expected string, but found \"}\".)\n" },
+        { "{\"type\": \"t\", \"prio\": 1}\n", "pgq add: stdin line 1: unknown key prio (known: "
+          "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key)\n" },
+        { "[1]\n", "pgq add: stdin line 1: a job is a JSON object, not an array\n" },
+        { "{\"type\": \"t\", \"priority\": \"x\"}\n", "pgq add: stdin line 1: \"priority\" must "
+          "be a number, not string\n" },
+        { "{\"payload\": {}}\n", "pgq add: stdin line 1: needs \"type\"\n" },
+        { "{\"type\": \"t\"}\n{\"type\": \"nope\"}\n", "pgq add: stdin line 2: unknown job type "
+          "\"nope\" (register it with pgq types apply)\n" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f = fopen(in, "w");
+        fputs(bad[i].in, f);
+        fclose(f);
+        run_stdin = in;
+        r = PGQ_DB("add", "-");
+        run_stdin = NULL;
+        ASSERT_RUN(r, 1, "", bad[i].err);
+    }
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 1103);
+    ASSERT_RUN(PGQ_DB("add", "-", "--queue", "x"), 2, "", "pgq add: pgq add - takes its options "
+               "from each line, not the command line\n");
+}
+END_TEST
+
+/* A strict reading of the Prometheus text format (what `promtool check
+ * metrics` checks of it): every sample line is NAME{LABELS} VALUE with
+ * valid names, quoted and escaped label values and a number; each metric
+ * has one HELP and one TYPE before its first sample; no sample twice.
+ * NULL when text passes, else what is wrong. */
+static const char *exposition_problem(const char *text)
+{
+    regex_t sample, help;
+    ck_assert_int_eq(regcomp(&sample, "^([a-zA-Z_:][a-zA-Z0-9_:]*)"
+                             "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\""
+                             "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\")*\\})? "
+                             "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$", REG_EXTENDED), 0);
+    ck_assert_int_eq(regcomp(&help, "^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$",
+                             REG_EXTENDED), 0);
+    char *copy = strdup(text), *save = NULL, typed[32][64] = { { 0 } }, seen[8192] = "\n";
+    int ntyped = 0, nhelp = 0;
+    const char *bad = NULL;
+    for (char *l = strtok_r(copy, "\n", &save); l && !bad; l = strtok_r(NULL, "\n", &save)) {
+        regmatch_t m[4];
+        if (l[0] == '#') {
+            if (regexec(&help, l, 4, m, 0) != 0)
+                bad = tu_fmt("bad comment line [%.200s]", l);
+            else if (strncmp(l + 2, "TYPE", 4) == 0) {
+                if (strcmp(l + m[3].rm_so, "gauge") != 0 && strcmp(l + m[3].rm_so, "counter") != 0)
+                    bad = tu_fmt("bad type [%.200s]", l);
+                else if (ntyped < 32)
+                    snprintf(typed[ntyped++], sizeof typed[0], "%.*s",
+                             (int)(m[2].rm_eo - m[2].rm_so), l + m[2].rm_so);
+            } else {
+                nhelp++;
+            }
+            continue;
+        }
+        if (regexec(&sample, l, 2, m, 0) != 0) {
+            bad = tu_fmt("bad sample line [%.200s]", l);
+            break;
+        }
+        bool known = ntyped > 0 && (int)strlen(typed[ntyped - 1]) == m[1].rm_eo &&
+                     strncmp(l, typed[ntyped - 1], (size_t)m[1].rm_eo) == 0;
+        const char *key = tu_fmt("\n%.*s\n", (int)(strrchr(l, ' ') - l), l);
+        if (!known)
+            bad = tu_fmt("sample before its TYPE: [%.200s]", l);
+        else if (strstr(seen, key))
+            bad = tu_fmt("sample twice: [%.200s]", l);
+        else if (strlen(seen) + strlen(key) < sizeof seen)
+            strcat(seen, key + 1);
+    }
+    if (!bad && nhelp != ntyped)
+        bad = tu_fmt("%d HELP lines for %d TYPE lines", nhelp, ntyped);
+    free(copy);
+    regfree(&sample);
+    regfree(&help);
+    return bad;
+}
+
+START_TEST(stats_prometheus_is_valid_exposition)
+{
+    const char *odd = "q\"uo\\te";   /* a label value that needs escapes */
+    ck_assert_int_eq(PGQ_DB("add", "t", "{}", "--queue", odd).code, 0);
+    ck_assert_int_eq(PGQ_DB("add", "t", "{}").code, 0);
+    tu_exec("UPDATE pgq.jobs SET run_at = now() - interval '90 seconds' WHERE queue = 'default'",
+            0, NULL);
+    struct run r = PGQ_DB("stats", "--prometheus");
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    const char *bad = exposition_problem(r.out);
+    ck_assert_msg(!bad, "%s\n%s", bad, r.out);
+    ck_assert_msg(strstr(r.out, "\npgq_jobs{queue=\"q\\\"uo\\\\te\",state=\"ready\"} 1\n"), "[%s]",
+                  r.out);
+    ck_assert_msg(strstr(r.out, "\npgq_jobs{queue=\"default\",state=\"dead\"} 0\n"), "[%s]", r.out);
+    const char *age = strstr(r.out, "\npgq_queue_oldest_ready_seconds{queue=\"default\"} ");
+    ck_assert_msg(age, "[%s]", r.out);
+    double s = atof(strrchr(tu_fmt("%.*s", (int)(strchr(age + 1, '\n') - age), age), ' ') + 1);
+    ck_assert_msg(s >= 89 && s < 600, "oldest ready %f s", s);
+    ck_assert_msg(strstr(r.out, tu_fmt("\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
+                                       PGQ_VERSION, pgq_schema_version())), "[%s]", r.out);
+    /* the checker can fail */
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na{q=\"x\"y\"} 1\n"));
+    ck_assert_ptr_nonnull(exposition_problem("a 1\n"));
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na 1\na 2\n"));
+    ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na one\n"));
+    ck_assert_ptr_null(exposition_problem("# HELP a x\n# TYPE a gauge\na{q=\"x\\\"y\"} 1\n"));
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1161,6 +1369,9 @@ Suite *cli_suite(void)
     tcase_add_test(tc, migrate_on_migrated_db);
     tcase_add_test(tc, migrate_fresh_and_newer_database);
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
+    tcase_add_test(tc, json_output_and_unbroken_text);
+    tcase_add_test(tc, add_reads_json_lines);
+    tcase_add_test(tc, stats_prometheus_is_valid_exposition);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);
     tcase_add_test(tc, database_url_precedence);

@@ -1413,7 +1413,7 @@ static tu_run pool_cmd(const char *const *args)
         ck_assert_int_lt(i, 6);
         argv[i + 1] = args[i];
     }
-    return tu_run_cmd(tu_bin_dir(), NULL, argv[0], argv, 120);
+    return tu_run_cmd(tu_bin_dir(), NULL, NULL, argv[0], argv, 120);
 }
 
 /* Exit code, empty stdout and exactly the one line want on stderr. */
@@ -1518,7 +1518,7 @@ START_TEST(embed_demo_runs)
     const char *outbox = in_dir("outbox");
     const char *demo = tu_fmt("%s/examples/embed-demo", tu_bin_dir());
     tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
-                          demo, ARGV(demo, ini, tu_lld(n), outbox), 120);
+                          NULL, demo, ARGV(demo, ini, tu_lld(n), outbox), 120);
     ck_assert_msg(r.code == 0 && strcmp(r.out, "embed-demo: all jobs finished\n") == 0,
                   "embed-demo: exit %d\nstdout: [%s]\nstderr: [%s]", r.code, r.out, r.err);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs WHERE type = 'send-email' AND state = "

@@ -325,8 +325,8 @@ static void child_env(const char *const *env)
     }
 }
 
-tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *path,
-                  const char *const *argv, int timeout_s)
+tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_path,
+                  const char *path, const char *const *argv, int timeout_s)
 {
     int po[2], pe[2];
     ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
@@ -336,10 +336,10 @@ tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *path,
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul < 0 || (cwd && chdir(cwd) < 0))
+        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
+        if (in < 0 || (cwd && chdir(cwd) < 0))
             _exit(126);
-        dup2(nul, 0);
+        dup2(in, 0);
         dup2(po[1], 1);
         dup2(pe[1], 2);
         child_env(env);

@@ -68,13 +68,13 @@ typedef struct tu_run {
 } tu_run;
 
 /* Run the program at path with argv (argv[0] included) to its end, stdin
- * from /dev/null, stdout and stderr captured. The child starts without
+ * from the file stdin_path (NULL: /dev/null), stdout and stderr captured. The child starts without
  * DATABASE_URL, PGQ_JOB_ID and PGQ_LEASE_TOKEN, so nothing leaks from the
  * test's environment; env then sets "K=V" entries and unsets bare "K" ones
  * (NULL: nothing more). cwd NULL: ours. It dies with the test process; the
  * test fails if it runs longer than timeout_s. */
-tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *path,
-                  const char *const *argv, int timeout_s);
+tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_path,
+                  const char *path, const char *const *argv, int timeout_s);
 void tu_run_free(tu_run *r);
 
 /* Register a job type. require like "to:string,subject:string" or "". */
@@ -103,6 +103,7 @@ Suite *once_suite(void);
 Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *pool_suite(void);
+Suite *pgbouncer_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
 Suite *exec_suite(void);
