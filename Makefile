@@ -55,10 +55,30 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps
+.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
+
+# Man pages: scdoc sources in man/; pool.ini(5)'s keys come from the key
+# table that drives parsing (scripts/man-keys.sh over pgq config-reference).
+MAN_SRC  = $(wildcard man/*.scd)
+MAN_PAGES = $(MAN_SRC:man/%.scd=$(BUILD)/man/%) $(BUILD)/man/pool.ini.5
+man: $(MAN_PAGES)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
+
+$(BUILD)/man/pool.ini.5.scd: man/pool.ini.5.scd.in scripts/man-keys.sh $(PGQ)
+	@mkdir -p $(dir $@)
+	scripts/man-keys.sh $(PGQ) > $@.keys
+	awk -v keys=$@.keys '/^@KEYS@$$/ { while ((getline l < keys) > 0) print l; next } { print }' \
+	    man/pool.ini.5.scd.in > $@
+	rm -f $@.keys
+
+$(BUILD)/man/pool.ini.5: $(BUILD)/man/pool.ini.5.scd
+	scdoc < $< > $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -128,14 +148,14 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
-test: deps all $(TESTBIN)
+test: deps all man $(TESTBIN)
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
 
 # Unit tests only: no database needed (the layout suite reads every object
 # and libpgq.so, so everything is built first).
-unit: all $(TESTBIN)
+unit: all man $(TESTBIN)
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) PGQ_UNIT_ONLY=1 $(TESTBIN)
 
 run: deps all
@@ -158,9 +178,11 @@ pinned: deps all
 deps:
 	@scripts/deps.sh
 
-install: all
+install: all man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
+	    install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	install -m 755 $(PGQ) $(POOL) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
@@ -173,7 +195,9 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pgq $(DESTDIR)$(PREFIX)/bin/pgq-pool \
 	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq/pgq.h \
 	    $(DESTDIR)$(PREFIX)/include/pgq/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq/pgq_config.h \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/pgq.1 $(DESTDIR)$(PREFIX)/share/man/man8/pgq-pool.8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5/pool.ini.5 $(DESTDIR)$(PREFIX)/share/man/man3/libpgq.3
 	-rmdir $(DESTDIR)$(PREFIX)/include/pgq
 
 clean:

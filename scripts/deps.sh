@@ -14,6 +14,9 @@ pkg-config --exists ncursesw 2>/dev/null || need libncurses-dev
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
 command -v psql >/dev/null 2>&1 || need postgresql-client
 command -v tmux >/dev/null 2>&1 || need tmux
+# man pages: scdoc builds them, man (man-db) renders them in the docs test
+command -v scdoc >/dev/null 2>&1 || need scdoc
+command -v man >/dev/null 2>&1 || need man-db
 # Skytools PgQ, whose extension also lives in a schema "pgq": the migrate
 # test shows that pgq refuses to write into it.
 ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgresql-15-pgq3

@@ -12,31 +12,13 @@
 
 #include "testutil.h"
 
-/* Run cmd with sh; its stdout and stderr, malloc'd; *status its exit code. */
-static char *shell(const char *cmd, int *status)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-    ck_assert_ptr_nonnull(m);
-    FILE *p = popen(tu_fmt("%s 2>&1", cmd), "r");
-    ck_assert_msg(p != NULL, "cannot run %s", cmd);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        fwrite(buf, 1, n, m);
-    int st = pclose(p);
-    fclose(m);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    return out;
-}
-
 START_TEST(no_dependency_cycles)
 {
     int st;
-    char *out = shell(tu_fmt("sh '%s/../scripts/check-deps.sh' '%s'", tu_test_dir(),
+    char *out = tu_sh(tu_fmt("sh '%s/../scripts/check-deps.sh' '%s'", tu_test_dir(),
                              tu_bin_dir()), &st);
-    ck_assert_msg(st == 0, "source files depend on each other in a circle (exit %d):\n%s", st,
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "source files depend on each other in a circle (status %d):\n%s", st,
                   out);
     free(out);
 }
@@ -46,8 +28,8 @@ START_TEST(libpgq_exports_only_pgq_names)
 {
     int st;
     const char *so = tu_fmt("%s/libpgq.so", tu_bin_dir());
-    char *out = shell(tu_fmt("nm -D --defined-only '%s'", so), &st);
-    ck_assert_msg(st == 0, "nm -D %s failed:\n%s", so, out);
+    char *out = tu_sh(tu_fmt("nm -D --defined-only '%s'", so), &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nm -D %s failed:\n%s", so, out);
 
     /* Lines are "ADDRESS TYPE NAME"; every defined dynamic symbol is
      * exported, whatever its type (text, data, weak). */
@@ -86,8 +68,8 @@ START_TEST(public_headers_are_exported)
                                            "config/pgq_config.h" };
     int st;
     const char *so = tu_fmt("%s/libpgq.so", tu_bin_dir());
-    char *syms = shell(tu_fmt("nm -D --defined-only '%s'", so), &st);
-    ck_assert_msg(st == 0, "nm -D %s failed:\n%s", so, syms);
+    char *syms = tu_sh(tu_fmt("nm -D --defined-only '%s'", so), &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nm -D %s failed:\n%s", so, syms);
     int ndecl = 0;
     for (size_t h = 0; h < sizeof headers / sizeof headers[0]; h++) {
         char *text = tu_slurp(tu_fmt("%s/../%s", tu_test_dir(), headers[h]));

@@ -399,3 +399,20 @@ void tu_run_free(tu_run *r)
     free(r->err);
     r->out = r->err = NULL;
 }
+
+char *tu_sh(const char *cmd, int *status)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    ck_assert_ptr_nonnull(m);
+    FILE *p = popen(tu_fmt("( %s ) 2>&1", cmd), "r");
+    ck_assert_msg(p, "%s", cmd);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        fwrite(buf, 1, n, m);
+    *status = pclose(p);
+    fclose(m);
+    return out;
+}

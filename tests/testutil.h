@@ -77,6 +77,10 @@ tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_pat
                   const char *path, const char *const *argv, int timeout_s);
 void tu_run_free(tu_run *r);
 
+/* Run cmd with sh; what it printed (stdout and stderr together), malloc'd,
+ * and *status its wait status (as pclose returns it). */
+char *tu_sh(const char *cmd, int *status);
+
 /* Register a job type. require like "to:string,subject:string" or "". */
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
              int64_t backoff_base_ms);
