@@ -258,8 +258,11 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq cancel ID... [--json] [-c FILE] [--db URL]\n\n"
-        "Cancel ready or scheduled jobs; prints each cancelled id. A job that is running,\n"
-        "finished or missing is reported and the exit is 1. `pgq requeue` undoes it.\n"
+        "Cancel ready, scheduled or running jobs; prints each cancelled id. A running\n"
+        "job's lease is revoked at once and its pool stops the handler (SIGTERM, then\n"
+        "SIGKILL after the grace period, for an exec handler; pgq_ctx_cancelled() for an\n"
+        "in-process one); its history gets a cancelled attempt saying who. A finished\n"
+        "or missing job is reported and the exit is 1. `pgq requeue` undoes it.\n"
         "--json: {\"moved\":[IDS],\"not_moved\":[IDS]}.\n";
     int64_t *ids;
     size_t n;
@@ -274,7 +277,7 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
         free(ids);
         return EXIT_FAIL;
     }
-    rc = act_on_ids(c, ids, n, "not cancelled (no such job, or not ready)", pgq_cancel);
+    rc = act_on_ids(c, ids, n, "not cancelled (no such job, or not ready or running)", pgq_cancel);
     free(ids);
     return rc;
 }
@@ -310,6 +313,13 @@ static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *con
         prom_label(f, s[i].queue);
         fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
     }
+    fputs("# HELP pgq_queue_paused 1 when the queue is paused (pgq pause): no pool claims "
+          "from it.\n# TYPE pgq_queue_paused gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_paused{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
+    }
     fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
                "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
             PGQ_VERSION, pgq_schema_version());
@@ -321,11 +331,12 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, and done in the last hour; the queue column is as wide as\n"
-        "the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
+        "cancelled, done, done in the last hour, and whether the queue is paused; the\n"
+        "queue column is as wide as the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
         "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
         "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
         "pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},\n"
+        "pgq_queue_paused{queue},\n"
         "pgq_build_info{version,schema}.\n";
     char err[1024];
     const char *pos[1];
@@ -359,6 +370,7 @@ int cmd_stats(struct cli *c, int argc, char **argv)
             json_kv_str(stdout, true, "queue", s[i].queue);
             for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
                 json_kv_int(stdout, false, names[k], v[k]);
+            json_kv_bool(stdout, false, "paused", s[i].paused);
             fputc('}', stdout);
         }
         fputs("]}\n", stdout);
@@ -371,13 +383,13 @@ int cmd_stats(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if ((int)strlen(s[i].queue) > w)
             w = (int)strlen(s[i].queue);
-    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s\n", w, "queue", "ready", "scheduled",
-           "retrying", "running", "dead", "cancelled", "done", "done_1h");
+    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", w, "queue", "ready", "scheduled",
+           "retrying", "running", "dead", "cancelled", "done", "done_1h", "paused");
     for (size_t i = 0; i < n; i++)
         printf("%-*s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
-               " %9" PRId64 " %9" PRId64 " %9" PRId64 "\n", w, s[i].queue, s[i].ready,
+               " %9" PRId64 " %9" PRId64 " %9" PRId64 " %6s\n", w, s[i].queue, s[i].ready,
                s[i].scheduled, s[i].retrying, s[i].running, s[i].dead, s[i].cancelled,
-               s[i].done, s[i].done_last_hour);
+               s[i].done, s[i].done_last_hour, s[i].paused ? "yes" : "no");
     free(s);
     return EXIT_OK;
 }

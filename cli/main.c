@@ -28,7 +28,9 @@ static const struct command {
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
     { "stats", cmd_stats, "job counts per queue and state", true },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready", true },
-    { "cancel", cmd_cancel, "cancel ready or scheduled jobs", true },
+    { "cancel", cmd_cancel, "cancel ready, scheduled or running jobs", true },
+    { "pause", cmd_pause, "stop pools from claiming from queues (running jobs finish)", false },
+    { "resume", cmd_resume, "let pools claim from paused queues again", false },
     { "top", cmd_top, "the live dashboard: queues, pools, running, dead letters, health", false },
     { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table", false },
 };

@@ -8,6 +8,12 @@
 
 int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
 {
+    return pgq_cfg_apply_types_as(c, cfg, "pgq types apply", true, err, errlen);
+}
+
+int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, bool replace,
+                           char *err, size_t errlen)
+{
     size_t nfields = 0;
     for (size_t i = 0; i < cfg->ntypes; i++)
         nfields += cfg->types[i].nrequire;
@@ -28,7 +34,7 @@ int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errle
         for (size_t k = 0; k < t->nrequire; k++, f++)
             *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
     }
-    rc = pgq_types_register(c, defs, cfg->ntypes, err, errlen);
+    rc = pgq_types_register_as(c, defs, cfg->ntypes, who, replace, err, errlen);
 out:
     free(defs);
     free(fields);

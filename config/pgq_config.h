@@ -101,4 +101,10 @@ PGQ_API void pgq_cfg_write_reference(FILE *f);
 PGQ_API int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* The same as `who` (a pool's name): with replace false a definition that
+ * another live pool registered differently is not replaced (see
+ * pgq_types_register_as); pgq_cfg_apply_types replaces (pgq types apply). */
+PGQ_API int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, bool replace,
+                           char *err, size_t errlen);
+
 #endif /* PGQ_CONFIG_H */

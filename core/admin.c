@@ -55,6 +55,34 @@ int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool 
                     done, count, err, errlen);
 }
 
+int pgq_pause(pgq_conn *c, const char *const *queues, size_t n, bool pause, const char *who,
+              bool *changed, char *err, size_t errlen)
+{
+    const char *what = pause ? "pause" : "resume";
+    for (size_t i = 0; i < n; i++) {
+        char why[512];
+        if (pgq_queue_name_check(queues[i], why, sizeof why) < 0)
+            return seterr(err, errlen, "%s: queue %zu: %s", what, i + 1, why);
+    }
+    char *arr = db_text_array(queues, n);
+    if (!arr)
+        return seterr(err, errlen, "%s: out of memory", what);
+    const char *params[] = { arr, who ? who : "" };
+    PGresult *r = db_query(c, pause ? "SELECT queue FROM pgq.pause($1::text[], $2)"
+                                    : "SELECT queue FROM pgq.resume($1::text[], $2)",
+                           2, params, PGRES_TUPLES_OK, what, err, errlen);
+    free(arr);
+    if (!r)
+        return -1;
+    for (size_t i = 0; changed && i < n; i++) {
+        changed[i] = false;
+        for (int row = 0; row < PQntuples(r); row++)
+            changed[i] |= strcmp(PQgetvalue(r, row, 0), queues[i]) == 0;
+    }
+    PQclear(r);
+    return 0;
+}
+
 int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen)
 {
@@ -114,8 +142,12 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         " count(*) FILTER (WHERE state = 'done'),"
         " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour'),"
         " coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'ready'"
-        "   AND run_at <= now()))::float8, -1)"
-        " FROM pgq.jobs GROUP BY queue ORDER BY queue";
+        "   AND run_at <= now()))::float8, -1),"
+        " coalesce(bool_or(p.paused), false)"
+        " FROM (SELECT queue, state, run_at, attempts, finished_at FROM pgq.jobs"
+        "       UNION ALL SELECT queue, NULL, NULL, NULL, NULL FROM pgq.queues WHERE paused) j"
+        " LEFT JOIN pgq.queues p USING (queue)"
+        " GROUP BY queue ORDER BY queue";
     PGresult *r = db_query(c, sql, 0, NULL, PGRES_TUPLES_OK, "stats", err, errlen);
     if (!r)
         return -1;
@@ -136,6 +168,7 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         s[i].done = db_int64(r, i, 7, 0);
         s[i].done_last_hour = db_int64(r, i, 8, 0);
         s[i].oldest_ready_s = strtod(PQgetvalue(r, i, 9), NULL);
+        s[i].paused = db_bool(r, i, 10);
     }
     PQclear(r);
     *out = s;

@@ -16,6 +16,9 @@ static void quiet_notices(void *arg, const char *msg)
 
 static int open_pg(pgq_conn *c, char *err, size_t errlen)
 {
+    if (c->borrowed)
+        return seterr(err, errlen, "connect: a borrowed connection (pgq_conn_wrap) is not "
+                      "reconnected by pgq: reconnect it, then wrap it again");
     /* Keepalives and a TCP user timeout: a half-open connection (a peer
      * gone without a FIN) must turn into an error, not a worker blocked
      * forever. Keywords after dbname override the URL's. */
@@ -106,11 +109,24 @@ int pgq_connect_via(const char *url, pgq_pooler pooler, pgq_conn **out, char *er
     return 0;
 }
 
+pgq_conn *pgq_conn_wrap(void *pg)
+{
+    if (!pg)
+        return NULL;
+    pgq_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->pg = pg;
+    c->borrowed = true;
+    return c;
+}
+
 void pgq_disconnect(pgq_conn *c)
 {
     if (!c)
         return;
-    PQfinish(c->pg);
+    if (!c->borrowed)
+        PQfinish(c->pg);
     free(c->url);
     free(c);
 }

@@ -128,8 +128,9 @@ PGresult *db_run(pgq_conn *c, enum db_stmt s, int nparams, const char *const *pa
     /* Through a transaction pooler the next transaction may meet another
      * server connection, which has not got our prepared statements (and
      * may have another client's of the same name): unnamed, each time. The
-     * functions they call keep their own plans per server connection. */
-    if (c->txpool)
+     * functions they call keep their own plans per server connection. The
+     * same on a borrowed connection, whose owner may DEALLOCATE ALL. */
+    if (c->txpool || c->borrowed)
         return checked(c, PQexecParams(c->pg, stmts[s].sql, nparams, NULL, params, NULL, NULL, 0),
                        want, what, err, errlen);
     if (!(c->prepared & bit)) {

@@ -32,6 +32,7 @@ struct pgq_conn {
     char sqlstate[6];    /* of the last failure db_error described, "" if none */
     bool delete_done;    /* pgq_conn_set_keep_done(c, false): done jobs deleted at once */
     bool txpool;         /* through a transaction pooler: nothing outlives a transaction */
+    bool borrowed;       /* pgq_conn_wrap: the caller's PGconn, never closed or reconfigured */
 };
 
 /* 0 when libpq can parse url as a URI or key=value string; otherwise -1

@@ -69,7 +69,18 @@ PGQ_API int pgq_pooler_parse(const char *text, pgq_pooler *out, char *err, size_
 /* Whether c goes through a transaction pooler (see pgq_pooler). */
 PGQ_API bool pgq_conn_txpooled(const pgq_conn *c);
 
-/* Close and free. Accepts NULL. */
+/* A pgq_conn over the caller's open libpq connection (a PGconn *), so that
+ * pgq_add and pgq_add_batch run inside the caller's transaction: the jobs
+ * exist only if the caller commits, and workers are woken only then
+ * (NOTIFY is delivered at commit). Borrowed: pgq never closes,
+ * reconfigures or reconnects it (pgq_disconnect frees only the wrapper;
+ * pgq_reconnect refuses) and prepares nothing on it. The transaction
+ * should be READ COMMITTED (PostgreSQL's default): under REPEATABLE READ a
+ * concurrent add with the same idempotency key may fail instead of
+ * returning the existing job. NULL when pg is NULL or out of memory. */
+PGQ_API pgq_conn *pgq_conn_wrap(void *pg);
+
+/* Close and free (a wrapped connection: the wrapper only). Accepts NULL. */
 PGQ_API void pgq_disconnect(pgq_conn *c);
 
 /* Re-establish a broken connection (same parameters). 0 when connected. */
@@ -166,6 +177,15 @@ typedef struct pgq_type_def {
 /* Create or update n job types in one transaction. */
 PGQ_API int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* The same, recording `who` as the registrant. With replace false (a pool
+ * at start or reload) a type whose registered definition differs is not
+ * replaced when `pgq types apply` registered it, or another pool that is
+ * alive (fresh heartbeat) or registered it in the last minute: -1, and the
+ * message names the type, the registrant and what differs. With replace
+ * true (pgq types apply: the operator's explicit word) it is. */
+PGQ_API int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const char *who,
+                          bool replace, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One registered type, as text, for listing. */
 typedef struct pgq_type_info {
@@ -372,9 +392,21 @@ PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *w
 PGQ_API int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* Cancel the given ready (or scheduled) jobs; done[i] tells which. */
+/* Cancel the given ready, scheduled or running jobs; done[i] tells which.
+ * A running job's lease is revoked in the same transaction (its history
+ * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
+ * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
+ * fallback). */
 PGQ_API int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Pause (pause true) or resume queues: a paused queue is claimed by no
+ * pool; jobs already running finish and adds are still accepted. changed[i]
+ * (may be NULL) tells whether queues[i] changed state; each call that
+ * changes one is recorded in pgq.actions with who. Resuming wakes the
+ * pools. A name that breaks the queue-name rule is refused, naming it. */
+PGQ_API int pgq_pause(pgq_conn *c, const char *const *queues, size_t n, bool pause, const char *who,
+              bool *changed, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Delete done jobs finished more than keep_done_ms ago and dead/cancelled
  * ones older than keep_dead_ms, at most `limit` rows; *deleted gets how many. */
@@ -399,6 +431,7 @@ typedef struct pgq_queue_stats {
     int64_t running, dead, cancelled, done;
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
+    bool paused;            /* pgq pause: claimed by no pool */
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */

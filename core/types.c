@@ -70,14 +70,50 @@ static int by_name(const void *a, const void *b)
 
 int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *err, size_t errlen)
 {
+    return pgq_types_register_as(c, defs, n, NULL, true, err, errlen);
+}
+
+/* What differs between the registered definition of $1 and the one given,
+ * when it may not be replaced (see pgq_types_register_as); no row when it
+ * may. Not replaced: one `pgq types apply` registered (the operator's
+ * word stands until the next apply), or a pool alive (fresh heartbeat) or
+ * registering in the last minute (two pools starting at once). An unknown
+ * registrant (NULL: the library's pgq_types_register, or a registration
+ * from before schema 6) is replaced. */
+static const char conflict_sql[] =
+    "SELECT t.registered_by, t.updated_at::text, concat_ws(', ',"
+    "  CASE WHEN t.queue <> $2 THEN format('queue %s vs %s', t.queue, $2) END,"
+    "  CASE WHEN t.required <> $3::jsonb THEN format('contract %s vs %s', t.required, $3) END,"
+    "  CASE WHEN t.max_retries <> $4::int THEN format('max_retries %s vs %s', t.max_retries, $4) END,"
+    "  CASE WHEN t.priority <> $5::int THEN format('priority %s vs %s', t.priority, $5) END,"
+    "  CASE WHEN t.timeout_ms <> $6::bigint THEN format('timeout_ms %s vs %s', t.timeout_ms, $6) END,"
+    "  CASE WHEN t.backoff_base_ms <> $7::bigint"
+    "       THEN format('backoff_base_ms %s vs %s', t.backoff_base_ms, $7) END,"
+    "  CASE WHEN t.backoff_max_ms <> $8::bigint"
+    "       THEN format('backoff_max_ms %s vs %s', t.backoff_max_ms, $8) END)"
+    "  FROM pgq.job_types t"
+    " WHERE t.type = $1 AND t.registered_by IS DISTINCT FROM $9"
+    "   AND (t.queue, t.required, t.max_retries, t.priority, t.timeout_ms, t.backoff_base_ms,"
+    "        t.backoff_max_ms) IS DISTINCT FROM ($2, $3::jsonb, $4::int, $5::int, $6::bigint,"
+    "        $7::bigint, $8::bigint)"
+    "   AND (t.registered_by = 'pgq types apply'"
+    "        OR (t.registered_by IS NOT NULL AND (t.updated_at > now() - interval '1 minute'"
+    "            OR EXISTS (SELECT 1 FROM pgq.workers w WHERE w.name = t.registered_by"
+    "                        AND w.last_heartbeat > now() - interval '1 minute'))))"
+    "   FOR UPDATE OF t";
+
+int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const char *who,
+                          bool replace, char *err, size_t errlen)
+{
     static const char sql[] =
         "INSERT INTO pgq.job_types AS t (type, queue, required, max_retries, priority,"
-        "  timeout_ms, backoff_base_ms, backoff_max_ms)"
-        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)"
+        "  timeout_ms, backoff_base_ms, backoff_max_ms, registered_by)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (type) DO UPDATE SET queue = EXCLUDED.queue, required = EXCLUDED.required,"
         "  max_retries = EXCLUDED.max_retries, priority = EXCLUDED.priority,"
         "  timeout_ms = EXCLUDED.timeout_ms, backoff_base_ms = EXCLUDED.backoff_base_ms,"
-        "  backoff_max_ms = EXCLUDED.backoff_max_ms, updated_at = now()";
+        "  backoff_max_ms = EXCLUDED.backoff_max_ms, registered_by = EXCLUDED.registered_by,"
+        "  updated_at = now()";
 
     /* Upsert in name order: two pools registering overlapping types at
      * once then lock rows in the same order and cannot deadlock. */
@@ -112,9 +148,28 @@ int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n, char *er
         snprintf(num[3], 24, "%" PRId64, d->backoff_base_ms >= 0 ? d->backoff_base_ms : 1000);
         snprintf(num[4], 24, "%" PRId64, d->backoff_max_ms >= 0 ? d->backoff_max_ms : 3600000);
         const char *params[] = { d->type, d->queue ? d->queue : "default", contract,
-                                 num[0], num[1], num[2], num[3], num[4] };
+                                 num[0], num[1], num[2], num[3], num[4], who };
         snprintf(what, sizeof what, "job type \"%s\"", d->type);
-        PGresult *r = db_query(c, sql, 8, params, PGRES_COMMAND_OK, what, err, errlen);
+        if (!replace) {
+            PGresult *k = db_query(c, conflict_sql, 9, params, PGRES_TUPLES_OK, what, err,
+                                   errlen);
+            if (!k) {
+                free(contract);
+                goto fail;
+            }
+            if (PQntuples(k) > 0) {
+                seterr(err, errlen, "job type \"%s\": %s registered another definition (at %s) "
+                       "and is still alive: %s (registered vs this one). Make the [job %s] "
+                       "sections agree, or replace it on purpose with `pgq types apply -c FILE`",
+                       d->type, PQgetisnull(k, 0, 0) ? "someone" : PQgetvalue(k, 0, 0),
+                       PQgetvalue(k, 0, 1), PQgetvalue(k, 0, 2), d->type);
+                PQclear(k);
+                free(contract);
+                goto fail;
+            }
+            PQclear(k);
+        }
+        PGresult *r = db_query(c, sql, 9, params, PGRES_COMMAND_OK, what, err, errlen);
         free(contract);
         if (!r)
             goto fail;

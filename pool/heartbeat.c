@@ -5,6 +5,9 @@
  * pgq_ctx_cancelled), refreshes this pool's pgq.workers row, reaps expired
  * leases of any pool (so a dead pool's jobs come back without an
  * operator), and once a minute prunes finished jobs past their retention.
+ * A cancelled running job (the listener hears NOTIFY pgq_cancel) makes it
+ * renew at once: the renewal finds that lease gone and stops the handler,
+ * so a cancel takes effect in milliseconds, not a heartbeat.
  * It stops last at shutdown, so leases stay alive while jobs drain. */
 #include "pool_int.h"
 
@@ -175,10 +178,12 @@ void *heartbeat_main(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!p->hb_stop) {
         pool_deadline(&ts, p->cfg->heartbeat_ms);
-        while (!p->hb_stop && pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) != ETIMEDOUT)
+        while (!p->hb_stop && !p->hb_now &&
+               pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) != ETIMEDOUT)
             ;
         if (p->hb_stop)
             break;
+        p->hb_now = false;
         pthread_mutex_unlock(&p->mu);
         if (!pgq_connected(c)) {
             char err[512];

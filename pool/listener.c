@@ -30,7 +30,7 @@ static int listen_on(pgq_pool *p, pgq_conn **c)
                  : pool_connect_retry(p, c, "listener");
     if (rc < 0)
         return -1;
-    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready; LISTEN pgq_jobs");
+    PGresult *r = PQexec(pgq_conn_pg(*c), "LISTEN pgq_ready; LISTEN pgq_jobs; LISTEN pgq_cancel");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
         pool_log(PGQ_LOG_WARN, "listener", "LISTEN failed: %s", PQresultErrorMessage(r));
@@ -80,10 +80,18 @@ void *listener_main(void *arg)
         }
         PGnotify *note;
         while ((note = PQnotifies(pg)) != NULL) {
-            /* pgq_jobs: due now, wake a worker; pgq_ready: where it is. */
-            if (pgq_hints_note(p->hints, note->relname, note->extra) &&
-                strcmp(note->relname, "pgq_jobs") == 0)
+            /* pgq_jobs: due now, wake a worker; pgq_ready: where it is;
+             * pgq_cancel: a running job was cancelled, perhaps one of ours:
+             * the heartbeat renews now and finds which lease is gone. */
+            if (strcmp(note->relname, "pgq_cancel") == 0) {
+                pthread_mutex_lock(&p->mu);
+                p->hb_now = true;
+                pthread_cond_broadcast(&p->state_cv);
+                pthread_mutex_unlock(&p->mu);
+            } else if (pgq_hints_note(p->hints, note->relname, note->extra) &&
+                       strcmp(note->relname, "pgq_jobs") == 0) {
                 pool_wake_one(p);
+            }
             PQfreemem(note);
         }
     }

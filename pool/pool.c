@@ -98,7 +98,7 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
     if (pgq_connect_via(p->url, p->cfg->pooler, &p->hb_conn, e, sizeof e) < 0 ||
         pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
-        pgq_cfg_apply_types(p->hb_conn, p->cfg, e, sizeof e) < 0 ||
+        pgq_cfg_apply_types_as(p->hb_conn, p->cfg, p->name, false, e, sizeof e) < 0 ||
         pgq_pool_register_row(p->hb_conn, p->name, p->host, (int)getpid(), p->nslots,
                               (const char *const *)p->cfg->queues, p->cfg->nqueues,
                               e, sizeof e) < 0) {
@@ -301,7 +301,7 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     /* A connection of its own: the heartbeat thread's belongs to it. */
     pgq_conn *c = NULL;
     if (pgq_connect_via(p->url, p->cfg->pooler, &c, e, sizeof e) < 0 ||
-        pgq_cfg_apply_types(c, cfg, e, sizeof e) < 0) {
+        pgq_cfg_apply_types_as(c, cfg, p->name, false, e, sizeof e) < 0) {
         pgq_disconnect(c);
         snprintf(err, errlen, "%s", e);
         handlers_free(h);

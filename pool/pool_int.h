@@ -74,6 +74,7 @@ struct pgq_pool {
     atomic_bool stopping;          /* stop claiming */
     bool stop_requested;           /* (mu) */
     bool hb_stop;                  /* the heartbeat thread may end (mu) */
+    bool hb_now;                   /* renew the leases now: a job was cancelled (mu) */
     int64_t deadline_ms;           /* shutdown deadline, monotonic (mu) */
     int stop_pipe[2];              /* wakes the listener's poll */
 

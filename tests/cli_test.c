@@ -550,14 +550,14 @@ END_TEST
 static const char *stats_line(const char *q, int a, int b, int c, int d, int e, int f, int g,
                               int h)
 {
-    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d\n", q, a, b, c, d, e, f, g, h);
+    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", q, a, b, c, d, e, f, g, h, "no");
 }
 
 START_TEST(stats_counts_per_queue)
 {
-    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s\n", "queue", "ready",
+    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", "queue", "ready",
                              "scheduled", "retrying", "running", "dead", "cancelled", "done",
-                             "done_1h");
+                             "done_1h", "paused");
     ASSERT_RUN(PGQ_DB("stats"), 0, header, "");
 
     /* alpha: 2 ready, 1 scheduled, 3 retrying, 1 running */
@@ -585,6 +585,15 @@ START_TEST(stats_counts_per_queue)
     ck_assert_int_eq(PGQ_DB("add", "t", "{}", "--queue", "beta").code, 0);
     want = fmt("%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
                stats_line("beta", 1, 0, 0, 0, 1, 2, 3, 1));
+    ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
+
+    /* a paused queue is marked, one without jobs listed */
+    ASSERT_RUN(PGQ_DB("pause", "beta", "gamma"), 0, "beta\ngamma\n", "");
+    want = fmt("%s%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
+               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", "beta", 1, 0, 0, 0, 1, 2, 3, 1,
+                   "yes"),
+               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", "gamma", 0, 0, 0, 0, 0, 0, 0, 0,
+                   "yes"));
     ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
 }
 END_TEST
@@ -719,7 +728,7 @@ START_TEST(requeue_dead_jobs)
 }
 END_TEST
 
-START_TEST(cancel_ready_jobs_only)
+START_TEST(cancel_ready_and_running_jobs)
 {
     long long ready = add_job("default"), sched;
     struct run r = PGQ_DB("add", "t", "{}", "--delay", "1h");
@@ -734,28 +743,41 @@ START_TEST(cancel_ready_jobs_only)
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.actions WHERE action = 'cancel'"
                             " AND job_count = 2 AND job_ids = $1::bigint[]", 1, p), 1);
 
-    /* a running job cannot be cancelled */
+    /* a running job is cancelled too: its lease revoked, an attempt row
+     * saying who, the pool told; its holder's completion changes nothing */
     pgq_conn *c = tu_connect();
     pgq_job *j = claimed_job(c);
-    ASSERT_RUN(PGQ_DB("cancel", id_text(j->id)), 1, "",
-               fmt("pgq cancel: job %" PRId64 ": not cancelled (no such job, or not ready)\n",
-                   j->id));
-    ck_assert_str_eq(job_text(j->id, "state"), "running");
-
-    /* nor a done one */
+    ASSERT_RUN(PGQ_DB("cancel", id_text(j->id)), 0, fmt("%" PRId64 "\n", j->id), "");
+    ck_assert_str_eq(job_text(j->id, "state"), "cancelled");
+    ck_assert_int_eq(job_int(j->id, "(lease_token IS NULL AND lease_expires_at IS NULL)::int"), 1);
+    ck_assert_str_eq(job_text(j->id, "last_error"), "cancelled by pgq cli");
+    const char *pj[] = { id_text(j->id) };
+    char *hist = tu_text("SELECT string_agg(outcome || ':' || worker || ':' || error, ',')"
+                         " FROM pgq.job_attempts WHERE job_id = $1", 1, pj);
+    ck_assert_str_eq(hist, "cancelled:cli-test:cancelled by pgq cli");
+    free(hist);
     char err[512];
-    bool lost = true;
+    bool lost = false;
     ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
                   "%s", err);
+    ck_assert(lost);
+    ck_assert_str_eq(job_text(j->id, "state"), "cancelled");
+
+    /* not a done one */
+    pgq_job *d = claimed_job(c);
+    ck_assert_msg(pgq_complete(c, d->id, d->lease_token, NULL, &lost, err, sizeof err) == 0,
+                  "%s", err);
     ck_assert(!lost);
-    ASSERT_RUN(PGQ_DB("cancel", id_text(j->id)), 1, "",
-               fmt("pgq cancel: job %" PRId64 ": not cancelled (no such job, or not ready)\n",
-                   j->id));
-    ck_assert_str_eq(job_text(j->id, "state"), "done");
+    ASSERT_RUN(PGQ_DB("cancel", id_text(d->id)), 1, "",
+               fmt("pgq cancel: job %" PRId64 ": not cancelled (no such job, or not ready or "
+                   "running)\n", d->id));
+    ck_assert_str_eq(job_text(d->id, "state"), "done");
+    pgq_job_free(d);
     /* nor a cancelled one again */
     ASSERT_RUN(PGQ_DB("cancel", id_text(ready)), 1, "",
-               fmt("pgq cancel: job %lld: not cancelled (no such job, or not ready)\n", ready));
-    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.actions", 0, NULL), 1);
+               fmt("pgq cancel: job %lld: not cancelled (no such job, or not ready or running)\n",
+                   ready));
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.actions", 0, NULL), 2);
     pgq_job_free(j);
     pgq_disconnect(c);
 
@@ -764,7 +786,7 @@ START_TEST(cancel_ready_jobs_only)
     ck_assert_str_eq(job_text(ready, "state"), "ready");
     ASSERT_RUN(PGQ_DB("requeue", "--dead"), 0, "requeued 0\n", "");
     ck_assert_str_eq(job_text(sched, "state"), "cancelled");
-    ASSERT_RUN(PGQ_DB("requeue", "--cancelled"), 0, "requeued 1\n", "");
+    ASSERT_RUN(PGQ_DB("requeue", "--cancelled"), 0, "requeued 2\n", "");
     ck_assert_str_eq(job_text(sched, "state"), "ready");
 }
 END_TEST
@@ -1167,14 +1189,14 @@ START_TEST(json_output_and_unbroken_text)
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
     char *j = as_jsonb(r.out);
     ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"queue\": \"%s\", "
-                               "\"ready\": 1, \"done_1h\": 0, \"running\": 0, \"retrying\": 0, "
-                               "\"cancelled\": 0, \"scheduled\": 0}]}", longq));
+                               "\"ready\": 1, \"paused\": false, \"done_1h\": 0, \"running\": 0, "
+                               "\"retrying\": 0, \"cancelled\": 0, \"scheduled\": 0}]}", longq));
     free(j);
     r = PGQ_DB("stats");
-    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s\n%-50s %9d %9d %9d %9d "
-                                   "%9d %9d %9d %9d\n", "queue", "ready", "scheduled", "retrying",
-                                   "running", "dead", "cancelled", "done", "done_1h", longq,
-                                   1, 0, 0, 0, 0, 0, 0, 0));
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n%-50s %9d %9d %9d "
+                                   "%9d %9d %9d %9d %9d %6s\n", "queue", "ready", "scheduled",
+                                   "retrying", "running", "dead", "cancelled", "done", "done_1h",
+                                   "paused", longq, 1, 0, 0, 0, 0, 0, 0, 0, "no"));
 
     r = PGQ_DB("show", id_text(id), "--json");
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
@@ -1196,7 +1218,7 @@ START_TEST(json_output_and_unbroken_text)
 
     ASSERT_RUN(PGQ_DB("cancel", id_text(id), "999999", "--json"), 1,
                tu_fmt("{\"moved\":[%lld],\"not_moved\":[999999]}\n", id),
-               "pgq cancel: job 999999: not cancelled (no such job, or not ready)\n");
+               "pgq cancel: job 999999: not cancelled (no such job, or not ready or running)\n");
     ASSERT_RUN(PGQ_DB("requeue", "--cancelled", "--json"), 0, "{\"requeued\":1}\n", "");
     ASSERT_RUN(PGQ_DB("requeue", id_text(id), "--json"), 1, tu_fmt("{\"moved\":[],\"not_moved\":"
                "[%lld]}\n", id), tu_fmt("pgq requeue: job %lld: not requeued (no such job, or "
@@ -1365,7 +1387,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, stats_counts_per_queue);
     tcase_add_test(tc, show_prints_job_and_history);
     tcase_add_test(tc, requeue_dead_jobs);
-    tcase_add_test(tc, cancel_ready_jobs_only);
+    tcase_add_test(tc, cancel_ready_and_running_jobs);
     tcase_add_test(tc, migrate_on_migrated_db);
     tcase_add_test(tc, migrate_fresh_and_newer_database);
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);

@@ -720,9 +720,9 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
                 "max_retries must be 0 or more, not -1", "item 1");
     ck_assert_int_eq(jobs(), 2);
 
-    /* Columns shorter than the types take defaults; longer ones are cut. */
+    /* A NULL element takes the default; an empty column is all defaults. */
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.enqueue('{free,free}', '{1,2}',"
-                            " '{q1,NULL,q3}', '{7}', NULL, '{NULL,NULL,5}', '{}', '{NULL,NULL,k3}')",
+                            " '{q1,NULL}', '{7,NULL}', NULL, '{NULL,NULL}', '{}', '{NULL,NULL}')",
                             0, NULL), 2);
     ck_assert_int_eq(jobs(), 4);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '1' AND queue = 'q1'"
@@ -731,6 +731,113 @@ START_TEST(plain_sql_producers_are_held_to_the_contract)
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE payload = '2'"
                             " AND queue = 'default' AND priority = 0 AND run_at <= now()"
                             " AND idempotency_key IS NULL", 0, NULL), 1);
+}
+END_TEST
+
+/* pgq_conn_wrap: adds inside the caller's own transaction exist only if it
+ * commits, and wake workers only then; the caller's connection is never
+ * closed or reconnected by pgq. */
+START_TEST(adds_in_the_callers_transaction)
+{
+    char err[512], got[64][64];
+    PGconn *l = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(l), CONNECTION_OK);
+    PQclear(PQexec(l, "LISTEN pgq_jobs"));
+    PGconn *app = PQconnectdb(tu_db_url());
+    ck_assert_int_eq(PQstatus(app), CONNECTION_OK);
+    pgq_conn *c = pgq_conn_wrap(app);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(pgq_conn_wrap(NULL));
+
+    /* rolled back: nothing, and no wake-up */
+    PQclear(PQexec(app, "BEGIN"));
+    PQclear(PQexec(app, "CREATE TEMP TABLE orders (id int)"));
+    pgq_add_result r;
+    ck_assert_msg(pgq_add(c, "free", "{}", NULL, &r, err, sizeof err) == 0, "%s", err);
+    pgq_add_item items[2] = { { "free", "{}", PGQ_ADD_OPTS_INIT },
+                              { "free", "{}", PGQ_ADD_OPTS_INIT } };
+    pgq_add_result res[2];
+    ck_assert_msg(pgq_add_batch(c, items, 2, res, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(jobs(), 0);   /* not visible before the commit */
+    PQclear(PQexec(app, "ROLLBACK"));
+    ck_assert_int_eq(jobs(), 0);
+    PQclear(PQexec(tu_pg(), "NOTIFY pgq_jobs, 'sentinel'"));
+    ck_assert_int_eq(collect_notifies(l, got, 64), 0);
+
+    /* committed: there, with the caller's own row, and the pools woken */
+    PQclear(PQexec(app, "BEGIN"));
+    PQclear(PQexec(app, "CREATE TABLE pgq_wrap_orders (id int)"));
+    PQclear(PQexec(app, "INSERT INTO pgq_wrap_orders VALUES (1)"));
+    ck_assert_msg(pgq_add(c, "free", "{\"order\": 1}", NULL, &r, err, sizeof err) == 0, "%s",
+                  err);
+    PQclear(PQexec(app, "COMMIT"));
+    PQclear(PQexec(tu_pg(), "NOTIFY pgq_jobs, 'sentinel'"));
+    ck_assert_int_eq(collect_notifies(l, got, 64), 1);
+    ck_assert_int_eq(jobs(), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq_wrap_orders", 0, NULL), 1);
+    tu_exec("DROP TABLE pgq_wrap_orders", 0, NULL);
+
+    /* pgq does not reconnect it, and pgq_disconnect leaves it open */
+    ck_assert_int_eq(pgq_reconnect(c, err, sizeof err), -1);
+    ck_assert_str_eq(err, "connect: a borrowed connection (pgq_conn_wrap) is not reconnected by "
+                          "pgq: reconnect it, then wrap it again");
+    pgq_disconnect(c);
+    PGresult *x = PQexec(app, "SELECT 1");
+    ck_assert_int_eq(PQresultStatus(x), PGRES_TUPLES_OK);
+    PQclear(x);
+    PQfinish(app);
+    PQfinish(l);
+}
+END_TEST
+
+/* pgq.enqueue refuses arrays of the wrong shape, and NULL or out-of-range
+ * items, naming the column or the item, and stores nothing (a 2x2 types
+ * array once stored 2 of its 4 jobs; a longer column was cut silently). */
+START_TEST(sql_enqueue_refuses_misshapen_arrays)
+{
+    static const struct { const char *args, *err; } cases[] = {
+        { "'{{free,free},{free,free}}', '{{\"{}\",\"{}\"},{\"{}\",\"{}\"}}'",
+          "pgq.enqueue: types is a 2-dimensional array; each column is a list" },
+        { "'{free}', '{\"{}\"}', '{a,b}'", "pgq.enqueue: 1 types but 2 queues" },
+        { "'{free,free}', '{\"{}\",\"{}\"}', '{a}'", "pgq.enqueue: 2 types but 1 queues" },
+        { "'{free,free}', '{\"{}\"}'", "pgq.enqueue: 2 types but 1 payloads" },
+        { "'{}', '{\"{}\"}'", "pgq.enqueue: 0 types but 1 payloads" },
+        { "'[0:1]={free,free}', '{\"{}\",\"{}\"}'",
+          "pgq.enqueue: types starts at index 0; arrays start at 1" },
+        { "'{free,free}', ARRAY['{}', NULL]", "payload is NULL (item 2)" },
+        { "'{free,NULL}', '{\"{}\",\"{}\"}'", "type is NULL (item 2)" },
+        { "'{free}', '{\"{}\"}', NULL, NULL, NULL, '{99999999999999999}'",
+          "delay must be at most 100 years (3155760000000 ms), not 99999999999999999 ms "
+          "(item 1)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* pad to pgq.enqueue's eight arguments with NULLs */
+        int nargs = 1, depth = 0;
+        bool quoted = false;
+        for (const char *q = cases[i].args; *q; q++) {
+            if (*q == '\'')
+                quoted = !quoted;
+            else if (!quoted && (*q == '(' || *q == '['))
+                depth++;
+            else if (!quoted && (*q == ')' || *q == ']'))
+                depth--;
+            else if (!quoted && !depth && *q == ',')
+                nargs++;
+        }
+        char sql[1024];
+        int len = snprintf(sql, sizeof sql, "SELECT * FROM pgq.enqueue(%s", cases[i].args);
+        for (; nargs < 8; nargs++)
+            len += snprintf(sql + len, sizeof sql - (size_t)len, ", NULL");
+        snprintf(sql + len, sizeof sql - (size_t)len, ")");
+        PGresult *r = PQexec(tu_pg(), sql);
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                   *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        const char *got = m ? (d ? tu_fmt("%s (%s)", m, d) : m) : "(no error)";
+        ck_assert_msg(strcmp(got, cases[i].err) == 0, "pgq.enqueue(%s): [%s], want [%s]",
+                      cases[i].args, got, cases[i].err);
+        PQclear(r);
+    }
+    ck_assert_int_eq(jobs(), 0);
 }
 END_TEST
 
@@ -759,6 +866,8 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, batch_refusal_names_the_first_item_by_kind);
     tcase_add_test(tc, due_jobs_notify_once_per_queue);
     tcase_add_test(tc, plain_sql_producers_are_held_to_the_contract);
+    tcase_add_test(tc, adds_in_the_callers_transaction);
+    tcase_add_test(tc, sql_enqueue_refuses_misshapen_arrays);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -315,6 +315,32 @@ START_TEST(completion_without_keep_done_deletes_the_job)
 }
 END_TEST
 
+/* A job whose worker died (its lease expired and was reaped) is retried at
+ * once in its old place, ahead of the jobs queued after it, with no
+ * backoff: type "slow" has a 1 s base backoff, which would put it behind
+ * the 200 jobs added meanwhile. */
+START_TEST(reaped_job_is_retried_in_its_place)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_job *j = add_and_claim(c, "slow", 50);
+    int64_t id = j->id;
+    pgq_add_item items[200];
+    pgq_add_result res[200];
+    for (int i = 0; i < 200; i++)
+        items[i] = (pgq_add_item){ "slow", "{}", PGQ_ADD_OPTS_INIT };
+    ck_assert_msg(pgq_add_batch(c, items, 200, res, err, sizeof err) == 0, "%s", err);
+    pgq_job_free(j);
+    tu_reap_until(c, 1);
+    ck_assert(pgq_claim(c, Q, 1, "w2", 60000, &j, err, sizeof err) == 0 && j);
+    ck_assert_msg(j->id == id, "claimed job %lld first, not the reaped job %lld",
+                  (long long)j->id, (long long)id);
+    ck_assert_int_eq(j->attempt, 2);
+    pgq_job_free(j);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *lease_suite(void)
 {
     Suite *s = suite_create("lease");
@@ -332,6 +358,7 @@ Suite *lease_suite(void)
     tcase_add_test(tc, invalid_utf8_error_text_is_kept);
     tcase_add_test(tc, strictly_invalid_utf8_error_text_is_kept);
     tcase_add_test(tc, completion_without_keep_done_deletes_the_job);
+    tcase_add_test(tc, reaped_job_is_retried_in_its_place);
     suite_add_tcase(s, tc);
     return s;
 }

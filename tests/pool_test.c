@@ -249,7 +249,8 @@ static const char *status_text(int st)
 
 /* Start pgq-pool -c ini --db URL, dying with this test process; returns
  * once it logged that it started. */
-static struct pool *pool_start(const char *name, const char *ini)
+/* Start pgq-pool -c ini and wait until it says it started or exits. */
+static struct pool *pool_try_start(const char *name, const char *ini)
 {
     ck_assert_int_lt(npools, (int)(sizeof pools / sizeof pools[0]));
     struct pool *p = &pools[npools++];
@@ -279,8 +280,15 @@ static struct pool *pool_start(const char *name, const char *ini)
         _exit(127);
     }
     p->pid = pid;
-    bool up = WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
-    P_ASSERT(up && !p->exited, "pool %s did not start (%s)", name,
+    WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
+    return p;
+}
+
+static struct pool *pool_start(const char *name, const char *ini)
+{
+    struct pool *p = pool_try_start(name, ini);
+    bool up = log_count(p, "pool: started ") > 0 && !pool_gone(p);
+    P_ASSERT(up, "pool %s did not start (%s)", name,
              p->exited ? status_text(p->status) : "still starting after 60 s");
     return p;
 }
@@ -1653,6 +1661,124 @@ START_TEST(pool_claims_stay_flat_under_a_pinned_xmin)
 }
 END_TEST
 
+/* ---- operating: pause, cancel running (issue 12) --------------------------- */
+
+/* A paused queue is claimed by no pool: jobs added stay ready while one
+ * that was running finishes; after resume the pool takes them at once. */
+START_TEST(paused_queue_is_not_claimed)
+{
+    const char *sh = script("gate.sh", "put started-$PGQ_JOB_ID $$\n"
+                                       "while [ ! -e \"$D/go\" ]; do sleep 0.05; done\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 3, "30s",
+                                              tu_fmt("[job gate]\nhandler = exec %s\n", sh)));
+    long long first = add_job("gate", "{}");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", first))), WAIT_MS),
+             "job %lld did not start", first);
+    char err[512];
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default" };
+    bool changed = false;
+    P_ASSERT(pgq_pause(c, q, 1, true, "pool test", &changed, err, sizeof err) == 0, "%s", err);
+    P_ASSERT(changed, "default was paused already");
+    long long later[3] = { add_job("gate", "{}"), add_job("gate", "{}"), add_job("gate", "{}") };
+    sleep_ms(800);   /* four polls, and the listener woke a worker for each add */
+    P_ASSERT(njobs("ready") == 3 && njobs("running") == 1, "paused: %lld ready, %lld running",
+             njobs("ready"), njobs("running"));
+    tu_write_file(in_dir("go"), "");
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(first), "done") == 0, WAIT_MS),
+             "the running job did not finish: %s", job_state(first));
+    sleep_ms(500);
+    P_ASSERT(njobs("ready") == 3, "a job of the paused queue was claimed");
+    P_ASSERT(pgq_pause(c, q, 1, false, "pool test", &changed, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++)
+        P_ASSERT(WAIT_UNTIL(strcmp(job_state(later[i]), "done") == 0, WAIT_MS),
+                 "job %lld after resume: %s", later[i], job_state(later[i]));
+    P_ASSERT(q0("SELECT count(*) FROM pgq.actions WHERE action IN ('pause', 'resume')"
+                " AND detail = 'pool test: default'") == 2, "pause and resume not recorded");
+    pgq_disconnect(c);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* pgq cancel of a running exec job: the job is cancelled at once, its
+ * command is stopped (told by NOTIFY pgq_cancel: the heartbeat here is 30 s,
+ * and the command must be stopped well before the next one), its later exit
+ * changes nothing, and the pool carries on. */
+START_TEST(cancelled_running_job_is_stopped)
+{
+    const char *sh = script("forever.sh", "put started-$PGQ_JOB_ID $$\n"
+                                          "trap 'put term-$PGQ_JOB_ID 1; exit 1' TERM\n"
+                                          "while :; do sleep 0.05; done\n");
+    const char *ini = in_dir("a.ini");
+    tu_write_file(ini, tu_fmt("[pool]\nworkers = 2\nlease_ttl = 90s\nheartbeat = 30s\npoll = 100ms\n"
+                           "shutdown_timeout = 5s\n\n[job forever]\nhandler = exec %s\n"
+                           "timeout = 120s\n", sh));
+    struct pool *a = pool_start("a", ini);
+    long long id = add_job("forever", "{}");
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", id))), WAIT_MS),
+             "job %lld did not start", id);
+    char err[512];
+    pgq_conn *c = tu_connect();
+    int64_t ids[] = { id }, count = 0;
+    bool done = false;
+    int64_t t0 = now_ms();
+    P_ASSERT(pgq_cancel(c, ids, 1, "pool test", &done, &count, err, sizeof err) == 0, "%s", err);
+    P_ASSERT(done && strcmp(job_state(id), "cancelled") == 0, "not cancelled: %s",
+             job_state(id));
+    P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("term-%lld", id))), 20000),
+             "the command of the cancelled job got no SIGTERM within 20 s (the heartbeat is "
+             "30 s: was the pool told?)");
+    fprintf(stderr, "pool_test: cancel of a running exec job: SIGTERM %lld ms after the cancel\n",
+            (long long)(now_ms() - t0));
+    sleep_ms(500);
+    P_ASSERT(strcmp(job_state(id), "cancelled") == 0 &&
+             strcmp(history(id), "1:cancelled:cancelled by pool test") == 0,
+             "after the command's exit: %s, history %s", job_state(id), history(id));
+    pgq_disconnect(c);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* Two pools with different [job T] sections no longer overwrite each
+ * other's registered definition: the second refuses to start, naming the
+ * first and what differs; `pgq types apply` replaces it on purpose, and a
+ * pool whose section agrees then starts. */
+START_TEST(pools_do_not_overwrite_each_others_job_types)
+{
+    const char *a_ini = pool_ini("a.ini", 1, "5s", "[job shared]\nhandler = exec /bin/true\n"
+                                                   "max_retries = 3\n");
+    const char *b_ini = pool_ini("b.ini", 1, "5s", "[job shared]\nhandler = exec /bin/true\n"
+                                                   "max_retries = 7\nqueue = other\n");
+    struct pool *a = pool_start("a", a_ini);
+    struct pool *b = pool_try_start("b", b_ini);
+    P_ASSERT(pool_gone(b), "pool b started with a conflicting [job shared]");
+    pool_wait_exit(b, 1);
+    char *log = pool_log(b);
+    P_ASSERT(strstr(log, "job type \"shared\": ") && strstr(log, "registered another definition")
+             && strstr(log, "queue default vs other, max_retries 3 vs 7"), "pool b: %s", log);
+    free(log);
+    P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 3,
+             "pool b replaced the definition");
+    /* the operator's word replaces it; a pool that agrees starts */
+    const char *pgq = tu_fmt("%s/pgq", tu_bin_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()),
+                                                      NULL },
+                          NULL, pgq, (const char *const[]){ pgq, "types", "apply", "-c", b_ini,
+                                                            NULL }, 120);
+    P_ASSERT(r.code == 0, "pgq types apply: %d %s", r.code, r.err);
+    tu_run_free(&r);
+    P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 7,
+             "pgq types apply did not replace the definition");
+    struct pool *b2 = pool_start("b2", b_ini);
+    pool_signal(b2, SIGTERM);
+    pool_wait_exit(b2, 0);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -1672,9 +1798,11 @@ Suite *pool_suite(void)
                      batched_terminate_backends_mid_load, batched_lost_leases_are_dropped } },
         { "idle", { idle_pool_sleeps } },
         { "pinned", { pool_claims_stay_flat_under_a_pinned_xmin } },
-        { "config", { bad_config_files, check_validates_handlers, usage } },
+        { "config", { bad_config_files, check_validates_handlers, usage,
+                      pools_do_not_overwrite_each_others_job_types } },
         { "embed", { embed_demo_runs } },
         { "reload", { sighup_adds_a_job_type } },
+        { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);

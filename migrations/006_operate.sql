@@ -1,0 +1,23 @@
+-- pgq schema, version 6: pausing queues and cancelling running jobs
+-- (issue 12). The transitions are in migrations/state_machine.sql
+-- (pgq.pause, pgq.resume, pgq.cancel, the claim skipping paused queues).
+
+-- A queue's operating state. A queue without a row is not paused; a claim
+-- looks here with one index probe.
+CREATE TABLE pgq.queues (
+    queue      text PRIMARY KEY,
+    paused     boolean NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    changed_by text
+);
+
+-- An attempt can now end cancelled (an operator cancelled the running job).
+ALTER TABLE pgq.job_attempts DROP CONSTRAINT IF EXISTS job_attempts_outcome_check;
+ALTER TABLE pgq.job_attempts ADD CONSTRAINT job_attempts_outcome_check
+    CHECK (outcome IN ('done', 'failed', 'lease_expired', 'released', 'cancelled'));
+
+-- Who registered each job type's definition (a pool's name, or "pgq types
+-- apply"): a pool does not replace a different definition that a pool
+-- still alive registered (core/types.c), so two pools with different
+-- [job T] sections no longer overwrite each other at every start.
+ALTER TABLE pgq.job_types ADD COLUMN registered_by text;
