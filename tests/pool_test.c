@@ -117,8 +117,8 @@ static const char *script(const char *name, const char *body)
 {
     const char *path = in_dir(name);
     tu_write_file(path, tu_fmt("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
-                         "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
-                         dir, tu_bin_dir(), body));
+                               "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
+                               dir, tu_bin_dir(), body));
     ck_assert_int_eq(chmod(path, 0755), 0);
     return path;
 }
@@ -136,9 +136,9 @@ static const char *pool_ini_batch(const char *name, int workers, int batch,
                                   const char *shutdown_timeout, const char *jobs)
 {
     const char *path = in_dir(name);
-    tu_write_file(path, tu_fmt("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\nheartbeat = 200ms\n"
-                         "poll = 100ms\nshutdown_timeout = %s\n\n%s",
-                         workers, batch, shutdown_timeout, jobs));
+    tu_write_file(path, tu_fmt("[pool]\nworkers = %d\nbatch = %d\nlease_ttl = 1s\n"
+                               "heartbeat = 200ms\npoll = 100ms\nshutdown_timeout = %s\n\n%s",
+                               workers, batch, shutdown_timeout, jobs));
     return path;
 }
 
@@ -1711,9 +1711,9 @@ START_TEST(cancelled_running_job_is_stopped)
                                           "trap 'put term-$PGQ_JOB_ID 1; exit 1' TERM\n"
                                           "while :; do sleep 0.05; done\n");
     const char *ini = in_dir("a.ini");
-    tu_write_file(ini, tu_fmt("[pool]\nworkers = 2\nlease_ttl = 90s\nheartbeat = 30s\npoll = 100ms\n"
-                           "shutdown_timeout = 5s\n\n[job forever]\nhandler = exec %s\n"
-                           "timeout = 120s\n", sh));
+    tu_write_file(ini, tu_fmt("[pool]\nworkers = 2\nlease_ttl = 90s\nheartbeat = 30s\n"
+                              "poll = 100ms\nshutdown_timeout = 5s\n\n[job forever]\n"
+                              "handler = exec %s\ntimeout = 120s\n", sh));
     struct pool *a = pool_start("a", ini);
     long long id = add_job("forever", "{}");
     P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", id))), WAIT_MS),
