@@ -55,7 +55,7 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man
+.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -79,6 +79,13 @@ $(BUILD)/man/pool.ini.5.scd: man/pool.ini.5.scd.in scripts/man-keys.sh $(PGQ)
 
 $(BUILD)/man/pool.ini.5: $(BUILD)/man/pool.ini.5.scd
 	scdoc < $< > $@
+
+# The systemd unit, with this install's paths.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+$(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+service: $(BUILD)/pgq-pool.service
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -148,14 +155,14 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
-test: deps all man $(TESTBIN)
+test: deps all man service $(TESTBIN)
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
 
 # Unit tests only: no database needed (the layout suite reads every object
 # and libpgq.so, so everything is built first).
-unit: all man $(TESTBIN)
+unit: all man service $(TESTBIN)
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) PGQ_UNIT_ONLY=1 $(TESTBIN)
 
 run: deps all
@@ -178,11 +185,13 @@ pinned: deps all
 deps:
 	@scripts/deps.sh
 
-install: all man
+install: all man service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
 	    install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 644 $(BUILD)/pgq-pool.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 	install -m 755 $(PGQ) $(POOL) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
@@ -197,7 +206,8 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/include/pgq/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq/pgq_config.h \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc \
 	    $(DESTDIR)$(PREFIX)/share/man/man1/pgq.1 $(DESTDIR)$(PREFIX)/share/man/man8/pgq-pool.8 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5/pool.ini.5 $(DESTDIR)$(PREFIX)/share/man/man3/libpgq.3
+	    $(DESTDIR)$(PREFIX)/share/man/man5/pool.ini.5 $(DESTDIR)$(PREFIX)/share/man/man3/libpgq.3 \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/pgq-pool.service
 	-rmdir $(DESTDIR)$(PREFIX)/include/pgq
 
 clean:

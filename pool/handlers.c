@@ -3,16 +3,50 @@
  * object must load and export its symbol, and a callback name must have
  * been registered with pgq_pool_on. Resolving up front turns a typo into an
  * error at start (or at `pgq-pool --check`) naming the file and line,
- * rather than a failed job at three in the morning. */
+ * rather than a failed job at three in the morning.
+ *
+ * A relative handler path with a '/' in it (exec ../handlers/send.sh,
+ * plugin lib/x.so) is taken relative to the config file's directory, not
+ * to the current one: under systemd that is /, and a config that worked
+ * from a shell would find nothing there. A bare command name is looked up
+ * on PATH, as exec does. */
 #include "pool_int.h"
 #include "exec.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* argv0 made absolute against the directory of the config at cfg_path,
+ * when it is relative and has a '/'. 0, or -1 with err set. */
+static int anchor(const char *cfg_path, char **argv0, char *err, size_t errlen)
+{
+    if (!cfg_path || (*argv0)[0] == '/' || !strchr(*argv0, '/'))
+        return 0;
+    char *cfg_abs = realpath(cfg_path, NULL);
+    if (!cfg_abs) {
+        snprintf(err, errlen, "%s: %s", cfg_path, strerror(errno));
+        return -1;
+    }
+    char *slash = strrchr(cfg_abs, '/');
+    *slash = '\0';
+    size_t len = strlen(cfg_abs) + strlen(*argv0) + 2;
+    char *joined = malloc(len);
+    if (!joined) {
+        free(cfg_abs);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(joined, len, "%s/%s", cfg_abs, *argv0);
+    free(cfg_abs);
+    free(*argv0);
+    *argv0 = joined;
+    return 0;
+}
 
 static int resolve(pgq_pool *p, const pgq_cfg *cfg, const pgq_cfg_type *t, struct handler *h,
                    char *err, size_t errlen)
@@ -81,7 +115,11 @@ int handlers_build(pgq_pool *p, pgq_cfg *cfg, struct handlers **out, char *err, 
     g->cfg = cfg;
     for (size_t i = 0; i < cfg->ntypes; i++) {
         g->n = i + 1;
-        if (resolve(p, cfg, &cfg->types[i], &g->h[i], err, errlen) < 0) {
+        pgq_cfg_type *t = &cfg->types[i];
+        bool has_path = (t->handler_kind == PGQ_HANDLER_EXEC ||
+                         t->handler_kind == PGQ_HANDLER_PLUGIN) && t->argc > 0;
+        if ((has_path && anchor(cfg->path, &t->argv[0], err, errlen) < 0) ||
+            resolve(p, cfg, t, &g->h[i], err, errlen) < 0) {
             g->cfg = NULL;   /* the caller still owns cfg */
             handlers_free(g);
             return -1;

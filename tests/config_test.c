@@ -388,12 +388,13 @@ START_TEST(test_example_pool_ini)
     ck_assert_uint_eq(t->nrequire, 3);
     ck_assert_str_eq(t->require[2].key, "attempts");
     ck_assert_str_eq(t->require[2].json_type, "number");
+    ck_assert_str_eq(t->argv[0], "../examples/handlers/send-email.sh");
     t = pgq_cfg_find_type(c, "resize-image");
     ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(t->handler_kind, PGQ_HANDLER_PLUGIN);
+    ck_assert_int_eq(t->handler_kind, PGQ_HANDLER_EXEC);
     t = pgq_cfg_find_type(c, "audit-log");
     ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(t->handler_kind, PGQ_HANDLER_CALLBACK);
+    ck_assert_str_eq(t->argv[0], "cat");
     t = pgq_cfg_find_type(c, "nightly-report");
     ck_assert_ptr_nonnull(t);
     ck_assert_uint_eq(t->argc, 5);

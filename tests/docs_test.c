@@ -117,6 +117,32 @@ START_TEST(man_pages_cover_the_help)
 }
 END_TEST
 
+/* The systemd unit carries the install's paths and scores at most 4.0 on
+ * `systemd-analyze security` (offline; skipped, saying so, without it). */
+START_TEST(systemd_unit_is_hardened)
+{
+    int st;
+    const char *unit = tu_fmt("%s/pgq-pool.service", tu_bin_dir());
+    char *text = tu_slurp(unit);
+    ck_assert_msg(!strstr(text, "@BINDIR@") && !strstr(text, "@SYSCONFDIR@"),
+                  "unit has an unreplaced placeholder:\n%s", text);
+    ck_assert_msg(strstr(text, "\nExecStart=/") && strstr(text, "/pgq-pool -c /"), "%s", text);
+    free(text);
+    free(tu_sh("command -v systemd-analyze", &st));
+    if (st != 0) {
+        fprintf(stderr, "docs_test: systemd-analyze missing: the unit's score is not checked\n");
+        return;
+    }
+    char *out = tu_sh(tu_fmt("systemd-analyze security --offline=true --threshold=40 '%s'", unit),
+                       &st);
+    const char *level = strstr(out, "Overall exposure level");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the unit scores above 4.0: %s",
+                  level ? level : out);
+    fprintf(stderr, "docs_test: %s", level ? level : "(no overall line)\n");
+    free(out);
+}
+END_TEST
+
 Suite *docs_suite(void)
 {
     Suite *s = suite_create("docs");
@@ -126,6 +152,7 @@ Suite *docs_suite(void)
     tcase_add_test(tc, readme_config_reference_is_current);
     tcase_add_test(tc, man_pages_render_without_warnings);
     tcase_add_test(tc, man_pages_cover_the_help);
+    tcase_add_test(tc, systemd_unit_is_hardened);
     suite_add_tcase(s, tc);
     return s;
 }

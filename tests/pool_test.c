@@ -1407,13 +1407,22 @@ END_TEST
 
 /* ---- config and usage ----------------------------------------------------- */
 
+/* tests/ini/NAME, copied into the build dir: its relative handler paths
+ * (./examples/plugin-demo.so) are relative to the config's directory. */
 static const char *fixture(const char *name)
 {
-    return tu_fmt("%s/ini/%s", tu_test_dir(), name);
+    char *text = tu_slurp(tu_fmt("%s/ini/%s", tu_test_dir(), name));
+    char *bin = realpath(tu_bin_dir(), NULL);
+    ck_assert_ptr_nonnull(bin);
+    const char *path = tu_fmt("%s/%s", bin, name);
+    free(bin);
+    tu_write_file(path, text);
+    free(text);
+    return path;
 }
 
-/* pgq-pool ARGS run in the build dir (so ./examples/plugin-demo.so
- * resolves), without a database in the environment. */
+/* pgq-pool ARGS run in the build dir, without a database in the
+ * environment. */
 static tu_run pool_cmd(const char *const *args)
 {
     const char *argv[8] = { tu_fmt("%s/pgq-pool", tu_bin_dir()) };
@@ -1477,8 +1486,8 @@ START_TEST(check_validates_handlers)
                        "executable file on PATH", f));
     f = fixture("pool-check-missing-symbol.ini");
     assert_refused(ARGV("--check", "-c", f), 1,
-                   tu_fmt("pgq-pool: %s:6: [job upper] handler: plugin ./examples/plugin-demo.so "
-                       "has no symbol \"no_such_handler\"", f));
+                   tu_fmt("pgq-pool: %s:6: [job upper] handler: plugin %.*s/./examples/plugin-demo.so "
+                       "has no symbol \"no_such_handler\"", f, (int)(strrchr(f, '/') - f), f));
     f = fixture("pool-check-callback.ini");
     const char *msg = tu_fmt("%s:6: [job send-email] handler: no callback \"send_email\" is "
                           "registered (callbacks exist only in programs embedding libpgq)", f);
@@ -1492,6 +1501,23 @@ START_TEST(check_validates_handlers)
                   strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "exit %d, stderr [%s]",
                   r.code, r.err);
     tu_run_free(&r);
+
+    /* relative handler paths are relative to the config's directory, from
+     * any current directory (under systemd it is /); the shipped examples
+     * pass */
+    ck_assert_int_eq(mkdir(in_dir("sub"), 0755), 0);
+    script("sub/h.sh", "exit 0\n");
+    const char *rel = in_dir("rel.ini");
+    tu_write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
+    const char *const shipped[] = { rel, tu_fmt("%s/../config/pool.ini", tu_test_dir()),
+                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()) };
+    for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
+        const char *pool = tu_fmt("%s/pgq-pool", tu_bin_dir());
+        r = tu_run_cmd("/", NULL, NULL, pool, ARGV(pool, "--check", "-c", shipped[i]), 120);
+        ck_assert_msg(r.code == 0 && strstr(r.out, ": ok ("), "%s from /: exit %d [%s] [%s]",
+                      shipped[i], r.code, r.out, r.err);
+        tu_run_free(&r);
+    }
 
     /* without --check, the same file does not start the pool */
     r = pool_cmd(ARGV("-c", fixture("pool-check-callback.ini"), "--db", tu_db_url()));
