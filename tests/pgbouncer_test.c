@@ -63,16 +63,16 @@ static void bouncer_start(const char *mode)
     snprintf(dir, sizeof dir, "/tmp/pgq-bouncer.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     bport = 20000 + (int)(getpid() % 20000);
-    const char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    char *dbname = tu_text("SELECT current_database()", 0, NULL);
     tu_write_file(tu_fmt("%s/users.txt", dir), tu_fmt("\"%s\" \"\"\n", user));
     tu_write_file(tu_fmt("%s/pgbouncer.ini", dir),
-               tu_fmt("[databases]\n%s = host=%s port=%s dbname=%s\n"
-                      "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
-                      "unix_socket_dir =\nauth_type = trust\nauth_file = %s/users.txt\n"
-                      "pool_mode = %s\ndefault_pool_size = %d\nmax_client_conn = 200\n"
-                      "logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n",
-                      dbname, host, port, dbname, bport, dir, mode,
-                      strcmp(mode, "transaction") == 0 ? 2 : 20, dir, dir));
+                  tu_fmt("[databases]\n%s = host=%s port=%s dbname=%s\n"
+                         "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
+                         "unix_socket_dir =\nauth_type = trust\nauth_file = %s/users.txt\n"
+                         "pool_mode = %s\ndefault_pool_size = %d\nmax_client_conn = 200\n"
+                         "logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n",
+                         dbname, host, port, dbname, bport, dir, mode,
+                         strcmp(mode, "transaction") == 0 ? 2 : 20, dir, dir));
     const char *as = NULL;
     if (getuid() == 0) {
         as = getpwnam("postgres") ? "postgres" : "pgqtest";
@@ -100,8 +100,10 @@ static void bouncer_start(const char *mode)
         PGconn *pg = PQconnectdb(tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname));
         bool ok = PQstatus(pg) == CONNECTION_OK;
         PQfinish(pg);
-        if (ok)
+        if (ok) {
+            free(dbname);
             return;
+        }
         sleep_ms(100);
     }
     ck_abort_msg("pgbouncer did not come up on port %d (log: %s/pgbouncer.log)", bport, dir);
@@ -123,8 +125,10 @@ static const char *bouncer_url(void)
 {
     char host[256] = "", port[256] = "", user[256] = "pgq";
     server_params(host, port, user, sizeof host);
-    const char *dbname = tu_text("SELECT current_database()", 0, NULL);
-    return tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname);
+    char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    const char *url = tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname);
+    free(dbname);
+    return url;
 }
 
 /* Run the pgq CLI with PGQ_POOLER=pooler; its exit status. */
