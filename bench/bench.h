@@ -20,7 +20,8 @@
 #define MAX_SIZES 16
 
 struct opts {
-    const char *bench;      /* throughput, latency, backlog, soak, footprint */
+    const char *bench;      /* throughput, latency, backlog, soak, footprint, pinned,
+                             * spawn */
     const char *profile;    /* default, strict, batched, exec; pinned: drain,
                              * drain-pinned, sustained */
     long jobs;              /* -1: not applicable */
@@ -38,7 +39,7 @@ struct opts {
     bool keep_done_given;   /* --keep-done was on the command line */
     long seconds;           /* footprint */
     const char *pool_bin;   /* footprint: the pgq-pool binary */
-    const char *exec_cmd;   /* exec profile: the command line ("/bin/true") */
+    const char *exec_cmd;   /* exec profile and spawn: the command line ("/bin/true") */
     const char *pin;        /* pinned drain: "yes" or "no" */
     double before_min, pin_min, after_min;   /* pinned sustained */
     long sample_s;          /* pinned sustained: seconds per report line */
@@ -268,5 +269,6 @@ int run_backlog(void);
 int run_soak(void);
 int run_footprint(void);
 int run_pinned(void);
+int run_spawn(void);
 
 #endif

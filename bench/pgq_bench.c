@@ -14,13 +14,16 @@
  *   pgq-bench pinned --jobs N --pin yes|no [--concurrency 8] [--max-drain-s 600]
  *   pgq-bench pinned --rate R [--before-minutes 2] [--pin-minutes 10]
  *                    [--after-minutes 5] [--sample-s 60] [--concurrency 8] [--keep-done 2m]
+ *   pgq-bench spawn [--jobs 10000] [--concurrency 8] [--exec /bin/true] [--timeout-s S]
  *
  * Every benchmark migrates first (not timed) and registers the job type
  * "bench-noop" (queue default). throughput, latency and soak embed a pool
  * (as examples/embed.c does) whose in-process callback only counts its
  * calls per job; the exec profile runs `exec /bin/true` instead. backlog
  * drives pgq_claim/pgq_complete itself; footprint runs the real pgq-pool;
- * pinned holds a transaction open in another session while a pool works.
+ * pinned holds a transaction open in another session while a pool works;
+ * spawn measures the bare posix_spawn + waitpid ceiling exec is judged by
+ * (no database).
  *
  * Output: JSON lines on stdout, one per run (backlog: one per size and
  * pass; soak: one per minute and a summary); the pool's warnings go to
@@ -55,7 +58,9 @@ static const char usage_text[] =
     "       pgq-bench pinned --rate R [--before-minutes 2] [--pin-minutes 10]\n"
     "                        [--after-minutes 5] [--sample-s 60] [--concurrency 8]\n"
     "                        [--keep-done 2m] [--timeout-s S]\n"
-    "DATABASE_URL names a fresh, empty database. See bench/README.md.\n";
+    "       pgq-bench spawn [--jobs 10000] [--concurrency 8] [--exec /bin/true]\n"
+    "                       [--timeout-s S]\n"
+    "DATABASE_URL names a fresh, empty database (spawn needs none). See bench/README.md.\n";
 
 static void *watchdog(void *arg)
 {
@@ -70,7 +75,7 @@ static void *watchdog(void *arg)
 
 /* ---- arguments ------------------------------------------------------------ */
 
-enum { T = 1, L = 2, B = 4, S = 8, F = 16, P = 32 };   /* which benchmarks take an option */
+enum { T = 1, L = 2, B = 4, S = 8, F = 16, P = 32, X = 64 };   /* which benchmarks take an option */
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void usage_error(const char *fmt, ...)
@@ -132,8 +137,8 @@ static void parse_sizes(const char *opt, const char *val, struct opts *o)
 static int bench_bit(const char *name)
 {
     static const char *const names[] = { "throughput", "latency", "backlog", "soak", "footprint",
-                                         "pinned" };
-    for (int i = 0; i < 6; i++)
+                                         "pinned", "spawn" };
+    for (int i = 0; i < 7; i++)
         if (strcmp(name, names[i]) == 0)
             return 1 << i;
     return 0;
@@ -152,8 +157,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         usage_error("unknown benchmark \"%s\"", argv[1]);
     static const long default_sizes[] = { 10000, 1000000, 10000000 };
     *o = (struct opts){
-        .bench = argv[1], .profile = me == F ? "exec" : "default",
-        .jobs = me == L ? 300 : -1, .concurrency = me == T ? -1 : 8, .batch = 512,
+        .bench = argv[1], .profile = me == F ? "exec" : me == X ? "posix_spawn" : "default",
+        .jobs = me == L ? 300 : me == X ? 10000 : -1, .concurrency = me == T ? -1 : 8, .batch = 512,
         .max_drain_s = 60, .timeout_s = -1, .interval_ms = 20, .nsizes = 3,
         .cycles = 2000, .threads = 8, .passes = 3, .minutes = -1, .rate = -1,
         .keep_done = "2m", .seconds = 60, .pool_bin = NULL, .exec_cmd = "/bin/true",
@@ -169,12 +174,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct { const char *name; int benches; } known[] = {
-            { "--jobs", T | L | P }, { "--concurrency", T | L | S | F | P },
+            { "--jobs", T | L | P | X }, { "--concurrency", T | L | S | F | P | X },
             { "--profile", T | L | S }, { "--batch", T | L | S }, { "--max-drain-s", T | P },
-            { "--timeout-s", T | L | B | S | F | P }, { "--interval-ms", L }, { "--sizes", B },
+            { "--timeout-s", T | L | B | S | F | P | X }, { "--interval-ms", L }, { "--sizes", B },
             { "--cycles", B }, { "--threads", B }, { "--passes", B }, { "--minutes", S },
             { "--rate", S | P }, { "--keep-done", T | S | P }, { "--seconds", F },
-            { "--pool-bin", F }, { "--exec", T }, { "--pin", P }, { "--before-minutes", P },
+            { "--pool-bin", F }, { "--exec", T | X }, { "--pin", P }, { "--before-minutes", P },
             { "--pin-minutes", P }, { "--after-minutes", P }, { "--sample-s", P },
         };
         int benches = -1;
@@ -320,7 +325,8 @@ int main(int argc, char **argv)
         }
     }
     int rc = me == T ? run_throughput() : me == L ? run_latency() : me == B ? run_backlog()
-           : me == S ? run_soak() : me == F ? run_footprint() : run_pinned();
+           : me == S ? run_soak() : me == F ? run_footprint() : me == P ? run_pinned()
+           : run_spawn();
     fflush(stdout);
     free(g_calls);
     free(g_start_ns);

@@ -11,7 +11,9 @@
 #   RUNS x  pgq-bench throughput --profile default  --jobs $THROUGHPUT_JOBS --concurrency 8
 #   RUNS x  pgq-bench throughput --profile strict   --jobs $STRICT_JOBS     --concurrency 8
 #   RUNS x  pgq-bench throughput --profile batched  --jobs $BATCHED_JOBS    --concurrency 8
-#   RUNS x  pgq-bench throughput --profile exec     --jobs $EXEC_JOBS       --concurrency 8
+#   RUNS x  pgq-bench spawn --jobs $SPAWN_JOBS (the posix_spawn ceiling, no database),
+#           each right before
+#           pgq-bench throughput --profile exec     --jobs $EXEC_JOBS       --concurrency 8
 #   RUNS x  pgq-bench latency --jobs $LATENCY_JOBS --interval-ms 20 --concurrency 8
 #   1 x     pgq-bench backlog --sizes $BACKLOG_SIZES --passes RUNS (one backlog
 #           per size, measured RUNS times on it)
@@ -33,7 +35,7 @@
 # it reads claim times from it. Tracking every statement cost the strict
 # profile ~7% of its jobs/s, and pgbench's one INSERT far less.
 #
-# Knobs (environment): RUNS THROUGHPUT_JOBS BATCHED_JOBS EXEC_JOBS LATENCY_JOBS
+# Knobs (environment): RUNS THROUGHPUT_JOBS BATCHED_JOBS EXEC_JOBS SPAWN_JOBS LATENCY_JOBS
 # BACKLOG_SIZES BACKLOG_CYCLES BACKLOG_THREADS FOOTPRINT_SECONDS PGBENCH_SECONDS
 # SOAK_MINUTES SOAK_RATE SOAK_KEEP_DONE STRICT_JOBS PINNED_DRAIN_JOBS
 # PINNED_DRAIN_RUNS PINNED_RATE PIN_BEFORE_MINUTES PIN_MINUTES AFTER_MINUTES
@@ -71,6 +73,7 @@ THROUGHPUT_JOBS=${THROUGHPUT_JOBS:-20000}
 STRICT_JOBS=${STRICT_JOBS:-20000}
 BATCHED_JOBS=${BATCHED_JOBS:-100000}
 EXEC_JOBS=${EXEC_JOBS:-10000}
+SPAWN_JOBS=${SPAWN_JOBS:-$EXEC_JOBS}
 LATENCY_JOBS=${LATENCY_JOBS:-300}
 BACKLOG_SIZES=${BACKLOG_SIZES:-10000,1000000,10000000}
 BACKLOG_CYCLES=${BACKLOG_CYCLES:-2000}
@@ -193,7 +196,18 @@ part batched && for i in $(seq 1 "$RUNS"); do
     run_pgq "bench_batched_$i" throughput batched --jobs "$BATCHED_JOBS" --concurrency 8 \
         --profile batched --max-drain-s 120 --timeout-s 240
 done
+# The ceiling first, in the same minute as the exec run it is set against
+# (the machine's speed drifts with its neighbours' load).
 part exec && for i in $(seq 1 "$RUNS"); do
+    log "spawn ceiling $i/$RUNS ($SPAWN_JOBS x posix_spawn + waitpid of /bin/true, 8 threads)"
+    rc=0
+    "$bench" spawn --jobs "$SPAWN_JOBS" --concurrency 8 --timeout-s 300 >"$out/one.jsonl" || rc=$?
+    if [ ! -s "$out/one.jsonl" ]; then
+        printf '{"system":"pgq","bench":"spawn","profile":"posix_spawn","ok":false,"error":"pgq-bench printed nothing (exit %s)"}\n' \
+            "$rc" >"$out/one.jsonl"
+    fi
+    [ $rc = 0 ] || log "spawn failed (exit $rc): $(tail -n 1 "$out/one.jsonl" | cut -c1-400)"
+    cat "$out/one.jsonl" >>"$raw"
     log "throughput exec $i/$RUNS ($EXEC_JOBS jobs, 8 workers, exec /bin/true)"
     run_pgq "bench_exec_$i" throughput exec --jobs "$EXEC_JOBS" --concurrency 8 \
         --profile exec --max-drain-s 300 --timeout-s 360

@@ -87,7 +87,7 @@ def bench(lines, recs, machine, seconds):
 
     for profile, target in (("default", ">= 8,000 (5)"), ("strict", ">= 50% of single INSERT (10)"),
                             ("batched", ">= 50,000 (5); >= 4x single INSERT (10)"),
-                            ("exec", ">= 2,000 (5)")):
+                            ("exec", ">= 2,000 (5); >= 70% of the spawn ceiling (11)")):
         rs = sel("throughput", profile)
         if not rs:
             continue
@@ -107,6 +107,7 @@ def bench(lines, recs, machine, seconds):
         else:
             out.append(row("throughput `exec`, jobs with more than one attempt (database)",
                            [r.get("multi_attempt_in_db") for r in rs], "0", nok, n))
+            out.extend(spawn_rows(rs, sel("spawn")))
 
     lat = sel("latency")
     if lat:
@@ -181,6 +182,27 @@ def bench(lines, recs, machine, seconds):
                        f"{r.get('error') or 'ok:false (see the raw line)'}")
     out.append("")
     out.extend(raw_section(lines))
+    return out
+
+
+def spawn_rows(execs, spawns):
+    """The posix_spawn ceiling and exec's share of it: run.sh runs the i-th
+    spawn right before the i-th exec run, so they pair by order."""
+    if not spawns:
+        return []
+    nok = sum(1 for r in spawns if r.get("ok"))
+    n = len(spawns)
+    jobs = next((r.get("jobs") for r in spawns if r.get("jobs")), "?")
+    out = [row(f"spawn ceiling: posix_spawn + waitpid of /bin/true, 8 threads, spawns/s "
+               f"({jobs} each)", [r.get("spawns_per_s") if r.get("ok") else None
+                                  for r in spawns], "", nok, n),
+           row("spawn ceiling: the command's own CPU per spawn, ms",
+               [r.get("cpu_ms_per_spawn") if r.get("ok") else None for r in spawns], "", nok, n)]
+    ratios = [e["jobs_per_s"] / s["spawns_per_s"]
+              if e.get("drained") and e.get("jobs_per_s") and s.get("ok") and s.get("spawns_per_s")
+              else None for s, e in zip(spawns, execs)]
+    out.append(row("throughput `exec` jobs/s / spawn ceiling (per pair, same minute)", ratios,
+                   ">= 0.7 (11)", None, None))
     return out
 
 

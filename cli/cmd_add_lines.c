@@ -3,7 +3,8 @@
  *
  * Each line is an object: {"type": T, "payload": {...}, "queue": Q,
  * "priority": N, "delay": "30s", "run_at": TS, "max_retries": N,
- * "idempotency_key": K}; only type is required. PostgreSQL parses the
+ * "idempotency_key": K, "unique_for": "1h", "replace": true}; only type is
+ * required. PostgreSQL parses the
  * JSON (as it validates every payload: no JSON library here); a line it
  * cannot parse, a field of the wrong type or an unknown key is an error
  * that names the line. A batch is one transaction (pgq_add_batch): on an
@@ -28,7 +29,8 @@ struct line {
  * jsonb_typeof of the line, then text and jsonb_typeof of each field, then
  * the unknown keys. */
 static const char *const fields[] = { "type", "payload", "queue", "priority", "delay",
-                                      "run_at", "max_retries", "idempotency_key" };
+                                      "run_at", "max_retries", "idempotency_key", "unique_for",
+                                      "replace" };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
 static const char read_sql[] =
@@ -38,6 +40,7 @@ static const char read_sql[] =
     " j->>'delay', jsonb_typeof(j->'delay'), j->>'run_at', jsonb_typeof(j->'run_at'),"
     " j->>'max_retries', jsonb_typeof(j->'max_retries'),"
     " j->>'idempotency_key', jsonb_typeof(j->'idempotency_key'),"
+    " j->>'unique_for', jsonb_typeof(j->'unique_for'), j->>'replace', jsonb_typeof(j->'replace'),"
     " (SELECT string_agg(k, ', ') FROM jsonb_object_keys(CASE WHEN jsonb_typeof(j) = 'object'"
     "    THEN j ELSE '{}' END) k WHERE k <> ALL ($2::text[]))"
     "  FROM regexp_split_to_table($1, E'\\n') WITH ORDINALITY AS u(line, o),"
@@ -88,7 +91,7 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
         *p++ = i + 1 < n ? '\n' : '\0';
     }
     const char *params[] = { joined, "{type,payload,queue,priority,delay,run_at,max_retries,"
-                                     "idempotency_key}" };
+                                     "idempotency_key,unique_for,replace}" };
     PGresult *r = PQexecParams(pgq_conn_pg(c->conn), read_sql, 2, NULL, params, NULL, NULL, 0);
     free(joined);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) != n) {
@@ -112,15 +115,16 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
                            PQgetvalue(r, row, 0));
             break;
         }
-        if (col(r, row, 17)) {
+        if (col(r, row, 21)) {
             rc = cli_error(c, "stdin line %ld: unknown key %s (known: type, payload, queue, "
-                           "priority, delay, run_at, max_retries, idempotency_key)", no,
-                           col(r, row, 17));
+                           "priority, delay, run_at, max_retries, idempotency_key, unique_for, "
+                           "replace)", no, col(r, row, 21));
             break;
         }
         /* The type each field must have, by its column pair (text, typeof). */
         static const char *const want[NFIELDS] = { "string", NULL, "string", "number",
-                                                   "string", "string", "number", "string" };
+                                                   "string", "string", "number", "string",
+                                                   "string", "boolean" };
         for (size_t k = 0; k < NFIELDS && rc == EXIT_OK; k++) {
             const char *t = col(r, row, (int)(2 + 2 * k));
             if (t && want[k] && strcmp(t, want[k]) != 0)
@@ -173,6 +177,12 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
             rc = cli_error(c, "stdin line %ld: idempotency_key: empty key", no);
             break;
         }
+        snprintf(what, sizeof what, "stdin line %ld: unique_for", no);
+        if (col(r, row, 17) && cli_parse_duration(c, what, col(r, row, 17), &o.unique_for_ms) < 0) {
+            rc = EXIT_FAIL;
+            break;
+        }
+        o.replace = col(r, row, 19) && strcmp(col(r, row, 19), "true") == 0;
         items[i] = (pgq_add_item){ col(r, row, 1), col(r, row, 3) ? col(r, row, 3) : "{}", o };
     }
     if (rc == EXIT_OK && pgq_add_batch(c->conn, items, n, res, err, sizeof err) < 0) {
@@ -188,7 +198,8 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
             rc = cli_error(c, "stdin lines %ld..%ld: %s", l[0].no, l[n - 1].no, err);
     }
     for (size_t i = 0; i < n && rc == EXIT_OK; i++)
-        printf("%" PRId64 "%s\n", res[i].id, res[i].duplicate ? " duplicate" : "");
+        printf("%" PRId64 "%s\n", res[i].id,
+               res[i].replaced ? " replaced" : res[i].duplicate ? " duplicate" : "");
 out:
     PQclear(r);
     free(items);

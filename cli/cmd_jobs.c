@@ -45,13 +45,18 @@ int cmd_add(struct cli *c, int argc, char **argv)
             continue;
         if (cli_is_help(argv[i])) {
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
-                   "               [--max-retries N] [--idempotency-key K] [-c FILE] [--db URL]\n"
+                   "               [--max-retries N] [--idempotency-key K [--unique-for D]\n"
+                   "               [--replace]] [-c FILE] [--db URL]\n"
                    "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
                    "key that already exists, nothing is added and the existing job's id is\n"
                    "printed followed by the word \"duplicate\". The payload must be valid JSON\n"
                    "and satisfy the job type's contract. D is a duration (500ms, 30s, 5m, 1h,\n"
-                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n\n"
+                   "1d); TS is a timestamp PostgreSQL understands. Lower priority runs first.\n"
+                   "--unique-for D: the key dedups only for D after its job was added (done or\n"
+                   "not); after that a new job is made. --replace: a job holding the key that is\n"
+                   "still waiting (never started) takes this payload and run_at instead, and its\n"
+                   "id is printed followed by \"replaced\" (debounce).\n\n"
                    "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
                    "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
                    "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
@@ -77,6 +82,13 @@ int cmd_add(struct cli *c, int argc, char **argv)
             if (cli_parse_int(c, "--max-retries", v, 0, 1000000, &num) < 0)
                 return EXIT_USAGE;
             o.max_retries = (int)num;
+        } else if ((v = opt_value(c, argc, argv, &i, "--unique-for", &bad))) {
+            if (cli_parse_duration(c, "--unique-for", v, &o.unique_for_ms) < 0)
+                return EXIT_USAGE;
+            if (o.unique_for_ms <= 0)
+                return cli_usage_error(c, "--unique-for: must be longer than 0");
+        } else if (strcmp(argv[i], "--replace") == 0) {
+            o.replace = true;
         } else if ((v = opt_value(c, argc, argv, &i, "--idempotency-key", &bad))) {
             if (!*v)
                 return cli_usage_error(c, "--idempotency-key: empty key");
@@ -93,7 +105,7 @@ int cmd_add(struct cli *c, int argc, char **argv)
     }
     if (npos == 1 && strcmp(pos[0], "-") == 0) {
         if (have_delay || o.run_at || o.queue || o.priority != PGQ_DEFAULT ||
-            o.max_retries != PGQ_DEFAULT || o.idempotency_key)
+            o.max_retries != PGQ_DEFAULT || o.idempotency_key || o.unique_for_ms || o.replace)
             return cli_usage_error(c, "pgq add - takes its options from each line, not the "
                                    "command line");
         return cli_add_lines(c);
@@ -102,12 +114,16 @@ int cmd_add(struct cli *c, int argc, char **argv)
         return cli_usage_error(c, "needs TYPE and JSON (see pgq add --help)");
     if (have_delay && o.run_at)
         return cli_usage_error(c, "give --delay or --run-at, not both");
+    if ((o.unique_for_ms || o.replace) && !o.idempotency_key)
+        return cli_usage_error(c, "%s needs --idempotency-key",
+                               o.replace ? "--replace" : "--unique-for");
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
     pgq_add_result res;
     if (pgq_add(c->conn, pos[0], pos[1], &o, &res, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
-    printf("%" PRId64 "%s\n", res.id, res.duplicate ? " duplicate" : "");
+    printf("%" PRId64 "%s\n", res.id,
+           res.replaced ? " replaced" : res.duplicate ? " duplicate" : "");
     return EXIT_OK;
 }
 

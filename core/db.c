@@ -25,8 +25,9 @@ struct stmt_def {
  * (migrations/state_machine.sql): no statement here writes a job row. */
 static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
-        "SELECT ord, id, duplicate FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
-        "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[])" },
+        "SELECT ord, id, duplicate, replaced FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
+        "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[], $9::bigint[], "
+        "$10::boolean[])" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "SELECT id, lease_token FROM pgq.renew($1::bigint[], $2::uuid[], $3::bigint)" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
@@ -52,8 +53,8 @@ static const struct stmt_def stmts[STMT__COUNT] = {
      * (22P02/22P05) from the cast; jobs.c then asks pgq.enqueue for the
      * refusal, which names the item. */
     [STMT_ADD_ONE] = { "pgq_add_one",
-        "SELECT id, duplicate FROM pgq.add($1, $2::jsonb, $3, $4::int, $5::timestamptz,"
-        " $6::bigint, $7::int, $8)" },
+        "SELECT id, duplicate, replaced FROM pgq.add($1, $2::jsonb, $3, $4::int, $5::timestamptz,"
+        " $6::bigint, $7::int, $8, $9::bigint, coalesce($10::boolean, false))" },
 };
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)

@@ -81,8 +81,8 @@ static void tidy_add_error(char *err, size_t errlen, size_t n)
 
 /* The numeric options of an item as text params, NULL for the defaults. */
 struct add_nums {
-    char prio[16], delay[24], retries[16];
-    const char *v[3];
+    char prio[16], delay[24], retries[16], unique[24];
+    const char *v[5];   /* priority, delay, max_retries, unique_for, replace */
 };
 
 static void add_nums(const pgq_add_opts *o, struct add_nums *a)
@@ -100,6 +100,12 @@ static void add_nums(const pgq_add_opts *o, struct add_nums *a)
         snprintf(a->retries, sizeof a->retries, "%d", o->max_retries);
         a->v[2] = a->retries;
     }
+    if (o->unique_for_ms != 0) {
+        snprintf(a->unique, sizeof a->unique, "%" PRId64, o->unique_for_ms);
+        a->v[3] = a->unique;
+    }
+    if (o->replace)
+        a->v[4] = "true";
 }
 
 static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
@@ -117,11 +123,12 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
     struct add_nums nums;
     add_nums(&it->opts, &nums);
     const char *params[] = { it->type, it->payload, it->opts.queue, nums.v[0],
-                             it->opts.run_at, nums.v[1], nums.v[2], it->opts.idempotency_key };
+                             it->opts.run_at, nums.v[1], nums.v[2], it->opts.idempotency_key,
+                             nums.v[3], nums.v[4] };
     /* A key whose holder is deleted between pgq.add's insert and its
      * look-up is free again (40001): add anew, a bounded number of times. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        PGresult *r = db_run(c, STMT_ADD_ONE, 8, params, PGRES_TUPLES_OK, "add", err, errlen);
+        PGresult *r = db_run(c, STMT_ADD_ONE, 10, params, PGRES_TUPLES_OK, "add", err, errlen);
         if (!r) {
             if (strcmp(c->sqlstate, "40001") == 0 && attempt < 2)
                 continue;
@@ -137,6 +144,7 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
         if (ok) {
             res->id = db_int64(r, 0, 0, 0);
             res->duplicate = db_bool(r, 0, 1);
+            res->replaced = db_bool(r, 0, 2);
         }
         PQclear(r);
         return ok ? 0 : seterr(err, errlen, "add: the job was not stored");
@@ -148,7 +156,7 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
 /* The columns of pgq.enqueue, one text array each. A column that is NULL
  * for every item is sent as a NULL array: less to build, send and parse. */
 enum { COL_TYPE, COL_PAYLOAD, COL_QUEUE, COL_PRIO, COL_RUN_AT, COL_DELAY, COL_RETRIES, COL_KEY,
-       NCOLS };
+       COL_UNIQUE, COL_REPLACE, NCOLS };
 
 static int add_params(const pgq_add_item *items, size_t n, char *arr[NCOLS],
                       char *err, size_t errlen)
@@ -165,7 +173,8 @@ static int add_params(const pgq_add_item *items, size_t n, char *arr[NCOLS],
         const pgq_add_opts *o = &items[i].opts;
         add_nums(o, &nums[i]);
         const char *v[NCOLS] = { items[i].type, items[i].payload, o->queue, nums[i].v[0],
-                                 o->run_at, nums[i].v[1], nums[i].v[2], o->idempotency_key };
+                                 o->run_at, nums[i].v[1], nums[i].v[2], o->idempotency_key,
+                                 nums[i].v[3], nums[i].v[4] };
         for (int k = 0; k < NCOLS; k++) {
             cols[k * n + i] = v[k];
             any[k] |= v[k] != NULL;
@@ -229,6 +238,7 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
         }
         res[ord - 1].id = db_int64(r, i, 1, 0);
         res[ord - 1].duplicate = db_bool(r, i, 2);
+        res[ord - 1].replaced = db_bool(r, i, 3);
     }
     PQclear(r);
     rc = 0;

@@ -207,13 +207,21 @@ typedef struct pgq_add_opts {
     const char *run_at;           /* or an absolute timestamptz text; beats delay */
     int max_retries;              /* PGQ_DEFAULT: the type's */
     const char *idempotency_key;  /* NULL: none */
+    int64_t unique_for_ms;        /* > 0: the key dedups only this long after its job was
+                                   * added (done or not); after it a new job is made. 0: the
+                                   * key lives as long as its job row. Needs a key. */
+    bool replace;                 /* debounce: a job holding the key that is still waiting
+                                   * (ready, never started) takes this payload and run_at
+                                   * instead; its id is returned (duplicate and replaced).
+                                   * Needs a key. */
 } pgq_add_opts;
 
-#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL }
+#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false }
 
 typedef struct pgq_add_result {
     int64_t id;
     bool duplicate;   /* the idempotency key existed: id is the existing job */
+    bool replaced;    /* ... and it took this payload and run_at (opts.replace) */
 } pgq_add_result;
 
 /* Enqueue one job; returns once it is committed. payload is JSON text and

@@ -21,3 +21,8 @@ ALTER TABLE pgq.job_attempts ADD CONSTRAINT job_attempts_outcome_check
 -- still alive registered (core/types.c), so two pools with different
 -- [job T] sections no longer overwrite each other at every start.
 ALTER TABLE pgq.job_types ADD COLUMN registered_by text;
+
+-- Dedup windows (pgq add --unique-for): when a job's idempotency key
+-- outlives its window, the next add with the key moves it here and makes a
+-- new job; the old job keeps a record of the key it had.
+ALTER TABLE pgq.jobs ADD COLUMN idempotency_key_expired text;

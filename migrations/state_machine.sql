@@ -154,20 +154,106 @@ $$;
 
 -- ---- add -----------------------------------------------------------------
 
+-- Dedup windows: keys of p_keys whose job was created more than the
+-- item's window (p_windows[i] ms) ago are moved off that job (to
+-- idempotency_key_expired), so that the add that follows makes a new job;
+-- within the window the add finds the job, finished or not, as before.
+-- Without a window a key lives as long as its job row.
+CREATE OR REPLACE FUNCTION pgq.keys_expire(p_keys text[], p_windows bigint[]) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    UPDATE pgq.jobs j SET idempotency_key_expired = j.idempotency_key, idempotency_key = NULL
+      FROM (SELECT DISTINCT ON (s.key) s.key, s.w
+              FROM unnest(p_keys, p_windows) AS s(key, w)
+             WHERE s.key IS NOT NULL AND s.w IS NOT NULL
+             ORDER BY s.key, s.w) k
+     WHERE j.idempotency_key = k.key AND j.created_at <= now() - k.w * interval '1 millisecond'
+$$;
+
+-- Debounce: for the items with p_replace[i], a job holding the key that is
+-- still waiting (ready, never started: due or scheduled) takes the item's
+-- payload and run_at (the last item of a key wins) and is announced at its
+-- new position. Returns (ord, id) for every item answered so. Rows are
+-- locked in key order, so concurrent replaces cannot deadlock.
+CREATE OR REPLACE FUNCTION pgq.keys_replace(p_keys text[], p_replace boolean[],
+                                           p_payloads jsonb[], p_due timestamptz[])
+RETURNS TABLE (ord int, id bigint)
+LANGUAGE sql VOLATILE AS $$
+    WITH want AS (
+        SELECT DISTINCT ON (s.key) s.key, s.payload, s.due
+          FROM unnest(p_keys, p_replace, p_payloads, p_due) WITH ORDINALITY
+               AS s(key, rep, payload, due, ord)
+         WHERE s.rep AND s.key IS NOT NULL
+         ORDER BY s.key, s.ord DESC
+    ), locked AS (
+        SELECT j.id FROM pgq.jobs j JOIN want w ON j.idempotency_key = w.key
+         WHERE j.state = 'ready' AND j.attempts = 0
+         ORDER BY j.idempotency_key FOR UPDATE OF j
+    ), upd AS (
+        UPDATE pgq.jobs j SET payload = w.payload, run_at = w.due
+          FROM want w
+         WHERE j.id IN (SELECT l.id FROM locked l) AND j.idempotency_key = w.key
+           AND j.state = 'ready' AND j.attempts = 0
+        RETURNING j.id, j.idempotency_key, j.queue, j.priority, j.run_at
+    ), ann AS (
+        SELECT count(pgq.announce(u.queue, u.priority, u.run_at, u.id, u.run_at <= now())) AS n
+          FROM upd u
+    )
+    SELECT s.ord::int, u.id
+      FROM unnest(p_keys, p_replace) WITH ORDINALITY AS s(key, rep, ord)
+      JOIN upd u ON u.idempotency_key = s.key
+     WHERE s.rep AND (SELECT a.n FROM ann a) >= 0
+$$;
+
+-- The refusals of a window or replace option: raises naming the item.
+CREATE OR REPLACE FUNCTION pgq.check_dedup(p_ord int, p_key text, p_window bigint,
+                                          p_replace boolean)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_window IS NOT NULL AND p_window <= 0 THEN
+        RAISE EXCEPTION 'unique_for must be positive, not % ms', p_window
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF (p_window IS NOT NULL OR p_replace) AND p_key IS NULL THEN
+        RAISE EXCEPTION '% needs an idempotency key',
+            CASE WHEN p_replace THEN 'replace' ELSE 'unique_for' END
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- Add one job: the single-job form of pgq.enqueue, with named, defaulted
 -- arguments for producers in any language:
 --   SELECT * FROM pgq.add('send-email', '{"to":"a@b"}', idempotency_key => 'k');
 -- Returns the job's id, and duplicate = true when a job holding the
 -- idempotency key existed (then nothing was added). The same checks as
 -- pgq.enqueue, in the same order, with the same messages.
+-- Version 5's form had no unique_for_ms nor replace (its callers pass
+-- eight arguments, which the form below takes as they were).
+DROP FUNCTION IF EXISTS pgq.add(text, jsonb, text, int, timestamptz, bigint, int, text);
 CREATE OR REPLACE FUNCTION pgq.add(type text, payload jsonb, queue text DEFAULT NULL,
                         priority int DEFAULT NULL, run_at timestamptz DEFAULT NULL,
                         delay_ms bigint DEFAULT NULL, max_retries int DEFAULT NULL,
-                        idempotency_key text DEFAULT NULL)
-RETURNS TABLE (id bigint, duplicate boolean)
+                        idempotency_key text DEFAULT NULL, unique_for_ms bigint DEFAULT NULL,
+                        replace boolean DEFAULT false)
+RETURNS TABLE (id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
+    IF add.unique_for_ms IS NOT NULL OR add.replace THEN
+        PERFORM pgq.check_dedup(1, add.idempotency_key, add.unique_for_ms, add.replace);
+        PERFORM pgq.keys_expire(ARRAY[add.idempotency_key], ARRAY[add.unique_for_ms]);
+        IF add.replace AND add.payload IS NOT NULL THEN
+            RETURN QUERY
+            SELECT r.id, true, true
+              FROM pgq.keys_replace(ARRAY[add.idempotency_key], ARRAY[true], ARRAY[add.payload],
+                                    ARRAY[coalesce(add.run_at, now() + coalesce(add.delay_ms, 0)
+                                                                * interval '1 millisecond')]) r;
+            IF FOUND THEN
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
     IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0 THEN
         PERFORM pgq.check_options(1, add.queue, add.max_retries, add.delay_ms);
     END IF;
@@ -198,7 +284,7 @@ BEGIN
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING j.id, j.queue, j.priority, j.run_at
     )
-    SELECT ins.id, false
+    SELECT ins.id, false, false
       FROM ins
      CROSS JOIN LATERAL (SELECT pgq.announce(ins.queue, ins.priority, ins.run_at, ins.id,
                                              ins.run_at <= now())) a;
@@ -210,7 +296,7 @@ BEGIN
     RETURN QUERY SELECT coalesce((SELECT j.id FROM pgq.jobs j
                                    WHERE j.idempotency_key = add.idempotency_key),
                                  pgq.key_vanished(add.idempotency_key, 1)),
-                        true;
+                        true, false;
 END
 $$;
 
@@ -219,10 +305,15 @@ $$;
 -- Validates types and payload contracts first, so a refused batch stores
 -- nothing; then inserts and maps every input item (by ordinal) to its job
 -- id and whether it was a duplicate.
+-- Version 5's form had no dedup windows nor replace.
+DROP FUNCTION IF EXISTS pgq.enqueue(text[], text[], text[], int[], timestamptz[], bigint[], int[],
+                                    text[]);
 CREATE OR REPLACE FUNCTION pgq.enqueue(p_types text[], p_payloads text[], p_queues text[],
                                        p_priorities int[], p_run_ats timestamptz[],
-                                       p_delays_ms bigint[], p_max_retries int[], p_keys text[])
-RETURNS TABLE (ord int, id bigint, duplicate boolean)
+                                       p_delays_ms bigint[], p_max_retries int[], p_keys text[],
+                                       p_unique_for_ms bigint[] DEFAULT NULL,
+                                       p_replace boolean[] DEFAULT NULL)
+RETURNS TABLE (ord int, id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     n int := coalesce(array_length(p_types, 1), 0);
@@ -230,6 +321,8 @@ DECLARE
     payloads jsonb[];
     ids bigint[];
     inserted bigint[];
+    rep_ords int[] := '{}';
+    rep_ids bigint[] := '{}';
     seq regclass;
     i int;
 BEGIN
@@ -242,7 +335,9 @@ BEGIN
       FROM (VALUES (1, 'types', p_types::text[]), (2, 'payloads', p_payloads),
                    (3, 'queues', p_queues), (4, 'priorities', p_priorities::text[]),
                    (5, 'run_ats', p_run_ats::text[]), (6, 'delays_ms', p_delays_ms::text[]),
-                   (7, 'max_retries', p_max_retries::text[]), (8, 'keys', p_keys)) AS c(k, name, a)
+                   (7, 'max_retries', p_max_retries::text[]), (8, 'keys', p_keys),
+                   (9, 'unique_for_ms', p_unique_for_ms::text[]),
+                   (10, 'replace', p_replace::text[])) AS c(k, name, a)
      WHERE c.a IS NOT NULL
        AND (array_ndims(c.a) > 1 OR array_lower(c.a, 1) <> 1
             OR (c.k = 2 AND coalesce(array_length(c.a, 1), 0) <> n)
@@ -317,6 +412,27 @@ BEGIN
         RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
     END IF;
 
+    -- Dedup windows and debounce (pgq.keys_expire, pgq.keys_replace): keys
+    -- past their window are freed, waiting jobs of replace items take the
+    -- new payload and run_at; those items are answered by the replaced job.
+    IF cardinality(array_remove(p_unique_for_ms, NULL)) > 0
+       OR coalesce(true = ANY (p_replace), false) THEN
+        PERFORM pgq.check_dedup(s.ord::int, s.key, s.w, coalesce(s.rep, false))
+           FROM unnest(p_keys, p_unique_for_ms, p_replace) WITH ORDINALITY AS s(key, w, rep, ord)
+          WHERE s.w IS NOT NULL OR s.rep;
+        PERFORM pgq.keys_expire(p_keys, p_unique_for_ms);
+        IF coalesce(true = ANY (p_replace), false) THEN
+            SELECT coalesce(array_agg(r.ord), '{}'), coalesce(array_agg(r.id), '{}')
+              INTO rep_ords, rep_ids
+              FROM pgq.keys_replace(p_keys, p_replace, payloads,
+                                    ARRAY(SELECT coalesce(s.run_at, now() + coalesce(s.delay_ms, 0)
+                                                                     * interval '1 millisecond')
+                                            FROM unnest(p_run_ats, p_delays_ms) WITH ORDINALITY
+                                                 AS s(run_at, delay_ms, k)
+                                           ORDER BY s.k)) r;
+        END IF;
+    END IF;
+
     seq := pg_get_serial_sequence('pgq.jobs', 'id')::regclass;
     ids := ARRAY(SELECT nextval(seq) FROM generate_series(1, n));
 
@@ -343,7 +459,7 @@ BEGIN
                   FROM ins
                  ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f;
 
-        RETURN QUERY SELECT s.ord::int, s.id, false
+        RETURN QUERY SELECT s.ord::int, s.id, false, false
                        FROM unnest(ids) WITH ORDINALITY AS s(id, ord);
         RETURN;
     END IF;
@@ -360,7 +476,7 @@ BEGIN
                WITH ORDINALITY AS s(id, type, payload, queue, priority, run_at, delay_ms,
                                     max_retries, key, ord)
           JOIN pgq.job_types t ON t.type = s.type
-         WHERE s.ord <= n
+         WHERE s.ord <= n AND s.ord <> ALL (rep_ords)
     ), firsts AS (
         -- within one batch the first item with a key wins; later ones are its duplicates
         SELECT DISTINCT ON (input.key, CASE WHEN input.key IS NULL THEN input.ord END) input.*
@@ -387,12 +503,13 @@ BEGIN
     -- concurrent insert made ours a duplicate.
     RETURN QUERY
     SELECT s.ord::int,
-           coalesce(mine.id,
+           coalesce(rep.id, mine.id,
                     (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
                     pgq.key_vanished(s.key, s.ord::int)),
-           mine.id IS NULL
+           mine.id IS NULL, rep.id IS NOT NULL
       FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
       LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
+      LEFT JOIN unnest(rep_ords, rep_ids) AS rep(ord, id) ON rep.ord = s.ord
      WHERE s.ord <= n
      ORDER BY s.ord;
 END
@@ -1100,6 +1217,10 @@ LANGUAGE sql STABLE AS $$
          format('attempt row %s', h.id))
      ) AS v(broken, invariant, detail)
      WHERE v.broken
+    UNION ALL
+    SELECT j.id, 'an expired idempotency key still held', format('key %L', j.idempotency_key)
+      FROM pgq.jobs j
+     WHERE j.idempotency_key IS NOT NULL AND j.idempotency_key_expired IS NOT NULL
     UNION ALL
     -- pgq.cancel revokes the lease with the cancelled attempt: the job
     -- cannot be running in the attempt it was cancelled in.

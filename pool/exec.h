@@ -1,5 +1,7 @@
 /* exec.h -- run one job's `exec` handler: a command, payload on stdin, its
- * own process group, a timeout and a cancel flag, stderr tail as the error. */
+ * own process group, a timeout and a cancel flag, stderr tail as the error.
+ * exec.c runs it; the commands are started by the pool's spawner processes
+ * (exec_spawner.c). */
 #ifndef PGQ_EXEC_H
 #define PGQ_EXEC_H
 
@@ -30,7 +32,7 @@ typedef struct exec_result {
     int term_signal;                /* 0 unless killed by a signal */
     bool timed_out, cancelled;      /* we sent SIGTERM (and maybe SIGKILL) because of it */
     int64_t cpu_ms;                 /* user+sys of the command and its reaped children;
-                                     * -1 when unknown (the group was SIGKILLed) */
+                                     * -1 when unknown (it did not start) */
     int64_t max_rss_kb;             /* peak RSS of the command; -1 when unknown */
     int64_t duration_ms;            /* wall time of exec_run */
     char error[2048];               /* "" iff ok, else one message, e.g.
@@ -54,12 +56,13 @@ int exec_resolve(const char *name, char **path, int *err) __attribute__((warn_un
 /* Run one command to completion (or timeout / cancellation) and fill *res.
  * Returns 0 when the attempt has an outcome (see res->ok; a command that
  * cannot be run is a failed attempt, not an internal error), -1 when pgq
- * itself failed (pipe, fork, out of memory; res->error says why). Every
- * process of the command's group is dead when it returns.
- * Thread-safe: many worker threads may run commands at once. The calling
- * thread must outlive the call (the command dies with the thread that
- * forked it, see exec.c), and nobody may reap children with wait(-1) or set
- * SIGCHLD to SIG_IGN, or modify the environment while it runs. */
+ * itself failed (pipe, the spawner, out of memory; res->error says why).
+ * Every process of the command's group is dead when it returns 0; after -1
+ * it is dead or being killed.
+ * Thread-safe: many threads may run commands at once. Calls fork spawners
+ * as needed (up to twice the CPUs), child processes of the caller's that
+ * live until the process exits (restarted if killed); nobody may reap
+ * them with wait(-1), or modify the environment during a call. */
 int exec_run(const exec_request *req, exec_result *res) __attribute__((warn_unused_result));
 
 #endif /* PGQ_EXEC_H */

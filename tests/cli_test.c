@@ -1264,7 +1264,8 @@ START_TEST(add_reads_json_lines)
         { "{\"type\": \"t\"}\n{\"type\": \"t\",}\n", "pgq add: stdin line 2: not JSON: invalid "
           "input syntax for type json (Expected string, but found \"}\".)\n" },
         { "{\"type\": \"t\", \"prio\": 1}\n", "pgq add: stdin line 1: unknown key prio (known: "
-          "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key)\n" },
+          "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key, "
+          "unique_for, replace)\n" },
         { "[1]\n", "pgq add: stdin line 1: a job is a JSON object, not an array\n" },
         { "{\"type\": \"t\", \"priority\": \"x\"}\n", "pgq add: stdin line 1: \"priority\" must "
           "be a number, not string\n" },

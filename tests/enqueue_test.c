@@ -76,7 +76,7 @@ static void *race_add(void *arg)
     for (int k = 0; k < ROUNDS; k++) {
         char key[32];
         pgq_add_opts o = PGQ_ADD_OPTS_INIT;
-        pgq_add_result res = { 0, false };
+        pgq_add_result res = { 0, false, false };
         snprintf(key, sizeof key, "race-%d", k);
         o.idempotency_key = key;
         tu_barrier_wait(r->start);   /* all 8 connections add this key at once */
@@ -841,6 +841,150 @@ START_TEST(sql_enqueue_refuses_misshapen_arrays)
 }
 END_TEST
 
+/* Dedup windows: within the window a second add returns the first job,
+ * even done; after it a new job is made (the old one keeps a record of the
+ * key); without a window the key lives with the row. */
+START_TEST(unique_for_windows_dedup)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.idempotency_key = "win";
+    o.unique_for_ms = 3600 * 1000;
+    pgq_add_result a, b;
+    ck_assert_msg(pgq_add(c, "free", "{\"n\":1}", &o, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert(!a.duplicate);
+    tu_exec("UPDATE pgq.jobs SET state = 'done', attempts = 1, finished_at = now()", 0, NULL);
+    ck_assert_msg(pgq_add(c, "free", "{\"n\":2}", &o, &b, err, sizeof err) == 0, "%s", err);
+    ck_assert(b.duplicate && !b.replaced && b.id == a.id);
+    /* the first job is now older than the window */
+    tu_exec("UPDATE pgq.jobs SET created_at = now() - interval '2 hours'", 0, NULL);
+    ck_assert_msg(pgq_add(c, "free", "{\"n\":3}", &o, &b, err, sizeof err) == 0, "%s", err);
+    ck_assert(!b.duplicate && b.id != a.id);
+    const char *p[] = { tu_lld(a.id) };
+    char *k = tu_text("SELECT coalesce(idempotency_key, '-') || '/' || idempotency_key_expired"
+                      " FROM pgq.jobs WHERE id = $1", 1, p);
+    ck_assert_str_eq(k, "-/win");
+    free(k);
+    /* needs a key; a window must be positive */
+    pgq_add_opts bad = PGQ_ADD_OPTS_INIT;
+    bad.unique_for_ms = 1000;
+    ck_assert_int_eq(pgq_add(c, "free", "{}", &bad, &b, err, sizeof err), -1);
+    ck_assert_str_eq(err, "unique_for needs an idempotency key");
+    bad.idempotency_key = "x";
+    bad.unique_for_ms = -5;
+    ck_assert_int_eq(pgq_add(c, "free", "{}", &bad, &b, err, sizeof err), -1);
+    ck_assert_str_eq(err, "unique_for must be positive, not -5 ms");
+    ck_assert_int_eq(jobs(), 2);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* Debounce: a waiting job with the key takes the new payload and run_at;
+ * once it started, an add is a plain duplicate; in a batch the last item
+ * of a key wins. */
+START_TEST(replace_debounces_waiting_jobs)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.idempotency_key = "deb";
+    o.replace = true;
+    o.delay_ms = 60 * 1000;
+    pgq_add_result a, b;
+    ck_assert_msg(pgq_add(c, "free", "{\"v\":1}", &o, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert(!a.duplicate && !a.replaced);
+    o.delay_ms = 120 * 1000;
+    ck_assert_msg(pgq_add(c, "free", "{\"v\":2}", &o, &b, err, sizeof err) == 0, "%s", err);
+    ck_assert(b.duplicate && b.replaced && b.id == a.id);
+    const char *p[] = { tu_lld(a.id) };
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND payload = '{\"v\":2}'"
+                            " AND run_at > now() + interval '100 seconds'", 1, p), 1);
+    pgq_add_item items[3] = { { "free", "{\"v\":3}", o }, { "free", "{\"v\":4}", o },
+                              { "free", "{}", PGQ_ADD_OPTS_INIT } };
+    pgq_add_result res[3];
+    ck_assert_msg(pgq_add_batch(c, items, 3, res, err, sizeof err) == 0, "%s", err);
+    ck_assert(res[0].replaced && res[1].replaced && res[0].id == a.id && res[1].id == a.id);
+    ck_assert(!res[2].duplicate);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND payload = '{\"v\":4}'",
+                            1, p), 1);
+    /* started: no longer waiting, so a duplicate, not replaced */
+    tu_exec("UPDATE pgq.jobs SET state = 'running', attempts = 1, lease_owner = 'w',"
+            " lease_token = gen_random_uuid(), lease_expires_at = now() + interval '1 minute',"
+            " started_at = now() WHERE id = $1", 1, p);
+    ck_assert_msg(pgq_add(c, "free", "{\"v\":5}", &o, &b, err, sizeof err) == 0, "%s", err);
+    ck_assert(b.duplicate && !b.replaced && b.id == a.id);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND payload = '{\"v\":4}'",
+                            1, p), 1);
+    pgq_add_opts nokey = PGQ_ADD_OPTS_INIT;
+    nokey.replace = true;
+    ck_assert_int_eq(pgq_add(c, "free", "{}", &nokey, &b, err, sizeof err), -1);
+    ck_assert_str_eq(err, "replace needs an idempotency key");
+    tu_exec("UPDATE pgq.jobs SET state = 'done', lease_token = NULL, lease_expires_at = NULL,"
+            " finished_at = now() WHERE id = $1", 1, p);
+    pgq_disconnect(c);
+}
+END_TEST
+
+struct window_racer {
+    tu_barrier *start;
+    int rc;
+    pgq_add_result res;
+    char err[256];
+};
+
+static void *race_window(void *arg)
+{
+    struct window_racer *r = arg;
+    pgq_conn *c = NULL;
+    r->rc = pgq_connect(tu_db_url(), &c, r->err, sizeof r->err);
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.idempotency_key = "race-window";
+    o.unique_for_ms = 1000;
+    o.replace = true;
+    tu_barrier_wait(r->start);
+    if (r->rc == 0)
+        r->rc = pgq_add(c, "free", "{}", &o, &r->res, r->err, sizeof r->err);
+    pgq_disconnect(c);
+    return NULL;
+}
+
+/* Eight connections add one key at once with a window and replace, right
+ * after its old job's window ended: one new job, the others answered by it. */
+START_TEST(concurrent_windowed_adds_make_one_job)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.idempotency_key = "race-window";
+    pgq_add_result old;
+    ck_assert_msg(pgq_add(c, "free", "{}", &o, &old, err, sizeof err) == 0, "%s", err);
+    tu_exec("UPDATE pgq.jobs SET created_at = now() - interval '1 minute', state = 'done',"
+            " attempts = 1, finished_at = now()", 0, NULL);
+    enum { N = 8 };
+    struct window_racer r[N];
+    pthread_t t[N];
+    tu_barrier *b = tu_barrier_new(N);
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct window_racer){ .start = b };
+        ck_assert_int_eq(pthread_create(&t[i], NULL, race_window, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    tu_barrier_free(b);
+    int fresh = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(r[i].rc == 0, "racer %d: %s", i, r[i].err);
+        ck_assert(r[i].res.id != old.id);
+        ck_assert(r[i].res.id == r[0].res.id);
+        fresh += !r[i].res.duplicate;
+    }
+    ck_assert_int_eq(fresh, 1);
+    ck_assert_int_eq(jobs(), 2);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *enqueue_suite(void)
 {
     Suite *s = suite_create("enqueue");
@@ -868,6 +1012,9 @@ Suite *enqueue_suite(void)
     tcase_add_test(tc, plain_sql_producers_are_held_to_the_contract);
     tcase_add_test(tc, adds_in_the_callers_transaction);
     tcase_add_test(tc, sql_enqueue_refuses_misshapen_arrays);
+    tcase_add_test(tc, unique_for_windows_dedup);
+    tcase_add_test(tc, replace_debounces_waiting_jobs);
+    tcase_add_test(tc, concurrent_windowed_adds_make_one_job);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,5 @@
 /*
- * exec_test.c -- unit tests for pool/exec.c: real commands, real processes.
+ * exec_test.c -- unit tests for pool/exec*.c: real commands, real processes.
  *
  * Every test runs sh (or a missing program) through exec_run and asserts the
  * outcome: bytes that reached the command, the exact error text, which
@@ -564,7 +564,7 @@ START_TEST(timeout_sigterm_ends_command)
     ck_assert(!res.cancelled);
     ck_assert_int_eq(res.exit_code, -1);
     ck_assert_int_eq(res.term_signal, SIGTERM);
-    ck_assert_int_ge(res.cpu_ms, 0);      /* the supervisor reported */
+    ck_assert_int_ge(res.cpu_ms, 0);      /* the spawner reported */
     ck_assert_int_lt(res.duration_ms, 30000);
     ck_assert_str_eq(res.error, "killed by signal 15 (SIGTERM) after timeout (300ms)");
 }
@@ -583,7 +583,7 @@ START_TEST(timeout_escalates_to_sigkill)
     ck_assert(res.timed_out);
     ck_assert_int_eq(res.term_signal, SIGKILL);
     ck_assert_int_eq(res.exit_code, -1);
-    ck_assert_int_eq(res.cpu_ms, -1);     /* the supervisor died with it */
+    ck_assert_int_ge(res.cpu_ms, 0);      /* the spawner outlives the group and reports */
     ck_assert_int_lt(mono_ms() - t0, 10000);
     ck_assert_str_eq(res.error, "killed by signal 9 (SIGKILL) after timeout (300ms): stuck");
 }
@@ -825,7 +825,7 @@ START_TEST(many_threads_at_once)
 END_TEST
 
 /* Many threads, each command reading its own payload: no job's stdin stays
- * open in another job's supervisor (that would hang cat). */
+ * open in the spawner or another job's command (that would hang cat). */
 struct catter {
     int id, wrong;
 };
@@ -863,6 +863,162 @@ START_TEST(concurrent_stdin_pipes_do_not_leak)
 }
 END_TEST
 
+/* The parent of pid (the ppid field of /proc/PID/stat); -1 if it is gone. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512], *rp;
+    size_t n;
+    FILE *f;
+    int ppid = -1;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');
+    if (!rp || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+        return -1;
+    return (pid_t)ppid;
+}
+
+static void *run_in_thread(void *arg)
+{
+    exec_result res;
+    ck_assert_int_eq(exec_run(arg, &res), 0);
+    return NULL;
+}
+
+/* Commands are children of a spawner, a child of the pool process, not of
+ * the thread that happened to start it: that thread's exit changes nothing
+ * for later commands (one at a time, they all go to the same spawner). */
+START_TEST(one_spawner_outlives_the_thread_that_started_it)
+{
+    exec_request req = sh_req(script("echo $PPID > @D/p1"));   /* sh_req, script: static */
+    exec_result res;
+    pthread_t t;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, run_in_thread, &req), 0);
+    pthread_join(t, NULL);
+    req = sh_req(script("echo $PPID > @D/p2"));
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    pid_t a = read_pid("p1"), b = read_pid("p2");
+    ck_assert_int_eq(a, b);
+    ck_assert_int_ne(a, getpid());
+    ck_assert_int_eq(parent_of(a), getpid());
+}
+END_TEST
+
+/* The spawner SIGKILLed while a command runs: the command and its child
+ * die too, the attempt is pgq's failure (-1), and the next command gets a
+ * new spawner. */
+START_TEST(spawner_killed_mid_job)
+{
+    struct bg_run r = { .req = sh_req(script("echo $$ > @D/sh; sleep 1000 & echo $! > @D/bg; wait")) };
+    exec_request next;
+    exec_result res;
+    pthread_t t;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, bg_run_main, &r), 0);
+    pid_t sh = read_pid("sh"), bg = read_pid("bg"), sp = parent_of(sh);
+    ck_assert_int_gt(sp, 1);
+    ck_assert_int_ne(sp, getpid());
+    ck_assert_int_eq(parent_of(sp), getpid());
+    ck_assert_int_eq(kill(sp, SIGKILL), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(r.rc, -1);
+    ck_assert_msg(strstr(r.res.error, "spawner died"), "%s", r.res.error);
+    ck_assert_msg(wait_dead(sh, 10000), "command %d survived its spawner", (int)sh);
+    ck_assert_msg(wait_dead(bg, 10000), "grandchild %d survived the spawner", (int)bg);
+
+    next = sh_req(script("echo $PPID > @D/p; exit 3"));   /* static: after r is done */
+    run(&next, &res);
+    ck_assert_int_eq(res.exit_code, 3);
+    pid_t sp2 = read_pid("p");
+    ck_assert_int_ne(sp2, sp);
+    ck_assert_int_eq(parent_of(sp2), getpid());
+}
+END_TEST
+
+/* A process forked from a pool that has a spawner (a plugin, a test) runs
+ * its commands under a spawner of its own, so they die with it, not with
+ * the process it was forked from. */
+START_TEST(forked_pool_gets_its_own_spawner)
+{
+    exec_request warm = sh_req("exit 0");
+    exec_result res;
+    pid_t pool, cmd, bg;
+    int st;
+
+    run(&warm, &res);                   /* this process's spawner exists now */
+    ck_assert(res.ok);
+    pool = fork();
+    ck_assert_int_ge(pool, 0);
+    if (pool == 0) {
+        exec_request req = sh_req(script("echo $$ > @D/sh; sleep 1000 & echo $! > @D/bg; wait"));
+        _exit(exec_run(&req, &res) == 0 ? 0 : 1);
+    }
+    bg = read_pid("bg");
+    cmd = read_pid("sh");
+    ck_assert_int_eq(parent_of(parent_of(cmd)), pool);
+    ck_assert_int_eq(kill(pool, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pool, &st, 0), pool);
+    ck_assert_msg(wait_dead(cmd, 10000), "command %d survived the forked pool", (int)cmd);
+    ck_assert_msg(wait_dead(bg, 10000), "grandchild %d survived the forked pool", (int)bg);
+}
+END_TEST
+
+/* One command of concurrent_commands_spread_over_spawners, with its own
+ * argv and script (sh_req's and script()'s are static). */
+struct ppid_run {
+    struct bg_run r;
+    const char *argv[4];
+    char script[600];
+};
+
+/* Commands that run at the same time are spread over several spawners (one
+ * would make them wait for each other's execve), never more than twice
+ * the CPUs, all of them children of this process. */
+START_TEST(concurrent_commands_spread_over_spawners)
+{
+    struct ppid_run p[THREADS];
+    pthread_t th[THREADS];
+    pid_t seen[THREADS];
+    int nseen = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    for (int i = 0; i < THREADS; i++) {
+        snprintf(p[i].script, sizeof p[i].script, "echo $PPID > %s/ppid%d; sleep 0.5", dir, i);
+        p[i].argv[0] = "sh";
+        p[i].argv[1] = "-c";
+        p[i].argv[2] = p[i].script;
+        p[i].argv[3] = NULL;
+        p[i].r = (struct bg_run){ .req = { .argv = p[i].argv, .timeout_ms = 60000 } };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, bg_run_main, &p[i].r), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++) {
+        char name[32];
+        ck_assert_msg(p[i].r.rc == 0 && p[i].r.res.ok, "%d: %s", i, p[i].r.res.error);
+        snprintf(name, sizeof name, "ppid%d", i);
+        pid_t sp = read_pid(name);
+        int k = 0;
+        while (k < nseen && seen[k] != sp)
+            k++;
+        if (k == nseen) {
+            ck_assert_int_eq(parent_of(sp), getpid());
+            seen[nseen++] = sp;
+        }
+    }
+    ck_assert_int_ge(nseen, 2);
+    ck_assert_int_le(nseen, ncpu * 2 < THREADS ? ncpu * 2 : THREADS);
+}
+END_TEST
+
 Suite *exec_suite(void)
 {
     Suite *s = suite_create("exec");
@@ -894,6 +1050,10 @@ Suite *exec_suite(void)
     tcase_add_test(tc, rusage_is_reported);
     tcase_add_test(tc, many_threads_at_once);
     tcase_add_test(tc, concurrent_stdin_pipes_do_not_leak);
+    tcase_add_test(tc, one_spawner_outlives_the_thread_that_started_it);
+    tcase_add_test(tc, spawner_killed_mid_job);
+    tcase_add_test(tc, forked_pool_gets_its_own_spawner);
+    tcase_add_test(tc, concurrent_commands_spread_over_spawners);
     suite_add_tcase(s, tc);
     return s;
 }
