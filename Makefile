@@ -30,14 +30,16 @@ TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 
 CORE_SRC   = $(wildcard core/*.c)
 CONFIG_SRC = $(wildcard config/*.c)
-POOL_SRC   = $(filter-out pool/main.c,$(wildcard pool/*.c))
+POOL_SRC   = $(wildcard pool/*.c)
 # Numbered schema migrations, applied once each in order; then the state
 # machine's one home, applied whenever its text changed (core/migrate.c).
 MIGRATIONS = $(sort $(wildcard migrations/[0-9]*.sql))
 STATE_SQL = migrations/state_machine.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
-CLI_SRC    = $(wildcard cli/*.c)
+# cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
+POOL_MAIN  = $(BUILD)/cli/pool_main.o
+CLI_SRC    = $(filter-out cli/pool_main.c,$(wildcard cli/*.c))
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
 # The dashboard goes into the programs only, so libpgq needs no ncurses.
 TUI_SRC    = $(wildcard tui/*.c)
@@ -102,6 +104,13 @@ $(BUILD)/migrations_gen.c: $(MIGRATIONS) $(STATE_SQL) $(BUILD)/migrations.list s
 $(BUILD)/migrations_gen.o: $(BUILD)/migrations_gen.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
+# The library's objects hide every symbol but the public API (PGQ_API in
+# the public headers), so libpgq.so exports pgq_* names only; the static
+# library and the programs still link the internal ones among themselves.
+# They depend on this file, so that a change of flags rebuilds them.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+$(LIB_OBJ): Makefile
+
 $(LIBA): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
@@ -114,8 +123,8 @@ $(BUILD)/tui/%.o: CFLAGS += $(shell pkg-config --cflags ncursesw)
 $(PGQ): $(CLI_OBJ) $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
-$(POOL): $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BUILD)/pool/main.o $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
+$(POOL): $(POOL_MAIN) $(TUI_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(POOL_MAIN) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
 BENCH_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
@@ -138,8 +147,10 @@ $(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h 
 	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBS)
 $(TESTBIN): $(TEST_PLUGINS)
 
-$(TESTBIN): $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/tui/model.o $(LIBA) $(LIBS) $(TESTLIBS)
+# The tests drive the dashboard's model (no ncurses in it) directly.
+TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
+$(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
 
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
@@ -149,9 +160,10 @@ test: deps all man service $(TESTBIN)
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
 
-# Unit tests only: no database needed.
-unit: $(TESTBIN) man
-	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_UNIT_ONLY=1 $(TESTBIN)
+# Unit tests only: no database needed (the layout suite reads every object
+# and libpgq.so, so everything is built first).
+unit: all man service $(TESTBIN)
+	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) PGQ_UNIT_ONLY=1 $(TESTBIN)
 
 run: deps all
 	scripts/run-demo.sh $(BUILD)
@@ -174,7 +186,7 @@ deps:
 	@scripts/deps.sh
 
 install: all man service
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
 	    install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
@@ -184,18 +196,19 @@ install: all man service
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
 	ln -sf libpgq.so.0 $(DESTDIR)$(PREFIX)/lib/libpgq.so
-	install -m 644 core/pgq.h pool/pgq_pool.h config/pgq_config.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 core/pgq.h pool/pgq_pool.h config/pgq_config.h $(DESTDIR)$(PREFIX)/include/pgq/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)|' \
 	    pgq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pgq $(DESTDIR)$(PREFIX)/bin/pgq-pool \
-	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq.h \
-	    $(DESTDIR)$(PREFIX)/include/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq_config.h \
+	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq/pgq.h \
+	    $(DESTDIR)$(PREFIX)/include/pgq/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq/pgq_config.h \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc \
 	    $(DESTDIR)$(PREFIX)/share/man/man1/pgq.1 $(DESTDIR)$(PREFIX)/share/man/man8/pgq-pool.8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5/pool.ini.5 $(DESTDIR)$(PREFIX)/share/man/man3/libpgq.3 \
 	    $(DESTDIR)$(PREFIX)/lib/systemd/system/pgq-pool.service
+	-rmdir $(DESTDIR)$(PREFIX)/include/pgq
 
 clean:
 	rm -rf build build-address build-thread build-undefined

@@ -72,39 +72,39 @@ typedef struct pgq_cfg {
  * message in err: "FILE:LINE: [section] key: what is wrong" (the first error
  * in the file). Does not look at the filesystem beyond path (handler programs
  * need not exist). Thread-safe. */
-int pgq_cfg_load(const char *path, pgq_cfg **out, char *err, size_t errlen)
+PGQ_API int pgq_cfg_load(const char *path, pgq_cfg **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Free cfg and everything it owns; accepts NULL. */
-void pgq_cfg_free(pgq_cfg *cfg);
+PGQ_API void pgq_cfg_free(pgq_cfg *cfg);
 
 /* The job type called name, or NULL. The pointer lives as long as cfg. */
-const pgq_cfg_type *pgq_cfg_find_type(const pgq_cfg *cfg, const char *name);
+PGQ_API const pgq_cfg_type *pgq_cfg_find_type(const pgq_cfg *cfg, const char *name);
 
 /* Parse a payload contract such as "to:string, subject:string" (an empty or
  * blank string is an empty contract: *out NULL, *n 0). Returns 0 with *out
  * owned by the caller (free with pgq_require_free), or -1 with a message
  * naming the item (`item 2 "to:str": unknown type "str" (...)`). */
-int pgq_require_parse(const char *s, pgq_cfg_require **out, size_t *n, char *err, size_t errlen)
+PGQ_API int pgq_require_parse(const char *s, pgq_cfg_require **out, size_t *n, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Free an array from pgq_require_parse; accepts NULL. */
-void pgq_require_free(pgq_cfg_require *r, size_t n);
+PGQ_API void pgq_require_free(pgq_cfg_require *r, size_t n);
 
 /* Write the reference of every key as a Markdown table (a header row, then one
  * row per key: section, key, type, default, bounds, description), generated
  * from the same key table that drives parsing. */
-void pgq_cfg_write_reference(FILE *f);
+PGQ_API void pgq_cfg_write_reference(FILE *f);
 
 /* Register (create or update) every job type of cfg in the database, in one
  * transaction. 0, or -1 with the database's message in err. */
-int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
+PGQ_API int pgq_cfg_apply_types(pgq_conn *c, const pgq_cfg *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* The same as `who` (a pool's name): with replace false a definition that
  * another live pool registered differently is not replaced (see
  * pgq_types_register_as); pgq_cfg_apply_types replaces (pgq types apply). */
-int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, bool replace,
+PGQ_API int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, bool replace,
                            char *err, size_t errlen);
 
 #endif /* PGQ_CONFIG_H */

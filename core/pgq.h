@@ -24,6 +24,10 @@
 
 #define PGQ_VERSION "0.1.0"
 #define PGQ_MUSTCHECK __attribute__((warn_unused_result))
+/* What libpgq.so exports. The library is built with -fvisibility=hidden,
+ * so a function without PGQ_API stays internal to it (tests/layout_test.c
+ * fails on any exported name without the pgq_ prefix). */
+#define PGQ_API __attribute__((visibility("default")))
 
 /* "Use the job type's default" for int options. */
 #define PGQ_DEFAULT INT_MIN
@@ -37,7 +41,7 @@ typedef struct pgq_conn pgq_conn;
 
 /* Connect to url (a libpq URI or key=value string; NULL or "" uses the
  * libpq environment). 0 and *out on success; the caller owns *out. */
-int pgq_connect(const char *url, pgq_conn **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_connect(const char *url, pgq_conn **out, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* What sits between pgq and PostgreSQL. Through a pooler in transaction
  * mode (PgBouncer's pool_mode = transaction) consecutive transactions may
@@ -55,15 +59,15 @@ typedef enum pgq_pooler {
     PGQ_POOLER_TRANSACTION,
 } pgq_pooler;
 
-int pgq_connect_via(const char *url, pgq_pooler pooler, pgq_conn **out, char *err,
+PGQ_API int pgq_connect_via(const char *url, pgq_pooler pooler, pgq_conn **out, char *err,
                     size_t errlen) PGQ_MUSTCHECK;
 
 /* "transaction", "session" or "none" into *out (session is none for pgq);
  * -1 and a message naming the value otherwise. */
-int pgq_pooler_parse(const char *text, pgq_pooler *out, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pooler_parse(const char *text, pgq_pooler *out, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Whether c goes through a transaction pooler (see pgq_pooler). */
-bool pgq_conn_txpooled(const pgq_conn *c);
+PGQ_API bool pgq_conn_txpooled(const pgq_conn *c);
 
 /* A pgq_conn over the caller's open libpq connection (a PGconn *), so that
  * pgq_add and pgq_add_batch run inside the caller's transaction: the jobs
@@ -74,30 +78,30 @@ bool pgq_conn_txpooled(const pgq_conn *c);
  * should be READ COMMITTED (PostgreSQL's default): under REPEATABLE READ a
  * concurrent add with the same idempotency key may fail instead of
  * returning the existing job. NULL when pg is NULL or out of memory. */
-pgq_conn *pgq_conn_wrap(void *pg);
+PGQ_API pgq_conn *pgq_conn_wrap(void *pg);
 
 /* Close and free (a wrapped connection: the wrapper only). Accepts NULL. */
-void pgq_disconnect(pgq_conn *c);
+PGQ_API void pgq_disconnect(pgq_conn *c);
 
 /* Re-establish a broken connection (same parameters). 0 when connected. */
-int pgq_reconnect(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_reconnect(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* True when the connection is up as far as libpq knows. */
-bool pgq_connected(const pgq_conn *c);
+PGQ_API bool pgq_connected(const pgq_conn *c);
 
 /* The underlying libpq connection, for LISTEN and tests (a PGconn *). The
  * pgq_conn keeps owning it. */
-void *pgq_conn_pg(pgq_conn *c);
+PGQ_API void *pgq_conn_pg(pgq_conn *c);
 
 /* keep false: jobs completed through this connection are deleted at once,
  * with their history and effects, instead of kept as done until pruned
  * (a pool with keep_done = 0 sets it: one delete instead of a new row
  * version and its index entries). Default true. */
-void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
+PGQ_API void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
 
 /* url as it may be shown: the password of a URI (user:PASSWORD@) or of a
  * key=value string (password=...) replaced by ***. Always NUL-terminated. */
-void pgq_url_redact(const char *url, char *out, size_t outlen);
+PGQ_API void pgq_url_redact(const char *url, char *out, size_t outlen);
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -111,31 +115,31 @@ typedef struct pgq_migration_status {
 /* Apply pending migrations in order, each in its own transaction, under an
  * advisory lock so concurrent migrates are safe. *applied (may be NULL) gets
  * how many this call applied. Refuses a schema newer than this library. */
-int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_migrate(pgq_conn *c, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* The same, stopping at migration `target` (a version this library knows),
  * as an older pgq whose newest migration it was would have left the schema.
  * A database already past target is refused: migrations only go forward. */
-int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Every known migration with whether it is applied. *out is malloc'd
  * (free() it); also lists applied versions this binary does not know. */
-int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
+PGQ_API int pgq_migrate_status(pgq_conn *c, pgq_migration_status **out, size_t *n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Whether the database's job state machine (migrations/state_machine.sql,
  * applied by a migrate to this library's version) is this library's text:
  * *current, and applied_at (40 bytes) its time, "" when never applied. */
-int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
+PGQ_API int pgq_state_machine_status(pgq_conn *c, bool *current, char applied_at[40],
                              char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* 0 when the schema is exactly at this library's version and its state
  * machine is this library's; otherwise -1 and a message saying to migrate
  * (older) or upgrade pgq (newer). */
-int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_schema_check(pgq_conn *c, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Highest migration version compiled into this library. */
-int pgq_schema_version(void);
+PGQ_API int pgq_schema_version(void);
 
 /* ---- queue names ------------------------------------------------------- */
 
@@ -149,7 +153,7 @@ int pgq_schema_version(void);
  * offsets count from 0), e.g.
  *   queue name "bulk emails" contains whitespace at byte offset 4
  * Pure: any thread may call it. */
-int pgq_queue_name_check(const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_queue_name_check(const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* ---- job types --------------------------------------------------------- */
 
@@ -171,7 +175,7 @@ typedef struct pgq_type_def {
 } pgq_type_def;
 
 /* Create or update n job types in one transaction. */
-int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
+PGQ_API int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* The same, recording `who` as the registrant. With replace false (a pool
@@ -180,7 +184,7 @@ int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
  * alive (fresh heartbeat) or registered it in the last minute: -1, and the
  * message names the type, the registrant and what differs. With replace
  * true (pgq types apply: the operator's explicit word) it is. */
-int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const char *who,
+PGQ_API int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const char *who,
                           bool replace, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One registered type, as text, for listing. */
@@ -191,8 +195,8 @@ typedef struct pgq_type_info {
 } pgq_type_info;
 
 /* All registered types ordered by name; free with pgq_types_free. */
-int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
-void pgq_types_free(pgq_type_info *t, size_t n);
+PGQ_API int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API void pgq_types_free(pgq_type_info *t, size_t n);
 
 /* ---- enqueue ----------------------------------------------------------- */
 
@@ -222,7 +226,7 @@ typedef struct pgq_add_result {
 
 /* Enqueue one job; returns once it is committed. payload is JSON text and
  * must satisfy the type's contract. opts may be NULL. */
-int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_opts *opts,
+PGQ_API int pgq_add(pgq_conn *c, const char *type, const char *payload, const pgq_add_opts *opts,
             pgq_add_result *res, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 typedef struct pgq_add_item {
@@ -233,7 +237,7 @@ typedef struct pgq_add_item {
 
 /* Enqueue n jobs in one round trip and one transaction: all or nothing.
  * res[i] answers items[i]. An error names the item ("item 7: ..."). */
-int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
+PGQ_API int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
                   char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* ---- working a job ----------------------------------------------------- */
@@ -253,10 +257,10 @@ typedef struct pgq_job {
 /* Claim the next ready job of the given queues (priority, run_at, id order;
  * FOR UPDATE SKIP LOCKED) for `worker` with a lease of lease_ttl_ms. *job is
  * NULL when none is ready; otherwise the caller frees it with pgq_job_free. */
-int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
+PGQ_API int pgq_claim(pgq_conn *c, const char *const *queues, size_t nqueues, const char *worker,
               int64_t lease_ttl_ms, pgq_job **job, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-void pgq_job_free(pgq_job *job);   /* accepts NULL */
+PGQ_API void pgq_job_free(pgq_job *job);   /* accepts NULL */
 
 /* What is known of an attempt's execution; -1 (or 0 for term_signal) when
  * not applicable. */
@@ -271,12 +275,12 @@ typedef struct pgq_attempt_info {
 
 /* Renew n leases (ids[i] with tokens[i]) to now + lease_ttl_ms in one
  * statement. lost[i] is set true for each lease no longer held. */
-int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, size_t n,
+PGQ_API int pgq_heartbeat(pgq_conn *c, const int64_t *ids, const char *const *tokens, size_t n,
                   int64_t lease_ttl_ms, bool *lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Mark the job done. *lease_lost true (and nothing changed) when the token
  * no longer holds the job. info may be NULL. */
-int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
+PGQ_API int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
                  bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One finished attempt to record as done: the job, its lease token, and
@@ -296,7 +300,7 @@ typedef struct pgq_ack {
  * the claimed jobs in claim order (free each with pgq_job_free). queues may
  * be empty (nqueues 0) or max_jobs 0 to only complete. On error nothing was
  * done (the transaction rolled back). */
-int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *lost,
+PGQ_API int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *lost,
                        const char *const *queues, size_t nqueues, const char *worker,
                        int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs, size_t *njobs,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
@@ -312,22 +316,22 @@ int pgq_complete_claim(pgq_conn *c, const pgq_ack *acks, size_t nacks, bool *los
  * keeping their hints (the safety net for what no note announces; a pool
  * uses 10 s). */
 typedef struct pgq_hints pgq_hints;
-pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
+PGQ_API pgq_hints *pgq_hints_new(const char *const *queues, size_t n, int64_t better_ms,
                          int64_t forget_ms);   /* NULL: out of memory */
-void pgq_hints_free(pgq_hints *h);              /* accepts NULL */
+PGQ_API void pgq_hints_free(pgq_hints *h);              /* accepts NULL */
 /* A notification a LISTEN connection received (channel, payload): on
  * pgq_ready ("QUEUE PRIORITY RUN_AT_US ID DUE", a job made ready) the
  * queue's next claim starts no later than there; pgq_jobs ("QUEUE",
  * something due) changes nothing. Malformed notes are ignored. True when
  * the queue is one of the hints'. A pool listens on both and wakes a
  * worker on pgq_jobs. */
-bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload);
+PGQ_API bool pgq_hints_note(pgq_hints *h, const char *channel, const char *payload);
 /* Drop every hint (after a lost LISTEN connection, say). */
-void pgq_hints_forget(pgq_hints *h);
+PGQ_API void pgq_hints_forget(pgq_hints *h);
 
 /* pgq_complete_claim with claim hints (NULL: none, search everything). A
  * failed call forgets the hints (the claim may have rolled back). */
-int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
+PGQ_API int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
                               size_t nacks, bool *lost, const char *const *queues,
                               size_t nqueues, const char *worker, int64_t lease_ttl_ms,
                               size_t max_jobs, pgq_job **jobs, size_t *njobs, char *err,
@@ -340,17 +344,17 @@ typedef struct pgq_fail_result {
 } pgq_fail_result;
 
 /* End the attempt as failed with `error`; retried with backoff or dead. */
-int pgq_fail(pgq_conn *c, int64_t id, const char *token, const char *error,
+PGQ_API int pgq_fail(pgq_conn *c, int64_t id, const char *token, const char *error,
              const pgq_attempt_info *info, pgq_fail_result *res,
              char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Give the job back (ready, attempt not counted), e.g. at shutdown. */
-int pgq_release(pgq_conn *c, int64_t id, const char *token, bool *lease_lost,
+PGQ_API int pgq_release(pgq_conn *c, int64_t id, const char *token, bool *lease_lost,
                 char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Turn up to `limit` expired leases (of any pool) into failed attempts with
  * the error "lease expired". *reaped (may be NULL) gets how many. */
-int pgq_reap(pgq_conn *c, int limit, int *reaped, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_reap(pgq_conn *c, int limit, int *reaped, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* ---- run_once: at-most-once side effects (DESIGN.md promise 7) ---------- */
 
@@ -370,30 +374,30 @@ typedef int (*pgq_once_fn)(void *arg, char *err, size_t errlen);
  * records the key as started (fenced by the lease, its own committed
  * transaction), runs fn, then records done (or removes the record when fn
  * failed). Uses c from the calling thread only. */
-pgq_once_result pgq_run_once(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+PGQ_API pgq_once_result pgq_run_once(pgq_conn *c, int64_t job_id, const char *token, const char *key,
                              pgq_once_fn fn, void *arg, char *err, size_t errlen);
 
 /* The two halves of pgq_run_once, for callers that run the effect
  * elsewhere (pgq once KEY -- CMD). begin answers PGQ_ONCE_RAN to mean "go
  * ahead, recorded as started"; end records the outcome. */
-pgq_once_result pgq_once_begin(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+PGQ_API pgq_once_result pgq_once_begin(pgq_conn *c, int64_t job_id, const char *token, const char *key,
                                char *err, size_t errlen);
-int pgq_once_end(pgq_conn *c, int64_t job_id, const char *token, const char *key,
+PGQ_API int pgq_once_end(pgq_conn *c, int64_t job_id, const char *token, const char *key,
                  bool succeeded, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-const char *pgq_once_result_name(pgq_once_result r);
+PGQ_API const char *pgq_once_result_name(pgq_once_result r);
 
 /* ---- operating --------------------------------------------------------- */
 
 /* Move the given dead or cancelled jobs back to ready with fresh retries;
  * done[i] (may be NULL) tells which ones moved. Concurrent requeues of the
  * same job move it once. Recorded in pgq.actions with `who`. */
-int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                 int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Requeue every job in `state` ("dead" or "cancelled") matching queue and
  * type (NULL: any). *count gets how many moved. */
-int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
+PGQ_API int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Cancel the given ready, scheduled or running jobs; done[i] tells which.
@@ -401,7 +405,7 @@ int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, cons
  * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
  * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
  * fallback). */
-int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
+PGQ_API int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Pause (pause true) or resume queues: a paused queue is claimed by no
@@ -409,12 +413,12 @@ int pgq_cancel(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool 
  * (may be NULL) tells whether queues[i] changed state; each call that
  * changes one is recorded in pgq.actions with who. Resuming wakes the
  * pools. A name that breaks the queue-name rule is refused, naming it. */
-int pgq_pause(pgq_conn *c, const char *const *queues, size_t n, bool pause, const char *who,
+PGQ_API int pgq_pause(pgq_conn *c, const char *const *queues, size_t n, bool pause, const char *who,
               bool *changed, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Delete done jobs finished more than keep_done_ms ago and dead/cancelled
  * ones older than keep_dead_ms, at most `limit` rows; *deleted gets how many. */
-int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+PGQ_API int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
               int64_t *deleted, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* pgq_prune as one round of a pass of several: upto ("" for the first
@@ -422,7 +426,7 @@ int pgq_prune(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit
  * one's did, so that a round does not walk again the index entries of the
  * rows the rounds before it deleted (vacuum may not have removed them yet:
  * under a pinned xmin a pass of many rounds would be quadratic). */
-int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
+PGQ_API int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int limit,
                     char *upto, size_t uptolen, int64_t *deleted, char *err,
                     size_t errlen) PGQ_MUSTCHECK;
 
@@ -439,7 +443,7 @@ typedef struct pgq_queue_stats {
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */
-int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* A job's whole story, as text for display. */
 typedef struct pgq_attempt_row {
@@ -469,20 +473,20 @@ typedef struct pgq_job_detail {
 
 /* Load job id. *out NULL (and 0) when there is no such job. Free with
  * pgq_job_detail_free. */
-int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, size_t errlen) PGQ_MUSTCHECK;
-void pgq_job_detail_free(pgq_job_detail *d);
+PGQ_API int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API void pgq_job_detail_free(pgq_job_detail *d);
 
 /* ---- pools registry (pgq.workers) --------------------------------------- */
 
 /* Register a running pool under a unique name (host:pid:start). */
-int pgq_pool_register_row(pgq_conn *c, const char *name, const char *host, int pid, int workers,
+PGQ_API int pgq_pool_register_row(pgq_conn *c, const char *name, const char *host, int pid, int workers,
                           const char *const *queues, size_t nqueues, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Refresh its heartbeat and in-flight count; re-creates the row if an
  * operator or a cleanup deleted it. Also forgets pools silent for an hour. */
-int pgq_pool_beat_row(pgq_conn *c, const char *name, int in_flight, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_beat_row(pgq_conn *c, const char *name, int in_flight, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Remove the row at shutdown. */
-int pgq_pool_deregister_row(pgq_conn *c, const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_deregister_row(pgq_conn *c, const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 #endif

@@ -142,3 +142,15 @@ void handlers_free(struct handlers *h)
         h = older;
     }
 }
+
+const struct handler *pool_handler(pgq_pool *p, const char *type)
+{
+    const struct handler *h = NULL;
+    pthread_mutex_lock(&p->mu);
+    struct handlers *g = p->handlers;
+    for (size_t i = 0; g && i < g->n; i++)
+        if (strcmp(g->h[i].type->name, type) == 0)
+            h = &g->h[i];
+    pthread_mutex_unlock(&p->mu);
+    return h;
+}

@@ -27,65 +27,65 @@ typedef struct pgq_ctx pgq_ctx;
 typedef int (*pgq_handler_fn)(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 
 /* The job being handled (id, type, queue, payload JSON, 1-based attempt). */
-const pgq_job *pgq_ctx_job(const pgq_ctx *ctx);
+PGQ_API const pgq_job *pgq_ctx_job(const pgq_ctx *ctx);
 
 /* The worker's own connection, for the handler's SQL (same thread only). */
-pgq_conn *pgq_ctx_conn(pgq_ctx *ctx);
+PGQ_API pgq_conn *pgq_ctx_conn(pgq_ctx *ctx);
 
 /* Run fn at most once for this job and key (see pgq_run_once). */
-pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
+PGQ_API pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen);
 
 /* True once this worker no longer holds the job's lease: whatever the
  * handler does now will not be recorded, and run_once refuses. */
-bool pgq_ctx_lease_lost(const pgq_ctx *ctx);
+PGQ_API bool pgq_ctx_lease_lost(const pgq_ctx *ctx);
 
 /* True when the handler should stop: lease lost, its timeout passed, or
  * the pool's shutdown deadline passed. Long handlers should poll it. */
-bool pgq_ctx_cancelled(const pgq_ctx *ctx);
+PGQ_API bool pgq_ctx_cancelled(const pgq_ctx *ctx);
 
 /* Log levels, for pgq_pool_set_log_level and the -v/-q flags. */
 enum pgq_log_level { PGQ_LOG_ERROR = 0, PGQ_LOG_WARN, PGQ_LOG_INFO, PGQ_LOG_DEBUG };
 
 /* Create a pool for cfg (the pool takes ownership of cfg). db_url NULL
  * means cfg's url, then $DATABASE_URL. Nothing connects yet. */
-int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* The database URL the pool resolved (db_url, cfg's url, $DATABASE_URL);
  * owned by the pool. */
-const char *pgq_pool_db_url(const pgq_pool *p);
+PGQ_API const char *pgq_pool_db_url(const pgq_pool *p);
 
 /* Register the in-process function for job types whose handler is
  * `callback NAME`. Before pgq_pool_start. */
-int pgq_pool_on(pgq_pool *p, const char *name, pgq_handler_fn fn, void *arg, char *err,
+PGQ_API int pgq_pool_on(pgq_pool *p, const char *name, pgq_handler_fn fn, void *arg, char *err,
                 size_t errlen) PGQ_MUSTCHECK;
 
 /* Resolve every job type's handler (exec command on PATH, plugin symbol,
  * registered callback) without starting anything. 0 when all resolve. */
-int pgq_pool_check(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_check(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Connect, check the schema, register the job types, and start the
  * threads. Returns once running. The caller's thread should block all
- * signals first (threads inherit the mask); see pgq-pool's main.c. */
-int pgq_pool_start(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
+ * signals first (threads inherit the mask); see pgq-pool's main (cli/pool_main.c). */
+PGQ_API int pgq_pool_start(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Ask for a graceful stop: claim nothing more, let in-flight jobs finish
  * until shutdown_timeout, then release the rest. Any thread; returns at once. */
-void pgq_pool_stop(pgq_pool *p);
+PGQ_API void pgq_pool_stop(pgq_pool *p);
 
 /* Wait for the stop to complete (threads joined, leases released, pool
  * deregistered). 0 when everything was released cleanly. */
-int pgq_pool_wait(pgq_pool *p) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_wait(pgq_pool *p) PGQ_MUSTCHECK;
 
 /* Re-read the job-type sections of the config file (SIGHUP). In-flight
  * jobs finish with the handler they started with. [pool] and [database]
  * changes need a restart and are reported in err (return 0 still). */
-int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* Free a stopped (or never started) pool. Accepts NULL. */
-void pgq_pool_free(pgq_pool *p);
+PGQ_API void pgq_pool_free(pgq_pool *p);
 
 /* Log threshold for this process's pool log lines (stderr). */
-void pgq_pool_set_log_level(enum pgq_log_level level);
+PGQ_API void pgq_pool_set_log_level(enum pgq_log_level level);
 
 #endif

@@ -59,48 +59,16 @@ static char *fmt(const char *f, ...)
     return keep(s);
 }
 
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-/* Read what is there; false at EOF (or error). */
-static bool drain(int fd, struct buf *b)
-{
-    if (b->cap - b->n < 4096) {
-        b->cap = b->cap * 2 + 4096;
-        b->p = realloc(b->p, b->cap);
-        ck_assert_ptr_nonnull(b->p);
-    }
-    ssize_t r = read(fd, b->p + b->n, b->cap - b->n - 1);
-    if (r < 0 && (errno == EINTR || errno == EAGAIN))
-        return true;
-    if (r <= 0)
-        return false;
-    b->n += (size_t)r;
-    return true;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Run pgq with argv (without argv[0]). The child starts without
- * DATABASE_URL, PGQ_JOB_ID and PGQ_LEASE_TOKEN; env then sets "K=V" entries
- * and unsets bare "K" ones (NULL: nothing more). Bounded to 60 s. */
 /* A file for the next run's stdin (NULL: /dev/null). */
 static const char *run_stdin;
 
+/* Run pgq with argv (without argv[0]), as tu_run_cmd does (a clean
+ * environment plus env). Bounded to 60 s. */
 static struct run run_env(const char *const *env, const char *const *argv)
 {
-    char path[4096];
-    int po[2], pe[2];
+    const char *path = fmt("%s/pgq", tu_bin_dir());
     size_t argc = 0;
 
-    snprintf(path, sizeof path, "%s/pgq", tu_bin_dir());
     ck_assert_msg(access(path, X_OK) == 0, "%s: %s", path, strerror(errno));
     while (argv[argc])
         argc++;
@@ -108,70 +76,9 @@ static struct run run_env(const char *const *env, const char *const *argv)
     ck_assert_ptr_nonnull(args);
     args[0] = "pgq";
     memcpy(args + 1, argv, argc * sizeof *args);
-
-    ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        int devnull = open(run_stdin ? run_stdin : "/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        unsetenv("DATABASE_URL");
-        unsetenv("PGQ_JOB_ID");
-        unsetenv("PGQ_LEASE_TOKEN");
-        for (size_t i = 0; env && env[i]; i++) {
-            const char *eq = strchr(env[i], '=');
-            if (eq) {
-                char name[256];
-                snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
-                setenv(name, eq + 1, 1);
-            } else {
-                unsetenv(env[i]);
-            }
-        }
-        execv(path, (char *const *)args);
-        dprintf(2, "exec %s: %s\n", path, strerror(errno));
-        _exit(126);
-    }
+    tu_run r = tu_run_cmd(NULL, env, run_stdin, path, args, 60);
     free(args);
-    close(po[1]);
-    close(pe[1]);
-
-    struct buf out = { malloc(8192), 0, 8192 }, err = { malloc(8192), 0, 8192 };
-    struct pollfd fds[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
-    double deadline = now_s() + 60;
-    ck_assert(out.p && err.p);
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-        if (now_s() > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            ck_abort_msg("pgq %s: no exit within 60 s", argv[0] ? argv[0] : "");
-        }
-        int r = poll(fds, 2, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        ck_assert_int_ge(r, 0);
-        for (int k = 0; k < 2; k++) {
-            if (fds[k].fd < 0 || !fds[k].revents)
-                continue;
-            if (!drain(fds[k].fd, k == 0 ? &out : &err)) {
-                close(fds[k].fd);
-                fds[k].fd = -1;
-            }
-        }
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    out.p[out.n] = '\0';
-    err.p[err.n] = '\0';
-    struct run res = { WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-                       keep(out.p), keep(err.p) };
-    return res;
+    return (struct run){ r.code, keep(r.out), keep(r.err) };
 }
 
 #define ARGV(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -218,14 +125,6 @@ static bool has_line(const char *text, const char *line)
         if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
             return true;
     return false;
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
 }
 
 /* ---- database helpers --------------------------------------------------- */
@@ -317,26 +216,6 @@ static void remove_tmpdir(void)
 static const char *tmp_path(const char *name)
 {
     return fmt("%s/%d-%s", tmpdir, (int)getpid(), name);
-}
-
-static int file_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    int n = 0, ch;
-    while ((ch = fgetc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 static const char *ini(const char *name)
@@ -923,7 +802,7 @@ START_TEST(migrate_on_migrated_db)
     struct run r = PGQ_DB("migrate", "--status");
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql applied ", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(count_lines(r.out), pgq_schema_version() + 1);
+    ck_assert_int_eq(tu_count_lines(r.out), pgq_schema_version() + 1);
     ck_assert_ptr_null(strstr(r.out, "pending"));
     ck_assert_msg(strstr(r.out, "\n- state_machine.sql applied 2"), "[%s]", r.out);
     /* the applied time is a timestamp, not empty */
@@ -950,7 +829,7 @@ START_TEST(migrate_fresh_and_newer_database)
     r = run_env(NULL, ARGV("--db", db, "migrate", "--status"));
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql pending\n", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(count_lines(r.out), v + 1);
+    ck_assert_int_eq(tu_count_lines(r.out), v + 1);
     for (const char *l = r.out; *l; l = strchr(l, '\n') + 1)
         ck_assert_msg(strncmp(strchr(l, '\n') - 8, " pending", 8) == 0, "[%s]", r.out);
 
@@ -1031,7 +910,7 @@ START_TEST(types_apply_and_list)
                                       "timeout=1m backoff_base=1s backoff_max=1h %s", req)),
                   "[%s]", r.out);
     /* plus the two types of setup(): one line each, sorted by name */
-    ck_assert_int_eq(count_lines(r.out), 4);
+    ck_assert_int_eq(tu_count_lines(r.out), 4);
     ck_assert_msg(strncmp(r.out, "cli-mail ", 9) == 0, "[%s]", r.out);
 
     /* producers are now checked against that contract */
@@ -1090,8 +969,8 @@ START_TEST(database_url_precedence)
 
     /* [database] url beats DATABASE_URL; --db beats [database] url */
     const char *good_ini = tmp_path("good.ini"), *bad_ini = tmp_path("bogus.ini");
-    write_file(good_ini, fmt("[database]\nurl = %s\n", tu_db_url()));
-    write_file(bad_ini, fmt("[database]\nurl = %s\n", bogus));
+    tu_write_file(good_ini, fmt("[database]\nurl = %s\n", tu_db_url()));
+    tu_write_file(bad_ini, fmt("[database]\nurl = %s\n", bogus));
     r = run_env(ENV(fmt("DATABASE_URL=%s", bogus)), ARGV("-c", good_ini, "stats"));
     ck_assert_msg(r.code == 0, "%d %s", r.code, r.err);
     r = run_env(ENV(fmt("DATABASE_URL=%s", bogus)), ARGV("stats", "--config", good_ini));
@@ -1154,18 +1033,18 @@ START_TEST(once_exit_codes)
                "DATABASE_URL\n");
     usage_err(run_env(ENV(db, jid, tok), ARGV("once", "k")), "pgq once: ", "command");
     usage_err(run_env(ENV(db, jid, tok), ARGV("once", "--", "true")), "pgq once: ", "KEY");
-    ck_assert_int_eq(file_lines(file), 0);
+    ck_assert_int_eq(tu_file_lines(file), 0);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects", 0, NULL), 0);
 
     /* runs once: 0 "ran", then 0 "skipped" (done either way) */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
                "pgq once: k: ran\n");
-    ck_assert_int_eq(file_lines(file), 1);
+    ck_assert_int_eq(tu_file_lines(file), 1);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k'"
                             " AND state = 'done' AND finished_at IS NOT NULL", 1, p_id), 1);
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append)), 0, "",
                fmt("pgq once: k: skipped, already done for job %" PRId64 "\n", j->id));
-    ck_assert_int_eq(file_lines(file), 1);
+    ck_assert_int_eq(tu_file_lines(file), 1);
 
     /* the command's output and arguments pass through untouched */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "echo", "--", "echo", "a b", "--db", "-c")),
@@ -1180,7 +1059,7 @@ START_TEST(once_exit_codes)
                "pgq once: k2: sh exited with status 7; record removed\n");
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k2", "--", "sh", "-c", append)), 0, "",
                "pgq once: k2: ran\n");
-    ck_assert_int_eq(file_lines(file), 2);
+    ck_assert_int_eq(tu_file_lines(file), 2);
     /* killed by a signal counts as failed too */
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k8", "--", "sh", "-c", "kill -9 $$")),
                1, "", "pgq once: k8: sh killed by signal 9; record removed\n");
@@ -1195,7 +1074,7 @@ START_TEST(once_exit_codes)
     ASSERT_RUN(run_env(ENV(db, tok, "PGQ_JOB_ID=987654"),
                        ARGV("once", "k4", "--", "sh", "-c", append)), 5, "",
                "pgq once: run_once k4: job 987654 is no longer held by this lease\n");
-    ck_assert_int_eq(file_lines(file), 2);
+    ck_assert_int_eq(tu_file_lines(file), 2);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE key = 'k4'", 0, NULL), 0);
 
     /* in doubt: an earlier attempt (another lease) started k3 and never finished */
@@ -1204,7 +1083,7 @@ START_TEST(once_exit_codes)
     ASSERT_RUN(run_env(ENV(db, jid, tok), ARGV("once", "k3", "--", "sh", "-c", append)), 4, "",
                fmt("pgq once: k3: in doubt for job %" PRId64 ": an earlier attempt died while it "
                    "ran; not running it again\n", j->id));
-    ck_assert_int_eq(file_lines(file), 2);
+    ck_assert_int_eq(tu_file_lines(file), 2);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE job_id = $1 AND key = 'k3'"
                             " AND state = 'started' AND worker = 'dead-worker'", 1, p_id), 1);
     /* operators see it */
@@ -1227,11 +1106,11 @@ START_TEST(once_exit_codes)
             1, p_id);
     r = run_env(ENV(db, jid, tok), ARGV("once", "k6", "--", "sh", "-c", append));
     ck_assert_int_eq(r.code, 5);
-    ck_assert_int_eq(file_lines(file), 2);
+    ck_assert_int_eq(tu_file_lines(file), 2);
     /* without the lease even a done key answers 5, and nothing runs */
     r = run_env(ENV(db, jid, tok), ARGV("once", "k", "--", "sh", "-c", append));
     ck_assert_int_eq(r.code, 5);
-    ck_assert_int_eq(file_lines(file), 2);
+    ck_assert_int_eq(tu_file_lines(file), 2);
 
     pgq_job_free(j);
     pgq_disconnect(c);
@@ -1371,7 +1250,7 @@ START_TEST(add_reads_json_lines)
     struct run r = PGQ_DB("add", "-");
     run_stdin = NULL;
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 1104);
+    ck_assert_int_eq(tu_count_lines(r.out), 1104);
     long long first = atoll(r.out);
     ck_assert_msg(strstr(r.out, tu_fmt("\n%lld duplicate\n", first + 2)), "[%.200s]", r.out);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 1103);

@@ -32,29 +32,12 @@ START_TEST(readme_config_reference_is_current)
 }
 END_TEST
 
-/* What a shell command printed (stdout and stderr together), and its status. */
-static char *run_sh(const char *cmd, int *status)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-    FILE *p = popen(tu_fmt("( %s ) 2>&1", cmd), "r");
-    ck_assert_msg(p, "%s", cmd);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        fwrite(buf, 1, n, m);
-    *status = pclose(p);
-    fclose(m);
-    return out;
-}
-
 /* The warnings of rendering a page, "" when none: man -l with its
  * warnings on, then groff with all of them (man's own set is small). */
 static char *man_warnings(const char *page)
 {
     int st;
-    char *w = run_sh(tu_fmt("MANWIDTH=80 man --warnings -l '%s' 2>&1 >/dev/null && "
+    char *w = tu_sh(tu_fmt("MANWIDTH=80 man --warnings -l '%s' 2>&1 >/dev/null && "
                             "groff -man -Tutf8 -wall '%s' 2>&1 >/dev/null", page, page), &st);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rendering %s: %s", page, w);
     return w;
@@ -63,7 +46,7 @@ static char *man_warnings(const char *page)
 START_TEST(man_pages_render_without_warnings)
 {
     int st;
-    free(run_sh("command -v man && command -v scdoc", &st));
+    free(tu_sh("command -v man && command -v scdoc", &st));
     if (st != 0) {
         fprintf(stderr, "docs_test: man or scdoc missing: man pages not checked "
                         "(scripts/deps.sh installs them)\n");
@@ -86,7 +69,7 @@ START_TEST(man_pages_render_without_warnings)
     ck_assert_msg(*w, "a broken page rendered without a warning");
     free(w);
     /* every key of the key table is in pool.ini(5) */
-    char *ini = run_sh(tu_fmt("MANWIDTH=200 man -l '%s/man/pool.ini.5'", tu_bin_dir()), &st);
+    char *ini = tu_sh(tu_fmt("MANWIDTH=200 man -l '%s/man/pool.ini.5'", tu_bin_dir()), &st);
     char *ref = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&ref, &len);
@@ -110,7 +93,7 @@ START_TEST(man_pages_cover_the_help)
     char path[4096];
     snprintf(path, sizeof path, "%s/../man/pgq.1.scd", tu_test_dir());
     char *page = tu_slurp(path);
-    char *help = run_sh(tu_fmt("'%s/pgq' --help", tu_bin_dir()), &st);
+    char *help = tu_sh(tu_fmt("'%s/pgq' --help", tu_bin_dir()), &st);
     char *cmds = strstr(help, "commands:\n");
     ck_assert_ptr_nonnull(cmds);
     for (char *l = strchr(cmds, '\n') + 1; l && strncmp(l, "  ", 2) == 0; l = strchr(l, '\n')) {
@@ -123,7 +106,7 @@ START_TEST(man_pages_cover_the_help)
     free(page);
     snprintf(path, sizeof path, "%s/../man/pgq-pool.8.scd", tu_test_dir());
     page = tu_slurp(path);
-    help = run_sh(tu_fmt("'%s/pgq-pool' --help", tu_bin_dir()), &st);
+    help = tu_sh(tu_fmt("'%s/pgq-pool' --help", tu_bin_dir()), &st);
     for (char *p = help; (p = strstr(p, " --")); p += 3) {
         char opt[64];
         if (sscanf(p + 1, "%63[-a-z]", opt) == 1 && strlen(opt) > 2)
@@ -145,12 +128,12 @@ START_TEST(systemd_unit_is_hardened)
                   "unit has an unreplaced placeholder:\n%s", text);
     ck_assert_msg(strstr(text, "\nExecStart=/") && strstr(text, "/pgq-pool -c /"), "%s", text);
     free(text);
-    free(run_sh("command -v systemd-analyze", &st));
+    free(tu_sh("command -v systemd-analyze", &st));
     if (st != 0) {
         fprintf(stderr, "docs_test: systemd-analyze missing: the unit's score is not checked\n");
         return;
     }
-    char *out = run_sh(tu_fmt("systemd-analyze security --offline=true --threshold=40 '%s'", unit),
+    char *out = tu_sh(tu_fmt("systemd-analyze security --offline=true --threshold=40 '%s'", unit),
                        &st);
     const char *level = strstr(out, "Overall exposure level");
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the unit scores above 4.0: %s",
@@ -164,6 +147,8 @@ Suite *docs_suite(void)
 {
     Suite *s = suite_create("docs");
     TCase *tc = tcase_create("docs");
+    /* man and groff on a loaded machine outlast Check's 4 s default. */
+    tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_test(tc, readme_config_reference_is_current);
     tcase_add_test(tc, man_pages_render_without_warnings);
     tcase_add_test(tc, man_pages_cover_the_help);

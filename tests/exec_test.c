@@ -25,6 +25,7 @@
 
 #include "../pool/exec.h"
 #include "pgq_pool.h"
+#include "testutil.h"
 
 Suite *exec_suite(void);
 
@@ -122,31 +123,11 @@ static pid_t read_pid(const char *name)
     }
 }
 
-/* Gone, or a zombie nobody reaps (the container's init may not): dead. */
-static bool pid_dead(pid_t pid)
-{
-    char path[64], buf[512], *rp;
-    size_t n;
-    FILE *f;
-
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return true;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return true;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
-}
-
 static bool wait_dead(pid_t pid, int ms)
 {
     int64_t end = mono_ms() + ms;
 
-    while (!pid_dead(pid)) {
+    while (!tu_pid_dead(pid)) {
         if (mono_ms() > end)
             return false;
         sleep_ms(20);
@@ -689,8 +670,8 @@ START_TEST(commands_die_with_the_pool)
     }
     bg = read_pid("bg");
     cmd = read_pid("sh");
-    ck_assert(!pid_dead(cmd));
-    ck_assert(!pid_dead(bg));
+    ck_assert(!tu_pid_dead(cmd));
+    ck_assert(!tu_pid_dead(bg));
     ck_assert_int_eq(kill(pool, SIGKILL), 0);
     ck_assert_int_eq(waitpid(pool, &st, 0), pool);
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);

@@ -151,19 +151,6 @@ static int hang(void *arg, char *err, size_t errlen)
     return 0;
 }
 
-static long lines_in(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long n = 0;
-    int ch;
-    if (!f)
-        return 0;
-    while ((ch = fgetc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
-
 START_TEST(sigkill_inside_fn_leaves_effect_in_doubt)
 {
     char err[512], marker[] = "/tmp/pgq-once-XXXXXX";
@@ -196,7 +183,7 @@ START_TEST(sigkill_inside_fn_leaves_effect_in_doubt)
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     tu_check_invariants();
     close(fds[0]);
-    ck_assert_int_eq(lines_in(marker), 1);
+    ck_assert_int_eq(tu_file_lines(marker), 1);
 
     tu_reap_until(c, 1);   /* the dead worker's lease expires */
     runs = 0;
@@ -205,7 +192,7 @@ START_TEST(sigkill_inside_fn_leaves_effect_in_doubt)
     ck_assert_int_eq(pgq_run_once(c, j->id, j->lease_token, "email", count_run, NULL, err,
                                   sizeof err), PGQ_ONCE_IN_DOUBT);
     ck_assert_int_eq(runs, 0);
-    ck_assert_int_eq(lines_in(marker), 1);
+    ck_assert_int_eq(tu_file_lines(marker), 1);
     /* operators see it */
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects_in_doubt WHERE key = 'email'",
                             0, NULL), 1);

@@ -28,26 +28,9 @@ static char dir[64];
 static pid_t bouncer = -1;
 static int bport;
 
-/* The test database's name (tu_text's copy freed). */
-static const char *db_name(void)
-{
-    char *t = tu_text("SELECT current_database()", 0, NULL);
-    const char *name = tu_fmt("%s", t);
-    free(t);
-    return name;
-}
-
 static void sleep_ms(int ms)
 {
     nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 /* The test server's host, port and user, from its URL. */
@@ -80,16 +63,16 @@ static void bouncer_start(const char *mode)
     snprintf(dir, sizeof dir, "/tmp/pgq-bouncer.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     bport = 20000 + (int)(getpid() % 20000);
-    const char *dbname = db_name();
-    write_text(tu_fmt("%s/users.txt", dir), tu_fmt("\"%s\" \"\"\n", user));
-    write_text(tu_fmt("%s/pgbouncer.ini", dir),
-               tu_fmt("[databases]\n%s = host=%s port=%s dbname=%s\n"
-                      "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
-                      "unix_socket_dir =\nauth_type = trust\nauth_file = %s/users.txt\n"
-                      "pool_mode = %s\ndefault_pool_size = %d\nmax_client_conn = 200\n"
-                      "logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n",
-                      dbname, host, port, dbname, bport, dir, mode,
-                      strcmp(mode, "transaction") == 0 ? 2 : 20, dir, dir));
+    char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    tu_write_file(tu_fmt("%s/users.txt", dir), tu_fmt("\"%s\" \"\"\n", user));
+    tu_write_file(tu_fmt("%s/pgbouncer.ini", dir),
+                  tu_fmt("[databases]\n%s = host=%s port=%s dbname=%s\n"
+                         "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
+                         "unix_socket_dir =\nauth_type = trust\nauth_file = %s/users.txt\n"
+                         "pool_mode = %s\ndefault_pool_size = %d\nmax_client_conn = 200\n"
+                         "logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n",
+                         dbname, host, port, dbname, bport, dir, mode,
+                         strcmp(mode, "transaction") == 0 ? 2 : 20, dir, dir));
     const char *as = NULL;
     if (getuid() == 0) {
         as = getpwnam("postgres") ? "postgres" : "pgqtest";
@@ -117,8 +100,10 @@ static void bouncer_start(const char *mode)
         PGconn *pg = PQconnectdb(tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname));
         bool ok = PQstatus(pg) == CONNECTION_OK;
         PQfinish(pg);
-        if (ok)
+        if (ok) {
+            free(dbname);
             return;
+        }
         sleep_ms(100);
     }
     ck_abort_msg("pgbouncer did not come up on port %d (log: %s/pgbouncer.log)", bport, dir);
@@ -140,8 +125,10 @@ static const char *bouncer_url(void)
 {
     char host[256] = "", port[256] = "", user[256] = "pgq";
     server_params(host, port, user, sizeof host);
-    const char *dbname = db_name();
-    return tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname);
+    char *dbname = tu_text("SELECT current_database()", 0, NULL);
+    const char *url = tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname);
+    free(dbname);
+    return url;
 }
 
 /* Run the pgq CLI with PGQ_POOLER=pooler; its exit status. */
@@ -194,7 +181,7 @@ static void run_through(const char *mode, const char *pooler, bool listen_direct
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), JOBS);
 
     const char *ledger = tu_fmt("%s/ledger", dir), *ini = tu_fmt("%s/pool.ini", dir);
-    write_text(ini, tu_fmt("[database]\nurl = %s\npooler = %s\n%s"
+    tu_write_file(ini, tu_fmt("[database]\nurl = %s\npooler = %s\n%s"
                            "[pool]\nworkers = 4\npoll = 50ms\nheartbeat = 200ms\nlease_ttl = 5s\n"
                            "[job bouncer]\nhandler = exec /bin/sh -c 'echo $PGQ_JOB_ID >> %s'\n",
                            url, pooler,

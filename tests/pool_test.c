@@ -83,16 +83,6 @@ static const char *in_dir(const char *name)
     return tu_fmt("%s/%s", dir, name);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    const char *t = tu_fmt("%s.tmp", path);
-    FILE *f = fopen(t, "w");
-    ck_assert_msg(f != NULL, "%s: %s", t, strerror(errno));
-    fputs(text, f);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(t, path), 0);
-}
-
 /* The whole file, malloc'd; NULL if it cannot be read. */
 static char *read_file(const char *path)
 {
@@ -120,25 +110,15 @@ static bool exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
-static int count_lines(const char *path)
-{
-    char *s = read_file(path);
-    int n = 0;
-    for (char *p = s; p && *p; p++)
-        n += *p == '\n';
-    free(s);
-    return n;
-}
-
 /* An executable sh script in the test dir; $D is the dir, $PGQ the pgq CLI.
  * Files it writes for the test go through a rename, so the test never reads
  * half a pid. */
 static const char *script(const char *name, const char *body)
 {
     const char *path = in_dir(name);
-    write_file(path, tu_fmt("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
-                         "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
-                         dir, tu_bin_dir(), body));
+    tu_write_file(path, tu_fmt("#!/bin/sh\nD='%s'\nPGQ='%s/pgq'\n"
+                               "put() { echo \"$2\" > \"$D/$1.tmp\" && mv \"$D/$1.tmp\" \"$D/$1\"; }\n%s",
+                               dir, tu_bin_dir(), body));
     ck_assert_int_eq(chmod(path, 0755), 0);
     return path;
 }
@@ -167,10 +147,10 @@ static const char *pool_ini_batch(const char *name, int workers, int batch,
                                   const char *shutdown_timeout, const char *jobs)
 {
     const char *path = in_dir(name);
-    write_file(path, tu_fmt("[pool]\nworkers = %d\n%slease_ttl = 1s\nheartbeat = 200ms\n"
-                         "poll = 100ms\nshutdown_timeout = %s\n\n%s",
-                         workers, batch ? tu_fmt("batch = %d\n", batch) : "", shutdown_timeout,
-                         jobs));
+    tu_write_file(path, tu_fmt("[pool]\nworkers = %d\n%slease_ttl = 1s\nheartbeat = 200ms\n"
+                               "poll = 100ms\nshutdown_timeout = %s\n\n%s",
+                               workers, batch ? tu_fmt("batch = %d\n", batch) : "",
+                               shutdown_timeout, jobs));
     return path;
 }
 
@@ -190,22 +170,6 @@ static pid_t read_pid(const char *name)
     free(s);
     ck_assert_int_gt(pid, 1);
     return pid;
-}
-
-/* Gone, or a zombie nobody reaped yet (an orphan's reaper may be slow). */
-static bool pid_dead(pid_t pid)
-{
-    char buf[512];
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return true;
-    FILE *f = fopen(tu_fmt("/proc/%d/stat", (int)pid), "r");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
 static pid_t parent_of(pid_t pid)
@@ -392,61 +356,6 @@ static void kill_pools(void)
         }
     }
     npools = 0;
-}
-
-/* Run a program to its end (bounded), stdout and stderr into files. env:
- * "K=V" sets, bare "K" unsets. */
-struct run {
-    int code;   /* exit status, 128 + signal when killed */
-    char *out, *err;
-};
-
-static struct run run_cmd(const char *cwd, const char *const *env, const char *const *argv)
-{
-    static int seq;
-    const char *out = in_dir(tu_fmt("run-%d.out", ++seq)), *err = in_dir(tu_fmt("run-%d.err", seq));
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fo < 0 || fe < 0 || nul < 0 || (cwd && chdir(cwd) < 0))
-            _exit(126);
-        dup2(nul, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        unsetenv("DATABASE_URL");
-        for (size_t i = 0; env && env[i]; i++) {
-            const char *eq = strchr(env[i], '=');
-            if (eq)
-                setenv(tu_fmt("%.*s", (int)(eq - env[i]), env[i]), eq + 1, 1);
-            else
-                unsetenv(env[i]);
-        }
-        execv(argv[0], (char *const *)argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(126);
-    }
-    int st = 0;
-    bool done = WAIT_UNTIL(waitpid(pid, &st, WNOHANG) == pid, 120000);
-    if (!done) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        ck_abort_msg("%s did not exit within 120 s", argv[0]);
-    }
-    struct run r = { WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), read_file(out),
-                     read_file(err) };
-    ck_assert(r.out && r.err);
-    return r;
-}
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
 }
 
 #define ARGV(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -671,14 +580,14 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
     }
     P_ASSERT(njobs("running") == 3, "3 jobs should be running");
     for (int i = 0; i < nprocs; i++)
-        P_ASSERT(!pid_dead(procs[i]), "process %d died early", (int)procs[i]);
+        P_ASSERT(!tu_pid_dead(procs[i]), "process %d died early", (int)procs[i]);
 
     pool_signal(a, SIGKILL);
     int64_t t0 = now_ms();
     P_ASSERT(WAIT_UNTIL(pool_gone(a), WAIT_MS), "the pool survived SIGKILL");
     tu_check_invariants();
     for (int i = 0; i < nprocs; i++)
-        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "%s %d outlived the killed pool",
+        P_ASSERT(WAIT_UNTIL(tu_pid_dead(procs[i]), 10000), "%s %d outlived the killed pool",
                  what[i], (int)procs[i]);
     int64_t t_dead = now_ms() - t0;
     P_ASSERT(njobs("running") == 3, "the jobs should still be leased to the dead pool");
@@ -725,7 +634,7 @@ START_TEST(sigterm_drains_short_jobs)
     sleep_ms(500);
     P_ASSERT(!pool_gone(a), "the pool exited with jobs in flight");
     P_ASSERT(njobs("running") == 2, "the in-flight jobs should still run");
-    write_file(in_dir("go"), "");
+    tu_write_file(in_dir("go"), "");
     int64_t t_go = now_ms();
     pool_wait_exit(a, 0);
     fprintf(stderr, "pool_test: SIGTERM drain: exit %lld ms after the jobs were let go "
@@ -772,7 +681,7 @@ START_TEST(sigterm_releases_long_jobs)
     fprintf(stderr, "pool_test: SIGTERM with hanging jobs, shutdown_timeout 1s: exit after %lld "
             "ms\n", (long long)took);
     for (int i = 0; i < 4; i++)
-        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
+        P_ASSERT(WAIT_UNTIL(tu_pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
                  (int)procs[i]);
     for (int i = 0; i < 2; i++) {
         P_ASSERT(strcmp(job_state(ids[i]), "ready") == 0, "job %lld: %s", ids[i],
@@ -844,7 +753,7 @@ START_TEST(second_sigterm_exits_at_once)
             (long long)took);
     P_ASSERT(log_count(a, "second ") == 1, "the second signal was not logged");
     for (int i = 0; i < 4; i++)
-        P_ASSERT(WAIT_UNTIL(pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
+        P_ASSERT(WAIT_UNTIL(tu_pid_dead(procs[i]), 10000), "handler process %d outlived the pool",
                  (int)procs[i]);
     P_ASSERT(njobs("running") == 2, "the jobs should still be leased to the gone pool");
 
@@ -1058,7 +967,7 @@ START_TEST(hanging_exec_killed_at_timeout)
     long long id = add_job("hang", "{}");
     P_ASSERT(WAIT_UNTIL(strcmp(job_state(id), "done") == 0, WAIT_MS), "job not done: %s",
              job_state(id));
-    P_ASSERT(pid_dead(read_pid("hang")), "the hanging handler survived its timeout");
+    P_ASSERT(tu_pid_dead(read_pid("hang")), "the hanging handler survived its timeout");
     const char *h = history(id);
     const char *want = "1:failed:killed by signal 15 (SIGTERM) after timeout (1s)";
     P_ASSERT(strncmp(h, want, strlen(want)) == 0 && strstr(h, ",2:done:") && !strstr(h, ",3:"),
@@ -1190,7 +1099,7 @@ START_TEST(sigstop_past_lease_exec_changes_nothing)
     /* a's handler (its own process group, still running) now tries the
      * effect with a's stale token: the database refuses (exit 5), where
      * a missing fence would say "skipped" (3) or run it. */
-    write_file(in_dir("go"), "");
+    tu_write_file(in_dir("go"), "");
     const char *rcfile = in_dir(tu_fmt("rc-%lld-1", id));
     P_ASSERT(WAIT_UNTIL(exists(rcfile), WAIT_MS), "a's handler did not try its effect");
     char *rc = read_file(rcfile);
@@ -1217,7 +1126,7 @@ START_TEST(sigstop_past_lease_plugin_changes_nothing)
     /* a's handler, frozen with a, tries the effect as soon as it resumes
      * (with the job's token, straight to the database), then fails the
      * attempt, which a must not record either */
-    write_file(in_dir("go"), "");
+    tu_write_file(in_dir("go"), "");
     pool_signal(a, SIGCONT);
     const char *once = in_dir(tu_fmt("once-%lld-1", id));
     P_ASSERT(WAIT_UNTIL(exists(once), WAIT_MS), "a's handler did not try its effect");
@@ -1256,7 +1165,7 @@ START_TEST(lease_lost_stops_handlers)
             " NULL) FROM pgq.jobs WHERE state = 'running'", 0, NULL);
     P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("term-%lld", ex))), WAIT_MS),
              "the exec handler got no SIGTERM");
-    P_ASSERT(WAIT_UNTIL(pid_dead(shpid), 10000), "the exec handler survived");
+    P_ASSERT(WAIT_UNTIL(tu_pid_dead(shpid), 10000), "the exec handler survived");
     const char *flag = in_dir(tu_fmt("cancel-%lld-1", in));
     P_ASSERT(WAIT_UNTIL(exists(flag), WAIT_MS), "the in-process handler was not cancelled");
     char *text = read_file(flag);
@@ -1599,32 +1508,32 @@ static const char *fixture(const char *name)
     ck_assert_ptr_nonnull(bin);
     const char *path = tu_fmt("%s/%s", bin, name);
     free(bin);
-    write_file(path, text);
+    tu_write_file(path, text);
     free(text);
     return path;
 }
 
 /* pgq-pool ARGS run in the build dir, without a database in the
  * environment. */
-static struct run pool_cmd(const char *const *args)
+static tu_run pool_cmd(const char *const *args)
 {
     const char *argv[8] = { tu_fmt("%s/pgq-pool", tu_bin_dir()) };
     for (int i = 0; args[i]; i++) {
         ck_assert_int_lt(i, 6);
         argv[i + 1] = args[i];
     }
-    return run_cmd(tu_bin_dir(), NULL, argv);
+    return tu_run_cmd(tu_bin_dir(), NULL, NULL, argv[0], argv, 120);
 }
 
 /* Exit code, empty stdout and exactly the one line want on stderr. */
 static void assert_refused(const char *const *args, int code, const char *want)
 {
-    struct run r = pool_cmd(args);
+    tu_run r = pool_cmd(args);
     ck_assert_msg(r.code == code && strcmp(r.out, "") == 0 &&
                   strcmp(r.err, tu_fmt("%s\n", want)) == 0,
                   "pgq-pool %s %s: exit %d (want %d)\nstdout: [%s]\nstderr: [%s]\nwant:   [%s]",
                   args[0], args[1] ? args[1] : "", r.code, code, r.out, r.err, want);
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 START_TEST(bad_config_files)
@@ -1653,11 +1562,11 @@ END_TEST
 START_TEST(check_validates_handlers)
 {
     const char *f = fixture("pool-check-good.ini");
-    struct run r = pool_cmd(ARGV("--check", "-c", f));
+    tu_run r = pool_cmd(ARGV("--check", "-c", f));
     ck_assert_msg(r.code == 0 && strcmp(r.out, tu_fmt("%s: ok (3 job types, 3 workers)\n", f)) == 0
                   && strcmp(r.err, "") == 0, "exit %d\nstdout: [%s]\nstderr: [%s]", r.code,
                   r.out, r.err);
-    run_free(&r);
+    tu_run_free(&r);
 
     f = fixture("pool-check-missing-exec.ini");
     assert_refused(ARGV("--check", "-c", f), 1,
@@ -1683,7 +1592,7 @@ START_TEST(check_validates_handlers)
     ck_assert_msg(r.code == 1 && strncmp(r.err, want, strlen(want)) == 0 &&
                   strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "exit %d, stderr [%s]",
                   r.code, r.err);
-    run_free(&r);
+    tu_run_free(&r);
 
     /* relative handler paths are relative to the config's directory, from
      * any current directory (under systemd it is /); the shipped examples
@@ -1691,32 +1600,32 @@ START_TEST(check_validates_handlers)
     ck_assert_int_eq(mkdir(in_dir("sub"), 0755), 0);
     script("sub/h.sh", "exit 0\n");
     const char *rel = in_dir("rel.ini");
-    write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
+    tu_write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
     const char *const shipped[] = { rel, tu_fmt("%s/../config/pool.ini", tu_test_dir()),
                                     tu_fmt("%s/../examples/demo.ini", tu_test_dir()) };
     for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
-        r = run_cmd("/", NULL, ARGV(tu_fmt("%s/pgq-pool", tu_bin_dir()), "--check", "-c",
-                                    shipped[i]));
+        const char *pool = tu_fmt("%s/pgq-pool", tu_bin_dir());
+        r = tu_run_cmd("/", NULL, NULL, pool, ARGV(pool, "--check", "-c", shipped[i]), 120);
         ck_assert_msg(r.code == 0 && strstr(r.out, ": ok ("), "%s from /: exit %d [%s] [%s]",
                       shipped[i], r.code, r.out, r.err);
-        run_free(&r);
+        tu_run_free(&r);
     }
 
     /* without --check, the same file does not start the pool */
     r = pool_cmd(ARGV("-c", fixture("pool-check-callback.ini"), "--db", tu_db_url()));
     ck_assert_msg(r.code == 1 && strstr(r.err, tu_fmt("ERROR pool: cannot start: %s\n", msg)) &&
                   !strstr(r.err, "started"), "exit %d, stderr [%s]", r.code, r.err);
-    run_free(&r);
+    tu_run_free(&r);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
 }
 END_TEST
 
 START_TEST(usage)
 {
-    struct run r = pool_cmd(ARGV("--help"));
+    tu_run r = pool_cmd(ARGV("--help"));
     ck_assert_msg(r.code == 0 && strncmp(r.out, "usage: pgq-pool -c pool.ini", 27) == 0 &&
                   strcmp(r.err, "") == 0, "--help: exit %d [%s] [%s]", r.code, r.out, r.err);
-    run_free(&r);
+    tu_run_free(&r);
     assert_refused(ARGV("--bogus"), 2,
                    "pgq-pool: unknown or incomplete argument \"--bogus\" (see --help)");
     assert_refused(ARGV("-c"), 2, "pgq-pool: unknown or incomplete argument \"-c\" (see --help)");
@@ -1733,14 +1642,15 @@ START_TEST(embed_demo_runs)
                                "[job send-email]\nhandler = callback send_email\n"
                                "require = to:string, subject:string\n");
     const char *outbox = in_dir("outbox");
-    struct run r = run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
-                           ARGV(tu_fmt("%s/examples/embed-demo", tu_bin_dir()), ini, tu_lld(n), outbox));
+    const char *demo = tu_fmt("%s/examples/embed-demo", tu_bin_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
+                          NULL, demo, ARGV(demo, ini, tu_lld(n), outbox), 120);
     ck_assert_msg(r.code == 0 && strcmp(r.out, "embed-demo: all jobs finished\n") == 0,
                   "embed-demo: exit %d\nstdout: [%s]\nstderr: [%s]", r.code, r.out, r.err);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs WHERE type = 'send-email' AND state = "
                         "'done'"), n);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs"), n);
-    ck_assert_int_eq(count_lines(outbox), n);
+    ck_assert_int_eq(tu_file_lines(outbox), n);
     /* one line per job, each job once */
     char *text = read_file(outbox);
     for (long long id = 1; id <= n; id++)
@@ -1748,7 +1658,7 @@ START_TEST(embed_demo_runs)
     free(text);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.effects WHERE state = 'done'"), n);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);
-    run_free(&r);
+    tu_run_free(&r);
 }
 END_TEST
 
@@ -1793,13 +1703,13 @@ START_TEST(sighup_adds_a_job_type)
     }
     /* the job in flight across the reload is still in hand, and finishes */
     P_ASSERT(strcmp(job_state(j1), "running") == 0, "job %lld: %s", j1, job_state(j1));
-    write_file(in_dir("go"), "");
+    tu_write_file(in_dir("go"), "");
     P_ASSERT(WAIT_UNTIL(strcmp(job_state(j1), "done") == 0, WAIT_MS), "job %lld: %s", j1,
              job_state(j1));
     P_ASSERT(strcmp(history(j1), "1:done:") == 0, "history %s", history(j1));
 
     /* a broken file is refused and the job types stay */
-    write_file(ini, "[pool]\nworkers = 2\n[job fresh]\nhandler = exec\n");
+    tu_write_file(ini, "[pool]\nworkers = 2\n[job fresh]\nhandler = exec\n");
     pool_signal(a, SIGHUP);
     P_ASSERT(WAIT_UNTIL(log_count(a, "reload failed, keeping the old job types") == 1, WAIT_MS),
              "no failed reload logged");
@@ -1895,7 +1805,7 @@ START_TEST(paused_queue_is_not_claimed)
     sleep_ms(800);   /* four polls, and the listener woke a worker for each add */
     P_ASSERT(njobs("ready") == 3 && njobs("running") == 1, "paused: %lld ready, %lld running",
              njobs("ready"), njobs("running"));
-    write_file(in_dir("go"), "");
+    tu_write_file(in_dir("go"), "");
     P_ASSERT(WAIT_UNTIL(strcmp(job_state(first), "done") == 0, WAIT_MS),
              "the running job did not finish: %s", job_state(first));
     sleep_ms(500);
@@ -1922,9 +1832,9 @@ START_TEST(cancelled_running_job_is_stopped)
                                           "trap 'put term-$PGQ_JOB_ID 1; exit 1' TERM\n"
                                           "while :; do sleep 0.05; done\n");
     const char *ini = in_dir("a.ini");
-    write_file(ini, tu_fmt("[pool]\nworkers = 2\nlease_ttl = 90s\nheartbeat = 30s\npoll = 100ms\n"
-                           "shutdown_timeout = 5s\n\n[job forever]\nhandler = exec %s\n"
-                           "timeout = 120s\n", sh));
+    tu_write_file(ini, tu_fmt("[pool]\nworkers = 2\nlease_ttl = 90s\nheartbeat = 30s\n"
+                              "poll = 100ms\nshutdown_timeout = 5s\n\n[job forever]\n"
+                              "handler = exec %s\ntimeout = 120s\n", sh));
     struct pool *a = pool_start("a", ini);
     long long id = add_job("forever", "{}");
     P_ASSERT(WAIT_UNTIL(exists(in_dir(tu_fmt("started-%lld", id))), WAIT_MS),
@@ -1973,12 +1883,13 @@ START_TEST(pools_do_not_overwrite_each_others_job_types)
     P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 3,
              "pool b replaced the definition");
     /* the operator's word replaces it; a pool that agrees starts */
-    struct run r = run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()),
-                                                       NULL },
-                           (const char *const[]){ tu_fmt("%s/pgq", tu_bin_dir()), "types",
-                                                  "apply", "-c", b_ini, NULL });
+    const char *pgq = tu_fmt("%s/pgq", tu_bin_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()),
+                                                      NULL },
+                          NULL, pgq, (const char *const[]){ pgq, "types", "apply", "-c", b_ini,
+                                                            NULL }, 120);
     P_ASSERT(r.code == 0, "pgq types apply: %d %s", r.code, r.err);
-    run_free(&r);
+    tu_run_free(&r);
     P_ASSERT(q0("SELECT max_retries FROM pgq.job_types WHERE type = 'shared'") == 7,
              "pgq types apply did not replace the definition");
     struct pool *b2 = pool_start("b2", b_ini);

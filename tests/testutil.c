@@ -1,12 +1,19 @@
 /* Test helpers: see testutil.h. */
 #include "testutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *tu_db_url(void)
 {
@@ -223,4 +230,189 @@ const char *tu_fmt(const char *fmt, ...)
 const char *tu_lld(long long v)
 {
     return tu_fmt("%lld", v);
+}
+
+bool tu_pid_dead(pid_t pid)
+{
+    char buf[512];
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    FILE *f = fopen(tu_fmt("/proc/%d/stat", (int)pid), "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The state follows the command name, which may itself hold ')'. */
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+void tu_write_file(const char *path, const char *text)
+{
+    const char *t = tu_fmt("%s.tmp", path);
+    FILE *f = fopen(t, "w");
+    ck_assert_msg(f != NULL, "%s: %s", t, strerror(errno));
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_msg(rename(t, path) == 0, "rename %s: %s", t, strerror(errno));
+}
+
+int tu_count_lines(const char *text)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+int tu_file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct buf {
+    char *p;
+    size_t n, cap;
+};
+
+/* Read what is there into b; false at EOF (or error). */
+static bool drain(int fd, struct buf *b)
+{
+    if (b->cap - b->n < 4096) {
+        b->cap = b->cap * 2 + 4096;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    ssize_t r = read(fd, b->p + b->n, b->cap - b->n - 1);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (r <= 0)
+        return false;
+    b->n += (size_t)r;
+    return true;
+}
+
+/* In the child: what tu_run_cmd promises about its environment. */
+static void child_env(const char *const *env)
+{
+    unsetenv("DATABASE_URL");
+    unsetenv("PGQ_JOB_ID");
+    unsetenv("PGQ_LEASE_TOKEN");
+    for (size_t i = 0; env && env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (eq) {
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+            setenv(name, eq + 1, 1);
+        } else {
+            unsetenv(env[i]);
+        }
+    }
+}
+
+tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_path,
+                  const char *path, const char *const *argv, int timeout_s)
+{
+    int po[2], pe[2];
+    ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
+        if (in < 0 || (cwd && chdir(cwd) < 0))
+            _exit(126);
+        dup2(in, 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        child_env(env);
+        execv(path, (char *const *)argv);
+        dprintf(2, "exec %s: %s\n", path, strerror(errno));
+        _exit(126);
+    }
+    close(po[1]);
+    close(pe[1]);
+
+    /* Both pipes at once: a child that fills one while we block on the
+     * other would never exit. */
+    struct buf out = { malloc(8192), 0, 8192 }, err = { malloc(8192), 0, 8192 };
+    struct pollfd fds[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+    int64_t deadline = mono_ms() + (int64_t)timeout_s * 1000;
+    ck_assert(out.p && err.p);
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+        if (mono_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            ck_abort_msg("%s: no exit within %d s", path, timeout_s);
+        }
+        int r = poll(fds, 2, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        ck_assert_int_ge(r, 0);
+        for (int k = 0; k < 2; k++) {
+            if (fds[k].fd < 0 || !fds[k].revents)
+                continue;
+            if (!drain(fds[k].fd, k == 0 ? &out : &err)) {
+                close(fds[k].fd);
+                fds[k].fd = -1;
+            }
+        }
+    }
+    /* The pipes closed, but a child may close them and keep running. */
+    int st;
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0) {
+        if (mono_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            ck_abort_msg("%s: no exit within %d s", path, timeout_s);
+        }
+        nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
+    }
+    if (w < 0)
+        ck_abort_msg("waitpid %s: %s", path, strerror(errno));
+    out.p[out.n] = '\0';
+    err.p[err.n] = '\0';
+    return (tu_run){ WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out.p, err.p };
+}
+
+void tu_run_free(tu_run *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+char *tu_sh(const char *cmd, int *status)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    ck_assert_ptr_nonnull(m);
+    FILE *p = popen(tu_fmt("( %s ) 2>&1", cmd), "r");
+    ck_assert_msg(p, "%s", cmd);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        fwrite(buf, 1, n, m);
+    *status = pclose(p);
+    fclose(m);
+    return out;
 }

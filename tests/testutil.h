@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pgq.h"
 
@@ -45,6 +46,41 @@ const char *tu_lld(long long v);
 /* A whole file, malloc'd (asserts it can be read). */
 char *tu_slurp(const char *path);
 
+/* ---- processes and files (the tests that run programs) ---- */
+
+/* Gone, or a zombie nobody reaped yet (the container's init may not reap,
+ * and an orphan's reaper may be slow): dead either way. */
+bool tu_pid_dead(pid_t pid);
+
+/* Write text to path through a rename, so a reader (a handler script, a
+ * pool reloading its config) never sees half of it; asserts it worked. */
+void tu_write_file(const char *path, const char *text);
+
+/* How many '\n' text holds / the file at path holds (0 if unreadable). */
+int tu_count_lines(const char *text);
+int tu_file_lines(const char *path);
+
+/* What one run of a program produced; out and err are malloc'd and
+ * NUL-terminated (tu_run_free). code: exit status, 128 + signal if killed. */
+typedef struct tu_run {
+    int code;
+    char *out, *err;
+} tu_run;
+
+/* Run the program at path with argv (argv[0] included) to its end, stdin
+ * from the file stdin_path (NULL: /dev/null), stdout and stderr captured. The child starts without
+ * DATABASE_URL, PGQ_JOB_ID and PGQ_LEASE_TOKEN, so nothing leaks from the
+ * test's environment; env then sets "K=V" entries and unsets bare "K" ones
+ * (NULL: nothing more). cwd NULL: ours. It dies with the test process; the
+ * test fails if it runs longer than timeout_s. */
+tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_path,
+                  const char *path, const char *const *argv, int timeout_s);
+void tu_run_free(tu_run *r);
+
+/* Run cmd with sh; what it printed (stdout and stderr together), malloc'd,
+ * and *status its wait status (as pclose returns it). */
+char *tu_sh(const char *cmd, int *status);
+
 /* Register a job type. require like "to:string,subject:string" or "". */
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
              int64_t backoff_base_ms);
@@ -80,6 +116,7 @@ Suite *dburl_suite(void);
 Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *slot_suite(void);
+Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);

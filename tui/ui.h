@@ -1,5 +1,6 @@
 /* Internal to the dashboard: the UI state shared by the loop (top.c), the
- * key table (keys.c) and the views (view.c). UI thread only. */
+ * key table (keys.c) and the views (view.c), and its helpers (ui.c). UI
+ * thread only. */
 #ifndef PGQ_TUI_UI_H
 #define PGQ_TUI_UI_H
 
@@ -55,6 +56,8 @@ struct ui {
 
     bool color, utf8;
 };
+
+/* ui.c: */
 
 /* The job list of the current screen (NULL and 0 when it has none). */
 const struct snap_job *ui_rows(const struct ui *u, size_t *n);

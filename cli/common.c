@@ -1,0 +1,196 @@
+/* What every pgq subcommand shares (cli.h): one-line errors, the -c/--db
+ * options, loading the config, connecting, and parsing option values. Apart
+ * from main.c, which only dispatches, so that the subcommands and the
+ * dispatcher do not depend on each other in a circle. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "duration.h"
+
+static int vreport(const struct cli *c, int code, const char *fmt, va_list ap)
+{
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fprintf(stderr, "pgq%s%s: %s\n", c && c->cmd ? " " : "", c && c->cmd ? c->cmd : "", msg);
+    return code;
+}
+
+int cli_error(const struct cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vreport(c, EXIT_FAIL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cli_usage_error(const struct cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vreport(c, EXIT_USAGE, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+bool cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cli_common_opt(struct cli *c, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char **slot = NULL;
+    const char *val = NULL;
+
+    if (strcmp(a, "--json") == 0) {
+        if (!c->json_ok) {
+            if (c->cmd)
+                cli_usage_error(c, "--json: not an option of pgq %s (stats, show, types list, "
+                                "requeue, cancel and version take it)", c->cmd);
+            else
+                cli_usage_error(c, "--json goes after the command (pgq stats --json)");
+            return -1;
+        }
+        c->json = true;
+        return 1;
+    }
+    if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0)
+        slot = &c->config_path;
+    else if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0)
+        slot = &c->db_url;
+    else
+        return 0;
+    const char *eq = strchr(a, '=');
+    if (eq && a[1] == '-') {
+        val = eq + 1;
+    } else {
+        if (*i + 1 >= argc) {
+            cli_usage_error(c, "%s needs a value", a);
+            return -1;
+        }
+        val = argv[++*i];
+    }
+    *slot = val;
+    return 1;
+}
+
+int cli_args(struct cli *c, int argc, char **argv, const char *help, const char **pos,
+             int maxpos, int *npos)
+{
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_opt(c, argc, argv, &i);
+        if (r < 0)
+            return -1;
+        if (r)
+            continue;
+        if (cli_is_help(argv[i])) {
+            fputs(help, stdout);
+            return 1;
+        }
+        if (*npos >= maxpos) {
+            cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
+            return -1;
+        }
+        pos[(*npos)++] = argv[i];
+    }
+    return 0;
+}
+
+int cli_load_config(struct cli *c)
+{
+    char err[1024];
+    if (!c->config_path || c->cfg)
+        return 0;
+    if (pgq_cfg_load(c->config_path, &c->cfg, err, sizeof err) < 0) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_connect(struct cli *c, bool any_schema)
+{
+    char err[1024];
+    if (cli_load_config(c) < 0)
+        return -1;
+    const char *url = c->db_url;
+    /* The config's pooler goes with the config's url; --db and
+     * DATABASE_URL go with $PGQ_POOLER. */
+    pgq_pooler pooler = PGQ_POOLER_AUTO;
+    if (!url && c->cfg && c->cfg->db_url) {
+        url = c->cfg->db_url;
+        pooler = c->cfg->pooler;
+    }
+    if (!url)
+        url = getenv("DATABASE_URL");
+    if (!url || !*url) {
+        cli_error(c, "no database: give --db URL, [database] url in -c FILE, or set DATABASE_URL");
+        return -1;
+    }
+    if (pgq_connect_via(url, pooler, &c->conn, err, sizeof err) < 0) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    if (!any_schema && pgq_schema_check(c->conn, err, sizeof err) < 0) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_close(struct cli *c)
+{
+    pgq_disconnect(c->conn);
+    c->conn = NULL;
+    pgq_cfg_free(c->cfg);
+    c->cfg = NULL;
+}
+
+int cli_parse_int(const struct cli *c, const char *opt, const char *val, long min, long max,
+                  long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end) {
+        cli_usage_error(c, "%s: \"%s\" is not a whole number", opt, val);
+        return -1;
+    }
+    if (v < min || v > max) {
+        cli_usage_error(c, "%s: %ld is out of range (%ld to %ld)", opt, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_id(const struct cli *c, const char *val, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(val, &end, 10);
+    if (errno || end == val || *end || v <= 0) {
+        cli_usage_error(c, "\"%s\" is not a job id (a positive whole number)", val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms)
+{
+    char err[256];
+    if (pgq_duration_parse(val, ms, err, sizeof err) < 0) {
+        cli_usage_error(c, "%s: %s", opt, err);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,122 @@
+/* The pool.ini key table (keys.h): every key with its section, value kind,
+ * place in the structs, default, bounds and documentation, and the
+ * cross-field rules checked when a section is complete. Data only, apart
+ * from the lookup. */
+#include "keys.h"
+
+#include <string.h>
+
+#define MS_S 1000LL
+#define MS_M (60 * MS_S)
+#define MS_H (60 * MS_M)
+#define MS_D (24 * MS_H)
+
+#define CFG(f) offsetof(pgq_cfg, f)
+#define TYP(f) offsetof(pgq_cfg_type, f)
+
+const struct cfg_key cfg_keys[] = {
+    { .sec = SEC_DATABASE, .name = "url", .kind = V_STRING, .off = CFG(db_url),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "PostgreSQL connection URL. If absent: $DATABASE_URL; --db on the command line beats both." },
+    { .sec = SEC_DATABASE, .name = "pooler", .kind = V_POOLER, .off = CFG(pooler),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "none",
+      .doc = "What url points at: none (PostgreSQL itself), session or transaction (a PgBouncer "
+             "pool_mode). transaction: no prepared statements or session settings, and no "
+             "LISTEN through it (see listen_url)." },
+    { .sec = SEC_DATABASE, .name = "listen_url", .kind = V_STRING, .off = CFG(listen_url),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "With pooler = transaction: a direct URL (PostgreSQL itself) for the pool's one "
+             "LISTEN connection, so new jobs wake workers at once. Absent: workers poll." },
+
+    { .sec = SEC_POOL, .name = "workers", .kind = V_INT, .off = CFG(workers),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,
+      .doc = "Worker threads, one database connection each." },
+    { .sec = SEC_POOL, .name = "batch", .kind = V_INT, .off = CFG(batch),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL, .min = 1, .max = 1000,
+      .doc = "Jobs claimed and acknowledged per statement; each worker still runs one job at a "
+             "time. Absent (the default): adaptive -- a claim takes a job for every idle worker "
+             "plus, when jobs are short, a small buffer ahead (none for long jobs), and "
+             "successes of several workers are recorded together; an idle pool starts a new "
+             "job at once. 1: strict -- each worker completes its job and claims the next in "
+             "one transaction: no job is held in a buffer and a success is committed before "
+             "the worker moves on, at one commit per job (about a fifth of the adaptive "
+             "throughput on short jobs). N > 1: always up to N per claim and per ack "
+             "statement, for many short jobs. Buffered and done-not-recorded jobs keep "
+             "renewed leases; a crash makes them run again, as any crash does." },
+    { .sec = SEC_POOL, .name = "queues", .kind = V_LIST, .off = CFG(queues),
+      .count_off = CFG(nqueues), .line_off = NO_OFF, .def = "default",
+      .doc = "Queues this pool claims from, comma-separated." },
+    { .sec = SEC_POOL, .name = "lease_ttl", .kind = V_DURATION, .off = CFG(lease_ttl_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "30s", .min = MS_S, .max = MS_D,
+      .doc = "How long a claimed job stays leased without a heartbeat; "
+             "a job whose lease expires is retried by any live pool." },
+    { .sec = SEC_POOL, .name = "heartbeat", .kind = V_DURATION, .off = CFG(heartbeat_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "10s", .min = 100, .max = MS_H,
+      .doc = "How often the leases of in-flight jobs are renewed; must be shorter than lease_ttl." },
+    { .sec = SEC_POOL, .name = "poll", .kind = V_DURATION, .off = CFG(poll_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1s", .min = 10, .max = MS_H,
+      .doc = "Fallback poll for scheduled jobs and retries (new jobs wake a worker at once via LISTEN/NOTIFY)." },
+    { .sec = SEC_POOL, .name = "shutdown_timeout", .kind = V_DURATION, .off = CFG(shutdown_timeout_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "30s", .min = 0, .max = MS_H,
+      .doc = "On SIGTERM/SIGINT, how long in-flight jobs may finish before their leases are released." },
+    { .sec = SEC_POOL, .name = "keep_done", .kind = V_DURATION, .off = CFG(keep_done_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1d", .min = 0, .max = 3650 * MS_D,
+      .doc = "Retention of done jobs; 0 deletes them at once." },
+    { .sec = SEC_POOL, .name = "keep_dead", .kind = V_DURATION, .off = CFG(keep_dead_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "30d", .min = 0, .max = 3650 * MS_D,
+      .doc = "Retention of dead jobs (the dead-letter list)." },
+
+    { .sec = SEC_JOB, .name = "queue", .kind = V_NAME, .off = TYP(queue),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "default",
+      .doc = "Queue that jobs of this type go to unless the producer names another." },
+    { .sec = SEC_JOB, .name = "handler", .kind = V_HANDLER, .off = TYP(handler_kind),
+      .count_off = NO_OFF, .line_off = TYP(handler_line), .def = NULL, .flags = F_REQUIRED,
+      .doc = "What runs a job: `exec CMD ARGS...` (a command, payload on stdin; '...', \"...\" "
+             "and backslash quoting), `plugin PATH SYMBOL` (a function in a shared object) or "
+             "`callback NAME` (a C function registered by an embedding program)." },
+    { .sec = SEC_JOB, .name = "timeout", .kind = V_DURATION, .off = TYP(timeout_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "60s", .min = 100, .max = 7 * MS_D,
+      .doc = "Longest one attempt may run; then it fails (an exec handler is killed)." },
+    { .sec = SEC_JOB, .name = "max_retries", .kind = V_INT, .off = TYP(max_retries),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "5", .min = 0, .max = 1000,
+      .doc = "Retries after a failed attempt: N allows N+1 attempts, 0 means dead after the first failure." },
+    { .sec = SEC_JOB, .name = "backoff_base", .kind = V_DURATION, .off = TYP(backoff_base_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1s", .min = 0, .max = MS_D,
+      .doc = "Delay before the first retry; it doubles with each attempt, with jitter." },
+    { .sec = SEC_JOB, .name = "backoff_max", .kind = V_DURATION, .off = TYP(backoff_max_ms),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "1h", .min = 0, .max = 7 * MS_D,
+      .doc = "Upper bound of the retry delay; must not be less than backoff_base." },
+    { .sec = SEC_JOB, .name = "priority", .kind = V_INT, .off = TYP(priority),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "0", .min = -1000, .max = 1000,
+      .doc = "Default priority of jobs of this type; lower runs first." },
+    { .sec = SEC_JOB, .name = "require", .kind = V_REQUIRE, .off = TYP(require),
+      .count_off = TYP(nrequire), .line_off = NO_OFF, .def = NULL,
+      .doc = "Payload contract: required keys and their JSON types, e.g. `to:string, subject:string`; "
+             "types: string, number, boolean, object, array, null." },
+};
+const size_t cfg_nkeys = sizeof cfg_keys / sizeof cfg_keys[0];
+_Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
+
+const struct cfg_rule cfg_rules[] = {
+    { SEC_POOL, "heartbeat", "lease_ttl", true, "must be shorter than", "must be longer than" },
+    { SEC_JOB, "backoff_base", "backoff_max", false, "must not exceed", "must not be less than" },
+};
+const size_t cfg_nrules = sizeof cfg_rules / sizeof cfg_rules[0];
+
+const char *const cfg_sec_title[] = { "", "[database]", "[pool]", "[job NAME]" };
+const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section", "job type" };
+const char *const cfg_kind_title[] = {
+    [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
+    [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
+    [V_POOLER] = "pooler",
+};
+
+const struct cfg_key *cfg_find_key(enum sec_kind sec, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < cfg_nkeys; i++)
+        if (cfg_keys[i].sec == sec && strcmp(cfg_keys[i].name, name) == 0)
+            return &cfg_keys[i];
+    return NULL;
+}
