@@ -1,7 +1,7 @@
 /* Completing and claiming (pgq_complete, pgq_claim,
  * pgq_complete_claim[_hinted]): a worker's end of its jobs and the claim of
  * its next in one statement, pgq.complete_claim of
- * migrations/004_state_machine.sql; a plain complete is that statement
+ * migrations/state_machine.sql; a plain complete is that statement
  * with nothing to claim, a plain claim with nothing to acknowledge. The
  * claim is FOR UPDATE SKIP LOCKED in priority, run_at, id order with a
  * fresh lease token per job, and every acknowledged job is fenced by its

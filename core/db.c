@@ -50,7 +50,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ONCE_FORGET] = { "pgq_once_forget",
         "SELECT 1 WHERE pgq.effect_forget($1, $2::uuid, $3)" },
     /* One job: pgq.add. A JSON syntax error surfaces as PostgreSQL's own
-     * (22P02/22P05) from the cast; jobs.c then asks pgq.enqueue for the
+     * (22P02/22P05) from the cast; enqueue.c then asks pgq.enqueue for the
      * refusal, which names the item. */
     [STMT_ADD_ONE] = { "pgq_add_one",
         "SELECT id, duplicate, replaced FROM pgq.add($1, $2::jsonb, $3, $4::int, $5::timestamptz,"

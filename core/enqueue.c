@@ -4,7 +4,7 @@
  * database: one job is pgq.add, a batch one call of pgq.enqueue, which
  * validates the whole batch (types, JSON, payload contracts, queue names)
  * in one pass before storing any of it, both functions of the state
- * machine's one home, migrations/004_state_machine.sql. An idempotency key
+ * machine's one home, migrations/state_machine.sql. An idempotency key
  * seen before inserts nothing and returns the existing job, flagged. */
 #include "db.h"
 #include "utf8.h"

@@ -9,7 +9,7 @@
  * (pgq.end_attempts), never by sleeping workers.
  *
  * Every transition is a function of the state machine's one home,
- * migrations/004_state_machine.sql. */
+ * migrations/state_machine.sql. */
 #include "db.h"
 #include "utf8.h"
 
