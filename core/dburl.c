@@ -48,10 +48,9 @@ void pgq_url_redact(const char *url, char *out, size_t outlen)
         /* key=value ...: the value of password=, quoted or not. */
         const char *p = url;
         while (*p) {
-            const char *k = p;
             while (*p == ' ' || *p == '\t' || *p == '\n')
                 PUT(*p++);
-            k = p;
+            const char *k = p;
             while (*p && *p != '=' && *p != ' ')
                 PUT(*p++);
             bool secret = (size_t)(p - k) == 8 && strncmp(k, "password", 8) == 0;

@@ -689,8 +689,7 @@ BEGIN
                                                      WHERE pq.queue = u.q AND pq.paused)
                                       THEN NULL ELSE u.q END
                             FROM unnest(p_queues) WITH ORDINALITY AS u(q, k) ORDER BY u.k);
-        IF array_position(p_queues, NULL) IS NOT NULL
-           AND (SELECT bool_and(u.q IS NULL) FROM unnest(p_queues) AS u(q)) THEN
+        IF (SELECT bool_and(u.q IS NULL) FROM unnest(p_queues) AS u(q)) THEN
             RETURN;
         END IF;
     END IF;
