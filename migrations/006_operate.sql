@@ -2,6 +2,15 @@
 -- (issue 12). The transitions are in migrations/state_machine.sql
 -- (pgq.pause, pgq.resume, pgq.cancel, the claim skipping paused queues).
 
+-- The tables this migration alters, locked up front in the order pools'
+-- statements lock them (a completion updates pgq.jobs, then inserts into
+-- pgq.job_attempts, then reads pgq.job_types): altering job_attempts
+-- first and jobs later made a cycle with a live pool's completion, and
+-- PostgreSQL aborted one of them (seen once in the upgrade test: "deadlock
+-- detected" in the old pool's heartbeat). Pools wait for the few
+-- milliseconds of this transaction instead.
+LOCK TABLE pgq.jobs, pgq.job_attempts, pgq.job_types IN ACCESS EXCLUSIVE MODE;
+
 -- A queue's operating state. A queue without a row is not paused; a claim
 -- looks here with one index probe.
 CREATE TABLE pgq.queues (
