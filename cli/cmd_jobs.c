@@ -336,9 +336,112 @@ static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *con
         prom_label(f, s[i].queue);
         fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
     }
+    fputs("# HELP pgq_jobs_exact 1 when pgq_jobs of the queue and state is an exact count, 0 "
+          "when it is an estimate or a lower bound (above the stats cap).\n"
+          "# TYPE pgq_jobs_exact gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        const pgq_count_kind k[] = { s[i].ready_is, s[i].future_is, s[i].future_is,
+                                     PGQ_COUNT_EXACT, s[i].dead_is, s[i].cancelled_is,
+                                     s[i].done_is };
+        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+            fputs("pgq_jobs_exact{queue=", f);
+            prom_label(f, s[i].queue);
+            fprintf(f, ",state=\"%s\"} %d\n", names[j], k[j] == PGQ_COUNT_EXACT);
+        }
+    }
+    fputs("# HELP pgq_queue_pools Live pools (a heartbeat within 60 s) that claim from the "
+          "queue.\n# TYPE pgq_queue_pools gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_pools{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %d\n", s[i].pools);
+    }
+    fputs("# HELP pgq_queue_unserved 1 when the queue has due jobs, is not paused and no live "
+          "pool claims from it.\n# TYPE pgq_queue_unserved gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_unserved{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %d\n", pgq_queue_unserved(&s[i]) ? 1 : 0);
+    }
+    fputs("# HELP pgq_queue_done_per_second Jobs of the queue done per second over the last "
+          "five minutes (or the part of them the newest jobs cover).\n"
+          "# TYPE pgq_queue_done_per_second gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_done_per_second{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].done_5m_window_s > 0
+                                   ? (double)s[i].done_5m / s[i].done_5m_window_s : 0.0);
+    }
+    fputs("# HELP pgq_queue_failed_per_second Failed attempts (failed, lease expired) of the "
+          "queue per second over the last five minutes.\n"
+          "# TYPE pgq_queue_failed_per_second gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_failed_per_second{queue=", f);
+        prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].failed_5m_window_s > 0
+                                   ? (double)s[i].failed_5m / s[i].failed_5m_window_s : 0.0);
+    }
     fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
                "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
             PGQ_VERSION, pgq_schema_version());
+}
+
+/* A count as the text form shows it: exact "1234", an estimate "~1234", a
+ * lower bound "1234+". */
+static const char *count_text(char *buf, size_t len, int64_t v, pgq_count_kind k)
+{
+    snprintf(buf, len, "%s%" PRId64 "%s", k == PGQ_COUNT_ESTIMATE ? "~" : "", v,
+             k == PGQ_COUNT_AT_LEAST ? "+" : "");
+    return buf;
+}
+
+static const char *kind_name(pgq_count_kind k)
+{
+    return k == PGQ_COUNT_ESTIMATE ? "estimate" : k == PGQ_COUNT_AT_LEAST ? "at_least" : "exact";
+}
+
+static void stats_json(const pgq_queue_stats *s, size_t n, const char *const names[8])
+{
+    fputs("{\"queues\":[", stdout);
+    for (size_t i = 0; i < n; i++) {
+        const pgq_queue_stats *q = &s[i];
+        const int64_t v[] = { q->ready, q->scheduled, q->retrying, q->running, q->dead,
+                              q->cancelled, q->done, q->done_last_hour };
+        const pgq_count_kind k[] = { q->ready_is, q->future_is, q->future_is, PGQ_COUNT_EXACT,
+                                     q->dead_is, q->cancelled_is, q->done_is,
+                                     q->done_last_hour_is };
+        fputs(i ? ",{" : "{", stdout);
+        json_kv_str(stdout, true, "queue", q->queue);
+        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++)
+            json_kv_int(stdout, false, names[j], v[j]);
+        json_kv_bool(stdout, false, "paused", q->paused);
+        /* the counts that are not exact, and what they are instead */
+        json_key(stdout, false, "approx");
+        fputc('{', stdout);
+        bool first = true;
+        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+            if (k[j] == PGQ_COUNT_EXACT)
+                continue;
+            json_kv_str(stdout, first, names[j], kind_name(k[j]));
+            first = false;
+        }
+        fputc('}', stdout);
+        json_kv_int(stdout, false, "pools", q->pools);
+        json_kv_bool(stdout, false, "unserved", pgq_queue_unserved(q));
+        json_key(stdout, false, "oldest_ready_s");
+        if (q->oldest_ready_s < 0)
+            fputs("null", stdout);
+        else
+            printf("%.3f", q->oldest_ready_s);
+        json_kv_int(stdout, false, "done_5m", q->done_5m);
+        json_key(stdout, false, "done_5m_window_s");
+        printf("%.3f", q->done_5m_window_s);
+        json_kv_int(stdout, false, "failed_5m", q->failed_5m);
+        json_key(stdout, false, "failed_5m_window_s");
+        printf("%.3f", q->failed_5m_window_s);
+        fputc('}', stdout);
+    }
+    fputs("]}\n", stdout);
 }
 
 int cmd_stats(struct cli *c, int argc, char **argv)
@@ -347,12 +450,23 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, done in the last hour, and whether the queue is paused; the\n"
-        "queue column is as wide as the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
-        "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
-        "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
-        "pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},\n"
-        "pgq_queue_paused{queue},\n"
+        "cancelled, done, done in the last hour, whether the queue is paused, the\n"
+        "live pools that claim from it, how long its oldest due job has waited\n"
+        "(seconds, - for none), and the jobs done and attempts failed in the last\n"
+        "five minutes. The queue column is as wide as the longest name.\n"
+        "Counts are exact up to 10000 per index range read; above, \"~N\" is the\n"
+        "planner's estimate and \"N+\" a lower bound (running is always exact).\n"
+        "A queue with due jobs, not paused, that no live pool claims from is\n"
+        "reported on stderr (\"nobody serves it\").\n"
+        "--json: {\"queues\":[{\"queue\":Q,\"ready\":N,...,\"approx\":{\"done\":\"estimate\"},\n"
+        "\"pools\":N,\"unserved\":B,\"oldest_ready_s\":S,\"done_5m\":N,\"done_5m_window_s\":S,\n"
+        "\"failed_5m\":N,\"failed_5m_window_s\":S}]} with the same names as the header.\n"
+        "--prometheus: the same as gauges in Prometheus's text format (for\n"
+        "node_exporter's textfile collector): pgq_jobs{queue,state},\n"
+        "pgq_jobs_exact{queue,state}, pgq_jobs_done_last_hour{queue},\n"
+        "pgq_queue_oldest_ready_seconds{queue}, pgq_queue_paused{queue},\n"
+        "pgq_queue_pools{queue}, pgq_queue_unserved{queue},\n"
+        "pgq_queue_done_per_second{queue}, pgq_queue_failed_per_second{queue},\n"
         "pgq_build_info{version,schema}.\n";
     char err[1024];
     const char *pos[1];
@@ -374,38 +488,45 @@ int cmd_stats(struct cli *c, int argc, char **argv)
                                          "cancelled", "done", "done_1h" };
     if (prom) {
         write_prometheus(s, n, names);
-        free(s);
-        return EXIT_OK;
-    }
-    if (c->json) {
-        fputs("{\"queues\":[", stdout);
+    } else if (c->json) {
+        stats_json(s, n, names);
+    } else {
+        /* Queue names may be up to 100 characters: the column takes the
+         * longest, so the numbers stay under their headers. */
+        int w = 20;
+        for (size_t i = 0; i < n; i++)
+            if ((int)strlen(s[i].queue) > w)
+                w = (int)strlen(s[i].queue);
+        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %8s %9s\n", w, "queue", "ready",
+               "scheduled", "retrying", "running", "dead", "cancelled", "done", "done_1h",
+               "paused", "pools", "oldest_s", "done_5m", "failed_5m");
         for (size_t i = 0; i < n; i++) {
-            const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                                  s[i].dead, s[i].cancelled, s[i].done, s[i].done_last_hour };
-            fputs(i ? ",{" : "{", stdout);
-            json_kv_str(stdout, true, "queue", s[i].queue);
-            for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
-                json_kv_int(stdout, false, names[k], v[k]);
-            json_kv_bool(stdout, false, "paused", s[i].paused);
-            fputc('}', stdout);
+            const pgq_queue_stats *q = &s[i];
+            char b[8][32], old[32];
+            if (q->oldest_ready_s < 0)
+                snprintf(old, sizeof old, "-");
+            else
+                snprintf(old, sizeof old, "%.0f", q->oldest_ready_s);
+            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %5d %8s %8" PRId64
+                   " %9" PRId64 "\n", w, q->queue,
+                   count_text(b[0], sizeof b[0], q->ready, q->ready_is),
+                   count_text(b[1], sizeof b[1], q->scheduled, q->future_is),
+                   count_text(b[2], sizeof b[2], q->retrying, q->future_is), q->running,
+                   count_text(b[3], sizeof b[3], q->dead, q->dead_is),
+                   count_text(b[4], sizeof b[4], q->cancelled, q->cancelled_is),
+                   count_text(b[5], sizeof b[5], q->done, q->done_is),
+                   count_text(b[6], sizeof b[6], q->done_last_hour, q->done_last_hour_is),
+                   q->paused ? "yes" : "no", q->pools, old, q->done_5m, q->failed_5m);
         }
-        fputs("]}\n", stdout);
-        free(s);
-        return EXIT_OK;
     }
-    /* Queue names may be up to 100 characters: the column takes the
-     * longest, so the numbers stay under their headers. */
-    int w = 20;
+    /* Jobs that would wait silently: say so where a person or a cron mail
+     * sees it, whatever the format on stdout. */
     for (size_t i = 0; i < n; i++)
-        if ((int)strlen(s[i].queue) > w)
-            w = (int)strlen(s[i].queue);
-    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", w, "queue", "ready", "scheduled",
-           "retrying", "running", "dead", "cancelled", "done", "done_1h", "paused");
-    for (size_t i = 0; i < n; i++)
-        printf("%-*s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
-               " %9" PRId64 " %9" PRId64 " %9" PRId64 " %6s\n", w, s[i].queue, s[i].ready,
-               s[i].scheduled, s[i].retrying, s[i].running, s[i].dead, s[i].cancelled,
-               s[i].done, s[i].done_last_hour, s[i].paused ? "yes" : "no");
+        if (pgq_queue_unserved(&s[i]))
+            fprintf(stderr, "pgq stats: queue \"%s\": %s%" PRId64 " due job%s and no live pool "
+                    "claims from it (nobody serves it)\n", s[i].queue,
+                    s[i].ready_is == PGQ_COUNT_ESTIMATE ? "~" : "", s[i].ready,
+                    s[i].ready == 1 ? "" : "s");
     free(s);
     return EXIT_OK;
 }
