@@ -148,7 +148,8 @@ $(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h 
 $(TESTBIN): $(TEST_PLUGINS)
 
 # The tests drive the dashboard's model (no ncurses in it) directly.
-TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
+TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o \
+                $(BUILD)/tui/filter.o $(BUILD)/tui/follow.o
 $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
 

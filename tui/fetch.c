@@ -84,6 +84,15 @@ static void *rows_alloc(size_t n, size_t size, char *err, size_t errlen)
     return p;
 }
 
+/* The less exact of two kinds (a sum is only as exact as its parts). */
+static pgq_count_kind worse(pgq_count_kind a, pgq_count_kind b)
+{
+    if (a == PGQ_COUNT_ESTIMATE || b == PGQ_COUNT_ESTIMATE)
+        return PGQ_COUNT_ESTIMATE;
+    return a == PGQ_COUNT_AT_LEAST || b == PGQ_COUNT_AT_LEAST ? PGQ_COUNT_AT_LEAST
+                                                                : PGQ_COUNT_EXACT;
+}
+
 static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
@@ -95,9 +104,14 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
     snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
     s->read_only = !bval(r, 0, 1);
     s->db_bytes = ival(r, 0, 2, 0);
-    if (pgq_stats(c, &s->queues, &s->nqueues, err, errlen) < 0)
+    /* Capped index ranges, not a count of every row (migration 011): the
+     * cost of a refresh does not grow with the table. */
+    if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
+                         errlen) < 0)
         return -1;
     pgq_queue_stats *t = &s->total;
+    t->oldest_ready_s = -1;
+    t->done_5m_window_s = t->failed_5m_window_s = 300;
     for (size_t i = 0; i < s->nqueues; i++) {
         const pgq_queue_stats *q = &s->queues[i];
         t->ready += q->ready;
@@ -108,36 +122,70 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->cancelled += q->cancelled;
         t->done += q->done;
         t->done_last_hour += q->done_last_hour;
+        t->done_5m += q->done_5m;
+        t->failed_5m += q->failed_5m;
+        t->ready_is = worse(t->ready_is, q->ready_is);
+        t->future_is = worse(t->future_is, q->future_is);
+        t->dead_is = worse(t->dead_is, q->dead_is);
+        t->cancelled_is = worse(t->cancelled_is, q->cancelled_is);
+        t->done_is = worse(t->done_is, q->done_is);
+        t->done_last_hour_is = worse(t->done_last_hour_is, q->done_last_hour_is);
+        /* every queue's window is the same range's */
+        if (q->done_5m_window_s < t->done_5m_window_s)
+            t->done_5m_window_s = q->done_5m_window_s;
+        if (q->failed_5m_window_s < t->failed_5m_window_s)
+            t->failed_5m_window_s = q->failed_5m_window_s;
+        if (q->oldest_ready_s > t->oldest_ready_s)
+            t->oldest_ready_s = q->oldest_ready_s;
+        t->paused |= q->paused;
     }
     return 0;
 }
 
 static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
-    /* Done jobs per bucket, newest first, from finished_at (the partial
-     * index jobs_finished_idx covers it), so the line is right from the
-     * first frame and the same on every dashboard. */
+    /* Done jobs per bucket, newest first, from finished_at: the newest
+     * stats_cap of the window (a backward range of jobs_finished_idx), so
+     * that a busy hour costs no more than a quiet one; the line is complete
+     * as far back as those reach. */
     static const char tput_sql[] =
-        "SELECT floor(extract(epoch FROM now() - finished_at) / $1::int)::int AS b, count(*)"
-        " FROM pgq.jobs WHERE state = 'done'"
-        "  AND finished_at > now() - ($1::int * $2::int) * interval '1 second'"
-        " GROUP BY b";
+        "WITH d AS (SELECT finished_at FROM pgq.jobs WHERE state = 'done'"
+        "   AND finished_at > now() - ($1::int * $2::int) * interval '1 second'"
+        "   ORDER BY finished_at DESC LIMIT $3::int + 1)"
+        " SELECT floor(extract(epoch FROM now() - finished_at) / $1::int)::int AS b, count(*),"
+        "  (SELECT CASE WHEN count(*) > $3::int"
+        "          THEN extract(epoch FROM now() - min(finished_at))::float8 END FROM d)"
+        " FROM d GROUP BY b";
+    /* A pool's in-flight jobs are the running jobs it leases (owners are
+     * "pool name/wN"), read in the refresh's snapshot like the header's
+     * running count, so that the two always agree; the pool's own report
+     * (in_flight, at each heartbeat) lags. */
     static const char pool_sql[] =
-        "SELECT name, host, array_to_string(queues, ','), pid, workers, in_flight,"
+        "WITH r AS (SELECT regexp_replace(lease_owner, '/[^/]*$', '') AS pool, count(*) AS n"
+        "            FROM pgq.jobs WHERE state = 'running' GROUP BY 1)"
+        " SELECT name, host, array_to_string(queues, ','), pid, workers, coalesce(r.n, 0),"
         " extract(epoch FROM now() - last_heartbeat)::float8,"
-        " extract(epoch FROM now() - started_at)::float8"
-        " FROM pgq.workers ORDER BY host, pid, name";
-    char bucket[16], nb[16];
+        " extract(epoch FROM now() - started_at)::float8,"
+        " (SELECT coalesce(sum(o.n), 0) FROM r o"
+        "   WHERE NOT EXISTS (SELECT 1 FROM pgq.workers x WHERE x.name = o.pool))"
+        " FROM pgq.workers w LEFT JOIN r ON r.pool = w.name ORDER BY host, pid, name";
+    static const char orphans_sql[] =
+        "SELECT count(*) FROM pgq.jobs WHERE state = 'running'";
+    char bucket[16], nb[16], cap[16];
     snprintf(bucket, sizeof bucket, "%d", s->q.tput_bucket_s);
     snprintf(nb, sizeof nb, "%d", MODEL_TPUT_BUCKETS);
-    const char *params[] = { bucket, nb };
-    PGresult *r = query(c, s, "throughput", tput_sql, 2, params, err, errlen);
+    snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
+    const char *params[] = { bucket, nb, cap };
+    PGresult *r = query(c, s, "throughput", tput_sql, 3, params, err, errlen);
     if (!r)
         return -1;
+    s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
     for (int i = 0; i < PQntuples(r); i++) {
         int64_t b = ival(r, i, 0, -1);
         if (b >= 0 && b < MODEL_TPUT_BUCKETS)
             s->tput[b] += ival(r, i, 1, 0);
+        if (!PQgetisnull(r, i, 2))
+            s->tput_covered_s = dval(r, i, 2, 0);
     }
     if (!(r = query(c, s, "pools", pool_sql, 0, NULL, err, errlen)))
         return -1;
@@ -156,6 +204,13 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         p->up_s = dval(r, i, 7, 0);
         p->stale = p->beat_age_s > s->q.stale_s;
         s->nstale += p->stale;
+        s->running_orphans = ival(r, i, 8, 0);
+    }
+    if (s->npools == 0) {
+        /* no pool row to carry it: every running job is an orphan */
+        if (!(r = query(c, s, "running jobs", orphans_sql, 0, NULL, err, errlen)))
+            return -1;
+        s->running_orphans = ival(r, 0, 0, 0);
     }
     return 0;
 }
@@ -243,7 +298,11 @@ static int fetch_jobs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     /* state "scheduled" is ready with a future run_at (no state of its own). */
     static const char sql[] =
-        "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
+        "SELECT id, queue, type, state, lease_owner,"
+        /* The error only where it is the job's present: a done job's
+         * last_error is an earlier attempt's (the detail shows it as such). */
+        " CASE WHEN state IN ('dead', 'cancelled') OR (state = 'ready' AND attempts > 0)"
+        "  THEN last_error END, attempts, max_retries,"
         " extract(epoch FROM now() - coalesce(finished_at, started_at, created_at))::float8,"
         " extract(epoch FROM run_at - now())::float8, state = 'ready' AND run_at > now(),"
         " count(*) OVER ()"
@@ -338,9 +397,22 @@ static int fetch_health(pgq_conn *c, struct snapshot *s, char *err, size_t errle
     return 0;
 }
 
+/* A statement without parameters or rows (transaction control). */
+static int exec_simple(pgq_conn *c, const char *sql, char *err, size_t errlen)
+{
+    PGconn *pg = pgq_conn_pg(c);
+    PGresult *r = PQexec(pg, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc < 0)
+        pg_err(err, errlen, sql, pg, r);
+    PQclear(r);
+    return rc;
+}
+
 int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot **out,
                        char *err, size_t errlen)
 {
+    bool in_xact = false;
     struct snapshot *s = snapshot_new();
     *out = NULL;
     if (!s) {
@@ -354,8 +426,17 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
         s->q.stale_s = 60;
     if (s->q.tput_bucket_s <= 0)
         s->q.tput_bucket_s = 10;
+    if (s->q.stats_cap <= 0)
+        s->q.stats_cap = PGQ_STATS_CAP;
     s->taken = snapshot_clock();
 
+    /* One read-only snapshot of the database for the whole refresh, so the
+     * figures agree with each other (the header's running and the pools'
+     * in-flight jobs); committed before returning, never held between
+     * refreshes. */
+    if (exec_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
+        goto fail;
+    in_xact = true;
     if (fetch_header(c, s, err, errlen) < 0)
         goto fail;
     if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, err, errlen) < 0)
@@ -370,9 +451,19 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
         goto fail;
     if (q->detail_id > 0 && pgq_job_describe(c, q->detail_id, &s->detail, err, errlen) < 0)
         goto fail;
+    in_xact = false;
+    if (exec_simple(c, "COMMIT", err, errlen) < 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
+    if (in_xact) {
+        /* The error is the statement's: keep it and end the transaction. A
+         * ROLLBACK that fails has lost the connection (which the model
+         * then makes anew), so nothing stays open either way. */
+        char ignored[256];
+        (void)exec_simple(c, "ROLLBACK", ignored, sizeof ignored);
+    }
     snapshot_release(s);
     return -1;
 }
