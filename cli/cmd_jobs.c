@@ -451,9 +451,8 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
         "cancelled, done, done in the last hour, whether the queue is paused, the\n"
-        "live pools that claim from it, how long its oldest due job has waited\n"
-        "(seconds, - for none), and the jobs done and attempts failed in the last\n"
-        "five minutes. The queue column is as wide as the longest name.\n"
+        "live pools that claim from it, and the jobs done and attempts failed in\n"
+        "the last five minutes. The queue column is as wide as the longest name.\n"
         "Counts are exact up to 10000 per index range read; above, \"~N\" is the\n"
         "planner's estimate and \"N+\" a lower bound (running is always exact).\n"
         "A queue with due jobs, not paused, that no live pool claims from is\n"
@@ -497,17 +496,13 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             if ((int)strlen(s[i].queue) > w)
                 w = (int)strlen(s[i].queue);
-        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %8s %9s\n", w, "queue", "ready",
+        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %9s\n", w, "queue", "ready",
                "scheduled", "retrying", "running", "dead", "cancelled", "done", "done_1h",
-               "paused", "pools", "oldest_s", "done_5m", "failed_5m");
+               "paused", "pools", "done_5m", "failed_5m");
         for (size_t i = 0; i < n; i++) {
             const pgq_queue_stats *q = &s[i];
-            char b[8][32], old[32];
-            if (q->oldest_ready_s < 0)
-                snprintf(old, sizeof old, "-");
-            else
-                snprintf(old, sizeof old, "%.0f", q->oldest_ready_s);
-            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %5d %8s %8" PRId64
+            char b[8][32];
+            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %5d %8" PRId64
                    " %9" PRId64 "\n", w, q->queue,
                    count_text(b[0], sizeof b[0], q->ready, q->ready_is),
                    count_text(b[1], sizeof b[1], q->scheduled, q->future_is),
@@ -516,7 +511,7 @@ int cmd_stats(struct cli *c, int argc, char **argv)
                    count_text(b[4], sizeof b[4], q->cancelled, q->cancelled_is),
                    count_text(b[5], sizeof b[5], q->done, q->done_is),
                    count_text(b[6], sizeof b[6], q->done_last_hour, q->done_last_hour_is),
-                   q->paused ? "yes" : "no", q->pools, old, q->done_5m, q->failed_5m);
+                   q->paused ? "yes" : "no", q->pools, q->done_5m, q->failed_5m);
         }
     }
     /* Jobs that would wait silently: say so where a person or a cron mail
