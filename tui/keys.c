@@ -382,6 +382,7 @@ static enum next act_filter(struct ui *u)
      * one in force); Enter on nothing clears it, Esc keeps it. */
     u->prompt[0] = '\0';
     u->promptlen = 0;
+    u->msg[0] = '\0';
     u->mode = MODE_PROMPT;
     return NEXT_REDRAW;
 }

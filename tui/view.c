@@ -286,6 +286,10 @@ static void draw_status(const struct ui *u)
             snprintf(lead, sizeof lead, "filter (now %s; empty clears, Esc keeps): ", now);
         else
             snprintf(lead, sizeof lead, "filter (queue:Q type:T state:S text): ");
+        /* a refused filter says why just above the prompt, which stays
+         * open with the text to correct */
+        if (u->msg_bad && u->msg[0])
+            put(y - 1, 0, look(P_BAD, A_REVERSE | A_BOLD) | A_REVERSE, " %s ", u->msg);
         put(y, 0, A_BOLD, "%s%s", lead, u->prompt);
         int x = (int)strlen(lead) + (int)u->promptlen;
         move(y, x < COLS ? x : COLS - 1);
