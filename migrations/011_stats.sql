@@ -73,9 +73,14 @@ RETURNS TABLE (queue text,
                done_1h bigint, done_1h_is text,
                done_5m bigint, done_5m_window_s float8, failed_5m bigint, failed_5m_window_s float8,
                oldest_ready_s float8, paused boolean, pools int)
--- No JIT (compiling this plan took 2 s, running it milliseconds); no
--- sequential or bitmap scans: every range is meant to stop at its cap.
-LANGUAGE sql STABLE SET jit = off SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+-- PL/pgSQL for its plan cache (planning this statement took longer than
+-- running it on a small queue; an SQL function plans it at every call). No
+-- JIT (compiling the plan took 2 s, running it milliseconds); no sequential
+-- or bitmap scans: every range is meant to stop at its cap.
+LANGUAGE plpgsql STABLE SET jit = off SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
 WITH RECURSIVE
 -- (queue, priority) of ready jobs: a skip scan of the claim index, one
 -- probe per pair.
@@ -205,31 +210,33 @@ fig AS (
       FROM names n LEFT JOIN ready r ON r.queue = n.queue LEFT JOIN est e ON e.queue = n.queue
 )
 SELECT f.queue,
-       CASE WHEN coalesce(f.due_exact, true) THEN f.due_seen ELSE greatest(f.due_seen, f.due_est) END,
+       (CASE WHEN coalesce(f.due_exact, true) THEN f.due_seen
+             ELSE greatest(f.due_seen, f.due_est) END)::bigint,
        CASE WHEN coalesce(f.due_exact, true) THEN '=' WHEN f.due_est > f.due_seen THEN '~' ELSE '+' END,
        -- the future ones split as in the range read
-       CASE WHEN coalesce(f.fut_exact, true) THEN f.fut_seen - f.retrying_seen
-            ELSE round(greatest(f.fut_seen, f.fut_est)::numeric * (f.fut_seen - f.retrying_seen)
-                       / greatest(f.fut_seen, 1))::bigint END,
-       CASE WHEN coalesce(f.fut_exact, true) THEN f.retrying_seen
-            ELSE round(greatest(f.fut_seen, f.fut_est)::numeric * f.retrying_seen
-                       / greatest(f.fut_seen, 1))::bigint END,
+       (CASE WHEN coalesce(f.fut_exact, true) THEN f.fut_seen - f.retrying_seen
+             ELSE round(greatest(f.fut_seen, f.fut_est)::numeric * (f.fut_seen - f.retrying_seen)
+                        / greatest(f.fut_seen, 1)) END)::bigint,
+       (CASE WHEN coalesce(f.fut_exact, true) THEN f.retrying_seen
+             ELSE round(greatest(f.fut_seen, f.fut_est)::numeric * f.retrying_seen
+                        / greatest(f.fut_seen, 1)) END)::bigint,
        CASE WHEN coalesce(f.fut_exact, true) THEN '=' WHEN f.fut_est > f.fut_seen THEN '~' ELSE '+' END,
-       coalesce((SELECT r.n FROM running r WHERE r.queue = f.queue), 0),
-       coalesce(greatest(f.dead_seen, f.dead_est), f.dead_seen),
+       coalesce((SELECT r.n FROM running r WHERE r.queue = f.queue), 0)::bigint,
+       coalesce(greatest(f.dead_seen, f.dead_est), f.dead_seen)::bigint,
        CASE WHEN f.dead_est IS NULL THEN '=' WHEN f.dead_est > f.dead_seen THEN '~' ELSE '+' END,
-       coalesce(greatest(f.cancelled_seen, f.cancelled_est), f.cancelled_seen),
+       coalesce(greatest(f.cancelled_seen, f.cancelled_est), f.cancelled_seen)::bigint,
        CASE WHEN f.cancelled_est IS NULL THEN '=' WHEN f.cancelled_est > f.cancelled_seen THEN '~'
             ELSE '+' END,
-       coalesce(greatest(f.done_seen, f.done_est), f.done_seen),
+       coalesce(greatest(f.done_seen, f.done_est), f.done_seen)::bigint,
        CASE WHEN f.done_est IS NULL THEN '=' WHEN f.done_est > f.done_seen THEN '~' ELSE '+' END,
        -- done in the last hour / five minutes: what the newest p_cap rows
        -- held, and the seconds of the window they cover
-       CASE WHEN rs.capped THEN least(rq.n_1h, p_cap) ELSE rq.n_1h END,
+       (CASE WHEN rs.capped THEN least(rq.n_1h, p_cap) ELSE rq.n_1h END)::bigint,
        CASE WHEN rs.capped THEN '+' ELSE '=' END,
-       rq.n_5m, least(rs.span, 300),
-       coalesce((SELECT x.n FROM failed x WHERE x.queue = f.queue), 0), least(fa.span, 300),
-       coalesce(extract(epoch FROM now() - f.oldest)::float8, -1),
+       rq.n_5m::bigint, least(rs.span, 300)::float8,
+       coalesce((SELECT x.n FROM failed x WHERE x.queue = f.queue), 0)::bigint,
+       least(fa.span, 300)::float8,
+       coalesce(extract(epoch FROM now() - f.oldest)::float8, -1)::float8,
        coalesce((SELECT q.paused FROM pgq.queues q WHERE q.queue = f.queue), false),
        (SELECT count(*)::int FROM live l WHERE l.queue = f.queue)
   FROM fig f
@@ -238,5 +245,6 @@ SELECT f.queue,
  CROSS JOIN LATERAL (SELECT count(*) AS n_1h,
                             count(*) FILTER (WHERE r.finished_at > now() - interval '5 minutes') AS n_5m
                        FROM recent r WHERE r.queue = f.queue) rq
- ORDER BY f.queue
+ ORDER BY f.queue;
+END
 $$;

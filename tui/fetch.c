@@ -233,11 +233,19 @@ static void filter_params(const struct snapshot *s, const char **params, char *l
 #define QT_MATCH \
     " AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR type = $2)"
 
+/* A list's total: its rows (FROM and WHERE of the list) counted up to $4,
+ * the cap, instead of all of them (count(*) OVER () counted every matching
+ * row at every refresh). */
+#define CAPPED_COUNT(from_where) \
+    "SELECT count(*) FROM (SELECT 1" from_where " LIMIT $4::int + 1) x"
+
 /* Fill a list from rows of: id, queue, type, state, owner, error,
- * attempts, max_retries, age_s, lease_left_s, scheduled, total. */
+ * attempts, max_retries, age_s, lease_left_s, scheduled; and its total
+ * from count_sql with the same parameters but the cap for $4. */
 static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const char *sql,
-                    int nparams, const char *const *params, struct snap_job **out, size_t *n,
-                    int64_t *total, char *err, size_t errlen)
+                    const char *count_sql, int nparams, const char **params,
+                    struct snap_job **out, size_t *n, int64_t *total, bool *capped,
+                    char *err, size_t errlen)
 {
     PGresult *r = query(c, s, what, sql, nparams, params, err, errlen);
     if (!r)
@@ -245,7 +253,6 @@ static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const cha
     *n = (size_t)PQntuples(r);
     if (!(*out = rows_alloc(*n, sizeof **out, err, errlen)))
         return -1;
-    *total = 0;
     for (int i = 0; i < (int)*n; i++) {
         struct snap_job *j = &(*out)[i];
         j->id = ival(r, i, 0, 0);
@@ -259,44 +266,64 @@ static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const cha
         j->age_s = dval(r, i, 8, 0);
         j->lease_left_s = dval(r, i, 9, 0);
         j->scheduled = bval(r, i, 10);
-        *total = ival(r, i, 11, 0);
     }
+    char cap[16];
+    snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
+    const char *limit = params[3];
+    params[3] = cap;
+    r = query(c, s, what, count_sql, nparams, params, err, errlen);
+    params[3] = limit;
+    if (!r)
+        return -1;
+    *total = ival(r, 0, 0, 0);
+    *capped = *total > s->q.stats_cap;
+    if (*capped)
+        *total = s->q.stats_cap;
+    if (*total < (int64_t)*n)
+        *total = (int64_t)*n;   /* never fewer than the rows listed */
     return 0;
 }
+
+#define RUNNING_FROM " FROM pgq.jobs WHERE state = 'running'" QT_MATCH TEXT_MATCH
+#define DEAD_FROM " FROM pgq.jobs WHERE state = 'dead'" QT_MATCH TEXT_MATCH
+/* state "scheduled" is ready with a future run_at (no state of its own). */
+#define JOBS_FROM \
+    " FROM pgq.jobs WHERE ($5::text IS NULL OR state = $5" \
+    "   OR ($5 = 'scheduled' AND state = 'ready' AND run_at > now()))" QT_MATCH TEXT_MATCH
 
 static int fetch_running(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
         "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
         " extract(epoch FROM now() - started_at)::float8,"
-        " extract(epoch FROM lease_expires_at - now())::float8, false, count(*) OVER ()"
-        " FROM pgq.jobs WHERE state = 'running'" QT_MATCH TEXT_MATCH
-        " ORDER BY started_at, id LIMIT $4::int";
+        " extract(epoch FROM lease_expires_at - now())::float8, false"
+        RUNNING_FROM " ORDER BY started_at, id LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(RUNNING_FROM);
     const char *params[4];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
-    return job_rows(c, s, "running jobs", sql, 4, params, &s->running, &s->nrunning,
-                    &s->running_total, err, errlen);
+    return job_rows(c, s, "running jobs", sql, count_sql, 4, params, &s->running, &s->nrunning,
+                    &s->running_total, &s->running_total_capped, err, errlen);
 }
 
 static int fetch_dead(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
+    /* Newest first along the finished index (a dead job always has its
+     * finished_at), not a sort of every dead job. */
     static const char sql[] =
         "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
-        " extract(epoch FROM now() - coalesce(finished_at, created_at))::float8, 0, false,"
-        " count(*) OVER ()"
-        " FROM pgq.jobs WHERE state = 'dead'" QT_MATCH TEXT_MATCH
-        " ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $4::int";
+        " extract(epoch FROM now() - coalesce(finished_at, created_at))::float8, 0, false"
+        DEAD_FROM " ORDER BY finished_at DESC, id DESC LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(DEAD_FROM);
     const char *params[4];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
-    return job_rows(c, s, "dead letters", sql, 4, params, &s->dead, &s->ndead, &s->dead_total,
-                    err, errlen);
+    return job_rows(c, s, "dead letters", sql, count_sql, 4, params, &s->dead, &s->ndead,
+                    &s->dead_total, &s->dead_total_capped, err, errlen);
 }
 
 static int fetch_jobs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
-    /* state "scheduled" is ready with a future run_at (no state of its own). */
     static const char sql[] =
         "SELECT id, queue, type, state, lease_owner,"
         /* The error only where it is the job's present: a done job's
@@ -304,17 +331,15 @@ static int fetch_jobs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
         " CASE WHEN state IN ('dead', 'cancelled') OR (state = 'ready' AND attempts > 0)"
         "  THEN last_error END, attempts, max_retries,"
         " extract(epoch FROM now() - coalesce(finished_at, started_at, created_at))::float8,"
-        " extract(epoch FROM run_at - now())::float8, state = 'ready' AND run_at > now(),"
-        " count(*) OVER ()"
-        " FROM pgq.jobs WHERE ($5::text IS NULL OR state = $5"
-        "   OR ($5 = 'scheduled' AND state = 'ready' AND run_at > now()))" QT_MATCH TEXT_MATCH
-        " ORDER BY id DESC LIMIT $4::int";
+        " extract(epoch FROM run_at - now())::float8, state = 'ready' AND run_at > now()"
+        JOBS_FROM " ORDER BY id DESC LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(JOBS_FROM);
     const char *params[5];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
     params[4] = filter_param(s->q.filter.state);
-    return job_rows(c, s, "jobs", sql, 5, params, &s->jobs, &s->njobs, &s->jobs_total,
-                    err, errlen);
+    return job_rows(c, s, "jobs", sql, count_sql, 5, params, &s->jobs, &s->njobs,
+                    &s->jobs_total, &s->jobs_total_capped, err, errlen);
 }
 
 static int fetch_health(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
@@ -427,7 +452,7 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
     if (s->q.tput_bucket_s <= 0)
         s->q.tput_bucket_s = 10;
     if (s->q.stats_cap <= 0)
-        s->q.stats_cap = PGQ_STATS_CAP;
+        s->q.stats_cap = MODEL_STATS_CAP;
     s->taken = snapshot_clock();
 
     /* One read-only snapshot of the database for the whole refresh, so the
@@ -474,7 +499,10 @@ fail:
 int fetch_session_setup(pgq_conn *c, char *err, size_t errlen)
 {
     PGconn *pg = pgq_conn_pg(c);
+    /* No parallel workers: the dashboard's queries are small capped ranges,
+     * and workers would only spread their cost over other processes. */
     PGresult *r = PQexec(pg, "SET statement_timeout = '15s'; SET lock_timeout = '5s';"
+                             " SET max_parallel_workers_per_gather = 0;"
                              " SET application_name = 'pgq top'");
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
     if (rc < 0)

@@ -317,8 +317,8 @@ static enum next act_requeue_all(struct ui *u)
         snprintf(a.queue, sizeof a.queue, "%s", s->q.filter.queue);
         snprintf(a.type, sizeof a.type, "%s", s->q.filter.type);
     }
-    ask(u, &a, "Requeue all %" PRId64 " dead job%s%s? (y/N)", s->dead_total,
-        s->dead_total == 1 ? "" : "s",
+    ask(u, &a, "Requeue all %" PRId64 "%s dead job%s%s? (y/N)", s->dead_total,
+        s->dead_total_capped ? "+" : "", s->dead_total == 1 ? "" : "s",
         s->q.filter.queue[0] || s->q.filter.type[0] || s->q.filter.text[0]
             ? " matching the filter" : "");
     return NEXT_REDRAW;

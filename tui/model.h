@@ -23,6 +23,11 @@ enum {
 
 #define MODEL_TPUT_BUCKETS 60   /* throughput sparkline: this many buckets */
 #define MODEL_FIELD 201         /* filter fields: up to 200 bytes */
+/* Rows read per index range at each refresh: counts are exact up to this
+ * (then marked estimates or lower bounds). Lower than pgq stats' cap
+ * (PGQ_STATS_CAP) because a dashboard asks every second; bench/README.md
+ * has what a refresh costs. */
+#define MODEL_STATS_CAP 1000
 
 /* What the operator narrowed the lists to; "" means any. */
 struct model_filter {
@@ -36,7 +41,7 @@ struct model_query {
     int limit;                   /* rows per list (<= 0: 500) */
     double stale_s;              /* a pool silent this long is stale (<= 0: 60) */
     int tput_bucket_s;           /* throughput bucket width (<= 0: 10) */
-    int stats_cap;               /* rows read per index range (<= 0: PGQ_STATS_CAP) */
+    int stats_cap;               /* rows read per index range (<= 0: MODEL_STATS_CAP) */
 };
 
 struct snap_pool {
@@ -99,9 +104,12 @@ struct snapshot {
                                   * all were read */
     struct snap_pool *pools; size_t npools, nstale;
     int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
+    /* The lists: at most q.limit rows each; a total is counted up to
+     * q.stats_cap, so *_total_capped says "that many or more". */
     struct snap_job *running; size_t nrunning; int64_t running_total;
     struct snap_job *dead; size_t ndead; int64_t dead_total;
     struct snap_job *jobs; size_t njobs; int64_t jobs_total;
+    bool running_total_capped, dead_total_capped, jobs_total_capped;
     struct snap_table *tables; size_t ntables;
     struct snap_xact *xacts; size_t nxacts;
     struct snap_lock *locks; size_t nlocks;

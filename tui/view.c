@@ -606,7 +606,8 @@ static void detail_lines(const struct ui *u, struct lines *l)
 
 /* ---- lists ---------------------------------------------------------------------- */
 
-static void list_title(const struct ui *u, const char *what, size_t shown, int64_t total)
+static void list_title(const struct ui *u, const char *what, size_t shown, int64_t total,
+                       bool capped)
 {
     const struct model_filter *f = &u->snap->q.filter;
     char filt[700] = "";
@@ -618,7 +619,7 @@ static void list_title(const struct ui *u, const char *what, size_t shown, int64
     char sel[48] = "";
     if (u->nmarked)
         snprintf(sel, sizeof sel, "  [%zu selected]", u->nmarked);
-    put(2, 0, A_BOLD, "%s %" PRId64 "%s%s%s", what, total,
+    put(2, 0, A_BOLD, "%s %" PRId64 "%s%s%s%s", what, total, capped ? "+" : "",
         (int64_t)shown < total ? " (newest shown)" : "", filt, sel);
 }
 
@@ -634,16 +635,16 @@ static void draw_list(struct ui *u)
     char a[32], b[32];
 
     if (u->screen == SCR_RUNNING) {
-        list_title(u, "RUNNING", n, s->running_total);
+        list_title(u, "RUNNING", n, s->running_total, s->running_total_capped);
         int ww = COLS - 63 > 8 ? COLS - 63 : 8;
         put(3, 0, head, "  %-8s %-16s %-10s %-*s %5s %8s %8s", "ID", "TYPE", "QUEUE", ww,
             "POOL/WORKER", "TRY", "ELAPSED", "LEASE");
     } else if (u->screen == SCR_DEAD) {
-        list_title(u, "DEAD LETTERS", n, s->dead_total);
+        list_title(u, "DEAD LETTERS", n, s->dead_total, s->dead_total_capped);
         put(3, 0, head, "  %-8s %-14s %-9s %5s %7s  %s", "ID", "TYPE", "QUEUE", "TRIES", "DIED",
             "LAST ERROR");
     } else {
-        list_title(u, "JOBS", n, s->jobs_total);
+        list_title(u, "JOBS", n, s->jobs_total, s->jobs_total_capped);
         put(3, 0, head, "  %-8s %-14s %-9s %-9s %5s %7s  %s", "ID", "TYPE", "QUEUE", "STATE",
             "TRIES", "AGE", "LAST ERROR / WORKER");
     }
