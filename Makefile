@@ -38,7 +38,7 @@ STATE_SQL = migrations/state_machine.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 # cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
-POOL_MAIN  = $(BUILD)/cli/pool_main.o
+POOL_MAIN  = $(BUILD)/cli/pool_main.o $(BUILD)/cli/dbarg.o
 CLI_SRC    = $(filter-out cli/pool_main.c,$(wildcard cli/*.c))
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
 # The dashboard goes into the programs only, so libpgq needs no ncurses.

@@ -1152,7 +1152,10 @@ START_TEST(bad_urls_and_missing_grants_are_explained)
                "postgresql://USER@HOST:PORT/DBNAME (postgresql:///DBNAME for the local socket) "
                "or key=value pairs\n");
     ASSERT_RUN(run_env(NULL, ARGV("--db", "postgresql://u:se%zzcret@localhost/db", "stats")), 1,
-               "", "pgq stats: database URL \"postgresql://u:***@localhost/db\" is not valid: "
+               "", "pgq: warning: the --db URL holds a password, which other local users can "
+               "read in ps; use --db-file FILE, PGPASSWORD or a passfile instead (README, "
+               "\"Credentials\")\n"
+               "pgq stats: database URL \"postgresql://u:***@localhost/db\" is not valid: "
                "invalid percent-encoded token\n");
     if (tu_int("SELECT rolsuper::int FROM pg_roles WHERE rolname = current_user", 0, NULL) != 1)
         return;
