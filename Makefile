@@ -8,10 +8,12 @@
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
+#                        (address is ASan + UBSan)
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SANITIZER ?=
+comma := ,
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
 
 CC      ?= gcc
@@ -21,7 +23,12 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wwrite-strings
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
-SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
+# address brings UndefinedBehaviorSanitizer along (its checks cost little and
+# need no build of their own); an undefined-behaviour report aborts, so a test
+# cannot pass over one.
+SAN_KINDS = $(if $(filter address,$(SANITIZER)),address$(comma)undefined,$(SANITIZER))
+SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SAN_KINDS) -fno-omit-frame-pointer \
+            $(if $(filter address,$(SANITIZER)),-fno-sanitize-recover=undefined),)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
