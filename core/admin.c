@@ -135,6 +135,11 @@ static pgq_count_kind count_kind(const PGresult *r, int row, int col)
     return k[0] == '~' ? PGQ_COUNT_ESTIMATE : k[0] == '+' ? PGQ_COUNT_AT_LEAST : PGQ_COUNT_EXACT;
 }
 
+bool pgq_queue_unserved(const pgq_queue_stats *q)
+{
+    return q->ready > 0 && q->pools == 0 && !q->paused;
+}
+
 int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen)
 {
     return pgq_stats_capped(c, PGQ_STATS_CAP, 60, out, n, err, errlen);

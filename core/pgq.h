@@ -481,10 +481,7 @@ typedef struct pgq_queue_stats {
 
 /* True for a queue that holds due jobs which no live pool claims (and that
  * is not paused): its jobs would wait silently. */
-static inline bool pgq_queue_unserved(const pgq_queue_stats *q)
-{
-    return q->ready > 0 && q->pools == 0 && !q->paused;
-}
+PGQ_API bool pgq_queue_unserved(const pgq_queue_stats *q);
 
 /* Counts per queue (ordered by name) with PGQ_STATS_CAP and a pool silent
  * for 60 s counted as gone; *out is malloc'd (free() it). */

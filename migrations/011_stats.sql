@@ -46,9 +46,9 @@ $$;
 --   range and the future range, each read up to p_cap entries;
 --   oldest_ready_s: the first due entry of each priority, exact.
 --   running: exact (the running index holds one row per busy worker).
---   dead, cancelled, done: the state's range of the finished index, read up
---   to p_cap rows for the whole fleet; exact for every queue when it ends
---   within the cap.
+--   dead, cancelled, done: the state's range of the finished index, counted
+--   up to p_cap entries for the whole fleet; within the cap, read for every
+--   queue's exact count, above it estimated.
 --   done_1h: the newest done jobs of the hour, up to p_cap rows ('+' when
 --   the cap cut the hour short).
 --   done_5m, failed_5m (failed attempts: failed, lease expired): counted
@@ -113,21 +113,35 @@ ready AS (
 running AS (
     SELECT j.queue, count(*) AS n FROM pgq.jobs j WHERE j.state = 'running' GROUP BY j.queue
 ),
--- The finished states, each a range of the finished index read up to the
--- cap (each state written out: the index is partial, its predicate must be
--- seen to hold).
+-- The finished states: first whether each holds more than the cap (an
+-- index-only count of the finished index, no heap visit once vacuum has
+-- marked the pages visible); those that do are estimated, the others read
+-- up to the cap for their queues (each state written out: the index is
+-- partial, its predicate must be seen to hold).
+big AS (
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM pgq.jobs j WHERE j.state = 'dead'
+                                   LIMIT p_cap + 1) x) > p_cap AS dead,
+           (SELECT count(*) FROM (SELECT 1 FROM pgq.jobs j WHERE j.state = 'cancelled'
+                                   LIMIT p_cap + 1) x) > p_cap AS cancelled,
+           (SELECT count(*) FROM (SELECT 1 FROM pgq.jobs j WHERE j.state = 'done'
+                                   LIMIT p_cap + 1) x) > p_cap AS done
+),
 fin AS (
-    SELECT x.state, x.queue, count(*) AS n, sum(count(*)) OVER (PARTITION BY x.state) AS total
-      FROM ((SELECT 'dead' AS state, j.queue FROM pgq.jobs j WHERE j.state = 'dead' LIMIT p_cap + 1)
+    SELECT x.state, x.queue, count(*) AS n
+      FROM ((SELECT 'dead' AS state, j.queue FROM pgq.jobs j
+              WHERE j.state = 'dead' AND NOT (SELECT b.dead FROM big b) LIMIT p_cap + 1)
             UNION ALL
-            (SELECT 'cancelled', j.queue FROM pgq.jobs j WHERE j.state = 'cancelled' LIMIT p_cap + 1)
+            (SELECT 'cancelled', j.queue FROM pgq.jobs j
+              WHERE j.state = 'cancelled' AND NOT (SELECT b.cancelled FROM big b) LIMIT p_cap + 1)
             UNION ALL
-            (SELECT 'done', j.queue FROM pgq.jobs j WHERE j.state = 'done' LIMIT p_cap + 1)) x
+            (SELECT 'done', j.queue FROM pgq.jobs j
+              WHERE j.state = 'done' AND NOT (SELECT b.done FROM big b) LIMIT p_cap + 1)) x
      GROUP BY x.state, x.queue
 ),
 fin_total AS (
-    SELECT s.state, coalesce((SELECT max(f.total) FROM fin f WHERE f.state = s.state), 0) AS total
-      FROM (VALUES ('dead'), ('cancelled'), ('done')) s(state)
+    SELECT s.state, CASE WHEN s.over THEN p_cap + 1 ELSE 0 END AS total
+      FROM big b CROSS JOIN LATERAL (VALUES ('dead', b.dead), ('cancelled', b.cancelled),
+                                            ('done', b.done)) s(state, over)
 ),
 -- The newest done jobs of the last hour, newest first; capped: the window
 -- they cover is shorter than the hour.
