@@ -519,7 +519,7 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         "cancelled, done, done in the last hour, whether the queue is paused, the\n"
         "live pools that claim from it, and the jobs done and attempts failed in\n"
         "the last five minutes. The queue column is as wide as the longest name.\n"
-        "Counts are exact up to 10000 per index range read; above, \"~N\" is the\n"
+        "Counts are exact up to 5000 per index range read; above, \"~N\" is the\n"
         "planner's estimate and \"N+\" a lower bound (running is always exact).\n"
         "A queue with due jobs, not paused, that no live pool claims from is\n"
         "reported on stderr (\"nobody serves it\").\n"

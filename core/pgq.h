@@ -456,7 +456,7 @@ typedef enum pgq_count_kind {
     PGQ_COUNT_AT_LEAST    /* "N+" */
 } pgq_count_kind;
 
-#define PGQ_STATS_CAP 10000
+#define PGQ_STATS_CAP 5000
 
 typedef struct pgq_queue_stats {
     char queue[801];      /* room for 200 characters of UTF-8: names of up to 200

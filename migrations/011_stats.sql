@@ -52,7 +52,7 @@ $$;
 --   done_1h: the newest done jobs of the hour, up to p_cap rows ('+' when
 --   the cap cut the hour short).
 --   done_5m, failed_5m (failed attempts: failed, lease expired): counted
---   among the newest p_cap done jobs / attempt rows, over the seconds of the
+--   among the newest p_cap done jobs / 1000 attempt rows, over the seconds of the
 --   last five minutes those rows cover (*_window_s, 300 unless the cap cut
 --   it short): a rate is the count over its window.
 --   pools: live pools (a heartbeat within p_stale_s) that claim from the
@@ -62,7 +62,7 @@ $$;
 -- more than the cap, those frequent in the planner's statistics of
 -- pgq.jobs.queue (a queue with only a few old finished jobs may then be
 -- left out).
-CREATE FUNCTION pgq.queue_stats(p_cap int DEFAULT 10000, p_stale_s float8 DEFAULT 60)
+CREATE FUNCTION pgq.queue_stats(p_cap int DEFAULT 5000, p_stale_s float8 DEFAULT 60)
 RETURNS TABLE (queue text,
                ready bigint, ready_is text,
                scheduled bigint, retrying bigint, future_is text,
@@ -157,13 +157,16 @@ recent_span AS (
                 ELSE 3600 END AS span
       FROM recent r
 ),
+-- The newest attempt rows, for the failure rate: a rate needs a sample, not
+-- every row, and each failure costs a probe of pgq.jobs for its queue, so
+-- at most 1000 whatever the cap.
 att AS (
     SELECT a.job_id, a.outcome, a.finished_at FROM pgq.job_attempts a
-     ORDER BY a.id DESC LIMIT p_cap + 1
+     ORDER BY a.id DESC LIMIT least(p_cap, 1000) + 1
 ),
 att_span AS (
-    SELECT count(*) > p_cap AS capped,
-           CASE WHEN count(*) > p_cap
+    SELECT count(*) > least(p_cap, 1000) AS capped,
+           CASE WHEN count(*) > least(p_cap, 1000)
                 THEN greatest(extract(epoch FROM now() - min(a.finished_at)), 0.001)::float8
                 ELSE 3600 END AS span
       FROM att a
