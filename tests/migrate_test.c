@@ -65,7 +65,6 @@ START_TEST(concurrent_migrates_apply_once)
         ck_assert_msg(ms[i].rc == 0, "migrator %d: %s", i, ms[i].err);
         total += ms[i].applied;
     }
-    ck_assert_int_eq(total, pgq_schema_version());
     tu_barrier_free(b);
 
     char err[512];
@@ -75,7 +74,12 @@ START_TEST(concurrent_migrates_apply_once)
     pgq_migration_status *s;
     size_t n;
     ck_assert(pgq_migrate_status(c, &s, &n, err, sizeof err) == 0);
-    ck_assert_int_eq((int)n, pgq_schema_version());
+    /* every migration the binary carries applied once in all (their
+     * numbers may have gaps: one per migration, the last one this version) */
+    ck_assert_int_eq(total, (int)n);
+    ck_assert_int_eq(s[n - 1].version, pgq_schema_version());
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(s[i].applied, "%s not applied", s[i].name);
     ck_assert(s[0].applied);
     ck_assert_str_eq(s[0].name, "001_schema.sql");
     free(s);
@@ -143,9 +147,14 @@ START_TEST(state_machine_is_applied_when_its_text_changed)
     bool current = true;
     pgq_conn *c = NULL;
     ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
-    if (pgq_schema_version() > 1) {
-        ck_assert_msg(pgq_migrate_to(c, pgq_schema_version() - 1, NULL, err, sizeof err) == 0,
-                      "%s", err);
+    /* the migration before the last (numbers may have gaps) */
+    pgq_migration_status *ms;
+    size_t nm;
+    ck_assert(pgq_migrate_status(c, &ms, &nm, err, sizeof err) == 0);
+    int before_last = nm > 1 ? ms[nm - 2].version : 0;
+    free(ms);
+    if (before_last > 0) {
+        ck_assert_msg(pgq_migrate_to(c, before_last, NULL, err, sizeof err) == 0, "%s", err);
         ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
         ck_assert(!current);
         ck_assert_str_eq(at, "");
