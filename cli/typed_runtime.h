@@ -274,8 +274,9 @@ static inline char *pgq_typed_build(const struct pgq_typed_type *t, const void *
             if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && (double)(json_int_t)d == d) {
                 v = json_integer((json_int_t)d);
             } else {
+                size_t precision = (size_t)JSON_REAL_PRECISION(pgq_typed_digits(d));
                 v = json_real(d);
-                if (v == NULL || !pgq_typed_put_json(&b, v, (size_t)JSON_REAL_PRECISION(pgq_typed_digits(d))))
+                if (v == NULL || !pgq_typed_put_json(&b, v, precision))
                     goto oom;
                 json_decref(v);
                 v = NULL;

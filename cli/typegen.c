@@ -3,7 +3,8 @@
  * payload contract and typed functions around libpgq:
  *
  *     struct send_email { const char *to; const char *subject; void *pgq_mem_; };
- *     pgq_add_send_email(conn, &(struct send_email){ .to = ..., .subject = ... }, &opts, &res, err, errlen)
+ *     pgq_add_send_email(conn, &(struct send_email){ .to = ..., .subject = ... },
+ *                        &opts, &res, err, errlen)
  *     send_email_to_json(&p, err, errlen)          the payload text (for batches, SQL)
  *     send_email_from_job(job, &p, err, errlen)    a handler's view; send_email_clear(&p)
  *
@@ -281,8 +282,8 @@ static void write_type(FILE *f, const struct gtype *g, const char *file)
                 strcmp(r->json_type, "object") == 0 || strcmp(r->json_type, "array") == 0
                     ? ", as JSON text" : "");
     }
-    fprintf(f, "    void *" MEM_MEMBER ";   /* what %s_from_job copied; %s_clear frees it */\n};\n\n",
-            c, c);
+    fprintf(f, "    void *" MEM_MEMBER ";   /* what %s_from_job copied; %s_clear frees it */\n"
+               "};\n\n", c, c);
 
     fprintf(f, "static inline const struct pgq_typed_type *%s_type_(void)\n{\n"
                "    static const struct pgq_typed_field fields[%zu] = {\n", c,
@@ -305,16 +306,20 @@ static void write_type(FILE *f, const struct gtype *g, const char *file)
     fprintf(f, ", fields, %zu, sizeof(struct %s), offsetof(struct %s, " MEM_MEMBER ") };\n"
                "    return &type;\n}\n\n", t->nrequire, c, c);
 
-    fprintf(f, "/* The payload of a %s job as JSON text, malloc'd (free() it); NULL\n"
+    fputs("/* The payload of a ", f);
+    comment_text(f, t->name);
+    fprintf(f, " job as JSON text, malloc'd (free() it); NULL\n"
                " * with err naming the key at fault. For pgq_add_batch and SQL. */\n"
                "static inline char *%s_to_json(const struct %s *p, char *err, size_t errlen)\n"
                "{\n    return pgq_typed_build(%s_type_(), p, err, errlen);\n}\n\n",
-            c, c, c, c);
-    fprintf(f, "/* Enqueue a %s job (pgq_add with this payload): 0, or -1 with err. */\n"
+            c, c, c);
+    fputs("/* Enqueue a ", f);
+    comment_text(f, t->name);
+    fprintf(f, " job (pgq_add with this payload): 0, or -1 with err. */\n"
                "PGQ_MUSTCHECK static inline int pgq_add_%s(pgq_conn *c, const struct %s *p,\n"
                "        const pgq_add_opts *opts, pgq_add_result *res, char *err, size_t errlen)\n"
                "{\n    char *json = %s_to_json(p, err, errlen);\n    int rc;\n"
-               "    if (json == NULL)\n        return -1;\n    rc = pgq_add(c, ", c, c, c, c);
+               "    if (json == NULL)\n        return -1;\n    rc = pgq_add(c, ", c, c, c);
     c_str(f, t->name);
     fputs(", json, opts, res, err, errlen);\n    free(json);\n    return rc;\n}\n\n", f);
     fprintf(f, "/* A handler's view of job: *p gets every key of the contract (other keys\n"
