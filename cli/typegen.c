@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "typegen.h"
+#include "utf8.h"
 
 /* Words a member or struct tag cannot be: C17's and C23's keywords, and
  * macros that the headers a generated header includes (or a C program
@@ -143,6 +144,19 @@ static int map_names(const pgq_cfg *cfg, struct gtype **out, char *err, size_t e
             (t->nrequire && (g[i].members = calloc(t->nrequire, sizeof *g[i].members)) == NULL))
             goto oom;
         const char *c = g[i].cname;
+        size_t bad;
+        if (!utf8_valid(t->name, strlen(t->name), &bad, NULL)) {
+            snprintf(err, errlen, "%s:%d: [job %s]: the type name is not valid UTF-8 at byte "
+                     "offset %zu", file, t->line, t->name, bad);
+            goto fail;
+        }
+        for (k = 0; k < t->nrequire; k++) {
+            if (!utf8_valid(t->require[k].key, strlen(t->require[k].key), &bad, NULL)) {
+                snprintf(err, errlen, "%s:%d: [job %s] require: key \"%s\" is not valid UTF-8 at "
+                         "byte offset %zu", file, t->line, t->name, t->require[k].key, bad);
+                goto fail;
+            }
+        }
         if (strncmp(c, "pgq_", 4) == 0 || strncmp(c, "json_", 5) == 0) {
             snprintf(err, errlen, "%s:%d: [job %s]: its C name %s begins with %.*s, the prefix of "
                      "%s's names; rename the type", file, t->line, t->name, c,

@@ -183,6 +183,8 @@ START_TEST(header_errors_name_the_fault)
             "[job pgq-x]: its C name pgq_x begins with pgq_, the prefix of libpgq's names");
     refused("[job json.x]\nhandler = callback a\n", 1,
             "[job json.x]: its C name json_x begins with json_, the prefix of jansson's names");
+    refused("[job t]\nhandler = callback a\nrequire = ok:number, b\xff" "d:string\n", 1,
+            "bad.ini:1: [job t] require: key \"b\xff" "d\" is not valid UTF-8 at byte offset 1");
     refused("[job t]\nhandler = callback a\nrequire = pgq-mem-:string\n", 1,
             "[job t] require: key \"pgq-mem-\" maps to the C member pgq_mem_, which the generated "
             "struct keeps for itself");
