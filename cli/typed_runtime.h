@@ -400,15 +400,17 @@ static inline int pgq_typed_parse(const struct pgq_typed_type *t, const pgq_job 
                              pgq_typed_kind_name(f->kind));
             goto fail;
         }
-        if (f->kind == PGQ_TYPED_STRING)
+        if (f->kind == PGQ_TYPED_STRING) {
             total += json_string_length(v) + 1;
-        else if (f->kind == PGQ_TYPED_OBJECT || f->kind == PGQ_TYPED_ARRAY)
-            total += json_dumpb(v, NULL, 0, pgq_typed_dump_flags(v)) + 1;
+        } else if (f->kind == PGQ_TYPED_OBJECT || f->kind == PGQ_TYPED_ARRAY) {
+            size_t n = json_dumpb(v, NULL, 0, pgq_typed_dump_flags(v));
+            if (n == 0)   /* "{}" is 2: 0 is jansson failing */
+                goto oom;
+            total += n + 1;
+        }
     }
-    if ((mem = (char *)malloc(total)) == NULL) {
-        pgq_typed_seterr(err, errlen, "job %lld (%s): out of memory", id, t->name);
-        goto fail;
-    }
+    if ((mem = (char *)malloc(total)) == NULL)
+        goto oom;
     at = mem;
     for (size_t i = 0; i < t->nfields; i++) {
         const struct pgq_typed_field *f = &t->fields[i];
@@ -426,12 +428,18 @@ static inline int pgq_typed_parse(const struct pgq_typed_type *t, const pgq_job 
             at += n + 1;
             break;
         case PGQ_TYPED_OBJECT:
-        case PGQ_TYPED_ARRAY:
-            n = json_dumpb(v, at, total - (size_t)(at - mem), pgq_typed_dump_flags(v));
+        case PGQ_TYPED_ARRAY: {
+            size_t room = total - (size_t)(at - mem);
+            n = json_dumpb(v, at, room, pgq_typed_dump_flags(v));
+            if (n == 0 || n >= room) {   /* not what it measured: never write past the block */
+                free(mem);
+                goto oom;
+            }
             at[n] = '\0';
             memcpy(dst, &at, sizeof at);
             at += n + 1;
             break;
+        }
         case PGQ_TYPED_NUMBER:
             d = json_number_value(v);
             memcpy(dst, &d, sizeof d);
@@ -448,6 +456,8 @@ static inline int pgq_typed_parse(const struct pgq_typed_type *t, const pgq_job 
     json_decref(root);
     return 0;
 
+oom:
+    pgq_typed_seterr(err, errlen, "job %lld (%s): out of memory", id, t->name);
 fail:
     json_decref(root);
     memset(p, 0, t->size);
