@@ -26,6 +26,14 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
 LIBS     = $(shell pkg-config --libs $(PKGS))
+# libsystemd is optional: with it pgq-pool speaks sd_notify (pool/notify.c,
+# the one file that knows) and the unit is Type=notify; without it
+# (SYSTEMD=no, or no libsystemd-dev) everything builds, the unit is Type=simple.
+SYSTEMD ?= $(if $(shell pkg-config --exists libsystemd && echo y),yes,no)
+ifeq ($(SYSTEMD),yes)
+LIBS    += $(shell pkg-config --libs libsystemd)
+$(BUILD)/pool/notify.o: CFLAGS += -DPGQ_HAVE_SYSTEMD $(shell pkg-config --cflags libsystemd)
+endif
 TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 
 CORE_SRC   = $(wildcard core/*.c)
@@ -84,7 +92,9 @@ $(BUILD)/man/pool.ini.5: $(BUILD)/man/pool.ini.5.scd
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 $(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile
 	@mkdir -p $(dir $@)
-	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@TYPE@|$(if $(filter yes,$(SYSTEMD)),notify,simple)|' \
+	    -e 's|^@WATCHDOG@|$(if $(filter yes,$(SYSTEMD)),,# no sd_notify in this build: )|' $< > $@
 service: $(BUILD)/pgq-pool.service
 
 $(BUILD)/%.o: %.c

@@ -119,6 +119,7 @@ Suite *slot_suite(void);
 Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
+Suite *notify_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 
