@@ -120,6 +120,7 @@ Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *notify_suite(void);
+Suite *top_once_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 
