@@ -123,5 +123,6 @@ Suite *notify_suite(void);
 Suite *top_once_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
+Suite *secrets_suite(void);
 
 #endif
