@@ -236,7 +236,7 @@ install: all man service $(BUILD)/pool.ini
 	[ -e $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini ] || \
 	    install -m 644 $(BUILD)/pool.ini $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@REQUIRES@|libpq inih$(if $(filter yes,$(SYSTEMD)), libsystemd,)|' \
+	    -e 's|@REQUIRES@|$(PKGS)$(if $(filter yes,$(SYSTEMD)), libsystemd,)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pgq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pgq.pc
 	# the loader learns the new library (a staged DESTDIR install, as the
 	# Debian package's, leaves that to ldconfig's trigger on the target)
@@ -269,7 +269,7 @@ deb:
 	tar -c --exclude=./build --exclude='./build-*' --exclude=./.git . | tar -x -C $(DEB_DIR)/pgq-$(VERSION)
 	cd $(DEB_DIR)/pgq-$(VERSION) && dpkg-buildpackage -us -uc -b
 	rm -rf $(DEB_DIR)/pgq-$(VERSION)
-	lintian --fail-on error --info $(DEB_DIR)/pgq_$(VERSION)_*.changes
+	lintian --fail-on error --display-info $(DEB_DIR)/pgq_$(VERSION)_*.changes
 	@ls -1 $(DEB_DIR)/*.deb
 
 # Build the packages, install them here (root), check, purge (CI's step).
