@@ -23,15 +23,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-bool pool_notify_built(void)
-{
-#ifdef PGQ_HAVE_SYSTEMD
-    return true;
-#else
-    return false;
-#endif
-}
-
 /* Send one state line; a failure is logged, never fatal (the service
  * manager's problem is not a reason to stop running jobs). */
 static void notify_send(const pgq_pool *p, const char *state)

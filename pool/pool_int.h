@@ -135,8 +135,6 @@ struct pgq_pool {
 
 /* ---- notify.c: sd_notify, when the program asked for it ---- */
 
-/* Whether this build has libsystemd (otherwise everything here is a no-op). */
-bool pool_notify_built(void);
 /* READY=1 (start done), STOPPING=1 (graceful stop begun), WATCHDOG=1. Any
  * thread; nothing when p->notify is off or NOTIFY_SOCKET is unset. */
 void pool_notify_ready(const pgq_pool *p);

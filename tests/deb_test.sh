@@ -11,8 +11,9 @@
 # pgq the postinst created), man pgq / pgq-pool / pool.ini / libpgq render
 # without a warning, the library is known to the loader and a program
 # built with pkg-config's flags runs against it, pool.ini is a conffile
-# readable by root:pgq only, the unit has /usr/bin and /etc/pgq and scores
-# at most 4.0 on systemd-analyze security; after the purge nothing is left.
+# readable by root:pgq only, the unit has /usr/bin and /etc/pgq, passes
+# systemd-analyze verify and scores at most 4.0 on systemd-analyze
+# security; after the purge nothing is left.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -113,6 +114,8 @@ check "the unit runs /usr/bin/pgq-pool -c /etc/pgq/pool.ini" \
     grep -qx 'ExecStart=/usr/bin/pgq-pool -c /etc/pgq/pool.ini' "$unit"
 check "the unit is Type=notify" grep -qx 'Type=notify' "$unit"
 if command -v systemd-analyze >/dev/null 2>&1; then
+    check "systemd-analyze verify: no complaint" sh -c \
+        "out=\$(systemd-analyze verify '$unit' 2>&1) && [ -z \"\$out\" ] || { echo \"\$out\"; false; }"
     score=$(systemd-analyze security --offline=true "$unit" 2>&1 | grep 'Overall exposure')
     check "systemd-analyze security <= 4.0 (${score#*: })" \
         systemd-analyze security --offline=true --threshold=40 "$unit"
