@@ -109,7 +109,15 @@ $(BUILD)/man/pool.ini.5: $(BUILD)/man/pool.ini.5.scd
 
 # The systemd unit, with this install's paths.
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
-$(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile
+# The install paths and options baked into generated files, rewritten only
+# when they change, so that `make install PREFIX=...` after a plain `make`
+# does not install a unit or a pool.ini with the old paths.
+INSTALL_VARS = $(PREFIX) $(SYSCONFDIR) $(DATADIR) $(SYSTEMD)
+$(BUILD)/install.vars: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(INSTALL_VARS)' | cmp -s - $@ || echo '$(INSTALL_VARS)' > $@
+
+$(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile $(BUILD)/install.vars
 	@mkdir -p $(dir $@)
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    -e 's|@TYPE@|$(if $(filter yes,$(SYSTEMD)),notify,simple)|' \
@@ -120,7 +128,7 @@ service: $(BUILD)/pgq-pool.service
 # conffile /etc/pgq/pool.ini): config/pool.ini with its example handlers
 # where they are installed, DATADIR/examples/handlers/, so that it passes
 # pgq-pool --check as installed.
-$(BUILD)/pool.ini: config/pool.ini Makefile
+$(BUILD)/pool.ini: config/pool.ini Makefile $(BUILD)/install.vars
 	@mkdir -p $(dir $@)
 	sed -e 's|\.\./examples/handlers/|$(DATADIR)/examples/handlers/|g' $< > $@
 
