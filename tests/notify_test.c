@@ -3,7 +3,8 @@
  * pgq-pool with NOTIFY_SOCKET naming it (and WATCHDOG_USEC, WATCHDOG_PID as
  * a unit with WatchdogSec= would pass them), and reads what arrives: READY=1
  * once the pool started, WATCHDOG=1 from the heartbeat loop, STOPPING=1
- * after SIGTERM, and an exit 0. Each receive waits at most 60 s (a bound
+ * after SIGTERM, and an exit 0; a pool that cannot start (no schema) exits
+ * 1 without READY=1. Each receive waits at most 60 s (a bound
  * against a hang, not a timing). In a build without libsystemd the pool
  * sends nothing; the test then says so and checks only that it runs. */
 #include <errno.h>
@@ -89,27 +90,27 @@ static bool wait_for(int fd, const char *line, char *seen, size_t seenlen)
     return false;
 }
 
-START_TEST(pool_says_ready_watchdog_stopping)
+/* Bind a datagram socket at path, receives bounded by 60 s. */
+static int bind_socket(const char *path)
 {
-    bool sd = built_with_systemd();
-    const char *sock = tu_fmt("%s/notify.sock", dir);
-    const char *ini = tu_fmt("%s/pool.ini", dir);
-    const char *log = tu_fmt("%s/pool.log", dir);
-    tu_write_file(ini, "[pool]\nworkers = 2\nlease_ttl = 2s\nheartbeat = 1s\npoll = 100ms\n"
-                       "shutdown_timeout = 5s\n\n[job noop]\nhandler = exec true\n");
-
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    ck_assert_int_lt(strlen(sock), sizeof sa.sun_path);
-    strcpy(sa.sun_path, sock);
-    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", sock,
+    ck_assert_int_lt(strlen(path), sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", path,
                   strerror(errno));
     struct timeval tv = { .tv_sec = 60 };
     ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    return fd;
+}
 
+/* Start pgq-pool -c ini --db url with its output in log, as systemd would
+ * for NotifyAccess=main, WatchdogSec=1s (pings every half second, twice
+ * per heartbeat); it dies with the test. */
+static pid_t start_pool(const char *sock, const char *ini, const char *log, const char *url)
+{
     const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
-    const char *url = tu_db_url();
     pid_t parent = getpid();
     fflush(NULL);
     pid_t pid = fork();
@@ -127,8 +128,6 @@ START_TEST(pool_says_ready_watchdog_stopping)
         dup2(lfd, 2);
         char wpid[32];
         snprintf(wpid, sizeof wpid, "%d", (int)getpid());
-        /* as systemd passes them for NotifyAccess=main, WatchdogSec=1s:
-         * pings every half second, twice per heartbeat */
         setenv("NOTIFY_SOCKET", sock, 1);
         setenv("WATCHDOG_USEC", "1000000", 1);
         setenv("WATCHDOG_PID", wpid, 1);
@@ -136,6 +135,20 @@ START_TEST(pool_says_ready_watchdog_stopping)
         execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+START_TEST(pool_says_ready_watchdog_stopping)
+{
+    bool sd = built_with_systemd();
+    const char *sock = tu_fmt("%s/notify.sock", dir);
+    const char *ini = tu_fmt("%s/pool.ini", dir);
+    const char *log = tu_fmt("%s/pool.log", dir);
+    tu_write_file(ini, "[pool]\nworkers = 2\nlease_ttl = 2s\nheartbeat = 1s\npoll = 100ms\n"
+                       "shutdown_timeout = 5s\n\n[job noop]\nhandler = exec true\n");
+
+    int fd = bind_socket(sock);
+    pid_t pid = start_pool(sock, ini, log, tu_db_url());
 
     char seen[16384] = "";
     int st = 0;
@@ -172,6 +185,37 @@ START_TEST(pool_says_ready_watchdog_stopping)
 }
 END_TEST
 
+/* A pool that cannot start (its database has no pgq schema) exits 1 and
+ * never says READY=1: systemd sees the start fail instead of a service
+ * that is up but does nothing. */
+START_TEST(pool_that_cannot_start_is_never_ready)
+{
+    const char *sock = tu_fmt("%s/notify-fail.sock", dir);
+    const char *ini = tu_fmt("%s/pool-fail.ini", dir);
+    const char *log = tu_fmt("%s/pool-fail.log", dir);
+    tu_write_file(ini, "[pool]\nworkers = 1\n\n[job noop]\nhandler = exec true\n");
+    int fd = bind_socket(sock);
+    char *url = tu_db_url_for("postgres");   /* exists, never migrated */
+    pid_t pid = start_pool(sock, ini, log, url);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    char *out = tu_slurp(log);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status 0x%x, want exit 1; log:\n%s", st,
+                  out);
+    ck_assert_msg(strstr(out, "cannot start"), "no \"cannot start\" in the log:\n%s", out);
+    /* everything it sent is queued by now: read without waiting */
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+        buf[n] = '\0';
+        ck_assert_msg(!strstr(buf, "READY=1"), "a pool that failed to start sent [%s]", buf);
+    }
+    free(out);
+    free(url);
+    close(fd);
+}
+END_TEST
+
 Suite *notify_suite(void)
 {
     Suite *s = suite_create("notify");
@@ -180,6 +224,7 @@ Suite *notify_suite(void)
     tcase_add_unchecked_fixture(tc, make_dir, remove_dir);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, pool_says_ready_watchdog_stopping);
+    tcase_add_test(tc, pool_that_cannot_start_is_never_ready);
     suite_add_tcase(s, tc);
     return s;
 }
