@@ -3,8 +3,8 @@
  * registered the job types and started every thread; STOPPING=1 when a
  * graceful stop begins; WATCHDOG=1 from the heartbeat loop when the unit
  * has WatchdogSec= (systemd then passes WATCHDOG_USEC and WATCHDOG_PID), so
- * a pool whose heartbeat thread hangs is restarted instead of holding its
- * leases forever.
+ * a pool whose heartbeat thread hangs is restarted instead of staying up
+ * doing nothing while its leases expire under its running jobs.
  *
  * Off unless the program asks (pgq_pool_set_notify): an embedding program
  * decides its own readiness. Built with libsystemd when pkg-config finds it
