@@ -85,6 +85,14 @@ PGQ_API int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen) PGQ_MUSTCHECK
 /* Free a stopped (or never started) pool. Accepts NULL. */
 PGQ_API void pgq_pool_free(pgq_pool *p);
 
+/* Tell systemd about the pool through sd_notify(3) (Type=notify units):
+ * READY=1 when pgq_pool_start has succeeded, STOPPING=1 when a graceful
+ * stop begins, WATCHDOG=1 from the heartbeat thread when the unit set
+ * WatchdogSec=. Off by default (an embedding program decides its own
+ * readiness); pgq-pool turns it on. Before pgq_pool_start. Does nothing in
+ * a build without libsystemd, or when NOTIFY_SOCKET is unset. */
+PGQ_API void pgq_pool_set_notify(pgq_pool *p, bool on);
+
 /* Log threshold for this process's pool log lines (stderr). */
 PGQ_API void pgq_pool_set_log_level(enum pgq_log_level level);
 

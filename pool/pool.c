@@ -166,14 +166,16 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
                                 p->cfg->queues[i]);
     pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s; %zu job types",
              p->name, p->nslots, queues, p->cfg->ntypes);
+    pool_notify_ready(p);
     return 0;
 }
 
 void pgq_pool_stop(pgq_pool *p)
 {
+    bool first = false;
     pthread_mutex_lock(&p->mu);
     if (!p->stop_requested) {
-        p->stop_requested = true;
+        p->stop_requested = first = true;
         p->deadline_ms = pool_now_ms() + p->cfg->shutdown_timeout_ms;
         atomic_store(&p->stopping, true);
         pthread_cond_broadcast(&p->wake_cv);
@@ -184,6 +186,8 @@ void pgq_pool_stop(pgq_pool *p)
         }
     }
     pthread_mutex_unlock(&p->mu);
+    if (first)   /* outside mu: a socket write */
+        pool_notify_stopping(p);
 }
 
 /* Wait (mu held) until no worker is busy or the monotonic time `until`. */

@@ -130,7 +130,19 @@ struct pgq_pool {
     pthread_t hb_thread, listen_thread;
     bool threads_started;
     bool registered;               /* our pgq.workers row exists */
+    bool notify;                   /* tell systemd (notify.c); set before start */
 };
+
+/* ---- notify.c: sd_notify, when the program asked for it ---- */
+
+/* READY=1 (start done), STOPPING=1 (graceful stop begun), WATCHDOG=1. Any
+ * thread; nothing when p->notify is off or NOTIFY_SOCKET is unset. */
+void pool_notify_ready(const pgq_pool *p);
+void pool_notify_stopping(const pgq_pool *p);
+void pool_notify_watchdog(const pgq_pool *p);
+/* The unit's WatchdogSec in ms when it asked this process for pings
+ * (WATCHDOG_USEC, WATCHDOG_PID) and notify is on; 0 otherwise. */
+int64_t pool_notify_watchdog_ms(const pgq_pool *p);
 
 /* ---- slot.c: the slot state machine ---- */
 

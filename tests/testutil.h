@@ -121,6 +121,8 @@ Suite *typed_suite(void);      /* the typed job map (pgq types header), no datab
 Suite *typed_db_suite(void);   /* ... and its round trip through a database */
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
+Suite *notify_suite(void);
+Suite *top_once_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *secrets_suite(void);
