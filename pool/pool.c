@@ -93,6 +93,7 @@ int pgq_pool_check(pgq_pool *p, char *err, size_t errlen)
 int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
 {
     char e[512];
+    p->started = true;
     if (handlers_build(p, p->cfg, &p->handlers, err, errlen) < 0)
         return -1;
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
@@ -198,8 +199,10 @@ static void wait_workers(pgq_pool *p, int64_t until)
 
 /* Release, from this thread's own connection, the jobs of workers whose
  * handlers ignored cancellation; their threads are left behind (ABANDONED).
- * mu held: the threads left behind cannot free their jobs meanwhile. */
-static int release_abandoned(pgq_pool *p)
+ * mu held: the threads left behind cannot free their jobs meanwhile. The
+ * RELEASED events go into *ev (copies of the jobs, caller reports and
+ * frees them once mu is dropped). */
+static int release_abandoned(pgq_pool *p, struct pending_ack *ev, size_t *nev)
 {
     char err[512];
     pgq_conn *c = NULL;
@@ -227,6 +230,17 @@ static int release_abandoned(pgq_pool *p)
             pool_log(PGQ_LOG_WARN, s->who, "job=%lld type=%s: handler ignored the shutdown; "
                      "released%s", (long long)j->id, j->type,
                      lost ? " (lease already lost)" : "");
+            /* Released: that is the attempt's outcome, unless the thread
+             * left behind recorded one first (then the release found the
+             * lease gone, and the thread reports its own). */
+            if (!lost && !s->reported && pool_has_events(p)) {
+                s->reported = true;
+                pgq_job *copy = pool_job_dup(j);
+                if (copy)
+                    ev[(*nev)++] = (struct pending_ack){
+                        .job = copy, .who = s->who,
+                        .ran_us = pool_now_us() - atomic_load(&s->started_us) };
+            }
         }
     }
     pgq_disconnect(c);
@@ -237,6 +251,13 @@ int pgq_pool_wait(pgq_pool *p)
 {
     char err[512];
     int rc = 0;
+    if (pool_in_event_callback()) {
+        pool_log(PGQ_LOG_ERROR, NULL, "pgq_pool_wait called from an event callback: refused "
+                 "(it would wait for the thread it runs on)");
+        return -1;
+    }
+    struct pending_ack *released = p->slots ? calloc((size_t)p->nslots, sizeof *released) : NULL;
+    size_t nreleased = 0;
     pthread_mutex_lock(&p->mu);
     while (!p->stop_requested)
         pthread_cond_wait(&p->state_cv, &p->mu);
@@ -255,7 +276,7 @@ int pgq_pool_wait(pgq_pool *p)
         for (int i = 0; p->slots && i < p->nslots; i++)
             atomic_store(&p->slots[i].cancel, true);
         wait_workers(p, pool_now_ms() + 10000);
-        if (release_abandoned(p) < 0)
+        if (released && release_abandoned(p, released, &nreleased) < 0)
             rc = -1;
     }
     p->hb_stop = true;
@@ -266,6 +287,14 @@ int pgq_pool_wait(pgq_pool *p)
         join[i] = p->slots[i].state == SLOT_EXITED;
     pthread_mutex_unlock(&p->mu);
 
+    for (size_t i = 0; i < nreleased; i++) {
+        pgq_event ev;
+        pool_event_init(&ev, PGQ_EVENT_RELEASED, released[i].job, released[i].who,
+                        released[i].ran_us);
+        pool_emit(p, &ev);
+        pgq_job_free(released[i].job);
+    }
+    free(released);
     for (int i = 0; join && i < p->nslots; i++)
         if (join[i])
             pthread_join(p->slots[i].thread, NULL);
@@ -295,6 +324,10 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     pgq_cfg *cfg = NULL;
     struct handlers *h;
     char e[1024];
+    if (pool_in_event_callback()) {
+        snprintf(err, errlen, "pgq_pool_reload: not from an event callback");
+        return -1;
+    }
     if (!p->cfg->path) {
         snprintf(err, errlen, "no config file to reload");
         return -1;
@@ -331,6 +364,11 @@ void pgq_pool_free(pgq_pool *p)
 {
     if (!p)
         return;
+    if (pool_in_event_callback()) {
+        pool_log(PGQ_LOG_ERROR, NULL, "pgq_pool_free called from an event callback: refused "
+                 "(the pool runs it)");
+        return;
+    }
     for (int i = 0; p->slots && i < p->nslots; i++)
         if (p->slots[i].state == SLOT_ABANDONED)
             return;   /* a handler thread still runs and uses the pool: leave it be */
@@ -345,6 +383,7 @@ void pgq_pool_free(pgq_pool *p)
     for (size_t i = 0; i < p->ncbs; i++)
         free(p->cbs[i].name);
     free(p->cbs);
+    free(p->subs);
     if (p->stop_pipe[0] >= 0) {
         close(p->stop_pipe[0]);
         close(p->stop_pipe[1]);
