@@ -97,6 +97,8 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     if (handlers_build(p, p->cfg, &p->handlers, err, errlen) < 0)
         return -1;
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
+    if (metrics_new(p, err, errlen) < 0)
+        return -1;
     if (pgq_connect_via(p->url, p->cfg->pooler, &p->hb_conn, e, sizeof e) < 0 ||
         pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
         pgq_cfg_apply_types_as(p->hb_conn, p->cfg, p->name, false, e, sizeof e) < 0 ||
@@ -158,6 +160,10 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->threads_started = true;
+    if (metrics_start(p, err, errlen) < 0) {
+        pgq_pool_stop(p);
+        return -1;
+    }
     char queues[512] = "";
     for (size_t i = 0, off = 0; i < p->cfg->nqueues && off < sizeof queues; i++)
         off += (size_t)snprintf(queues + off, sizeof queues - off, "%s%s", i ? ", " : "",
@@ -307,6 +313,8 @@ int pgq_pool_wait(pgq_pool *p)
      * the batch's pending acks and give back its unstarted jobs. */
     if (p->batch && p->hb_conn)
         batch_drain(p, p->hb_conn);
+    /* Scrapes are answered until every outcome is counted. */
+    metrics_stop(p);
     if (p->hb_conn && p->registered) {
         if (!pgq_connected(p->hb_conn))
             (void)!pgq_reconnect(p->hb_conn, err, sizeof err);
@@ -355,7 +363,9 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     err[0] = '\0';
     if (cfg->workers != p->cfg->workers || cfg->nqueues != p->cfg->nqueues ||
         cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms ||
-        cfg->batch != p->cfg->batch)
+        cfg->batch != p->cfg->batch ||
+        (cfg->metrics_listen == NULL) != (p->cfg->metrics_listen == NULL) ||
+        (cfg->metrics_listen && strcmp(cfg->metrics_listen, p->cfg->metrics_listen) != 0))
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
     return 0;
 }
@@ -378,6 +388,7 @@ void pgq_pool_free(pgq_pool *p)
     }
     handlers_free(p->handlers);
     batch_free(p->batch);
+    metrics_free(p->metrics);
     pgq_hints_free(p->hints);
     pgq_disconnect(p->hb_conn);
     for (size_t i = 0; i < p->ncbs; i++)

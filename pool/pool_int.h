@@ -193,6 +193,19 @@ void pool_emit_lost(pgq_pool *p, pgq_conn *c, const pgq_job *j, const char *who,
 /* A copy of j (one allocation, like a claimed job's); NULL when out of memory. */
 pgq_job *pool_job_dup(const pgq_job *j);
 
+/* ---- metrics.c: [pool] metrics_listen ---- */
+
+struct metrics;
+/* Bind cfg's metrics_listen (nothing when unset) and subscribe to the
+ * pool's events; -1 with err naming the address (a port in use says so).
+ * In pgq_pool_start, before the threads. */
+int metrics_new(pgq_pool *p, char *err, size_t errlen);
+/* Start serving (after the other threads); -1 with err. */
+int metrics_start(pgq_pool *p, char *err, size_t errlen);
+/* Stop serving and join the thread (pgq_pool_wait, last). */
+void metrics_stop(pgq_pool *p);
+void metrics_free(struct metrics *m);
+
 /* ---- claim.c: the claim specification ---- */
 
 /* Fill c from the pool's config and hints, with lease owner `owner`. */
