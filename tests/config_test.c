@@ -93,6 +93,14 @@ static const struct golden {
     { "bad_duration_no_unit.ini", ":2: [pool] poll: \"10\": needs a unit (use ms, s, m, h, d)" },
     { "bad_duration_negative.ini", ":2: [pool] heartbeat: \"-5s\": negative" },
     { "bad_int_range.ini", ":2: [pool] workers: \"500\" is out of range (1..256)" },
+    { "bad_metrics_listen.ini", ":2: [pool] metrics_listen: \"9464\": expected HOST:PORT, e.g. "
+                                "127.0.0.1:9464 or [::1]:9464 (port 0: any free port)" },
+    { "bad_metrics_host.ini", ":3: [pool] metrics_listen: \"metrics.example.com\" is not a "
+                              "numeric address (nothing is looked up; use localhost, an IPv4 "
+                              "address or [IPv6]): expected HOST:PORT, e.g. 127.0.0.1:9464 or "
+                              "[::1]:9464 (port 0: any free port)" },
+    { "bad_metrics_port.ini", ":2: [pool] metrics_listen: \"127.0.0.1:70000\": port \"70000\" "
+                              "is not a number in 0..65535" },
     { "bad_duration_range.ini", ":2: [pool] lease_ttl: \"500ms\" is out of range (1s..1d)" },
     { "bad_not_number.ini", ":2: [pool] workers: \"eight\" is not a whole number" },
     { "bad_hash_comment.ini", ":2: [pool] workers: \"8   # only\" is not a whole number "
@@ -501,7 +509,7 @@ END_TEST
 START_TEST(test_reference)
 {
     static const char *const all_keys[] = {
-        "url", "pooler", "listen_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done",
+        "url", "pooler", "listen_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
         "priority", "require",
     };
