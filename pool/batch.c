@@ -262,7 +262,9 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
         else if (pool_log_enabled(PGQ_LOG_INFO))
             pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].lease.id,
                      a[i].attempt);
-        if (lost[i]) {
+        if (a[i].silent) {
+            /* reported when the shutdown released it */
+        } else if (lost[i]) {
             pool_emit_lost(p, c, a[i].job, a[i].who, a[i].ran_us);
         } else if (pool_has_events(p)) {
             pgq_event ev;
@@ -440,7 +442,10 @@ void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t
     a->who = s->who;
     a->ran_us = ran_us;
     /* The ack list reports it now (record, batch_drop, batch_drain); a
-     * shutdown releasing this slot later finds no job in it. */
+     * shutdown releasing this slot later finds no job in it. Unless it
+     * came too late: the slot was abandoned and its job released and
+     * reported (the ack will find the lease gone). */
+    a->silent = s->reported;
     s->reported = true;
     slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
     bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
@@ -525,7 +530,7 @@ void batch_drain(pgq_pool *p, pgq_conn *c)
         char why[600];
         snprintf(why, sizeof why, "outcome not recorded at shutdown: %s", err);
         for (size_t i = 0; i < n; i++) {
-            if (pool_has_events(p)) {
+            if (pool_has_events(p) && !a[i].silent) {
                 pgq_event ev;
                 pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, a[i].job, a[i].who, a[i].ran_us);
                 ev.error = why;

@@ -91,7 +91,8 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
             /* A done job awaiting acknowledgement: its attempt ran, and
              * this is its outcome. (A buffered one never started.) */
             if (acked.job) {
-                pool_emit_lost(p, c, acked.job, acked.who, acked.ran_us);
+                if (!acked.silent)
+                    pool_emit_lost(p, c, acked.job, acked.who, acked.ran_us);
                 pgq_job_free(acked.job);
             }
             continue;

@@ -50,6 +50,8 @@ struct pending_ack {
     pgq_job *job;
     const char *who;               /* the slot's name: lives as long as the pool */
     int64_t ran_us;
+    bool silent;                   /* its outcome was reported already (the shutdown
+                                    * released it from an abandoned slot): no event */
 };
 
 /* A registered event callback (events.c). */

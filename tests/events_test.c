@@ -307,8 +307,9 @@ START_TEST(every_outcome_is_reported_once)
                           s->error);
     }
     /* The database agrees. */
-    ck_assert_str_eq(tu_text("SELECT string_agg(state, ',' ORDER BY id) FROM pgq.jobs", 0, NULL),
-                     "done,done,done,done,dead,done,cancelled,ready");
+    char *states = tu_text("SELECT string_agg(state, ',' ORDER BY id) FROM pgq.jobs", 0, NULL);
+    ck_assert_str_eq(states, "done,done,done,done,dead,done,cancelled,ready");
+    free(states);
     pgq_disconnect(c);
 }
 END_TEST
