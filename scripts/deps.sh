@@ -24,6 +24,8 @@ ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgr
 [ -x /usr/sbin/pgbouncer ] || need pgbouncer
 # promtool (Debian prometheus), which checks a scrape of a pool's metrics endpoint.
 command -v promtool >/dev/null 2>&1 || need prometheus
+# clang builds the libFuzzer targets (make fuzz, make fuzz-check)
+command -v clang >/dev/null 2>&1 || need clang
 [ -z "$pkgs" ] && exit 0
 
 echo "deps: installing$pkgs" >&2
