@@ -9,6 +9,7 @@
  * $PGQ_TEST_DIR (the tests/ directory; "tests" when unset).
  */
 #include <check.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "../config/pgq_config.h"
 #include "../config/duration.h"
+#include "../config/listen.h"
 
 Suite *config_suite(void);
 Suite *duration_suite(void);
@@ -504,6 +506,33 @@ START_TEST(test_require_bad)
 }
 END_TEST
 
+/* metrics_listen: absent is off; the forms the listener accepts load
+ * (the loader and the listener share cfg_listen_parse). */
+START_TEST(test_metrics_listen)
+{
+    pgq_cfg *c = load_ok("good_metrics_listen.ini");
+    ck_assert_str_eq(c->metrics_listen, "[::1]:9464");
+    pgq_cfg_free(c);
+    c = load_ok("good_defaults.ini");
+    ck_assert_ptr_null(c->metrics_listen);
+    pgq_cfg_free(c);
+    static const char *const good[] = { "127.0.0.1:9464", "0.0.0.0:0", "localhost:65535",
+                                        "[::]:9464" };
+    static const char *const bad[] = { "", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x",
+                                       "127.0.0.1:123456", "::1:9464", "[::1:9464", "[]:1",
+                                       "example.com:80", "[127.0.0.1]:80", "256.0.0.1:80" };
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(cfg_listen_parse(good[i], &ss, &len, err, sizeof err) == 0, "%s: %s",
+                      good[i], err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(cfg_listen_parse(bad[i], &ss, &len, err, sizeof err) == -1 && *err,
+                      "%s accepted", bad[i]);
+}
+END_TEST
+
 /* ---- the generated reference ---- */
 
 START_TEST(test_reference)
@@ -551,6 +580,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("load");
 
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_metrics_listen);
     tcase_add_test(tc, test_empty_file);
     tcase_add_test(tc, test_full);
     tcase_add_test(tc, test_crlf_bom);
