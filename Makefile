@@ -67,7 +67,7 @@ TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
 .PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
-        fuzz fuzz-check fuzz-build chaos
+        fuzz fuzz-check fuzz-build chaos valgrind
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -208,6 +208,11 @@ pinned: deps all
 
 deps:
 	@scripts/deps.sh
+
+# The CLI and a short pool run under valgrind's memcheck (no sanitizer
+# build: valgrind wants the plain one), on a throwaway database.
+valgrind: deps all
+	scripts/with-postgres.sh --env DATABASE_URL -- scripts/valgrind.sh $(BUILD)
 
 # Fuzzing (tests/fuzz/README.md): libFuzzer targets for every parser of user
 # input, built with clang under ASan + UBSan in build-fuzz/, each run for
