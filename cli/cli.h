@@ -62,7 +62,6 @@ void json_kv_str(FILE *f, bool first, const char *key, const char *value);
 void json_kv_int(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_int_or_null(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_bool(FILE *f, bool first, const char *key, bool value);
-void prom_label(FILE *f, const char *s);   /* a Prometheus label value, quoted */
 
 int cmd_version(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);

@@ -364,49 +364,6 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
-/* pgq stats --prometheus: the fleet's gauges, as node_exporter's textfile
- * collector reads them (write to a temp file, rename into its directory). */
-static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *const names[8])
-{
-    FILE *f = stdout;
-    fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
-          "future, never tried; retrying: future, after a failure).\n"
-          "# TYPE pgq_jobs gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                              s[i].dead, s[i].cancelled, s[i].done };
-        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
-            fputs("pgq_jobs{queue=", f);
-            prom_label(f, s[i].queue);
-            fprintf(f, ",state=\"%s\"} %" PRId64 "\n", names[k], v[k]);
-        }
-    }
-    fputs("# HELP pgq_jobs_done_last_hour Jobs of the queue done in the last hour (still "
-          "retained).\n# TYPE pgq_jobs_done_last_hour gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_jobs_done_last_hour{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %" PRId64 "\n", s[i].done_last_hour);
-    }
-    fputs("# HELP pgq_queue_oldest_ready_seconds How long the queue's longest-waiting due job "
-          "has been due (0 when none is).\n# TYPE pgq_queue_oldest_ready_seconds gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_oldest_ready_seconds{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
-    }
-    fputs("# HELP pgq_queue_paused 1 when the queue is paused (pgq pause): no pool claims "
-          "from it.\n# TYPE pgq_queue_paused gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_paused{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
-    }
-    fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
-               "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
-            PGQ_VERSION, pgq_schema_version());
-}
-
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
@@ -439,7 +396,11 @@ int cmd_stats(struct cli *c, int argc, char **argv)
     static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
                                          "cancelled", "done", "done_1h" };
     if (prom) {
-        write_prometheus(s, n, names);
+        /* The same writer as a pool's metrics endpoint (core/prom.c), for
+         * node_exporter's textfile collector (write to a temp file, rename
+         * into its directory). */
+        pgq_prom_write_stats(stdout, s, n);
+        pgq_prom_write_build_info(stdout);
         free(s);
         return EXIT_OK;
     }

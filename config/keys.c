@@ -65,6 +65,11 @@ const struct cfg_key cfg_keys[] = {
     { .sec = SEC_POOL, .name = "keep_dead", .kind = V_DURATION, .off = CFG(keep_dead_ms),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "30d", .min = 0, .max = 3650 * MS_D,
       .doc = "Retention of dead jobs (the dead-letter list)." },
+    { .sec = SEC_POOL, .name = "metrics_listen", .kind = V_LISTEN, .off = CFG(metrics_listen),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "Serve Prometheus metrics over HTTP at GET /metrics on this HOST:PORT (e.g. "
+             "127.0.0.1:9464; [::1]:9464; port 0: any free port, logged). Absent: off. Plain "
+             "HTTP without authentication: bind to a loopback or private address." },
 
     { .sec = SEC_JOB, .name = "queue", .kind = V_NAME, .off = TYP(queue),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "default",
@@ -108,7 +113,7 @@ const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section",
 const char *const cfg_kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
-    [V_POOLER] = "pooler",
+    [V_POOLER] = "pooler", [V_LISTEN] = "address",
 };
 
 const struct cfg_key *cfg_find_key(enum sec_kind sec, const char *name)

@@ -21,6 +21,7 @@ enum val_kind {
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
+    V_LISTEN,   /* HOST:PORT to listen on, checked by cfg_listen_parse (char *) */
 };
 
 #define NO_OFF ((size_t)-1)

@@ -63,6 +63,7 @@ typedef struct pgq_cfg {
     int64_t shutdown_timeout_ms;/* default 30s */
     int64_t keep_done_ms;       /* default 1d; 0 = delete at once */
     int64_t keep_dead_ms;       /* default 30d */
+    char *metrics_listen;       /* [pool] metrics_listen "HOST:PORT", NULL when off */
     pgq_cfg_type *types;        /* in file order */
     size_t ntypes;
 } pgq_cfg;

@@ -5,6 +5,7 @@
 #include "values.h"
 #include "duration.h"
 #include "words.h"
+#include "listen.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ void cfg_value_free(const struct cfg_key *k, void *base)
     switch (k->kind) {
     case V_STRING:
     case V_NAME:
+    case V_LISTEN:
         free(*(char **)p);
         *(char **)p = NULL;
         break;
@@ -187,10 +189,17 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
     }
     switch (k->kind) {
     case V_STRING:
-    case V_NAME: {
+    case V_NAME:
+    case V_LISTEN: {
         char *s;
         if (k->kind == V_NAME && pgq_queue_name_check(v, err, errlen) < 0)
             return -1;
+        if (k->kind == V_LISTEN) {
+            struct sockaddr_storage ss;
+            socklen_t len;
+            if (cfg_listen_parse(v, &ss, &len, err, errlen) < 0)
+                return -1;
+        }
         if ((s = strdup(v)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;

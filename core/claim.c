@@ -16,7 +16,7 @@
 
 /* A claimed job from row `row` of a complete_claim result (columns: acked,
  * id, queue, type, payload, attempts, max_retries, priority, lease_token,
- * timeout_ms, ord). One allocation: the struct followed by its strings. */
+ * timeout_ms, ord, run_at). One allocation: the struct followed by its strings. */
 static pgq_job *job_from_row(const PGresult *r, int row)
 {
     size_t lq = strlen(PQgetvalue(r, row, 2)) + 1, lt = strlen(PQgetvalue(r, row, 3)) + 1,
@@ -37,6 +37,7 @@ static pgq_job *job_from_row(const PGresult *r, int row)
     j->priority = (int)db_int64(r, row, 7, 0);
     snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, row, 8));
     j->timeout_ms = db_int64(r, row, 9, 60000);
+    j->run_at_us = db_int64(r, row, 11, 0);
     return j;
 }
 

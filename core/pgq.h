@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PGQ_VERSION "0.1.0"
 #define PGQ_MUSTCHECK __attribute__((warn_unused_result))
@@ -267,6 +268,8 @@ typedef struct pgq_job {
     int priority;
     int64_t timeout_ms;            /* from the job type */
     char lease_token[PGQ_TOKEN_LEN + 1];
+    int64_t run_at_us;             /* when it became due: microseconds since the epoch
+                                    * by the database's clock (0 when unknown) */
 } pgq_job;
 
 /* Claim the next ready job of the given queues (priority, run_at, id order;
@@ -459,6 +462,19 @@ typedef struct pgq_queue_stats {
 
 /* Counts per queue; *out is malloc'd (free() it). */
 PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Prometheus's text format (core/prom.c), shared by `pgq stats
+ * --prometheus` and a pool's metrics endpoint so that both name the same
+ * figures the same way. f is any stdio stream (open_memstream for a
+ * buffer). A label value, quoted, with backslash, double quote and newline
+ * escaped: */
+PGQ_API void pgq_prom_label(FILE *f, const char *s);
+/* The fleet's gauges from pgq_stats: pgq_jobs{queue,state},
+ * pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},
+ * pgq_queue_paused{queue}, each with its HELP and TYPE lines. */
+PGQ_API void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n);
+/* pgq_build_info{version,schema} 1, with HELP and TYPE. */
+PGQ_API void pgq_prom_write_build_info(FILE *f);
 
 /* A job's whole story, as text for display. */
 typedef struct pgq_attempt_row {

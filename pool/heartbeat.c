@@ -82,12 +82,20 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
         if (!lost[k])
             continue;
         if (owner[k] < 0) {
+            struct pending_ack acked;
             pthread_mutex_lock(&p->mu);
-            bool held = batch_drop(p->batch, ids[k]);
+            bool held = batch_drop(p->batch, ids[k], &acked);
             pthread_mutex_unlock(&p->mu);
             if (held)
                 pool_log(PGQ_LOG_WARN, "heartbeat", "job=%" PRId64 ": lease lost (expired "
                          "and reclaimed) while batched; dropped", ids[k]);
+            /* A done job awaiting acknowledgement: its attempt ran, and
+             * this is its outcome. (A buffered one never started.) */
+            if (acked.job) {
+                if (!acked.silent)
+                    pool_emit_lost(p, c, acked.job, acked.who, acked.ran_us);
+                pgq_job_free(acked.job);
+            }
             continue;
         }
         struct slot *s = &p->slots[owner[k]];
@@ -217,6 +225,7 @@ void *heartbeat_main(void *arg)
                 continue;
             }
             pool_log(PGQ_LOG_INFO, "heartbeat", "reconnected");
+            atomic_fetch_add(&p->reconnects, 1);
             down = false;
         }
         tick(p, c, &last_prune);

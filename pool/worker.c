@@ -68,6 +68,7 @@ struct outcome {
     bool ok;
     bool cancelled;           /* stopped by the pool (shutdown or lease lost) */
     pgq_attempt_info info;
+    int64_t ran_us;           /* the handler's running time */
     char error[2048];
 };
 
@@ -134,26 +135,41 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
 
 enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
 
+/* Take the right to report the outcome of the job s holds: false when the
+ * shutdown already reported it (released an abandoned job); mu held. */
+static bool take_report(struct slot *s)
+{
+    bool mine = !s->reported;
+    s->reported = true;
+    return mine;
+}
+
 /* Record the end of j, which s holds FINISHING, reconnecting as long as the
  * lease may still be ours. Gives up when the heartbeat says the lease is
  * lost, or after the shutdown deadline. A completion also claims the
  * worker's next job in the same statement and transaction when claim_next
  * and the pool is not stopping (batch = 1: one commit per job); with a
- * batch, a success is queued as an ack instead. Leaves s RUNNING with the
- * job claimed (returned), or IDLE (NULL returned). */
-static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
-                       const struct outcome *o, bool claim_next)
+ * batch, a success is queued as an ack instead. Once recorded, the outcome
+ * is reported as an event when the job was started (a job claimed with a
+ * completion and released unstarted at shutdown has none). Frees j. Leaves
+ * s RUNNING with the job claimed (returned), or IDLE (NULL returned). */
+static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, const struct outcome *o,
+                       bool claim_next, bool started)
 {
     pgq_pool *p = s->pool;
     char err[512], who[128];
     bool lost = false;
     pgq_fail_result fr = { 0 };
     pgq_job *next = NULL;
+    pgq_event ev;
+    bool emit = started && pool_has_events(p);
+    char why[1024] = "";
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
-        batch_ack(s, j, &o->info);   /* recorded and logged with the batch; s is IDLE */
+        batch_ack(s, j, &o->info, o->ran_us);   /* recorded, logged, reported with the batch */
         return NULL;
     }
+    pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
     for (;;) {
         int rc;
         if (how == FINISH_COMPLETE) {
@@ -172,12 +188,16 @@ static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
         }
         if (rc == 0)
             break;
+        /* The outcome cannot be recorded: the lease will expire and the
+         * job be reaped; for the event, this attempt's lease is lost. */
         if (pgq_connected(s->conn)) {
             pool_log(PGQ_LOG_ERROR, who, "%s; the lease will expire and the job be retried", err);
+            snprintf(why, sizeof why, "outcome not recorded: %s", err);
             goto out;
         }
         if (atomic_load(&s->lease_lost)) {
             pool_log(PGQ_LOG_WARN, who, "lease lost while reconnecting; outcome not recorded");
+            snprintf(why, sizeof why, "lease lost while reconnecting; outcome not recorded");
             goto out;
         }
         pthread_mutex_lock(&p->mu);
@@ -186,31 +206,49 @@ static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
         if (past) {
             pool_log(PGQ_LOG_WARN, who, "database unreachable at shutdown; the lease will "
                      "expire and the job be retried");
+            snprintf(why, sizeof why, "database unreachable at shutdown; outcome not recorded");
             goto out;
         }
         pool_nap(p, 200);
         /* Not pool_connect_retry: it gives up once stopping, and a drain
          * must still record outcomes. */
-        if (pgq_reconnect(s->conn, err, sizeof err) == 0)
+        if (pgq_reconnect(s->conn, err, sizeof err) == 0) {
+            atomic_fetch_add(&p->reconnects, 1);
             pool_log(PGQ_LOG_INFO, who, "reconnected");
+        }
     }
     if (lost || fr.lease_lost) {
         pool_log(PGQ_LOG_WARN, who, "lease lost: the job was reclaimed; this attempt's "
                  "outcome is discarded");
+        if (emit)
+            ev.kind = pool_lost_kind(s->conn, j->id, j->attempt, why, sizeof why);
     } else if (how == FINISH_COMPLETE) {
         pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
+        ev.kind = PGQ_EVENT_DONE;
     } else if (how == FINISH_RELEASE) {
         pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
+        ev.kind = PGQ_EVENT_RELEASED;
     } else if (fr.dead) {
         pool_log(PGQ_LOG_WARN, who, "dead after attempt %d: %s", j->attempt, o->error);
+        ev.kind = PGQ_EVENT_DEAD;
+        ev.error = o->error;
     } else {
         pool_log(PGQ_LOG_INFO, who, "failed (attempt %d of %d), retry in %.1fs: %s", j->attempt,
                  j->max_retries + 1, fr.retry_in_s, o->error);
+        ev.kind = PGQ_EVENT_FAILED;
+        ev.error = o->error;
+        ev.retry_in_s = fr.retry_in_s;
     }
 out:
+    if (*why)
+        ev.error = why;
     pthread_mutex_lock(&p->mu);
+    emit = take_report(s) && emit;
     slot_set(s, next ? SLOT_RUNNING : SLOT_IDLE, next);
     pthread_mutex_unlock(&p->mu);
+    if (emit)
+        pool_emit(p, &ev);
+    pgq_job_free(j);
     return next;
 }
 
@@ -225,8 +263,15 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
                  j->type, j->attempt);
 
     int64_t t0 = pool_now_us();
+    atomic_store(&s->started_us, t0);
+    if (pool_has_events(p)) {
+        pgq_event ev;
+        pool_event_init(&ev, PGQ_EVENT_STARTED, j, s->who, 0);
+        pool_emit(p, &ev);
+    }
     run_handler(s, j, &o);
     int64_t ran_us = pool_now_us() - t0;
+    o.ran_us = ran_us;
 
     enum finish how = o.ok ? FINISH_COMPLETE : FINISH_FAIL;
     /* Stopped by the shutdown deadline: give the job back, not a failure. */
@@ -239,16 +284,17 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
      * nothing to record. A success is still recorded: fenced, it will be
      * told the lease is gone, and say so. */
     bool stopped = s->state == SLOT_LOST && !o.ok;
+    bool report = stopped && take_report(s);
     slot_set(s, stopped ? SLOT_IDLE : SLOT_FINISHING, stopped ? NULL : j);
     pthread_mutex_unlock(&p->mu);
-    pgq_job *next = NULL;
-    if (stopped)
-        pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
-                 j->id, j->type);
-    else
-        next = finish(s, j, how, &o, claim_next);
+    if (!stopped)
+        return finish(s, j, how, &o, claim_next, true);
+    pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
+             j->id, j->type);
+    if (report)
+        pool_emit_lost(p, s->conn, j, s->who, ran_us);
     pgq_job_free(j);
-    return next;
+    return NULL;
 }
 
 /* One job per transaction: each completion claims the next job. */
@@ -286,8 +332,7 @@ static void work_one_by_one(struct slot *s)
             pthread_mutex_lock(&p->mu);
             slot_set(s, SLOT_FINISHING, j);
             pthread_mutex_unlock(&p->mu);
-            (void)finish(s, j, FINISH_RELEASE, &none, false);
-            pgq_job_free(j);
+            (void)finish(s, j, FINISH_RELEASE, &none, false, false);   /* frees j */
             break;
         }
         j = run_job(s, j, true);

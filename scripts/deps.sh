@@ -30,6 +30,8 @@ command -v man >/dev/null 2>&1 || need man-db
 ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgresql-15-pgq3
 # PgBouncer, which the pgbouncer suite starts (transaction and session mode).
 [ -x /usr/sbin/pgbouncer ] || need pgbouncer
+# promtool (Debian prometheus), which checks a scrape of a pool's metrics endpoint.
+command -v promtool >/dev/null 2>&1 || need prometheus
 # clang builds the libFuzzer targets (make fuzz, make fuzz-check)
 command -v clang >/dev/null 2>&1 || need clang
 # make deb: dpkg-buildpackage (dpkg-dev), debhelper (compat 13), fakeroot,

@@ -1406,6 +1406,15 @@ START_TEST(stats_prometheus_is_valid_exposition)
     ck_assert_msg(s >= 89 && s < 600, "oldest ready %f s", s);
     ck_assert_msg(strstr(r.out, tu_fmt("\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
                                        PGQ_VERSION, pgq_schema_version())), "[%s]", r.out);
+    /* And by promtool, as the pool's endpoint is (the same writer, core/prom.c). */
+    const char *file = tu_fmt("%s/stats.prom", tmpdir);
+    tu_write_file(file, r.out);
+    int st;
+    char *pt = tu_sh(tu_fmt("command -v promtool >/dev/null || { echo 'promtool not found: "
+                            "scripts/deps.sh installs prometheus'; exit 99; }; promtool check "
+                            "metrics < '%s' 2>&1", file), &st);
+    ck_assert_msg(st == 0 && !*pt, "promtool check metrics: status %d: %s\n%s", st, pt, r.out);
+    free(pt);
     /* the checker can fail */
     ck_assert_ptr_nonnull(exposition_problem("# HELP a x\n# TYPE a gauge\na{q=\"x\"y\"} 1\n"));
     ck_assert_ptr_nonnull(exposition_problem("a 1\n"));
