@@ -122,12 +122,20 @@ int batch_new(pgq_pool *p)
     return b->buf && b->acks ? 0 : -1;
 }
 
+/* Free the results of n acks (recorded, or given up on). */
+static void acks_free_results(struct pending_ack *a, size_t n)
+{
+    for (size_t i = 0; a && i < n; i++)
+        result_clear(&a[i].result);
+}
+
 void batch_free(struct batch *b)
 {
     if (!b)
         return;
     for (size_t k = 0; b->buf && k < b->count; k++)
         pgq_job_free(b->buf[(b->head + k) % b->cap]);
+    acks_free_results(b->acks, b->nacks);
     free(b->buf);
     free(b->acks);
     pthread_cond_destroy(&b->cv);
@@ -217,12 +225,14 @@ static bool acks_reserve(struct batch *b, size_t extra)
     return true;
 }
 
-/* Put acks that could not be recorded back in front; mu held. */
+/* Put acks that could not be recorded back in front (their results
+ * with them); mu held. */
 static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
     if (!acks_reserve(b, n)) {
         pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
                  "their leases will expire and they will run again", n);
+        acks_free_results(a, n);
         return;
     }
     memmove(b->acks + n, b->acks, b->nacks * sizeof *b->acks);
@@ -231,10 +241,11 @@ static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
     b->oldest_ack_ms = pool_now_ms();
 }
 
-/* Record n acks and claim up to want jobs in one statement on c. Logs what
- * was recorded and what was lost. Returns 0, or -1 (err filled) when
- * nothing was done. */
-static int record(struct batch *b, pgq_conn *c, const char *who, const struct pending_ack *a,
+/* Record n acks (with their results) and claim up to want jobs in one
+ * statement on c. Logs what was recorded and what was lost. Returns 0
+ * (the acks' results are freed: they are recorded or lost), or -1 (err
+ * filled) when nothing was done. */
+static int record(struct batch *b, pgq_conn *c, const char *who, struct pending_ack *a,
                   size_t n, size_t want, pgq_job **got, size_t *ngot, char *err, size_t errlen)
 {
     pgq_ack *acks = n ? malloc(n * sizeof *acks) : NULL;
@@ -246,7 +257,8 @@ static int record(struct batch *b, pgq_conn *c, const char *who, const struct pe
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info };
+        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info, a[i].result.text,
+                             a[i].result.note };
     int rc = claim_run(&b->claim, c, acks, n, lost, want, got, ngot, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (lost[i])
@@ -256,6 +268,8 @@ static int record(struct batch *b, pgq_conn *c, const char *who, const struct pe
             pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].lease.id,
                      a[i].attempt);
     }
+    if (rc == 0)
+        acks_free_results(a, n);
     free(acks);
     free(lost);
     return rc;
@@ -392,14 +406,18 @@ pgq_job *batch_take(struct slot *s)
     return NULL;
 }
 
-void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
+void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info,
+               struct job_result *result)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
+    struct job_result none = { 0 };
     pthread_mutex_lock(&p->mu);
     if (!acks_reserve(b, 1)) {
         slot_set(s, SLOT_IDLE, NULL);
         pthread_mutex_unlock(&p->mu);
+        if (result)
+            result_clear(result);
         pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
                  "success; its lease will expire and it will run again", j->id);
         return;
@@ -411,6 +429,9 @@ void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
     snprintf(a->lease.token, sizeof a->lease.token, "%s", j->lease_token);
     a->attempt = j->attempt;
     a->info = info ? *info : (pgq_attempt_info)PGQ_ATTEMPT_INFO_INIT;
+    a->result = result ? *result : none;
+    if (result)
+        *result = none;
     slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
     bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
     if (flush && pgq_connected(s->conn))
@@ -453,6 +474,7 @@ bool batch_drop(struct batch *b, int64_t id)
     keep = 0;
     for (size_t k = 0; k < b->nacks; k++) {
         if (b->acks[k].lease.id == id) {
+            result_clear(&b->acks[k].result);
             found = true;
             continue;
         }
@@ -486,9 +508,11 @@ void batch_drain(pgq_pool *p, pgq_conn *c)
         (void)!pgq_reconnect(c, err, sizeof err);
     /* The acks end as the workers' would: keep_done = 0 deletes them. */
     pgq_conn_set_keep_done(c, p->cfg->keep_done_ms > 0);
-    if (n && record(b, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0)
+    if (n && record(b, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_ERROR, "shutdown", "recording %zu done jobs: %s; their leases will "
                  "expire and they will run again", n, err);
+        acks_free_results(a, n);
+    }
     free(a);
     size_t released = 0;
     for (size_t k = 0; jobs && k < nbuf; k++) {

@@ -39,12 +39,22 @@ struct lease {
     char token[PGQ_TOKEN_LEN + 1];
 };
 
+/* A job's result as it is stored (result.c): text and note, each
+ * malloc'd or NULL. */
+struct job_result {
+    char *text;
+    char *note;
+};
+
 /* A done job whose outcome waits to be recorded with the next claim
- * (batch.c): the lease it still holds, and what to record. */
+ * (batch.c): the lease it still holds, and what to record. The result is
+ * owned by whoever holds the pending_ack (the ack list, or the flush that
+ * took it). */
 struct pending_ack {
     struct lease lease;
     int attempt;
     pgq_attempt_info info;
+    struct job_result result;
 };
 
 /* What a claim asks the database for, built once from the config when the
@@ -190,6 +200,20 @@ void pool_nap(pgq_pool *p, int64_t ms);
 /* Sleep until woken by a wake token or the pool stops (worker threads). */
 void pool_wait_for_work(pgq_pool *p);
 
+/* ---- result.c: a handler's output made into the job's result ---- */
+
+/* From len bytes at s, of total bytes the handler wrote (total > len when
+ * the reader kept only the first len), what is stored: at most max bytes,
+ * cut before the first character that does not fit, with a note saying
+ * so; when the kept bytes are not UTF-8 text (or hold a NUL), no text and
+ * a note saying why. what names the output in the note ("stdout",
+ * "result"). max 0: nothing, no note. out is cleared first. -1 when out
+ * of memory (out empty). */
+int result_make(const char *s, size_t len, unsigned long long total, size_t max,
+                const char *what, struct job_result *out) __attribute__((warn_unused_result));
+/* Free both strings; accepts an empty one. */
+void result_clear(struct job_result *r);
+
 /* ---- batch.c: claims and acks of several workers (batch = N, or no batch key) ---- */
 
 /* Set p->batch up for the config's batch (0: adaptive, N > 1: fixed N);
@@ -202,8 +226,10 @@ void batch_free(struct batch *b);
 pgq_job *batch_take(struct slot *s);
 /* s (FINISHING) succeeded with j: j's lease moves to the ack list and s to
  * IDLE in one step; the ack is recorded with the next claim, or at once
- * when enough are pending or the oldest waited long enough. Worker threads. */
-void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info);
+ * when enough are pending or the oldest waited long enough. The result
+ * (may be NULL) moves with it (*result is emptied). Worker threads. */
+void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info,
+               struct job_result *result);
 /* A job of the batch ran for us microseconds (the adaptive policy learns
  * how short jobs are); mu held. */
 void batch_note_run(struct batch *b, int64_t us);
