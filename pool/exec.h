@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bytes of stdout kept past out_max, so that the cut can tell a character
+ * that goes on past it (cut there) from a byte that starts none (not
+ * text). */
+#define EXEC_OUT_LOOKAHEAD 4
+
 /* What to run. Everything is borrowed for the duration of exec_run. */
 typedef struct exec_request {
     const char *const *argv;        /* NULL-terminated; argv[0] is found by

@@ -113,10 +113,6 @@ void exec_error_text(exec_result *res, const exec_request *req, const struct exe
 
 /* ---- stdout, kept for the result (exec_out.c) ----------------------------------- */
 
-/* Bytes kept past max, so that the cut can tell a character that goes on
- * past it (cut there) from a byte that starts none (not text). */
-#define EXEC_OUT_LOOKAHEAD 4
-
 /* The first max (+ EXEC_OUT_LOOKAHEAD) bytes of a stream, and how much
  * there was. buf: malloc'd as it grows, NUL-terminated, NULL until the
  * first byte kept; max 0 keeps nothing. */

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "pgq_pool.h"
+#include "result.h"
 
 /* A job type's resolved handler. */
 struct handler {
@@ -37,13 +38,6 @@ struct callback {
 struct lease {
     int64_t id;
     char token[PGQ_TOKEN_LEN + 1];
-};
-
-/* A job's result as it is stored (result.c): text and note, each
- * malloc'd or NULL. */
-struct job_result {
-    char *text;
-    char *note;
 };
 
 /* A done job whose outcome waits to be recorded with the next claim
@@ -199,20 +193,6 @@ void pool_nap(pgq_pool *p, int64_t ms);
 
 /* Sleep until woken by a wake token or the pool stops (worker threads). */
 void pool_wait_for_work(pgq_pool *p);
-
-/* ---- result.c: a handler's output made into the job's result ---- */
-
-/* From len bytes at s, of total bytes the handler wrote (total > len when
- * the reader kept only the first len), what is stored: at most max bytes,
- * cut before the first character that does not fit, with a note saying
- * so; when the kept bytes are not UTF-8 text (or hold a NUL), no text and
- * a note saying why. what names the output in the note ("stdout",
- * "result"). max 0: nothing, no note. out is cleared first. -1 when out
- * of memory (out empty). */
-int result_make(const char *s, size_t len, unsigned long long total, size_t max,
-                const char *what, struct job_result *out) __attribute__((warn_unused_result));
-/* Free both strings; accepts an empty one. */
-void result_clear(struct job_result *r);
 
 /* ---- batch.c: claims and acks of several workers (batch = N, or no batch key) ---- */
 

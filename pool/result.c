@@ -14,7 +14,9 @@
  * replacing bytes would hand a script reading `pgq result` something its
  * handler never wrote.
  */
-#include "pool_int.h"
+#include "result.h"
+
+#include <stdbool.h>
 
 #include <stdio.h>
 #include <stdlib.h>
