@@ -899,16 +899,6 @@ BEGIN
 END
 $$;
 
--- Renew one job's lease to now + lease_ttl_ms. True while the token holds
--- the job; false: the lease is lost (reaped, cancelled, reclaimed) and the
--- worker should stop.
-CREATE OR REPLACE FUNCTION pgq.heartbeat(id bigint, lease_token uuid,
-                                         lease_ttl_ms bigint DEFAULT 30000)
-RETURNS boolean LANGUAGE sql VOLATILE AS $$
-    SELECT count(*) > 0 FROM pgq.renew(ARRAY[heartbeat.id], ARRAY[heartbeat.lease_token],
-                                       heartbeat.lease_ttl_ms)
-$$;
-
 -- Mark the job done, fenced by its lease token, with an optional result
 -- (pgq.result(id) reads it back). True when the token still held the job.
 -- Version 6's array form, pgq.complete(ids, tokens, ...), is
@@ -1007,6 +997,17 @@ LANGUAGE sql VOLATILE AS $$
       FROM unnest(p_ids, p_tokens) AS h(id, token)
      WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE
     RETURNING j.id, j.lease_token::text
+$$;
+
+-- The SQL consumer's heartbeat (see pgq.claim): renew one job's lease to
+-- now + lease_ttl_ms. True while the token holds
+-- the job; false: the lease is lost (reaped, cancelled, reclaimed) and the
+-- worker should stop.
+CREATE OR REPLACE FUNCTION pgq.heartbeat(id bigint, lease_token uuid,
+                                         lease_ttl_ms bigint DEFAULT 30000)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0 FROM pgq.renew(ARRAY[heartbeat.id], ARRAY[heartbeat.lease_token],
+                                       heartbeat.lease_ttl_ms)
 $$;
 
 -- ---- run_once: the effects ledger (promise 7) -----------------------------
