@@ -505,7 +505,7 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT, and a done job's result\n"
+        "run_once effects, in-doubt ones marked IN DOUBT, and last a done job's result\n"
         "(with its note when it was cut or not stored). Lines of a multi-line error\n"
         "or result after its first are indented by four spaces. --json: one object\n"
         "with the same field names, \"payload\" as JSON, \"history\" and \"effects\"\n"
@@ -541,13 +541,6 @@ int cmd_show(struct cli *c, int argc, char **argv)
     put_lines(or_dash(d->last_error));
     printf("\ncreated_at: %s\nstarted_at: %s\nfinished_at: %s\npayload:\n%s\n", d->created_at,
            or_dash(d->started_at), or_dash(d->finished_at), d->payload_pretty);
-    fputs("result: ", stdout);
-    put_lines(or_dash(d->result));
-    if (d->result_note) {
-        fputs("\nresult_note: ", stdout);
-        put_lines(d->result_note);
-    }
-    putchar('\n');
     printf("history: %zu\n", d->nattempts);
     for (size_t i = 0; i < d->nattempts; i++) {
         const pgq_attempt_row *a = &d->attempts_v[i];
@@ -574,6 +567,13 @@ int cmd_show(struct cli *c, int argc, char **argv)
                e->in_doubt ? "IN DOUBT" : e->state, e->attempt, e->started_at,
                e->finished_at ? ", finished " : "", e->finished_at ? e->finished_at : "");
     }
+    fputs("result: ", stdout);
+    put_lines(or_dash(d->result));
+    if (d->result_note) {
+        fputs("\nresult_note: ", stdout);
+        put_lines(d->result_note);
+    }
+    putchar('\n');
     pgq_job_detail_free(d);
     return EXIT_OK;
 }
