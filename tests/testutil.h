@@ -130,5 +130,6 @@ Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *results_suite(void);
+Suite *secrets_suite(void);
 
 #endif
