@@ -6,6 +6,8 @@
 #   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
 #   make soak            30-minute soak (SOAK_MINUTES, SOAK_RATE) -> bench/SOAK.md
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
+#   make chaos           pools under load and random faults (CHAOS_SECONDS, CHAOS_ARGS)
+#   make fuzz            libFuzzer targets (FUZZ_SECONDS per target), make fuzz-check
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 #                        (address is ASan + UBSan)
@@ -26,9 +28,11 @@ OPT     ?= -O2 -g
 # address brings UndefinedBehaviorSanitizer along (its checks cost little and
 # need no build of their own); an undefined-behaviour report aborts, so a test
 # cannot pass over one.
-SAN_KINDS = $(if $(filter address,$(SANITIZER)),address$(comma)undefined,$(SANITIZER))
+SAN_KINDS = $(strip $(if $(filter address,$(SANITIZER)),address$(comma)undefined,\
+            $(if $(filter fuzzer,$(SANITIZER)),fuzzer-no-link$(comma)address$(comma)undefined,\
+            $(SANITIZER))))
 SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SAN_KINDS) -fno-omit-frame-pointer \
-            $(if $(filter address,$(SANITIZER)),-fno-sanitize-recover=undefined),)
+            $(if $(filter address fuzzer,$(SANITIZER)),-fno-sanitize-recover=undefined),)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
@@ -62,7 +66,8 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service
+.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
+        fuzz fuzz-check fuzz-build chaos valgrind
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -154,6 +159,18 @@ $(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h 
 	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBS)
 $(TESTBIN): $(TEST_PLUGINS)
 
+# The chaos driver (tests/chaos/chaos.c): pools under load and faults.
+CHAOS = $(BUILD)/pgq-chaos
+CHAOS_SECONDS ?= 600
+$(CHAOS): $(BUILD)/tests/chaos/chaos.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+# The long chaos run (make test holds a short one): a throwaway server with
+# room for the idle-connections fault; the report goes to stdout.
+chaos: deps all $(CHAOS) $(TEST_PLUGINS)
+	PGQ_PG_OPTS="-c fsync=off -c max_connections=500" scripts/with-postgres.sh --env DATABASE_URL -- \
+	    sh -c '$(PGQ) migrate >/dev/null && $(CHAOS) --seconds $(CHAOS_SECONDS) $(CHAOS_ARGS)'
+
 # The tests drive the dashboard's model (no ncurses in it) directly.
 TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
 $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
@@ -162,7 +179,7 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
-test: deps all man service $(TESTBIN)
+test: deps all man service $(TESTBIN) $(CHAOS)
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
@@ -191,6 +208,28 @@ pinned: deps all
 
 deps:
 	@scripts/deps.sh
+
+# The CLI and a short pool run under valgrind's memcheck (no sanitizer
+# build: valgrind wants the plain one), on a throwaway database.
+valgrind: deps all
+	scripts/with-postgres.sh --env DATABASE_URL -- scripts/valgrind.sh $(BUILD)
+
+# Fuzzing (tests/fuzz/README.md): libFuzzer targets for every parser of user
+# input, built with clang under ASan + UBSan in build-fuzz/, each run for
+# FUZZ_SECONDS on its corpus in tests/fuzz/corpus/. `make fuzz-check` only
+# replays the corpora (seconds; part of .ci/run).
+FUZZ_TARGETS = config duration require words dburl utf8
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	$(MAKE) CC=clang SANITIZER=fuzzer BUILD=build-fuzz fuzz-build
+	scripts/fuzz.sh run build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-check: deps
+	$(MAKE) CC=clang SANITIZER=fuzzer BUILD=build-fuzz fuzz-build
+	scripts/fuzz.sh check build-fuzz 0 $(FUZZ_TARGETS)
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(LIBA) $(LIBS) $(LDFLAGS)
 
 install: all man service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \

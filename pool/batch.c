@@ -230,7 +230,7 @@ static bool acks_reserve(struct batch *b, size_t extra)
 static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
     if (n == 0)
-        return;   /* a claim that acknowledged nothing failed: a is NULL */
+        return;   /* a may be NULL then: memcpy from NULL is undefined even for 0 bytes */
     if (!acks_reserve(b, n)) {
         pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
                  "their leases will expire and they will run again", n);

@@ -131,5 +131,6 @@ Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *results_suite(void);
 Suite *secrets_suite(void);
+Suite *chaos_suite(void);
 
 #endif
