@@ -70,6 +70,7 @@ int cmd_add(struct cli *c, int argc, char **argv);
 int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_result(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_requeue(struct cli *c, int argc, char **argv);
 int cmd_cancel(struct cli *c, int argc, char **argv);

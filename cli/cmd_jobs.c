@@ -475,6 +475,8 @@ static void show_json(const pgq_job_detail *d)
     json_kv_str(f, false, "created_at", d->created_at);
     json_kv_str(f, false, "started_at", d->started_at);
     json_kv_str(f, false, "finished_at", d->finished_at);
+    json_kv_str(f, false, "result", d->result);
+    json_kv_str(f, false, "result_note", d->result_note);
     /* JSON already (PostgreSQL's jsonb_pretty), put on one line: a raw
      * newline there is always layout (inside strings it is escaped), and so
      * is the indentation after it. */
@@ -529,9 +531,11 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT. Lines of a multi-line\n"
-        "error after its first are indented by four spaces. --json: one object with\n"
-        "the same field names, \"payload\" as JSON, \"history\" and \"effects\" arrays.\n";
+        "run_once effects, in-doubt ones marked IN DOUBT, and last a done job's result\n"
+        "(with its note when it was cut or not stored). Lines of a multi-line error\n"
+        "or result after its first are indented by four spaces. --json: one object\n"
+        "with the same field names, \"payload\" as JSON, \"history\" and \"effects\"\n"
+        "arrays. `pgq result ID` prints the result alone, raw.\n";
     char err[1024];
     int64_t id = 0;
     const char *pos[1];
@@ -589,6 +593,69 @@ int cmd_show(struct cli *c, int argc, char **argv)
                e->in_doubt ? "IN DOUBT" : e->state, e->attempt, e->started_at,
                e->finished_at ? ", finished " : "", e->finished_at ? e->finished_at : "");
     }
+    fputs("result: ", stdout);
+    put_lines(or_dash(d->result));
+    if (d->result_note) {
+        fputs("\nresult_note: ", stdout);
+        put_lines(d->result_note);
+    }
+    putchar('\n');
     pgq_job_detail_free(d);
     return EXIT_OK;
+}
+
+/* Exit codes of `pgq result` besides 0, 1 and 2 (README, pgq.1): a script
+ * waiting for a result tells "try again later" from "give up". */
+enum { EXIT_NO_JOB = 3, EXIT_NOT_YET = 4, EXIT_NO_RESULT = 5 };
+
+int cmd_result(struct cli *c, int argc, char **argv)
+{
+    static const char help[] =
+        "usage: pgq result ID [-c FILE] [--db URL]\n\n"
+        "Print the result of done job ID on stdout exactly as stored (an exec\n"
+        "handler's stdout, or what an in-process handler gave pgq_ctx_set_result),\n"
+        "with nothing added. A note about it (cut at result_max) goes to stderr.\n"
+        "Exit status: 0 printed; 1 error; 2 usage; 3 no such job (never added, or\n"
+        "pruned); 4 no result yet (the job is not finished: ready, scheduled or\n"
+        "running); 5 no result (the job ended without one: dead, cancelled, done\n"
+        "without one, or its output was not stored: the note says why).\n";
+    char err[1024];
+    int64_t id = 0;
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (npos && cli_parse_id(c, pos[0], &id) < 0)
+        return EXIT_USAGE;
+    if (!id)
+        return cli_usage_error(c, "needs a job id");
+    if (cli_connect(c, false) < 0)
+        return EXIT_FAIL;
+    pgq_job_detail *d;
+    if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    if (!d) {
+        cli_error(c, "job %" PRId64 ": no such job", id);
+        return EXIT_NO_JOB;
+    }
+    int rc = EXIT_OK;
+    if (strcmp(d->state, "ready") == 0 || strcmp(d->state, "running") == 0) {
+        cli_error(c, "job %" PRId64 ": no result yet (%s)", id, d->state);
+        rc = EXIT_NOT_YET;
+    } else if (!d->result) {
+        if (d->result_note)
+            cli_error(c, "job %" PRId64 ": no result: %s", id, d->result_note);
+        else
+            cli_error(c, "job %" PRId64 ": no result (%s%s)", id, d->state,
+                      strcmp(d->state, "done") == 0 ? " without one" : "");
+        rc = EXIT_NO_RESULT;
+    } else {
+        fwrite(d->result, 1, strlen(d->result), stdout);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            rc = cli_error(c, "writing the result: %s", strerror(errno));
+        else if (d->result_note)
+            fprintf(stderr, "pgq result: job %" PRId64 ": %s\n", id, d->result_note);
+    }
+    pgq_job_detail_free(d);
+    return rc;
 }

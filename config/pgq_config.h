@@ -46,6 +46,7 @@ typedef struct pgq_cfg_type {
     int priority;               /* default 0, -1000..1000; lower runs first */
     pgq_cfg_require *require;   /* payload contract, from "to:string, subject:string" */
     size_t nrequire;
+    int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
 } pgq_cfg_type;
 
 typedef struct pgq_cfg {

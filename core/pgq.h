@@ -302,11 +302,19 @@ PGQ_API int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_a
                  bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One finished attempt to record as done: the job, its lease token, and
- * what is known of its execution (info may be NULL). */
+ * what is known of its execution (info may be NULL). result (may be NULL):
+ * the job's result, stored with the done attempt (pgq show, pgq result,
+ * pgq.result() in SQL); UTF-8 text as PostgreSQL accepts it, else the
+ * completion is refused naming the job. result_note (may be NULL): what
+ * became of the handler's output when result is not all of it ("cut to
+ * the first 65536 of 80000 bytes ...", "not stored: ..."); recorded with
+ * it. Both are borrowed for the call. */
 typedef struct pgq_ack {
     int64_t id;
     const char *token;
     const pgq_attempt_info *info;
+    const char *result;
+    const char *result_note;
 } pgq_ack;
 
 /* The hot path: mark nacks attempts done and claim up to max_jobs next jobs
@@ -499,6 +507,8 @@ typedef struct pgq_job_detail {
     int priority, attempts, max_retries;
     pgq_attempt_row *attempts_v; size_t nattempts;
     pgq_effect_row *effects; size_t neffects;
+    /* The done attempt's result and its note (see pgq_ack); NULL when none. */
+    const char *result, *result_note;
     void *priv_;
 } pgq_job_detail;
 

@@ -122,6 +122,13 @@ int batch_new(pgq_pool *p)
     return b->buf && b->acks ? 0 : -1;
 }
 
+/* Free the results of n acks (recorded, or given up on). */
+static void acks_free_results(struct pending_ack *a, size_t n)
+{
+    for (size_t i = 0; a && i < n; i++)
+        result_clear(&a[i].result);
+}
+
 void batch_free(struct batch *b)
 {
     if (!b)
@@ -130,6 +137,7 @@ void batch_free(struct batch *b)
         pgq_job_free(b->buf[(b->head + k) % b->cap]);
     for (size_t k = 0; b->acks && k < b->nacks; k++)
         pgq_job_free(b->acks[k].job);
+    acks_free_results(b->acks, b->nacks);
     free(b->buf);
     free(b->acks);
     pthread_cond_destroy(&b->cv);
@@ -219,7 +227,8 @@ static bool acks_reserve(struct batch *b, size_t extra)
     return true;
 }
 
-/* Put acks that could not be recorded back in front; mu held. */
+/* Put acks that could not be recorded back in front (their results
+ * with them); mu held. */
 static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
     if (n == 0)
@@ -229,6 +238,7 @@ static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
                  "their leases will expire and they will run again", n);
         for (size_t i = 0; i < n; i++)
             pgq_job_free(a[i].job);
+        acks_free_results(a, n);
         return;
     }
     memmove(b->acks + n, b->acks, b->nacks * sizeof *b->acks);
@@ -237,11 +247,12 @@ static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
     b->oldest_ack_ms = pool_now_ms();
 }
 
-/* Record n acks and claim up to want jobs in one statement on c. Logs what
- * was recorded and what was lost, and once the statement returned (it
- * commits by itself) reports each outcome as an event and frees the acks'
- * jobs. Returns 0, or -1 (err filled) when nothing was done: the acks and
- * their jobs are then still the caller's. No pool lock held. */
+/* Record n acks (with their results) and claim up to want jobs in one
+ * statement on c. Logs what was recorded and what was lost, and once the
+ * statement returned (it commits by itself) reports each outcome as an
+ * event and frees the acks' jobs and results. Returns 0, or -1 (err
+ * filled) when nothing was done: the acks, their jobs and results are then
+ * still the caller's. No pool lock held. */
 static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack *a, size_t n,
                   size_t want, pgq_job **got, size_t *ngot, char *err, size_t errlen)
 {
@@ -255,7 +266,8 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info };
+        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info, a[i].result.text,
+                             a[i].result.note };
     int rc = claim_run(&b->claim, c, acks, n, lost, want, got, ngot, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (lost[i])
@@ -276,6 +288,8 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
         pgq_job_free(a[i].job);
         a[i].job = NULL;
     }
+    if (rc == 0)
+        acks_free_results(a, n);
     free(acks);
     free(lost);
     return rc;
@@ -412,16 +426,20 @@ pgq_job *batch_take(struct slot *s)
     return NULL;
 }
 
-void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us)
+void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
+               struct job_result *result)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
+    struct job_result none = { 0 };
     pthread_mutex_lock(&p->mu);
     if (!acks_reserve(b, 1)) {
         bool report = !s->reported;
         s->reported = true;
         slot_set(s, SLOT_IDLE, NULL);
         pthread_mutex_unlock(&p->mu);
+        if (result)
+            result_clear(result);
         pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
                  "success; its lease will expire and it will run again", j->id);
         if (report && pool_has_events(p)) {
@@ -449,6 +467,9 @@ void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t
      * reported (the ack will find the lease gone). */
     a->silent = s->reported;
     s->reported = true;
+    a->result = result ? *result : none;
+    if (result)
+        *result = none;
     slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
     bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
     if (flush && pgq_connected(s->conn))
@@ -492,6 +513,7 @@ bool batch_drop(struct batch *b, int64_t id, struct pending_ack *acked)
     keep = 0;
     for (size_t k = 0; k < b->nacks; k++) {
         if (b->acks[k].lease.id == id) {
+            result_clear(&b->acks[k].result);
             found = true;
             *acked = b->acks[k];
             continue;
@@ -540,6 +562,7 @@ void batch_drain(pgq_pool *p, pgq_conn *c)
             }
             pgq_job_free(a[i].job);
         }
+        acks_free_results(a, n);
     }
     free(a);
     size_t released = 0;

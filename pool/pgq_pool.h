@@ -36,6 +36,16 @@ PGQ_API pgq_conn *pgq_ctx_conn(pgq_ctx *ctx);
 PGQ_API pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen);
 
+/* Set the job's result: text stored with the attempt if the handler
+ * returns success (pgq show, `pgq result ID`, pgq.result(id) in SQL);
+ * ignored when it fails. A later call replaces it; NULL clears it. The
+ * text is copied. Longer than the job type's result_max: the first
+ * result_max bytes are stored (cut before a character that does not fit),
+ * with a note saying so and a log line; result_max = 0 stores nothing.
+ * Returns 0, or -1 when text is not valid UTF-8 (as PostgreSQL accepts it)
+ * or memory ran out: then the result is as it was. The handler's thread. */
+PGQ_API int pgq_ctx_set_result(pgq_ctx *ctx, const char *text);
+
 /* True once this worker no longer holds the job's lease: whatever the
  * handler does now will not be recorded, and run_once refuses. */
 PGQ_API bool pgq_ctx_lease_lost(const pgq_ctx *ctx);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "pgq_pool.h"
+#include "result.h"
 
 /* A job type's resolved handler. */
 struct handler {
@@ -40,13 +41,15 @@ struct lease {
 };
 
 /* A done job whose outcome waits to be recorded with the next claim
- * (batch.c): the lease it still holds, what to record, and for its event
- * the job itself (owned: freed once the outcome is reported), the worker
- * that ran it and for how long. */
+ * (batch.c): the lease it still holds, what to record (with the result,
+ * owned by whoever holds the pending_ack: the ack list, or the flush that
+ * took it), and for its event the job itself (owned: freed once the
+ * outcome is reported), the worker that ran it and for how long. */
 struct pending_ack {
     struct lease lease;
     int attempt;
     pgq_attempt_info info;
+    struct job_result result;
     pgq_job *job;
     const char *who;               /* the slot's name: lives as long as the pool */
     int64_t ran_us;
@@ -275,8 +278,10 @@ pgq_job *batch_take(struct slot *s);
 /* s (FINISHING) succeeded with j: j's lease moves to the ack list and s to
  * IDLE in one step; the ack is recorded with the next claim, or at once
  * when enough are pending or the oldest waited long enough. Takes
- * ownership of j (its DONE event fires once recorded). Worker threads. */
-void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us);
+ * ownership of j (its DONE event fires once recorded); the result (may be
+ * NULL) moves with it (*result is emptied). Worker threads. */
+void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
+               struct job_result *result);
 /* A job of the batch ran for us microseconds (the adaptive policy learns
  * how short jobs are); mu held. */
 void batch_note_run(struct batch *b, int64_t us);

@@ -29,6 +29,8 @@ struct pgq_ctx {
     struct slot *slot;
     const pgq_job *job;
     int64_t deadline_ms;   /* the job type's timeout, monotonic */
+    size_t result_max;     /* the job type's result_max */
+    struct job_result result;   /* pgq_ctx_set_result's, stored if the job is done */
 };
 
 const pgq_job *pgq_ctx_job(const pgq_ctx *ctx)
@@ -52,6 +54,25 @@ bool pgq_ctx_cancelled(const pgq_ctx *ctx)
            pool_now_ms() > ctx->deadline_ms;
 }
 
+int pgq_ctx_set_result(pgq_ctx *ctx, const char *text)
+{
+    struct job_result r = { 0 };
+    if (!text) {
+        result_clear(&ctx->result);
+        return 0;
+    }
+    size_t n = strlen(text);
+    if (result_make(text, n, n, ctx->result_max, "result", &r) < 0)
+        return -1;
+    if (!r.text && r.note) {   /* not UTF-8: refused, nothing changes */
+        result_clear(&r);
+        return -1;
+    }
+    result_clear(&ctx->result);
+    ctx->result = r;
+    return 0;
+}
+
 pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen)
 {
@@ -70,6 +91,7 @@ struct outcome {
     pgq_attempt_info info;
     int64_t ran_us;           /* the handler's running time */
     char error[2048];
+    struct job_result result; /* a success's result (owned; moves to the ack) */
 };
 
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
@@ -96,12 +118,21 @@ static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
         .timeout_ms = h->type->timeout_ms,
         .grace_ms = 5000,
         .cancel = &s->cancel,
+        .out_max = (size_t)h->type->result_max,
     };
     exec_result res;
     if (exec_run(&req, &res) < 0) {
         snprintf(o->error, sizeof o->error, "%s", res.error);
+        free(res.out);
         return;
     }
+    /* stdout is the result of a success only; nothing written, no result. */
+    if (res.ok && res.out_total > 0 &&
+        result_make(res.out ? res.out : "", res.out_len, res.out_total, req.out_max, "stdout",
+                    &o->result) < 0)
+        pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 " type=%s: out of memory keeping its "
+                 "stdout; the job is done without a result", j->id, j->type);
+    free(res.out);
     o->ok = res.ok;
     o->cancelled = res.cancelled;
     o->info.exit_code = res.exit_code;
@@ -125,12 +156,17 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
         run_exec(s, h, j, o);
         return;
     }
-    pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms };
+    pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms, (size_t)h->type->result_max,
+                    { NULL, NULL } };
     char err[2048] = "";
     o->ok = h->fn(&ctx, h->arg, err, sizeof err) == 0;
     o->cancelled = atomic_load(&s->cancel);
     if (!o->ok)
         snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
+    if (o->ok)
+        o->result = ctx.result;   /* moves */
+    else
+        result_clear(&ctx.result);
 }
 
 enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
@@ -149,11 +185,12 @@ static bool take_report(struct slot *s)
  * lost, or after the shutdown deadline. A completion also claims the
  * worker's next job in the same statement and transaction when claim_next
  * and the pool is not stopping (batch = 1: one commit per job); with a
- * batch, a success is queued as an ack instead. Once recorded, the outcome
- * is reported as an event when the job was started (a job claimed with a
- * completion and released unstarted at shutdown has none). Frees j. Leaves
- * s RUNNING with the job claimed (returned), or IDLE (NULL returned). */
-static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, const struct outcome *o,
+ * batch, a success is queued as an ack instead (its result moves with it).
+ * Once recorded, the outcome is reported as an event when the job was
+ * started (a job claimed with a completion and released unstarted at
+ * shutdown has none). Frees j; o's result stays the caller's to clear.
+ * Leaves s RUNNING with the job claimed (returned), or IDLE (NULL returned). */
+static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outcome *o,
                        bool claim_next, bool started)
 {
     pgq_pool *p = s->pool;
@@ -166,14 +203,15 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, const struct
     char why[1024] = "";
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
-        batch_ack(s, j, &o->info, o->ran_us);   /* recorded, logged, reported with the batch */
+        /* recorded, logged, reported with the batch */
+        batch_ack(s, j, &o->info, o->ran_us, &o->result);
         return NULL;
     }
     pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
     for (;;) {
         int rc;
         if (how == FINISH_COMPLETE) {
-            pgq_ack ack = { j->id, j->lease_token, &o->info };
+            pgq_ack ack = { j->id, j->lease_token, &o->info, o->result.text, o->result.note };
             bool claim = claim_next && !atomic_load(&p->stopping);
             size_t got = 0;
             rc = claim_run(&s->claim, s->conn, &ack, 1, &lost, claim ? 1 : 0, &next, &got, err,
@@ -272,6 +310,10 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
     run_handler(s, j, &o);
     int64_t ran_us = pool_now_us() - t0;
     o.ran_us = ran_us;
+    /* A cut or refused result is said once, when the job is done. */
+    if (o.ok && o.result.note)
+        pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: result: %s", j->id, j->type,
+                 o.result.note);
 
     enum finish how = o.ok ? FINISH_COMPLETE : FINISH_FAIL;
     /* Stopped by the shutdown deadline: give the job back, not a failure. */
@@ -287,12 +329,16 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
     bool report = stopped && take_report(s);
     slot_set(s, stopped ? SLOT_IDLE : SLOT_FINISHING, stopped ? NULL : j);
     pthread_mutex_unlock(&p->mu);
-    if (!stopped)
-        return finish(s, j, how, &o, claim_next, true);
+    if (!stopped) {
+        pgq_job *next = finish(s, j, how, &o, claim_next, true);
+        result_clear(&o.result);
+        return next;
+    }
     pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
              j->id, j->type);
     if (report)
         pool_emit_lost(p, s->conn, j, s->who, ran_us);
+    result_clear(&o.result);
     pgq_job_free(j);
     return NULL;
 }

@@ -155,6 +155,8 @@ static const struct golden {
     { "bad_first_error_wins.ini", ":2: [pool] workers: \"0\" is out of range (1..256)" },
     { "bad_missing_key_name.ini", ":2: syntax error (missing key name before \"=\")" },
     { "bad_nul.ini", ":2: line contains a NUL byte" },
+    { "bad_result_max_unit.ini", ":3: [job x] result_max: \"64XB\": unknown size unit (use B, KB or MB)" },
+    { "bad_result_max_range.ini", ":3: [job x] result_max: \"17MB\" is out of range (0..16MB)" },
 };
 #define NGOLDENS ((int)(sizeof goldens / sizeof goldens[0]))
 
@@ -197,6 +199,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(t->priority, 0);
     ck_assert_ptr_null(t->require);
     ck_assert_uint_eq(t->nrequire, 0);
+    ck_assert_int_eq(t->result_max, 64 * 1024);
     pgq_cfg_free(c);
 }
 END_TEST
@@ -272,6 +275,7 @@ START_TEST(test_full)
     ck_assert_int_eq(t->priority, 1000);
     ck_assert_ptr_null(t->require);     /* "require =" is an empty contract */
     ck_assert_uint_eq(t->nrequire, 0);
+    ck_assert_int_eq(t->result_max, 2048);  /* "2 kb": any case, blanks between */
 
     ck_assert_ptr_null(pgq_cfg_find_type(c, "send"));
     ck_assert_ptr_null(pgq_cfg_find_type(c, NULL));
@@ -540,7 +544,7 @@ START_TEST(test_reference)
     static const char *const all_keys[] = {
         "url", "pooler", "listen_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
-        "priority", "require",
+        "priority", "require", "result_max",
     };
     char *text = NULL, *line, *save = NULL;
     size_t len = 0, rows = 0, i;
@@ -555,6 +559,7 @@ START_TEST(test_reference)
     ck_assert_ptr_nonnull(strstr(text, "| `[pool]` | `lease_ttl` | duration | `30s` | 1s..1d | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `handler` | handler | (required) |  | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[database]` | `url` | string | (none) |  | "));
+    ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `result_max` | size | `64KB` | 0..16MB | "));
     for (i = 0; i < sizeof all_keys / sizeof all_keys[0]; i++) {
         char cell[64];
         snprintf(cell, sizeof cell, " | `%s` | ", all_keys[i]);
