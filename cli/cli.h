@@ -62,7 +62,6 @@ void json_kv_str(FILE *f, bool first, const char *key, const char *value);
 void json_kv_int(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_int_or_null(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_bool(FILE *f, bool first, const char *key, bool value);
-void prom_label(FILE *f, const char *s);   /* a Prometheus label value, quoted */
 
 int cmd_version(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);
@@ -71,6 +70,7 @@ int cmd_add(struct cli *c, int argc, char **argv);
 int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_result(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_requeue(struct cli *c, int argc, char **argv);
 int cmd_cancel(struct cli *c, int argc, char **argv);

@@ -364,94 +364,6 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
-/* pgq stats --prometheus: the fleet's gauges, as node_exporter's textfile
- * collector reads them (write to a temp file, rename into its directory). */
-static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *const names[8])
-{
-    FILE *f = stdout;
-    fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
-          "future, never tried; retrying: future, after a failure).\n"
-          "# TYPE pgq_jobs gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                              s[i].dead, s[i].cancelled, s[i].done };
-        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
-            fputs("pgq_jobs{queue=", f);
-            prom_label(f, s[i].queue);
-            fprintf(f, ",state=\"%s\"} %" PRId64 "\n", names[k], v[k]);
-        }
-    }
-    fputs("# HELP pgq_jobs_done_last_hour Jobs of the queue done in the last hour (still "
-          "retained).\n# TYPE pgq_jobs_done_last_hour gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_jobs_done_last_hour{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %" PRId64 "\n", s[i].done_last_hour);
-    }
-    fputs("# HELP pgq_queue_oldest_ready_seconds How long the queue's longest-waiting due job "
-          "has been due (0 when none is).\n# TYPE pgq_queue_oldest_ready_seconds gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_oldest_ready_seconds{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
-    }
-    fputs("# HELP pgq_queue_paused 1 when the queue is paused (pgq pause): no pool claims "
-          "from it.\n# TYPE pgq_queue_paused gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_paused{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
-    }
-    fputs("# HELP pgq_jobs_exact 1 when pgq_jobs of the queue and state is an exact count, 0 "
-          "when it is an estimate or a lower bound (above the stats cap).\n"
-          "# TYPE pgq_jobs_exact gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        const pgq_count_kind k[] = { s[i].ready_is, s[i].future_is, s[i].future_is,
-                                     PGQ_COUNT_EXACT, s[i].dead_is, s[i].cancelled_is,
-                                     s[i].done_is };
-        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
-            fputs("pgq_jobs_exact{queue=", f);
-            prom_label(f, s[i].queue);
-            fprintf(f, ",state=\"%s\"} %d\n", names[j], k[j] == PGQ_COUNT_EXACT);
-        }
-    }
-    fputs("# HELP pgq_queue_pools Live pools (a heartbeat within 60 s) that claim from the "
-          "queue.\n# TYPE pgq_queue_pools gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_pools{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %d\n", s[i].pools);
-    }
-    fputs("# HELP pgq_queue_unserved 1 when the queue has due jobs, is not paused and no live "
-          "pool claims from it.\n# TYPE pgq_queue_unserved gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_unserved{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %d\n", pgq_queue_unserved(&s[i]) ? 1 : 0);
-    }
-    fputs("# HELP pgq_queue_done_per_second Jobs of the queue done per second over the last "
-          "five minutes (or the part of them the newest jobs cover).\n"
-          "# TYPE pgq_queue_done_per_second gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_done_per_second{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %.3f\n", s[i].done_5m_window_s > 0
-                                   ? (double)s[i].done_5m / s[i].done_5m_window_s : 0.0);
-    }
-    fputs("# HELP pgq_queue_failed_per_second Failed attempts (failed, lease expired) of the "
-          "queue per second over the last five minutes.\n"
-          "# TYPE pgq_queue_failed_per_second gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_failed_per_second{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %.3f\n", s[i].failed_5m_window_s > 0
-                                   ? (double)s[i].failed_5m / s[i].failed_5m_window_s : 0.0);
-    }
-    fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
-               "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
-            PGQ_VERSION, pgq_schema_version());
-}
-
 /* A count as the text form shows it: exact "1234", an estimate "~1234", a
  * lower bound "1234+". */
 static const char *count_text(char *buf, size_t len, int64_t v, pgq_count_kind k)
@@ -552,7 +464,11 @@ int cmd_stats(struct cli *c, int argc, char **argv)
     static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
                                          "cancelled", "done", "done_1h" };
     if (prom) {
-        write_prometheus(s, n, names);
+        /* The same writer as a pool's metrics endpoint (core/prom.c), for
+         * node_exporter's textfile collector (write to a temp file, rename
+         * into its directory). */
+        pgq_prom_write_stats(stdout, s, n);
+        pgq_prom_write_build_info(stdout);
     } else if (c->json) {
         stats_json(s, n, names);
     } else {
@@ -630,6 +546,8 @@ static void show_json(const pgq_job_detail *d)
     json_kv_str(f, false, "created_at", d->created_at);
     json_kv_str(f, false, "started_at", d->started_at);
     json_kv_str(f, false, "finished_at", d->finished_at);
+    json_kv_str(f, false, "result", d->result);
+    json_kv_str(f, false, "result_note", d->result_note);
     /* JSON already (PostgreSQL's jsonb_pretty), put on one line: a raw
      * newline there is always layout (inside strings it is escaped), and so
      * is the indentation after it. */
@@ -684,9 +602,11 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT. Lines of a multi-line\n"
-        "error after its first are indented by four spaces. --json: one object with\n"
-        "the same field names, \"payload\" as JSON, \"history\" and \"effects\" arrays.\n";
+        "run_once effects, in-doubt ones marked IN DOUBT, and last a done job's result\n"
+        "(with its note when it was cut or not stored). Lines of a multi-line error\n"
+        "or result after its first are indented by four spaces. --json: one object\n"
+        "with the same field names, \"payload\" as JSON, \"history\" and \"effects\"\n"
+        "arrays. `pgq result ID` prints the result alone, raw.\n";
     char err[1024];
     int64_t id = 0;
     const char *pos[1];
@@ -744,6 +664,69 @@ int cmd_show(struct cli *c, int argc, char **argv)
                e->in_doubt ? "IN DOUBT" : e->state, e->attempt, e->started_at,
                e->finished_at ? ", finished " : "", e->finished_at ? e->finished_at : "");
     }
+    fputs("result: ", stdout);
+    put_lines(or_dash(d->result));
+    if (d->result_note) {
+        fputs("\nresult_note: ", stdout);
+        put_lines(d->result_note);
+    }
+    putchar('\n');
     pgq_job_detail_free(d);
     return EXIT_OK;
+}
+
+/* Exit codes of `pgq result` besides 0, 1 and 2 (README, pgq.1): a script
+ * waiting for a result tells "try again later" from "give up". */
+enum { EXIT_NO_JOB = 3, EXIT_NOT_YET = 4, EXIT_NO_RESULT = 5 };
+
+int cmd_result(struct cli *c, int argc, char **argv)
+{
+    static const char help[] =
+        "usage: pgq result ID [-c FILE] [--db URL]\n\n"
+        "Print the result of done job ID on stdout exactly as stored (an exec\n"
+        "handler's stdout, or what an in-process handler gave pgq_ctx_set_result),\n"
+        "with nothing added. A note about it (cut at result_max) goes to stderr.\n"
+        "Exit status: 0 printed; 1 error; 2 usage; 3 no such job (never added, or\n"
+        "pruned); 4 no result yet (the job is not finished: ready, scheduled or\n"
+        "running); 5 no result (the job ended without one: dead, cancelled, done\n"
+        "without one, or its output was not stored: the note says why).\n";
+    char err[1024];
+    int64_t id = 0;
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (npos && cli_parse_id(c, pos[0], &id) < 0)
+        return EXIT_USAGE;
+    if (!id)
+        return cli_usage_error(c, "needs a job id");
+    if (cli_connect(c, false) < 0)
+        return EXIT_FAIL;
+    pgq_job_detail *d;
+    if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    if (!d) {
+        cli_error(c, "job %" PRId64 ": no such job", id);
+        return EXIT_NO_JOB;
+    }
+    int rc = EXIT_OK;
+    if (strcmp(d->state, "ready") == 0 || strcmp(d->state, "running") == 0) {
+        cli_error(c, "job %" PRId64 ": no result yet (%s)", id, d->state);
+        rc = EXIT_NOT_YET;
+    } else if (!d->result) {
+        if (d->result_note)
+            cli_error(c, "job %" PRId64 ": no result: %s", id, d->result_note);
+        else
+            cli_error(c, "job %" PRId64 ": no result (%s%s)", id, d->state,
+                      strcmp(d->state, "done") == 0 ? " without one" : "");
+        rc = EXIT_NO_RESULT;
+    } else {
+        fwrite(d->result, 1, strlen(d->result), stdout);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            rc = cli_error(c, "writing the result: %s", strerror(errno));
+        else if (d->result_note)
+            fprintf(stderr, "pgq result: job %" PRId64 ": %s\n", id, d->result_note);
+    }
+    pgq_job_detail_free(d);
+    return rc;
 }

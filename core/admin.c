@@ -216,7 +216,9 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
     static const char job_sql[] =
         "SELECT id, queue, type, state, jsonb_pretty(payload), run_at::text, idempotency_key,"
         " lease_owner, lease_expires_at::text, last_error, created_at::text, started_at::text,"
-        " finished_at::text, priority, attempts, max_retries FROM pgq.jobs WHERE id = $1";
+        " finished_at::text, priority, attempts, max_retries, r.result, r.result_note"
+        " FROM pgq.jobs j LEFT JOIN LATERAL (SELECT x.result, x.result_note FROM pgq.job_results x"
+        "  WHERE x.job_id = j.id ORDER BY x.attempt DESC LIMIT 1) r ON true WHERE j.id = $1";
     /* A job done at its first in-process attempt has no history row (the
      * job row holds that attempt, see migration 003): show it from there. */
     static const char att_sql[] =
@@ -280,6 +282,8 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
     d->priority = (int)db_int64(j, 0, 13, 0);
     d->attempts = (int)db_int64(j, 0, 14, 0);
     d->max_retries = (int)db_int64(j, 0, 15, 0);
+    d->result = str_or_null(j, 0, 16);
+    d->result_note = str_or_null(j, 0, 17);
 
     d->nattempts = (size_t)PQntuples(p->attempts);
     d->attempts_v = calloc(d->nattempts + 1, sizeof *d->attempts_v);

@@ -35,7 +35,8 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "  timeout_ms, ord, run_at"
         " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
         "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
-        "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean)" },
+        "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean,"
+        "  p_results => $16::text[], p_result_notes => $17::text[])" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },
@@ -104,6 +105,19 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
         snprintf(msg, sizeof msg, "out of memory or connection lost");
     }
     one_line(msg);
+    /* read_only_sql_transaction: this server is a standby (or was demoted
+     * in a failover). Nothing done here can succeed on it, so the
+     * connection is closed: every caller then reconnects as after a lost
+     * connection, and libpq's target_session_attrs=read-write (a multi-host
+     * URL, README "High availability") finds the primary. A job in hand is
+     * not failed for it: the pool completes it after the reconnect. */
+    if (c && c->pg && state && strcmp(state, "25006") == 0) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->prepared = 0;
+        return seterr(err, errlen, "%s: %s (a read-only server: reconnecting to find the "
+                      "primary)", what, msg);
+    }
     /* insufficient_privilege: PostgreSQL names the object; say what to do. */
     if (state && strcmp(state, "42501") == 0)
         return seterr(err, errlen, "%s: %s (the role lacks a grant on pgq's objects: see README, "

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PGQ_VERSION "0.1.0"
 #define PGQ_MUSTCHECK __attribute__((warn_unused_result))
@@ -267,6 +268,8 @@ typedef struct pgq_job {
     int priority;
     int64_t timeout_ms;            /* from the job type */
     char lease_token[PGQ_TOKEN_LEN + 1];
+    int64_t run_at_us;             /* when it became due: microseconds since the epoch
+                                    * by the database's clock (0 when unknown) */
 } pgq_job;
 
 /* Claim the next ready job of the given queues (priority, run_at, id order;
@@ -299,11 +302,19 @@ PGQ_API int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_a
                  bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One finished attempt to record as done: the job, its lease token, and
- * what is known of its execution (info may be NULL). */
+ * what is known of its execution (info may be NULL). result (may be NULL):
+ * the job's result, stored with the done attempt (pgq show, pgq result,
+ * pgq.result() in SQL); UTF-8 text as PostgreSQL accepts it, else the
+ * completion is refused naming the job. result_note (may be NULL): what
+ * became of the handler's output when result is not all of it ("cut to
+ * the first 65536 of 80000 bytes ...", "not stored: ..."); recorded with
+ * it. Both are borrowed for the call. */
 typedef struct pgq_ack {
     int64_t id;
     const char *token;
     const pgq_attempt_info *info;
+    const char *result;
+    const char *result_note;
 } pgq_ack;
 
 /* The hot path: mark nacks attempts done and claim up to max_jobs next jobs
@@ -491,6 +502,21 @@ PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, 
  * after which a pool no longer counts as serving its queues. */
 PGQ_API int pgq_stats_capped(pgq_conn *c, int cap, double stale_s, pgq_queue_stats **out,
                              size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+/* Prometheus's text format (core/prom.c), shared by `pgq stats
+ * --prometheus` and a pool's metrics endpoint so that both name the same
+ * figures the same way. f is any stdio stream (open_memstream for a
+ * buffer). A label value, quoted, with backslash, double quote and newline
+ * escaped: */
+PGQ_API void pgq_prom_label(FILE *f, const char *s);
+/* The fleet's gauges from pgq_stats: pgq_jobs{queue,state},
+ * pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},
+ * pgq_queue_paused{queue}, pgq_jobs_exact{queue,state},
+ * pgq_queue_pools{queue}, pgq_queue_unserved{queue},
+ * pgq_queue_done_per_second{queue}, pgq_queue_failed_per_second{queue},
+ * each with its HELP and TYPE lines. */
+PGQ_API void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n);
+/* pgq_build_info{version,schema} 1, with HELP and TYPE. */
+PGQ_API void pgq_prom_write_build_info(FILE *f);
 
 /* A job's whole story, as text for display. */
 typedef struct pgq_attempt_row {
@@ -515,6 +541,8 @@ typedef struct pgq_job_detail {
     int priority, attempts, max_retries;
     pgq_attempt_row *attempts_v; size_t nattempts;
     pgq_effect_row *effects; size_t neffects;
+    /* The done attempt's result and its note (see pgq_ack); NULL when none. */
+    const char *result, *result_note;
     void *priv_;
 } pgq_job_detail;
 

@@ -25,8 +25,9 @@
 --   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, idempotency key
 --   ready        claim            -> running pgq.complete_claim,        FOR UPDATE SKIP LOCKED
 --                                            pgq.claim
---   running      renew lease               pgq.renew                   lease token, state
+--   running      renew lease               pgq.renew, pgq.heartbeat    lease token, state
 --   running      complete         -> done   pgq.complete (complete_claim) lease token, state
+--                (with its result, if any, on the done attempt: pgq.job_results, pgq.result)
 --                (keep_done = 0:  -> deleted, with history and effects)
 --   running      fail             -> ready (retry) | dead
 --                                            pgq.fail                    lease token, state
@@ -548,6 +549,11 @@ $$;
 -- WHO") as its last error and its attempt's, and the holder's later end
 -- finds its token gone.
 --
+-- Results (migration 9): p_results[i] is attempt i's result and
+-- p_result_notes[i] what happened to it (cut, not stored); kept only for
+-- 'done' (pgq.job_results), on its history row, which a result makes
+-- necessary. The pool passes them with its acks, several workers' at once.
+--
 -- Claiming -- the one place a lease is given out: lowest priority, then
 -- earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index is
 -- (queue, priority, run_at, id) over ready rows; the loop walks the
@@ -565,18 +571,24 @@ $$;
 -- than the hint's are not searched unless p_better (a pool asks so once
 -- per poll interval: that is how a scheduled job of a better priority
 -- coming due is found). Without hints the claim searches everything.
--- Version 4's form had no p_keep_done (its callers pass at most 16
--- arguments, which the form below takes as they were).
+-- Version 4's form had no p_keep_done, version 6's no p_results nor
+-- p_result_notes (their callers pass at most 17 arguments, which the form
+-- below takes as they were).
 DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
                                            text[], text, bigint, int, int[], bigint[], bigint[],
                                            boolean, text, text[]);
+DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
+                                           text[], text, bigint, int, int[], bigint[], bigint[],
+                                           boolean, text, text[], boolean);
 CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
                                    p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
                                    p_queues text[], p_owner text, p_ttl_ms bigint,
                                    p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
                                    p_hint_id bigint[], p_better boolean,
                                    p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL,
-                                   p_keep_done boolean DEFAULT true)
+                                   p_keep_done boolean DEFAULT true,
+                                   p_results text[] DEFAULT NULL,
+                                   p_result_notes text[] DEFAULT NULL)
 RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
                max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
                run_at bigint, state text)
@@ -607,8 +619,9 @@ BEGIN
         RETURN QUERY
         WITH a AS (
             SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
-                                 p_cpu_ms[1:n], p_rss_kb[1:n])
-                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb)
+                                 p_cpu_ms[1:n], p_rss_kb[1:n], p_results[1:n],
+                                 p_result_notes[1:n])
+                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb, result, note)
              WHERE a.id IS NOT NULL
         ), upd AS (
             UPDATE pgq.jobs j
@@ -636,7 +649,9 @@ BEGIN
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
                AND NOT gone
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
+                   CASE WHEN p_outcome = 'done' THEN a.result END AS result,
+                   CASE WHEN p_outcome = 'done' THEN a.note END AS note
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
@@ -645,15 +660,18 @@ BEGIN
          RETURNING j.id, j.run_at, j.attempts
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
-                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
+                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms,
+                                          result, result_note)
             SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
                    p_outcome, u.lease_owner,
                    CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
                    u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
-                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000
+                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000,
+                   u.result, u.note
               FROM upd u
              WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
                 OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
+                OR u.result IS NOT NULL OR u.note IS NOT NULL
         )
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
@@ -841,43 +859,108 @@ LANGUAGE sql VOLATILE AS $$
      WHERE c.acked IS NOT NULL
 $$;
 
--- Mark attempts done (SQL consumers; pools complete through
--- pgq.complete_claim). Returns the ids whose lease still held.
-CREATE OR REPLACE FUNCTION pgq.complete(p_ids bigint[], p_tokens uuid[], p_exit int[] DEFAULT NULL,
-                             p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
-                             p_rss_kb bigint[] DEFAULT NULL)
-RETURNS TABLE (id bigint)
-LANGUAGE sql VOLATILE AS $$
-    SELECT e.id FROM pgq.end_attempts('done', p_ids, p_tokens, NULL, p_exit, p_signal,
-                                      p_cpu_ms, p_rss_kb) e
+-- ---- the SQL consumer interface --------------------------------------------
+--
+-- A worker in any language, through SQL alone, with the pool's fencing:
+--   SELECT * FROM pgq.claim(queues => '{emails}', worker => 'node-1');
+--   SELECT pgq.heartbeat(id, lease_token);              -- true: still ours
+--   SELECT pgq.complete(id, lease_token, result => 'sent');
+--   SELECT * FROM pgq.fail(id, lease_token, error => 'smtp 451');
+--   SELECT pgq.release(id, lease_token);
+-- One function per name (no overloads: a driver that sends untyped
+-- parameters, as node-postgres and pgx do, could not choose between two).
+-- Each call that touches the job is fenced by its lease token: a token that
+-- no longer holds the job changes nothing and answers false (or no row).
+-- Batches of completions go through pgq.end_attempts('done', ids, tokens).
+
+-- Claim one job of the queues (lowest priority, then run_at, then id;
+-- paused queues skipped), leased to worker for lease_ttl_ms. The job's row
+-- with its lease_token, or no row when nothing is ready. Version 6's form
+-- (p_queues, p_owner, p_ttl_ms, no defaults) took the same arguments in
+-- the same order.
+DROP FUNCTION IF EXISTS pgq.claim(text[], text, bigint);
+CREATE OR REPLACE FUNCTION pgq.claim(queues text[] DEFAULT '{default}', worker text DEFAULT NULL,
+                                     lease_ttl_ms bigint DEFAULT 30000)
+RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    pick bigint;
+BEGIN
+    IF claim.lease_ttl_ms IS NULL OR claim.lease_ttl_ms <= 0 THEN
+        RAISE EXCEPTION 'lease_ttl_ms must be positive, not %', coalesce(claim.lease_ttl_ms::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT c.id INTO pick
+      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, claim.queues,
+                              coalesce(claim.worker, 'sql:' || pg_backend_pid()),
+                              claim.lease_ttl_ms, 1, NULL, NULL, NULL, false) c;
+    IF pick IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
+    END IF;
+END
+$$;
+
+-- Mark the job done, fenced by its lease token, with an optional result
+-- (pgq.result(id) reads it back). True when the token still held the job.
+-- Version 6's array form, pgq.complete(ids, tokens, ...), is
+-- pgq.end_attempts('done', ids, tokens, ...) (kept as two overloads it
+-- made pgq.complete($1, $2) ambiguous for untyped parameters).
+DROP FUNCTION IF EXISTS pgq.complete(bigint[], uuid[], int[], int[], bigint[], bigint[]);
+CREATE OR REPLACE FUNCTION pgq.complete(id bigint, lease_token uuid, result text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0
+      FROM pgq.complete_claim(ARRAY[complete.id], ARRAY[complete.lease_token], NULL, NULL, NULL,
+                              NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, false, 'done', NULL,
+                              true, ARRAY[complete.result]) c
+     WHERE c.acked IS NOT NULL
 $$;
 
 -- End a running attempt as failed, fenced by its lease token: retried with
 -- backoff or dead after max_retries. No row when the token no longer holds
--- the job (lease lost). p_outcome: 'failed' (NULL) or 'lease_expired'.
-CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text, p_outcome text,
-                                    p_exit int, p_signal int, p_cpu_ms bigint, p_rss_kb bigint)
+-- the job (lease lost). error: the attempt's error (NULL: 'failed');
+-- outcome: 'failed' (NULL too) or 'lease_expired' (the previous release's
+-- reaper passes it); the rest is what is known of the execution, for the
+-- history. Versions up to 6 had this form without defaults (pools call
+-- it with eight arguments) and a three-argument one, both replaced by this.
+DROP FUNCTION IF EXISTS pgq.fail(bigint, uuid, text);
+DROP FUNCTION IF EXISTS pgq.fail(bigint, uuid, text, text, int, int, bigint, bigint);
+CREATE OR REPLACE FUNCTION pgq.fail(id bigint, lease_token uuid, error text DEFAULT 'failed',
+                                    outcome text DEFAULT 'failed', exit_code int DEFAULT NULL,
+                                    term_signal int DEFAULT NULL, cpu_ms bigint DEFAULT NULL,
+                                    max_rss_kb bigint DEFAULT NULL)
 RETURNS TABLE (state text, run_at timestamptz, attempts int)
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF fail.outcome IS NOT NULL AND fail.outcome NOT IN ('failed', 'lease_expired') THEN
+        RAISE EXCEPTION 'pgq.fail: outcome must be failed or lease_expired, not "%"', fail.outcome
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
     SELECT e.state, e.run_at, e.attempts
-      FROM pgq.end_attempts(coalesce(p_outcome, 'failed'), ARRAY[p_id], ARRAY[p_token],
-                            ARRAY[p_error], ARRAY[p_exit], ARRAY[p_signal], ARRAY[p_cpu_ms],
-                            ARRAY[p_rss_kb]) e
-$$;
-
--- The same with defaults, for SQL consumers: pgq.fail(id, token, 'why').
-CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text)
-RETURNS TABLE (state text, run_at timestamptz, attempts int)
-LANGUAGE sql VOLATILE AS $$
-    SELECT f.state, f.run_at, f.attempts
-      FROM pgq.fail(p_id, p_token, p_error, 'failed', NULL, NULL, NULL, NULL) f
+      FROM pgq.end_attempts(coalesce(fail.outcome, 'failed'), ARRAY[fail.id],
+                            ARRAY[fail.lease_token], ARRAY[coalesce(fail.error, 'failed')],
+                            ARRAY[fail.exit_code], ARRAY[fail.term_signal], ARRAY[fail.cpu_ms],
+                            ARRAY[fail.max_rss_kb]) e;
+END
 $$;
 
 -- Give a running job back (ready, attempt not counted), e.g. at shutdown.
--- True when the token still held it.
-CREATE OR REPLACE FUNCTION pgq.release(p_id bigint, p_token uuid) RETURNS boolean
+-- True when the token still held it. Version 6's form named its arguments
+-- p_id, p_token.
+DROP FUNCTION IF EXISTS pgq.release(bigint, uuid);
+CREATE OR REPLACE FUNCTION pgq.release(id bigint, lease_token uuid) RETURNS boolean
 LANGUAGE sql VOLATILE AS $$
-    SELECT count(*) > 0 FROM pgq.end_attempts('released', ARRAY[p_id], ARRAY[p_token]) e
+    SELECT count(*) > 0 FROM pgq.end_attempts('released', ARRAY[release.id],
+                                              ARRAY[release.lease_token]) e
+$$;
+
+-- A job's result: the text its done attempt stored (an exec handler's
+-- stdout, pgq_ctx_set_result, pgq.complete(..., result => ...)); NULL when
+-- there is no such job, it is not done, it ended without a result, or the
+-- result was not stored (pgq.job_results has the note saying why).
+CREATE OR REPLACE FUNCTION pgq.result(id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT r.result FROM pgq.job_results r WHERE r.job_id = result.id
+     ORDER BY r.attempt DESC LIMIT 1
 $$;
 
 -- Turn up to p_limit expired leases of any pool into failed attempts
@@ -903,21 +986,6 @@ BEGIN
 END
 $$;
 
--- For SQL consumers: claim one job (no hints), as version 1 did.
-CREATE OR REPLACE FUNCTION pgq.claim(p_queues text[], p_owner text, p_ttl_ms bigint)
-RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    pick bigint;
-BEGIN
-    SELECT c.id INTO pick
-      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, p_queues, p_owner, p_ttl_ms, 1,
-                              NULL, NULL, NULL, false) c;
-    IF pick IS NOT NULL THEN
-        RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
-    END IF;
-END
-$$;
-
 -- ---- leases --------------------------------------------------------------
 
 -- Renew the leases of running jobs (ids[i] with tokens[i]) to now + ttl.
@@ -929,6 +997,17 @@ LANGUAGE sql VOLATILE AS $$
       FROM unnest(p_ids, p_tokens) AS h(id, token)
      WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE
     RETURNING j.id, j.lease_token::text
+$$;
+
+-- The SQL consumer's heartbeat (see pgq.claim): renew one job's lease to
+-- now + lease_ttl_ms. True while the token holds
+-- the job; false: the lease is lost (reaped, cancelled, reclaimed) and the
+-- worker should stop.
+CREATE OR REPLACE FUNCTION pgq.heartbeat(id bigint, lease_token uuid,
+                                         lease_ttl_ms bigint DEFAULT 30000)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0 FROM pgq.renew(ARRAY[heartbeat.id], ARRAY[heartbeat.lease_token],
+                                       heartbeat.lease_ttl_ms)
 $$;
 
 -- ---- run_once: the effects ledger (promise 7) -----------------------------
@@ -1239,6 +1318,12 @@ LANGUAGE sql STABLE AS $$
       FROM pgq.jobs j
      WHERE j.idempotency_key IS NOT NULL AND j.idempotency_key_expired IS NOT NULL
     UNION ALL
+    -- Only a done attempt keeps a result (pgq.complete_claim).
+    SELECT a.job_id, 'result on an attempt that did not end done',
+           format('attempt row %s, outcome %s', a.id, a.outcome)
+      FROM pgq.job_attempts a
+     WHERE a.outcome <> 'done' AND (a.result IS NOT NULL OR a.result_note IS NOT NULL)
+    UNION ALL
     -- pgq.cancel revokes the lease with the cancelled attempt: the job
     -- cannot be running in the attempt it was cancelled in.
     SELECT j.id, 'running after its attempt was cancelled',
@@ -1248,6 +1333,5 @@ LANGUAGE sql STABLE AS $$
      WHERE j.state = 'running' AND a.outcome = 'cancelled' AND a.finished_at >= j.started_at
 $$;
 
--- Superseded here; kept for SQL callers of version 3.
 COMMENT ON FUNCTION pgq.claim(text[], text, bigint) IS
     'Claim one job (no hints) for SQL consumers; pools use pgq.complete_claim.';

@@ -1,5 +1,6 @@
 /* Test helpers: see testutil.h. */
 #include "testutil.h"
+#include "../core/migrations.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -415,4 +416,22 @@ char *tu_sh(const char *cmd, int *status)
     *status = pclose(p);
     fclose(m);
     return out;
+}
+
+int tu_nmigrations(void)
+{
+    return (int)pgq_nmigrations;
+}
+
+int tu_nmigrations_after(int v)
+{
+    int n = 0;
+    for (size_t i = 0; i < pgq_nmigrations; i++)
+        n += pgq_migrations[i].version > v;
+    return n;
+}
+
+int tu_prev_version(void)
+{
+    return pgq_nmigrations > 1 ? pgq_migrations[pgq_nmigrations - 2].version : 0;
 }

@@ -555,6 +555,29 @@ static void detail_lines(const struct ui *u, struct lines *l)
     add_line(l, A_NORMAL, "%s", "");
     add_line(l, head, "PAYLOAD");
     add_wrapped(l, A_NORMAL, 2, d->payload_pretty);
+    if (d->result || d->result_note) {
+        /* The head of a long result: `pgq result ID` prints all of it. */
+        enum { SHOWN = 2000 };
+        add_line(l, A_NORMAL, "%s", "");
+        add_line(l, head, "RESULT");
+        if (d->result) {
+            size_t n = strlen(d->result), k = n;
+            if (k > SHOWN) {
+                k = SHOWN;
+                while (k > 0 && ((unsigned char)d->result[k] & 0xC0) == 0x80)
+                    k--;   /* not inside a UTF-8 character */
+            }
+            char *shown = strndup(d->result, k);
+            if (shown) {
+                add_wrapped(l, A_NORMAL, 2, shown);
+                free(shown);
+            }
+            if (k < n)
+                add_line(l, A_DIM, "  ... %zu bytes in all (pgq result %" PRId64 ")", n, d->id);
+        }
+        if (d->result_note)
+            add_wrapped(l, look(P_WARN, A_NORMAL), 2, d->result_note);
+    }
     add_line(l, A_NORMAL, "%s", "");
     add_line(l, head, "ATTEMPTS (%zu)", d->nattempts);
     if (d->nattempts)
