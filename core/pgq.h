@@ -214,9 +214,19 @@ typedef struct pgq_add_opts {
                                    * (ready, never started) takes this payload and run_at
                                    * instead; its id is returned (duplicate and replaced).
                                    * Needs a key. */
+    /* Dependencies: the job is `waiting`, not claimable, until every job it
+     * waits for is done; when one of them ends dead or cancelled, so does
+     * this job (and the jobs waiting for it). A parent done already counts
+     * as done; an unknown, dead or cancelled one is refused, naming it. */
+    const int64_t *after;         /* ids of existing jobs to wait for (n_after of them) */
+    size_t n_after;
+    const size_t *after_items;    /* in pgq_add_batch: 0-based indexes of earlier items of
+                                   * the same batch to wait for (n_after_items of them) */
+    size_t n_after_items;
 } pgq_add_opts;
 
-#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false }
+#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false, NULL, 0, \
+                            NULL, 0 }
 
 typedef struct pgq_add_result {
     int64_t id;
@@ -440,6 +450,7 @@ typedef struct pgq_queue_stats {
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
     bool paused;            /* pgq pause: claimed by no pool */
+    int64_t waiting;        /* waiting for other jobs to be done (dependencies) */
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */
@@ -460,6 +471,13 @@ typedef struct pgq_effect_row {
     bool in_doubt;
 } pgq_effect_row;
 
+/* A job's parent or child (dependencies): its id and state; "gone" for a
+ * parent pruned or deleted since (it was done). */
+typedef struct pgq_dep_row {
+    int64_t id;
+    const char *state;
+} pgq_dep_row;
+
 typedef struct pgq_job_detail {
     int64_t id;
     const char *queue, *type, *state, *payload_pretty, *run_at, *idempotency_key,
@@ -468,8 +486,15 @@ typedef struct pgq_job_detail {
     int priority, attempts, max_retries;
     pgq_attempt_row *attempts_v; size_t nattempts;
     pgq_effect_row *effects; size_t neffects;
+    int waiting_for;                       /* parents not done yet (state waiting) */
+    pgq_dep_row *parents; size_t nparents; /* the jobs it waits (or waited) for, by id */
+    pgq_dep_row *children; size_t nchildren;  /* the jobs waiting for it, by id: at most
+                                            * PGQ_DETAIL_CHILDREN of nchildren_total */
+    size_t nchildren_total;
     void *priv_;
 } pgq_job_detail;
+
+#define PGQ_DETAIL_CHILDREN 1000
 
 /* Load job id. *out NULL (and 0) when there is no such job. Free with
  * pgq_job_detail_free. */
