@@ -134,8 +134,8 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
         for (size_t k = 0; k < NFIELDS && rc == EXIT_OK; k++) {
             const char *t = col(r, row, (int)(2 + 2 * k));
             if (t && want[k] && strcmp(t, want[k]) != 0)
-                rc = cli_error(c, "stdin line %ld: \"%s\" must be a %s, not %s", no, fields[k],
-                               want[k], t);
+                rc = cli_error(c, "stdin line %ld: \"%s\" must be %s %s, not %s", no, fields[k],
+                               want[k][0] == 'a' ? "an" : "a", want[k], t);
         }
         if (rc != EXIT_OK)
             break;

@@ -121,5 +121,6 @@ Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
+Suite *deps_suite(void);
 
 #endif
