@@ -1602,7 +1602,8 @@ START_TEST(check_validates_handlers)
     const char *rel = in_dir("rel.ini");
     tu_write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
     const char *const shipped[] = { rel, tu_fmt("%s/../config/pool.ini", tu_test_dir()),
-                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()) };
+                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()),
+                                    tu_fmt("%s/../examples/video/pool.ini", tu_test_dir()) };
     for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
         const char *pool = tu_fmt("%s/pgq-pool", tu_bin_dir());
         r = tu_run_cmd("/", NULL, NULL, pool, ARGV(pool, "--check", "-c", shipped[i]), 120);
@@ -1900,6 +1901,48 @@ START_TEST(pools_do_not_overwrite_each_others_job_types)
 }
 END_TEST
 
+/* ---- dependencies: the video pipeline example ------------------------------ */
+
+/* examples/video: a pool of three idle workers and a chain transcode ->
+ * thumbnails -> notify (enqueue.sh, pgq add --after). Each step starts
+ * after the one before it finished, none fails (thumbnails would fail
+ * without the transcode's file, notify without both), and the
+ * notification is written once. */
+START_TEST(video_pipeline_example_runs_in_order)
+{
+    const char *ini = tu_fmt("%s/../examples/video/pool.ini", tu_test_dir());
+    struct pool *p = pool_start("video", ini);
+    const char *out = in_dir("video-out");
+    const char *sh = tu_fmt("%s/../examples/video/enqueue.sh", tu_test_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("PGQ=%s/pgq", tu_bin_dir()), NULL },
+                          NULL, sh, (const char *const[]){ sh, "/videos/holiday.mov", out,
+                                                           "--db", tu_db_url(), NULL }, 120);
+    P_ASSERT(r.code == 0, "enqueue.sh: exit %d [%s]", r.code, r.err);
+    long long t = 0, th = 0, n = 0;
+    P_ASSERT(sscanf(r.out, "%lld %lld %lld", &t, &th, &n) == 3, "enqueue.sh printed [%s]", r.out);
+    tu_run_free(&r);
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(n), "done") == 0 || strcmp(job_state(n), "cancelled") == 0,
+                        WAIT_MS), "notify is %s", job_state(n));
+    P_ASSERT(strcmp(job_state(t), "done") == 0 && strcmp(job_state(th), "done") == 0 &&
+             strcmp(job_state(n), "done") == 0, "states %s %s %s", job_state(t), job_state(th),
+             job_state(n));
+    P_ASSERT(q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome <> 'done'") == 0,
+             "a step failed: %s", history(th));
+    static const char after_sql[] = "SELECT count(*) FROM pgq.jobs a, pgq.jobs b WHERE a.id = $1"
+                                    " AND b.id = $2 AND b.started_at >= a.finished_at";
+    P_ASSERT(tu_int(after_sql, 2, (const char *[]){ tu_lld(t), tu_lld(th) }) == 1,
+             "thumbnails ran before transcode");
+    P_ASSERT(tu_int(after_sql, 2, (const char *[]){ tu_lld(th), tu_lld(n) }) == 1,
+             "notify ran before thumbnails");
+    char *log = read_file(tu_fmt("%s/notifications.log", out));
+    P_ASSERT(log && strcmp(log, tu_fmt("holiday ready: %s/holiday.mp4, 3 thumbnails\n", out)) == 0,
+             "notifications.log: [%s]", log ? log : "(none)");
+    free(log);
+    pool_signal(p, SIGTERM);
+    pool_wait_exit(p, 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -1931,6 +1974,7 @@ Suite *pool_suite(void)
         { "embed", { embed_demo_runs } },
         { "reload", { sighup_adds_a_job_type } },
         { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
+        { "deps", { video_pipeline_example_runs_in_order } },
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);
