@@ -684,9 +684,8 @@ $$;
 -- are ignored): their waiting children move on. A done parent takes one
 -- off each child's waiting_for, and a child whose count reaches 0 is made
 -- ready and announced. A dead or cancelled parent cancels its waiting
--- children ("parent job N is dead") and, generation by generation, the
--- waiting jobs below them ("parent job M is cancelled"). Returns how many
--- jobs moved.
+-- children ("parent job N is dead") and the waiting jobs below them
+-- ("parent job M is cancelled"). Returns how many jobs moved.
 -- Called by pgq.complete_claim (hence every completion, failure, reap and
 -- cancel of a running job, batched or not) for the ended jobs that have
 -- children, and by pgq.cancel for waiting and ready ones, in the
@@ -697,10 +696,10 @@ $$;
 -- read from them; the decrement is an UPDATE of the locked row (state
 -- still 'waiting'), so when many parents end at once, in one statement or
 -- in many concurrent ones, each edge counts once and exactly one of them
--- takes the count to 0 and releases the child. A job is locked before its
--- children are read, so an add of a child to it that is under way
--- finishes first and its child is found, and a later add finds it
--- cancelled and is refused.
+-- takes the count to 0 and releases the child. The jobs to cancel are
+-- looked for again after they are locked, so an add of a child to one of
+-- them that was under way finishes first and its child is found, and a
+-- later add finds it cancelled and is refused.
 CREATE OR REPLACE FUNCTION pgq.deps_settle(p_ids bigint[], p_states text[]) RETURNS int
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -708,6 +707,7 @@ DECLARE
     frontier bigint[];
     fstates text[];
     kids bigint[];
+    victims bigint[] := '{}';
     moved int := 0;
     k int;
 BEGIN
@@ -738,26 +738,43 @@ BEGIN
           FROM upd u WHERE (SELECT w.n FROM woke w) >= 0;
         moved := moved + k;
     END IF;
-    WHILE cardinality(frontier) > 0 LOOP
-        kids := ARRAY(SELECT j.id FROM pgq.jobs j
-                       WHERE j.id IN (SELECT d.child_id FROM pgq.job_deps d
-                                       WHERE d.parent_id = ANY (frontier))
-                         AND j.state = 'waiting'
-                       ORDER BY j.id FOR UPDATE);
-        EXIT WHEN cardinality(kids) = 0;
+    -- The waiting jobs below the dead and cancelled ones, all of them
+    -- locked in id order (as the releases above lock theirs, so that two
+    -- transactions settling overlapping jobs wait for each other instead of
+    -- deadlocking); then looked for again, with a fresh snapshot, until no
+    -- new one turns up: a child that an add under way gave one of them
+    -- (the add held its row) is found once that add committed.
+    IF cardinality(frontier) > 0 THEN
+        LOOP
+            WITH RECURSIVE down(id) AS (
+                SELECT d.child_id FROM pgq.job_deps d
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+                 WHERE d.parent_id = ANY (frontier)
+                UNION
+                SELECT d.child_id FROM down
+                  JOIN pgq.job_deps d ON d.parent_id = down.id
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+            )
+            SELECT coalesce(array_agg(down.id ORDER BY down.id), '{}') INTO kids
+              FROM down WHERE down.id <> ALL (victims);
+            EXIT WHEN cardinality(kids) = 0;
+            PERFORM 1 FROM pgq.jobs j WHERE j.id = ANY (kids) ORDER BY j.id FOR UPDATE;
+            victims := victims || kids;
+        END LOOP;
         UPDATE pgq.jobs j
            SET state = 'cancelled', finished_at = now(), waiting_for = 0,
-               last_error = (SELECT format('parent job %s is %s', f.id, f.st)
+               last_error = (SELECT format('parent job %s is %s', x.id, x.st)
                                FROM pgq.job_deps d
-                               JOIN unnest(frontier, fstates) AS f(id, st) ON f.id = d.parent_id
+                               JOIN (SELECT f.id, f.st, 0 AS k FROM unnest(frontier, fstates) AS f(id, st)
+                                     UNION ALL
+                                     SELECT v.id, 'cancelled', 1 FROM unnest(victims) AS v(id)) x
+                                 ON x.id = d.parent_id
                               WHERE d.child_id = j.id
-                              ORDER BY d.parent_id LIMIT 1)
-         WHERE j.id = ANY (kids) AND j.state = 'waiting';
+                              ORDER BY x.k, d.parent_id LIMIT 1)
+         WHERE j.id = ANY (victims) AND j.state = 'waiting';
         GET DIAGNOSTICS k = ROW_COUNT;
         moved := moved + k;
-        frontier := kids;
-        fstates := array_fill('cancelled'::text, ARRAY[cardinality(kids)]);
-    END LOOP;
+    END IF;
     RETURN moved;
 END
 $$;
