@@ -6,7 +6,7 @@
  * always NUL-terminated); the library itself never logs or prints.
  *
  * The life of a job: pgq_add() makes it `ready` (possibly in the future:
- * scheduled), pgq_claim() leases it to a worker (`running`, with a fresh
+ * scheduled; or `waiting` until the jobs of opts.after are done), pgq_claim() leases it to a worker (`running`, with a fresh
  * lease token), and the worker ends the attempt with pgq_complete() (`done`),
  * pgq_fail() (back to `ready` after a backoff computed by PostgreSQL, or
  * `dead` after max_retries) or pgq_release() (back to `ready`, no attempt
@@ -399,8 +399,10 @@ PGQ_API const char *pgq_once_result_name(pgq_once_result r);
 
 /* ---- operating --------------------------------------------------------- */
 
-/* Move the given dead or cancelled jobs back to ready with fresh retries;
- * done[i] (may be NULL) tells which ones moved. Concurrent requeues of the
+/* Move the given dead or cancelled jobs back to ready with fresh retries
+ * (waiting, for a job whose parents are not all done; one with a dead or
+ * cancelled parent not requeued in the same call stays); done[i] (may be
+ * NULL) tells which ones moved. Concurrent requeues of the
  * same job move it once. Recorded in pgq.actions with `who`. */
 PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                 int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
@@ -410,7 +412,8 @@ PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *w
 PGQ_API int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* Cancel the given ready, scheduled or running jobs; done[i] tells which.
+/* Cancel the given waiting, ready, scheduled or running jobs; done[i] tells
+ * which. The jobs waiting for them are cancelled too (not in done).
  * A running job's lease is revoked in the same transaction (its history
  * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
  * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
