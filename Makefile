@@ -8,10 +8,12 @@
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
+#                        (address is ASan + UBSan)
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SANITIZER ?=
+comma := ,
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
 
 CC      ?= gcc
@@ -21,7 +23,12 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wwrite-strings
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
-SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
+# address brings UndefinedBehaviorSanitizer along (its checks cost little and
+# need no build of their own); an undefined-behaviour report aborts, so a test
+# cannot pass over one.
+SAN_KINDS = $(if $(filter address,$(SANITIZER)),address$(comma)undefined,$(SANITIZER))
+SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SAN_KINDS) -fno-omit-frame-pointer \
+            $(if $(filter address,$(SANITIZER)),-fno-sanitize-recover=undefined),)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
@@ -38,7 +45,7 @@ STATE_SQL = migrations/state_machine.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 # cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
-POOL_MAIN  = $(BUILD)/cli/pool_main.o
+POOL_MAIN  = $(BUILD)/cli/pool_main.o $(BUILD)/cli/dbarg.o
 CLI_SRC    = $(filter-out cli/pool_main.c,$(wildcard cli/*.c))
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
 # The dashboard goes into the programs only, so libpgq needs no ncurses.
