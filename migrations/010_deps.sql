@@ -29,16 +29,18 @@ LOCK TABLE pgq.jobs IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE pgq.jobs ADD COLUMN waiting_for int NOT NULL DEFAULT 0,
                      ADD COLUMN has_children boolean NOT NULL DEFAULT false;
 
--- One row per (parent, child) edge. The child's rows go with the child
--- (pruned or deleted); a parent's rows outlive the parent on purpose: a
--- pool with keep_done = 0 deletes a job in the statement that completes
--- it, and its children must still be found after that, and pgq show of a
--- child says which parent was pruned. A row whose parent is gone counts
--- as done (only done parents disappear while a child waits: a dead or
--- cancelled one cancels its children first).
+-- One row per (parent, child) edge, deleted with its child (by pgq.prune
+-- and by a completion that deletes the job, keep_done = 0: in their own
+-- statements, not by a foreign key, whose cascade trigger would cost every
+-- deleted job a query even when it has no edges). A parent's rows outlive
+-- the parent on purpose: a pool with keep_done = 0 deletes a job in the
+-- statement that completes it, and its children must still be found after
+-- that, and pgq show of a child says which parent was pruned. A row whose
+-- parent is gone counts as done (only done parents disappear while a child
+-- waits: a dead or cancelled one cancels its children first).
 CREATE TABLE pgq.job_deps (
     parent_id bigint NOT NULL,
-    child_id  bigint NOT NULL REFERENCES pgq.jobs (id) ON DELETE CASCADE,
+    child_id  bigint NOT NULL,
     PRIMARY KEY (parent_id, child_id),
     CHECK (parent_id <> child_id)
 );

@@ -907,6 +907,10 @@ BEGIN
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
                AND (j.state = 'running') IS TRUE
          RETURNING j.id, j.run_at, j.attempts, j.has_children
+        ), undep AS (
+            -- a deleted job's own edges go with it (pgq.job_deps has no
+            -- foreign key: see migration 010)
+            DELETE FROM pgq.job_deps d USING del WHERE d.child_id = del.id
         ), deps AS (
             -- Dependencies (migration 010): the children of jobs that end
             -- here done, dead or cancelled are released or cancelled in
@@ -1463,7 +1467,10 @@ LANGUAGE sql VOLATILE AS $$
           AND ((state = 'done' AND finished_at < now() - p_keep_done_ms * interval '1 millisecond')
             OR (state IN ('dead', 'cancelled')
                 AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'))
-        RETURNING state, finished_at
+        RETURNING id, state, finished_at
+    ), undep AS (
+        -- their edges as children (pgq.job_deps has no foreign key)
+        DELETE FROM pgq.job_deps d WHERE d.child_id IN (SELECT g.id FROM gone g)
     )
     SELECT count(*), max(finished_at) FILTER (WHERE state = 'done') FROM gone
 $$;
@@ -1537,6 +1544,12 @@ LANGUAGE sql STABLE AS $$
         (c.unflagged > 0, 'a parent without has_children', format('parents: %s', c.parents))
      ) AS v(broken, invariant, detail)
      WHERE v.broken
+    UNION ALL
+    -- an edge is deleted with its child (pgq.prune, a completion that
+    -- deletes the job): one left behind names a job that is gone
+    SELECT d.child_id, 'an edge of a job that does not exist', format('parent %s', d.parent_id)
+      FROM pgq.job_deps d
+     WHERE NOT EXISTS (SELECT 1 FROM pgq.jobs j WHERE j.id = d.child_id)
     UNION ALL
     SELECT e.job_id, 'effect started under the current lease at another attempt',
            format('key %L: effect attempt %s, job attempt %s', e.key, e.attempt, j.attempts)

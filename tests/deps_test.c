@@ -49,8 +49,8 @@ static const char *error_of(int64_t id)
     return out;
 }
 
-/* Claim the job with this id (it must be the only ready one of its queue
- * that is claimable); returns it (free with pgq_job_free). */
+/* Claim the next job of the default queue (NULL when none is ready);
+ * free it with pgq_job_free (complete() does). */
 static pgq_job *claim(pgq_conn *c)
 {
     char err[512];
@@ -64,6 +64,7 @@ static void complete(pgq_conn *c, pgq_job *j)
 {
     char err[512];
     bool lost;
+    ck_assert_msg(j != NULL, "no job to complete");
     ck_assert_msg(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0,
                   "%s", err);
     ck_assert(!lost);
@@ -403,6 +404,44 @@ START_TEST(deleted_done_parent_releases_its_child)
     complete(c, j);
     ck_assert_str_eq(state_of(p), "(none)");
     ck_assert_str_eq(state_of(k), "ready");
+    /* the child's edge goes with the child */
+    j = claim(c);
+    ck_assert(j && j->id == k);
+    complete(c, j);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_deps", 0, NULL), 0);
+    pgq_disconnect(c);
+}
+END_TEST
+
+/* Pruning a child deletes its edges; a pruned parent is "gone" to its
+ * child, and counts as done. */
+START_TEST(prune_deletes_a_childs_edges)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    int64_t p = add(c, "t", NULL, 0);
+    int64_t k = add(c, "t", &p, 1);
+    int64_t k2 = add(c, "t", &p, 1);
+    complete(c, claim(c));   /* p */
+    complete(c, claim(c));   /* k (k2 stays ready) */
+    tu_exec("UPDATE pgq.jobs SET finished_at = now() - interval '2 days' WHERE id = $1", 1,
+            (const char *[]){ tu_lld(k) });
+    int64_t deleted;
+    ck_assert_msg(pgq_prune(c, 86400000, 86400000, 100, &deleted, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.job_deps WHERE child_id = $1", 1,
+                            (const char *[]){ tu_lld(k) }), 0);
+    tu_exec("UPDATE pgq.jobs SET finished_at = now() - interval '2 days' WHERE id = $1", 1,
+            (const char *[]){ tu_lld(p) });
+    ck_assert(pgq_prune(c, 86400000, 86400000, 100, &deleted, err, sizeof err) == 0);
+    ck_assert_int_eq(deleted, 1);
+    pgq_job_detail *d;
+    ck_assert(pgq_job_describe(c, k2, &d, err, sizeof err) == 0 && d);
+    ck_assert_int_eq((int)d->nparents, 1);
+    ck_assert_int_eq(d->parents[0].id, p);
+    ck_assert_str_eq(d->parents[0].state, "gone");
+    pgq_job_detail_free(d);
     pgq_disconnect(c);
 }
 END_TEST
@@ -562,6 +601,7 @@ START_TEST(invariants_report_broken_dependencies)
            "a parent count on a job that is not waiting");
     expect("UPDATE pgq.jobs SET has_children = false WHERE id = 1", 2,
            "a parent without has_children");
+    expect("INSERT INTO pgq.job_deps VALUES (1, 99)", 99, "an edge of a job that does not exist");
     pgq_disconnect(c);
 }
 END_TEST
@@ -578,6 +618,7 @@ Suite *deps_suite(void)
     tcase_add_test(tc, batch_item_waits_for_an_earlier_item);
     tcase_add_test(tc, cancelled_parent_cancels_its_children);
     tcase_add_test(tc, deleted_done_parent_releases_its_child);
+    tcase_add_test(tc, prune_deletes_a_childs_edges);
     tcase_add_test(tc, child_added_while_its_parent_completes);
     tcase_add_test(tc, cli_add_after_show_and_stats);
     tcase_add_test(tc, invariants_report_broken_dependencies);
