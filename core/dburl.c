@@ -39,7 +39,9 @@ void pgq_url_redact(const char *url, char *out, size_t outlen)
                 at = p;
         const char *colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
         for (const char *p = url; *p; p++) {
-            if (colon && p == colon + 1) {
+            /* an empty password (user:@host) has nothing to mask, and
+             * stepping back to the colon would loop forever */
+            if (colon && p == colon + 1 && p < at) {
                 PUT('*'); PUT('*'); PUT('*');
                 p = at - 1;
                 continue;

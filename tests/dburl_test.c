@@ -24,6 +24,9 @@ START_TEST(passwords_are_masked)
     redacts("password='a b\\' c' user=u", "password=*** user=u");
     redacts("password = s3 user=u", "password = *** user=u");
     redacts("dbname=password", "dbname=password");
+    /* found by fuzz_dburl: an empty password looped forever */
+    redacts("postgres://w:@[:0]%5ser/u", "postgres://w:@[:0]%5ser/u");
+    redacts("postgresql://u:@h/db", "postgresql://u:@h/db");
 }
 END_TEST
 
