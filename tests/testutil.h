@@ -123,5 +123,6 @@ Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *deps_suite(void);
 Suite *secrets_suite(void);
+Suite *chaos_suite(void);
 
 #endif
