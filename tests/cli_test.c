@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 /* ---- running the binary ------------------------------------------------ */
@@ -550,14 +551,14 @@ END_TEST
 static const char *stats_line(const char *q, int a, int b, int c, int d, int e, int f, int g,
                               int h)
 {
-    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", q, a, b, c, d, e, f, g, h, "no");
+    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", q, a, b, c, d, e, f, g, h, "no", 0);
 }
 
 START_TEST(stats_counts_per_queue)
 {
-    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", "queue", "ready",
+    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n", "queue", "ready",
                              "scheduled", "retrying", "running", "dead", "cancelled", "done",
-                             "done_1h", "paused");
+                             "done_1h", "paused", "waiting");
     ASSERT_RUN(PGQ_DB("stats"), 0, header, "");
 
     /* alpha: 2 ready, 1 scheduled, 3 retrying, 1 running */
@@ -590,10 +591,10 @@ START_TEST(stats_counts_per_queue)
     /* a paused queue is marked, one without jobs listed */
     ASSERT_RUN(PGQ_DB("pause", "beta", "gamma"), 0, "beta\ngamma\n", "");
     want = fmt("%s%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
-               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", "beta", 1, 0, 0, 0, 1, 2, 3, 1,
-                   "yes"),
-               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s\n", "gamma", 0, 0, 0, 0, 0, 0, 0, 0,
-                   "yes"));
+               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", "beta", 1, 0, 0, 0, 1, 2, 3,
+                   1, "yes", 0),
+               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", "gamma", 0, 0, 0, 0, 0, 0, 0,
+                   0, "yes", 0));
     ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
 }
 END_TEST
@@ -1193,13 +1194,15 @@ START_TEST(json_output_and_unbroken_text)
     char *j = as_jsonb(r.out);
     ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"queue\": \"%s\", "
                                "\"ready\": 1, \"paused\": false, \"done_1h\": 0, \"running\": 0, "
-                               "\"retrying\": 0, \"cancelled\": 0, \"scheduled\": 0}]}", longq));
+                               "\"waiting\": 0, \"retrying\": 0, \"cancelled\": 0, \"scheduled\": 0}]}",
+                               longq));
     free(j);
     r = PGQ_DB("stats");
-    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n%-50s %9d %9d %9d "
-                                   "%9d %9d %9d %9d %9d %6s\n", "queue", "ready", "scheduled",
-                                   "retrying", "running", "dead", "cancelled", "done", "done_1h",
-                                   "paused", longq, 1, 0, 0, 0, 0, 0, 0, 0, "no"));
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n%-50s %9d %9d "
+                                   "%9d %9d %9d %9d %9d %9d %6s %9d\n", "queue", "ready",
+                                   "scheduled", "retrying", "running", "dead", "cancelled", "done",
+                                   "done_1h", "paused", "waiting", longq, 1, 0, 0, 0, 0, 0, 0, 0,
+                                   "no", 0));
 
     r = PGQ_DB("show", id_text(id), "--json");
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
@@ -1308,7 +1311,7 @@ START_TEST(add_reads_json_lines)
           "input syntax for type json (Expected string, but found \"}\".)\n" },
         { "{\"type\": \"t\", \"prio\": 1}\n", "pgq add: stdin line 1: unknown key prio (known: "
           "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key, "
-          "unique_for, replace)\n" },
+          "unique_for, replace, after)\n" },
         { "[1]\n", "pgq add: stdin line 1: a job is a JSON object, not an array\n" },
         { "{\"type\": \"t\", \"priority\": \"x\"}\n", "pgq add: stdin line 1: \"priority\" must "
           "be a number, not string\n" },
