@@ -43,6 +43,10 @@ void cli_close(struct cli *c);
 int cli_parse_int(const struct cli *c, const char *opt, const char *val, long min, long max,
                   long *out);
 int cli_parse_id(const struct cli *c, const char *val, int64_t *out);
+/* Job ids separated by commas ("12,13"), appended to *ids (malloc'd,
+ * *n of them; the caller frees it). 0, or a one-line message in err
+ * naming the item at fault (the caller words the error). */
+int cli_parse_id_list(const char *val, int64_t **ids, size_t *n, char *err, size_t errlen);
 int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms);
 
 /* The argument loop of simple subcommands: consumes -c/--db, prints `help`

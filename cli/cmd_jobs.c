@@ -78,7 +78,8 @@ static char *read_payload(const struct cli *c, const char *path)
     return buf;
 }
 
-int cmd_add(struct cli *c, int argc, char **argv)
+/* pgq add, with the --after list in *after (the caller frees it). */
+static int add_cmd(struct cli *c, int argc, char **argv, int64_t **after, size_t *nafter)
 {
     char err[1024];
     const char *pos[2] = { 0 };
@@ -99,7 +100,7 @@ int cmd_add(struct cli *c, int argc, char **argv)
         if (cli_is_help(argv[i])) {
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
                    "               [--max-retries N] [--idempotency-key K [--unique-for D]\n"
-                   "               [--replace]] [-c FILE] [--db URL]\n"
+                   "               [--replace]] [--after ID[,ID...]] [-c FILE] [--db URL]\n"
                    "       pgq add TYPE --payload-file FILE [the same options]  (- for stdin)\n"
                    "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
@@ -111,10 +112,15 @@ int cmd_add(struct cli *c, int argc, char **argv)
                    "not); after that a new job is made. --replace: a job holding the key that is\n"
                    "still waiting (never started) takes this payload and run_at instead, and its\n"
                    "id is printed followed by \"replaced\" (debounce). --payload-file FILE reads\n"
-                   "the payload from FILE (- for stdin), for payloads too big for an argument.\n\n"
+                   "the payload from FILE (- for stdin), for payloads too big for an argument.\n"
+                   "--after ID[,ID...] (may be repeated): the job waits (state waiting, never\n"
+                   "claimed) until every job named is done; when one of them ends dead or\n"
+                   "cancelled, this job is cancelled too. A job done already counts as done;\n"
+                   "an unknown, dead or cancelled one is refused.\n\n"
                    "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
                    "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
-                   "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
+                   "\"idempotency_key\": K, \"unique_for\": D, \"replace\": true,\n"
+                   "\"after\": [ID, ...]} (only type is required), enqueues them 500 to a\n"
                    "transaction and prints one id a line, in order. A bad line is named and\n"
                    "ends the run (exit 1): the batches before it stay enqueued, its own not.\n");
             return EXIT_OK;
@@ -144,6 +150,9 @@ int cmd_add(struct cli *c, int argc, char **argv)
                 return cli_usage_error(c, "--unique-for: must be longer than 0");
         } else if (strcmp(argv[i], "--replace") == 0) {
             o.replace = true;
+        } else if ((v = opt_value(c, argc, argv, &i, "--after", &bad))) {
+            if (cli_parse_id_list(v, after, nafter, err, sizeof err) < 0)
+                return cli_usage_error(c, "--after: %s", err);
         } else if ((v = opt_value(c, argc, argv, &i, "--payload-file", &bad))) {
             payload_file = v;
         } else if ((v = opt_value(c, argc, argv, &i, "--idempotency-key", &bad))) {
@@ -162,7 +171,8 @@ int cmd_add(struct cli *c, int argc, char **argv)
     }
     if (npos == 1 && strcmp(pos[0], "-") == 0) {
         if (have_delay || o.run_at || o.queue || o.priority != PGQ_DEFAULT ||
-            o.max_retries != PGQ_DEFAULT || o.idempotency_key || o.unique_for_ms || o.replace)
+            o.max_retries != PGQ_DEFAULT || o.idempotency_key || o.unique_for_ms || o.replace ||
+            *nafter)
             return cli_usage_error(c, "pgq add - takes its options from each line, not the "
                                    "command line");
         return cli_add_lines(c);
@@ -176,6 +186,10 @@ int cmd_add(struct cli *c, int argc, char **argv)
     if ((o.unique_for_ms || o.replace) && !o.idempotency_key)
         return cli_usage_error(c, "%s needs --idempotency-key",
                                o.replace ? "--replace" : "--unique-for");
+    if (o.replace && *nafter)
+        return cli_usage_error(c, "give --replace or --after, not both");
+    o.after = *after;
+    o.n_after = *nafter;
     char *payload = NULL;
     if (payload_file && !(payload = read_payload(c, payload_file)))
         return EXIT_FAIL;
@@ -191,6 +205,15 @@ int cmd_add(struct cli *c, int argc, char **argv)
     printf("%" PRId64 "%s\n", res.id,
            res.replaced ? " replaced" : res.duplicate ? " duplicate" : "");
     return EXIT_OK;
+}
+
+int cmd_add(struct cli *c, int argc, char **argv)
+{
+    int64_t *after = NULL;
+    size_t nafter = 0;
+    int rc = add_cmd(c, argc, argv, &after, &nafter);
+    free(after);
+    return rc;
 }
 
 /* Parse every non-option argument as a job id. */
@@ -340,7 +363,8 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq cancel ID... [--json] [-c FILE] [--db URL]\n\n"
-        "Cancel ready, scheduled or running jobs; prints each cancelled id. A running\n"
+        "Cancel waiting, ready, scheduled or running jobs; prints each cancelled id.\n"
+        "The jobs waiting for them (pgq add --after) are cancelled too. A running\n"
         "job's lease is revoked at once and its pool stops the handler (SIGTERM, then\n"
         "SIGKILL after the grace period, for an exec handler; pgq_ctx_cancelled() for an\n"
         "in-process one); its history gets a cancelled attempt saying who. A finished\n"
@@ -393,6 +417,7 @@ static void stats_json(const pgq_queue_stats *s, size_t n, const char *const nam
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++)
             json_kv_int(stdout, false, names[j], v[j]);
         json_kv_bool(stdout, false, "paused", q->paused);
+        json_kv_int(stdout, false, "waiting", q->waiting);
         /* the counts that are not exact, and what they are instead */
         json_key(stdout, false, "approx");
         fputc('{', stdout);
@@ -403,6 +428,8 @@ static void stats_json(const pgq_queue_stats *s, size_t n, const char *const nam
             json_kv_str(stdout, first, names[j], kind_name(k[j]));
             first = false;
         }
+        if (q->waiting_is != PGQ_COUNT_EXACT)
+            json_kv_str(stdout, first, "waiting", kind_name(q->waiting_is));
         fputc('}', stdout);
         json_kv_int(stdout, false, "pools", q->pools);
         json_kv_bool(stdout, false, "unserved", pgq_queue_unserved(q));
@@ -428,14 +455,15 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, done in the last hour, whether the queue is paused, the\n"
-        "live pools that claim from it, and the jobs done and attempts failed in\n"
-        "the last five minutes. The queue column is as wide as the longest name.\n"
+        "cancelled, done, done in the last hour, whether the queue is paused,\n"
+        "waiting (for other jobs to be done: pgq add --after), the live pools that\n"
+        "claim from it, and the jobs done and attempts failed in the last five\n"
+        "minutes. The queue column is as wide as the longest name.\n"
         "Counts are exact up to 5000 per index range read; above, \"~N\" is the\n"
         "planner's estimate and \"N+\" a lower bound (running is always exact).\n"
         "A queue with due jobs, not paused, that no live pool claims from is\n"
         "reported on stderr (\"nobody serves it\").\n"
-        "--json: {\"queues\":[{\"queue\":Q,\"ready\":N,...,\"approx\":{\"done\":\"estimate\"},\n"
+        "--json: {\"queues\":[{\"queue\":Q,\"ready\":N,...,\"waiting\":N,\"approx\":{\"done\":\"estimate\"},\n"
         "\"pools\":N,\"unserved\":B,\"oldest_ready_s\":S,\"done_5m\":N,\"done_5m_window_s\":S,\n"
         "\"failed_5m\":N,\"failed_5m_window_s\":S}]} with the same names as the header.\n"
         "--prometheus: the same as gauges in Prometheus's text format (for\n"
@@ -478,13 +506,15 @@ int cmd_stats(struct cli *c, int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             if ((int)strlen(s[i].queue) > w)
                 w = (int)strlen(s[i].queue);
-        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %9s\n", w, "queue", "ready",
+        /* waiting, pools, done_5m, failed_5m come last, so that the
+         * columns scripts read keep their places */
+        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n", w, "queue", "ready",
                "scheduled", "retrying", "running", "dead", "cancelled", "done", "done_1h",
-               "paused", "pools", "done_5m", "failed_5m");
+               "paused", "waiting", "pools", "done_5m", "failed_5m");
         for (size_t i = 0; i < n; i++) {
             const pgq_queue_stats *q = &s[i];
             char b[8][32];
-            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %5d %8" PRId64
+            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %9s %5d %8" PRId64
                    " %9" PRId64 "\n", w, q->queue,
                    count_text(b[0], sizeof b[0], q->ready, q->ready_is),
                    count_text(b[1], sizeof b[1], q->scheduled, q->future_is),
@@ -493,7 +523,9 @@ int cmd_stats(struct cli *c, int argc, char **argv)
                    count_text(b[4], sizeof b[4], q->cancelled, q->cancelled_is),
                    count_text(b[5], sizeof b[5], q->done, q->done_is),
                    count_text(b[6], sizeof b[6], q->done_last_hour, q->done_last_hour_is),
-                   q->paused ? "yes" : "no", q->pools, q->done_5m, q->failed_5m);
+                   q->paused ? "yes" : "no",
+                   count_text(b[7], sizeof b[7], q->waiting, q->waiting_is), q->pools, q->done_5m,
+                   q->failed_5m);
         }
     }
     /* Jobs that would wait silently: say so where a person or a cron mail
@@ -593,7 +625,23 @@ static void show_json(const pgq_job_detail *d)
         json_kv_str(f, false, "finished_at", e->finished_at);
         fputc('}', f);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    json_kv_int(f, false, "waiting_for", d->waiting_for);
+    for (int side = 0; side < 2; side++) {
+        const pgq_dep_row *v = side ? d->children : d->parents;
+        size_t nv = side ? d->nchildren : d->nparents;
+        json_key(f, false, side ? "children" : "parents");
+        fputc('[', f);
+        for (size_t i = 0; i < nv; i++) {
+            fputs(i ? ",{" : "{", f);
+            json_kv_int(f, true, "id", v[i].id);
+            json_kv_str(f, false, "state", v[i].state);
+            fputc('}', f);
+        }
+        fputc(']', f);
+    }
+    json_kv_int(f, false, "children_total", (int64_t)d->nchildren_total);
+    fputs("}\n", f);
 }
 
 int cmd_show(struct cli *c, int argc, char **argv)
@@ -602,11 +650,15 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT, and last a done job's result\n"
-        "(with its note when it was cut or not stored). Lines of a multi-line error\n"
-        "or result after its first are indented by four spaces. --json: one object\n"
-        "with the same field names, \"payload\" as JSON, \"history\" and \"effects\"\n"
-        "arrays. `pgq result ID` prints the result alone, raw.\n";
+        "run_once effects, in-doubt ones marked IN DOUBT, then its dependencies: the\n"
+        "jobs it waits for (parents, with their states; \"gone\" for one pruned since)\n"
+        "and the jobs waiting for it (children, the first 1000), and last a done job's\n"
+        "result (with its note when it was cut or not stored). Lines of a multi-line\n"
+        "error or result after its first are indented by four spaces. --json: one\n"
+        "object with the same field names, \"payload\" as JSON, \"history\" and\n"
+        "\"effects\" arrays, \"waiting_for\", \"parents\" and \"children\"\n"
+        "([{\"id\":N,\"state\":S}]) and \"children_total\". `pgq result ID` prints the\n"
+        "result alone, raw.\n";
     char err[1024];
     int64_t id = 0;
     const char *pos[1];
@@ -664,6 +716,17 @@ int cmd_show(struct cli *c, int argc, char **argv)
                e->in_doubt ? "IN DOUBT" : e->state, e->attempt, e->started_at,
                e->finished_at ? ", finished " : "", e->finished_at ? e->finished_at : "");
     }
+    if (d->nparents)
+        printf("parents: %zu (waiting for %d)\n", d->nparents, d->waiting_for);
+    else
+        printf("parents: 0\n");
+    for (size_t i = 0; i < d->nparents; i++)
+        printf("  %" PRId64 " %s\n", d->parents[i].id, d->parents[i].state);
+    printf("children: %zu\n", d->nchildren_total);
+    for (size_t i = 0; i < d->nchildren; i++)
+        printf("  %" PRId64 " %s\n", d->children[i].id, d->children[i].state);
+    if (d->nchildren < d->nchildren_total)
+        printf("  (the first %zu shown)\n", d->nchildren);
     fputs("result: ", stdout);
     put_lines(or_dash(d->result));
     if (d->result_note) {

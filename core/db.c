@@ -27,7 +27,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate, replaced FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
         "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[], $9::bigint[], "
-        "$10::boolean[])" },
+        "$10::boolean[], $11::int[], $12::bigint[], $13::int[])" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "SELECT id, lease_token FROM pgq.renew($1::bigint[], $2::uuid[], $3::bigint)" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",

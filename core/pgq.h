@@ -6,7 +6,7 @@
  * always NUL-terminated); the library itself never logs or prints.
  *
  * The life of a job: pgq_add() makes it `ready` (possibly in the future:
- * scheduled), pgq_claim() leases it to a worker (`running`, with a fresh
+ * scheduled; or `waiting` until the jobs of opts.after are done), pgq_claim() leases it to a worker (`running`, with a fresh
  * lease token), and the worker ends the attempt with pgq_complete() (`done`),
  * pgq_fail() (back to `ready` after a backoff computed by PostgreSQL, or
  * `dead` after max_retries) or pgq_release() (back to `ready`, no attempt
@@ -230,9 +230,19 @@ typedef struct pgq_add_opts {
                                    * (ready, never started) takes this payload and run_at
                                    * instead; its id is returned (duplicate and replaced).
                                    * Needs a key. */
+    /* Dependencies: the job is `waiting`, not claimable, until every job it
+     * waits for is done; when one of them ends dead or cancelled, so does
+     * this job (and the jobs waiting for it). A parent done already counts
+     * as done; an unknown, dead or cancelled one is refused, naming it. */
+    const int64_t *after;         /* ids of existing jobs to wait for (n_after of them) */
+    size_t n_after;
+    const size_t *after_items;    /* in pgq_add_batch: 0-based indexes of earlier items of
+                                   * the same batch to wait for (n_after_items of them) */
+    size_t n_after_items;
 } pgq_add_opts;
 
-#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false }
+#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false, NULL, 0, \
+                            NULL, 0 }
 
 typedef struct pgq_add_result {
     int64_t id;
@@ -415,8 +425,10 @@ PGQ_API const char *pgq_once_result_name(pgq_once_result r);
 
 /* ---- operating --------------------------------------------------------- */
 
-/* Move the given dead or cancelled jobs back to ready with fresh retries;
- * done[i] (may be NULL) tells which ones moved. Concurrent requeues of the
+/* Move the given dead or cancelled jobs back to ready with fresh retries
+ * (waiting, for a job whose parents are not all done; one with a dead or
+ * cancelled parent not requeued in the same call stays); done[i] (may be
+ * NULL) tells which ones moved. Concurrent requeues of the
  * same job move it once. Recorded in pgq.actions with `who`. */
 PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                 int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
@@ -426,7 +438,8 @@ PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *w
 PGQ_API int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* Cancel the given ready, scheduled or running jobs; done[i] tells which.
+/* Cancel the given waiting, ready, scheduled or running jobs; done[i] tells
+ * which. The jobs waiting for them are cancelled too (not in done).
  * A running job's lease is revoked in the same transaction (its history
  * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
  * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
@@ -479,8 +492,10 @@ typedef struct pgq_queue_stats {
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
     bool paused;            /* pgq pause: claimed by no pool */
+    int64_t waiting;        /* waiting for other jobs to be done (dependencies) */
     /* how each count above is known (scheduled and retrying share one) */
-    pgq_count_kind ready_is, future_is, dead_is, cancelled_is, done_is, done_last_hour_is;
+    pgq_count_kind ready_is, future_is, dead_is, cancelled_is, done_is, done_last_hour_is,
+                   waiting_is;
     /* Recent work: done jobs and failed attempts (failed, lease expired) of
      * the last five minutes, over the seconds of it they cover (300 unless
      * the cap cut it short); a rate is the count over its window. Jobs
@@ -533,6 +548,13 @@ typedef struct pgq_effect_row {
     bool in_doubt;
 } pgq_effect_row;
 
+/* A job's parent or child (dependencies): its id and state; "gone" for a
+ * parent pruned or deleted since (it was done). */
+typedef struct pgq_dep_row {
+    int64_t id;
+    const char *state;
+} pgq_dep_row;
+
 typedef struct pgq_job_detail {
     int64_t id;
     const char *queue, *type, *state, *payload_pretty, *run_at, *idempotency_key,
@@ -543,8 +565,15 @@ typedef struct pgq_job_detail {
     pgq_effect_row *effects; size_t neffects;
     /* The done attempt's result and its note (see pgq_ack); NULL when none. */
     const char *result, *result_note;
+    int waiting_for;                       /* parents not done yet (state waiting) */
+    pgq_dep_row *parents; size_t nparents; /* the jobs it waits (or waited) for, by id */
+    pgq_dep_row *children; size_t nchildren;  /* the jobs waiting for it, by id: at most
+                                            * PGQ_DETAIL_CHILDREN of nchildren_total */
+    size_t nchildren_total;
     void *priv_;
 } pgq_job_detail;
+
+#define PGQ_DETAIL_CHILDREN 1000
 
 /* Load job id. *out NULL (and 0) when there is no such job. Free with
  * pgq_job_detail_free. */

@@ -24,13 +24,13 @@ void pgq_prom_label(FILE *f, const char *s)
 void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n)
 {
     static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
-                                         "cancelled", "done" };
+                                         "cancelled", "done", "waiting" };
     fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
-          "future, never tried; retrying: future, after a failure).\n"
+          "future, never tried; retrying: future, after a failure; waiting: for other jobs).\n"
           "# TYPE pgq_jobs gauge\n", f);
     for (size_t i = 0; i < n; i++) {
         const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                              s[i].dead, s[i].cancelled, s[i].done };
+                              s[i].dead, s[i].cancelled, s[i].done, s[i].waiting };
         for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
             fputs("pgq_jobs{queue=", f);
             pgq_prom_label(f, s[i].queue);

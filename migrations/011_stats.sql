@@ -55,6 +55,8 @@ $$;
 --   among the newest p_cap done jobs / 1000 attempt rows, over the seconds of the
 --   last five minutes those rows cover (*_window_s, 300 unless the cap cut
 --   it short): a rate is the count over its window.
+--   waiting (for other jobs, migration 010): its index's range, up to p_cap
+--   for the fleet, exact within it.
 --   pools: live pools (a heartbeat within p_stale_s) that claim from the
 --   queue; ready > 0 with pools = 0 and not paused is a queue nobody serves.
 -- Queues listed: those with ready, running or recently done jobs, those in
@@ -72,7 +74,8 @@ RETURNS TABLE (queue text,
                done bigint, done_is text,
                done_1h bigint, done_1h_is text,
                done_5m bigint, done_5m_window_s float8, failed_5m bigint, failed_5m_window_s float8,
-               oldest_ready_s float8, paused boolean, pools int)
+               oldest_ready_s float8, paused boolean, pools int,
+               waiting bigint, waiting_is text)
 -- PL/pgSQL for its plan cache (planning this statement took longer than
 -- running it on a small queue; an SQL function plans it at every call). No
 -- JIT (compiling the plan took 2 s, running it milliseconds); no sequential
@@ -112,6 +115,13 @@ ready AS (
 ),
 running AS (
     SELECT j.queue, count(*) AS n FROM pgq.jobs j WHERE j.state = 'running' GROUP BY j.queue
+),
+-- Jobs waiting for others (migration 010): its index holds the queue, so
+-- up to the cap per fleet they are counted from the index alone.
+wait AS (
+    SELECT x.queue, count(*) AS n, sum(count(*)) OVER () AS total
+      FROM (SELECT j.queue FROM pgq.jobs j WHERE j.state = 'waiting' LIMIT p_cap + 1) x
+     GROUP BY x.queue
 ),
 -- The finished states: first whether each holds more than the cap (an
 -- index-only count of the finished index, no heap visit once vacuum has
@@ -183,6 +193,7 @@ live AS (
 names AS (
     SELECT r.queue FROM ready r
     UNION SELECT r.queue FROM running r
+    UNION SELECT w.queue FROM wait w
     UNION SELECT f.queue FROM fin f
     UNION SELECT r.queue FROM recent r
     UNION SELECT f.queue FROM failed f
@@ -255,7 +266,12 @@ SELECT f.queue,
        least(fa.span, 300)::float8,
        coalesce(extract(epoch FROM now() - f.oldest)::float8, -1)::float8,
        coalesce((SELECT q.paused FROM pgq.queues q WHERE q.queue = f.queue), false),
-       (SELECT count(*)::int FROM live l WHERE l.queue = f.queue)
+       (SELECT count(*)::int FROM live l WHERE l.queue = f.queue),
+       (CASE WHEN coalesce((SELECT max(w.total) FROM wait w), 0) > p_cap
+             THEN greatest(coalesce((SELECT w.n FROM wait w WHERE w.queue = f.queue), 0),
+                           pgq.estimate_jobs(f.queue, 'waiting'))
+             ELSE coalesce((SELECT w.n FROM wait w WHERE w.queue = f.queue), 0) END)::bigint,
+       CASE WHEN coalesce((SELECT max(w.total) FROM wait w), 0) > p_cap THEN '~' ELSE '=' END
   FROM fig f
  CROSS JOIN recent_span rs
  CROSS JOIN att_span fa

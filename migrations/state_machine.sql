@@ -23,6 +23,12 @@
 --
 --   state        transition                function                    fenced by
 --   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, idempotency key
+--   (none)       add with after   -> waiting (ready when every parent is done already)
+--                                            pgq.enqueue -> pgq.deps_attach  parents' row locks
+--   waiting      last parent done -> ready  pgq.deps_settle (from the     the child's row lock,
+--                                            completion of the parent)    state
+--   waiting      a parent dead or cancelled -> cancelled, and the chain below
+--                                            pgq.deps_settle              the child's row lock, state
 --   ready        claim            -> running pgq.complete_claim,        FOR UPDATE SKIP LOCKED
 --                                            pgq.claim
 --   running      renew lease               pgq.renew, pgq.heartbeat    lease token, state
@@ -34,8 +40,9 @@
 --   running      release          -> ready  pgq.release                 lease token, state
 --   running      reap (expired)   -> ready | dead
 --                                            pgq.reap                    lease expired, then token
---   dead/cancelled requeue        -> ready  pgq.requeue, pgq.requeue_matching   state
---   ready        cancel           -> cancelled pgq.cancel               state
+--   dead/cancelled requeue        -> ready (waiting: parents not done) pgq.requeue,
+--                                            pgq.requeue_matching         state, parents' row locks
+--   waiting/ready cancel          -> cancelled pgq.cancel               state
 --   running      cancel           -> cancelled pgq.cancel (lease revoked: the holder's token read
 --                                            under FOR UPDATE, then the end of attempt as below)
 --   (queue)      pause / resume            pgq.pause, pgq.resume       (a paused queue is
@@ -229,18 +236,35 @@ $$;
 -- Returns the job's id, and duplicate = true when a job holding the
 -- idempotency key existed (then nothing was added). The same checks as
 -- pgq.enqueue, in the same order, with the same messages.
--- Version 5's form had no unique_for_ms nor replace (its callers pass
--- eight arguments, which the form below takes as they were).
+-- after: the ids of jobs this one waits for (it is `waiting` until every
+-- one of them is done; see pgq.deps_attach); such an add is a batch of one
+-- of pgq.enqueue, which knows dependencies.
+-- Version 5's form had no unique_for_ms nor replace, version 6's no after
+-- (their callers pass eight or ten arguments, which the form below takes
+-- as they were).
 DROP FUNCTION IF EXISTS pgq.add(text, jsonb, text, int, timestamptz, bigint, int, text);
+DROP FUNCTION IF EXISTS pgq.add(text, jsonb, text, int, timestamptz, bigint, int, text, bigint,
+                                boolean);
 CREATE OR REPLACE FUNCTION pgq.add(type text, payload jsonb, queue text DEFAULT NULL,
                         priority int DEFAULT NULL, run_at timestamptz DEFAULT NULL,
                         delay_ms bigint DEFAULT NULL, max_retries int DEFAULT NULL,
                         idempotency_key text DEFAULT NULL, unique_for_ms bigint DEFAULT NULL,
-                        replace boolean DEFAULT false)
+                        replace boolean DEFAULT false, after bigint[] DEFAULT NULL)
 RETURNS TABLE (id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
+    IF cardinality(add.after) > 0 THEN
+        RETURN QUERY
+        SELECT e.id, e.duplicate, e.replaced
+          FROM pgq.enqueue(ARRAY[add.type], ARRAY[add.payload::text], ARRAY[add.queue],
+                           ARRAY[add.priority], ARRAY[add.run_at], ARRAY[add.delay_ms],
+                           ARRAY[add.max_retries], ARRAY[add.idempotency_key],
+                           ARRAY[add.unique_for_ms], ARRAY[add.replace],
+                           p_after_ord => array_fill(1, ARRAY[cardinality(add.after)]),
+                           p_after_job => add.after) e;
+        RETURN;
+    END IF;
     IF add.unique_for_ms IS NOT NULL OR add.replace THEN
         PERFORM pgq.check_dedup(1, add.idempotency_key, add.unique_for_ms, add.replace);
         PERFORM pgq.keys_expire(ARRAY[add.idempotency_key], ARRAY[add.unique_for_ms]);
@@ -306,14 +330,27 @@ $$;
 -- Validates types and payload contracts first, so a refused batch stores
 -- nothing; then inserts and maps every input item (by ordinal) to its job
 -- id and whether it was a duplicate.
--- Version 5's form had no dedup windows nor replace.
+-- Dependencies (pgq add --after) come as a list of edges, three arrays of
+-- one element per edge: item p_after_ord[k] waits for the job
+-- p_after_job[k], or for the earlier item p_after_item[k] of this batch
+-- (one of the two, the other NULL). Such items are stored `waiting`, then
+-- pgq.deps_attach links them and makes those whose parents are all done
+-- ready. An item that is a duplicate gets no edges (the job that holds
+-- its key keeps its own); a later item may still wait for it.
+-- Version 5's form had no dedup windows nor replace, version 6's no
+-- dependencies.
 DROP FUNCTION IF EXISTS pgq.enqueue(text[], text[], text[], int[], timestamptz[], bigint[], int[],
                                     text[]);
+DROP FUNCTION IF EXISTS pgq.enqueue(text[], text[], text[], int[], timestamptz[], bigint[], int[],
+                                    text[], bigint[], boolean[]);
 CREATE OR REPLACE FUNCTION pgq.enqueue(p_types text[], p_payloads text[], p_queues text[],
                                        p_priorities int[], p_run_ats timestamptz[],
                                        p_delays_ms bigint[], p_max_retries int[], p_keys text[],
                                        p_unique_for_ms bigint[] DEFAULT NULL,
-                                       p_replace boolean[] DEFAULT NULL)
+                                       p_replace boolean[] DEFAULT NULL,
+                                       p_after_ord int[] DEFAULT NULL,
+                                       p_after_job bigint[] DEFAULT NULL,
+                                       p_after_item int[] DEFAULT NULL)
 RETURNS TABLE (ord int, id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
@@ -324,6 +361,10 @@ DECLARE
     inserted bigint[];
     rep_ords int[] := '{}';
     rep_ids bigint[] := '{}';
+    waiting int[] := '{}';
+    res_ids bigint[];
+    res_dup boolean[];
+    res_rep boolean[];
     seq regclass;
     i int;
 BEGIN
@@ -377,6 +418,51 @@ BEGIN
     IF FOUND THEN
         PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);
         RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
+    END IF;
+
+    -- Dependencies: the edges' shape, then each edge (refusals name the
+    -- item that waits). An item may wait only for an earlier one, so a
+    -- batch cannot make a cycle (and parents outside it exist already).
+    IF p_after_ord IS NOT NULL OR p_after_job IS NOT NULL OR p_after_item IS NOT NULL THEN
+        SELECT c.name, array_ndims(c.a) AS dims, array_lower(c.a, 1) AS lo,
+               coalesce(array_length(c.a, 1), 0) AS len INTO bad
+          FROM (VALUES (1, 'after_ord', p_after_ord::text[]), (2, 'after_job', p_after_job::text[]),
+                       (3, 'after_item', p_after_item::text[])) AS c(k, name, a)
+         WHERE c.a IS NOT NULL
+           AND (array_ndims(c.a) > 1 OR array_lower(c.a, 1) <> 1
+                OR (c.k > 1 AND coalesce(array_length(c.a, 1), 0)
+                                <> coalesce(array_length(p_after_ord, 1), 0)))
+         ORDER BY c.k LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pgq.enqueue: % has % elements, after_ord %; an edge is one element of each',
+                bad.name, bad.len, coalesce(array_length(p_after_ord, 1), 0)
+                USING ERRCODE = '22023';
+        END IF;
+        SELECT e.k, e.o, e.job, e.item INTO bad
+          FROM unnest(p_after_ord, p_after_job, p_after_item) WITH ORDINALITY AS e(o, job, item, k)
+         WHERE e.o IS NULL OR e.o NOT BETWEEN 1 AND n OR (e.job IS NULL) = (e.item IS NULL)
+            OR e.job <= 0 OR e.item NOT BETWEEN 1 AND e.o - 1
+            OR coalesce(p_replace[e.o], false)
+         ORDER BY e.o, e.k LIMIT 1;
+        IF FOUND THEN
+            IF bad.o IS NULL OR bad.o NOT BETWEEN 1 AND n THEN
+                RAISE EXCEPTION 'pgq.enqueue: dependency % names item %, but the batch has % items',
+                    bad.k, coalesce(bad.o::text, 'NULL'), n USING ERRCODE = '22023';
+            ELSIF (bad.job IS NULL) = (bad.item IS NULL) THEN
+                RAISE EXCEPTION 'a dependency names a job or an earlier item of the batch, not % of them',
+                    CASE WHEN bad.job IS NULL THEN 'neither' ELSE 'both' END
+                    USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            ELSIF bad.job <= 0 THEN
+                RAISE EXCEPTION 'unknown parent job %', bad.job
+                    USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            ELSIF bad.item IS NOT NULL THEN
+                RAISE EXCEPTION 'after item %: an item can wait only for an earlier item of its batch',
+                    bad.item USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            END IF;
+            RAISE EXCEPTION 'replace cannot be combined with after (a debounced job keeps its own dependencies)'
+                USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+        END IF;
+        waiting := ARRAY(SELECT DISTINCT e.o FROM unnest(p_after_ord) AS e(o) ORDER BY e.o);
     END IF;
 
     -- Parse the payloads; on failure find the item at fault (slow path only).
@@ -437,7 +523,8 @@ BEGIN
     seq := pg_get_serial_sequence('pgq.jobs', 'id')::regclass;
     ids := ARRAY(SELECT nextval(seq) FROM generate_series(1, n));
 
-    IF p_keys IS NULL OR cardinality(array_remove(p_keys[1:n], NULL)) = 0 THEN
+    IF (p_keys IS NULL OR cardinality(array_remove(p_keys[1:n], NULL)) = 0)
+       AND cardinality(waiting) = 0 THEN
         -- Fast path: no keys, so every item is a new job, in item order.
         WITH ins AS (
             INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries)
@@ -471,7 +558,7 @@ BEGIN
                coalesce(s.priority, t.priority) AS priority,
                coalesce(s.run_at, now() + coalesce(s.delay_ms, 0) * interval '1 millisecond') AS run_at,
                coalesce(s.max_retries, t.max_retries) AS max_retries,
-               s.key
+               s.key, CASE WHEN s.ord = ANY (waiting) THEN 'waiting' ELSE 'ready' END AS state
           FROM unnest(ids, p_types, payloads, p_queues, p_priorities, p_run_ats, p_delays_ms,
                       p_max_retries, p_keys)
                WITH ORDINALITY AS s(id, type, payload, queue, priority, run_at, delay_ms,
@@ -484,17 +571,21 @@ BEGIN
           FROM input
          ORDER BY input.key, CASE WHEN input.key IS NULL THEN input.ord END, input.ord
     ), ins AS (
-        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries, idempotency_key)
-        SELECT f.id, f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key
+        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries,
+                                   idempotency_key, state)
+        SELECT f.id, f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key,
+               f.state
           -- key order: concurrent batches with the same keys cannot deadlock
           FROM firsts f ORDER BY f.key, f.ord
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING j.id, j.queue, j.priority, j.run_at
+        RETURNING j.id, j.queue, j.priority, j.run_at, j.state
     ), woke AS (
+        -- (waiting jobs are announced when pgq.deps_attach or their last
+        -- parent makes them ready)
         SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
           FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
                        bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
-                  FROM ins
+                  FROM ins WHERE ins.state = 'ready'
                  ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f
     )
     SELECT array_agg(ins.id), (SELECT woke.n FROM woke) INTO inserted, i
@@ -502,17 +593,190 @@ BEGIN
 
     -- A separate statement, hence a fresh snapshot: it sees the rows whose
     -- concurrent insert made ours a duplicate.
-    RETURN QUERY
-    SELECT s.ord::int,
-           coalesce(rep.id, mine.id,
-                    (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
-                    pgq.key_vanished(s.key, s.ord::int)),
-           mine.id IS NULL, rep.id IS NOT NULL
-      FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
-      LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
-      LEFT JOIN unnest(rep_ords, rep_ids) AS rep(ord, id) ON rep.ord = s.ord
-     WHERE s.ord <= n
-     ORDER BY s.ord;
+    SELECT array_agg(r.id ORDER BY r.ord), array_agg(r.dup ORDER BY r.ord),
+           array_agg(r.rep ORDER BY r.ord) INTO res_ids, res_dup, res_rep
+      FROM (SELECT s.ord,
+                   coalesce(rep.id, mine.id,
+                            (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
+                            pgq.key_vanished(s.key, s.ord::int)) AS id,
+                   mine.id IS NULL AS dup, rep.id IS NOT NULL AS rep
+              FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
+              LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
+              LEFT JOIN unnest(rep_ords, rep_ids) AS rep(ord, id) ON rep.ord = s.ord
+             WHERE s.ord <= n) r;
+
+    -- The edges of the items stored now, each parent item as the job that
+    -- answers it (new, or the one holding its key).
+    IF cardinality(waiting) > 0 THEN
+        PERFORM pgq.deps_attach(array_agg(res_ids[e.o]), array_agg(coalesce(e.job, res_ids[e.item])),
+                                array_agg(e.o))
+           FROM unnest(p_after_ord, p_after_job, p_after_item) AS e(o, job, item)
+          WHERE NOT res_dup[e.o]
+         HAVING count(*) > 0;
+    END IF;
+
+    RETURN QUERY SELECT r.ord::int, r.id, r.dup, r.rep
+                   FROM unnest(res_ids, res_dup, res_rep) WITH ORDINALITY AS r(id, dup, rep, ord)
+                  ORDER BY r.ord;
+END
+$$;
+
+-- ---- dependencies: waiting -> ready | cancelled -----------------------------
+
+-- Link new jobs to the jobs they wait for: p_children[k] waits for
+-- p_parents[k] (p_ords[k]: the item named in refusals). The children are
+-- rows this transaction inserted as `waiting`; each is left waiting for
+-- its parents that are not done yet (waiting_for), or made ready (and
+-- announced) when all of them are. An unknown parent, or one that is dead
+-- or cancelled, is refused, naming it and the item: a child of a parent
+-- that can no longer finish would be cancelled at once, and a producer is
+-- better told. (A parent that dies after this add cancels the child, see
+-- pgq.deps_settle.)
+-- Fencing: the parents' row locks, taken in id order (FOR NO KEY UPDATE,
+-- which a completion's UPDATE waits for). A parent that ends while this
+-- add runs either ended first -- the lock then returns its final state,
+-- and a done parent is counted done -- or waits for this transaction, and
+-- its completion (pgq.deps_settle, a fresh snapshot) then finds the edge.
+-- has_children is set on the parents, so that their completion knows to
+-- look; a completion of a job without it does no look-up at all.
+CREATE OR REPLACE FUNCTION pgq.deps_attach(p_children bigint[], p_parents bigint[], p_ords int[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad record;
+    n int;
+BEGIN
+    PERFORM 1 FROM pgq.jobs p WHERE p.id = ANY (p_parents) ORDER BY p.id FOR NO KEY UPDATE;
+    SELECT e.ord, e.parent, p.state INTO bad
+      FROM unnest(p_children, p_parents, p_ords) AS e(child, parent, ord)
+      LEFT JOIN pgq.jobs p ON p.id = e.parent
+     WHERE p.id IS NULL OR p.state IN ('dead', 'cancelled')
+     ORDER BY e.ord, e.parent LIMIT 1;
+    IF FOUND THEN
+        IF bad.state IS NULL THEN
+            RAISE EXCEPTION 'unknown parent job %', bad.parent
+                USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+        END IF;
+        RAISE EXCEPTION 'parent job % is %: a job cannot wait for it', bad.parent, bad.state
+            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+    END IF;
+    UPDATE pgq.jobs p SET has_children = true WHERE p.id = ANY (p_parents) AND NOT p.has_children;
+    INSERT INTO pgq.job_deps (parent_id, child_id)
+    SELECT DISTINCT e.parent, e.child FROM unnest(p_parents, p_children) AS e(parent, child)
+    ON CONFLICT DO NOTHING;
+    WITH upd AS (
+        UPDATE pgq.jobs j
+           SET waiting_for = w.n, state = CASE WHEN w.n > 0 THEN 'waiting' ELSE 'ready' END
+          FROM (SELECT d.child_id, count(*) FILTER (WHERE p.state IS DISTINCT FROM 'done') AS n
+                  FROM pgq.job_deps d LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+                 WHERE d.child_id = ANY (p_children)
+                 GROUP BY d.child_id) w
+         WHERE j.id = w.child_id AND j.state = 'waiting'
+        RETURNING j.id, j.state, j.queue, j.priority, j.run_at
+    )
+    SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) INTO n
+      FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
+                   bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
+              FROM upd u WHERE u.state = 'ready'
+             ORDER BY u.queue, u.priority, u.run_at, u.id) f;
+END
+$$;
+
+-- Jobs p_ids ended in p_states[k] ('done', 'dead' or 'cancelled'; others
+-- are ignored): their waiting children move on. A done parent takes one
+-- off each child's waiting_for, and a child whose count reaches 0 is made
+-- ready and announced. A dead or cancelled parent cancels its waiting
+-- children ("parent job N is dead") and the waiting jobs below them
+-- ("parent job M is cancelled"). Returns how many jobs moved.
+-- Called by pgq.complete_claim (hence every completion, failure, reap and
+-- cancel of a running job, batched or not) for the ended jobs that have
+-- children, and by pgq.cancel for waiting and ready ones, in the
+-- transaction that ends the parents. VOLATILE, so each statement here
+-- takes a fresh snapshot: it sees the edges of an add that committed
+-- while the caller waited for a parent's row lock (pgq.deps_attach).
+-- Fencing: the children's row locks, taken in id order before anything is
+-- read from them; the decrement is an UPDATE of the locked row (state
+-- still 'waiting'), so when many parents end at once, in one statement or
+-- in many concurrent ones, each edge counts once and exactly one of them
+-- takes the count to 0 and releases the child. The jobs to cancel are
+-- looked for again after they are locked, so an add of a child to one of
+-- them that was under way finishes first and its child is found, and a
+-- later add finds it cancelled and is refused.
+CREATE OR REPLACE FUNCTION pgq.deps_settle(p_ids bigint[], p_states text[]) RETURNS int
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    done_ids bigint[];
+    frontier bigint[];
+    fstates text[];
+    kids bigint[];
+    victims bigint[] := '{}';
+    moved int := 0;
+    k int;
+BEGIN
+    done_ids := ARRAY(SELECT u.id FROM unnest(p_ids, p_states) AS u(id, st) WHERE u.st = 'done');
+    SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.st), '{}') INTO frontier, fstates
+      FROM unnest(p_ids, p_states) AS u(id, st) WHERE u.st IN ('dead', 'cancelled');
+    IF cardinality(done_ids) > 0 THEN
+        PERFORM 1 FROM pgq.jobs j
+         WHERE j.id IN (SELECT d.child_id FROM pgq.job_deps d WHERE d.parent_id = ANY (done_ids))
+           AND j.state = 'waiting'
+         ORDER BY j.id FOR UPDATE;
+        WITH upd AS (
+            UPDATE pgq.jobs j
+               SET waiting_for = j.waiting_for - c.k,
+                   state = CASE WHEN j.waiting_for - c.k > 0 THEN 'waiting' ELSE 'ready' END
+              FROM (SELECT d.child_id, count(*)::int AS k FROM pgq.job_deps d
+                     WHERE d.parent_id = ANY (done_ids) GROUP BY d.child_id) c
+             WHERE j.id = c.child_id AND j.state = 'waiting'
+            RETURNING j.id, j.state, j.queue, j.priority, j.run_at
+        ), woke AS (
+            SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
+              FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
+                           bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
+                      FROM upd u WHERE u.state = 'ready'
+                     ORDER BY u.queue, u.priority, u.run_at, u.id) f
+        )
+        SELECT count(*) FILTER (WHERE u.state = 'ready') INTO k
+          FROM upd u WHERE (SELECT w.n FROM woke w) >= 0;
+        moved := moved + k;
+    END IF;
+    -- The waiting jobs below the dead and cancelled ones, all of them
+    -- locked in id order (as the releases above lock theirs, so that two
+    -- transactions settling overlapping jobs wait for each other instead of
+    -- deadlocking); then looked for again, with a fresh snapshot, until no
+    -- new one turns up: a child that an add under way gave one of them
+    -- (the add held its row) is found once that add committed.
+    IF cardinality(frontier) > 0 THEN
+        LOOP
+            WITH RECURSIVE down(id) AS (
+                SELECT d.child_id FROM pgq.job_deps d
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+                 WHERE d.parent_id = ANY (frontier)
+                UNION
+                SELECT d.child_id FROM down
+                  JOIN pgq.job_deps d ON d.parent_id = down.id
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+            )
+            SELECT coalesce(array_agg(down.id ORDER BY down.id), '{}') INTO kids
+              FROM down WHERE down.id <> ALL (victims);
+            EXIT WHEN cardinality(kids) = 0;
+            PERFORM 1 FROM pgq.jobs j WHERE j.id = ANY (kids) ORDER BY j.id FOR UPDATE;
+            victims := victims || kids;
+        END LOOP;
+        UPDATE pgq.jobs j
+           SET state = 'cancelled', finished_at = now(), waiting_for = 0,
+               last_error = (SELECT format('parent job %s is %s', x.id, x.st)
+                               FROM pgq.job_deps d
+                               JOIN (SELECT f.id, f.st, 0 AS k FROM unnest(frontier, fstates) AS f(id, st)
+                                     UNION ALL
+                                     SELECT v.id, 'cancelled', 1 FROM unnest(victims) AS v(id)) x
+                                 ON x.id = d.parent_id
+                              WHERE d.child_id = j.id
+                              ORDER BY x.k, d.parent_id LIMIT 1)
+         WHERE j.id = ANY (victims) AND j.state = 'waiting';
+        GET DIAGNOSTICS k = ROW_COUNT;
+        moved := moved + k;
+    END IF;
+    RETURN moved;
 END
 $$;
 
@@ -651,13 +915,31 @@ BEGIN
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
                    j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
                    CASE WHEN p_outcome = 'done' THEN a.result END AS result,
-                   CASE WHEN p_outcome = 'done' THEN a.note END AS note
+                   CASE WHEN p_outcome = 'done' THEN a.note END AS note, j.has_children
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
                AND (j.state = 'running') IS TRUE
-         RETURNING j.id, j.run_at, j.attempts
+         RETURNING j.id, j.run_at, j.attempts, j.has_children
+        ), undep AS (
+            -- a deleted job's own edges go with it (pgq.job_deps has no
+            -- foreign key: see migration 010)
+            DELETE FROM pgq.job_deps d USING del WHERE d.child_id = del.id
+        ), deps AS (
+            -- Dependencies (migration 010): the children of jobs that end
+            -- here done, dead or cancelled are released or cancelled in
+            -- this transaction (pgq.deps_settle). Only jobs that have
+            -- children pay for it: one call for the whole batch, none
+            -- without them. (has_children is read from the row this
+            -- UPDATE wrote: an add of a child that held the row made the
+            -- UPDATE wait and see its flag.)
+            SELECT pgq.deps_settle(array_agg(x.id), array_agg(x.state)) AS n
+              FROM (SELECT u.id, u.state FROM upd u
+                     WHERE u.has_children AND u.state IN ('done', 'dead', 'cancelled')
+                    UNION ALL
+                    SELECT d.id, 'done' FROM del d WHERE d.has_children) x
+            HAVING count(*) > 0
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms,
@@ -676,6 +958,7 @@ BEGIN
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
           FROM upd u
+         WHERE (SELECT count(*) FROM deps) >= 0
         UNION ALL
         SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
@@ -1083,6 +1366,13 @@ $$;
 -- 'cancelled') of p_queue / p_type (NULL: any). The state condition is
 -- re-checked by the UPDATE itself, so two operators at once move each job
 -- once. Recorded in pgq.actions with p_who; announced.
+-- A job that waits for others (migration 010) goes back to `waiting` for
+-- those of its parents that are not done, or to ready when all are; one
+-- with a dead or cancelled parent that is not requeued in the same call
+-- stays where it is (it could never run). So a chain is requeued from its
+-- top in one call (pgq requeue PARENT CHILD ...), or parent first. A
+-- requeued parent does not requeue its cancelled children by itself.
+-- Fencing for the parents: their row locks (as in pgq.deps_attach).
 CREATE OR REPLACE FUNCTION pgq.requeue_(p_ids bigint[], p_state text, p_queue text, p_type text,
                              p_who text)
 RETURNS TABLE (id bigint)
@@ -1092,6 +1382,7 @@ LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 DECLARE
     targets bigint[];
+    blocked bigint[];
 BEGIN
     IF p_ids IS NULL THEN
         IF p_state IS NULL OR p_state NOT IN ('dead', 'cancelled') THEN
@@ -1104,12 +1395,33 @@ BEGIN
     ELSE
         targets := p_ids;
     END IF;
+    IF EXISTS (SELECT 1 FROM pgq.job_deps d WHERE d.child_id = ANY (targets)) THEN
+        PERFORM 1 FROM pgq.jobs p
+         WHERE p.id IN (SELECT d.parent_id FROM pgq.job_deps d WHERE d.child_id = ANY (targets))
+         ORDER BY p.id FOR NO KEY UPDATE;
+        LOOP
+            blocked := ARRAY(SELECT DISTINCT d.child_id
+                               FROM pgq.job_deps d JOIN pgq.jobs p ON p.id = d.parent_id
+                              WHERE d.child_id = ANY (targets) AND p.state IN ('dead', 'cancelled')
+                                AND p.id <> ALL (targets));
+            EXIT WHEN cardinality(blocked) = 0;
+            targets := ARRAY(SELECT t.id FROM unnest(targets) AS t(id) WHERE t.id <> ALL (blocked));
+        END LOOP;
+    END IF;
     RETURN QUERY
-    WITH upd AS (
+    WITH w AS (
+        SELECT t.id, count(d.parent_id) FILTER (WHERE p.state <> 'done')::int AS n
+          FROM unnest(targets) AS t(id)
+          LEFT JOIN pgq.job_deps d ON d.child_id = t.id
+          LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+         GROUP BY t.id
+    ), upd AS (
         UPDATE pgq.jobs j
-           SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL
-         WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
-        RETURNING j.id, j.queue, j.priority, j.run_at
+           SET state = CASE WHEN w.n > 0 THEN 'waiting' ELSE 'ready' END, waiting_for = w.n,
+               run_at = now(), attempts = 0, finished_at = NULL
+          FROM w
+         WHERE j.id = w.id AND j.state IN ('dead', 'cancelled')
+        RETURNING j.id, j.queue, j.priority, j.run_at, j.state
     ), act AS (
         INSERT INTO pgq.actions (action, job_count, job_ids, detail)
         SELECT 'requeue', count(*), CASE WHEN p_ids IS NOT NULL THEN array_agg(u.id) END, p_who
@@ -1117,6 +1429,7 @@ BEGIN
     ), woke AS (
         SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, true)
           FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id FROM upd u
+                 WHERE u.state = 'ready'
                  ORDER BY u.queue, u.priority, u.run_at, u.id) f
     )
     SELECT u.id FROM upd u LEFT JOIN (SELECT count(*) FROM woke) w ON true;
@@ -1133,7 +1446,10 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
     SELECT count(*) FROM pgq.requeue_(NULL, p_state, p_queue, p_type, p_who) r
 $$;
 
--- Cancel ready (or scheduled) jobs; recorded in pgq.actions with p_who.
+-- Cancel waiting, ready (or scheduled) and running jobs; recorded in
+-- pgq.actions with p_who. The jobs waiting for them are cancelled with
+-- them, and the chain below (pgq.deps_settle; for running ones through
+-- pgq.complete_claim), but not listed: the result is the jobs asked for.
 CREATE OR REPLACE FUNCTION pgq.cancel(p_ids bigint[], p_who text) RETURNS TABLE (id bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
@@ -1143,13 +1459,17 @@ DECLARE
     ready bigint[];
     stopped bigint[];
 BEGIN
-    -- Ready (or scheduled) jobs: cancelled outright.
+    -- Waiting, ready (or scheduled) jobs: cancelled outright, and what
+    -- waits for them with them.
     WITH upd AS (
-        UPDATE pgq.jobs SET state = 'cancelled', finished_at = now()
-         WHERE pgq.jobs.id = ANY (p_ids) AND state = 'ready'
+        UPDATE pgq.jobs SET state = 'cancelled', finished_at = now(), waiting_for = 0
+         WHERE pgq.jobs.id = ANY (p_ids) AND state IN ('ready', 'waiting')
         RETURNING pgq.jobs.id
     )
     SELECT coalesce(array_agg(u.id), '{}') INTO ready FROM upd u;
+    IF cardinality(ready) > 0 THEN
+        PERFORM pgq.deps_settle(ready, array_fill('cancelled'::text, ARRAY[cardinality(ready)]));
+    END IF;
     -- Running jobs: their holders' tokens, read under a row lock (a
     -- completion in progress finishes first, and the job is then no longer
     -- running), end the attempt as 'cancelled': the lease is revoked in this
@@ -1244,7 +1564,10 @@ LANGUAGE sql VOLATILE AS $$
           AND ((state = 'done' AND finished_at < now() - p_keep_done_ms * interval '1 millisecond')
             OR (state IN ('dead', 'cancelled')
                 AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'))
-        RETURNING state, finished_at
+        RETURNING id, state, finished_at
+    ), undep AS (
+        -- their edges as children (pgq.job_deps has no foreign key)
+        DELETE FROM pgq.job_deps d WHERE d.child_id IN (SELECT g.id FROM gone g)
     )
     SELECT count(*), max(finished_at) FILTER (WHERE state = 'done') FROM gone
 $$;
@@ -1259,7 +1582,7 @@ LANGUAGE sql STABLE AS $$
     SELECT j.id, v.invariant, v.detail
       FROM pgq.jobs j
      CROSS JOIN LATERAL (VALUES
-        (j.state NOT IN ('ready', 'running', 'done', 'dead', 'cancelled'),
+        (j.state NOT IN ('waiting', 'ready', 'running', 'done', 'dead', 'cancelled'),
          'unknown state', format('state %L', j.state)),
         (j.state = 'running' AND (j.lease_token IS NULL OR j.lease_expires_at IS NULL
                                   OR j.lease_owner IS NULL),
@@ -1282,12 +1605,48 @@ LANGUAGE sql STABLE AS $$
          format('attempts %s', j.attempts)),
         (j.state IN ('done', 'dead', 'cancelled') AND j.finished_at IS NULL,
          'finished without finished_at', format('state %s', j.state)),
-        (j.state IN ('ready', 'running') AND j.finished_at IS NOT NULL,
+        (j.state IN ('waiting', 'ready', 'running') AND j.finished_at IS NOT NULL,
          'unfinished with finished_at', format('state %s, finished_at %s', j.state, j.finished_at)),
         (NOT isfinite(j.run_at), 'run_at not finite', format('run_at %s', j.run_at)),
-        (length(j.queue) = 0, 'empty queue name', '')
+        (length(j.queue) = 0, 'empty queue name', ''),
+        (j.state = 'waiting' AND j.waiting_for < 1, 'waiting for no parent',
+         format('waiting_for %s', j.waiting_for)),
+        (j.state <> 'waiting' AND j.waiting_for <> 0, 'a parent count on a job that is not waiting',
+         format('state %s, waiting_for %s', j.state, j.waiting_for))
      ) AS v(broken, invariant, detail)
      WHERE v.broken
+    UNION ALL
+    -- Dependencies (pgq.deps_attach, pgq.deps_settle): a parent that is
+    -- gone counts as done (only done jobs vanish while a child waits).
+    SELECT c.id, v.invariant, v.detail
+      FROM (SELECT j.id, j.state, j.waiting_for,
+                   count(*) FILTER (WHERE p.state <> 'done') AS open,
+                   count(*) FILTER (WHERE p.state IN ('dead', 'cancelled')) AS lost,
+                   count(*) FILTER (WHERE p.id IS NOT NULL AND NOT p.has_children) AS unflagged,
+                   string_agg(d.parent_id || ' ' || coalesce(p.state, 'gone'), ', '
+                              ORDER BY d.parent_id) AS parents
+              FROM pgq.job_deps d JOIN pgq.jobs j ON j.id = d.child_id
+              LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+             GROUP BY j.id) c
+     CROSS JOIN LATERAL (VALUES
+        (c.state = 'waiting' AND c.open = 0, 'waiting with every parent done',
+         format('parents: %s', c.parents)),
+        (c.state = 'waiting' AND c.waiting_for <> c.open,
+         'waiting_for differs from the parents not done',
+         format('waiting_for %s; parents: %s', c.waiting_for, c.parents)),
+        (c.state = 'waiting' AND c.lost > 0, 'waiting for a dead or cancelled parent',
+         format('parents: %s', c.parents)),
+        (c.state IN ('ready', 'running') AND c.open > 0, 'ready or running before its parents are done',
+         format('state %s; parents: %s', c.state, c.parents)),
+        (c.unflagged > 0, 'a parent without has_children', format('parents: %s', c.parents))
+     ) AS v(broken, invariant, detail)
+     WHERE v.broken
+    UNION ALL
+    -- an edge is deleted with its child (pgq.prune, a completion that
+    -- deletes the job): one left behind names a job that is gone
+    SELECT d.child_id, 'an edge of a job that does not exist', format('parent %s', d.parent_id)
+      FROM pgq.job_deps d
+     WHERE NOT EXISTS (SELECT 1 FROM pgq.jobs j WHERE j.id = d.child_id)
     UNION ALL
     SELECT e.job_id, 'effect started under the current lease at another attempt',
            format('key %L: effect attempt %s, job attempt %s', e.key, e.attempt, j.attempts)

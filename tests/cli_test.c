@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 /* ---- running the binary ------------------------------------------------ */
@@ -552,8 +553,8 @@ END_TEST
 static const char *stats_row(const char *q, int a, int b, int c, int d, int e, int f, int g,
                              int h, const char *paused, int pools, int d5, int f5)
 {
-    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %5d %8d %9d\n", q, a, b, c, d, e, f, g,
-               h, paused, pools, d5, f5);
+    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d %5d %8d %9d\n", q, a, b, c, d, e, f,
+               g, h, paused, 0, pools, d5, f5);
 }
 
 static const char *stats_line(const char *q, int a, int b, int c, int d, int e, int f, int g,
@@ -570,9 +571,10 @@ static const char *unserved(const char *q, int n)
 
 START_TEST(stats_counts_per_queue)
 {
-    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %9s\n", "queue",
-                             "ready", "scheduled", "retrying", "running", "dead", "cancelled",
-                             "done", "done_1h", "paused", "pools", "done_5m", "failed_5m");
+    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n",
+                             "queue", "ready", "scheduled", "retrying", "running", "dead",
+                             "cancelled", "done", "done_1h", "paused", "waiting", "pools",
+                             "done_5m", "failed_5m");
     ASSERT_RUN(PGQ_DB("stats"), 0, header, "");
 
     /* alpha: 2 ready, 1 scheduled, 3 retrying, 1 running */
@@ -1257,17 +1259,18 @@ START_TEST(json_output_and_unbroken_text)
     ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"pools\": 0, "
                                "\"queue\": \"%s\", \"ready\": 1, \"approx\": {}, "
                                "\"paused\": false, \"done_1h\": 0, \"done_5m\": 0, "
-                               "\"running\": 0, \"retrying\": 0, \"unserved\": true, "
+                               "\"running\": 0, \"waiting\": 0, \"retrying\": 0, \"unserved\": true, "
                                "\"cancelled\": 0, \"failed_5m\": 0, \"scheduled\": 0, "
                                "\"done_5m_window_s\": 300.000, \"failed_5m_window_s\": 300.000}]}",
                                longq));
     free(j);
     r = PGQ_DB("stats");
-    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s %5s %8s %9s\n%-50s "
-                                   "%9d %9d %9d %9d %9d %9d %9d %9d %6s %5d %8d %9d\n", "queue",
-                                   "ready", "scheduled", "retrying", "running", "dead",
-                                   "cancelled", "done", "done_1h", "paused", "pools", "done_5m",
-                                   "failed_5m", longq, 1, 0, 0, 0, 0, 0, 0, 0, "no", 0, 0, 0));
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n"
+                                   "%-50s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d %5d %8d %9d\n",
+                                   "queue", "ready", "scheduled", "retrying", "running", "dead",
+                                   "cancelled", "done", "done_1h", "paused", "waiting", "pools",
+                                   "done_5m", "failed_5m", longq, 1, 0, 0, 0, 0, 0, 0, 0, "no", 0,
+                                   0, 0, 0));
 
     r = PGQ_DB("show", id_text(id), "--json");
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
@@ -1376,7 +1379,7 @@ START_TEST(add_reads_json_lines)
           "input syntax for type json (Expected string, but found \"}\".)\n" },
         { "{\"type\": \"t\", \"prio\": 1}\n", "pgq add: stdin line 1: unknown key prio (known: "
           "type, payload, queue, priority, delay, run_at, max_retries, idempotency_key, "
-          "unique_for, replace)\n" },
+          "unique_for, replace, after)\n" },
         { "[1]\n", "pgq add: stdin line 1: a job is a JSON object, not an array\n" },
         { "{\"type\": \"t\", \"priority\": \"x\"}\n", "pgq add: stdin line 1: \"priority\" must "
           "be a number, not string\n" },

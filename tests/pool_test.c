@@ -1607,7 +1607,8 @@ START_TEST(check_validates_handlers)
     const char *rel = in_dir("rel.ini");
     tu_write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
     const char *const shipped[] = { rel, tu_fmt("%s/../config/pool.ini", tu_test_dir()),
-                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()) };
+                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()),
+                                    tu_fmt("%s/../examples/video/pool.ini", tu_test_dir()) };
     for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
         const char *pool = tu_fmt("%s/pgq-pool", tu_bin_dir());
         r = tu_run_cmd("/", NULL, NULL, pool, ARGV(pool, "--check", "-c", shipped[i]), 120);
@@ -2048,6 +2049,94 @@ START_TEST(metrics_endpoint_counts_jobs)
 }
 END_TEST
 
+/* ---- dependencies: a fan-in across three pools --------------------------------- */
+
+/* 100 parents and a child waiting for all of them, added in one batch
+ * while three pools (adaptive batching: acks of several workers in one
+ * statement) run them: the child runs once, after every parent, in one
+ * attempt, and its run_once effect is written once. */
+START_TEST(three_pools_run_a_fan_in_child_once)
+{
+    const char *ini = pool_ini("fan.ini", 4, "30s",
+                               tu_fmt("[job work]\nhandler = plugin %s ledger_job\n", plugin()));
+    struct pool *p[3] = { pool_start("f1", ini), pool_start("f2", ini), pool_start("f3", ini) };
+    enum { PARENTS = 100 };
+    static pgq_add_item items[PARENTS + 1];
+    static pgq_add_result res[PARENTS + 1];
+    static size_t all[PARENTS];
+    for (int i = 0; i < PARENTS; i++) {
+        items[i] = (pgq_add_item){ "work", "{\"effect\": 0}", PGQ_ADD_OPTS_INIT };
+        all[i] = (size_t)i;
+    }
+    items[PARENTS] = (pgq_add_item){ "work", "{}", PGQ_ADD_OPTS_INIT };
+    items[PARENTS].opts.after_items = all;
+    items[PARENTS].opts.n_after_items = PARENTS;
+    char err[512];
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_add_batch(c, items, PARENTS + 1, res, err, sizeof err) == 0, "%s", err);
+    pgq_disconnect(c);
+    long long child = res[PARENTS].id;
+    wait_all_finished(PARENTS + 1);
+    P_ASSERT(njobs("done") == PARENTS + 1, "%lld done", njobs("done"));
+    P_ASSERT(q1("SELECT attempts FROM pgq.jobs WHERE id = $1", child) == 1, "child attempts: %s",
+             history(child));
+    P_ASSERT(q1("SELECT count(*) FROM test_ledger WHERE job_id = $1", child) == 1,
+             "child's effect written %lld times", q1("SELECT count(*) FROM test_ledger WHERE"
+                                                     " job_id = $1", child));
+    /* (Not compared: the parents' finished_at with the child's started_at.
+     * Both are now(), the start of their transactions, and the claim that
+     * takes the child may be a transaction that began before the last
+     * parent's completion did: its claim statement runs after that commit.
+     * That the child cannot be claimed while a parent is not done is
+     * deps: fan_in_of_100_parents_releases_the_child_once.) */
+    for (int i = 0; i < 3; i++) {
+        pool_signal(p[i], SIGTERM);
+        pool_wait_exit(p[i], 0);
+    }
+}
+END_TEST
+
+/* ---- dependencies: the video pipeline example ------------------------------ */
+
+/* examples/video: a pool of three idle workers and a chain transcode ->
+ * thumbnails -> notify (enqueue.sh, pgq add --after). No step fails
+ * (thumbnails would without the transcode's file, notify without both:
+ * with three idle workers, each would run at once without --after), and
+ * the notification is written once. */
+START_TEST(video_pipeline_example_runs_in_order)
+{
+    const char *ini = tu_fmt("%s/../examples/video/pool.ini", tu_test_dir());
+    struct pool *p = pool_start("video", ini);
+    const char *out = in_dir("video-out");
+    const char *sh = tu_fmt("%s/../examples/video/enqueue.sh", tu_test_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("PGQ=%s/pgq", tu_bin_dir()), NULL },
+                          NULL, sh, (const char *const[]){ sh, "/videos/holiday.mov", out,
+                                                           "--db", tu_db_url(), NULL }, 120);
+    P_ASSERT(r.code == 0, "enqueue.sh: exit %d [%s]", r.code, r.err);
+    long long t = 0, th = 0, n = 0;
+    P_ASSERT(sscanf(r.out, "%lld %lld %lld", &t, &th, &n) == 3, "enqueue.sh printed [%s]", r.out);
+    tu_run_free(&r);
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(n), "done") == 0 || strcmp(job_state(n), "cancelled") == 0,
+                        WAIT_MS), "notify is %s", job_state(n));
+    P_ASSERT(strcmp(job_state(t), "done") == 0 && strcmp(job_state(th), "done") == 0 &&
+             strcmp(job_state(n), "done") == 0, "states %s %s %s", job_state(t), job_state(th),
+             job_state(n));
+    P_ASSERT(q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome <> 'done'") == 0,
+             "a step failed: %s", history(th));
+    /* The order is the handlers' own check: thumbnails fails without the
+     * transcode's file, notify without the thumbnails (no failed attempt
+     * above), and the notification counts what it found. (Timestamps are
+     * not compared: both are the start of their transactions, see
+     * three_pools_run_a_fan_in_child_once.) */
+    char *log = read_file(tu_fmt("%s/notifications.log", out));
+    P_ASSERT(log && strcmp(log, tu_fmt("holiday ready: %s/holiday.mp4, 3 thumbnails\n", out)) == 0,
+             "notifications.log: [%s]", log ? log : "(none)");
+    free(log);
+    pool_signal(p, SIGTERM);
+    pool_wait_exit(p, 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -2080,6 +2169,7 @@ Suite *pool_suite(void)
         { "reload", { sighup_adds_a_job_type } },
         { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
         { "metrics", { metrics_endpoint_counts_jobs } },
+        { "deps", { video_pipeline_example_runs_in_order, three_pools_run_a_fan_in_child_once } },
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);

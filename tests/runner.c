@@ -45,6 +45,7 @@ int main(void)
         srunner_add_suite(sr, lease_suite());
         srunner_add_suite(sr, once_suite());
         srunner_add_suite(sr, admin_suite());
+        srunner_add_suite(sr, deps_suite());
         srunner_add_suite(sr, cli_suite());
         srunner_add_suite(sr, pool_suite());
         srunner_add_suite(sr, events_suite());

@@ -44,7 +44,7 @@ static const char *writes_job_rows(char *text, char *found, size_t foundlen)
         ck_assert_int_eq(regcomp(&re, "(update|insert[[:space:]]+into|delete[[:space:]]+from|"
                                       "truncate([[:space:]]+table)?|merge[[:space:]]+into|copy)"
                                       "[[:space:]]+(only[[:space:]]+)?pgq[.](jobs|job_attempts|"
-                                      "effects)([^a-z_]|$)",
+                                      "effects|job_deps)([^a-z_]|$)",
                                  REG_EXTENDED | REG_ICASE), 0);
         compiled = true;
     }

@@ -135,6 +135,7 @@ Suite *top_once_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *results_suite(void);
+Suite *deps_suite(void);
 Suite *secrets_suite(void);
 Suite *chaos_suite(void);
 Suite *failover_suite(void);

@@ -365,7 +365,7 @@ START_TEST(filter_reopens_empty_and_names_bad_state)
     ck_assert_ptr_null(strstr(s, "queue:tuiq state:bogus"));
     free(s);
     keys("Enter");
-    free(wait_for("unknown state \"bogus\": ready, scheduled, running, done, dead, cancelled",
+    free(wait_for("unknown state \"bogus\": waiting, ready, scheduled, running, done, dead, cancelled",
                   NULL));
     /* Esc keeps the filter in force */
     keys("Escape");

@@ -122,6 +122,7 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->cancelled += q->cancelled;
         t->done += q->done;
         t->done_last_hour += q->done_last_hour;
+        t->waiting += q->waiting;
         t->done_5m += q->done_5m;
         t->failed_5m += q->failed_5m;
         t->ready_is = worse(t->ready_is, q->ready_is);
@@ -138,6 +139,7 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         if (q->oldest_ready_s > t->oldest_ready_s)
             t->oldest_ready_s = q->oldest_ready_s;
         t->paused |= q->paused;
+        t->waiting_is = worse(t->waiting_is, q->waiting_is);
     }
     return 0;
 }

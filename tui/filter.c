@@ -8,8 +8,8 @@
 
 /* "scheduled" is ready with a future run_at: not a state of its own, but
  * the Jobs list filters by it the same way. */
-static const char *const states[] = { "ready", "scheduled", "running", "done", "dead",
-                                      "cancelled" };
+static const char *const states[] = { "waiting", "ready", "scheduled", "running", "done",
+                                      "dead", "cancelled" };
 
 int filter_parse(const char *text, struct model_filter *f, char *err, size_t errlen)
 {
@@ -30,8 +30,8 @@ int filter_parse(const char *text, struct model_filter *f, char *err, size_t err
             for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
                 ok |= strcmp(w + 6, states[i]) == 0;
             if (!ok) {
-                snprintf(err, errlen, "unknown state \"%.40s\": ready, scheduled, running, done, "
-                         "dead, cancelled", w + 6);
+                snprintf(err, errlen, "unknown state \"%.40s\": waiting, ready, scheduled, running, "
+                         "done, dead, cancelled", w + 6);
                 return -1;
             }
             snprintf(f->state, sizeof f->state, "%s", w + 6);

@@ -258,11 +258,12 @@ static void draw_totals(const struct ui *u)
         return;
     }
     const pgq_queue_stats *t = &s->total;
-    char a[24], b[24], c[24], d[24], e[24];
-    put(1, 0, A_NORMAL, "ready %s  scheduled %s  running %" PRId64 "  retrying %s  dead %s"
-        "  done/1h %s", fmt_count(t->ready, t->ready_is, a, sizeof a),
+    char a[24], b[24], c[24], d[24], e[24], w[24];
+    put(1, 0, A_NORMAL, "ready %s  sched %s  running %" PRId64 "  retrying %s  waiting %s"
+        "  dead %s  done/1h %s", fmt_count(t->ready, t->ready_is, a, sizeof a),
         fmt_count(t->scheduled, t->future_is, b, sizeof b), t->running,
-        fmt_count(t->retrying, t->future_is, c, sizeof c), fmt_count(t->dead, t->dead_is, d, sizeof d),
+        fmt_count(t->retrying, t->future_is, c, sizeof c),
+        fmt_count(t->waiting, t->waiting_is, w, sizeof w), fmt_count(t->dead, t->dead_is, d, sizeof d),
         fmt_count(t->done_last_hour, t->done_last_hour_is, e, sizeof e));
 }
 
@@ -348,13 +349,13 @@ static void overview_lines(const struct ui *u, struct lines *l)
 {
     const struct snapshot *s = u->snap;
     char a[32], b[32];
-    int qw = COLS - 63 > 8 ? COLS - 63 : 8;
+    int qw = COLS - 70 > 8 ? COLS - 70 : 8;
     if (qw > 40)
         qw = 40;
     attr_t head = look(P_HEAD, A_BOLD) | A_BOLD;
     /* line 0 the header, line 1 + i queue i (the view puts the cursor there) */
-    add_line(l, head, "  %-*s %7s %7s %6s %7s %7s %7s %7s %5s", qw, "QUEUE", "READY", "SCHED",
-             "RUN", "RETRY", "DEAD", "OLDEST", "DONE/m", "FAIL%");
+    add_line(l, head, "  %-*s %7s %6s %5s %6s %6s %6s %7s %6s %5s", qw, "QUEUE", "READY", "SCHED",
+             "RUN", "RETRY", "WAIT", "DEAD", "OLDEST", "DONE/m", "FAIL%");
     size_t unserved = 0;
     for (size_t i = 0; i < s->nqueues; i++) {
         const pgq_queue_stats *q = &s->queues[i];
@@ -375,11 +376,12 @@ static void overview_lines(const struct ui *u, struct lines *l)
             snprintf(fail, sizeof fail, "%.0f", fs * 100);
         attr_t at = nobody ? look(P_BAD, A_BOLD) : q->paused ? look(P_WARN, A_NORMAL)
                   : q->dead ? look(P_BAD, A_NORMAL) : A_NORMAL;
-        add_line(l, at, "%c %-*.*s %7s %7s %6" PRId64 " %7s %7s %7s %7s %5s",
+        add_line(l, at, "%c %-*.*s %7s %6s %5" PRId64 " %6s %6s %6s %7s %6s %5s",
                  nobody ? '!' : q->paused ? 'P' : ' ', qw, qw, name,
                  fmt_count(q->ready, q->ready_is, c[0], sizeof c[0]),
                  fmt_count(q->scheduled, q->future_is, c[1], sizeof c[1]), q->running,
                  fmt_count(q->retrying, q->future_is, c[2], sizeof c[2]),
+                 fmt_count(q->waiting, q->waiting_is, c[4], sizeof c[4]),
                  fmt_count(q->dead, q->dead_is, c[3], sizeof c[3]), old, rate, fail);
     }
     if (s->nqueues == 0)
@@ -622,6 +624,22 @@ static void detail_lines(const struct ui *u, struct lines *l)
         if (e->in_doubt)
             add_line(l, look(P_BAD, A_BOLD),
                      "    IN DOUBT: its worker died while it ran; it will not run again");
+    }
+    /* Dependencies (pgq add --after): whom it waits for, who waits for it. */
+    if (d->nparents || d->nchildren_total) {
+        add_line(l, A_NORMAL, "%s", "");
+        add_line(l, head, "WAITS FOR (%zu, %d not done)", d->nparents, d->waiting_for);
+        for (size_t i = 0; i < d->nparents; i++)
+            add_line(l, strcmp(d->parents[i].state, "dead") == 0 ||
+                            strcmp(d->parents[i].state, "cancelled") == 0
+                            ? look(P_BAD, A_NORMAL) : A_NORMAL,
+                     "  job %-12" PRId64 " %s", d->parents[i].id, d->parents[i].state);
+        add_line(l, head, "WAITED FOR BY (%zu)", d->nchildren_total);
+        for (size_t i = 0; i < d->nchildren; i++)
+            add_line(l, A_NORMAL, "  job %-12" PRId64 " %s", d->children[i].id,
+                     d->children[i].state);
+        if (d->nchildren < d->nchildren_total)
+            add_line(l, A_DIM, "  (the first %zu shown)", d->nchildren);
     }
     (void)a;
     (void)b;
