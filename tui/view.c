@@ -349,7 +349,9 @@ static void overview_lines(const struct ui *u, struct lines *l)
 {
     const struct snapshot *s = u->snap;
     char a[32], b[32];
-    int qw = COLS - 70 > 8 ? COLS - 70 : 8;
+    /* the name keeps 12 columns at least: on a narrow screen the figures
+     * on the right are cut, not the queue's name */
+    int qw = COLS - 70 > 12 ? COLS - 70 : 12;
     if (qw > 40)
         qw = 40;
     attr_t head = look(P_HEAD, A_BOLD) | A_BOLD;
