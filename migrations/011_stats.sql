@@ -1,4 +1,6 @@
 -- pgq schema, version 11: queue figures that stay cheap as the queue grows
+-- (The same release makes pgq.requeue_ lock its jobs in id order first, in
+-- migrations/state_machine.sql: two requeues of overlapping sets deadlocked.)
 -- (issue 12, items 6-8). Nothing here writes job rows: pgq.queue_stats and
 -- pgq.estimate_jobs only read.
 --
