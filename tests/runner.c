@@ -22,6 +22,7 @@ int main(void)
     srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, docs_suite());
     srunner_add_suite(sr, slot_suite());
+    srunner_add_suite(sr, cron_suite());
     srunner_add_suite(sr, layout_suite());
     if (db) {
         const char *url = getenv("PGQ_TEST_DATABASE_URL");

@@ -116,6 +116,7 @@ Suite *dburl_suite(void);
 Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *slot_suite(void);
+Suite *cron_suite(void);
 Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
