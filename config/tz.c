@@ -329,6 +329,17 @@ int tz_load(const char *name, pgq_tz **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* The default needs no zone files (a minimal container may have none). */
+    if (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0) {
+        if ((z->utoff = calloc(1, sizeof *z->utoff)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        z->ntypes = 1;
+        free(buf);
+        *out = z;
+        return 0;
+    }
     if ((f = fopen(path, "rb")) == NULL) {
         if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
             snprintf(err, errlen, "unknown time zone \"%s\" (no %s)", name, path);
