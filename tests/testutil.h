@@ -117,6 +117,7 @@ Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *slot_suite(void);
 Suite *cron_suite(void);
+Suite *cron_db_suite(void);
 Suite *layout_suite(void);
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
