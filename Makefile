@@ -8,10 +8,12 @@
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
+#                        (address is ASan + UBSan)
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SANITIZER ?=
+comma := ,
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
 
 CC      ?= gcc
@@ -21,7 +23,14 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wwrite-strings
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
-SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer,)
+# address brings UndefinedBehaviorSanitizer along (its checks cost little and
+# need no build of their own); an undefined-behaviour report aborts, so a test
+# cannot pass over one.
+SAN_KINDS = $(strip $(if $(filter address,$(SANITIZER)),address$(comma)undefined,\
+            $(if $(filter fuzzer,$(SANITIZER)),fuzzer-no-link$(comma)address$(comma)undefined,\
+            $(SANITIZER))))
+SAN_FLAGS = $(if $(SANITIZER),-fsanitize=$(SAN_KINDS) -fno-omit-frame-pointer \
+            $(if $(filter address fuzzer,$(SANITIZER)),-fno-sanitize-recover=undefined),)
 CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_FLAGS) \
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
@@ -38,7 +47,7 @@ STATE_SQL = migrations/state_machine.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 # cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
-POOL_MAIN  = $(BUILD)/cli/pool_main.o
+POOL_MAIN  = $(BUILD)/cli/pool_main.o $(BUILD)/cli/dbarg.o
 CLI_SRC    = $(filter-out cli/pool_main.c,$(wildcard cli/*.c))
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
 # The dashboard goes into the programs only, so libpgq needs no ncurses.
@@ -55,7 +64,8 @@ POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service
+.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
+        fuzz fuzz-check fuzz-build
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -184,6 +194,23 @@ pinned: deps all
 
 deps:
 	@scripts/deps.sh
+
+# Fuzzing (tests/fuzz/README.md): libFuzzer targets for every parser of user
+# input, built with clang under ASan + UBSan in build-fuzz/, each run for
+# FUZZ_SECONDS on its corpus in tests/fuzz/corpus/. `make fuzz-check` only
+# replays the corpora (seconds; part of .ci/run).
+FUZZ_TARGETS = config duration require words dburl utf8
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	$(MAKE) CC=clang SANITIZER=fuzzer BUILD=build-fuzz fuzz-build
+	scripts/fuzz.sh run build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-check: deps
+	$(MAKE) CC=clang SANITIZER=fuzzer BUILD=build-fuzz fuzz-build
+	scripts/fuzz.sh check build-fuzz 0 $(FUZZ_TARGETS)
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(LIBA) $(LIBS) $(LDFLAGS)
 
 install: all man service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \

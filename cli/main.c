@@ -68,11 +68,12 @@ static int cmd_config_reference(struct cli *c, int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: pgq [-c pool.ini] [--db URL] COMMAND [ARGS...]\n\n"
+    fprintf(f, "usage: pgq [-c pool.ini] [--db URL | --db-file FILE] COMMAND [ARGS...]\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nThe database is --db URL, else [database] url of -c FILE, else $DATABASE_URL.\n"
+    fprintf(f, "\nThe database is --db URL (or the URL in --db-file FILE), else [database] url of\n"
+               "-c FILE, else $DATABASE_URL.\n"
                "`pgq COMMAND --help` tells more. pgq %s.\n", PGQ_VERSION);
 }
 

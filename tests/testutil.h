@@ -123,5 +123,6 @@ Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
+Suite *secrets_suite(void);
 
 #endif
