@@ -451,6 +451,9 @@ START_TEST(test_example_pool_ini)
     ck_assert_uint_eq(t->argc, 5);
     ck_assert_str_eq(t->argv[2], "Nightly report");
     ck_assert_str_eq(t->argv[4], "/tmp/report dir");
+    ck_assert_uint_eq(c->ncrons, 1);
+    ck_assert_str_eq(c->crons[0].schedule, "30 2 * * mon-fri");
+    ck_assert_str_eq(c->crons[0].payload, "{\"scope\": \"all\"}");
     pgq_cfg_free(c);
 }
 END_TEST
