@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model.h"
 #include "testutil.h"
 
 Suite *cron_db_suite(void);
@@ -213,6 +214,28 @@ START_TEST(cron_list_shows_next_run_and_last_job)
 }
 END_TEST
 
+/* The dashboard's model has the schedules, with the last job. */
+START_TEST(dashboard_snapshot_has_the_schedules)
+{
+    pgq_conn *c = tu_connect();
+    char err[512];
+    int64_t id, tick = db_minute_ms();
+    ck_assert_int_eq(fire(c, &every_min, tick, &id), PGQ_CRON_ADDED);
+    struct model_query q = { .parts = MODEL_ALL };
+    struct snapshot *snap;
+    ck_assert_msg(model_refresh_once(c, &q, &snap, err, sizeof err) == 0, "refresh: %s", err);
+    ck_assert_uint_eq(snap->ncrons, 1);
+    ck_assert_str_eq(snap->crons[0].name, "report");
+    ck_assert_str_eq(snap->crons[0].schedule, "@every 1m");
+    ck_assert_int_eq(snap->crons[0].last_job, id);
+    ck_assert_str_eq(snap->crons[0].last_state, "ready");
+    ck_assert(snap->crons[0].has_next);
+    ck_assert(snap->crons[0].next_in_s <= 60.5);
+    snapshot_release(snap);
+    pgq_disconnect(c);
+}
+END_TEST
+
 Suite *cron_db_suite(void)
 {
     Suite *s = suite_create("cron_db");
@@ -223,6 +246,7 @@ Suite *cron_db_suite(void)
     tcase_add_test(tc, taken_older_and_early_ticks_add_nothing);
     tcase_add_test(tc, register_starts_after_the_current_tick);
     tcase_add_test(tc, cron_list_shows_next_run_and_last_job);
+    tcase_add_test(tc, dashboard_snapshot_has_the_schedules);
     suite_add_tcase(s, tc);
     return s;
 }
