@@ -6,6 +6,8 @@
 #   make bench           benchmarks against a throwaway PostgreSQL -> bench/RESULTS.md
 #   make soak            30-minute soak (SOAK_MINUTES, SOAK_RATE) -> bench/SOAK.md
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
+#   make chaos           pools under load and random faults (CHAOS_SECONDS, CHAOS_ARGS)
+#   make fuzz            libFuzzer targets (FUZZ_SECONDS per target), make fuzz-check
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 #                        (address is ASan + UBSan)
@@ -65,7 +67,7 @@ TESTBIN = $(BUILD)/pgq-tests
 BENCH = $(BUILD)/pgq-bench
 
 .PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
-        fuzz fuzz-check fuzz-build
+        fuzz fuzz-check fuzz-build chaos valgrind
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -157,6 +159,18 @@ $(TEST_PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c pool/pgq_pool.h 
 	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBS)
 $(TESTBIN): $(TEST_PLUGINS)
 
+# The chaos driver (tests/chaos/chaos.c): pools under load and faults.
+CHAOS = $(BUILD)/pgq-chaos
+CHAOS_SECONDS ?= 600
+$(CHAOS): $(BUILD)/tests/chaos/chaos.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+# The long chaos run (make test holds a short one): a throwaway server with
+# room for the idle-connections fault; the report goes to stdout.
+chaos: deps all $(CHAOS) $(TEST_PLUGINS)
+	PGQ_PG_OPTS="-c fsync=off -c max_connections=500" scripts/with-postgres.sh --env DATABASE_URL -- \
+	    sh -c '$(PGQ) migrate >/dev/null && $(CHAOS) --seconds $(CHAOS_SECONDS) $(CHAOS_ARGS)'
+
 # The tests drive the dashboard's model (no ncurses in it) directly.
 TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
 $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
@@ -165,7 +179,7 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
-test: deps all man service $(TESTBIN)
+test: deps all man service $(TESTBIN) $(CHAOS)
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
 	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
@@ -194,6 +208,11 @@ pinned: deps all
 
 deps:
 	@scripts/deps.sh
+
+# The CLI and a short pool run under valgrind's memcheck (no sanitizer
+# build: valgrind wants the plain one), on a throwaway database.
+valgrind: deps all
+	scripts/with-postgres.sh --env DATABASE_URL -- scripts/valgrind.sh $(BUILD)
 
 # Fuzzing (tests/fuzz/README.md): libFuzzer targets for every parser of user
 # input, built with clang under ASan + UBSan in build-fuzz/, each run for

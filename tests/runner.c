@@ -52,6 +52,7 @@ int main(void)
         srunner_add_suite(sr, tui_model_suite());
         srunner_add_suite(sr, tui_e2e_suite());
         srunner_add_suite(sr, secrets_suite());
+        srunner_add_suite(sr, chaos_suite());
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
