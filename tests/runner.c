@@ -53,6 +53,7 @@ int main(void)
         srunner_add_suite(sr, tui_e2e_suite());
         srunner_add_suite(sr, secrets_suite());
         srunner_add_suite(sr, chaos_suite());
+        srunner_add_suite(sr, failover_suite());
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

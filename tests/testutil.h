@@ -125,5 +125,6 @@ Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *secrets_suite(void);
 Suite *chaos_suite(void);
+Suite *failover_suite(void);
 
 #endif
