@@ -11,8 +11,17 @@
  * Registers the callback "send_email" (pool.ini: `handler = callback
  * send_email`), adds N send-email jobs, runs the pool until all of them are
  * finished, and stops it gracefully. The "mail" is a line appended to
- * OUTBOX, under run_once, so it is written at most once per job. */
+ * OUTBOX, under run_once, so it is written at most once per job.
+ *
+ * Producer and handler use the typed job map of examples/embed.ini
+ * (embed_jobs.h, written by `pgq types header`; make regenerates it):
+ * struct send_email has a member per key of the contract, so naming a key
+ * the contract lacks (.subjet) does not compile. POOL.INI must declare the
+ * same contract for send-email (the tests copy embed.ini's section). The
+ * pool's events (pgq_pool_on_event) are counted per kind and printed at
+ * the end: "embed-demo: outcomes: started 25, done 25, ...". */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +29,12 @@
 
 #include "pgq.h"
 #include "pgq_pool.h"
+#include "embed_jobs.h"
 
 struct mail {
     const char *outbox;
     const pgq_job *job;
+    const struct send_email *email;   /* the job's payload, typed */
 };
 
 /* The side effect: runs at most once per job, whatever happens. */
@@ -35,25 +46,48 @@ static int deliver(void *arg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open %s", m->outbox);
         return -1;
     }
-    fprintf(f, "job %lld: %s\n", (long long)m->job->id, m->job->payload);
+    fprintf(f, "job %lld: to %s, subject %s\n", (long long)m->job->id, m->email->to,
+            m->email->subject);
     return fclose(f) == 0 ? 0 : -1;
 }
 
 /* The handler: 0 = done, -1 = failed (retried with backoff). */
 static int send_email(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
 {
-    struct mail m = { arg, pgq_ctx_job(ctx) };
+    struct send_email email;
+    /* A payload that breaks the contract (it changed since the job was
+     * added) fails the attempt, naming the key. */
+    if (send_email_from_job(pgq_ctx_job(ctx), &email, err, errlen) < 0)
+        return -1;
+    struct mail m = { arg, pgq_ctx_job(ctx), &email };
+    int rc;
     switch (pgq_ctx_run_once(ctx, "email", deliver, &m, err, errlen)) {
     case PGQ_ONCE_RAN:
     case PGQ_ONCE_SKIPPED:
-        return 0;
+        rc = 0;
+        break;
     case PGQ_ONCE_IN_DOUBT:
         /* A worker died while sending: we cannot know if it went out. Do
          * not send twice; an operator sees it in `pgq show`. */
-        return 0;
+        rc = 0;
+        break;
     default:
-        return -1;
+        rc = -1;
     }
+    send_email_clear(&email);
+    return rc;
+}
+
+/* Events per kind. The callback runs on the pool's threads, several at
+ * once, after each outcome is committed: it only counts (atomics, no lock,
+ * nothing that blocks). */
+static atomic_long outcomes[PGQ_EVENT__COUNT];
+
+static void count_event(const pgq_event *ev, void *arg)
+{
+    (void)arg;
+    if ((unsigned)ev->kind < PGQ_EVENT__COUNT)
+        atomic_fetch_add(&outcomes[ev->kind], 1);
 }
 
 static int64_t unfinished(pgq_conn *c)
@@ -84,7 +118,8 @@ int main(int argc, char **argv)
     int n = atoi(argv[2]);
     if (pgq_cfg_load(argv[1], &cfg, err, sizeof err) < 0 ||
         pgq_pool_new(cfg, NULL, &pool, err, sizeof err) < 0 ||
-        pgq_pool_on(pool, "send_email", send_email, argv[3], err, sizeof err) < 0) {
+        pgq_pool_on(pool, "send_email", send_email, argv[3], err, sizeof err) < 0 ||
+        pgq_pool_on_event(pool, count_event, NULL, err, sizeof err) < 0) {
         fprintf(stderr, "embed-demo: %s\n", err);
         return 1;
     }
@@ -106,13 +141,15 @@ int main(int argc, char **argv)
     }
 
     for (int i = 0; i < n; i++) {
-        char payload[128], key[64];
+        char to[64], key[64];
         pgq_add_opts o = PGQ_ADD_OPTS_INIT;
         pgq_add_result r;
-        snprintf(payload, sizeof payload, "{\"to\":\"user%d@example.com\",\"subject\":\"Hi\"}", i);
+        snprintf(to, sizeof to, "user%d@example.com", i);
         snprintf(key, sizeof key, "welcome:%d", i);
         o.idempotency_key = key;
-        if (pgq_add(c, "send-email", payload, &o, &r, err, sizeof err) < 0) {
+        /* The payload is built from the struct, with JSON escaping. */
+        if (pgq_add_send_email(c, &(struct send_email){ .to = to, .subject = "Hi \"there\"" }, &o,
+                               &r, err, sizeof err) < 0) {
             fprintf(stderr, "embed-demo: %s\n", err);
             break;
         }
@@ -126,5 +163,10 @@ int main(int argc, char **argv)
     pgq_pool_free(pool);
     pgq_disconnect(c);
     printf("embed-demo: %s\n", left == 0 && rc == 0 ? "all jobs finished" : "error");
+    /* pgq_pool_wait returned: every outcome has been reported. */
+    printf("embed-demo: outcomes:");
+    for (int k = 0; k < PGQ_EVENT__COUNT; k++)
+        printf("%s %s %ld", k ? "," : "", pgq_event_kind_name(k), atomic_load(&outcomes[k]));
+    printf("\n");
     return left == 0 && rc == 0 ? 0 : 1;
 }
