@@ -147,7 +147,8 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
             /* Invalid JSON fails the statement's cast with PostgreSQL's
              * own message. Nothing was stored: let pgq.enqueue word the
              * refusal, as it does for a batch. */
-            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0)
+            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0 ||
+                strcmp(c->sqlstate, "54001") == 0)
                 return add_batch(c, it, 1, res, err, errlen);
             tidy_add_error(err, errlen, 1);
             return -1;
@@ -289,7 +290,14 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
     PGresult *r = db_run(c, STMT_ADD, NPARAMS, (const char *const *)arr, PGRES_TUPLES_OK, "add",
                          err, errlen);
     if (!r) {
-        tidy_add_error(err, errlen, n);
+        /* statement_too_complex: jsonb's parser recursed past
+         * max_stack_depth on a deeply nested payload; PostgreSQL's own
+         * words would not say which input was at fault */
+        if (strcmp(c->sqlstate, "54001") == 0)
+            seterr(err, errlen, "%s nests too deeply for PostgreSQL's jsonb (stack depth "
+                   "limit exceeded)", n == 1 ? "the payload" : "a payload of the batch");
+        else
+            tidy_add_error(err, errlen, n);
         goto out;
     }
     if ((size_t)PQntuples(r) != n) {

@@ -1,4 +1,6 @@
 -- pgq schema, version 10: dependencies between jobs (issue 13, item 3:
+-- (The same release bounds an add's priority, idempotency key and run_at in
+-- migrations/state_machine.sql: pgq.check_limits.)
 -- pgq add --after ID,...). The transitions are in
 -- migrations/state_machine.sql (pgq.deps_attach, pgq.deps_settle, called
 -- by pgq.enqueue, pgq.complete_claim, pgq.cancel and pgq.requeue_).

@@ -162,6 +162,33 @@ BEGIN
 END
 $$;
 
+-- The bounds of the other options of one item, each refusal naming it:
+-- a priority in [-1,000,000, 1,000,000] (what the CLI takes: a wider one
+-- is a typo, and ordering by it must not overflow anywhere), an
+-- idempotency key of at most 1,000 bytes (a longer one could exceed the
+-- unique index's row limit and fail with a btree message), a run_at at
+-- most 100 years ahead (as a delay is; year 10000 is a mistake, not a
+-- schedule).
+CREATE OR REPLACE FUNCTION pgq.check_limits(p_ord int, p_priority int, p_key text,
+                                            p_run_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_priority NOT BETWEEN -1000000 AND 1000000 THEN
+        RAISE EXCEPTION 'priority must be between -1000000 and 1000000, not %', p_priority
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF octet_length(p_key) > 1000 THEN
+        RAISE EXCEPTION 'idempotency key must be at most 1000 bytes, not %', octet_length(p_key)
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF isfinite(p_run_at) AND p_run_at > now() + interval '100 years' THEN
+        RAISE EXCEPTION 'run_at must be at most 100 years ahead, not %', p_run_at
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- ---- add -----------------------------------------------------------------
 
 -- Dedup windows: keys of p_keys whose job was created more than the
@@ -281,8 +308,13 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0 THEN
+    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0
+       OR add.delay_ms > 3155760000000 THEN
         PERFORM pgq.check_options(1, add.queue, add.max_retries, add.delay_ms);
+    END IF;
+    IF add.priority NOT BETWEEN -1000000 AND 1000000 OR octet_length(add.idempotency_key) > 1000
+       OR add.run_at > now() + interval '100 years' THEN
+        PERFORM pgq.check_limits(1, add.priority, add.idempotency_key, add.run_at);
     END IF;
     IF add.payload IS NULL THEN
         RAISE EXCEPTION 'payload is missing' USING ERRCODE = '22023', DETAIL = 'item 1';
@@ -411,14 +443,18 @@ BEGIN
             USING ERRCODE = '22004', DETAIL = 'item ' || bad.ord;
     END IF;
 
-    SELECT s.ord, s.queue, s.max_retries, s.delay_ms INTO bad
-      FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n]) WITH ORDINALITY
-               AS s(queue, max_retries, delay_ms, ord)
+    SELECT s.ord, s.queue, s.max_retries, s.delay_ms, s.priority, s.key, s.run_at INTO bad
+      FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n], p_priorities[1:n],
+                  p_keys[1:n], p_run_ats[1:n]) WITH ORDINALITY
+               AS s(queue, max_retries, delay_ms, priority, key, run_at, ord)
      WHERE length(s.queue) NOT BETWEEN 1 AND 100 OR s.queue ~ '[ \t\n\r\f\v]'
         OR s.max_retries < 0 OR s.delay_ms < 0 OR s.delay_ms > 3155760000000
+        OR s.priority NOT BETWEEN -1000000 AND 1000000 OR octet_length(s.key) > 1000
+        OR s.run_at > now() + interval '100 years'
      ORDER BY s.ord LIMIT 1;
     IF FOUND THEN
         PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);
+        PERFORM pgq.check_limits(bad.ord::int, bad.priority, bad.key, bad.run_at);
         RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
     END IF;
 

@@ -59,6 +59,7 @@ int main(void)
         srunner_add_suite(sr, secrets_suite());
         srunner_add_suite(sr, chaos_suite());
         srunner_add_suite(sr, failover_suite());
+        srunner_add_suite(sr, badinput_suite());
         srunner_add_suite(sr, notify_suite());
         srunner_add_suite(sr, top_once_suite());
     }

@@ -141,5 +141,6 @@ Suite *deps_suite(void);
 Suite *secrets_suite(void);
 Suite *chaos_suite(void);
 Suite *failover_suite(void);
+Suite *badinput_suite(void);
 
 #endif
