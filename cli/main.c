@@ -25,6 +25,7 @@ static const struct command {
     { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones", true },
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
+    { "snooze", cmd_snooze, "put the current job back to ready later, no attempt spent (exec handlers)", false },
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
     { "stats", cmd_stats, "job counts per queue and state", true },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready", true },

@@ -21,6 +21,7 @@ enum val_kind {
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
+    V_RATE,     /* "N/DURATION": N in [min, max], DURATION 1ms..7d (pgq_cfg_rate) */
 };
 
 #define NO_OFF ((size_t)-1)

@@ -43,6 +43,8 @@ void pgq_cfg_write_reference(FILE *f)
             fprintf(f, "1..%d characters, no whitespace", PGQ_QUEUE_NAME_MAX);
         else if (k->kind == V_POOLER)
             fputs("transaction, session, none", f);
+        else if (k->kind == V_RATE)
+            fprintf(f, "%lld..%lld per 1ms..7d", (long long)k->min, (long long)k->max);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);

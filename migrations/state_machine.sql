@@ -515,6 +515,191 @@ BEGIN
 END
 $$;
 
+-- ---- limits per job type ---------------------------------------------------
+
+-- [job T] concurrency = N and rate = N/DURATION, fleet-wide (issue 12).
+-- The design, chosen so that a fleet without limits pays nothing more than
+-- an empty table's read per claim:
+--   * pgq.type_limits holds one row per limited type only (pgq.limits_sync
+--     keeps it equal to pgq.job_types); the claim reads it with its pause
+--     check, in the same statement, and with no row it changes nothing.
+--   * The row is the lock of the type's claims: a claim that picked a job
+--     of a limited type takes it only inside pgq.limit_take, which locks
+--     the counter rows (all of them, in type order, so that two claims
+--     taking several types cannot deadlock), checks the limits against
+--     the counts as they are after any concurrent claim committed, and
+--     counts the start. Claims of other types never touch it.
+--   * Ends are counted in pgq.type_ends, not on the claim's row, so that a
+--     completion never waits for a claim (nor a claim for a completion):
+--     running = claimed - ended. A completion that has not committed yet
+--     is still running in every snapshot, so a claim can only see too
+--     many running, never too few.
+--   * Rate windows are fixed, aligned to the epoch (window number
+--     floor(epoch ms / window)), counted on the same row: at most N starts
+--     per window. A burst may end one window and open the next, so a span
+--     of one window's length that straddles two may see up to 2N starts.
+--   * The claim steps over blocked types (at their limit now) in the index
+--     walk, and returns no hint position for a job claimed after one of
+--     them, so that they are found again once they may start.
+
+-- The number of the rate window that now() lies in, for windows of p_ms.
+CREATE OR REPLACE FUNCTION pgq.rate_window(p_ms bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT floor(extract(epoch FROM now()) * 1000 / p_ms)::bigint $$;
+
+-- Each limited type's use now: running jobs (the counters'), starts in the
+-- current rate window, and whether it may start a job now (blocked). The
+-- claim reads it, and so do the dashboard and `pgq types list`.
+CREATE OR REPLACE VIEW pgq.type_use AS
+    SELECT t.type, t.concurrency, t.claimed - coalesce(e.ended, 0) AS running,
+           t.rate_count, t.rate_ms,
+           CASE WHEN t.window_no = pgq.rate_window(t.rate_ms) THEN t.window_starts ELSE 0 END
+               AS window_starts,
+           (t.concurrency IS NOT NULL AND t.claimed - coalesce(e.ended, 0) >= t.concurrency)
+           OR (t.rate_count IS NOT NULL AND t.window_no = pgq.rate_window(t.rate_ms)
+               AND t.window_starts >= t.rate_count) AS blocked,
+           t.set_at
+      FROM pgq.type_limits t LEFT JOIN pgq.type_ends e ON e.type = t.type;
+
+-- Admit the claim of job p_id (of limited type p_type, picked and locked
+-- by the claim): true, counted as a start, when the type is below its
+-- concurrency and its rate window has room; false otherwise, and then the
+-- job, which stays ready, is announced (claims that found it locked while
+-- we held it may have moved their hints past it). Called from the claim's
+-- UPDATE (pgq.complete_claim) for limited types only. The transaction
+-- start time (now(), also the job's started_at) chooses the window; a
+-- claim whose now() lies in a window before the one already counted is
+-- refused (its window is over), so starts never count into a past window.
+CREATE OR REPLACE FUNCTION pgq.limit_take(p_type text, p_id bigint, p_queue text, p_priority int,
+                                          p_run_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM pgq.type_limits l ORDER BY l.type FOR UPDATE;
+    UPDATE pgq.type_limits l
+       SET claimed = l.claimed + 1,
+           window_no = CASE WHEN l.rate_ms IS NULL THEN NULL ELSE pgq.rate_window(l.rate_ms) END,
+           window_starts = CASE WHEN l.rate_ms IS NULL THEN 0
+                                WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                                THEN l.window_starts + 1 ELSE 1 END
+     WHERE l.type = p_type
+       AND (l.concurrency IS NULL
+            OR l.claimed - coalesce((SELECT e.ended FROM pgq.type_ends e WHERE e.type = l.type), 0)
+               < l.concurrency)
+       AND (l.rate_count IS NULL OR l.window_no IS NULL
+            OR l.window_no < pgq.rate_window(l.rate_ms)
+            OR (l.window_no = pgq.rate_window(l.rate_ms) AND l.window_starts < l.rate_count));
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- A type whose limits were removed meanwhile has no row: not limited.
+    IF NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = p_type) THEN
+        RETURN true;
+    END IF;
+    PERFORM pgq.announce(p_queue, p_priority, p_run_at, p_id, true);
+    RETURN false;
+END
+$$;
+
+-- Keep pgq.type_limits equal to the limits registered in pgq.job_types
+-- (a trigger after every statement that writes pgq.job_types: `pgq types
+-- apply`, a pool's registration, an operator's UPDATE). Nothing happens
+-- unless some type's limits changed. Then the counters of the changed
+-- types restart from the jobs of the type running now, counted under an
+-- ACCESS EXCLUSIVE lock of both counter tables: every claim and end that
+-- read them has committed, and none can start until this transaction
+-- does, so no start or end is counted twice or missed. (Claims and ends
+-- wait for that lock for the few milliseconds of a registration that
+-- changed a limit; one that changes nothing takes no lock.)
+CREATE OR REPLACE FUNCTION pgq.limits_sync() RETURNS trigger
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    changed text[];
+BEGIN
+    FOR i IN 1..2 LOOP
+        changed := ARRAY(
+            SELECT coalesce(t.type, l.type)
+              FROM (SELECT * FROM pgq.job_types jt
+                     WHERE jt.concurrency IS NOT NULL OR jt.rate_count IS NOT NULL) t
+              FULL JOIN pgq.type_limits l ON l.type = t.type
+             WHERE (t.type, t.concurrency, t.rate_count, t.rate_ms)
+                   IS DISTINCT FROM (l.type, l.concurrency, l.rate_count, l.rate_ms));
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;
+        END IF;
+        EXIT WHEN i = 2;
+        -- Changed: look again under the lock.
+        LOCK TABLE pgq.type_limits, pgq.type_ends IN ACCESS EXCLUSIVE MODE;
+    END LOOP;
+    DELETE FROM pgq.type_limits l
+     WHERE l.type = ANY (changed)
+       AND NOT EXISTS (SELECT 1 FROM pgq.job_types t WHERE t.type = l.type
+                          AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL));
+    INSERT INTO pgq.type_limits AS l (type, concurrency, rate_count, rate_ms, claimed,
+                                      window_no, window_starts, set_at)
+    SELECT t.type, t.concurrency, t.rate_count, t.rate_ms,
+           (SELECT count(*) FROM pgq.jobs j WHERE j.state = 'running' AND j.type = t.type),
+           NULL, 0, now()
+      FROM pgq.job_types t
+     WHERE t.type = ANY (changed) AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL)
+    ON CONFLICT (type) DO UPDATE
+       SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
+           rate_ms = excluded.rate_ms, claimed = excluded.claimed, set_at = excluded.set_at,
+           -- the starts of the current window stay counted when the window is the same
+           window_no = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_no END,
+           window_starts = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_starts ELSE 0 END;
+    DELETE FROM pgq.type_ends e
+     WHERE NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = e.type);
+    INSERT INTO pgq.type_ends AS e (type, ended)
+    SELECT l.type, 0 FROM pgq.type_limits l WHERE l.type = ANY (changed)
+    ON CONFLICT (type) DO UPDATE SET ended = 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER job_types_limits_sync
+    AFTER INSERT OR UPDATE OR DELETE ON pgq.job_types
+    FOR EACH STATEMENT EXECUTE FUNCTION pgq.limits_sync();
+
+-- ---- snooze --------------------------------------------------------------
+
+-- A handler asks that its job go back to ready p_delay_ms after this
+-- attempt ends, without spending the attempt (`pgq snooze D` of an exec
+-- handler, pgq_ctx_snooze() in process). Recorded on the running job,
+-- fenced by its lease token and a live lease; applied when the attempt
+-- ends done (pgq.complete_claim: ready at now() + the delay, the attempt
+-- not counted, a `snoozed` history row); any other end (a failure, a
+-- timeout, a release, an expired lease, a cancel) drops it. A later call
+-- in the same attempt replaces the delay. held: the lease holds;
+-- recorded: the snooze is asked; refused: not asked, because the job has
+-- snoozed max_snoozes times already (its type's [job T] max_snoozes).
+CREATE OR REPLACE FUNCTION pgq.snooze(p_id bigint, p_token uuid, p_delay_ms bigint)
+RETURNS TABLE (held boolean, recorded boolean, snoozes int, max_snoozes int)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    cur record;
+BEGIN
+    IF p_delay_ms IS NULL OR p_delay_ms < 0 OR p_delay_ms > 3155760000000 THEN
+        RAISE EXCEPTION 'snooze: the delay must be 0 to 100 years (3155760000000 ms), not % ms',
+            coalesce(p_delay_ms::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT j.snoozes, coalesce(t.max_snoozes, 100) AS max INTO cur
+      FROM pgq.jobs j LEFT JOIN pgq.job_types t ON t.type = j.type
+     WHERE j.id = p_id AND j.lease_token = p_token AND (j.state = 'running') IS TRUE
+       AND j.lease_expires_at > now()
+       FOR UPDATE OF j;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, false, NULL::int, NULL::int;
+        RETURN;
+    END IF;
+    IF cur.snoozes >= cur.max THEN
+        RETURN QUERY SELECT true, false, cur.snoozes, cur.max;
+        RETURN;
+    END IF;
+    UPDATE pgq.jobs j SET snooze_ms = p_delay_ms
+     WHERE j.id = p_id AND j.lease_token = p_token AND (j.state = 'running') IS TRUE;
+    RETURN QUERY SELECT true, true, cur.snoozes, cur.max;
+END
+$$;
+
 -- ---- the hot path: end attempts, claim the next, in one statement -------
 
 -- pgq.complete_claim is the one home of the two halves of a job's run: it
@@ -597,6 +782,11 @@ DECLARE
     k int;
     got int := 0;
     taken bigint;
+    paused boolean;
+    limited text[];    -- the types with limits (NULL: none, the common case)
+    blocked text[];    -- those that may not start now (NULL: none)
+    nb text[];
+    retry boolean;
 BEGIN
     IF n > 0 THEN
         IF p_outcome IS NULL
@@ -612,12 +802,19 @@ BEGIN
              WHERE a.id IS NOT NULL
         ), upd AS (
             UPDATE pgq.jobs j
-               SET state = CASE WHEN p_outcome IN ('done', 'cancelled') THEN p_outcome
+               SET state = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL THEN 'ready'
+                                WHEN p_outcome IN ('done', 'cancelled') THEN p_outcome
                                 WHEN p_outcome = 'released' OR j.attempts <= j.max_retries
                                 THEN 'ready' ELSE 'dead' END,
-                   attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
-                                   ELSE j.attempts END,
-                   run_at = CASE WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
+                   attempts = CASE WHEN p_outcome = 'released'
+                                     OR (p_outcome = 'done' AND j.snooze_ms IS NOT NULL)
+                                   THEN j.attempts - 1 ELSE j.attempts END,
+                   snoozes = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL
+                                  THEN j.snoozes + 1 ELSE j.snoozes END,
+                   snooze_ms = NULL,
+                   run_at = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL
+                                 THEN now() + j.snooze_ms * interval '1 millisecond'
+                                 WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
                                  THEN now() + (SELECT pgq.backoff_ms(j.attempts,
                                                                      coalesce(t.backoff_base_ms, 1000),
                                                                      coalesce(t.backoff_max_ms, 3600000))
@@ -625,7 +822,8 @@ BEGIN
                                                  LEFT JOIN pgq.job_types t ON t.type = j.type)
                                               * interval '1 millisecond'
                                  ELSE j.run_at END,
-                   finished_at = CASE WHEN p_outcome IN ('done', 'cancelled')
+                   finished_at = CASE WHEN (p_outcome = 'done' AND j.snooze_ms IS NULL)
+                                        OR p_outcome = 'cancelled'
                                         OR (failing AND j.attempts > j.max_retries)
                                       THEN now() END,
                    last_error = CASE WHEN failing OR p_outcome = 'cancelled' THEN a.error
@@ -634,30 +832,58 @@ BEGIN
                    lease_expires_at = NULL
               FROM a
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
-               AND NOT gone
+               AND (NOT gone OR j.snooze_ms IS NOT NULL)
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb, j.type,
+                   p_outcome = 'done' AND j.state = 'ready' AS snoozed
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
-               AND (j.state = 'running') IS TRUE
-         RETURNING j.id, j.run_at, j.attempts
+               AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
+         RETURNING j.id, j.run_at, j.attempts, j.type
+        ), ended AS (
+            -- The ends of limited types' attempts (the claim's counter,
+            -- see pgq.limit_take): their rows locked in type order first,
+            -- so that two completions cannot deadlock; only when the
+            -- fleet has limits (a one-time test of an empty table else).
+            SELECT e.type FROM pgq.type_ends e
+             WHERE EXISTS (SELECT 1 FROM pgq.type_ends)
+               AND e.type IN (SELECT u.type FROM upd u UNION ALL SELECT d.type FROM del d)
+             ORDER BY e.type FOR UPDATE
+        ), ends AS (
+            UPDATE pgq.type_ends e
+               SET ended = e.ended + (SELECT count(*)
+                                        FROM (SELECT u.type FROM upd u
+                                              UNION ALL SELECT d.type FROM del d) x
+                                       WHERE x.type = e.type)
+             WHERE e.type IN (SELECT l.type FROM ended l)
+        ), woke AS (
+            -- Snoozed jobs are ready again (later): announced like retries.
+            SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, false)) AS n
+              FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id
+                      FROM upd u WHERE u.snoozed
+                     ORDER BY u.queue, u.priority, u.run_at, u.id) f
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
-            SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
-                   p_outcome, u.lease_owner,
-                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
+            SELECT u.id, CASE WHEN p_outcome = 'released' OR u.snoozed THEN u.attempts + 1
+                              ELSE u.attempts END,
+                   CASE WHEN u.snoozed THEN 'snoozed' ELSE p_outcome END, u.lease_owner,
+                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)'
+                        WHEN u.snoozed THEN 'snoozed until ' || u.run_at || ' (not counted)'
+                        ELSE u.error END,
                    u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
                    extract(epoch FROM clock_timestamp() - u.started_at) * 1000
               FROM upd u
              WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
                 OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
+                OR u.snoozed
         )
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
           FROM upd u
+         WHERE (SELECT w.n FROM woke w) >= 0
         UNION ALL
         SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
@@ -684,7 +910,16 @@ BEGIN
     -- A paused queue is claimed by no one: its name is blanked here, so
     -- that the hints stay aligned with the queues (every search below
     -- skips a NULL name). One probe of pgq.queues' primary key per claim.
-    IF EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused) THEN
+    -- The same statement reads the limited types (pgq.type_use: none in a
+    -- fleet without limits, and then nothing below changes) and those of
+    -- them that may not start now, which the picks step over.
+    SELECT EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused),
+           l.limited, l.blocked
+      INTO paused, limited, blocked
+      FROM (SELECT array_agg(t.type) AS limited,
+                   array_agg(t.type) FILTER (WHERE t.blocked) AS blocked
+              FROM pgq.type_use t) l;
+    IF paused THEN
         p_queues := ARRAY(SELECT CASE WHEN EXISTS (SELECT 1 FROM pgq.queues pq
                                                      WHERE pq.queue = u.q AND pq.paused)
                                       THEN NULL ELSE u.q END
@@ -739,6 +974,7 @@ BEGIN
         END IF;
         -- Take from each in turn, locking only what is taken.
         FOREACH k IN ARRAY turn LOOP
+          LOOP   -- once more when a limited type's job was refused (see below)
             IF want > 1 THEN
                 -- Several: picked with a plan made afresh with the values
                 -- (rare, and shared by the batch).
@@ -751,16 +987,29 @@ BEGIN
                                > (CASE WHEN $4 = $2 THEN pgq.from_position_us($5)
                                        ELSE '-infinity' END,
                                   CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
+                           AND ($7::text[] IS NULL OR j.type <> ALL ($7))
                          ORDER BY j.run_at, j.id
                          LIMIT $3 FOR UPDATE SKIP LOCKED)
                 $q$ INTO picks
-                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k];
-                CONTINUE WHEN cardinality(picks) = 0;
+                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k],
+                      blocked;
+                EXIT WHEN cardinality(picks) = 0;
             END IF;
             -- The one place a lease is given out: the jobs just picked, or
             -- for one job (a pool worker's every call) the pick itself, in
             -- the same statement, with LIMIT 1 written out so that the
             -- cached plan walks the index (migration 003). ord: claim order.
+            --
+            -- Limits (a fleet without them skips all of this: `limited` is
+            -- NULL): the picks step over the blocked types, and a picked
+            -- job of a limited type is taken only if pgq.limit_take admits
+            -- it, under the lock of its type's counter (so the limit holds
+            -- however many pools claim at once; a job it refuses stays
+            -- ready and is announced, since other claims may have skipped
+            -- it while we held it). A claimed job's position is its
+            -- caller's new hint; when a job of a blocked type was stepped
+            -- over before it, the position is NULL instead, so that no
+            -- hint moves past a job that will be claimable again.
             RETURN QUERY
             WITH upd AS (
                 UPDATE pgq.jobs j
@@ -776,20 +1025,49 @@ BEGIN
                                            THEN pgq.from_position_us(p_hint_run_at[k])
                                            ELSE '-infinity' END,
                                       CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                               AND (blocked IS NULL OR c.type <> ALL (blocked))
                              ORDER BY c.run_at, c.id
                              LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+                   AND CASE WHEN limited IS NULL OR j.type <> ALL (limited) THEN true
+                            ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
              RETURNING j.*
             )
             SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
                    u.max_retries, u.priority, u.lease_token::text,
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
-                   got + CASE WHEN want > 1 THEN array_position(picks, u.id) ELSE 1 END,
-                   pgq.position_us(u.run_at), NULL::text
+                   -- (dense, though limits may refuse some of the picks)
+                   got + CASE WHEN want > 1
+                              THEN row_number() OVER (ORDER BY array_position(picks, u.id))::int
+                              ELSE 1 END,
+                   CASE WHEN blocked IS NULL THEN pgq.position_us(u.run_at)
+                        WHEN EXISTS (
+                            SELECT 1 FROM pgq.jobs s
+                             WHERE s.state = 'ready' AND s.queue = u.queue
+                               AND s.priority = u.priority AND s.type = ANY (blocked)
+                               AND (s.run_at, s.id) < (u.run_at, u.id)
+                               AND (s.run_at, s.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END))
+                        THEN NULL
+                        ELSE pgq.position_us(u.run_at) END,
+                   NULL::text
               FROM upd u;
             GET DIAGNOSTICS taken = ROW_COUNT;
+            -- Fewer taken than picked (or none for one) with limits: a type
+            -- may have reached its limit meanwhile; once the blocked types
+            -- are read again, this queue is searched once more without them.
+            retry := limited IS NOT NULL AND want - taken > 0
+                     AND taken < CASE WHEN want > 1 THEN cardinality(picks) ELSE 1 END;
             got := got + taken;
             want := want - taken;
+            EXIT WHEN NOT retry;
+            nb := ARRAY(SELECT t.type FROM pgq.type_use t WHERE t.blocked ORDER BY t.type);
+            EXIT WHEN cardinality(nb) = 0 OR (blocked IS NOT NULL AND nb <@ blocked);
+            blocked := nb;
+          END LOOP;
             EXIT WHEN want = 0;
         END LOOP;
         EXIT WHEN want = 0;
@@ -1010,7 +1288,7 @@ BEGIN
     RETURN QUERY
     WITH upd AS (
         UPDATE pgq.jobs j
-           SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL
+           SET state = 'ready', run_at = now(), attempts = 0, snoozes = 0, finished_at = NULL
          WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
         RETURNING j.id, j.queue, j.priority, j.run_at
     ), act AS (
@@ -1228,6 +1506,57 @@ LANGUAGE sql STABLE AS $$
                   j.started_at)
       FROM pgq.jobs j JOIN pgq.job_attempts a ON a.job_id = j.id
      WHERE j.state = 'running' AND a.outcome = 'cancelled' AND a.finished_at >= j.started_at
+    UNION ALL
+    -- Snoozes: asked only by a running attempt (every end clears it), and
+    -- counted from 0.
+    SELECT j.id, 'snooze asked by a job that is not running',
+           format('state %s, snooze_ms %s', j.state, j.snooze_ms)
+      FROM pgq.jobs j WHERE j.snooze_ms IS NOT NULL AND j.state <> 'running'
+    UNION ALL
+    SELECT j.id, 'negative snooze count', format('snoozes %s', j.snoozes)
+      FROM pgq.jobs j WHERE j.snoozes < 0
+    UNION ALL
+    -- Limits (pgq.limit_take, pgq.limits_sync): the counters are the
+    -- running jobs of their type; no more of a type started since its
+    -- limit was set are running than its concurrency; no more starts in
+    -- the current rate window than its rate; every limited type has its
+    -- counters and no other type has any.
+    SELECT NULL::bigint, 'limit counter is not the running jobs of its type',
+           format('type %s: counters say %s running, %s are', u.type, u.running, r.n)
+      FROM pgq.type_use u
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
+                          WHERE j.state = 'running' AND j.type = u.type) r
+     WHERE u.running <> r.n
+    UNION ALL
+    SELECT NULL::bigint, 'more running than the concurrency of the type',
+           format('type %s: %s started since its limit was set (%s) are running, concurrency %s',
+                  u.type, r.n, u.set_at, u.concurrency)
+      FROM pgq.type_use u
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
+                          WHERE j.state = 'running' AND j.type = u.type
+                            AND j.started_at >= u.set_at) r
+     WHERE u.concurrency IS NOT NULL AND r.n > u.concurrency
+    UNION ALL
+    SELECT NULL::bigint, 'more starts in a rate window than the rate of the type',
+           format('type %s: %s starts in the window, rate %s per %s ms', u.type,
+                  u.window_starts, u.rate_count, u.rate_ms)
+      FROM pgq.type_use u WHERE u.window_starts > u.rate_count
+    UNION ALL
+    SELECT NULL::bigint, 'limit counters out of step with the registered limits',
+           format('type %s: registered %s/%s/%s, counters %s/%s/%s, ends row %s',
+                  coalesce(t.type, l.type), t.concurrency, t.rate_count, t.rate_ms,
+                  l.concurrency, l.rate_count, l.rate_ms, e.type IS NOT NULL)
+      FROM (SELECT * FROM pgq.job_types jt
+             WHERE jt.concurrency IS NOT NULL OR jt.rate_count IS NOT NULL) t
+      FULL JOIN pgq.type_limits l ON l.type = t.type
+      LEFT JOIN pgq.type_ends e ON e.type = coalesce(t.type, l.type)
+     WHERE (t.type, t.concurrency, t.rate_count, t.rate_ms)
+           IS DISTINCT FROM (l.type, l.concurrency, l.rate_count, l.rate_ms)
+        OR e.type IS NULL
+    UNION ALL
+    SELECT NULL::bigint, 'limit ends of a type without limits', format('type %s', e.type)
+      FROM pgq.type_ends e
+     WHERE NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = e.type)
 $$;
 
 -- Superseded here; kept for SQL callers of version 3.

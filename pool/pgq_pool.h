@@ -36,6 +36,14 @@ PGQ_API pgq_conn *pgq_ctx_conn(pgq_ctx *ctx);
 PGQ_API pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen);
 
+/* Snooze the job: when the handler returns 0 the job goes back to ready
+ * ms milliseconds later, its attempt not counted (a `snoozed` history row);
+ * returning -1 fails the attempt as usual and drops the snooze. Recorded
+ * at once through the worker's connection, fenced by the lease (see
+ * pgq_snooze): PGQ_SNOOZE_REFUSED (with err) when the job has snoozed its
+ * type's max_snoozes times, and then returning 0 makes it done. */
+PGQ_API pgq_snooze_result pgq_ctx_snooze(pgq_ctx *ctx, int64_t ms, char *err, size_t errlen);
+
 /* True once this worker no longer holds the job's lease: whatever the
  * handler does now will not be recorded, and run_once refuses. */
 PGQ_API bool pgq_ctx_lease_lost(const pgq_ctx *ctx);
