@@ -46,6 +46,7 @@ int main(void)
         srunner_add_suite(sr, admin_suite());
         srunner_add_suite(sr, cli_suite());
         srunner_add_suite(sr, pool_suite());
+        srunner_add_suite(sr, limits_suite());
         srunner_add_suite(sr, pgbouncer_suite());
         srunner_add_suite(sr, tui_model_suite());
         srunner_add_suite(sr, tui_e2e_suite());

@@ -107,6 +107,7 @@ Suite *once_suite(void);
 Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *pool_suite(void);
+Suite *limits_suite(void);
 Suite *pgbouncer_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
