@@ -23,29 +23,28 @@ ALTER TABLE pgq.job_types
 -- The claim's view of the limited types: one row per type with a limit
 -- (kept by pgq.limits_sync from pgq.job_types), so that a fleet without
 -- limits finds this table empty and its claims do nothing more. The row
--- is the lock claims of the type serialize on: `claimed` counts the
--- type's claims since the limits were set (it started at the number then
--- running), `window_no` and `window_starts` the starts in the current rate
--- window. The ends are counted apart (pgq.type_ends), so that a completion
--- never waits for a claim's lock: running = claimed - ended.
+-- is the lock the claims of the type serialize on; `window_no` and
+-- `window_starts` count the starts in the current rate window.
 CREATE TABLE pgq.type_limits (
     type          text PRIMARY KEY REFERENCES pgq.job_types (type) ON DELETE CASCADE,
     concurrency   int,
     rate_count    int,
     rate_ms       bigint,
-    claimed       bigint NOT NULL DEFAULT 0,
     window_no     bigint,
     window_starts int NOT NULL DEFAULT 0,
     set_at        timestamptz NOT NULL DEFAULT now()
 );
 
--- (No foreign key: a completion's update of it must not lock the claim's
--- row, not even for a key check. pgq.limits_sync removes rows of types no
--- longer limited.)
-CREATE TABLE pgq.type_ends (
-    type  text PRIMARY KEY,
-    ended bigint NOT NULL DEFAULT 0
-);
+-- A running job of a limited type is marked `limited` by its claim (and
+-- by pgq.limits_sync for those running when a limit is set), and this
+-- partial index holds exactly those: a claim of the type counts its
+-- running jobs here, in a few index entries, under the type's lock. No
+-- counter is kept, so no end of an attempt (done, failed, released,
+-- reaped, cancelled, snoozed) has anything to update, and nothing can
+-- drift. Jobs of other types have no entry (NULL), so the index costs
+-- them nothing but its predicate's test on updates that change the state.
+ALTER TABLE pgq.jobs ADD COLUMN limited boolean;
+CREATE INDEX jobs_limited_running_idx ON pgq.jobs (type) WHERE state = 'running' AND limited;
 
 -- Snoozing: how often the job snoozed (reset by a requeue), and the delay
 -- its current attempt asked for (pgq.snooze), applied when the attempt

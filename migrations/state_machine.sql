@@ -518,24 +518,26 @@ $$;
 -- ---- limits per job type ---------------------------------------------------
 
 -- [job T] concurrency = N and rate = N/DURATION, fleet-wide (issue 12).
--- The design, chosen so that a fleet without limits pays nothing more than
--- an empty table's read per claim:
+-- The design, chosen so that a type without limits pays nothing more on
+-- the claim path, and nothing at all when its attempts end:
 --   * pgq.type_limits holds one row per limited type only (pgq.limits_sync
 --     keeps it equal to pgq.job_types); the claim reads it with its pause
 --     check, in the same statement, and with no row it changes nothing.
 --   * The row is the lock of the type's claims: a claim that picked a job
 --     of a limited type takes it only inside pgq.limit_take, which locks
 --     the counter rows (all of them, in type order, so that two claims
---     taking several types cannot deadlock), checks the limits against
---     the counts as they are after any concurrent claim committed, and
---     counts the start. Claims of other types never touch it.
---   * Ends are counted in pgq.type_ends, not on the claim's row, so that a
---     completion never waits for a claim (nor a claim for a completion):
---     running = claimed - ended. A completion that has not committed yet
---     is still running in every snapshot, so a claim can only see too
---     many running, never too few.
+--     taking several types cannot deadlock), then counts, in a statement
+--     that sees every claim committed before it got the lock, the type's
+--     running jobs (the partial index jobs_limited_running_idx: the claim
+--     marks a limited type's jobs `limited`), and the starts of the rate
+--     window on the row. Claims of other types never touch it.
+--   * No counter of running jobs is kept: the count is the index, so the
+--     ends of attempts (complete, fail, release, reap, cancel, snooze) do
+--     nothing for limits and cannot leave a count wrong. A completion not
+--     yet committed is still running in every snapshot, so a claim can only
+--     see too many running, never too few.
 --   * Rate windows are fixed, aligned to the epoch (window number
---     floor(epoch ms / window)), counted on the same row: at most N starts
+--     floor(epoch ms / window)), counted on the type's row: at most N starts
 --     per window. A burst may end one window and open the next, so a span
 --     of one window's length that straddles two may see up to 2N starts.
 --   * The claim steps over blocked types (at their limit now) in the index
@@ -546,52 +548,63 @@ $$;
 CREATE OR REPLACE FUNCTION pgq.rate_window(p_ms bigint) RETURNS bigint
 LANGUAGE sql STABLE AS $$ SELECT floor(extract(epoch FROM now()) * 1000 / p_ms)::bigint $$;
 
--- Each limited type's use now: running jobs (the counters'), starts in the
--- current rate window, and whether it may start a job now (blocked). The
--- claim reads it, and so do the dashboard and `pgq types list`.
+-- Each limited type's use now: running jobs, starts in the current rate
+-- window, and whether it may start a job now (blocked). The claim reads
+-- it, and so do the dashboard and `pgq types list`.
 CREATE OR REPLACE VIEW pgq.type_use AS
-    SELECT t.type, t.concurrency, t.claimed - coalesce(e.ended, 0) AS running,
-           t.rate_count, t.rate_ms,
+    SELECT t.type, t.concurrency, r.n AS running, t.rate_count, t.rate_ms,
            CASE WHEN t.window_no = pgq.rate_window(t.rate_ms) THEN t.window_starts ELSE 0 END
                AS window_starts,
-           (t.concurrency IS NOT NULL AND t.claimed - coalesce(e.ended, 0) >= t.concurrency)
+           (t.concurrency IS NOT NULL AND r.n >= t.concurrency)
            OR (t.rate_count IS NOT NULL AND t.window_no = pgq.rate_window(t.rate_ms)
                AND t.window_starts >= t.rate_count) AS blocked,
            t.set_at
-      FROM pgq.type_limits t LEFT JOIN pgq.type_ends e ON e.type = t.type;
+      FROM pgq.type_limits t
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
+                          WHERE j.state = 'running' AND j.limited AND j.type = t.type) r;
 
 -- Admit the claim of job p_id (of limited type p_type, picked and locked
--- by the claim): true, counted as a start, when the type is below its
--- concurrency and its rate window has room; false otherwise, and then the
--- job, which stays ready, is announced (claims that found it locked while
--- we held it may have moved their hints past it). Called from the claim's
--- UPDATE (pgq.complete_claim) for limited types only. The transaction
--- start time (now(), also the job's started_at) chooses the window; a
--- claim whose now() lies in a window before the one already counted is
--- refused (its window is over), so starts never count into a past window.
+-- by the claim): true, counted as a start of its rate window, when the
+-- type is below its concurrency and its window has room; false otherwise,
+-- and then the job, which stays ready, is announced (claims that found it
+-- locked while we held it may have moved their hints past it). Called
+-- from the claim's UPDATE (pgq.complete_claim) for limited types only;
+-- that UPDATE marks the job `limited`, so the next count includes it. The
+-- transaction start time (now(), also the job's started_at) chooses the
+-- window; a claim whose now() lies in a window before the one already
+-- counted is refused (its window is over), so starts never count into a
+-- past window.
 CREATE OR REPLACE FUNCTION pgq.limit_take(p_type text, p_id bigint, p_queue text, p_priority int,
                                           p_run_at timestamptz)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    lim record;
+    running bigint;
 BEGIN
     PERFORM 1 FROM pgq.type_limits l ORDER BY l.type FOR UPDATE;
-    UPDATE pgq.type_limits l
-       SET claimed = l.claimed + 1,
-           window_no = CASE WHEN l.rate_ms IS NULL THEN NULL ELSE pgq.rate_window(l.rate_ms) END,
-           window_starts = CASE WHEN l.rate_ms IS NULL THEN 0
-                                WHEN l.window_no = pgq.rate_window(l.rate_ms)
-                                THEN l.window_starts + 1 ELSE 1 END
-     WHERE l.type = p_type
-       AND (l.concurrency IS NULL
-            OR l.claimed - coalesce((SELECT e.ended FROM pgq.type_ends e WHERE e.type = l.type), 0)
-               < l.concurrency)
-       AND (l.rate_count IS NULL OR l.window_no IS NULL
-            OR l.window_no < pgq.rate_window(l.rate_ms)
-            OR (l.window_no = pgq.rate_window(l.rate_ms) AND l.window_starts < l.rate_count));
-    IF FOUND THEN
-        RETURN true;
+    -- A new statement, hence a snapshot taken after the lock: it sees the
+    -- jobs of every claim that held it before us.
+    SELECT l.concurrency, l.rate_count, l.rate_ms, l.window_no, l.window_starts INTO lim
+      FROM pgq.type_limits l WHERE l.type = p_type;
+    IF NOT FOUND THEN
+        RETURN true;   -- its limits were removed meanwhile: not limited
     END IF;
-    -- A type whose limits were removed meanwhile has no row: not limited.
-    IF NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = p_type) THEN
+    IF lim.concurrency IS NOT NULL THEN
+        SELECT count(*) INTO running FROM pgq.jobs j
+         WHERE j.state = 'running' AND j.limited AND j.type = p_type;
+    END IF;
+    IF (lim.concurrency IS NULL OR running < lim.concurrency)
+       AND (lim.rate_count IS NULL OR lim.window_no IS NULL
+            OR lim.window_no < pgq.rate_window(lim.rate_ms)
+            OR (lim.window_no = pgq.rate_window(lim.rate_ms)
+                AND lim.window_starts < lim.rate_count)) THEN
+        IF lim.rate_count IS NOT NULL THEN
+            UPDATE pgq.type_limits l
+               SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                                        THEN l.window_starts + 1 ELSE 1 END,
+                   window_no = pgq.rate_window(l.rate_ms)
+             WHERE l.type = p_type;
+        END IF;
         RETURN true;
     END IF;
     PERFORM pgq.announce(p_queue, p_priority, p_run_at, p_id, true);
@@ -602,13 +615,14 @@ $$;
 -- Keep pgq.type_limits equal to the limits registered in pgq.job_types
 -- (a trigger after every statement that writes pgq.job_types: `pgq types
 -- apply`, a pool's registration, an operator's UPDATE). Nothing happens
--- unless some type's limits changed. Then the counters of the changed
--- types restart from the jobs of the type running now, counted under an
--- ACCESS EXCLUSIVE lock of both counter tables: every claim and end that
--- read them has committed, and none can start until this transaction
--- does, so no start or end is counted twice or missed. (Claims and ends
--- wait for that lock for the few milliseconds of a registration that
--- changed a limit; one that changes nothing takes no lock.)
+-- unless some type's limits changed. Then, under an ACCESS EXCLUSIVE lock
+-- of pgq.type_limits (every claim that read it has committed, and none can
+-- start until this transaction does), the changed types' rows are
+-- replaced and their running jobs marked as limited or not, so that the
+-- count of running jobs a claim makes includes those that started before
+-- the limit was set. (Claims wait for that lock for the milliseconds of a
+-- registration that changed a limit; one that changes nothing takes no
+-- lock.)
 CREATE OR REPLACE FUNCTION pgq.limits_sync() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -627,30 +641,26 @@ BEGIN
         END IF;
         EXIT WHEN i = 2;
         -- Changed: look again under the lock.
-        LOCK TABLE pgq.type_limits, pgq.type_ends IN ACCESS EXCLUSIVE MODE;
+        LOCK TABLE pgq.type_limits IN ACCESS EXCLUSIVE MODE;
     END LOOP;
     DELETE FROM pgq.type_limits l
      WHERE l.type = ANY (changed)
        AND NOT EXISTS (SELECT 1 FROM pgq.job_types t WHERE t.type = l.type
                           AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL));
-    INSERT INTO pgq.type_limits AS l (type, concurrency, rate_count, rate_ms, claimed,
-                                      window_no, window_starts, set_at)
-    SELECT t.type, t.concurrency, t.rate_count, t.rate_ms,
-           (SELECT count(*) FROM pgq.jobs j WHERE j.state = 'running' AND j.type = t.type),
-           NULL, 0, now()
+    INSERT INTO pgq.type_limits AS l (type, concurrency, rate_count, rate_ms, window_no,
+                                      window_starts, set_at)
+    SELECT t.type, t.concurrency, t.rate_count, t.rate_ms, NULL, 0, now()
       FROM pgq.job_types t
      WHERE t.type = ANY (changed) AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL)
     ON CONFLICT (type) DO UPDATE
        SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
-           rate_ms = excluded.rate_ms, claimed = excluded.claimed, set_at = excluded.set_at,
+           rate_ms = excluded.rate_ms, set_at = excluded.set_at,
            -- the starts of the current window stay counted when the window is the same
            window_no = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_no END,
            window_starts = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_starts ELSE 0 END;
-    DELETE FROM pgq.type_ends e
-     WHERE NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = e.type);
-    INSERT INTO pgq.type_ends AS e (type, ended)
-    SELECT l.type, 0 FROM pgq.type_limits l WHERE l.type = ANY (changed)
-    ON CONFLICT (type) DO UPDATE SET ended = 0;
+    UPDATE pgq.jobs j
+       SET limited = EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = j.type)
+     WHERE j.state = 'running' AND j.type = ANY (changed);
     RETURN NULL;
 END
 $$;
@@ -783,8 +793,8 @@ DECLARE
     got int := 0;
     taken bigint;
     paused boolean;
-    limited text[];    -- the types with limits (NULL: none, the common case)
-    blocked text[];    -- those that may not start now (NULL: none)
+    limited_types text[];  -- the types with limits (NULL: none, the common case)
+    blocked_types text[];  -- those that may not start now (NULL: none)
     nb text[];
     retry boolean;
 BEGIN
@@ -834,36 +844,18 @@ BEGIN
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
                AND (NOT gone OR j.snooze_ms IS NOT NULL)
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb, j.type,
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
                    p_outcome = 'done' AND j.state = 'ready' AS snoozed
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
                AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
-         RETURNING j.id, j.run_at, j.attempts, j.type
-        ), ended AS (
-            -- The ends of limited types' attempts (the claim's counter,
-            -- see pgq.limit_take): their rows locked in type order first,
-            -- so that two completions cannot deadlock; only when the
-            -- fleet has limits (a one-time test of an empty table else).
-            SELECT e.type FROM pgq.type_ends e
-             WHERE EXISTS (SELECT 1 FROM pgq.type_ends)
-               AND e.type IN (SELECT u.type FROM upd u UNION ALL SELECT d.type FROM del d)
-             ORDER BY e.type FOR UPDATE
-        ), ends AS (
-            UPDATE pgq.type_ends e
-               SET ended = e.ended + (SELECT count(*)
-                                        FROM (SELECT u.type FROM upd u
-                                              UNION ALL SELECT d.type FROM del d) x
-                                       WHERE x.type = e.type)
-             WHERE e.type IN (SELECT l.type FROM ended l)
+         RETURNING j.id, j.run_at, j.attempts
         ), woke AS (
             -- Snoozed jobs are ready again (later): announced like retries.
-            SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, false)) AS n
-              FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id
-                      FROM upd u WHERE u.snoozed
-                     ORDER BY u.queue, u.priority, u.run_at, u.id) f
+            SELECT count(pgq.announce(u.queue, u.priority, u.run_at, u.id, false)) AS n
+              FROM upd u WHERE u.snoozed
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
@@ -915,7 +907,7 @@ BEGIN
     -- them that may not start now, which the picks step over.
     SELECT EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused),
            l.limited, l.blocked
-      INTO paused, limited, blocked
+      INTO paused, limited_types, blocked_types
       FROM (SELECT array_agg(t.type) AS limited,
                    array_agg(t.type) FILTER (WHERE t.blocked) AS blocked
               FROM pgq.type_use t) l;
@@ -992,7 +984,7 @@ BEGIN
                          LIMIT $3 FOR UPDATE SKIP LOCKED)
                 $q$ INTO picks
                 USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k],
-                      blocked;
+                      blocked_types;
                 EXIT WHEN cardinality(picks) = 0;
             END IF;
             -- The one place a lease is given out: the jobs just picked, or
@@ -1000,8 +992,8 @@ BEGIN
             -- the same statement, with LIMIT 1 written out so that the
             -- cached plan walks the index (migration 003). ord: claim order.
             --
-            -- Limits (a fleet without them skips all of this: `limited` is
-            -- NULL): the picks step over the blocked types, and a picked
+            -- Limits (a fleet without them skips all of this: `limited_types`
+            -- is NULL): the picks step over the blocked types, and a picked
             -- job of a limited type is taken only if pgq.limit_take admits
             -- it, under the lock of its type's counter (so the limit holds
             -- however many pools claim at once; a job it refuses stays
@@ -1015,7 +1007,8 @@ BEGIN
                 UPDATE pgq.jobs j
                    SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
                        lease_token = gen_random_uuid(),
-                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now()
+                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now(),
+                       limited = j.type = ANY (limited_types)
                  WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
                             SELECT c.id FROM pgq.jobs c
                              WHERE c.state = 'ready' AND c.queue = p_queues[k]
@@ -1025,10 +1018,10 @@ BEGIN
                                            THEN pgq.from_position_us(p_hint_run_at[k])
                                            ELSE '-infinity' END,
                                       CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
-                               AND (blocked IS NULL OR c.type <> ALL (blocked))
+                               AND (blocked_types IS NULL OR c.type <> ALL (blocked_types))
                              ORDER BY c.run_at, c.id
                              LIMIT 1 FOR UPDATE SKIP LOCKED) END)
-                   AND CASE WHEN limited IS NULL OR j.type <> ALL (limited) THEN true
+                   AND CASE WHEN limited_types IS NULL OR j.type <> ALL (limited_types) THEN true
                             ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
              RETURNING j.*
             )
@@ -1040,11 +1033,11 @@ BEGIN
                    got + CASE WHEN want > 1
                               THEN row_number() OVER (ORDER BY array_position(picks, u.id))::int
                               ELSE 1 END,
-                   CASE WHEN blocked IS NULL THEN pgq.position_us(u.run_at)
+                   CASE WHEN blocked_types IS NULL THEN pgq.position_us(u.run_at)
                         WHEN EXISTS (
                             SELECT 1 FROM pgq.jobs s
                              WHERE s.state = 'ready' AND s.queue = u.queue
-                               AND s.priority = u.priority AND s.type = ANY (blocked)
+                               AND s.priority = u.priority AND s.type = ANY (blocked_types)
                                AND (s.run_at, s.id) < (u.run_at, u.id)
                                AND (s.run_at, s.id)
                                    > (CASE WHEN p_hint_prio[k] = prio
@@ -1059,14 +1052,14 @@ BEGIN
             -- Fewer taken than picked (or none for one) with limits: a type
             -- may have reached its limit meanwhile; once the blocked types
             -- are read again, this queue is searched once more without them.
-            retry := limited IS NOT NULL AND want - taken > 0
+            retry := limited_types IS NOT NULL AND want - taken > 0
                      AND taken < CASE WHEN want > 1 THEN cardinality(picks) ELSE 1 END;
             got := got + taken;
             want := want - taken;
             EXIT WHEN NOT retry;
             nb := ARRAY(SELECT t.type FROM pgq.type_use t WHERE t.blocked ORDER BY t.type);
-            EXIT WHEN cardinality(nb) = 0 OR (blocked IS NOT NULL AND nb <@ blocked);
-            blocked := nb;
+            EXIT WHEN cardinality(nb) = 0 OR (blocked_types IS NOT NULL AND nb <@ blocked_types);
+            blocked_types := nb;
           END LOOP;
             EXIT WHEN want = 0;
         END LOOP;
@@ -1516,17 +1509,15 @@ LANGUAGE sql STABLE AS $$
     SELECT j.id, 'negative snooze count', format('snoozes %s', j.snoozes)
       FROM pgq.jobs j WHERE j.snoozes < 0
     UNION ALL
-    -- Limits (pgq.limit_take, pgq.limits_sync): the counters are the
-    -- running jobs of their type; no more of a type started since its
-    -- limit was set are running than its concurrency; no more starts in
-    -- the current rate window than its rate; every limited type has its
-    -- counters and no other type has any.
-    SELECT NULL::bigint, 'limit counter is not the running jobs of its type',
-           format('type %s: counters say %s running, %s are', u.type, u.running, r.n)
-      FROM pgq.type_use u
-     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
-                          WHERE j.state = 'running' AND j.type = u.type) r
-     WHERE u.running <> r.n
+    -- Limits (pgq.limit_take, pgq.limits_sync): every running job of a
+    -- limited type is counted (marked limited); no more of a type started
+    -- since its limit was set are running than its concurrency; no more
+    -- starts in the current rate window than its rate; the limited types
+    -- are those registered with limits.
+    SELECT j.id, 'running job of a limited type not counted',
+           format('type %s, limited %s', j.type, j.limited)
+      FROM pgq.jobs j JOIN pgq.type_limits l ON l.type = j.type
+     WHERE j.state = 'running' AND j.limited IS NOT TRUE
     UNION ALL
     SELECT NULL::bigint, 'more running than the concurrency of the type',
            format('type %s: %s started since its limit was set (%s) are running, concurrency %s',
@@ -1542,21 +1533,15 @@ LANGUAGE sql STABLE AS $$
                   u.window_starts, u.rate_count, u.rate_ms)
       FROM pgq.type_use u WHERE u.window_starts > u.rate_count
     UNION ALL
-    SELECT NULL::bigint, 'limit counters out of step with the registered limits',
-           format('type %s: registered %s/%s/%s, counters %s/%s/%s, ends row %s',
+    SELECT NULL::bigint, 'limits out of step with the registered ones',
+           format('type %s: registered %s/%s/%s, the claim''s %s/%s/%s',
                   coalesce(t.type, l.type), t.concurrency, t.rate_count, t.rate_ms,
-                  l.concurrency, l.rate_count, l.rate_ms, e.type IS NOT NULL)
+                  l.concurrency, l.rate_count, l.rate_ms)
       FROM (SELECT * FROM pgq.job_types jt
              WHERE jt.concurrency IS NOT NULL OR jt.rate_count IS NOT NULL) t
       FULL JOIN pgq.type_limits l ON l.type = t.type
-      LEFT JOIN pgq.type_ends e ON e.type = coalesce(t.type, l.type)
      WHERE (t.type, t.concurrency, t.rate_count, t.rate_ms)
            IS DISTINCT FROM (l.type, l.concurrency, l.rate_count, l.rate_ms)
-        OR e.type IS NULL
-    UNION ALL
-    SELECT NULL::bigint, 'limit ends of a type without limits', format('type %s', e.type)
-      FROM pgq.type_ends e
-     WHERE NOT EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = e.type)
 $$;
 
 -- Superseded here; kept for SQL callers of version 3.

@@ -45,6 +45,14 @@ struct snap_pool {
     bool stale;
 };
 
+/* A job type with fleet-wide limits and its use now (pgq.type_use). */
+struct snap_limit {
+    const char *type;
+    int concurrency, rate_count;   /* 0: that limit is not set */
+    int64_t running, rate_ms, window_starts;
+    bool blocked;                  /* at a limit: none of it starts now */
+};
+
 /* One row of the Running, Dead letters and Jobs lists. */
 struct snap_job {
     int64_t id;
@@ -91,6 +99,7 @@ struct snapshot {
 
     int64_t tput[MODEL_TPUT_BUCKETS];  /* [0] = the newest bucket */
     struct snap_pool *pools; size_t npools, nstale;
+    struct snap_limit *limits; size_t nlimits;
     struct snap_job *running; size_t nrunning; int64_t running_total;
     struct snap_job *dead; size_t ndead; int64_t dead_total;
     struct snap_job *jobs; size_t njobs; int64_t jobs_total;
