@@ -777,8 +777,12 @@ RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, att
                run_at bigint, state text)
 -- Generic plans and no sequential scans: see migration 003. Every hint
 -- condition below is on parameters only, so that the plan keeps walking
--- the claim index from the bound (a gate, not a filter).
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+-- the claim index from the bound (a gate, not a filter). No JIT: the
+-- read of pgq.type_limits (a few rows, no index worth walking) is a
+-- sequential scan whose disabled cost alone passes jit_above_cost, and
+-- compiling it took 230 ms per claim.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     n int := coalesce(cardinality(p_ids), 0);
