@@ -1,4 +1,5 @@
 /* pgq add, show, stats, requeue, cancel: producing and operating jobs. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,57 @@ static const char *opt_value(const struct cli *c, int argc, char **argv, int *i,
     return argv[++*i];
 }
 
+/* --payload-file FILE ("-": stdin): for payloads too big for an argument
+ * (the kernel caps one at 128 KiB). The whole file; a NUL byte in it is
+ * refused by offset, since the JSON would silently end there. */
+static char *read_payload(const struct cli *c, const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    const char *name = f == stdin ? "stdin" : path;
+    if (!f) {
+        cli_error(c, "--payload-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 >= cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    bool failed = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!buf) {
+        cli_error(c, "--payload-file %s: out of memory", name);
+        return NULL;
+    }
+    if (failed) {
+        cli_error(c, "--payload-file %s: read error", name);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    size_t nul = strlen(buf);
+    if (nul != len) {
+        cli_error(c, "--payload-file %s: a NUL byte at offset %zu (a payload is JSON text)", name,
+                  nul);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 int cmd_add(struct cli *c, int argc, char **argv)
 {
     char err[1024];
@@ -33,6 +85,7 @@ int cmd_add(struct cli *c, int argc, char **argv)
     int npos = 0;
     pgq_add_opts o = PGQ_ADD_OPTS_INIT;
     bool have_delay = false;
+    const char *payload_file = NULL;
 
     for (int i = 1; i < argc; i++) {
         bool bad = false;
@@ -47,6 +100,7 @@ int cmd_add(struct cli *c, int argc, char **argv)
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
                    "               [--max-retries N] [--idempotency-key K [--unique-for D]\n"
                    "               [--replace]] [-c FILE] [--db URL]\n"
+                   "       pgq add TYPE --payload-file FILE [the same options]  (- for stdin)\n"
                    "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
                    "key that already exists, nothing is added and the existing job's id is\n"
@@ -56,7 +110,8 @@ int cmd_add(struct cli *c, int argc, char **argv)
                    "--unique-for D: the key dedups only for D after its job was added (done or\n"
                    "not); after that a new job is made. --replace: a job holding the key that is\n"
                    "still waiting (never started) takes this payload and run_at instead, and its\n"
-                   "id is printed followed by \"replaced\" (debounce).\n\n"
+                   "id is printed followed by \"replaced\" (debounce). --payload-file FILE reads\n"
+                   "the payload from FILE (- for stdin), for payloads too big for an argument.\n\n"
                    "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
                    "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
                    "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
@@ -89,6 +144,8 @@ int cmd_add(struct cli *c, int argc, char **argv)
                 return cli_usage_error(c, "--unique-for: must be longer than 0");
         } else if (strcmp(argv[i], "--replace") == 0) {
             o.replace = true;
+        } else if ((v = opt_value(c, argc, argv, &i, "--payload-file", &bad))) {
+            payload_file = v;
         } else if ((v = opt_value(c, argc, argv, &i, "--idempotency-key", &bad))) {
             if (!*v)
                 return cli_usage_error(c, "--idempotency-key: empty key");
@@ -110,17 +167,26 @@ int cmd_add(struct cli *c, int argc, char **argv)
                                    "command line");
         return cli_add_lines(c);
     }
-    if (npos < 2)
+    if (payload_file && npos == 2)
+        return cli_usage_error(c, "give the payload as JSON or --payload-file, not both");
+    if (npos < (payload_file ? 1 : 2))
         return cli_usage_error(c, "needs TYPE and JSON (see pgq add --help)");
     if (have_delay && o.run_at)
         return cli_usage_error(c, "give --delay or --run-at, not both");
     if ((o.unique_for_ms || o.replace) && !o.idempotency_key)
         return cli_usage_error(c, "%s needs --idempotency-key",
                                o.replace ? "--replace" : "--unique-for");
-    if (cli_connect(c, false) < 0)
+    char *payload = NULL;
+    if (payload_file && !(payload = read_payload(c, payload_file)))
         return EXIT_FAIL;
+    if (cli_connect(c, false) < 0) {
+        free(payload);
+        return EXIT_FAIL;
+    }
     pgq_add_result res;
-    if (pgq_add(c->conn, pos[0], pos[1], &o, &res, err, sizeof err) < 0)
+    int rc = pgq_add(c->conn, pos[0], payload ? payload : pos[1], &o, &res, err, sizeof err);
+    free(payload);
+    if (rc < 0)
         return cli_error(c, "%s", err);
     printf("%" PRId64 "%s\n", res.id,
            res.replaced ? " replaced" : res.duplicate ? " duplicate" : "");

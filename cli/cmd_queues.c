@@ -34,8 +34,9 @@ static int pause_or_resume(struct cli *c, int argc, char **argv, bool pause)
     for (int i = 0; i < npos; i++) {
         char why[512];
         if (pgq_queue_name_check(pos[i], why, sizeof why) < 0) {
+            int rc = cli_usage_error(c, "queue \"%s\": %s", pos[i], why);
             free(pos);
-            return cli_usage_error(c, "queue \"%s\": %s", pos[i], why);
+            return rc;
         }
     }
     bool *changed = calloc((size_t)npos, sizeof *changed);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dbarg.h"
 #include "duration.h"
 
 static int vreport(const struct cli *c, int code, const char *fmt, va_list ap)
@@ -62,21 +63,34 @@ int cli_common_opt(struct cli *c, int argc, char **argv, int *i)
         c->json = true;
         return 1;
     }
+    enum { CONFIG, DB, DB_FILE } which;
     if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0)
-        slot = &c->config_path;
+        which = CONFIG, slot = &c->config_path;
     else if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0)
-        slot = &c->db_url;
+        which = DB, slot = &c->db_url;
+    else if (strcmp(a, "--db-file") == 0 || strncmp(a, "--db-file=", 10) == 0)
+        which = DB_FILE, slot = &c->db_url;
     else
         return 0;
-    const char *eq = strchr(a, '=');
+    char *eq = strchr(argv[*i], '=');
+    char *arg;
     if (eq && a[1] == '-') {
-        val = eq + 1;
+        arg = eq + 1;
     } else {
         if (*i + 1 >= argc) {
             cli_usage_error(c, "%s needs a value", a);
             return -1;
         }
-        val = argv[++*i];
+        arg = argv[++*i];
+    }
+    val = arg;
+    if (which == DB) {
+        val = cli_db_arg("pgq", arg);
+    } else if (which == DB_FILE) {
+        /* printed; a file that cannot be used is a failure, not a usage
+         * error, and nothing is open yet */
+        if (!(val = cli_db_file("pgq", arg)))
+            exit(EXIT_FAIL);
     }
     *slot = val;
     return 1;

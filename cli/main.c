@@ -22,7 +22,7 @@ static const struct command {
 } commands[] = {
     { "version", cmd_version, "this pgq's version and schema version", true },
     { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them, --to N stops at N)", false },
-    { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones", true },
+    { "types", cmd_types, "apply job types from -c pool.ini, list the registered ones, or write their C header", true },
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
     { "snooze", cmd_snooze, "put the current job back to ready later, no attempt spent (exec handlers)", false },
@@ -68,11 +68,12 @@ static int cmd_config_reference(struct cli *c, int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: pgq [-c pool.ini] [--db URL] COMMAND [ARGS...]\n\n"
+    fprintf(f, "usage: pgq [-c pool.ini] [--db URL | --db-file FILE] COMMAND [ARGS...]\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nThe database is --db URL, else [database] url of -c FILE, else $DATABASE_URL.\n"
+    fprintf(f, "\nThe database is --db URL (or the URL in --db-file FILE), else [database] url of\n"
+               "-c FILE, else $DATABASE_URL.\n"
                "`pgq COMMAND --help` tells more. pgq %s.\n", PGQ_VERSION);
 }
 

@@ -22,16 +22,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dbarg.h"
 #include "log.h"
 #include "pgq_pool.h"
 #include "top.h"
 
 static const char usage[] =
-    "usage: pgq-pool -c pool.ini [--db URL] [--check] [-v | -q]\n\n"
+    "usage: pgq-pool -c pool.ini [--db URL | --db-file FILE] [--check] [-v | -q]\n\n"
     "Run the worker pool described by pool.ini: workers claim jobs from the\n"
     "configured queues and run each job type's handler.\n\n"
     "  -c, --config FILE  the pool.ini (required)\n"
     "      --db URL       database (beats [database] url and $DATABASE_URL)\n"
+    "      --db-file FILE the database URL read from FILE (keeps a password out of ps)\n"
     "      --check        validate FILE and every handler, then exit (0 = ok)\n"
     "      --tui          show the dashboard (as `pgq top`); q stops the pool\n"
     "      --log FILE     where the log goes with --tui (default $TMPDIR/pgq-pool-PID.log)\n"
@@ -137,9 +139,15 @@ int main(int argc, char **argv)
         } else if (strncmp(a, "--config=", 9) == 0) {
             config = a + 9;
         } else if (strcmp(a, "--db") == 0 && i + 1 < argc) {
-            db = argv[++i];
+            db = cli_db_arg("pgq-pool", argv[++i]);
         } else if (strncmp(a, "--db=", 5) == 0) {
-            db = a + 5;
+            db = cli_db_arg("pgq-pool", argv[i] + 5);
+        } else if (strcmp(a, "--db-file") == 0 && i + 1 < argc) {
+            if (!(db = cli_db_file("pgq-pool", argv[++i])))
+                return 1;
+        } else if (strncmp(a, "--db-file=", 10) == 0) {
+            if (!(db = cli_db_file("pgq-pool", a + 10)))
+                return 1;
         } else if (strcmp(a, "--check") == 0) {
             check = true;
         } else if (strcmp(a, "--tui") == 0) {

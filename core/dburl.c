@@ -12,6 +12,8 @@
  * pieces of the URL. */
 #include "db.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +27,9 @@ void pgq_url_redact(const char *url, char *out, size_t outlen)
     size_t n = 0;
     if (!outlen)
         return;
-#define PUT(ch) do { if (n + 1 < outlen) out[n++] = (ch); } while (0)
+    /* ch is evaluated even when out is full: callers advance with PUT(*p++),
+     * and a full buffer must not stop the scan (it looped forever). */
+#define PUT(ch) do { char c_ = (ch); if (n + 1 < outlen) out[n++] = c_; } while (0)
     if (is_uri(url)) {
         /* scheme://user:PASSWORD@host...: the authority ends at the first
          * '/', '?' or '#'; its last '@' ends the user info. */
@@ -37,7 +41,9 @@ void pgq_url_redact(const char *url, char *out, size_t outlen)
                 at = p;
         const char *colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
         for (const char *p = url; *p; p++) {
-            if (colon && p == colon + 1) {
+            /* an empty password (user:@host) has nothing to mask, and
+             * stepping back to the colon would loop forever */
+            if (colon && p == colon + 1 && p < at) {
                 PUT('*'); PUT('*'); PUT('*');
                 p = at - 1;
                 continue;
@@ -140,4 +146,80 @@ int db_url_check(const char *url, char *err, size_t errlen)
     unquote_url_pieces(why ? why : "out of memory", url, shown, msg, sizeof msg);
     PQfreemem(why);
     return seterr(err, errlen, "database URL \"%s\" is not valid: %s", shown, msg);
+}
+
+bool pgq_url_has_password(const char *url)
+{
+    size_t len = strlen(url) + 4;   /* "***" may be longer than a short password */
+    char *shown = malloc(len);
+    if (!shown)
+        return true;
+    pgq_url_redact(url, shown, len);
+    bool has = strcmp(shown, url) != 0;
+    free(shown);
+    return has;
+}
+
+void pgq_url_hide_arg(char *arg)
+{
+    size_t len = strlen(arg);
+    char *shown = malloc(len + 4);
+    if (!shown) {
+        memset(arg, '*', len);   /* cannot redact: hide it all */
+        return;
+    }
+    pgq_url_redact(arg, shown, len + 4);
+    size_t n = strlen(shown);
+    if (n > len)
+        n = len;
+    memcpy(arg, shown, n);
+    memset(arg + n, '\0', len - n);
+    free(shown);
+}
+
+char *pgq_url_from_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        seterr(err, errlen, "--db-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *url = NULL, *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                         line[n - 1] == '\t'))
+            line[--n] = '\0';
+        if (!n)
+            continue;
+        if (url) {
+            /* never quote the line: it may be a password */
+            seterr(err, errlen, "--db-file %s:%d: a second non-empty line (the file holds one "
+                   "database URL)", path, lineno);
+            free(url);
+            url = NULL;
+            goto out;
+        }
+        if (!(url = strdup(line))) {
+            seterr(err, errlen, "--db-file %s: out of memory", path);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        seterr(err, errlen, "--db-file %s: %s", path, strerror(errno));
+        free(url);
+        url = NULL;
+    } else if (!url) {
+        seterr(err, errlen, "--db-file %s: the file is empty (give one database URL)", path);
+    }
+out:
+    /* the buffer held the secret: clear it before it goes back to malloc */
+    if (line)
+        memset(line, 0, cap);
+    free(line);
+    fclose(f);
+    return url;
 }

@@ -69,8 +69,12 @@ int pgq_once_end(pgq_conn *c, int64_t job_id, const char *token, const char *key
     char ids[24];
     snprintf(ids, sizeof ids, "%" PRId64, job_id);
     const char *params[] = { ids, token, key };
-    /* Recorded even if the lease was lost meanwhile: the effect did happen
-     * (or cleanly did not), and the ledger must say the truth. */
+    /* Only while this lease still holds the job (pgq.effect_done and
+     * effect_forget check the job row): once another attempt has taken the
+     * job it may have found the record in doubt and acted on that, so a
+     * zombie's late "done" or "forget" would rewrite what it saw (a forget
+     * then left a done job with no trace of its effect). Refused, the
+     * record stays 'started': in doubt, visible to operators. */
     PGresult *r = db_run(c, succeeded ? STMT_ONCE_DONE : STMT_ONCE_FORGET, 3, params,
                          PGRES_TUPLES_OK, "run_once: record outcome", err, errlen);
     if (!r)

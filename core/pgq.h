@@ -103,6 +103,21 @@ PGQ_API void pgq_conn_set_keep_done(pgq_conn *c, bool keep);
  * key=value string (password=...) replaced by ***. Always NUL-terminated. */
 PGQ_API void pgq_url_redact(const char *url, char *out, size_t outlen);
 
+/* true when url holds a password (user:PASSWORD@ or password=...). */
+PGQ_API bool pgq_url_has_password(const char *url);
+
+/* Overwrite a command-line argument that holds a URL with its redacted form
+ * (padded with NULs, cut to the argument's length), so that `ps` and
+ * /proc/PID/cmdline no longer show the password. The caller keeps a copy
+ * made before. */
+PGQ_API void pgq_url_hide_arg(char *arg);
+
+/* Read a database URL from path (the first line; a trailing newline and
+ * spaces dropped): --db-file, for credentials kept out of argv and the
+ * environment. Returns a malloc'd string, or NULL with err naming the file
+ * (unreadable, empty, or more than one non-empty line). */
+PGQ_API char *pgq_url_from_file(const char *path, char *err, size_t errlen);
+
 /* ---- schema ------------------------------------------------------------ */
 
 typedef struct pgq_migration_status {

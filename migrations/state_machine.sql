@@ -1232,10 +1232,23 @@ BEGIN
 END
 $$;
 
+-- effect_done and effect_forget are fenced by the job's lease, not only by
+-- the record's token: a zombie (lease expired, job reaped and claimed
+-- again) must change nothing, and the next attempt may already have found
+-- the record in doubt (and completed the job on that). The job row is
+-- locked FOR SHARE, as in effect_begin, so a concurrent reap either waits
+-- for us or makes us see the new token. The lease need not be unexpired:
+-- as with complete, an expired lease nobody took over still holds.
+
 -- The effect ran: started -> done (only the record this lease started).
 CREATE OR REPLACE FUNCTION pgq.effect_done(p_job bigint, p_token uuid, p_key text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM 1 FROM pgq.jobs j
+     WHERE j.id = p_job AND j.lease_token = p_token AND (j.state = 'running') IS TRUE FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
     UPDATE pgq.effects e SET state = 'done', finished_at = now()
      WHERE e.job_id = p_job AND e.key = p_key AND e.lease_token = p_token
        AND e.state = 'started';
@@ -1247,6 +1260,11 @@ $$;
 CREATE OR REPLACE FUNCTION pgq.effect_forget(p_job bigint, p_token uuid, p_key text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM 1 FROM pgq.jobs j
+     WHERE j.id = p_job AND j.lease_token = p_token AND (j.state = 'running') IS TRUE FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
     DELETE FROM pgq.effects e
      WHERE e.job_id = p_job AND e.key = p_key AND e.lease_token = p_token
        AND e.state = 'started';

@@ -220,6 +220,8 @@ static bool acks_reserve(struct batch *b, size_t extra)
 /* Put acks that could not be recorded back in front; mu held. */
 static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
+    if (n == 0)
+        return;   /* a may be NULL then: memcpy from NULL is undefined even for 0 bytes */
     if (!acks_reserve(b, n)) {
         pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
                  "their leases will expire and they will run again", n);

@@ -33,7 +33,10 @@ int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, si
         return -1;
     }
     pgq_pool *p = calloc(1, sizeof *p);
-    if (!p || !(p->url = strdup(url))) {
+    if (!p || !(p->url = strdup(url)) ||
+        asprintf(&p->url_env, "DATABASE_URL=%s", url) < 0) {
+        if (p)
+            free(p->url);
         free(p);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -352,6 +355,7 @@ void pgq_pool_free(pgq_pool *p)
     pgq_cfg_free(p->cfg);
     free(p->slots);
     free(p->url);
+    free(p->url_env);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake_cv);
     pthread_cond_destroy(&p->state_cv);

@@ -84,16 +84,18 @@ struct outcome {
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
                      struct outcome *o)
 {
-    char env[6][1200];
+    /* Names and ids are short and bounded; the URL is not (a long
+     * options= or sslrootcert= path), so it is the pool's own string. */
+    char env[5][1200];
     const char *envp[7];
     snprintf(env[0], sizeof env[0], "PGQ_JOB_ID=%" PRId64, j->id);
     snprintf(env[1], sizeof env[1], "PGQ_JOB_TYPE=%s", j->type);
     snprintf(env[2], sizeof env[2], "PGQ_QUEUE=%s", j->queue);
     snprintf(env[3], sizeof env[3], "PGQ_ATTEMPT=%d", j->attempt);
     snprintf(env[4], sizeof env[4], "PGQ_LEASE_TOKEN=%s", j->lease_token);
-    snprintf(env[5], sizeof env[5], "DATABASE_URL=%s", s->pool->url);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 5; i++)
         envp[i] = env[i];
+    envp[5] = s->pool->url_env;
     envp[6] = NULL;
     exec_request req = {
         .argv = (const char *const *)h->type->argv,

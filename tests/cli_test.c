@@ -297,7 +297,7 @@ START_TEST(help_and_usage)
     usage_err(PGQ("add", "t", "{}", "--bogus"), "pgq add: ", "--bogus");
     usage_err(PGQ("show", "abc"), "pgq show: ", "\"abc\"");
     usage_err(PGQ("show", "--db"), "pgq show: ", "--db");
-    usage_err(PGQ("types"), "pgq types: ", "apply or list");
+    usage_err(PGQ("types"), "pgq types: ", "apply, list or header");
     usage_err(PGQ("types", "remove"), "pgq types: ", "\"remove\"");
     usage_err(PGQ("requeue"), "pgq requeue: ", "--dead");
     usage_err(PGQ("cancel"), "pgq cancel: ", "ids");
@@ -1154,7 +1154,10 @@ START_TEST(bad_urls_and_missing_grants_are_explained)
                "postgresql://USER@HOST:PORT/DBNAME (postgresql:///DBNAME for the local socket) "
                "or key=value pairs\n");
     ASSERT_RUN(run_env(NULL, ARGV("--db", "postgresql://u:se%zzcret@localhost/db", "stats")), 1,
-               "", "pgq stats: database URL \"postgresql://u:***@localhost/db\" is not valid: "
+               "", "pgq: warning: the --db URL holds a password, which other local users can "
+               "read in ps; use --db-file FILE, PGPASSWORD or a passfile instead (README, "
+               "\"Credentials\")\n"
+               "pgq stats: database URL \"postgresql://u:***@localhost/db\" is not valid: "
                "invalid percent-encoded token\n");
     if (tu_int("SELECT rolsuper::int FROM pg_roles WHERE rolname = current_user", 0, NULL) != 1)
         return;
@@ -1236,6 +1239,46 @@ START_TEST(json_output_and_unbroken_text)
 END_TEST
 
 /* pgq add -: JSON lines on stdin, ids back in order; a bad line is named. */
+/* --payload-file: a payload bigger than one argument may be (128 KiB),
+ * from a file and from stdin; a NUL byte and a missing file are named. */
+START_TEST(add_reads_payload_from_file)
+{
+    const char *in = tmp_path("big.json");
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"blob\": \"", f);
+    for (int i = 0; i < 300000; i++)
+        fputc('a' + i % 26, f);
+    fputs("\"}\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    struct run r = PGQ_DB("add", "t", "--payload-file", in);
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    long long id = parse_id(r.out);
+    ck_assert_int_eq(job_int(id, "length(payload->>'blob')"), 300000);
+
+    run_stdin = in;
+    r = PGQ_DB("add", "t", "--payload-file", "-");
+    run_stdin = NULL;
+    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    ck_assert_int_eq(job_int(parse_id(r.out), "length(payload->>'blob')"), 300000);
+
+    const char *nul = tmp_path("nul.json");
+    f = fopen(nul, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite("{\"a\": 1}\0{\"b\": 2}", 1, 17, f);
+    ck_assert_int_eq(fclose(f), 0);
+    ASSERT_RUN(PGQ_DB("add", "t", "--payload-file", nul), 1, "",
+               fmt("pgq add: --payload-file %s: a NUL byte at offset 8 (a payload is JSON "
+                   "text)\n", nul));
+    ASSERT_RUN(PGQ_DB("add", "t", "--payload-file", tmp_path("none.json")), 1, "",
+               fmt("pgq add: --payload-file %s: No such file or directory\n",
+                   tmp_path("none.json")));
+    ASSERT_RUN(PGQ_DB("add", "t", "{}", "--payload-file", in), 2, "",
+               "pgq add: give the payload as JSON or --payload-file, not both\n");
+    ck_assert_int_eq(njobs(), 2);
+}
+END_TEST
+
 START_TEST(add_reads_json_lines)
 {
     const char *in = tmp_path("jobs.jsonl");
@@ -1396,6 +1439,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, bad_urls_and_missing_grants_are_explained);
     tcase_add_test(tc, json_output_and_unbroken_text);
     tcase_add_test(tc, add_reads_json_lines);
+    tcase_add_test(tc, add_reads_payload_from_file);
     tcase_add_test(tc, stats_prometheus_is_valid_exposition);
     tcase_add_test(tc, types_apply_and_list);
     tcase_add_test(tc, bad_ini_is_refused_with_file_and_line);

@@ -24,6 +24,15 @@ START_TEST(passwords_are_masked)
     redacts("password='a b\\' c' user=u", "password=*** user=u");
     redacts("password = s3 user=u", "password = *** user=u");
     redacts("dbname=password", "dbname=password");
+    /* found by fuzz_dburl: a key=value URL longer than the output buffer
+     * looped forever (the scan advanced inside PUT, skipped when full) */
+    char small[16];
+    pgq_url_redact("host=h application_name=abcdefghijklmnop password=x", small, sizeof small);
+    ck_assert_str_eq(small, "host=h applicat");
+    ck_assert(pgq_url_has_password("password= v v=u password= v"));
+    /* found by fuzz_dburl: an empty password looped forever */
+    redacts("postgres://w:@[:0]%5ser/u", "postgres://w:@[:0]%5ser/u");
+    redacts("postgresql://u:@h/db", "postgresql://u:@h/db");
 }
 END_TEST
 
@@ -56,12 +65,40 @@ START_TEST(bad_urls_are_named_without_their_password)
 }
 END_TEST
 
+static void hides(const char *url, const char *want)
+{
+    char arg[256];
+    size_t len = strlen(url);
+    snprintf(arg, sizeof arg, "%s", url);
+    arg[len + 1] = 'Z';   /* the next argument's first byte: must survive */
+    pgq_url_hide_arg(arg);
+    ck_assert_msg(strcmp(arg, want) == 0, "%s -> [%s], want [%s]", url, arg, want);
+    for (size_t i = strlen(arg); i < len; i++)
+        ck_assert_msg(arg[i] == '\0', "%s: byte %zu not cleared", url, i);
+    ck_assert_int_eq(arg[len + 1], 'Z');
+}
+
+/* What ps shows of --db after the programs hid it (cli/dbarg.c). */
+START_TEST(arguments_are_hidden_in_place)
+{
+    hides("postgresql://u:secret@h/db", "postgresql://u:***@h/db");
+    hides("postgresql://u:p@h/db", "postgresql://u:***@h/");    /* cut, never longer */
+    hides("host=h password=secret", "host=h password=***");
+    hides("postgresql://u@h/db", "postgresql://u@h/db");
+    ck_assert(pgq_url_has_password("postgresql://u:s@h/db"));
+    ck_assert(pgq_url_has_password("host=h password=s"));
+    ck_assert(!pgq_url_has_password("postgresql://u@h/db?application_name=password"));
+    ck_assert(!pgq_url_has_password("dbname=password"));
+}
+END_TEST
+
 Suite *dburl_suite(void)
 {
     Suite *s = suite_create("dburl");
     TCase *tc = tcase_create("dburl");
     tcase_add_test(tc, passwords_are_masked);
     tcase_add_test(tc, bad_urls_are_named_without_their_password);
+    tcase_add_test(tc, arguments_are_hidden_in_place);
     suite_add_tcase(s, tc);
     return s;
 }

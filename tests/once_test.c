@@ -128,6 +128,43 @@ START_TEST(lost_lease_does_not_run)
 }
 END_TEST
 
+/* A zombie (its lease expired and the job was claimed again) that comes
+ * back inside fn can neither forget its effect record (fn failed cleanly)
+ * nor mark it done: the next attempt already found it in doubt, and the
+ * operator must keep seeing that. Found by the chaos suite: a pool resumed
+ * after SIGSTOP deleted the record of a job another pool had completed as
+ * in doubt, leaving a done job with no trace of its effect. */
+START_TEST(zombie_cannot_forget_or_finish_its_effect)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    add(c);
+    pgq_job *a = claim(c, 1000);
+    const char *pa[] = { tu_lld(a->id), a->lease_token };
+    ck_assert_int_eq(tu_int("SELECT inserted::int FROM pgq.effect_begin($1, $2, 'email')", 2,
+                            pa), 1);
+    tu_reap_until(c, 1);
+    pgq_job *b = claim(c, 60000);
+    ck_assert_int_eq(pgq_run_once(c, b->id, b->lease_token, "email", count_run, NULL, err,
+                                  sizeof err), PGQ_ONCE_IN_DOUBT);
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(tu_int("SELECT pgq.effect_forget($1, $2, 'email')::int", 2, pa), 0);
+        ck_assert_int_eq(tu_int("SELECT pgq.effect_done($1, $2, 'email')::int", 2, pa), 0);
+        ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects_in_doubt WHERE key = "
+                                "'email'", 0, NULL), 1);
+        if (round == 0) {   /* and once the job is done */
+            bool lost = true;
+            ck_assert_msg(pgq_complete(c, b->id, b->lease_token, NULL, &lost, err,
+                                       sizeof err) == 0, "%s", err);
+            ck_assert(!lost);
+        }
+    }
+    pgq_job_free(a);
+    pgq_job_free(b);
+    pgq_disconnect(c);
+}
+END_TEST
+
 /* Child: claim, then run_once whose fn reports on the pipe and hangs. */
 struct hang_arg {
     int fd;
@@ -226,6 +263,7 @@ Suite *once_suite(void)
     tcase_add_test(tc, done_effect_is_skipped_on_retry);
     tcase_add_test(tc, clean_failure_removes_record_so_retry_runs);
     tcase_add_test(tc, lost_lease_does_not_run);
+    tcase_add_test(tc, zombie_cannot_forget_or_finish_its_effect);
     tcase_add_test(tc, sigkill_inside_fn_leaves_effect_in_doubt);
     suite_add_tcase(s, tc);
     return s;
