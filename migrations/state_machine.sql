@@ -1006,6 +1006,37 @@ BEGIN
             -- caller's new hint; when a job of a blocked type was stepped
             -- over before it, the position is NULL instead, so that no
             -- hint moves past a job that will be claimable again.
+            -- Without limits in the fleet the statement is the one of
+            -- version 6, node for node: a type without limits costs its
+            -- claims nothing more (bench/LIMITS.md).
+            IF limited_types IS NULL THEN
+            RETURN QUERY
+            WITH upd AS (
+                UPDATE pgq.jobs j
+                   SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+                       lease_token = gen_random_uuid(),
+                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now()
+                 WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
+                            SELECT c.id FROM pgq.jobs c
+                             WHERE c.state = 'ready' AND c.queue = p_queues[k]
+                               AND c.priority = prio AND c.run_at <= now()
+                               AND (c.run_at, c.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                             ORDER BY c.run_at, c.id
+                             LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+             RETURNING j.*
+            )
+            SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
+                   u.max_retries, u.priority, u.lease_token::text,
+                   coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
+                            60000),
+                   got + CASE WHEN want > 1 THEN array_position(picks, u.id) ELSE 1 END,
+                   pgq.position_us(u.run_at), NULL::text
+              FROM upd u;
+            ELSE
             RETURN QUERY
             WITH upd AS (
                 UPDATE pgq.jobs j
@@ -1052,6 +1083,7 @@ BEGIN
                         ELSE pgq.position_us(u.run_at) END,
                    NULL::text
               FROM upd u;
+            END IF;
             GET DIAGNOSTICS taken = ROW_COUNT;
             -- Fewer taken than picked (or none for one) with limits: a type
             -- may have reached its limit meanwhile; once the blocked types
