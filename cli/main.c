@@ -27,6 +27,7 @@ static const struct command {
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
     { "snooze", cmd_snooze, "put the current job back to ready later, no attempt spent (exec handlers)", false },
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
+    { "result", cmd_result, "print a done job's result, raw (exit 3: no such job, 4: not done yet, 5: none)", false },
     { "stats", cmd_stats, "job counts per queue and state", true },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready", true },
     { "cancel", cmd_cancel, "cancel ready, scheduled or running jobs", true },

@@ -55,6 +55,7 @@ typedef struct pgq_cfg_type {
     int concurrency;            /* fleet-wide running at most; 0 (no key): no limit */
     pgq_cfg_rate rate;          /* fleet-wide starts per window; count 0 (no key): none */
     int max_snoozes;            /* default 100 */
+    int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
 } pgq_cfg_type;
 
 typedef struct pgq_cfg {
@@ -72,6 +73,7 @@ typedef struct pgq_cfg {
     int64_t shutdown_timeout_ms;/* default 30s */
     int64_t keep_done_ms;       /* default 1d; 0 = delete at once */
     int64_t keep_dead_ms;       /* default 30d */
+    char *metrics_listen;       /* [pool] metrics_listen "HOST:PORT", NULL when off */
     pgq_cfg_type *types;        /* in file order */
     size_t ntypes;
 } pgq_cfg;
