@@ -826,7 +826,7 @@ $$;
 --     check, in the same statement, and with no row it changes nothing.
 --   * The row is the lock of the type's claims: a claim that picked a job
 --     of a limited type takes it only inside pgq.limit_take, which locks
---     the counter rows (all of them, in type order, so that two claims
+--     the limits rows (all of them, in type order, so that two claims
 --     taking several types cannot deadlock), then counts, in a statement
 --     that sees every claim committed before it got the lock, the type's
 --     running jobs (the partial index jobs_limited_running_idx: the claim
@@ -1334,7 +1334,7 @@ BEGIN
             -- Limits (a fleet without them skips all of this: `limited_types`
             -- is NULL): the picks step over the blocked types, and a picked
             -- job of a limited type is taken only if pgq.limit_take admits
-            -- it, under the lock of its type's counter (so the limit holds
+            -- it, under the lock of its type's row (so the limit holds
             -- however many pools claim at once; a job it refuses stays
             -- ready and is announced, since other claims may have skipped
             -- it while we held it). A claimed job's position is its
