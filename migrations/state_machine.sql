@@ -1749,6 +1749,11 @@ BEGIN
             targets := ARRAY(SELECT t.id FROM unnest(targets) AS t(id) WHERE t.id <> ALL (blocked));
         END LOOP;
     END IF;
+    -- The rows locked in id order first: the UPDATE below joins them with
+    -- an aggregate, whose order is the plan's, and two operators at once
+    -- deadlocked on it.
+    PERFORM 1 FROM pgq.jobs j WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
+      ORDER BY j.id FOR UPDATE;
     RETURN QUERY
     WITH w AS (
         SELECT t.id, count(d.parent_id) FILTER (WHERE p.state <> 'done')::int AS n
