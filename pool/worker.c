@@ -102,6 +102,7 @@ struct outcome {
     int64_t ran_us;           /* the handler's running time */
     char error[2048];
     struct job_result result; /* a success's result (owned; moves to the ack) */
+    bool snoozed;             /* an in-process handler snoozed (reported SNOOZED) */
 };
 
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
@@ -173,7 +174,7 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
     o->cancelled = atomic_load(&s->cancel);
     if (!o->ok)
         snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
-    else if (ctx.snooze_ms >= 0)
+    else if ((o->snoozed = ctx.snooze_ms >= 0))
         pool_log(PGQ_LOG_INFO, s->who, "job=%" PRId64 " type=%s: snoozed for %" PRId64 " ms "
                  "(attempt %d not counted)", j->id, j->type, ctx.snooze_ms, j->attempt);
     if (o->ok)
@@ -217,7 +218,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
         /* recorded, logged, reported with the batch */
-        batch_ack(s, j, &o->info, o->ran_us, &o->result);
+        batch_ack(s, j, &o->info, o->ran_us, &o->result, o->snoozed);
         return NULL;
     }
     pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
@@ -275,7 +276,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
             ev.kind = pool_lost_kind(s->conn, j->id, j->attempt, why, sizeof why);
     } else if (how == FINISH_COMPLETE) {
         pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
-        ev.kind = PGQ_EVENT_DONE;
+        ev.kind = o->snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE;
     } else if (how == FINISH_RELEASE) {
         pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
         ev.kind = PGQ_EVENT_RELEASED;
