@@ -313,8 +313,8 @@ int64_t pgq_cron_next(const pgq_cron *c, int64_t after_ms)
 
 int64_t pgq_cron_prev(const pgq_cron *c, int64_t at_ms)
 {
-    /* Windows that grow until one holds a tick, then walk it forward: the
-     * walk is short because the window before held none. */
+    /* Windows that grow until one holds a tick, then a binary search in
+     * it for the last one. */
     static const int64_t windows_s[] = { 61, 2 * 3600, 2 * 86400, 35 * 86400, 400 * 86400,
                                          HORIZON_YEARS * 366LL * 86400 };
 
@@ -323,15 +323,26 @@ int64_t pgq_cron_prev(const pgq_cron *c, int64_t at_ms)
         return q * c->every_ms;
     }
     for (size_t w = 0; w < sizeof windows_s / sizeof windows_s[0]; w++) {
-        int64_t t = pgq_cron_next(c, at_ms - windows_s[w] * 1000);
+        int64_t lo = at_ms - windows_s[w] * 1000;
+        int64_t t = pgq_cron_next(c, lo);
         if (t < 0 || t > at_ms)
             continue;
-        for (;;) {
-            int64_t n = pgq_cron_next(c, t);
-            if (n < 0 || n > at_ms)
-                return t;
-            t = n;
+        /* A tick lies in (lo, at]. The last one is next(x) for the largest
+         * x whose next tick is still <= at: a binary search, ~40 calls.
+         * (Walking tick by tick from lo took 43,200 calls for "* * * 6 *"
+         * asked in March: seconds per call; found by fuzz_cron.) */
+        int64_t hi = at_ms;   /* next(at) > at: the predicate is false there */
+        while (hi - lo > 1) {
+            int64_t mid = lo + (hi - lo) / 2;
+            int64_t n = pgq_cron_next(c, mid);
+            if (n >= 0 && n <= at_ms) {
+                lo = mid;
+                t = n;
+            } else {
+                hi = mid;
+            }
         }
+        return t;
     }
     return -1;
 }

@@ -101,6 +101,9 @@ static const struct tick_case {
       { "2025-01-10T01:00:00Z", "2025-01-11T01:00:00Z" } },
     { "Australia/Sydney", "0 12 * * *", "2025-07-10T00:00:00Z",
       { "2025-07-10T02:00:00Z", "2025-07-11T02:00:00Z" } },
+    /* every minute of one month (fuzz_cron: prev walked 43,200 ticks) */
+    { NULL, "* * * 6 *", "2025-06-30T23:58:00Z",
+      { "2025-06-30T23:59:00Z", "2026-06-01T00:00:00Z", "2026-06-01T00:01:00Z" } },
 };
 
 START_TEST(ticks_of_the_table)
