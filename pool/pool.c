@@ -34,7 +34,7 @@ int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, si
     }
     pgq_pool *p = calloc(1, sizeof *p);
     if (!p || !(p->url = strdup(url)) ||
-        asprintf(&p->url_env, "DATABASE_URL=%s", url) < 0) {
+        asprintf(&p->url_env, "DATABASE_URL=%s", cfg->handler_url ? cfg->handler_url : url) < 0) {
         if (p)
             free(p->url);
         free(p);

@@ -50,6 +50,7 @@ int main(void)
         srunner_add_suite(sr, tui_model_suite());
         srunner_add_suite(sr, tui_e2e_suite());
         srunner_add_suite(sr, secrets_suite());
+        srunner_add_suite(sr, roles_suite());
         srunner_add_suite(sr, chaos_suite());
     }
     srunner_run_all(sr, CK_NORMAL);

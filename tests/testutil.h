@@ -122,6 +122,7 @@ Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
 Suite *secrets_suite(void);
+Suite *roles_suite(void);
 Suite *chaos_suite(void);
 
 #endif

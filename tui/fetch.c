@@ -87,7 +87,7 @@ static void *rows_alloc(size_t n, size_t size, char *err, size_t errlen)
 static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
-        "SELECT current_user, has_table_privilege('pgq.jobs', 'UPDATE'),"
+        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
         " pg_database_size(current_database())";
     PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
     if (!r)
