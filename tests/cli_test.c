@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 /* ---- running the binary ------------------------------------------------ */
@@ -802,7 +803,7 @@ START_TEST(migrate_on_migrated_db)
     struct run r = PGQ_DB("migrate", "--status");
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql applied ", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(tu_count_lines(r.out), pgq_schema_version() + 1);
+    ck_assert_int_eq(tu_count_lines(r.out), (int)pgq_nmigrations + 1);   /* versions may have gaps */
     ck_assert_ptr_null(strstr(r.out, "pending"));
     ck_assert_msg(strstr(r.out, "\n- state_machine.sql applied 2"), "[%s]", r.out);
     /* the applied time is a timestamp, not empty */
@@ -819,7 +820,7 @@ START_TEST(migrate_fresh_and_newer_database)
         tu_exec(fmt("DROP DATABASE %s WITH (FORCE)", name), 0, NULL);   /* a leftover */
     tu_exec(fmt("CREATE DATABASE %s", name), 0, NULL);
     const char *db = keep(tu_db_url_for(name));
-    int v = pgq_schema_version();
+    int v = pgq_schema_version(), nm = (int)pgq_nmigrations;   /* versions may have gaps */
 
     /* not migrated: everything but migrate says so */
     struct run r = run_env(NULL, ARGV("--db", db, "stats"));
@@ -829,7 +830,7 @@ START_TEST(migrate_fresh_and_newer_database)
     r = run_env(NULL, ARGV("--db", db, "migrate", "--status"));
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     ck_assert_msg(strncmp(r.out, "1 001_schema.sql pending\n", 25) == 0, "[%s]", r.out);
-    ck_assert_int_eq(tu_count_lines(r.out), v + 1);
+    ck_assert_int_eq(tu_count_lines(r.out), nm + 1);
     for (const char *l = r.out; *l; l = strchr(l, '\n') + 1)
         ck_assert_msg(strncmp(strchr(l, '\n') - 8, " pending", 8) == 0, "[%s]", r.out);
 
@@ -839,8 +840,8 @@ START_TEST(migrate_fresh_and_newer_database)
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to=1")), 0,
                "applied 0 migrations; schema at version 1\n", "");
     ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate")), 0,
-               fmt("applied %d migration%s and the state machine; schema at version %d\n", v - 1,
-                   v - 1 == 1 ? "" : "s", v), "");
+               fmt("applied %d migration%s and the state machine; schema at version %d\n", nm - 1,
+                   nm - 1 == 1 ? "" : "s", v), "");
     if (v > 1)
         ASSERT_RUN(run_env(NULL, ARGV("--db", db, "migrate", "--to", "1")), 1, "",
                    fmt("pgq migrate: database schema is at version %d, past 1: "

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 static char dbname[64];
@@ -65,7 +66,7 @@ START_TEST(concurrent_migrates_apply_once)
         ck_assert_msg(ms[i].rc == 0, "migrator %d: %s", i, ms[i].err);
         total += ms[i].applied;
     }
-    ck_assert_int_eq(total, pgq_schema_version());
+    ck_assert_int_eq(total, (int)pgq_nmigrations);   /* versions may have gaps */
     tu_barrier_free(b);
 
     char err[512];
@@ -75,7 +76,7 @@ START_TEST(concurrent_migrates_apply_once)
     pgq_migration_status *s;
     size_t n;
     ck_assert(pgq_migrate_status(c, &s, &n, err, sizeof err) == 0);
-    ck_assert_int_eq((int)n, pgq_schema_version());
+    ck_assert_int_eq((int)n, (int)pgq_nmigrations);
     ck_assert(s[0].applied);
     ck_assert_str_eq(s[0].name, "001_schema.sql");
     free(s);
@@ -143,8 +144,9 @@ START_TEST(state_machine_is_applied_when_its_text_changed)
     bool current = true;
     pgq_conn *c = NULL;
     ck_assert(pgq_connect(dburl, &c, err, sizeof err) == 0);
-    if (pgq_schema_version() > 1) {
-        ck_assert_msg(pgq_migrate_to(c, pgq_schema_version() - 1, NULL, err, sizeof err) == 0,
+    if (pgq_nmigrations > 1) {   /* to the one before the last (versions may have gaps) */
+        ck_assert_msg(pgq_migrate_to(c, pgq_migrations[pgq_nmigrations - 2].version, NULL, err,
+                                     sizeof err) == 0,
                       "%s", err);
         ck_assert(pgq_state_machine_status(c, &current, at, err, sizeof err) == 0);
         ck_assert(!current);
