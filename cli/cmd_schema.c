@@ -1,10 +1,14 @@
 /* pgq migrate, pgq types: the schema and the registered job types. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "duration.h"
+#include "typegen.h"
 
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
@@ -141,33 +145,147 @@ static int types_list(struct cli *c)
     return EXIT_OK;
 }
 
+/* The include guard of a header written to path: PGQ_TYPES_<FILE NAME>_H
+ * (PGQ_TYPES_H on stdout), so that two generated headers can meet. */
+static char *header_guard(const char *path)
+{
+    const char *base = path ? strrchr(path, '/') : NULL;
+    base = base ? base + 1 : path;
+    size_t n = base ? strlen(base) : 0;
+    char *g = malloc(n + 16);
+    if (g == NULL)
+        return NULL;
+    strcpy(g, "PGQ_TYPES_");
+    size_t k = strlen(g);
+    for (size_t i = 0; i < n; i++) {
+        char ch = base[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        g[k++] = (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ? ch : '_';
+    }
+    /* embed_jobs.h -> PGQ_TYPES_EMBED_JOBS_H, not ..._H_H */
+    if (k >= 12 && strcmp(g + k - 2, "_H") == 0)
+        k -= 2;
+    strcpy(g + k, k > 10 ? "_H" : "H");
+    return g;
+}
+
+/* pgq types header: to stdout, or to -o FILE through a temporary file in
+ * its directory and a rename, so that make (or a reader) never sees half
+ * a header, and a refused config leaves the old one in place. */
+static int types_header(struct cli *c, const char *out)
+{
+    char err[2048];
+    if (!c->config_path)
+        return cli_usage_error(c, "header needs -c pool.ini");
+    if (cli_load_config(c) < 0)
+        return EXIT_FAIL;
+    char *guard = header_guard(out);
+    if (guard == NULL)
+        return cli_error(c, "out of memory");
+    if (out == NULL) {
+        int rc = typegen_write(c->cfg, guard, stdout, err, sizeof err);
+        free(guard);
+        if (rc == -2)
+            return cli_error(c, "stdout: %s", err);
+        return rc < 0 ? cli_error(c, "%s", err) : EXIT_OK;
+    }
+    size_t n = strlen(out);
+    char *tmp = malloc(n + 16);
+    if (tmp == NULL) {
+        free(guard);
+        return cli_error(c, "out of memory");
+    }
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", out);
+    int fd = mkstemp(tmp);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
+    int rc = EXIT_OK;
+    if (f == NULL) {
+        rc = cli_error(c, "%s: %s", out, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto done;
+    }
+    fchmod(fd, 0644);   /* mkstemp makes it 0600; a header is for everyone to read */
+    int w = typegen_write(c->cfg, guard, f, err, sizeof err);
+    if (w == -1) {   /* a name refused: err names the config's file and line */
+        fclose(f);
+        rc = cli_error(c, "%s", err);
+        unlink(tmp);
+        goto done;
+    }
+    if (fclose(f) != 0 || w < 0) {
+        rc = cli_error(c, "%s: %s", out, w < 0 ? err : strerror(errno));
+        unlink(tmp);
+        goto done;
+    }
+    if (rename(tmp, out) != 0) {
+        rc = cli_error(c, "%s: %s", out, strerror(errno));
+        unlink(tmp);
+    }
+done:
+    free(tmp);
+    free(guard);
+    return rc;
+}
+
 int cmd_types(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq types apply -c pool.ini [--db URL]\n"
-        "       pgq types list [--json] [-c FILE] [--db URL]\n\n"
+        "       pgq types list [--json] [-c FILE] [--db URL]\n"
+        "       pgq types header -c pool.ini [-o FILE]\n\n"
         "apply registers (or updates) every [job TYPE] section of the file in the\n"
         "database, printing each type's name; producers are then checked against\n"
         "its payload contract. list prints one registered type a line; --json:\n"
         "{\"types\":[{\"type\":T,\"queue\":Q,\"max_retries\":N,\"priority\":N,\"timeout_ms\":N,\n"
-        "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"require\":{...},\"updated_at\":TS}]}.\n";
-    const char *pos[1];
-    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+        "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"require\":{...},\"updated_at\":TS}]}.\n"
+        "header writes a C header (to -o FILE, or stdout) with one struct per job\n"
+        "type from its payload contract and typed functions (pgq_add_TYPE,\n"
+        "TYPE_from_job, ...): a producer or handler naming a key the contract lacks\n"
+        "does not compile. Needs no database; the header needs jansson\n"
+        "(README, \"Typed job map for C\").\n";
+    const char *pos[3];
+    int npos, r = cli_args(c, argc, argv, help, pos, 3, &npos);
     if (r)
         return r > 0 ? EXIT_OK : EXIT_USAGE;
     const char *sub = npos ? pos[0] : NULL;
     if (!sub)
-        return cli_usage_error(c, "needs a subcommand: apply or list");
+        return cli_usage_error(c, "needs a subcommand: apply, list or header");
     if (strcmp(sub, "apply") == 0) {
+        if (npos > 1)
+            return cli_usage_error(c, "unexpected argument \"%s\"", pos[1]);
         c->cmd = "types apply";
         if (c->json)
             return cli_usage_error(c, "--json: not an option of pgq types apply (types list "
                                    "takes it)");
         return types_apply(c);
     }
+    if (strcmp(sub, "header") == 0) {
+        const char *out = NULL;
+        c->cmd = "types header";
+        if (c->json)
+            return cli_usage_error(c, "--json: not an option of pgq types header");
+        for (int i = 1; i < npos; i++) {
+            if ((strcmp(pos[i], "-o") == 0 || strcmp(pos[i], "--output") == 0) && !out &&
+                i + 1 < npos)
+                out = pos[++i];
+            else if (strncmp(pos[i], "--output=", 9) == 0 && !out)
+                out = pos[i] + 9;
+            else if (strcmp(pos[i], "-o") == 0 || strcmp(pos[i], "--output") == 0)
+                return cli_usage_error(c, "%s needs a file name", pos[i]);
+            else
+                return cli_usage_error(c, "unknown argument \"%s\"", pos[i]);
+        }
+        if (out && !*out)
+            return cli_usage_error(c, "-o needs a file name");
+        return types_header(c, out);
+    }
+    if (npos > 1)
+        return cli_usage_error(c, "unexpected argument \"%s\"", pos[1]);
     if (strcmp(sub, "list") == 0) {
         c->cmd = "types list";
         return types_list(c);
     }
-    return cli_usage_error(c, "unknown subcommand \"%s\" (apply or list)", sub);
+    return cli_usage_error(c, "unknown subcommand \"%s\" (apply, list or header)", sub);
 }

@@ -22,7 +22,7 @@ static const struct command {
 } commands[] = {
     { "version", cmd_version, "this pgq's version and schema version", true },
     { "migrate", cmd_migrate, "apply pending schema migrations (--status lists them, --to N stops at N)", false },
-    { "types", cmd_types, "apply job types from -c pool.ini, or list the registered ones", true },
+    { "types", cmd_types, "apply job types from -c pool.ini, list the registered ones, or write their C header", true },
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },

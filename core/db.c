@@ -104,6 +104,19 @@ int db_error(pgq_conn *c, const PGresult *res, const char *what, char *err, size
         snprintf(msg, sizeof msg, "out of memory or connection lost");
     }
     one_line(msg);
+    /* read_only_sql_transaction: this server is a standby (or was demoted
+     * in a failover). Nothing done here can succeed on it, so the
+     * connection is closed: every caller then reconnects as after a lost
+     * connection, and libpq's target_session_attrs=read-write (a multi-host
+     * URL, README "High availability") finds the primary. A job in hand is
+     * not failed for it: the pool completes it after the reconnect. */
+    if (c && c->pg && state && strcmp(state, "25006") == 0) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->prepared = 0;
+        return seterr(err, errlen, "%s: %s (a read-only server: reconnecting to find the "
+                      "primary)", what, msg);
+    }
     /* insufficient_privilege: PostgreSQL names the object; say what to do. */
     if (state && strcmp(state, "42501") == 0)
         return seterr(err, errlen, "%s: %s (the role lacks a grant on pgq's objects: see README, "

@@ -27,7 +27,9 @@ void pgq_url_redact(const char *url, char *out, size_t outlen)
     size_t n = 0;
     if (!outlen)
         return;
-#define PUT(ch) do { if (n + 1 < outlen) out[n++] = (ch); } while (0)
+    /* ch is evaluated even when out is full: callers advance with PUT(*p++),
+     * and a full buffer must not stop the scan (it looped forever). */
+#define PUT(ch) do { char c_ = (ch); if (n + 1 < outlen) out[n++] = c_; } while (0)
     if (is_uri(url)) {
         /* scheme://user:PASSWORD@host...: the authority ends at the first
          * '/', '?' or '#'; its last '@' ends the user info. */

@@ -11,7 +11,13 @@
  * Registers the callback "send_email" (pool.ini: `handler = callback
  * send_email`), adds N send-email jobs, runs the pool until all of them are
  * finished, and stops it gracefully. The "mail" is a line appended to
- * OUTBOX, under run_once, so it is written at most once per job. */
+ * OUTBOX, under run_once, so it is written at most once per job.
+ *
+ * Producer and handler use the typed job map of examples/embed.ini
+ * (embed_jobs.h, written by `pgq types header`; make regenerates it):
+ * struct send_email has a member per key of the contract, so naming a key
+ * the contract lacks (.subjet) does not compile. POOL.INI must declare the
+ * same contract for send-email (the tests copy embed.ini's section). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +26,12 @@
 
 #include "pgq.h"
 #include "pgq_pool.h"
+#include "embed_jobs.h"
 
 struct mail {
     const char *outbox;
     const pgq_job *job;
+    const struct send_email *email;   /* the job's payload, typed */
 };
 
 /* The side effect: runs at most once per job, whatever happens. */
@@ -35,25 +43,36 @@ static int deliver(void *arg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open %s", m->outbox);
         return -1;
     }
-    fprintf(f, "job %lld: %s\n", (long long)m->job->id, m->job->payload);
+    fprintf(f, "job %lld: to %s, subject %s\n", (long long)m->job->id, m->email->to,
+            m->email->subject);
     return fclose(f) == 0 ? 0 : -1;
 }
 
 /* The handler: 0 = done, -1 = failed (retried with backoff). */
 static int send_email(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
 {
-    struct mail m = { arg, pgq_ctx_job(ctx) };
+    struct send_email email;
+    /* A payload that breaks the contract (it changed since the job was
+     * added) fails the attempt, naming the key. */
+    if (send_email_from_job(pgq_ctx_job(ctx), &email, err, errlen) < 0)
+        return -1;
+    struct mail m = { arg, pgq_ctx_job(ctx), &email };
+    int rc;
     switch (pgq_ctx_run_once(ctx, "email", deliver, &m, err, errlen)) {
     case PGQ_ONCE_RAN:
     case PGQ_ONCE_SKIPPED:
-        return 0;
+        rc = 0;
+        break;
     case PGQ_ONCE_IN_DOUBT:
         /* A worker died while sending: we cannot know if it went out. Do
          * not send twice; an operator sees it in `pgq show`. */
-        return 0;
+        rc = 0;
+        break;
     default:
-        return -1;
+        rc = -1;
     }
+    send_email_clear(&email);
+    return rc;
 }
 
 static int64_t unfinished(pgq_conn *c)
@@ -106,13 +125,15 @@ int main(int argc, char **argv)
     }
 
     for (int i = 0; i < n; i++) {
-        char payload[128], key[64];
+        char to[64], key[64];
         pgq_add_opts o = PGQ_ADD_OPTS_INIT;
         pgq_add_result r;
-        snprintf(payload, sizeof payload, "{\"to\":\"user%d@example.com\",\"subject\":\"Hi\"}", i);
+        snprintf(to, sizeof to, "user%d@example.com", i);
         snprintf(key, sizeof key, "welcome:%d", i);
         o.idempotency_key = key;
-        if (pgq_add(c, "send-email", payload, &o, &r, err, sizeof err) < 0) {
+        /* The payload is built from the struct, with JSON escaping. */
+        if (pgq_add_send_email(c, &(struct send_email){ .to = to, .subject = "Hi \"there\"" }, &o,
+                               &r, err, sizeof err) < 0) {
             fprintf(stderr, "embed-demo: %s\n", err);
             break;
         }

@@ -11,6 +11,9 @@ pkg-config --exists libpq 2>/dev/null || need libpq-dev
 pkg-config --exists inih 2>/dev/null || need libinih-dev
 pkg-config --exists check 2>/dev/null || need check
 pkg-config --exists ncursesw 2>/dev/null || need libncurses-dev
+# jansson: headers from `pgq types header` parse and build payloads with it
+# (the embedding example and the typed tests include one)
+pkg-config --exists jansson 2>/dev/null || need libjansson-dev
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
 command -v psql >/dev/null 2>&1 || need postgresql-client
 command -v tmux >/dev/null 2>&1 || need tmux

@@ -298,7 +298,7 @@ START_TEST(help_and_usage)
     usage_err(PGQ("add", "t", "{}", "--bogus"), "pgq add: ", "--bogus");
     usage_err(PGQ("show", "abc"), "pgq show: ", "\"abc\"");
     usage_err(PGQ("show", "--db"), "pgq show: ", "--db");
-    usage_err(PGQ("types"), "pgq types: ", "apply or list");
+    usage_err(PGQ("types"), "pgq types: ", "apply, list or header");
     usage_err(PGQ("types", "remove"), "pgq types: ", "\"remove\"");
     usage_err(PGQ("requeue"), "pgq requeue: ", "--dead");
     usage_err(PGQ("cancel"), "pgq cancel: ", "ids");

@@ -1638,9 +1638,13 @@ END_TEST
 START_TEST(embed_demo_runs)
 {
     const int n = 25;
-    const char *ini = pool_ini("embed.ini", 3, "10s",
-                               "[job send-email]\nhandler = callback send_email\n"
-                               "require = to:string, subject:string\n");
+    /* The example's own job section (its typed job map, embed_jobs.h, is
+     * generated from it), with this suite's pool timings. */
+    char *example = tu_slurp(tu_fmt("%s/../examples/embed.ini", tu_test_dir()));
+    char *job = strstr(example, "\n[job send-email]");
+    ck_assert_ptr_nonnull(job);
+    const char *ini = pool_ini("embed.ini", 3, "10s", tu_fmt("queues = emails\n%s", job));
+    free(example);
     const char *outbox = in_dir("outbox");
     const char *demo = tu_fmt("%s/examples/embed-demo", tu_bin_dir());
     tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
@@ -1651,10 +1655,12 @@ START_TEST(embed_demo_runs)
                         "'done'"), n);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs"), n);
     ck_assert_int_eq(tu_file_lines(outbox), n);
-    /* one line per job, each job once */
+    /* one line per job, each job once, with the fields the handler got
+     * from its typed view of the payload (the subject has quotes) */
     char *text = read_file(outbox);
     for (long long id = 1; id <= n; id++)
-        ck_assert_msg(strstr(text, tu_fmt("job %lld: {", id)) != NULL, "no mail for job %lld", id);
+        ck_assert_msg(strstr(text, tu_fmt("job %lld: to user%lld@example.com, subject Hi \"there\"\n",
+                                          id, id - 1)) != NULL, "no mail for job %lld:\n%s", id, text);
     free(text);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.effects WHERE state = 'done'"), n);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.workers"), 0);

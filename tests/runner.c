@@ -23,6 +23,7 @@ int main(void)
     srunner_add_suite(sr, docs_suite());
     srunner_add_suite(sr, slot_suite());
     srunner_add_suite(sr, layout_suite());
+    srunner_add_suite(sr, typed_suite());
     if (db) {
         const char *url = getenv("PGQ_TEST_DATABASE_URL");
         pgq_conn *c;
@@ -49,9 +50,11 @@ int main(void)
         srunner_add_suite(sr, pgbouncer_suite());
         srunner_add_suite(sr, tui_model_suite());
         srunner_add_suite(sr, tui_e2e_suite());
+        srunner_add_suite(sr, typed_db_suite());
         srunner_add_suite(sr, secrets_suite());
         srunner_add_suite(sr, roles_suite());
         srunner_add_suite(sr, chaos_suite());
+        srunner_add_suite(sr, failover_suite());
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -117,6 +117,8 @@ Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *slot_suite(void);
 Suite *layout_suite(void);
+Suite *typed_suite(void);      /* the typed job map (pgq types header), no database */
+Suite *typed_db_suite(void);   /* ... and its round trip through a database */
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
 Suite *state_suite(void);
@@ -124,5 +126,6 @@ Suite *upgrade_suite(void);
 Suite *secrets_suite(void);
 Suite *roles_suite(void);
 Suite *chaos_suite(void);
+Suite *failover_suite(void);
 
 #endif

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# A primary and a synchronous streaming standby on this machine, for the
+# failover test (tests/failover_test.c) and for trying pgq on HA by hand.
+#   ha-pair.sh start DIR      prints "PRIMARY_PORT STANDBY_PORT" once the
+#                             standby is streaming synchronously (database pgq)
+#   ha-pair.sh failover DIR   kill the primary (immediate stop: a crash), then
+#                             promote the standby (pg_ctl promote)
+#   ha-pair.sh stop DIR       stop both, remove DIR
+# As root the servers run as postgres (or pgqtest), like with-postgres.sh.
+set -euo pipefail
+cmd=${1:-} dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: ha-pair.sh start|failover|stop DIR" >&2; exit 2; }
+bindir=""
+for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    if [ -x "$d/initdb" ]; then bindir=$d; break; fi
+done
+[ -n "$bindir" ] || { echo "ha-pair: no PostgreSQL server found" >&2; exit 2; }
+as_user=()
+if [ "$(id -u)" = 0 ]; then
+    pguser=postgres
+    if ! id "$pguser" >/dev/null 2>&1; then
+        pguser=pgqtest
+        id "$pguser" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pguser"
+    fi
+    as_user=(runuser -u "$pguser" --)
+fi
+pg() { "${as_user[@]}" "$@"; }
+free_port() {
+    while :; do
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }
+    done
+}
+
+case $cmd in
+start)
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    [ ${#as_user[@]} = 0 ] || chown "$pguser" "$dir"
+    p1=$(free_port); p2=$(free_port)
+    pg "$bindir/initdb" -D "$dir/primary" -U pgq --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
+    cat >> "$dir/primary/postgresql.conf" <<CONF
+port = $p1
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 100
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+fsync = off
+synchronous_commit = on
+CONF
+    pg "$bindir/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w -t 60 start >/dev/null
+    "$bindir/psql" -q -h 127.0.0.1 -p "$p1" -U pgq -d postgres -c "CREATE DATABASE pgq" >/dev/null
+    pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$p1" -U pgq -D "$dir/standby" -R -X stream \
+        >"$dir/basebackup.log" 2>&1
+    cat >> "$dir/standby/postgresql.auto.conf" <<CONF
+port = $p2
+primary_conninfo = 'host=127.0.0.1 port=$p1 user=pgq application_name=standby1'
+CONF
+    pg "$bindir/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start >/dev/null
+    # synchronous only now: before the standby streams, every commit would wait for it
+    "$bindir/psql" -q -h 127.0.0.1 -p "$p1" -U pgq -d postgres \
+        -c "ALTER SYSTEM SET synchronous_standby_names = 'standby1'" -c "SELECT pg_reload_conf()" \
+        >/dev/null
+    for _ in $(seq 1 300); do
+        s=$("$bindir/psql" -Atq -h 127.0.0.1 -p "$p1" -U pgq -d postgres -c \
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'")
+        [ "$s" = sync ] && { echo "$p1 $p2"; exit 0; }
+        sleep 0.1
+    done
+    echo "ha-pair: the standby did not become synchronous; see $dir/*.log" >&2
+    exit 1
+    ;;
+failover)
+    pg "$bindir/pg_ctl" -D "$dir/primary" -m immediate stop >/dev/null
+    pg "$bindir/pg_ctl" -D "$dir/standby" -w -t 60 promote >/dev/null
+    ;;
+stop)
+    for n in primary standby; do
+        [ -d "$dir/$n" ] && pg "$bindir/pg_ctl" -D "$dir/$n" -m immediate stop >/dev/null 2>&1 || true
+    done
+    rm -rf "$dir"
+    ;;
+*) echo "ha-pair: unknown command $cmd" >&2; exit 2 ;;
+esac
