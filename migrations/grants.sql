@@ -91,7 +91,10 @@ BEGIN
             ('release',           'pgq_worker',                    true),
             ('reap',              'pgq_worker',                    true),
             ('prune',             'pgq_worker pgq_operator',       true),
-            -- run_once, by lease token: pools and exec handlers (`pgq once`)
+            -- by lease token, for the job's own handler: pools and exec
+            -- handlers (`pgq once`). A new function a handler calls with its
+            -- token (snooze, result, ...) gets 'pgq_worker pgq_handler'.
+            -- run_once:
             ('effect_begin',      'pgq_worker pgq_handler',        true),
             ('effect_done',       'pgq_worker pgq_handler',        true),
             ('effect_forget',     'pgq_worker pgq_handler',        true),
