@@ -510,7 +510,7 @@ START_TEST(pool_as_worker_with_handler_url)
     ck_assert_msg(strstr(seen, "pgq_t_handler") && !strstr(seen, "pgq_t_worker"),
                   "handler's DATABASE_URL: %s", seen);
     free(seen);
-    tu_sh(tu_fmt("rm -rf '%s'", dir), &status);
+    free(tu_sh(tu_fmt("rm -rf '%s'", dir), &status));
 }
 END_TEST
 
