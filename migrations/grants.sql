@@ -22,8 +22,9 @@
 
 -- The group roles (NOLOGIN; users are granted membership). Roles belong to
 -- the cluster, not the database: a migrate that may not create roles (no
--- CREATEROLE) skips them with a notice, and a superuser can create them
--- later (README, "Roles and grants"); the next `pgq migrate` grants.
+-- CREATEROLE) skips them with a warning, which `pgq migrate` prints; a
+-- superuser can create them later (README, "Roles and grants"), and the
+-- next `pgq migrate` grants to them.
 DO $roles$
 DECLARE
     r text;
@@ -34,8 +35,8 @@ BEGIN
                              'pgq_handler'] LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r);
         IF NOT may THEN
-            RAISE NOTICE 'pgq: role % does not exist and % may not create roles: skipped '
-                         '(see README, "Roles and grants")', r, current_user;
+            RAISE WARNING 'pgq: role % does not exist and % may not create roles: skipped '
+                          '(see README, "Roles and grants")', r, current_user;
             CONTINUE;
         END IF;
         BEGIN
@@ -51,7 +52,7 @@ BEGIN
         BEGIN
             GRANT pgq_viewer TO pgq_operator;
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE NOTICE 'pgq: % may not grant pgq_viewer to pgq_operator: skipped', current_user;
+            RAISE WARNING 'pgq: % may not grant pgq_viewer to pgq_operator: skipped', current_user;
         END;
     END IF;
 END

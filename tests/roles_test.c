@@ -514,6 +514,67 @@ START_TEST(pool_as_worker_with_handler_url)
 }
 END_TEST
 
+/* pgq migrate by a database owner that is no superuser and may not create
+ * roles: the schema is its own, its functions run as it, and a group role
+ * that does not exist is skipped with a warning naming it. (pgq_handler is
+ * dropped for this and made again by a superuser's migrate at the end.) */
+START_TEST(migrate_as_owner_without_createrole)
+{
+    if (!superuser())
+        return;
+    const char *db = tu_fmt("pgq_roles_%d", (int)getpid());
+    const char *pd[] = { db };
+    if (tu_int("SELECT count(*) FROM pg_database WHERE datname = $1", 1, pd))
+        tu_exec(tu_fmt("DROP DATABASE %s WITH (FORCE)", db), 0, NULL);
+    if (tu_int("SELECT count(*) FROM pg_roles WHERE rolname = 'pgq_t_owner'", 0, NULL) == 0)
+        tu_exec("CREATE ROLE pgq_t_owner LOGIN NOCREATEROLE", 0, NULL);
+    tu_exec(tu_fmt("CREATE DATABASE %s OWNER pgq_t_owner", db), 0, NULL);
+    tu_exec("DROP OWNED BY pgq_handler", 0, NULL);
+    tu_exec("DROP ROLE pgq_handler", 0, NULL);
+
+    char *base = tu_db_url_for(db);
+    const char *owner_url = tu_fmt("%s user='pgq_t_owner'", base);
+    const char *producer_url = tu_fmt("%s user='pgq_t_producer'", base);
+    free(base);
+    const char *argv[] = { tu_fmt("%s/pgq", tu_bin_dir()), "migrate", "--db", owner_url, NULL };
+    tu_run r = tu_run_cmd(NULL, NULL, NULL, argv[0], argv, 120);
+    int code = r.code;
+    bool warned = strstr(r.err, "pgq migrate: warning: role pgq_handler does not exist and "
+                                "pgq_t_owner may not create roles: skipped") != NULL;
+    char *out = strdup(r.err);
+    tu_run_free(&r);
+
+    /* put pgq_handler back before asserting, so that a failure here leaves
+     * the other tests their role */
+    char err[512];
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_migrate(c, NULL, err, sizeof err) == 0, "migrate: %s", err);
+    pgq_disconnect(c);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pg_roles WHERE rolname = 'pgq_handler'", 0, NULL), 1);
+
+    ck_assert_msg(code == 0 && warned, "pgq migrate as owner: exit %d: %s", code, out);
+    free(out);
+    PGconn *o = PQconnectdb(owner_url);
+    ck_assert_msg(PQstatus(o) == CONNECTION_OK, "%s", PQerrorMessage(o));
+    PGresult *q = PQexec(o, "SELECT count(*) FILTER (WHERE p.proowner <> 'pgq_t_owner'::regrole),"
+                            " count(*) FILTER (WHERE p.prosecdef)"
+                            " FROM pg_proc p WHERE p.pronamespace = 'pgq'::regnamespace");
+    ck_assert_int_eq(PQresultStatus(q), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(q, 0, 0), "0");
+    ck_assert_int_ge(atoi(PQgetvalue(q, 0, 1)), 15);
+    PQclear(q);
+    PQfinish(o);
+    PGconn *p = PQconnectdb(producer_url);
+    ck_assert_msg(PQstatus(p) == CONNECTION_OK, "%s", PQerrorMessage(p));
+    REFUSED(p, "SELECT count(*) FROM pgq.jobs");
+    /* it may call pgq.add there: the function runs, and refuses the type */
+    const char *st = try_sql(p, "SELECT pgq.add('nosuchtype', '{}')");
+    ck_assert_msg(*st && strcmp(st, DENIED) != 0, "pgq.add as producer: %s", PQerrorMessage(p));
+    PQfinish(p);
+    tu_exec(tu_fmt("DROP DATABASE %s WITH (FORCE)", db), 0, NULL);
+}
+END_TEST
+
 Suite *roles_suite(void)
 {
     Suite *s = suite_create("roles");
@@ -528,6 +589,7 @@ Suite *roles_suite(void)
     tcase_add_test(tc, viewer_reads_dashboard_only);
     tcase_add_test(tc, handler_acts_on_its_own_job_by_token);
     tcase_add_test(tc, pool_as_worker_with_handler_url);
+    tcase_add_test(tc, migrate_as_owner_without_createrole);
     suite_add_tcase(s, tc);
     return s;
 }
