@@ -327,6 +327,11 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
         cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms ||
         cfg->batch != p->cfg->batch)
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
+    else if ((cfg->handler_url == NULL) != (p->cfg->handler_url == NULL) ||
+             (cfg->handler_url && strcmp(cfg->handler_url, p->cfg->handler_url) != 0))
+        /* exec handlers' DATABASE_URL is fixed at start (p->url_env) */
+        snprintf(err, errlen, "[database] handler_url changes need a restart; job types were "
+                 "reloaded");
     return 0;
 }
 
