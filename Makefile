@@ -8,12 +8,20 @@
 #   make pinned          17-minute pinned-xmin run (PIN_MINUTES, ...) -> bench/PINNED.md
 #   make chaos           pools under load and random faults (CHAOS_SECONDS, CHAOS_ARGS)
 #   make fuzz            libFuzzer targets (FUZZ_SECONDS per target), make fuzz-check
-#   make install         PREFIX=/usr/local DESTDIR=
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, MANDIR, UNITDIR, SYSCONFDIR)
+#   make deb             Debian packages pgq, libpgq0, libpgq-dev -> build/deb/
+#   make deb-test        build them, install them here (root), check, purge
 #   make SANITIZER=address|thread [test]   instrumented build in build-address/ etc.
 #                        (address is ASan + UBSan)
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
+# Where make install puts things (the Debian package sets LIBDIR to the
+# multiarch directory and UNITDIR to /lib/systemd/system).
+LIBDIR    ?= $(PREFIX)/lib
+MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+DATADIR   ?= $(PREFIX)/share/pgq
 SANITIZER ?=
 comma := ,
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
@@ -37,6 +45,14 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
 LIBS     = $(shell pkg-config --libs $(PKGS))
+# libsystemd is optional: with it pgq-pool speaks sd_notify (pool/notify.c,
+# the one file that knows) and the unit is Type=notify; without it
+# (SYSTEMD=no, or no libsystemd-dev) everything builds, the unit is Type=simple.
+SYSTEMD ?= $(if $(shell pkg-config --exists libsystemd && echo y),yes,no)
+ifeq ($(SYSTEMD),yes)
+LIBS    += $(shell pkg-config --libs libsystemd)
+$(BUILD)/pool/notify.o: CFLAGS += -DPGQ_HAVE_SYSTEMD $(shell pkg-config --cflags libsystemd)
+endif
 TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
 
 CORE_SRC   = $(wildcard core/*.c)
@@ -72,10 +88,11 @@ LIBSO = $(BUILD)/libpgq.so
 PGQ  = $(BUILD)/pgq
 POOL = $(BUILD)/pgq-pool
 TESTBIN = $(BUILD)/pgq-tests
+VERSION := $(shell sed -n 's/^\#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)
 BENCH = $(BUILD)/pgq-bench
 
 .PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
-        fuzz fuzz-check fuzz-build chaos valgrind
+        fuzz fuzz-check fuzz-build chaos valgrind deb deb-test
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
 all: $(LIBA) $(LIBSO) $(PGQ) $(POOL) $(EXAMPLES) $(BENCH)
@@ -102,10 +119,28 @@ $(BUILD)/man/pool.ini.5: $(BUILD)/man/pool.ini.5.scd
 
 # The systemd unit, with this install's paths.
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
-$(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile
+# The install paths and options baked into generated files, rewritten only
+# when they change, so that `make install PREFIX=...` after a plain `make`
+# does not install a unit or a pool.ini with the old paths.
+INSTALL_VARS = $(PREFIX) $(SYSCONFDIR) $(DATADIR) $(SYSTEMD)
+$(BUILD)/install.vars: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(INSTALL_VARS)' | cmp -s - $@ || echo '$(INSTALL_VARS)' > $@
+
+$(BUILD)/pgq-pool.service: config/pgq-pool.service.in Makefile $(BUILD)/install.vars
 	@mkdir -p $(dir $@)
-	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@TYPE@|$(if $(filter yes,$(SYSTEMD)),notify,simple)|' \
+	    -e 's|^@WATCHDOG@|$(if $(filter yes,$(SYSTEMD)),,# no sd_notify in this build: )|' $< > $@
 service: $(BUILD)/pgq-pool.service
+
+# The pool.ini make install puts in SYSCONFDIR/pgq/ (the Debian package's
+# conffile /etc/pgq/pool.ini): config/pool.ini with its example handlers
+# where they are installed, DATADIR/examples/handlers/, so that it passes
+# pgq-pool --check as installed.
+$(BUILD)/pool.ini: config/pool.ini Makefile $(BUILD)/install.vars
+	@mkdir -p $(dir $@)
+	sed -e 's|\.\./examples/handlers/|$(DATADIR)/examples/handlers/|g' $< > $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -279,30 +314,62 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(LIBA) $(LIBS) $(LDFLAGS)
 
-install: all man service
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/pgq \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
-	    install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
-	install -m 644 $(BUILD)/pgq-pool.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+install: all man service $(BUILD)/pool.ini
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include/pgq \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(DATADIR)/examples/handlers $(DESTDIR)$(SYSCONFDIR)/pgq
+	for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	    install -m 644 $$p $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 644 $(BUILD)/pgq-pool.service $(DESTDIR)$(UNITDIR)/
 	install -m 755 $(PGQ) $(POOL) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgq.so.0
-	ln -sf libpgq.so.0 $(DESTDIR)$(PREFIX)/lib/libpgq.so
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(LIBSO) $(DESTDIR)$(LIBDIR)/libpgq.so.0
+	ln -sf libpgq.so.0 $(DESTDIR)$(LIBDIR)/libpgq.so
 	install -m 644 core/pgq.h pool/pgq_pool.h config/pgq_config.h $(DESTDIR)$(PREFIX)/include/pgq/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)|' \
-	    pgq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc
+	install -m 755 examples/handlers/*.sh $(DESTDIR)$(DATADIR)/examples/handlers/
+	# an existing pool.ini is the operator's: never overwritten
+	[ -e $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini ] || \
+	    install -m 644 $(BUILD)/pool.ini $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@REQUIRES@|$(PKGS)$(if $(filter yes,$(SYSTEMD)), libsystemd,)|' \
+	    -e 's|@VERSION@|$(VERSION)|' pgq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pgq.pc
+	# the loader learns the new library (a staged DESTDIR install, as the
+	# Debian package's, leaves that to ldconfig's trigger on the target)
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pgq $(DESTDIR)$(PREFIX)/bin/pgq-pool \
-	    $(DESTDIR)$(PREFIX)/lib/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq/pgq.h \
+	    $(DESTDIR)$(LIBDIR)/libpgq.* $(DESTDIR)$(PREFIX)/include/pgq/pgq.h \
 	    $(DESTDIR)$(PREFIX)/include/pgq/pgq_pool.h $(DESTDIR)$(PREFIX)/include/pgq/pgq_config.h \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgq.pc \
-	    $(DESTDIR)$(PREFIX)/share/man/man1/pgq.1 $(DESTDIR)$(PREFIX)/share/man/man8/pgq-pool.8 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5/pool.ini.5 $(DESTDIR)$(PREFIX)/share/man/man3/libpgq.3 \
-	    $(DESTDIR)$(PREFIX)/lib/systemd/system/pgq-pool.service
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/pgq.pc \
+	    $(DESTDIR)$(MANDIR)/man1/pgq.1 $(DESTDIR)$(MANDIR)/man8/pgq-pool.8 \
+	    $(DESTDIR)$(MANDIR)/man5/pool.ini.5 $(DESTDIR)$(MANDIR)/man3/libpgq.3 \
+	    $(DESTDIR)$(UNITDIR)/pgq-pool.service
+	rm -rf $(DESTDIR)$(DATADIR)
 	-rmdir $(DESTDIR)$(PREFIX)/include/pgq
+
+# The Debian packages pgq, libpgq0 and libpgq-dev (debian/), built with
+# dpkg-buildpackage in a copy of the tree under build/deb/ (it writes its
+# results into the parent directory of the tree it builds), checked with
+# lintian; the .deb files end up in build/deb/. scripts/deps.sh deb
+# installs the tools.
+DEB_DIR = build/deb
+deb:
+	@scripts/deps.sh deb
+	@v=$$(dpkg-parsechangelog -S Version); [ "$$v" = "$(VERSION)" ] || { \
+	    echo "make deb: debian/changelog is at $$v, core/pgq.h's PGQ_VERSION at $(VERSION):" \
+	         "add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/pgq-$(VERSION)
+	tar -c --exclude=./build --exclude='./build-*' --exclude=./.git . | tar -x -C $(DEB_DIR)/pgq-$(VERSION)
+	cd $(DEB_DIR)/pgq-$(VERSION) && dpkg-buildpackage -us -uc -b
+	rm -rf $(DEB_DIR)/pgq-$(VERSION)
+	lintian --fail-on error --display-info $(DEB_DIR)/pgq_$(VERSION)_*.changes
+	@ls -1 $(DEB_DIR)/*.deb
+
+# Build the packages, install them here (root), check, purge (CI's step).
+deb-test:
+	sh tests/deb_test.sh
 
 clean:
 	rm -rf build build-address build-thread build-undefined

@@ -43,6 +43,10 @@ void cli_close(struct cli *c);
 int cli_parse_int(const struct cli *c, const char *opt, const char *val, long min, long max,
                   long *out);
 int cli_parse_id(const struct cli *c, const char *val, int64_t *out);
+/* Job ids separated by commas ("12,13"), appended to *ids (malloc'd,
+ * *n of them; the caller frees it). 0, or a one-line message in err
+ * naming the item at fault (the caller words the error). */
+int cli_parse_id_list(const char *val, int64_t **ids, size_t *n, char *err, size_t errlen);
 int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms);
 
 /* The argument loop of simple subcommands: consumes -c/--db, prints `help`
@@ -62,7 +66,6 @@ void json_kv_str(FILE *f, bool first, const char *key, const char *value);
 void json_kv_int(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_int_or_null(FILE *f, bool first, const char *key, int64_t value);
 void json_kv_bool(FILE *f, bool first, const char *key, bool value);
-void prom_label(FILE *f, const char *s);   /* a Prometheus label value, quoted */
 
 int cmd_version(struct cli *c, int argc, char **argv);
 int cmd_migrate(struct cli *c, int argc, char **argv);
@@ -71,6 +74,7 @@ int cmd_add(struct cli *c, int argc, char **argv);
 int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_result(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_requeue(struct cli *c, int argc, char **argv);
 int cmd_cancel(struct cli *c, int argc, char **argv);

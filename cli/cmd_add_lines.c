@@ -3,8 +3,8 @@
  *
  * Each line is an object: {"type": T, "payload": {...}, "queue": Q,
  * "priority": N, "delay": "30s", "run_at": TS, "max_retries": N,
- * "idempotency_key": K, "unique_for": "1h", "replace": true}; only type is
- * required. PostgreSQL parses the
+ * "idempotency_key": K, "unique_for": "1h", "replace": true,
+ * "after": [ID, ...]}; only type is required. PostgreSQL parses the
  * JSON (as it validates every payload: no JSON library here); a line it
  * cannot parse, a field of the wrong type or an unknown key is an error
  * that names the line. A batch is one transaction (pgq_add_batch): on an
@@ -30,7 +30,7 @@ struct line {
  * the unknown keys. */
 static const char *const fields[] = { "type", "payload", "queue", "priority", "delay",
                                       "run_at", "max_retries", "idempotency_key", "unique_for",
-                                      "replace" };
+                                      "replace", "after" };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
 static const char read_sql[] =
@@ -41,6 +41,11 @@ static const char read_sql[] =
     " j->>'max_retries', jsonb_typeof(j->'max_retries'),"
     " j->>'idempotency_key', jsonb_typeof(j->'idempotency_key'),"
     " j->>'unique_for', jsonb_typeof(j->'unique_for'), j->>'replace', jsonb_typeof(j->'replace'),"
+    /* after: its elements as PostgreSQL writes them, joined by commas, for
+     * the --after parser (a non-number element fails there, named) */
+    " CASE WHEN jsonb_typeof(j->'after') = 'array' THEN (SELECT string_agg(e::text, ',' ORDER BY o)"
+    "   FROM jsonb_array_elements(j->'after') WITH ORDINALITY AS a(e, o)) END,"
+    " jsonb_typeof(j->'after'),"
     " (SELECT string_agg(k, ', ') FROM jsonb_object_keys(CASE WHEN jsonb_typeof(j) = 'object'"
     "    THEN j ELSE '{}' END) k WHERE k <> ALL ($2::text[]))"
     "  FROM regexp_split_to_table($1, E'\\n') WITH ORDINALITY AS u(line, o),"
@@ -91,7 +96,7 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
         *p++ = i + 1 < n ? '\n' : '\0';
     }
     const char *params[] = { joined, "{type,payload,queue,priority,delay,run_at,max_retries,"
-                                     "idempotency_key,unique_for,replace}" };
+                                     "idempotency_key,unique_for,replace,after}" };
     PGresult *r = PQexecParams(pgq_conn_pg(c->conn), read_sql, 2, NULL, params, NULL, NULL, 0);
     free(joined);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) != n) {
@@ -100,8 +105,9 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
     }
     pgq_add_item *items = calloc(n, sizeof *items);
     pgq_add_result *res = calloc(n, sizeof *res);
+    int64_t **after = calloc(n, sizeof *after);   /* each line's "after", freed below */
     int rc = EXIT_OK;
-    if (!items || !res) {
+    if (!items || !res || !after) {
         rc = cli_error(c, "out of memory");
         goto out;
     }
@@ -115,21 +121,21 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
                            PQgetvalue(r, row, 0));
             break;
         }
-        if (col(r, row, 21)) {
+        if (col(r, row, 23)) {
             rc = cli_error(c, "stdin line %ld: unknown key %s (known: type, payload, queue, "
                            "priority, delay, run_at, max_retries, idempotency_key, unique_for, "
-                           "replace)", no, col(r, row, 21));
+                           "replace, after)", no, col(r, row, 23));
             break;
         }
         /* The type each field must have, by its column pair (text, typeof). */
         static const char *const want[NFIELDS] = { "string", NULL, "string", "number",
                                                    "string", "string", "number", "string",
-                                                   "string", "boolean" };
+                                                   "string", "boolean", "array" };
         for (size_t k = 0; k < NFIELDS && rc == EXIT_OK; k++) {
             const char *t = col(r, row, (int)(2 + 2 * k));
             if (t && want[k] && strcmp(t, want[k]) != 0)
-                rc = cli_error(c, "stdin line %ld: \"%s\" must be a %s, not %s", no, fields[k],
-                               want[k], t);
+                rc = cli_error(c, "stdin line %ld: \"%s\" must be %s %s, not %s", no, fields[k],
+                               want[k][0] == 'a' ? "an" : "a", want[k], t);
         }
         if (rc != EXIT_OK)
             break;
@@ -183,6 +189,13 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
             break;
         }
         o.replace = col(r, row, 19) && strcmp(col(r, row, 19), "true") == 0;
+        if (col(r, row, 21)) {
+            if (cli_parse_id_list(col(r, row, 21), &after[i], &o.n_after, err, sizeof err) < 0) {
+                rc = cli_error(c, "stdin line %ld: after: %s", no, err);
+                break;
+            }
+            o.after = after[i];
+        }
         items[i] = (pgq_add_item){ col(r, row, 1), col(r, row, 3) ? col(r, row, 3) : "{}", o };
     }
     if (rc == EXIT_OK && pgq_add_batch(c->conn, items, n, res, err, sizeof err) < 0) {
@@ -202,6 +215,9 @@ static int add_batch(struct cli *c, struct line *l, size_t n)
                res[i].replaced ? " replaced" : res[i].duplicate ? " duplicate" : "");
 out:
     PQclear(r);
+    for (size_t i = 0; after && i < n; i++)
+        free(after[i]);
+    free(after);
     free(items);
     free(res);
     return rc;

@@ -78,7 +78,8 @@ static char *read_payload(const struct cli *c, const char *path)
     return buf;
 }
 
-int cmd_add(struct cli *c, int argc, char **argv)
+/* pgq add, with the --after list in *after (the caller frees it). */
+static int add_cmd(struct cli *c, int argc, char **argv, int64_t **after, size_t *nafter)
 {
     char err[1024];
     const char *pos[2] = { 0 };
@@ -99,7 +100,7 @@ int cmd_add(struct cli *c, int argc, char **argv)
         if (cli_is_help(argv[i])) {
             printf("usage: pgq add TYPE JSON [--queue Q] [--priority N] [--delay D | --run-at TS]\n"
                    "               [--max-retries N] [--idempotency-key K [--unique-for D]\n"
-                   "               [--replace]] [-c FILE] [--db URL]\n"
+                   "               [--replace]] [--after ID[,ID...]] [-c FILE] [--db URL]\n"
                    "       pgq add TYPE --payload-file FILE [the same options]  (- for stdin)\n"
                    "       pgq add - [-c FILE] [--db URL]   (JSON lines on stdin)\n\n"
                    "Enqueue one job and print its id once it is committed. With an idempotency\n"
@@ -111,10 +112,15 @@ int cmd_add(struct cli *c, int argc, char **argv)
                    "not); after that a new job is made. --replace: a job holding the key that is\n"
                    "still waiting (never started) takes this payload and run_at instead, and its\n"
                    "id is printed followed by \"replaced\" (debounce). --payload-file FILE reads\n"
-                   "the payload from FILE (- for stdin), for payloads too big for an argument.\n\n"
+                   "the payload from FILE (- for stdin), for payloads too big for an argument.\n"
+                   "--after ID[,ID...] (may be repeated): the job waits (state waiting, never\n"
+                   "claimed) until every job named is done; when one of them ends dead or\n"
+                   "cancelled, this job is cancelled too. A job done already counts as done;\n"
+                   "an unknown, dead or cancelled one is refused.\n\n"
                    "pgq add - reads one job a line: {\"type\": T, \"payload\": {...}, \"queue\": Q,\n"
                    "\"priority\": N, \"delay\": \"30s\", \"run_at\": TS, \"max_retries\": N,\n"
-                   "\"idempotency_key\": K} (only type is required), enqueues them 500 to a\n"
+                   "\"idempotency_key\": K, \"unique_for\": D, \"replace\": true,\n"
+                   "\"after\": [ID, ...]} (only type is required), enqueues them 500 to a\n"
                    "transaction and prints one id a line, in order. A bad line is named and\n"
                    "ends the run (exit 1): the batches before it stay enqueued, its own not.\n");
             return EXIT_OK;
@@ -144,6 +150,9 @@ int cmd_add(struct cli *c, int argc, char **argv)
                 return cli_usage_error(c, "--unique-for: must be longer than 0");
         } else if (strcmp(argv[i], "--replace") == 0) {
             o.replace = true;
+        } else if ((v = opt_value(c, argc, argv, &i, "--after", &bad))) {
+            if (cli_parse_id_list(v, after, nafter, err, sizeof err) < 0)
+                return cli_usage_error(c, "--after: %s", err);
         } else if ((v = opt_value(c, argc, argv, &i, "--payload-file", &bad))) {
             payload_file = v;
         } else if ((v = opt_value(c, argc, argv, &i, "--idempotency-key", &bad))) {
@@ -162,7 +171,8 @@ int cmd_add(struct cli *c, int argc, char **argv)
     }
     if (npos == 1 && strcmp(pos[0], "-") == 0) {
         if (have_delay || o.run_at || o.queue || o.priority != PGQ_DEFAULT ||
-            o.max_retries != PGQ_DEFAULT || o.idempotency_key || o.unique_for_ms || o.replace)
+            o.max_retries != PGQ_DEFAULT || o.idempotency_key || o.unique_for_ms || o.replace ||
+            *nafter)
             return cli_usage_error(c, "pgq add - takes its options from each line, not the "
                                    "command line");
         return cli_add_lines(c);
@@ -176,6 +186,10 @@ int cmd_add(struct cli *c, int argc, char **argv)
     if ((o.unique_for_ms || o.replace) && !o.idempotency_key)
         return cli_usage_error(c, "%s needs --idempotency-key",
                                o.replace ? "--replace" : "--unique-for");
+    if (o.replace && *nafter)
+        return cli_usage_error(c, "give --replace or --after, not both");
+    o.after = *after;
+    o.n_after = *nafter;
     char *payload = NULL;
     if (payload_file && !(payload = read_payload(c, payload_file)))
         return EXIT_FAIL;
@@ -191,6 +205,15 @@ int cmd_add(struct cli *c, int argc, char **argv)
     printf("%" PRId64 "%s\n", res.id,
            res.replaced ? " replaced" : res.duplicate ? " duplicate" : "");
     return EXIT_OK;
+}
+
+int cmd_add(struct cli *c, int argc, char **argv)
+{
+    int64_t *after = NULL;
+    size_t nafter = 0;
+    int rc = add_cmd(c, argc, argv, &after, &nafter);
+    free(after);
+    return rc;
 }
 
 /* Parse every non-option argument as a job id. */
@@ -340,7 +363,8 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq cancel ID... [--json] [-c FILE] [--db URL]\n\n"
-        "Cancel ready, scheduled or running jobs; prints each cancelled id. A running\n"
+        "Cancel waiting, ready, scheduled or running jobs; prints each cancelled id.\n"
+        "The jobs waiting for them (pgq add --after) are cancelled too. A running\n"
         "job's lease is revoked at once and its pool stops the handler (SIGTERM, then\n"
         "SIGKILL after the grace period, for an exec handler; pgq_ctx_cancelled() for an\n"
         "in-process one); its history gets a cancelled attempt saying who. A finished\n"
@@ -364,56 +388,14 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
-/* pgq stats --prometheus: the fleet's gauges, as node_exporter's textfile
- * collector reads them (write to a temp file, rename into its directory). */
-static void write_prometheus(const pgq_queue_stats *s, size_t n, const char *const names[8])
-{
-    FILE *f = stdout;
-    fputs("# HELP pgq_jobs Jobs in pgq.jobs by queue and state (ready: due now; scheduled: "
-          "future, never tried; retrying: future, after a failure).\n"
-          "# TYPE pgq_jobs gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                              s[i].dead, s[i].cancelled, s[i].done };
-        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
-            fputs("pgq_jobs{queue=", f);
-            prom_label(f, s[i].queue);
-            fprintf(f, ",state=\"%s\"} %" PRId64 "\n", names[k], v[k]);
-        }
-    }
-    fputs("# HELP pgq_jobs_done_last_hour Jobs of the queue done in the last hour (still "
-          "retained).\n# TYPE pgq_jobs_done_last_hour gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_jobs_done_last_hour{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %" PRId64 "\n", s[i].done_last_hour);
-    }
-    fputs("# HELP pgq_queue_oldest_ready_seconds How long the queue's longest-waiting due job "
-          "has been due (0 when none is).\n# TYPE pgq_queue_oldest_ready_seconds gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_oldest_ready_seconds{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %.3f\n", s[i].oldest_ready_s < 0 ? 0.0 : s[i].oldest_ready_s);
-    }
-    fputs("# HELP pgq_queue_paused 1 when the queue is paused (pgq pause): no pool claims "
-          "from it.\n# TYPE pgq_queue_paused gauge\n", f);
-    for (size_t i = 0; i < n; i++) {
-        fputs("pgq_queue_paused{queue=", f);
-        prom_label(f, s[i].queue);
-        fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
-    }
-    fprintf(f, "# HELP pgq_build_info The pgq that wrote these figures.\n"
-               "# TYPE pgq_build_info gauge\npgq_build_info{version=\"%s\",schema=\"%d\"} 1\n",
-            PGQ_VERSION, pgq_schema_version());
-}
-
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, done in the last hour, and whether the queue is paused; the\n"
+        "cancelled, done, done in the last hour, whether the queue is paused, and\n"
+        "waiting (for other jobs to be done: pgq add --after); the\n"
         "queue column is as wide as the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
         "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
         "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
@@ -439,7 +421,11 @@ int cmd_stats(struct cli *c, int argc, char **argv)
     static const char *const names[] = { "ready", "scheduled", "retrying", "running", "dead",
                                          "cancelled", "done", "done_1h" };
     if (prom) {
-        write_prometheus(s, n, names);
+        /* The same writer as a pool's metrics endpoint (core/prom.c), for
+         * node_exporter's textfile collector (write to a temp file, rename
+         * into its directory). */
+        pgq_prom_write_stats(stdout, s, n);
+        pgq_prom_write_build_info(stdout);
         free(s);
         return EXIT_OK;
     }
@@ -453,6 +439,7 @@ int cmd_stats(struct cli *c, int argc, char **argv)
             for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
                 json_kv_int(stdout, false, names[k], v[k]);
             json_kv_bool(stdout, false, "paused", s[i].paused);
+            json_kv_int(stdout, false, "waiting", s[i].waiting);
             fputc('}', stdout);
         }
         fputs("]}\n", stdout);
@@ -465,13 +452,15 @@ int cmd_stats(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if ((int)strlen(s[i].queue) > w)
             w = (int)strlen(s[i].queue);
-    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", w, "queue", "ready", "scheduled",
-           "retrying", "running", "dead", "cancelled", "done", "done_1h", "paused");
+    /* waiting comes last, so that the columns scripts read keep their places */
+    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n", w, "queue", "ready", "scheduled",
+           "retrying", "running", "dead", "cancelled", "done", "done_1h", "paused", "waiting");
     for (size_t i = 0; i < n; i++)
         printf("%-*s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
-               " %9" PRId64 " %9" PRId64 " %9" PRId64 " %6s\n", w, s[i].queue, s[i].ready,
-               s[i].scheduled, s[i].retrying, s[i].running, s[i].dead, s[i].cancelled,
-               s[i].done, s[i].done_last_hour, s[i].paused ? "yes" : "no");
+               " %9" PRId64 " %9" PRId64 " %9" PRId64 " %6s %9" PRId64 "\n", w, s[i].queue,
+               s[i].ready, s[i].scheduled, s[i].retrying, s[i].running, s[i].dead,
+               s[i].cancelled, s[i].done, s[i].done_last_hour, s[i].paused ? "yes" : "no",
+               s[i].waiting);
     free(s);
     return EXIT_OK;
 }
@@ -514,6 +503,8 @@ static void show_json(const pgq_job_detail *d)
     json_kv_str(f, false, "created_at", d->created_at);
     json_kv_str(f, false, "started_at", d->started_at);
     json_kv_str(f, false, "finished_at", d->finished_at);
+    json_kv_str(f, false, "result", d->result);
+    json_kv_str(f, false, "result_note", d->result_note);
     /* JSON already (PostgreSQL's jsonb_pretty), put on one line: a raw
      * newline there is always layout (inside strings it is escaped), and so
      * is the indentation after it. */
@@ -559,7 +550,23 @@ static void show_json(const pgq_job_detail *d)
         json_kv_str(f, false, "finished_at", e->finished_at);
         fputc('}', f);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    json_kv_int(f, false, "waiting_for", d->waiting_for);
+    for (int side = 0; side < 2; side++) {
+        const pgq_dep_row *v = side ? d->children : d->parents;
+        size_t nv = side ? d->nchildren : d->nparents;
+        json_key(f, false, side ? "children" : "parents");
+        fputc('[', f);
+        for (size_t i = 0; i < nv; i++) {
+            fputs(i ? ",{" : "{", f);
+            json_kv_int(f, true, "id", v[i].id);
+            json_kv_str(f, false, "state", v[i].state);
+            fputc('}', f);
+        }
+        fputc(']', f);
+    }
+    json_kv_int(f, false, "children_total", (int64_t)d->nchildren_total);
+    fputs("}\n", f);
 }
 
 int cmd_show(struct cli *c, int argc, char **argv)
@@ -568,9 +575,15 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "usage: pgq show ID [--json] [-c FILE] [--db URL]\n\n"
         "Print a job: its fields as \"name: value\" lines, the payload, every\n"
         "attempt (outcome, worker, duration, exit status, error) and its\n"
-        "run_once effects, in-doubt ones marked IN DOUBT. Lines of a multi-line\n"
-        "error after its first are indented by four spaces. --json: one object with\n"
-        "the same field names, \"payload\" as JSON, \"history\" and \"effects\" arrays.\n";
+        "run_once effects, in-doubt ones marked IN DOUBT, then its dependencies: the\n"
+        "jobs it waits for (parents, with their states; \"gone\" for one pruned since)\n"
+        "and the jobs waiting for it (children, the first 1000), and last a done job's\n"
+        "result (with its note when it was cut or not stored). Lines of a multi-line\n"
+        "error or result after its first are indented by four spaces. --json: one\n"
+        "object with the same field names, \"payload\" as JSON, \"history\" and\n"
+        "\"effects\" arrays, \"waiting_for\", \"parents\" and \"children\"\n"
+        "([{\"id\":N,\"state\":S}]) and \"children_total\". `pgq result ID` prints the\n"
+        "result alone, raw.\n";
     char err[1024];
     int64_t id = 0;
     const char *pos[1];
@@ -628,6 +641,80 @@ int cmd_show(struct cli *c, int argc, char **argv)
                e->in_doubt ? "IN DOUBT" : e->state, e->attempt, e->started_at,
                e->finished_at ? ", finished " : "", e->finished_at ? e->finished_at : "");
     }
+    if (d->nparents)
+        printf("parents: %zu (waiting for %d)\n", d->nparents, d->waiting_for);
+    else
+        printf("parents: 0\n");
+    for (size_t i = 0; i < d->nparents; i++)
+        printf("  %" PRId64 " %s\n", d->parents[i].id, d->parents[i].state);
+    printf("children: %zu\n", d->nchildren_total);
+    for (size_t i = 0; i < d->nchildren; i++)
+        printf("  %" PRId64 " %s\n", d->children[i].id, d->children[i].state);
+    if (d->nchildren < d->nchildren_total)
+        printf("  (the first %zu shown)\n", d->nchildren);
+    fputs("result: ", stdout);
+    put_lines(or_dash(d->result));
+    if (d->result_note) {
+        fputs("\nresult_note: ", stdout);
+        put_lines(d->result_note);
+    }
+    putchar('\n');
     pgq_job_detail_free(d);
     return EXIT_OK;
+}
+
+/* Exit codes of `pgq result` besides 0, 1 and 2 (README, pgq.1): a script
+ * waiting for a result tells "try again later" from "give up". */
+enum { EXIT_NO_JOB = 3, EXIT_NOT_YET = 4, EXIT_NO_RESULT = 5 };
+
+int cmd_result(struct cli *c, int argc, char **argv)
+{
+    static const char help[] =
+        "usage: pgq result ID [-c FILE] [--db URL]\n\n"
+        "Print the result of done job ID on stdout exactly as stored (an exec\n"
+        "handler's stdout, or what an in-process handler gave pgq_ctx_set_result),\n"
+        "with nothing added. A note about it (cut at result_max) goes to stderr.\n"
+        "Exit status: 0 printed; 1 error; 2 usage; 3 no such job (never added, or\n"
+        "pruned); 4 no result yet (the job is not finished: ready, scheduled or\n"
+        "running); 5 no result (the job ended without one: dead, cancelled, done\n"
+        "without one, or its output was not stored: the note says why).\n";
+    char err[1024];
+    int64_t id = 0;
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    if (r)
+        return r > 0 ? EXIT_OK : EXIT_USAGE;
+    if (npos && cli_parse_id(c, pos[0], &id) < 0)
+        return EXIT_USAGE;
+    if (!id)
+        return cli_usage_error(c, "needs a job id");
+    if (cli_connect(c, false) < 0)
+        return EXIT_FAIL;
+    pgq_job_detail *d;
+    if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
+        return cli_error(c, "%s", err);
+    if (!d) {
+        cli_error(c, "job %" PRId64 ": no such job", id);
+        return EXIT_NO_JOB;
+    }
+    int rc = EXIT_OK;
+    if (strcmp(d->state, "ready") == 0 || strcmp(d->state, "running") == 0) {
+        cli_error(c, "job %" PRId64 ": no result yet (%s)", id, d->state);
+        rc = EXIT_NOT_YET;
+    } else if (!d->result) {
+        if (d->result_note)
+            cli_error(c, "job %" PRId64 ": no result: %s", id, d->result_note);
+        else
+            cli_error(c, "job %" PRId64 ": no result (%s%s)", id, d->state,
+                      strcmp(d->state, "done") == 0 ? " without one" : "");
+        rc = EXIT_NO_RESULT;
+    } else {
+        fwrite(d->result, 1, strlen(d->result), stdout);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            rc = cli_error(c, "writing the result: %s", strerror(errno));
+        else if (d->result_note)
+            fprintf(stderr, "pgq result: job %" PRId64 ": %s\n", id, d->result_note);
+    }
+    pgq_job_detail_free(d);
+    return rc;
 }

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "once.h"
 #include "top.h"
 
 static const char help[] =
-    "usage: pgq top [-c pool.ini] [--db URL] [--refresh D] [--stale D] [--no-color]\n\n"
+    "usage: pgq top [-c pool.ini] [--db URL] [--refresh D] [--stale D] [--no-color] [--once]\n\n"
     "The live dashboard of the whole fleet, read from PostgreSQL: counts per queue,\n"
     "throughput, pools and their heartbeats, running jobs, dead letters, all jobs\n"
     "(filtered with /), database health, and a job's full detail (Enter). Actions:\n"
@@ -18,12 +20,15 @@ static const char help[] =
     "with y and recorded in pgq.actions). ? lists every key, q quits.\n\n"
     "  --refresh D   time between refreshes (default 1s)\n"
     "  --stale D     a pool without a heartbeat this long is stale (default 1m)\n"
-    "  --no-color    plain, even where the terminal has colour\n";
+    "  --no-color    plain, even where the terminal has colour\n"
+    "  --once        print the Overview screen once as plain text and exit (no\n"
+    "                terminal needed; COLUMNS x LINES, default 80 x 24)\n";
 
 int cmd_top(struct cli *c, int argc, char **argv)
 {
     struct top_opts o = TOP_OPTS_INIT;
     char err[1024];
+    bool once = false;
 
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(c, argc, argv, &i);
@@ -59,12 +64,19 @@ int cmd_top(struct cli *c, int argc, char **argv)
                 o.stale_s = (double)ms / 1000.0;
         } else if (strcmp(a, "--no-color") == 0) {
             o.no_color = true;
+        } else if (strcmp(a, "--once") == 0) {
+            once = true;
         } else {
             return cli_usage_error(c, "unexpected argument \"%s\"", a);
         }
     }
     if (cli_connect(c, false) < 0)
         return EXIT_FAIL;
+    if (once) {
+        if (pgq_top_once(c->conn, &o, stdout, err, sizeof err) < 0)
+            return cli_error(c, "top --once: %s", err);
+        return EXIT_OK;
+    }
     /* The dashboard reconnects by itself with the same URL. */
     const char *url = c->db_url;
     if (!url && c->cfg && c->cfg->db_url)
@@ -74,6 +86,7 @@ int cmd_top(struct cli *c, int argc, char **argv)
     pgq_disconnect(c->conn);
     c->conn = NULL;
     if (pgq_top_run(url, &o, err, sizeof err) < 0)
-        return cli_error(c, "%s", err);
+        return cli_error(c, "%s%s", err, isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) ? ""
+                         : " (pgq top --once prints one screen without one)");
     return EXIT_OK;
 }

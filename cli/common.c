@@ -199,6 +199,41 @@ int cli_parse_id(const struct cli *c, const char *val, int64_t *out)
     return 0;
 }
 
+int cli_parse_id_list(const char *val, int64_t **ids, size_t *n, char *err, size_t errlen)
+{
+    const char *p = val;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[32];
+        char *stop;
+        long long v = 0;
+        bool ok = len > 0 && len < sizeof item;
+        if (ok) {
+            memcpy(item, p, len);
+            item[len] = '\0';
+            errno = 0;
+            v = strtoll(item, &stop, 10);
+            ok = !errno && stop != item && !*stop && v > 0 && item[0] != '+' && item[0] != ' ';
+        }
+        if (!ok) {
+            snprintf(err, errlen, "\"%.*s\" is not a job id (a positive whole number)",
+                     (int)(len > 40 ? 40 : len), p);
+            return -1;
+        }
+        int64_t *grown = realloc(*ids, (*n + 1) * sizeof **ids);
+        if (!grown) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        *ids = grown;
+        (*ids)[(*n)++] = v;
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
+}
+
 int cli_parse_duration(const struct cli *c, const char *opt, const char *val, int64_t *ms)
 {
     char err[256];

@@ -67,18 +67,3 @@ void json_kv_bool(FILE *f, bool first, const char *key, bool value)
     fputs(value ? "true" : "false", f);
 }
 
-/* A Prometheus label value: backslash, double quote and newline escaped
- * (the text exposition format's rules). */
-void prom_label(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', f);
-        if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}

@@ -26,6 +26,7 @@ static const struct command {
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
+    { "result", cmd_result, "print a done job's result, raw (exit 3: no such job, 4: not done yet, 5: none)", false },
     { "stats", cmd_stats, "job counts per queue and state", true },
     { "requeue", cmd_requeue, "move dead (or cancelled) jobs back to ready", true },
     { "cancel", cmd_cancel, "cancel ready, scheduled or running jobs", true },

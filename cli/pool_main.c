@@ -219,6 +219,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);   /* a closed pipe is an error return, not a death */
 
+    pgq_pool_set_notify(pool, true);   /* READY/STOPPING/WATCHDOG for a Type=notify unit */
     if (pgq_pool_start(pool, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_ERROR, NULL, "cannot start: %s", err);
         if (tui)   /* the log is a file now: say it where the operator looks */

@@ -71,6 +71,11 @@ const struct cfg_key cfg_keys[] = {
     { .sec = SEC_POOL, .name = "keep_dead", .kind = V_DURATION, .off = CFG(keep_dead_ms),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "30d", .min = 0, .max = 3650 * MS_D,
       .doc = "Retention of dead jobs (the dead-letter list)." },
+    { .sec = SEC_POOL, .name = "metrics_listen", .kind = V_LISTEN, .off = CFG(metrics_listen),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "Serve Prometheus metrics over HTTP at GET /metrics on this HOST:PORT (e.g. "
+             "127.0.0.1:9464; [::1]:9464; port 0: any free port, logged). Absent: off. Plain "
+             "HTTP without authentication: bind to a loopback or private address." },
 
     { .sec = SEC_JOB, .name = "queue", .kind = V_NAME, .off = TYP(queue),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "default",
@@ -95,6 +100,14 @@ const struct cfg_key cfg_keys[] = {
     { .sec = SEC_JOB, .name = "priority", .kind = V_INT, .off = TYP(priority),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "0", .min = -1000, .max = 1000,
       .doc = "Default priority of jobs of this type; lower runs first." },
+    { .sec = SEC_JOB, .name = "result_max", .kind = V_SIZE, .off = TYP(result_max),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "64KB", .min = 0, .max = 16 << 20,
+      .doc = "Most bytes of a job's result that are stored with its done attempt: an exec "
+             "handler's stdout, or the text a plugin or callback handler gives "
+             "pgq_ctx_set_result(). A longer one is cut to a whole UTF-8 character within it, "
+             "with a note saying so (pgq show, pgq.job_results) and a log line; stdout that "
+             "is not UTF-8 text is not stored, with a note. 0 keeps no result. Sizes: bytes, "
+             "or with KB or MB (1024-based)." },
     { .sec = SEC_JOB, .name = "require", .kind = V_REQUIRE, .off = TYP(require),
       .count_off = TYP(nrequire), .line_off = NO_OFF, .def = NULL,
       .doc = "Payload contract: required keys and their JSON types, e.g. `to:string, subject:string`; "
@@ -114,7 +127,7 @@ const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section",
 const char *const cfg_kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
-    [V_POOLER] = "pooler",
+    [V_POOLER] = "pooler", [V_LISTEN] = "address", [V_SIZE] = "size",
 };
 
 const struct cfg_key *cfg_find_key(enum sec_kind sec, const char *name)

@@ -21,6 +21,8 @@ enum val_kind {
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
+    V_LISTEN,   /* HOST:PORT to listen on, checked by cfg_listen_parse (char *) */
+    V_SIZE,     /* bytes in [min, max], "64KB" (int64_t) */
 };
 
 #define NO_OFF ((size_t)-1)
@@ -37,7 +39,7 @@ struct cfg_key {
     size_t count_off;   /* V_LIST, V_REQUIRE: the element count */
     size_t line_off;    /* an int that records the line the key was set on, or NO_OFF */
     const char *def;    /* default, as it would be written in the file; NULL = unset */
-    int64_t min, max;   /* V_INT, V_DURATION: inclusive bounds */
+    int64_t min, max;   /* V_INT, V_DURATION, V_SIZE: inclusive bounds */
     unsigned flags;
     const char *doc;
 };

@@ -46,6 +46,7 @@ typedef struct pgq_cfg_type {
     int priority;               /* default 0, -1000..1000; lower runs first */
     pgq_cfg_require *require;   /* payload contract, from "to:string, subject:string" */
     size_t nrequire;
+    int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
 } pgq_cfg_type;
 
 typedef struct pgq_cfg {
@@ -64,6 +65,7 @@ typedef struct pgq_cfg {
     int64_t shutdown_timeout_ms;/* default 30s */
     int64_t keep_done_ms;       /* default 1d; 0 = delete at once */
     int64_t keep_dead_ms;       /* default 30d */
+    char *metrics_listen;       /* [pool] metrics_listen "HOST:PORT", NULL when off */
     pgq_cfg_type *types;        /* in file order */
     size_t ntypes;
 } pgq_cfg;

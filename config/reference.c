@@ -4,6 +4,7 @@
 #include "pgq_config.h"
 #include "duration.h"
 #include "keys.h"
+#include "values.h"
 
 #include <stdio.h>
 
@@ -41,8 +42,15 @@ void pgq_cfg_write_reference(FILE *f)
         }
         else if (k->kind == V_NAME || k->kind == V_LIST)
             fprintf(f, "1..%d characters, no whitespace", PGQ_QUEUE_NAME_MAX);
+        else if (k->kind == V_SIZE) {
+            char lo[32], hi[32];
+            fprintf(f, "%s..%s", cfg_size_format(k->min, lo, sizeof lo),
+                    cfg_size_format(k->max, hi, sizeof hi));
+        }
         else if (k->kind == V_POOLER)
             fputs("transaction, session, none", f);
+        else if (k->kind == V_LISTEN)
+            fputs("HOST:PORT, numeric host or localhost", f);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);

@@ -5,6 +5,7 @@
 #include "values.h"
 #include "duration.h"
 #include "words.h"
+#include "listen.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -41,12 +42,14 @@ void cfg_value_free(const struct cfg_key *k, void *base)
     switch (k->kind) {
     case V_STRING:
     case V_NAME:
+    case V_LISTEN:
         free(*(char **)p);
         *(char **)p = NULL;
         break;
     case V_INT:
     case V_DURATION:
     case V_POOLER:
+    case V_SIZE:
         break;
     case V_LIST:
         cfg_strv_free(*(char ***)p, *(size_t *)((char *)base + k->count_off));
@@ -177,6 +180,62 @@ fail:
     return -1;
 }
 
+/* "64KB", "1MB", "1500", "0" (units B, KB, MB, any case, 1024-based;
+ * blanks between number and unit allowed). 0, or -1 with err. */
+static int size_parse(const char *v, int64_t *out, char *err, size_t errlen)
+{
+    static const struct { const char *unit; int64_t mul; } units[] = {
+        { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 },
+    };
+    const char *p = v;
+    int64_t n = 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p < '0' || *p > '9') {
+        snprintf(err, errlen, "\"%s\" is not a size (bytes, or a number with KB or MB)", v);
+        return -1;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (INT64_MAX - 9) / 10) {
+            snprintf(err, errlen, "\"%s\" is too large", v);
+            return -1;
+        }
+        n = n * 10 + (*p - '0');
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    char unit[8] = "";
+    size_t ul = 0;
+    while (*p && *p != ' ' && *p != '\t' && ul < sizeof unit - 1)
+        unit[ul++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p), p++;
+    unit[ul] = '\0';
+    while (*p == ' ' || *p == '\t')
+        p++;
+    for (size_t i = 0; *p == '\0' && i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].unit) == 0) {
+            if (n > INT64_MAX / units[i].mul) {
+                snprintf(err, errlen, "\"%s\" is too large", v);
+                return -1;
+            }
+            *out = n * units[i].mul;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "\"%s\": unknown size unit (use B, KB or MB)", v);
+    return -1;
+}
+
+char *cfg_size_format(int64_t bytes, char *buf, size_t len)
+{
+    if (bytes > 0 && bytes % (1024 * 1024) == 0)
+        snprintf(buf, len, "%lldMB", (long long)(bytes / (1024 * 1024)));
+    else if (bytes > 0 && bytes % 1024 == 0)
+        snprintf(buf, len, "%lldKB", (long long)(bytes / 1024));
+    else
+        snprintf(buf, len, "%lld", (long long)bytes);
+    return buf;
+}
+
 int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err, size_t errlen)
 {
     char *p = (char *)base + k->off;
@@ -187,10 +246,17 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
     }
     switch (k->kind) {
     case V_STRING:
-    case V_NAME: {
+    case V_NAME:
+    case V_LISTEN: {
         char *s;
         if (k->kind == V_NAME && pgq_queue_name_check(v, err, errlen) < 0)
             return -1;
+        if (k->kind == V_LISTEN) {
+            struct sockaddr_storage ss;
+            socklen_t len;
+            if (cfg_listen_parse(v, &ss, &len, err, errlen) < 0)
+                return -1;
+        }
         if ((s = strdup(v)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -236,6 +302,19 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
         *(int64_t *)p = x;
         return 0;
     }
+    case V_SIZE: {
+        int64_t x;
+        char lo[32], hi[32];
+        if (size_parse(v, &x, err, errlen) < 0)
+            return -1;
+        if (x < k->min || x > k->max) {
+            snprintf(err, errlen, "\"%s\" is out of range (%s..%s)", v,
+                     cfg_size_format(k->min, lo, sizeof lo), cfg_size_format(k->max, hi, sizeof hi));
+            return -1;
+        }
+        *(int64_t *)p = x;
+        return 0;
+    }
     case V_LIST:
         return set_list(k, base, v, err, errlen);
     case V_HANDLER:
@@ -266,6 +345,8 @@ char *cfg_value_format(const struct cfg_key *k, const void *base, char *buf, siz
 {
     if (k->kind == V_DURATION)
         return pgq_duration_format(cfg_value_num(k, base), buf, len);
+    if (k->kind == V_SIZE)
+        return cfg_size_format(cfg_value_num(k, base), buf, len);
     snprintf(buf, len, "%lld", (long long)cfg_value_num(k, base));
     return buf;
 }

@@ -143,7 +143,8 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour'),"
         " coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'ready'"
         "   AND run_at <= now()))::float8, -1),"
-        " coalesce(bool_or(p.paused), false)"
+        " coalesce(bool_or(p.paused), false),"
+        " count(*) FILTER (WHERE state = 'waiting')"
         " FROM (SELECT queue, state, run_at, attempts, finished_at FROM pgq.jobs"
         "       UNION ALL SELECT queue, NULL, NULL, NULL, NULL FROM pgq.queues WHERE paused) j"
         " LEFT JOIN pgq.queues p USING (queue)"
@@ -169,6 +170,7 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         s[i].done_last_hour = db_int64(r, i, 8, 0);
         s[i].oldest_ready_s = strtod(PQgetvalue(r, i, 9), NULL);
         s[i].paused = db_bool(r, i, 10);
+        s[i].waiting = db_int64(r, i, 11, 0);
     }
     PQclear(r);
     *out = s;
@@ -178,7 +180,7 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
 
 /* The three results a detail points into; freed together. */
 struct detail_priv {
-    PGresult *job, *attempts, *effects;
+    PGresult *job, *attempts, *effects, *deps;
 };
 
 static const char *str_or_null(const PGresult *r, int row, int col)
@@ -191,7 +193,10 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
     static const char job_sql[] =
         "SELECT id, queue, type, state, jsonb_pretty(payload), run_at::text, idempotency_key,"
         " lease_owner, lease_expires_at::text, last_error, created_at::text, started_at::text,"
-        " finished_at::text, priority, attempts, max_retries FROM pgq.jobs WHERE id = $1";
+        " finished_at::text, priority, attempts, max_retries, r.result, r.result_note,"
+        " j.waiting_for"
+        " FROM pgq.jobs j LEFT JOIN LATERAL (SELECT x.result, x.result_note FROM pgq.job_results x"
+        "  WHERE x.job_id = j.id ORDER BY x.attempt DESC LIMIT 1) r ON true WHERE j.id = $1";
     /* A job done at its first in-process attempt has no history row (the
      * job row holds that attempt, see migration 003): show it from there. */
     static const char att_sql[] =
@@ -214,8 +219,21 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         " EXISTS (SELECT 1 FROM pgq.effects_in_doubt d WHERE d.job_id = e.job_id AND d.key = e.key)"
         " FROM pgq.effects e WHERE e.job_id = $1"
         " ORDER BY e.started_at, e.key";
-    char ids[24];
+    /* Parents (kind 0) then children (kind 1), each by id; children cut
+     * at PGQ_DETAIL_CHILDREN (a fan-out may have any number), with the
+     * total. */
+    static const char deps_sql[] =
+        "SELECT kind, id, state, total FROM ("
+        "  SELECT 0 AS kind, d.parent_id AS id, coalesce(p.state, 'gone') AS state, 0::bigint AS total"
+        "   FROM pgq.job_deps d LEFT JOIN pgq.jobs p ON p.id = d.parent_id WHERE d.child_id = $1"
+        "  UNION ALL"
+        "  (SELECT 1, d.child_id, c.state, count(*) OVER ()"
+        "   FROM pgq.job_deps d JOIN pgq.jobs c ON c.id = d.child_id WHERE d.parent_id = $1"
+        "   ORDER BY d.child_id LIMIT $2)) x ORDER BY kind, id";
+    char ids[24], lim[16];
     snprintf(ids, sizeof ids, "%" PRId64, id);
+    snprintf(lim, sizeof lim, "%d", PGQ_DETAIL_CHILDREN);
+    const char *dparams[] = { ids, lim };
     const char *params[] = { ids };
     struct detail_priv *p = calloc(1, sizeof *p);
     pgq_job_detail *d = calloc(1, sizeof *d);
@@ -240,6 +258,9 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
     p->effects = db_query(c, eff_sql, 1, params, PGRES_TUPLES_OK, "job effects", err, errlen);
     if (!p->effects)
         goto fail;
+    p->deps = db_query(c, deps_sql, 2, dparams, PGRES_TUPLES_OK, "job dependencies", err, errlen);
+    if (!p->deps)
+        goto fail;
     PGresult *j = p->job;
     d->id = id;
     d->queue = PQgetvalue(j, 0, 1);
@@ -257,12 +278,18 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
     d->priority = (int)db_int64(j, 0, 13, 0);
     d->attempts = (int)db_int64(j, 0, 14, 0);
     d->max_retries = (int)db_int64(j, 0, 15, 0);
+    d->result = str_or_null(j, 0, 16);
+    d->result_note = str_or_null(j, 0, 17);
+    d->waiting_for = (int)db_int64(j, 0, 18, 0);
 
     d->nattempts = (size_t)PQntuples(p->attempts);
     d->attempts_v = calloc(d->nattempts + 1, sizeof *d->attempts_v);
     d->neffects = (size_t)PQntuples(p->effects);
     d->effects = calloc(d->neffects + 1, sizeof *d->effects);
-    if (!d->attempts_v || !d->effects) {
+    size_t ndeps = (size_t)PQntuples(p->deps);
+    d->parents = calloc(ndeps + 1, sizeof *d->parents);
+    d->children = calloc(ndeps + 1, sizeof *d->children);
+    if (!d->attempts_v || !d->effects || !d->parents || !d->children) {
         seterr(err, errlen, "job %s: out of memory", ids);
         goto fail;
     }
@@ -291,6 +318,15 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         e->attempt = (int)db_int64(r, i, 4, 0);
         e->in_doubt = db_bool(r, i, 5);
     }
+    for (int i = 0; i < (int)ndeps; i++) {
+        PGresult *r = p->deps;
+        bool child = db_int64(r, i, 0, 0) == 1;
+        pgq_dep_row *row = child ? &d->children[d->nchildren++] : &d->parents[d->nparents++];
+        row->id = db_int64(r, i, 1, 0);
+        row->state = PQgetvalue(r, i, 2);
+        if (child)
+            d->nchildren_total = (size_t)db_int64(r, i, 3, 0);
+    }
     *out = d;
     return 0;
 fail:
@@ -307,9 +343,12 @@ void pgq_job_detail_free(pgq_job_detail *d)
         PQclear(p->job);
         PQclear(p->attempts);
         PQclear(p->effects);
+        PQclear(p->deps);
         free(p);
     }
     free(d->attempts_v);
     free(d->effects);
+    free(d->parents);
+    free(d->children);
     free(d);
 }

@@ -8,6 +8,7 @@
  * token (a lost lease is reported, and changes nothing). Claim hints
  * (hints.c) tell the claim where in the index to start. */
 #include "db.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 
 /* A claimed job from row `row` of a complete_claim result (columns: acked,
  * id, queue, type, payload, attempts, max_retries, priority, lease_token,
- * timeout_ms, ord). One allocation: the struct followed by its strings. */
+ * timeout_ms, ord, run_at). One allocation: the struct followed by its strings. */
 static pgq_job *job_from_row(const PGresult *r, int row)
 {
     size_t lq = strlen(PQgetvalue(r, row, 2)) + 1, lt = strlen(PQgetvalue(r, row, 3)) + 1,
@@ -37,19 +38,43 @@ static pgq_job *job_from_row(const PGresult *r, int row)
     j->priority = (int)db_int64(r, row, 7, 0);
     snprintf(j->lease_token, sizeof j->lease_token, "%s", PQgetvalue(r, row, 8));
     j->timeout_ms = db_int64(r, row, 9, 60000);
+    j->run_at_us = db_int64(r, row, 11, 0);
     return j;
 }
 
 /* The acks' columns as array literals: ids, tokens, exit codes, signals,
- * cpu, rss (NULL where unknown). */
+ * cpu, rss (NULL where unknown), then results and their notes (the whole
+ * column NULL when no ack has one: the hot path passes no result). */
+#define ACK_COLS 8
+
 struct ack_arrays {
-    char *v[6];
+    char *v[ACK_COLS];
 };
 
 static void ack_arrays_free(struct ack_arrays *a)
 {
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < ACK_COLS; i++)
         free(a->v[i]);
+}
+
+/* The acks' results (notes: their notes) as a text array, or NULL (and
+ * 0) when no ack has one. -1 when out of memory. */
+static int ack_texts(const pgq_ack *acks, size_t n, bool notes, char **out)
+{
+    const char **v = NULL;
+    bool any = false;
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        any |= (notes ? acks[i].result_note : acks[i].result) != NULL;
+    if (!any)
+        return 0;
+    if (!(v = malloc(n * sizeof *v)))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v[i] = notes ? acks[i].result_note : acks[i].result;
+    *out = db_text_array(v, n);
+    free(v);
+    return *out ? 0 : -1;
 }
 
 static int ack_arrays_fill(struct ack_arrays *a, const pgq_ack *acks, size_t n)
@@ -95,6 +120,11 @@ static int ack_arrays_fill(struct ack_arrays *a, const pgq_ack *acks, size_t n)
             ack_arrays_free(a);
             return -1;
         }
+    if (ack_texts(acks, n, false, &a->v[6]) < 0 ||
+        ack_texts(acks, n, true, &a->v[7]) < 0) {
+        ack_arrays_free(a);
+        return -1;
+    }
     return 0;
 }
 
@@ -132,10 +162,21 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
         return seterr(err, errlen, "claim: at most %d jobs per call", INT32_MAX);
     if (nacks > 0 && !lost)
         return seterr(err, errlen, "complete: no room given for the lease-lost flags");
-    for (size_t i = 0; i < nacks; i++)
+    for (size_t i = 0; i < nacks; i++) {
+        size_t bad;
         if (!acks[i].token || strlen(acks[i].token) != PGQ_TOKEN_LEN)
             return seterr(err, errlen, "complete: job %" PRId64 ": malformed lease token",
                           acks[i].id);
+        /* Checked here, naming the job: PostgreSQL would refuse the whole
+         * statement, every other ack of the batch with it. */
+        if (acks[i].result && !utf8_valid(acks[i].result, strlen(acks[i].result), &bad, NULL))
+            return seterr(err, errlen, "complete: job %" PRId64 ": result is not valid UTF-8 "
+                          "at byte offset %zu", acks[i].id, bad);
+        if (acks[i].result_note &&
+            !utf8_valid(acks[i].result_note, strlen(acks[i].result_note), &bad, NULL))
+            return seterr(err, errlen, "complete: job %" PRId64 ": result note is not valid "
+                          "UTF-8 at byte offset %zu", acks[i].id, bad);
+    }
     if (ack_arrays_fill(&aa, acks, nacks) < 0)
         return seterr(err, errlen, "complete_claim: out of memory");
     char *qarr = db_text_array(queues, nqueues);
@@ -154,9 +195,9 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
     const char *params[] = { aa.v[0], aa.v[1], aa.v[2], aa.v[3], aa.v[4], aa.v[5],
                              qarr, worker ? worker : "", ttl, lim,
                              hp.prio, hp.run_at, hp.id, hp.better ? hp.better : "false",
-                             c->delete_done ? "false" : "true" };
+                             c->delete_done ? "false" : "true", aa.v[6], aa.v[7] };
     const char *what = max_jobs == 0 ? "complete" : nacks == 0 ? "claim" : "complete and claim";
-    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 15, params, PGRES_TUPLES_OK, what, err, errlen);
+    PGresult *r = db_run(c, STMT_COMPLETE_CLAIM, 17, params, PGRES_TUPLES_OK, what, err, errlen);
     free(qarr);
     ack_arrays_free(&aa);
     if (!r) {
@@ -236,7 +277,7 @@ void pgq_job_free(pgq_job *job)
 int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_attempt_info *info,
                  bool *lease_lost, char *err, size_t errlen)
 {
-    pgq_ack a = { id, token, info };
+    pgq_ack a = { id, token, info, NULL, NULL };
     return pgq_complete_claim(c, &a, 1, lease_lost, NULL, 0, NULL, 0, 0, NULL, NULL, err,
                               errlen);
 }

@@ -27,7 +27,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
     [STMT_ADD] = { "pgq_add",
         "SELECT ord, id, duplicate, replaced FROM pgq.enqueue($1::text[], $2::text[], $3::text[], "
         "$4::int[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[], $9::bigint[], "
-        "$10::boolean[])" },
+        "$10::boolean[], $11::int[], $12::bigint[], $13::int[])" },
     [STMT_HEARTBEAT] = { "pgq_heartbeat",
         "SELECT id, lease_token FROM pgq.renew($1::bigint[], $2::uuid[], $3::bigint)" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
@@ -35,7 +35,8 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "  timeout_ms, ord, run_at"
         " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
         "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
-        "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean)" },
+        "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean,"
+        "  p_results => $16::text[], p_result_notes => $17::text[])" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },

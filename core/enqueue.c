@@ -5,7 +5,10 @@
  * validates the whole batch (types, JSON, payload contracts, queue names)
  * in one pass before storing any of it, both functions of the state
  * machine's one home, migrations/state_machine.sql. An idempotency key
- * seen before inserts nothing and returns the existing job, flagged. */
+ * seen before inserts nothing and returns the existing job, flagged.
+ * Dependencies (opts.after, opts.after_items) travel as a list of edges,
+ * three arrays of pgq.enqueue (the waiting item, an existing job or an
+ * earlier item); an add with dependencies is a batch of one. */
 #include "db.h"
 #include "utf8.h"
 
@@ -47,6 +50,13 @@ static const char *item_problem(const pgq_add_item *it, char *buf, size_t len)
         return "max_retries must be 0 or more";
     if (o->queue && pgq_queue_name_check(o->queue, buf, len) < 0)
         return buf;
+    if ((o->n_after && !o->after) || (o->n_after_items && !o->after_items))
+        return "after: the list of jobs is NULL";
+    for (size_t k = 0; k < o->n_after; k++)
+        if (o->after[k] <= 0) {
+            snprintf(buf, len, "unknown parent job %" PRId64, o->after[k]);
+            return buf;
+        }
     return bad_text(it, buf, len);
 }
 
@@ -120,6 +130,8 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
     const char *bad = item_problem(it, why, sizeof why);
     if (bad)
         return item_err(err, errlen, 1, 0, bad);
+    if (it->opts.n_after || it->opts.n_after_items)
+        return add_batch(c, it, 1, res, err, errlen);
     struct add_nums nums;
     add_nums(&it->opts, &nums);
     const char *params[] = { it->type, it->payload, it->opts.queue, nums.v[0],
@@ -135,7 +147,8 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
             /* Invalid JSON fails the statement's cast with PostgreSQL's
              * own message. Nothing was stored: let pgq.enqueue word the
              * refusal, as it does for a batch. */
-            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0)
+            if (strcmp(c->sqlstate, "22P02") == 0 || strcmp(c->sqlstate, "22P05") == 0 ||
+                strcmp(c->sqlstate, "54001") == 0)
                 return add_batch(c, it, 1, res, err, errlen);
             tidy_add_error(err, errlen, 1);
             return -1;
@@ -157,8 +170,64 @@ static int add_one(pgq_conn *c, const pgq_add_item *it, pgq_add_result *res,
  * for every item is sent as a NULL array: less to build, send and parse. */
 enum { COL_TYPE, COL_PAYLOAD, COL_QUEUE, COL_PRIO, COL_RUN_AT, COL_DELAY, COL_RETRIES, COL_KEY,
        COL_UNIQUE, COL_REPLACE, NCOLS };
+/* The dependency edges, parameters after the columns: the waiting item
+ * (1-based), and an existing job or an earlier item (1-based), the other
+ * NULL. NULL arrays when no item has dependencies. */
+enum { EDGE_ORD = NCOLS, EDGE_JOB, EDGE_ITEM, NPARAMS };
 
-static int add_params(const pgq_add_item *items, size_t n, char *arr[NCOLS],
+static int add_edges(const pgq_add_item *items, size_t n, char *arr[NPARAMS],
+                     char *err, size_t errlen)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += items[i].opts.n_after + items[i].opts.n_after_items;
+    if (m == 0)
+        return 0;
+    int64_t *ord = malloc(m * sizeof *ord), *job = malloc(m * sizeof *job),
+            *item = malloc(m * sizeof *item);
+    bool *is_job = malloc(m * sizeof *is_job), *is_item = malloc(m * sizeof *is_item);
+    int rc = -1;
+    if (!ord || !job || !item || !is_job || !is_item) {
+        seterr(err, errlen, "add: out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pgq_add_opts *o = &items[i].opts;
+        for (size_t a = 0; a < o->n_after; a++, k++) {
+            ord[k] = (int64_t)i + 1;
+            job[k] = o->after[a];
+            item[k] = 0;
+            is_job[k] = true;
+            is_item[k] = false;
+        }
+        for (size_t a = 0; a < o->n_after_items; a++, k++) {
+            ord[k] = (int64_t)i + 1;
+            job[k] = 0;
+            /* an index past any batch is sent as it is: pgq.enqueue names it */
+            item[k] = o->after_items[a] >= (size_t)INT32_MAX ? INT32_MAX
+                                                             : (int64_t)o->after_items[a] + 1;
+            is_job[k] = false;
+            is_item[k] = true;
+        }
+    }
+    if (!(arr[EDGE_ORD] = db_int64_array(ord, m)) ||
+        !(arr[EDGE_JOB] = db_int64_array_nullable(job, is_job, m)) ||
+        !(arr[EDGE_ITEM] = db_int64_array_nullable(item, is_item, m))) {
+        seterr(err, errlen, "add: out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(ord);
+    free(job);
+    free(item);
+    free(is_job);
+    free(is_item);
+    return rc;
+}
+
+static int add_params(const pgq_add_item *items, size_t n, char *arr[NPARAMS],
                       char *err, size_t errlen)
 {
     const char **cols = calloc(NCOLS * n, sizeof *cols);
@@ -205,7 +274,7 @@ int pgq_add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_resu
 static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_result *res,
                      char *err, size_t errlen)
 {
-    char *arr[NCOLS] = { 0 };
+    char *arr[NPARAMS] = { 0 };
     int rc = -1;
 
     if (n == 0)
@@ -216,12 +285,19 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
         if (bad)
             return item_err(err, errlen, n, i, bad);
     }
-    if (add_params(items, n, arr, err, errlen) < 0)
+    if (add_params(items, n, arr, err, errlen) < 0 || add_edges(items, n, arr, err, errlen) < 0)
         goto out;
-    PGresult *r = db_run(c, STMT_ADD, NCOLS, (const char *const *)arr, PGRES_TUPLES_OK, "add",
+    PGresult *r = db_run(c, STMT_ADD, NPARAMS, (const char *const *)arr, PGRES_TUPLES_OK, "add",
                          err, errlen);
     if (!r) {
-        tidy_add_error(err, errlen, n);
+        /* statement_too_complex: jsonb's parser recursed past
+         * max_stack_depth on a deeply nested payload; PostgreSQL's own
+         * words would not say which input was at fault */
+        if (strcmp(c->sqlstate, "54001") == 0)
+            seterr(err, errlen, "%s nests too deeply for PostgreSQL's jsonb (stack depth "
+                   "limit exceeded)", n == 1 ? "the payload" : "a payload of the batch");
+        else
+            tidy_add_error(err, errlen, n);
         goto out;
     }
     if ((size_t)PQntuples(r) != n) {
@@ -243,7 +319,7 @@ static int add_batch(pgq_conn *c, const pgq_add_item *items, size_t n, pgq_add_r
     PQclear(r);
     rc = 0;
 out:
-    for (int k = 0; k < NCOLS; k++)
+    for (int k = 0; k < NPARAMS; k++)
         free(arr[k]);
     return rc;
 }

@@ -6,7 +6,7 @@
  * always NUL-terminated); the library itself never logs or prints.
  *
  * The life of a job: pgq_add() makes it `ready` (possibly in the future:
- * scheduled), pgq_claim() leases it to a worker (`running`, with a fresh
+ * scheduled; or `waiting` until the jobs of opts.after are done), pgq_claim() leases it to a worker (`running`, with a fresh
  * lease token), and the worker ends the attempt with pgq_complete() (`done`),
  * pgq_fail() (back to `ready` after a backoff computed by PostgreSQL, or
  * `dead` after max_retries) or pgq_release() (back to `ready`, no attempt
@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PGQ_VERSION "0.1.0"
 #define PGQ_MUSTCHECK __attribute__((warn_unused_result))
@@ -229,9 +230,19 @@ typedef struct pgq_add_opts {
                                    * (ready, never started) takes this payload and run_at
                                    * instead; its id is returned (duplicate and replaced).
                                    * Needs a key. */
+    /* Dependencies: the job is `waiting`, not claimable, until every job it
+     * waits for is done; when one of them ends dead or cancelled, so does
+     * this job (and the jobs waiting for it). A parent done already counts
+     * as done; an unknown, dead or cancelled one is refused, naming it. */
+    const int64_t *after;         /* ids of existing jobs to wait for (n_after of them) */
+    size_t n_after;
+    const size_t *after_items;    /* in pgq_add_batch: 0-based indexes of earlier items of
+                                   * the same batch to wait for (n_after_items of them) */
+    size_t n_after_items;
 } pgq_add_opts;
 
-#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false }
+#define PGQ_ADD_OPTS_INIT { NULL, PGQ_DEFAULT, 0, NULL, PGQ_DEFAULT, NULL, 0, false, NULL, 0, \
+                            NULL, 0 }
 
 typedef struct pgq_add_result {
     int64_t id;
@@ -267,6 +278,8 @@ typedef struct pgq_job {
     int priority;
     int64_t timeout_ms;            /* from the job type */
     char lease_token[PGQ_TOKEN_LEN + 1];
+    int64_t run_at_us;             /* when it became due: microseconds since the epoch
+                                    * by the database's clock (0 when unknown) */
 } pgq_job;
 
 /* Claim the next ready job of the given queues (priority, run_at, id order;
@@ -299,11 +312,19 @@ PGQ_API int pgq_complete(pgq_conn *c, int64_t id, const char *token, const pgq_a
                  bool *lease_lost, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 /* One finished attempt to record as done: the job, its lease token, and
- * what is known of its execution (info may be NULL). */
+ * what is known of its execution (info may be NULL). result (may be NULL):
+ * the job's result, stored with the done attempt (pgq show, pgq result,
+ * pgq.result() in SQL); UTF-8 text as PostgreSQL accepts it, else the
+ * completion is refused naming the job. result_note (may be NULL): what
+ * became of the handler's output when result is not all of it ("cut to
+ * the first 65536 of 80000 bytes ...", "not stored: ..."); recorded with
+ * it. Both are borrowed for the call. */
 typedef struct pgq_ack {
     int64_t id;
     const char *token;
     const pgq_attempt_info *info;
+    const char *result;
+    const char *result_note;
 } pgq_ack;
 
 /* The hot path: mark nacks attempts done and claim up to max_jobs next jobs
@@ -404,8 +425,10 @@ PGQ_API const char *pgq_once_result_name(pgq_once_result r);
 
 /* ---- operating --------------------------------------------------------- */
 
-/* Move the given dead or cancelled jobs back to ready with fresh retries;
- * done[i] (may be NULL) tells which ones moved. Concurrent requeues of the
+/* Move the given dead or cancelled jobs back to ready with fresh retries
+ * (waiting, for a job whose parents are not all done; one with a dead or
+ * cancelled parent not requeued in the same call stays); done[i] (may be
+ * NULL) tells which ones moved. Concurrent requeues of the
  * same job move it once. Recorded in pgq.actions with `who`. */
 PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *who, bool *done,
                 int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
@@ -415,7 +438,8 @@ PGQ_API int pgq_requeue(pgq_conn *c, const int64_t *ids, size_t n, const char *w
 PGQ_API int pgq_requeue_matching(pgq_conn *c, const char *state, const char *queue, const char *type,
                          const char *who, int64_t *count, char *err, size_t errlen) PGQ_MUSTCHECK;
 
-/* Cancel the given ready, scheduled or running jobs; done[i] tells which.
+/* Cancel the given waiting, ready, scheduled or running jobs; done[i] tells
+ * which. The jobs waiting for them are cancelled too (not in done).
  * A running job's lease is revoked in the same transaction (its history
  * gets a cancelled attempt "cancelled by WHO") and its pool is told to stop
  * the handler (NOTIFY pgq_cancel; its heartbeat finds the lease lost as a
@@ -455,10 +479,24 @@ typedef struct pgq_queue_stats {
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
     bool paused;            /* pgq pause: claimed by no pool */
+    int64_t waiting;        /* waiting for other jobs to be done (dependencies) */
 } pgq_queue_stats;
 
 /* Counts per queue; *out is malloc'd (free() it). */
 PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* Prometheus's text format (core/prom.c), shared by `pgq stats
+ * --prometheus` and a pool's metrics endpoint so that both name the same
+ * figures the same way. f is any stdio stream (open_memstream for a
+ * buffer). A label value, quoted, with backslash, double quote and newline
+ * escaped: */
+PGQ_API void pgq_prom_label(FILE *f, const char *s);
+/* The fleet's gauges from pgq_stats: pgq_jobs{queue,state},
+ * pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},
+ * pgq_queue_paused{queue}, each with its HELP and TYPE lines. */
+PGQ_API void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n);
+/* pgq_build_info{version,schema} 1, with HELP and TYPE. */
+PGQ_API void pgq_prom_write_build_info(FILE *f);
 
 /* A job's whole story, as text for display. */
 typedef struct pgq_attempt_row {
@@ -475,6 +513,13 @@ typedef struct pgq_effect_row {
     bool in_doubt;
 } pgq_effect_row;
 
+/* A job's parent or child (dependencies): its id and state; "gone" for a
+ * parent pruned or deleted since (it was done). */
+typedef struct pgq_dep_row {
+    int64_t id;
+    const char *state;
+} pgq_dep_row;
+
 typedef struct pgq_job_detail {
     int64_t id;
     const char *queue, *type, *state, *payload_pretty, *run_at, *idempotency_key,
@@ -483,8 +528,17 @@ typedef struct pgq_job_detail {
     int priority, attempts, max_retries;
     pgq_attempt_row *attempts_v; size_t nattempts;
     pgq_effect_row *effects; size_t neffects;
+    /* The done attempt's result and its note (see pgq_ack); NULL when none. */
+    const char *result, *result_note;
+    int waiting_for;                       /* parents not done yet (state waiting) */
+    pgq_dep_row *parents; size_t nparents; /* the jobs it waits (or waited) for, by id */
+    pgq_dep_row *children; size_t nchildren;  /* the jobs waiting for it, by id: at most
+                                            * PGQ_DETAIL_CHILDREN of nchildren_total */
+    size_t nchildren_total;
     void *priv_;
 } pgq_job_detail;
+
+#define PGQ_DETAIL_CHILDREN 1000
 
 /* Load job id. *out NULL (and 0) when there is no such job. Free with
  * pgq_job_detail_free. */

@@ -17,8 +17,11 @@
  * (embed_jobs.h, written by `pgq types header`; make regenerates it):
  * struct send_email has a member per key of the contract, so naming a key
  * the contract lacks (.subjet) does not compile. POOL.INI must declare the
- * same contract for send-email (the tests copy embed.ini's section). */
+ * same contract for send-email (the tests copy embed.ini's section). The
+ * pool's events (pgq_pool_on_event) are counted per kind and printed at
+ * the end: "embed-demo: outcomes: started 25, done 25, ...". */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +78,18 @@ static int send_email(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     return rc;
 }
 
+/* Events per kind. The callback runs on the pool's threads, several at
+ * once, after each outcome is committed: it only counts (atomics, no lock,
+ * nothing that blocks). */
+static atomic_long outcomes[PGQ_EVENT__COUNT];
+
+static void count_event(const pgq_event *ev, void *arg)
+{
+    (void)arg;
+    if ((unsigned)ev->kind < PGQ_EVENT__COUNT)
+        atomic_fetch_add(&outcomes[ev->kind], 1);
+}
+
 static int64_t unfinished(pgq_conn *c)
 {
     char err[256];
@@ -103,7 +118,8 @@ int main(int argc, char **argv)
     int n = atoi(argv[2]);
     if (pgq_cfg_load(argv[1], &cfg, err, sizeof err) < 0 ||
         pgq_pool_new(cfg, NULL, &pool, err, sizeof err) < 0 ||
-        pgq_pool_on(pool, "send_email", send_email, argv[3], err, sizeof err) < 0) {
+        pgq_pool_on(pool, "send_email", send_email, argv[3], err, sizeof err) < 0 ||
+        pgq_pool_on_event(pool, count_event, NULL, err, sizeof err) < 0) {
         fprintf(stderr, "embed-demo: %s\n", err);
         return 1;
     }
@@ -147,5 +163,10 @@ int main(int argc, char **argv)
     pgq_pool_free(pool);
     pgq_disconnect(c);
     printf("embed-demo: %s\n", left == 0 && rc == 0 ? "all jobs finished" : "error");
+    /* pgq_pool_wait returned: every outcome has been reported. */
+    printf("embed-demo: outcomes:");
+    for (int k = 0; k < PGQ_EVENT__COUNT; k++)
+        printf("%s %s %ld", k ? "," : "", pgq_event_kind_name(k), atomic_load(&outcomes[k]));
+    printf("\n");
     return left == 0 && rc == 0 ? 0 : 1;
 }

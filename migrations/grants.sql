@@ -91,6 +91,7 @@ BEGIN
             ('fail',              'pgq_worker',                    true),
             ('release',           'pgq_worker',                    true),
             ('reap',              'pgq_worker',                    true),
+            ('heartbeat',         'pgq_worker',                    true),
             ('prune',             'pgq_worker pgq_operator',       true),
             -- by lease token, for the job's own handler: pools and exec
             -- handlers (`pgq once`). A new function a handler calls with its
@@ -105,6 +106,9 @@ BEGIN
             ('cancel',            'pgq_operator',                  true),
             ('pause',             'pgq_operator',                  true),
             ('resume',            'pgq_operator',                  true),
+            -- reading a job's result (`pgq result`): as the caller, who
+            -- must read pgq.job_results (viewers and operators may)
+            ('result',            'pgq_viewer',                    false),
             -- pure arithmetic the C code calls around prune: no table access
             ('position_us',       'pgq_worker pgq_operator',       false),
             ('from_position_us',  'pgq_worker pgq_operator',       false)

@@ -23,18 +23,26 @@
 --
 --   state        transition                function                    fenced by
 --   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, idempotency key
+--   (none)       add with after   -> waiting (ready when every parent is done already)
+--                                            pgq.enqueue -> pgq.deps_attach  parents' row locks
+--   waiting      last parent done -> ready  pgq.deps_settle (from the     the child's row lock,
+--                                            completion of the parent)    state
+--   waiting      a parent dead or cancelled -> cancelled, and the chain below
+--                                            pgq.deps_settle              the child's row lock, state
 --   ready        claim            -> running pgq.complete_claim,        FOR UPDATE SKIP LOCKED
 --                                            pgq.claim
---   running      renew lease               pgq.renew                   lease token, state
+--   running      renew lease               pgq.renew, pgq.heartbeat    lease token, state
 --   running      complete         -> done   pgq.complete (complete_claim) lease token, state
+--                (with its result, if any, on the done attempt: pgq.job_results, pgq.result)
 --                (keep_done = 0:  -> deleted, with history and effects)
 --   running      fail             -> ready (retry) | dead
 --                                            pgq.fail                    lease token, state
 --   running      release          -> ready  pgq.release                 lease token, state
 --   running      reap (expired)   -> ready | dead
 --                                            pgq.reap                    lease expired, then token
---   dead/cancelled requeue        -> ready  pgq.requeue, pgq.requeue_matching   state
---   ready        cancel           -> cancelled pgq.cancel               state
+--   dead/cancelled requeue        -> ready (waiting: parents not done) pgq.requeue,
+--                                            pgq.requeue_matching         state, parents' row locks
+--   waiting/ready cancel          -> cancelled pgq.cancel               state
 --   running      cancel           -> cancelled pgq.cancel (lease revoked: the holder's token read
 --                                            under FOR UPDATE, then the end of attempt as below)
 --   (queue)      pause / resume            pgq.pause, pgq.resume       (a paused queue is
@@ -152,6 +160,33 @@ BEGIN
 END
 $$;
 
+-- The bounds of the other options of one item, each refusal naming it:
+-- a priority in [-1,000,000, 1,000,000] (what the CLI takes: a wider one
+-- is a typo, and ordering by it must not overflow anywhere), an
+-- idempotency key of at most 1,000 bytes (a longer one could exceed the
+-- unique index's row limit and fail with a btree message), a run_at at
+-- most 100 years ahead (as a delay is; year 10000 is a mistake, not a
+-- schedule).
+CREATE OR REPLACE FUNCTION pgq.check_limits(p_ord int, p_priority int, p_key text,
+                                            p_run_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_priority NOT BETWEEN -1000000 AND 1000000 THEN
+        RAISE EXCEPTION 'priority must be between -1000000 and 1000000, not %', p_priority
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF octet_length(p_key) > 1000 THEN
+        RAISE EXCEPTION 'idempotency key must be at most 1000 bytes, not %', octet_length(p_key)
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    IF isfinite(p_run_at) AND p_run_at > now() + interval '100 years' THEN
+        RAISE EXCEPTION 'run_at must be at most 100 years ahead, not %', p_run_at
+            USING ERRCODE = '22023', DETAIL = 'item ' || p_ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- ---- add -----------------------------------------------------------------
 
 -- Dedup windows: keys of p_keys whose job was created more than the
@@ -228,18 +263,35 @@ $$;
 -- Returns the job's id, and duplicate = true when a job holding the
 -- idempotency key existed (then nothing was added). The same checks as
 -- pgq.enqueue, in the same order, with the same messages.
--- Version 5's form had no unique_for_ms nor replace (its callers pass
--- eight arguments, which the form below takes as they were).
+-- after: the ids of jobs this one waits for (it is `waiting` until every
+-- one of them is done; see pgq.deps_attach); such an add is a batch of one
+-- of pgq.enqueue, which knows dependencies.
+-- Version 5's form had no unique_for_ms nor replace, version 6's no after
+-- (their callers pass eight or ten arguments, which the form below takes
+-- as they were).
 DROP FUNCTION IF EXISTS pgq.add(text, jsonb, text, int, timestamptz, bigint, int, text);
+DROP FUNCTION IF EXISTS pgq.add(text, jsonb, text, int, timestamptz, bigint, int, text, bigint,
+                                boolean);
 CREATE OR REPLACE FUNCTION pgq.add(type text, payload jsonb, queue text DEFAULT NULL,
                         priority int DEFAULT NULL, run_at timestamptz DEFAULT NULL,
                         delay_ms bigint DEFAULT NULL, max_retries int DEFAULT NULL,
                         idempotency_key text DEFAULT NULL, unique_for_ms bigint DEFAULT NULL,
-                        replace boolean DEFAULT false)
+                        replace boolean DEFAULT false, after bigint[] DEFAULT NULL)
 RETURNS TABLE (id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
+    IF cardinality(add.after) > 0 THEN
+        RETURN QUERY
+        SELECT e.id, e.duplicate, e.replaced
+          FROM pgq.enqueue(ARRAY[add.type], ARRAY[add.payload::text], ARRAY[add.queue],
+                           ARRAY[add.priority], ARRAY[add.run_at], ARRAY[add.delay_ms],
+                           ARRAY[add.max_retries], ARRAY[add.idempotency_key],
+                           ARRAY[add.unique_for_ms], ARRAY[add.replace],
+                           p_after_ord => array_fill(1, ARRAY[cardinality(add.after)]),
+                           p_after_job => add.after) e;
+        RETURN;
+    END IF;
     IF add.unique_for_ms IS NOT NULL OR add.replace THEN
         PERFORM pgq.check_dedup(1, add.idempotency_key, add.unique_for_ms, add.replace);
         PERFORM pgq.keys_expire(ARRAY[add.idempotency_key], ARRAY[add.unique_for_ms]);
@@ -254,8 +306,13 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0 THEN
+    IF add.queue IS NOT NULL OR add.max_retries < 0 OR add.delay_ms < 0
+       OR add.delay_ms > 3155760000000 THEN
         PERFORM pgq.check_options(1, add.queue, add.max_retries, add.delay_ms);
+    END IF;
+    IF add.priority NOT BETWEEN -1000000 AND 1000000 OR octet_length(add.idempotency_key) > 1000
+       OR add.run_at > now() + interval '100 years' THEN
+        PERFORM pgq.check_limits(1, add.priority, add.idempotency_key, add.run_at);
     END IF;
     IF add.payload IS NULL THEN
         RAISE EXCEPTION 'payload is missing' USING ERRCODE = '22023', DETAIL = 'item 1';
@@ -305,14 +362,27 @@ $$;
 -- Validates types and payload contracts first, so a refused batch stores
 -- nothing; then inserts and maps every input item (by ordinal) to its job
 -- id and whether it was a duplicate.
--- Version 5's form had no dedup windows nor replace.
+-- Dependencies (pgq add --after) come as a list of edges, three arrays of
+-- one element per edge: item p_after_ord[k] waits for the job
+-- p_after_job[k], or for the earlier item p_after_item[k] of this batch
+-- (one of the two, the other NULL). Such items are stored `waiting`, then
+-- pgq.deps_attach links them and makes those whose parents are all done
+-- ready. An item that is a duplicate gets no edges (the job that holds
+-- its key keeps its own); a later item may still wait for it.
+-- Version 5's form had no dedup windows nor replace, version 6's no
+-- dependencies.
 DROP FUNCTION IF EXISTS pgq.enqueue(text[], text[], text[], int[], timestamptz[], bigint[], int[],
                                     text[]);
+DROP FUNCTION IF EXISTS pgq.enqueue(text[], text[], text[], int[], timestamptz[], bigint[], int[],
+                                    text[], bigint[], boolean[]);
 CREATE OR REPLACE FUNCTION pgq.enqueue(p_types text[], p_payloads text[], p_queues text[],
                                        p_priorities int[], p_run_ats timestamptz[],
                                        p_delays_ms bigint[], p_max_retries int[], p_keys text[],
                                        p_unique_for_ms bigint[] DEFAULT NULL,
-                                       p_replace boolean[] DEFAULT NULL)
+                                       p_replace boolean[] DEFAULT NULL,
+                                       p_after_ord int[] DEFAULT NULL,
+                                       p_after_job bigint[] DEFAULT NULL,
+                                       p_after_item int[] DEFAULT NULL)
 RETURNS TABLE (ord int, id bigint, duplicate boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
@@ -323,6 +393,10 @@ DECLARE
     inserted bigint[];
     rep_ords int[] := '{}';
     rep_ids bigint[] := '{}';
+    waiting int[] := '{}';
+    res_ids bigint[];
+    res_dup boolean[];
+    res_rep boolean[];
     seq regclass;
     i int;
 BEGIN
@@ -367,15 +441,64 @@ BEGIN
             USING ERRCODE = '22004', DETAIL = 'item ' || bad.ord;
     END IF;
 
-    SELECT s.ord, s.queue, s.max_retries, s.delay_ms INTO bad
-      FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n]) WITH ORDINALITY
-               AS s(queue, max_retries, delay_ms, ord)
+    SELECT s.ord, s.queue, s.max_retries, s.delay_ms, s.priority, s.key, s.run_at INTO bad
+      FROM unnest(p_queues[1:n], p_max_retries[1:n], p_delays_ms[1:n], p_priorities[1:n],
+                  p_keys[1:n], p_run_ats[1:n]) WITH ORDINALITY
+               AS s(queue, max_retries, delay_ms, priority, key, run_at, ord)
      WHERE length(s.queue) NOT BETWEEN 1 AND 100 OR s.queue ~ '[ \t\n\r\f\v]'
         OR s.max_retries < 0 OR s.delay_ms < 0 OR s.delay_ms > 3155760000000
+        OR s.priority NOT BETWEEN -1000000 AND 1000000 OR octet_length(s.key) > 1000
+        OR s.run_at > now() + interval '100 years'
      ORDER BY s.ord LIMIT 1;
     IF FOUND THEN
         PERFORM pgq.check_options(bad.ord::int, bad.queue, bad.max_retries, bad.delay_ms);
+        PERFORM pgq.check_limits(bad.ord::int, bad.priority, bad.key, bad.run_at);
         RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
+    END IF;
+
+    -- Dependencies: the edges' shape, then each edge (refusals name the
+    -- item that waits). An item may wait only for an earlier one, so a
+    -- batch cannot make a cycle (and parents outside it exist already).
+    IF p_after_ord IS NOT NULL OR p_after_job IS NOT NULL OR p_after_item IS NOT NULL THEN
+        SELECT c.name, array_ndims(c.a) AS dims, array_lower(c.a, 1) AS lo,
+               coalesce(array_length(c.a, 1), 0) AS len INTO bad
+          FROM (VALUES (1, 'after_ord', p_after_ord::text[]), (2, 'after_job', p_after_job::text[]),
+                       (3, 'after_item', p_after_item::text[])) AS c(k, name, a)
+         WHERE c.a IS NOT NULL
+           AND (array_ndims(c.a) > 1 OR array_lower(c.a, 1) <> 1
+                OR (c.k > 1 AND coalesce(array_length(c.a, 1), 0)
+                                <> coalesce(array_length(p_after_ord, 1), 0)))
+         ORDER BY c.k LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pgq.enqueue: % has % elements, after_ord %; an edge is one element of each',
+                bad.name, bad.len, coalesce(array_length(p_after_ord, 1), 0)
+                USING ERRCODE = '22023';
+        END IF;
+        SELECT e.k, e.o, e.job, e.item INTO bad
+          FROM unnest(p_after_ord, p_after_job, p_after_item) WITH ORDINALITY AS e(o, job, item, k)
+         WHERE e.o IS NULL OR e.o NOT BETWEEN 1 AND n OR (e.job IS NULL) = (e.item IS NULL)
+            OR e.job <= 0 OR e.item NOT BETWEEN 1 AND e.o - 1
+            OR coalesce(p_replace[e.o], false)
+         ORDER BY e.o, e.k LIMIT 1;
+        IF FOUND THEN
+            IF bad.o IS NULL OR bad.o NOT BETWEEN 1 AND n THEN
+                RAISE EXCEPTION 'pgq.enqueue: dependency % names item %, but the batch has % items',
+                    bad.k, coalesce(bad.o::text, 'NULL'), n USING ERRCODE = '22023';
+            ELSIF (bad.job IS NULL) = (bad.item IS NULL) THEN
+                RAISE EXCEPTION 'a dependency names a job or an earlier item of the batch, not % of them',
+                    CASE WHEN bad.job IS NULL THEN 'neither' ELSE 'both' END
+                    USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            ELSIF bad.job <= 0 THEN
+                RAISE EXCEPTION 'unknown parent job %', bad.job
+                    USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            ELSIF bad.item IS NOT NULL THEN
+                RAISE EXCEPTION 'after item %: an item can wait only for an earlier item of its batch',
+                    bad.item USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+            END IF;
+            RAISE EXCEPTION 'replace cannot be combined with after (a debounced job keeps its own dependencies)'
+                USING ERRCODE = '22023', DETAIL = 'item ' || bad.o;
+        END IF;
+        waiting := ARRAY(SELECT DISTINCT e.o FROM unnest(p_after_ord) AS e(o) ORDER BY e.o);
     END IF;
 
     -- Parse the payloads; on failure find the item at fault (slow path only).
@@ -436,7 +559,8 @@ BEGIN
     seq := pg_get_serial_sequence('pgq.jobs', 'id')::regclass;
     ids := ARRAY(SELECT nextval(seq) FROM generate_series(1, n));
 
-    IF p_keys IS NULL OR cardinality(array_remove(p_keys[1:n], NULL)) = 0 THEN
+    IF (p_keys IS NULL OR cardinality(array_remove(p_keys[1:n], NULL)) = 0)
+       AND cardinality(waiting) = 0 THEN
         -- Fast path: no keys, so every item is a new job, in item order.
         WITH ins AS (
             INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries)
@@ -470,7 +594,7 @@ BEGIN
                coalesce(s.priority, t.priority) AS priority,
                coalesce(s.run_at, now() + coalesce(s.delay_ms, 0) * interval '1 millisecond') AS run_at,
                coalesce(s.max_retries, t.max_retries) AS max_retries,
-               s.key
+               s.key, CASE WHEN s.ord = ANY (waiting) THEN 'waiting' ELSE 'ready' END AS state
           FROM unnest(ids, p_types, payloads, p_queues, p_priorities, p_run_ats, p_delays_ms,
                       p_max_retries, p_keys)
                WITH ORDINALITY AS s(id, type, payload, queue, priority, run_at, delay_ms,
@@ -483,17 +607,21 @@ BEGIN
           FROM input
          ORDER BY input.key, CASE WHEN input.key IS NULL THEN input.ord END, input.ord
     ), ins AS (
-        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries, idempotency_key)
-        SELECT f.id, f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key
+        INSERT INTO pgq.jobs AS j (id, queue, type, payload, priority, run_at, max_retries,
+                                   idempotency_key, state)
+        SELECT f.id, f.queue, f.type, f.payload, f.priority, f.run_at, f.max_retries, f.key,
+               f.state
           -- key order: concurrent batches with the same keys cannot deadlock
           FROM firsts f ORDER BY f.key, f.ord
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING j.id, j.queue, j.priority, j.run_at
+        RETURNING j.id, j.queue, j.priority, j.run_at, j.state
     ), woke AS (
+        -- (waiting jobs are announced when pgq.deps_attach or their last
+        -- parent makes them ready)
         SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
           FROM (SELECT DISTINCT ON (ins.queue) ins.queue, ins.priority, ins.run_at, ins.id,
                        bool_or(ins.run_at <= now()) OVER (PARTITION BY ins.queue) AS due
-                  FROM ins
+                  FROM ins WHERE ins.state = 'ready'
                  ORDER BY ins.queue, ins.priority, ins.run_at, ins.id) f
     )
     SELECT array_agg(ins.id), (SELECT woke.n FROM woke) INTO inserted, i
@@ -501,17 +629,190 @@ BEGIN
 
     -- A separate statement, hence a fresh snapshot: it sees the rows whose
     -- concurrent insert made ours a duplicate.
-    RETURN QUERY
-    SELECT s.ord::int,
-           coalesce(rep.id, mine.id,
-                    (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
-                    pgq.key_vanished(s.key, s.ord::int)),
-           mine.id IS NULL, rep.id IS NOT NULL
-      FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
-      LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
-      LEFT JOIN unnest(rep_ords, rep_ids) AS rep(ord, id) ON rep.ord = s.ord
-     WHERE s.ord <= n
-     ORDER BY s.ord;
+    SELECT array_agg(r.id ORDER BY r.ord), array_agg(r.dup ORDER BY r.ord),
+           array_agg(r.rep ORDER BY r.ord) INTO res_ids, res_dup, res_rep
+      FROM (SELECT s.ord,
+                   coalesce(rep.id, mine.id,
+                            (SELECT j.id FROM pgq.jobs j WHERE j.idempotency_key = s.key),
+                            pgq.key_vanished(s.key, s.ord::int)) AS id,
+                   mine.id IS NULL AS dup, rep.id IS NOT NULL AS rep
+              FROM unnest(ids, p_keys) WITH ORDINALITY AS s(id, key, ord)
+              LEFT JOIN unnest(inserted) AS mine(id) ON mine.id = s.id
+              LEFT JOIN unnest(rep_ords, rep_ids) AS rep(ord, id) ON rep.ord = s.ord
+             WHERE s.ord <= n) r;
+
+    -- The edges of the items stored now, each parent item as the job that
+    -- answers it (new, or the one holding its key).
+    IF cardinality(waiting) > 0 THEN
+        PERFORM pgq.deps_attach(array_agg(res_ids[e.o]), array_agg(coalesce(e.job, res_ids[e.item])),
+                                array_agg(e.o))
+           FROM unnest(p_after_ord, p_after_job, p_after_item) AS e(o, job, item)
+          WHERE NOT res_dup[e.o]
+         HAVING count(*) > 0;
+    END IF;
+
+    RETURN QUERY SELECT r.ord::int, r.id, r.dup, r.rep
+                   FROM unnest(res_ids, res_dup, res_rep) WITH ORDINALITY AS r(id, dup, rep, ord)
+                  ORDER BY r.ord;
+END
+$$;
+
+-- ---- dependencies: waiting -> ready | cancelled -----------------------------
+
+-- Link new jobs to the jobs they wait for: p_children[k] waits for
+-- p_parents[k] (p_ords[k]: the item named in refusals). The children are
+-- rows this transaction inserted as `waiting`; each is left waiting for
+-- its parents that are not done yet (waiting_for), or made ready (and
+-- announced) when all of them are. An unknown parent, or one that is dead
+-- or cancelled, is refused, naming it and the item: a child of a parent
+-- that can no longer finish would be cancelled at once, and a producer is
+-- better told. (A parent that dies after this add cancels the child, see
+-- pgq.deps_settle.)
+-- Fencing: the parents' row locks, taken in id order (FOR NO KEY UPDATE,
+-- which a completion's UPDATE waits for). A parent that ends while this
+-- add runs either ended first -- the lock then returns its final state,
+-- and a done parent is counted done -- or waits for this transaction, and
+-- its completion (pgq.deps_settle, a fresh snapshot) then finds the edge.
+-- has_children is set on the parents, so that their completion knows to
+-- look; a completion of a job without it does no look-up at all.
+CREATE OR REPLACE FUNCTION pgq.deps_attach(p_children bigint[], p_parents bigint[], p_ords int[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad record;
+    n int;
+BEGIN
+    PERFORM 1 FROM pgq.jobs p WHERE p.id = ANY (p_parents) ORDER BY p.id FOR NO KEY UPDATE;
+    SELECT e.ord, e.parent, p.state INTO bad
+      FROM unnest(p_children, p_parents, p_ords) AS e(child, parent, ord)
+      LEFT JOIN pgq.jobs p ON p.id = e.parent
+     WHERE p.id IS NULL OR p.state IN ('dead', 'cancelled')
+     ORDER BY e.ord, e.parent LIMIT 1;
+    IF FOUND THEN
+        IF bad.state IS NULL THEN
+            RAISE EXCEPTION 'unknown parent job %', bad.parent
+                USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+        END IF;
+        RAISE EXCEPTION 'parent job % is %: a job cannot wait for it', bad.parent, bad.state
+            USING ERRCODE = '22023', DETAIL = 'item ' || bad.ord;
+    END IF;
+    UPDATE pgq.jobs p SET has_children = true WHERE p.id = ANY (p_parents) AND NOT p.has_children;
+    INSERT INTO pgq.job_deps (parent_id, child_id)
+    SELECT DISTINCT e.parent, e.child FROM unnest(p_parents, p_children) AS e(parent, child)
+    ON CONFLICT DO NOTHING;
+    WITH upd AS (
+        UPDATE pgq.jobs j
+           SET waiting_for = w.n, state = CASE WHEN w.n > 0 THEN 'waiting' ELSE 'ready' END
+          FROM (SELECT d.child_id, count(*) FILTER (WHERE p.state IS DISTINCT FROM 'done') AS n
+                  FROM pgq.job_deps d LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+                 WHERE d.child_id = ANY (p_children)
+                 GROUP BY d.child_id) w
+         WHERE j.id = w.child_id AND j.state = 'waiting'
+        RETURNING j.id, j.state, j.queue, j.priority, j.run_at
+    )
+    SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) INTO n
+      FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
+                   bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
+              FROM upd u WHERE u.state = 'ready'
+             ORDER BY u.queue, u.priority, u.run_at, u.id) f;
+END
+$$;
+
+-- Jobs p_ids ended in p_states[k] ('done', 'dead' or 'cancelled'; others
+-- are ignored): their waiting children move on. A done parent takes one
+-- off each child's waiting_for, and a child whose count reaches 0 is made
+-- ready and announced. A dead or cancelled parent cancels its waiting
+-- children ("parent job N is dead") and the waiting jobs below them
+-- ("parent job M is cancelled"). Returns how many jobs moved.
+-- Called by pgq.complete_claim (hence every completion, failure, reap and
+-- cancel of a running job, batched or not) for the ended jobs that have
+-- children, and by pgq.cancel for waiting and ready ones, in the
+-- transaction that ends the parents. VOLATILE, so each statement here
+-- takes a fresh snapshot: it sees the edges of an add that committed
+-- while the caller waited for a parent's row lock (pgq.deps_attach).
+-- Fencing: the children's row locks, taken in id order before anything is
+-- read from them; the decrement is an UPDATE of the locked row (state
+-- still 'waiting'), so when many parents end at once, in one statement or
+-- in many concurrent ones, each edge counts once and exactly one of them
+-- takes the count to 0 and releases the child. The jobs to cancel are
+-- looked for again after they are locked, so an add of a child to one of
+-- them that was under way finishes first and its child is found, and a
+-- later add finds it cancelled and is refused.
+CREATE OR REPLACE FUNCTION pgq.deps_settle(p_ids bigint[], p_states text[]) RETURNS int
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    done_ids bigint[];
+    frontier bigint[];
+    fstates text[];
+    kids bigint[];
+    victims bigint[] := '{}';
+    moved int := 0;
+    k int;
+BEGIN
+    done_ids := ARRAY(SELECT u.id FROM unnest(p_ids, p_states) AS u(id, st) WHERE u.st = 'done');
+    SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.st), '{}') INTO frontier, fstates
+      FROM unnest(p_ids, p_states) AS u(id, st) WHERE u.st IN ('dead', 'cancelled');
+    IF cardinality(done_ids) > 0 THEN
+        PERFORM 1 FROM pgq.jobs j
+         WHERE j.id IN (SELECT d.child_id FROM pgq.job_deps d WHERE d.parent_id = ANY (done_ids))
+           AND j.state = 'waiting'
+         ORDER BY j.id FOR UPDATE;
+        WITH upd AS (
+            UPDATE pgq.jobs j
+               SET waiting_for = j.waiting_for - c.k,
+                   state = CASE WHEN j.waiting_for - c.k > 0 THEN 'waiting' ELSE 'ready' END
+              FROM (SELECT d.child_id, count(*)::int AS k FROM pgq.job_deps d
+                     WHERE d.parent_id = ANY (done_ids) GROUP BY d.child_id) c
+             WHERE j.id = c.child_id AND j.state = 'waiting'
+            RETURNING j.id, j.state, j.queue, j.priority, j.run_at
+        ), woke AS (
+            SELECT count(pgq.announce(f.queue, f.priority, f.run_at, f.id, f.due)) AS n
+              FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id,
+                           bool_or(u.run_at <= now()) OVER (PARTITION BY u.queue) AS due
+                      FROM upd u WHERE u.state = 'ready'
+                     ORDER BY u.queue, u.priority, u.run_at, u.id) f
+        )
+        SELECT count(*) FILTER (WHERE u.state = 'ready') INTO k
+          FROM upd u WHERE (SELECT w.n FROM woke w) >= 0;
+        moved := moved + k;
+    END IF;
+    -- The waiting jobs below the dead and cancelled ones, all of them
+    -- locked in id order (as the releases above lock theirs, so that two
+    -- transactions settling overlapping jobs wait for each other instead of
+    -- deadlocking); then looked for again, with a fresh snapshot, until no
+    -- new one turns up: a child that an add under way gave one of them
+    -- (the add held its row) is found once that add committed.
+    IF cardinality(frontier) > 0 THEN
+        LOOP
+            WITH RECURSIVE down(id) AS (
+                SELECT d.child_id FROM pgq.job_deps d
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+                 WHERE d.parent_id = ANY (frontier)
+                UNION
+                SELECT d.child_id FROM down
+                  JOIN pgq.job_deps d ON d.parent_id = down.id
+                  JOIN pgq.jobs j ON j.id = d.child_id AND j.state = 'waiting'
+            )
+            SELECT coalesce(array_agg(down.id ORDER BY down.id), '{}') INTO kids
+              FROM down WHERE down.id <> ALL (victims);
+            EXIT WHEN cardinality(kids) = 0;
+            PERFORM 1 FROM pgq.jobs j WHERE j.id = ANY (kids) ORDER BY j.id FOR UPDATE;
+            victims := victims || kids;
+        END LOOP;
+        UPDATE pgq.jobs j
+           SET state = 'cancelled', finished_at = now(), waiting_for = 0,
+               last_error = (SELECT format('parent job %s is %s', x.id, x.st)
+                               FROM pgq.job_deps d
+                               JOIN (SELECT f.id, f.st, 0 AS k FROM unnest(frontier, fstates) AS f(id, st)
+                                     UNION ALL
+                                     SELECT v.id, 'cancelled', 1 FROM unnest(victims) AS v(id)) x
+                                 ON x.id = d.parent_id
+                              WHERE d.child_id = j.id
+                              ORDER BY x.k, d.parent_id LIMIT 1)
+         WHERE j.id = ANY (victims) AND j.state = 'waiting';
+        GET DIAGNOSTICS k = ROW_COUNT;
+        moved := moved + k;
+    END IF;
+    RETURN moved;
 END
 $$;
 
@@ -548,6 +849,11 @@ $$;
 -- WHO") as its last error and its attempt's, and the holder's later end
 -- finds its token gone.
 --
+-- Results (migration 9): p_results[i] is attempt i's result and
+-- p_result_notes[i] what happened to it (cut, not stored); kept only for
+-- 'done' (pgq.job_results), on its history row, which a result makes
+-- necessary. The pool passes them with its acks, several workers' at once.
+--
 -- Claiming -- the one place a lease is given out: lowest priority, then
 -- earliest run_at, then id; FOR UPDATE SKIP LOCKED. The claim index is
 -- (queue, priority, run_at, id) over ready rows; the loop walks the
@@ -565,18 +871,24 @@ $$;
 -- than the hint's are not searched unless p_better (a pool asks so once
 -- per poll interval: that is how a scheduled job of a better priority
 -- coming due is found). Without hints the claim searches everything.
--- Version 4's form had no p_keep_done (its callers pass at most 16
--- arguments, which the form below takes as they were).
+-- Version 4's form had no p_keep_done, version 6's no p_results nor
+-- p_result_notes (their callers pass at most 17 arguments, which the form
+-- below takes as they were).
 DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
                                            text[], text, bigint, int, int[], bigint[], bigint[],
                                            boolean, text, text[]);
+DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
+                                           text[], text, bigint, int, int[], bigint[], bigint[],
+                                           boolean, text, text[], boolean);
 CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
                                    p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
                                    p_queues text[], p_owner text, p_ttl_ms bigint,
                                    p_limit int, p_hint_prio int[], p_hint_run_at bigint[],
                                    p_hint_id bigint[], p_better boolean,
                                    p_outcome text DEFAULT 'done', p_errors text[] DEFAULT NULL,
-                                   p_keep_done boolean DEFAULT true)
+                                   p_keep_done boolean DEFAULT true,
+                                   p_results text[] DEFAULT NULL,
+                                   p_result_notes text[] DEFAULT NULL)
 RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, attempts int,
                max_retries int, priority int, lease_token text, timeout_ms bigint, ord int,
                run_at bigint, state text)
@@ -607,8 +919,9 @@ BEGIN
         RETURN QUERY
         WITH a AS (
             SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
-                                 p_cpu_ms[1:n], p_rss_kb[1:n])
-                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb)
+                                 p_cpu_ms[1:n], p_rss_kb[1:n], p_results[1:n],
+                                 p_result_notes[1:n])
+                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb, result, note)
              WHERE a.id IS NOT NULL
         ), upd AS (
             UPDATE pgq.jobs j
@@ -636,28 +949,52 @@ BEGIN
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
                AND NOT gone
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb
+                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
+                   CASE WHEN p_outcome = 'done' THEN a.result END AS result,
+                   CASE WHEN p_outcome = 'done' THEN a.note END AS note, j.has_children
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
                AND (j.state = 'running') IS TRUE
-         RETURNING j.id, j.run_at, j.attempts
+         RETURNING j.id, j.run_at, j.attempts, j.has_children
+        ), undep AS (
+            -- a deleted job's own edges go with it (pgq.job_deps has no
+            -- foreign key: see migration 010)
+            DELETE FROM pgq.job_deps d USING del WHERE d.child_id = del.id
+        ), deps AS (
+            -- Dependencies (migration 010): the children of jobs that end
+            -- here done, dead or cancelled are released or cancelled in
+            -- this transaction (pgq.deps_settle). Only jobs that have
+            -- children pay for it: one call for the whole batch, none
+            -- without them. (has_children is read from the row this
+            -- UPDATE wrote: an add of a child that held the row made the
+            -- UPDATE wait and see its flag.)
+            SELECT pgq.deps_settle(array_agg(x.id), array_agg(x.state)) AS n
+              FROM (SELECT u.id, u.state FROM upd u
+                     WHERE u.has_children AND u.state IN ('done', 'dead', 'cancelled')
+                    UNION ALL
+                    SELECT d.id, 'done' FROM del d WHERE d.has_children) x
+            HAVING count(*) > 0
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
-                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms)
+                                          term_signal, cpu_ms, max_rss_kb, started_at, duration_ms,
+                                          result, result_note)
             SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
                    p_outcome, u.lease_owner,
                    CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
                    u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
-                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000
+                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000,
+                   u.result, u.note
               FROM upd u
              WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
                 OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
+                OR u.result IS NOT NULL OR u.note IS NOT NULL
         )
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
           FROM upd u
+         WHERE (SELECT count(*) FROM deps) >= 0
         UNION ALL
         SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
@@ -841,43 +1178,108 @@ LANGUAGE sql VOLATILE AS $$
      WHERE c.acked IS NOT NULL
 $$;
 
--- Mark attempts done (SQL consumers; pools complete through
--- pgq.complete_claim). Returns the ids whose lease still held.
-CREATE OR REPLACE FUNCTION pgq.complete(p_ids bigint[], p_tokens uuid[], p_exit int[] DEFAULT NULL,
-                             p_signal int[] DEFAULT NULL, p_cpu_ms bigint[] DEFAULT NULL,
-                             p_rss_kb bigint[] DEFAULT NULL)
-RETURNS TABLE (id bigint)
-LANGUAGE sql VOLATILE AS $$
-    SELECT e.id FROM pgq.end_attempts('done', p_ids, p_tokens, NULL, p_exit, p_signal,
-                                      p_cpu_ms, p_rss_kb) e
+-- ---- the SQL consumer interface --------------------------------------------
+--
+-- A worker in any language, through SQL alone, with the pool's fencing:
+--   SELECT * FROM pgq.claim(queues => '{emails}', worker => 'node-1');
+--   SELECT pgq.heartbeat(id, lease_token);              -- true: still ours
+--   SELECT pgq.complete(id, lease_token, result => 'sent');
+--   SELECT * FROM pgq.fail(id, lease_token, error => 'smtp 451');
+--   SELECT pgq.release(id, lease_token);
+-- One function per name (no overloads: a driver that sends untyped
+-- parameters, as node-postgres and pgx do, could not choose between two).
+-- Each call that touches the job is fenced by its lease token: a token that
+-- no longer holds the job changes nothing and answers false (or no row).
+-- Batches of completions go through pgq.end_attempts('done', ids, tokens).
+
+-- Claim one job of the queues (lowest priority, then run_at, then id;
+-- paused queues skipped), leased to worker for lease_ttl_ms. The job's row
+-- with its lease_token, or no row when nothing is ready. Version 6's form
+-- (p_queues, p_owner, p_ttl_ms, no defaults) took the same arguments in
+-- the same order.
+DROP FUNCTION IF EXISTS pgq.claim(text[], text, bigint);
+CREATE OR REPLACE FUNCTION pgq.claim(queues text[] DEFAULT '{default}', worker text DEFAULT NULL,
+                                     lease_ttl_ms bigint DEFAULT 30000)
+RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    pick bigint;
+BEGIN
+    IF claim.lease_ttl_ms IS NULL OR claim.lease_ttl_ms <= 0 THEN
+        RAISE EXCEPTION 'lease_ttl_ms must be positive, not %', coalesce(claim.lease_ttl_ms::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT c.id INTO pick
+      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, claim.queues,
+                              coalesce(claim.worker, 'sql:' || pg_backend_pid()),
+                              claim.lease_ttl_ms, 1, NULL, NULL, NULL, false) c;
+    IF pick IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
+    END IF;
+END
+$$;
+
+-- Mark the job done, fenced by its lease token, with an optional result
+-- (pgq.result(id) reads it back). True when the token still held the job.
+-- Version 6's array form, pgq.complete(ids, tokens, ...), is
+-- pgq.end_attempts('done', ids, tokens, ...) (kept as two overloads it
+-- made pgq.complete($1, $2) ambiguous for untyped parameters).
+DROP FUNCTION IF EXISTS pgq.complete(bigint[], uuid[], int[], int[], bigint[], bigint[]);
+CREATE OR REPLACE FUNCTION pgq.complete(id bigint, lease_token uuid, result text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0
+      FROM pgq.complete_claim(ARRAY[complete.id], ARRAY[complete.lease_token], NULL, NULL, NULL,
+                              NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, false, 'done', NULL,
+                              true, ARRAY[complete.result]) c
+     WHERE c.acked IS NOT NULL
 $$;
 
 -- End a running attempt as failed, fenced by its lease token: retried with
 -- backoff or dead after max_retries. No row when the token no longer holds
--- the job (lease lost). p_outcome: 'failed' (NULL) or 'lease_expired'.
-CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text, p_outcome text,
-                                    p_exit int, p_signal int, p_cpu_ms bigint, p_rss_kb bigint)
+-- the job (lease lost). error: the attempt's error (NULL: 'failed');
+-- outcome: 'failed' (NULL too) or 'lease_expired' (the previous release's
+-- reaper passes it); the rest is what is known of the execution, for the
+-- history. Versions up to 6 had this form without defaults (pools call
+-- it with eight arguments) and a three-argument one, both replaced by this.
+DROP FUNCTION IF EXISTS pgq.fail(bigint, uuid, text);
+DROP FUNCTION IF EXISTS pgq.fail(bigint, uuid, text, text, int, int, bigint, bigint);
+CREATE OR REPLACE FUNCTION pgq.fail(id bigint, lease_token uuid, error text DEFAULT 'failed',
+                                    outcome text DEFAULT 'failed', exit_code int DEFAULT NULL,
+                                    term_signal int DEFAULT NULL, cpu_ms bigint DEFAULT NULL,
+                                    max_rss_kb bigint DEFAULT NULL)
 RETURNS TABLE (state text, run_at timestamptz, attempts int)
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF fail.outcome IS NOT NULL AND fail.outcome NOT IN ('failed', 'lease_expired') THEN
+        RAISE EXCEPTION 'pgq.fail: outcome must be failed or lease_expired, not "%"', fail.outcome
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
     SELECT e.state, e.run_at, e.attempts
-      FROM pgq.end_attempts(coalesce(p_outcome, 'failed'), ARRAY[p_id], ARRAY[p_token],
-                            ARRAY[p_error], ARRAY[p_exit], ARRAY[p_signal], ARRAY[p_cpu_ms],
-                            ARRAY[p_rss_kb]) e
-$$;
-
--- The same with defaults, for SQL consumers: pgq.fail(id, token, 'why').
-CREATE OR REPLACE FUNCTION pgq.fail(p_id bigint, p_token uuid, p_error text)
-RETURNS TABLE (state text, run_at timestamptz, attempts int)
-LANGUAGE sql VOLATILE AS $$
-    SELECT f.state, f.run_at, f.attempts
-      FROM pgq.fail(p_id, p_token, p_error, 'failed', NULL, NULL, NULL, NULL) f
+      FROM pgq.end_attempts(coalesce(fail.outcome, 'failed'), ARRAY[fail.id],
+                            ARRAY[fail.lease_token], ARRAY[coalesce(fail.error, 'failed')],
+                            ARRAY[fail.exit_code], ARRAY[fail.term_signal], ARRAY[fail.cpu_ms],
+                            ARRAY[fail.max_rss_kb]) e;
+END
 $$;
 
 -- Give a running job back (ready, attempt not counted), e.g. at shutdown.
--- True when the token still held it.
-CREATE OR REPLACE FUNCTION pgq.release(p_id bigint, p_token uuid) RETURNS boolean
+-- True when the token still held it. Version 6's form named its arguments
+-- p_id, p_token.
+DROP FUNCTION IF EXISTS pgq.release(bigint, uuid);
+CREATE OR REPLACE FUNCTION pgq.release(id bigint, lease_token uuid) RETURNS boolean
 LANGUAGE sql VOLATILE AS $$
-    SELECT count(*) > 0 FROM pgq.end_attempts('released', ARRAY[p_id], ARRAY[p_token]) e
+    SELECT count(*) > 0 FROM pgq.end_attempts('released', ARRAY[release.id],
+                                              ARRAY[release.lease_token]) e
+$$;
+
+-- A job's result: the text its done attempt stored (an exec handler's
+-- stdout, pgq_ctx_set_result, pgq.complete(..., result => ...)); NULL when
+-- there is no such job, it is not done, it ended without a result, or the
+-- result was not stored (pgq.job_results has the note saying why).
+CREATE OR REPLACE FUNCTION pgq.result(id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT r.result FROM pgq.job_results r WHERE r.job_id = result.id
+     ORDER BY r.attempt DESC LIMIT 1
 $$;
 
 -- Turn up to p_limit expired leases of any pool into failed attempts
@@ -903,21 +1305,6 @@ BEGIN
 END
 $$;
 
--- For SQL consumers: claim one job (no hints), as version 1 did.
-CREATE OR REPLACE FUNCTION pgq.claim(p_queues text[], p_owner text, p_ttl_ms bigint)
-RETURNS SETOF pgq.jobs LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    pick bigint;
-BEGIN
-    SELECT c.id INTO pick
-      FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL, p_queues, p_owner, p_ttl_ms, 1,
-                              NULL, NULL, NULL, false) c;
-    IF pick IS NOT NULL THEN
-        RETURN QUERY SELECT * FROM pgq.jobs j WHERE j.id = pick;
-    END IF;
-END
-$$;
-
 -- ---- leases --------------------------------------------------------------
 
 -- Renew the leases of running jobs (ids[i] with tokens[i]) to now + ttl.
@@ -929,6 +1316,17 @@ LANGUAGE sql VOLATILE AS $$
       FROM unnest(p_ids, p_tokens) AS h(id, token)
      WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE
     RETURNING j.id, j.lease_token::text
+$$;
+
+-- The SQL consumer's heartbeat (see pgq.claim): renew one job's lease to
+-- now + lease_ttl_ms. True while the token holds
+-- the job; false: the lease is lost (reaped, cancelled, reclaimed) and the
+-- worker should stop.
+CREATE OR REPLACE FUNCTION pgq.heartbeat(id bigint, lease_token uuid,
+                                         lease_ttl_ms bigint DEFAULT 30000)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0 FROM pgq.renew(ARRAY[heartbeat.id], ARRAY[heartbeat.lease_token],
+                                       heartbeat.lease_ttl_ms)
 $$;
 
 -- ---- run_once: the effects ledger (promise 7) -----------------------------
@@ -1004,6 +1402,13 @@ $$;
 -- 'cancelled') of p_queue / p_type (NULL: any). The state condition is
 -- re-checked by the UPDATE itself, so two operators at once move each job
 -- once. Recorded in pgq.actions with p_who; announced.
+-- A job that waits for others (migration 010) goes back to `waiting` for
+-- those of its parents that are not done, or to ready when all are; one
+-- with a dead or cancelled parent that is not requeued in the same call
+-- stays where it is (it could never run). So a chain is requeued from its
+-- top in one call (pgq requeue PARENT CHILD ...), or parent first. A
+-- requeued parent does not requeue its cancelled children by itself.
+-- Fencing for the parents: their row locks (as in pgq.deps_attach).
 CREATE OR REPLACE FUNCTION pgq.requeue_(p_ids bigint[], p_state text, p_queue text, p_type text,
                              p_who text)
 RETURNS TABLE (id bigint)
@@ -1013,6 +1418,7 @@ LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 DECLARE
     targets bigint[];
+    blocked bigint[];
 BEGIN
     IF p_ids IS NULL THEN
         IF p_state IS NULL OR p_state NOT IN ('dead', 'cancelled') THEN
@@ -1025,12 +1431,33 @@ BEGIN
     ELSE
         targets := p_ids;
     END IF;
+    IF EXISTS (SELECT 1 FROM pgq.job_deps d WHERE d.child_id = ANY (targets)) THEN
+        PERFORM 1 FROM pgq.jobs p
+         WHERE p.id IN (SELECT d.parent_id FROM pgq.job_deps d WHERE d.child_id = ANY (targets))
+         ORDER BY p.id FOR NO KEY UPDATE;
+        LOOP
+            blocked := ARRAY(SELECT DISTINCT d.child_id
+                               FROM pgq.job_deps d JOIN pgq.jobs p ON p.id = d.parent_id
+                              WHERE d.child_id = ANY (targets) AND p.state IN ('dead', 'cancelled')
+                                AND p.id <> ALL (targets));
+            EXIT WHEN cardinality(blocked) = 0;
+            targets := ARRAY(SELECT t.id FROM unnest(targets) AS t(id) WHERE t.id <> ALL (blocked));
+        END LOOP;
+    END IF;
     RETURN QUERY
-    WITH upd AS (
+    WITH w AS (
+        SELECT t.id, count(d.parent_id) FILTER (WHERE p.state <> 'done')::int AS n
+          FROM unnest(targets) AS t(id)
+          LEFT JOIN pgq.job_deps d ON d.child_id = t.id
+          LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+         GROUP BY t.id
+    ), upd AS (
         UPDATE pgq.jobs j
-           SET state = 'ready', run_at = now(), attempts = 0, finished_at = NULL
-         WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
-        RETURNING j.id, j.queue, j.priority, j.run_at
+           SET state = CASE WHEN w.n > 0 THEN 'waiting' ELSE 'ready' END, waiting_for = w.n,
+               run_at = now(), attempts = 0, finished_at = NULL
+          FROM w
+         WHERE j.id = w.id AND j.state IN ('dead', 'cancelled')
+        RETURNING j.id, j.queue, j.priority, j.run_at, j.state
     ), act AS (
         INSERT INTO pgq.actions (action, job_count, job_ids, detail)
         SELECT 'requeue', count(*), CASE WHEN p_ids IS NOT NULL THEN array_agg(u.id) END, p_who
@@ -1038,6 +1465,7 @@ BEGIN
     ), woke AS (
         SELECT pgq.announce(f.queue, f.priority, f.run_at, f.id, true)
           FROM (SELECT DISTINCT ON (u.queue) u.queue, u.priority, u.run_at, u.id FROM upd u
+                 WHERE u.state = 'ready'
                  ORDER BY u.queue, u.priority, u.run_at, u.id) f
     )
     SELECT u.id FROM upd u LEFT JOIN (SELECT count(*) FROM woke) w ON true;
@@ -1054,7 +1482,10 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
     SELECT count(*) FROM pgq.requeue_(NULL, p_state, p_queue, p_type, p_who) r
 $$;
 
--- Cancel ready (or scheduled) jobs; recorded in pgq.actions with p_who.
+-- Cancel waiting, ready (or scheduled) and running jobs; recorded in
+-- pgq.actions with p_who. The jobs waiting for them are cancelled with
+-- them, and the chain below (pgq.deps_settle; for running ones through
+-- pgq.complete_claim), but not listed: the result is the jobs asked for.
 CREATE OR REPLACE FUNCTION pgq.cancel(p_ids bigint[], p_who text) RETURNS TABLE (id bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
@@ -1064,13 +1495,17 @@ DECLARE
     ready bigint[];
     stopped bigint[];
 BEGIN
-    -- Ready (or scheduled) jobs: cancelled outright.
+    -- Waiting, ready (or scheduled) jobs: cancelled outright, and what
+    -- waits for them with them.
     WITH upd AS (
-        UPDATE pgq.jobs SET state = 'cancelled', finished_at = now()
-         WHERE pgq.jobs.id = ANY (p_ids) AND state = 'ready'
+        UPDATE pgq.jobs SET state = 'cancelled', finished_at = now(), waiting_for = 0
+         WHERE pgq.jobs.id = ANY (p_ids) AND state IN ('ready', 'waiting')
         RETURNING pgq.jobs.id
     )
     SELECT coalesce(array_agg(u.id), '{}') INTO ready FROM upd u;
+    IF cardinality(ready) > 0 THEN
+        PERFORM pgq.deps_settle(ready, array_fill('cancelled'::text, ARRAY[cardinality(ready)]));
+    END IF;
     -- Running jobs: their holders' tokens, read under a row lock (a
     -- completion in progress finishes first, and the job is then no longer
     -- running), end the attempt as 'cancelled': the lease is revoked in this
@@ -1165,7 +1600,10 @@ LANGUAGE sql VOLATILE AS $$
           AND ((state = 'done' AND finished_at < now() - p_keep_done_ms * interval '1 millisecond')
             OR (state IN ('dead', 'cancelled')
                 AND finished_at < now() - p_keep_dead_ms * interval '1 millisecond'))
-        RETURNING state, finished_at
+        RETURNING id, state, finished_at
+    ), undep AS (
+        -- their edges as children (pgq.job_deps has no foreign key)
+        DELETE FROM pgq.job_deps d WHERE d.child_id IN (SELECT g.id FROM gone g)
     )
     SELECT count(*), max(finished_at) FILTER (WHERE state = 'done') FROM gone
 $$;
@@ -1180,7 +1618,7 @@ LANGUAGE sql STABLE AS $$
     SELECT j.id, v.invariant, v.detail
       FROM pgq.jobs j
      CROSS JOIN LATERAL (VALUES
-        (j.state NOT IN ('ready', 'running', 'done', 'dead', 'cancelled'),
+        (j.state NOT IN ('waiting', 'ready', 'running', 'done', 'dead', 'cancelled'),
          'unknown state', format('state %L', j.state)),
         (j.state = 'running' AND (j.lease_token IS NULL OR j.lease_expires_at IS NULL
                                   OR j.lease_owner IS NULL),
@@ -1203,12 +1641,48 @@ LANGUAGE sql STABLE AS $$
          format('attempts %s', j.attempts)),
         (j.state IN ('done', 'dead', 'cancelled') AND j.finished_at IS NULL,
          'finished without finished_at', format('state %s', j.state)),
-        (j.state IN ('ready', 'running') AND j.finished_at IS NOT NULL,
+        (j.state IN ('waiting', 'ready', 'running') AND j.finished_at IS NOT NULL,
          'unfinished with finished_at', format('state %s, finished_at %s', j.state, j.finished_at)),
         (NOT isfinite(j.run_at), 'run_at not finite', format('run_at %s', j.run_at)),
-        (length(j.queue) = 0, 'empty queue name', '')
+        (length(j.queue) = 0, 'empty queue name', ''),
+        (j.state = 'waiting' AND j.waiting_for < 1, 'waiting for no parent',
+         format('waiting_for %s', j.waiting_for)),
+        (j.state <> 'waiting' AND j.waiting_for <> 0, 'a parent count on a job that is not waiting',
+         format('state %s, waiting_for %s', j.state, j.waiting_for))
      ) AS v(broken, invariant, detail)
      WHERE v.broken
+    UNION ALL
+    -- Dependencies (pgq.deps_attach, pgq.deps_settle): a parent that is
+    -- gone counts as done (only done jobs vanish while a child waits).
+    SELECT c.id, v.invariant, v.detail
+      FROM (SELECT j.id, j.state, j.waiting_for,
+                   count(*) FILTER (WHERE p.state <> 'done') AS open,
+                   count(*) FILTER (WHERE p.state IN ('dead', 'cancelled')) AS lost,
+                   count(*) FILTER (WHERE p.id IS NOT NULL AND NOT p.has_children) AS unflagged,
+                   string_agg(d.parent_id || ' ' || coalesce(p.state, 'gone'), ', '
+                              ORDER BY d.parent_id) AS parents
+              FROM pgq.job_deps d JOIN pgq.jobs j ON j.id = d.child_id
+              LEFT JOIN pgq.jobs p ON p.id = d.parent_id
+             GROUP BY j.id) c
+     CROSS JOIN LATERAL (VALUES
+        (c.state = 'waiting' AND c.open = 0, 'waiting with every parent done',
+         format('parents: %s', c.parents)),
+        (c.state = 'waiting' AND c.waiting_for <> c.open,
+         'waiting_for differs from the parents not done',
+         format('waiting_for %s; parents: %s', c.waiting_for, c.parents)),
+        (c.state = 'waiting' AND c.lost > 0, 'waiting for a dead or cancelled parent',
+         format('parents: %s', c.parents)),
+        (c.state IN ('ready', 'running') AND c.open > 0, 'ready or running before its parents are done',
+         format('state %s; parents: %s', c.state, c.parents)),
+        (c.unflagged > 0, 'a parent without has_children', format('parents: %s', c.parents))
+     ) AS v(broken, invariant, detail)
+     WHERE v.broken
+    UNION ALL
+    -- an edge is deleted with its child (pgq.prune, a completion that
+    -- deletes the job): one left behind names a job that is gone
+    SELECT d.child_id, 'an edge of a job that does not exist', format('parent %s', d.parent_id)
+      FROM pgq.job_deps d
+     WHERE NOT EXISTS (SELECT 1 FROM pgq.jobs j WHERE j.id = d.child_id)
     UNION ALL
     SELECT e.job_id, 'effect started under the current lease at another attempt',
            format('key %L: effect attempt %s, job attempt %s', e.key, e.attempt, j.attempts)
@@ -1239,6 +1713,12 @@ LANGUAGE sql STABLE AS $$
       FROM pgq.jobs j
      WHERE j.idempotency_key IS NOT NULL AND j.idempotency_key_expired IS NOT NULL
     UNION ALL
+    -- Only a done attempt keeps a result (pgq.complete_claim).
+    SELECT a.job_id, 'result on an attempt that did not end done',
+           format('attempt row %s, outcome %s', a.id, a.outcome)
+      FROM pgq.job_attempts a
+     WHERE a.outcome <> 'done' AND (a.result IS NOT NULL OR a.result_note IS NOT NULL)
+    UNION ALL
     -- pgq.cancel revokes the lease with the cancelled attempt: the job
     -- cannot be running in the attempt it was cancelled in.
     SELECT j.id, 'running after its attempt was cancelled',
@@ -1248,6 +1728,5 @@ LANGUAGE sql STABLE AS $$
      WHERE j.state = 'running' AND a.outcome = 'cancelled' AND a.finished_at >= j.started_at
 $$;
 
--- Superseded here; kept for SQL callers of version 3.
 COMMENT ON FUNCTION pgq.claim(text[], text, bigint) IS
     'Claim one job (no hints) for SQL consumers; pools use pgq.complete_claim.';

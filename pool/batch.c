@@ -122,12 +122,22 @@ int batch_new(pgq_pool *p)
     return b->buf && b->acks ? 0 : -1;
 }
 
+/* Free the results of n acks (recorded, or given up on). */
+static void acks_free_results(struct pending_ack *a, size_t n)
+{
+    for (size_t i = 0; a && i < n; i++)
+        result_clear(&a[i].result);
+}
+
 void batch_free(struct batch *b)
 {
     if (!b)
         return;
     for (size_t k = 0; b->buf && k < b->count; k++)
         pgq_job_free(b->buf[(b->head + k) % b->cap]);
+    for (size_t k = 0; b->acks && k < b->nacks; k++)
+        pgq_job_free(b->acks[k].job);
+    acks_free_results(b->acks, b->nacks);
     free(b->buf);
     free(b->acks);
     pthread_cond_destroy(&b->cv);
@@ -217,7 +227,8 @@ static bool acks_reserve(struct batch *b, size_t extra)
     return true;
 }
 
-/* Put acks that could not be recorded back in front; mu held. */
+/* Put acks that could not be recorded back in front (their results
+ * with them); mu held. */
 static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
 {
     if (n == 0)
@@ -225,6 +236,9 @@ static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
     if (!acks_reserve(b, n)) {
         pool_log(PGQ_LOG_ERROR, NULL, "out of memory keeping %zu done jobs to record; "
                  "their leases will expire and they will run again", n);
+        for (size_t i = 0; i < n; i++)
+            pgq_job_free(a[i].job);
+        acks_free_results(a, n);
         return;
     }
     memmove(b->acks + n, b->acks, b->nacks * sizeof *b->acks);
@@ -233,12 +247,16 @@ static void restore_acks(struct batch *b, struct pending_ack *a, size_t n)
     b->oldest_ack_ms = pool_now_ms();
 }
 
-/* Record n acks and claim up to want jobs in one statement on c. Logs what
- * was recorded and what was lost. Returns 0, or -1 (err filled) when
- * nothing was done. */
-static int record(struct batch *b, pgq_conn *c, const char *who, const struct pending_ack *a,
-                  size_t n, size_t want, pgq_job **got, size_t *ngot, char *err, size_t errlen)
+/* Record n acks (with their results) and claim up to want jobs in one
+ * statement on c. Logs what was recorded and what was lost, and once the
+ * statement returned (it commits by itself) reports each outcome as an
+ * event and frees the acks' jobs and results. Returns 0, or -1 (err
+ * filled) when nothing was done: the acks, their jobs and results are then
+ * still the caller's. No pool lock held. */
+static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack *a, size_t n,
+                  size_t want, pgq_job **got, size_t *ngot, char *err, size_t errlen)
 {
+    struct batch *b = p->batch;
     pgq_ack *acks = n ? malloc(n * sizeof *acks) : NULL;
     bool *lost = n ? malloc(n * sizeof *lost) : NULL;
     if (n && (!acks || !lost)) {
@@ -248,7 +266,8 @@ static int record(struct batch *b, pgq_conn *c, const char *who, const struct pe
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info };
+        acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info, a[i].result.text,
+                             a[i].result.note };
     int rc = claim_run(&b->claim, c, acks, n, lost, want, got, ngot, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (lost[i])
@@ -257,7 +276,20 @@ static int record(struct batch *b, pgq_conn *c, const char *who, const struct pe
         else if (pool_log_enabled(PGQ_LOG_INFO))
             pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].lease.id,
                      a[i].attempt);
+        if (a[i].silent) {
+            /* reported when the shutdown released it */
+        } else if (lost[i]) {
+            pool_emit_lost(p, c, a[i].job, a[i].who, a[i].ran_us);
+        } else if (pool_has_events(p)) {
+            pgq_event ev;
+            pool_event_init(&ev, PGQ_EVENT_DONE, a[i].job, a[i].who, a[i].ran_us);
+            pool_emit(p, &ev);
+        }
+        pgq_job_free(a[i].job);
+        a[i].job = NULL;
     }
+    if (rc == 0)
+        acks_free_results(a, n);
     free(acks);
     free(lost);
     return rc;
@@ -274,7 +306,7 @@ static bool flush_locked(struct slot *s)
     if (n == 0)
         return false;
     pthread_mutex_unlock(&s->pool->mu);
-    int rc = record(b, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err);
+    int rc = record(s->pool, s->conn, s->who, mine, n, 0, NULL, NULL, err, sizeof err);
     if (rc < 0 && pgq_connected(s->conn))
         pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
     pthread_mutex_lock(&s->pool->mu);
@@ -357,7 +389,7 @@ pgq_job *batch_take(struct slot *s)
 
         size_t ngot = 0;
         int64_t t0 = pool_now_us();
-        int rc = record(b, s->conn, s->who, a, n, want, got, &ngot, err, sizeof err);
+        int rc = record(p, s->conn, s->who, a, n, want, got, &ngot, err, sizeof err);
         int64_t took = pool_now_us() - t0;
         pthread_mutex_lock(&p->mu);
         b->claimers--;
@@ -394,16 +426,29 @@ pgq_job *batch_take(struct slot *s)
     return NULL;
 }
 
-void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
+void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
+               struct job_result *result)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
+    struct job_result none = { 0 };
     pthread_mutex_lock(&p->mu);
     if (!acks_reserve(b, 1)) {
+        bool report = !s->reported;
+        s->reported = true;
         slot_set(s, SLOT_IDLE, NULL);
         pthread_mutex_unlock(&p->mu);
+        if (result)
+            result_clear(result);
         pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 ": out of memory queueing its "
                  "success; its lease will expire and it will run again", j->id);
+        if (report && pool_has_events(p)) {
+            pgq_event ev;
+            pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, ran_us);
+            ev.error = "out of memory queueing its success; the lease will expire";
+            pool_emit(p, &ev);
+        }
+        pgq_job_free(j);
         return;
     }
     if (b->nacks == 0)
@@ -413,6 +458,18 @@ void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info)
     snprintf(a->lease.token, sizeof a->lease.token, "%s", j->lease_token);
     a->attempt = j->attempt;
     a->info = info ? *info : (pgq_attempt_info)PGQ_ATTEMPT_INFO_INIT;
+    a->job = j;
+    a->who = s->who;
+    a->ran_us = ran_us;
+    /* The ack list reports it now (record, batch_drop, batch_drain); a
+     * shutdown releasing this slot later finds no job in it. Unless it
+     * came too late: the slot was abandoned and its job released and
+     * reported (the ack will find the lease gone). */
+    a->silent = s->reported;
+    s->reported = true;
+    a->result = result ? *result : none;
+    if (result)
+        *result = none;
     slot_set(s, SLOT_IDLE, NULL);   /* slot -> ack list, in one step */
     bool flush = b->nacks >= b->flush_at || pool_now_ms() - b->oldest_ack_ms >= ACK_DELAY_MS;
     if (flush && pgq_connected(s->conn))
@@ -438,9 +495,10 @@ size_t batch_leases(const struct batch *b, struct lease *out, size_t max)
     return n;
 }
 
-bool batch_drop(struct batch *b, int64_t id)
+bool batch_drop(struct batch *b, int64_t id, struct pending_ack *acked)
 {
     bool found = false;
+    acked->job = NULL;
     size_t keep = 0;
     for (size_t k = 0; k < b->count; k++) {
         pgq_job *j = b->buf[(b->head + k) % b->cap];
@@ -455,7 +513,9 @@ bool batch_drop(struct batch *b, int64_t id)
     keep = 0;
     for (size_t k = 0; k < b->nacks; k++) {
         if (b->acks[k].lease.id == id) {
+            result_clear(&b->acks[k].result);
             found = true;
+            *acked = b->acks[k];
             continue;
         }
         b->acks[keep++] = b->acks[k];
@@ -488,9 +548,22 @@ void batch_drain(pgq_pool *p, pgq_conn *c)
         (void)!pgq_reconnect(c, err, sizeof err);
     /* The acks end as the workers' would: keep_done = 0 deletes them. */
     pgq_conn_set_keep_done(c, p->cfg->keep_done_ms > 0);
-    if (n && record(b, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0)
+    if (n && record(p, c, "shutdown", a, n, 0, NULL, NULL, err, sizeof err) < 0) {
         pool_log(PGQ_LOG_ERROR, "shutdown", "recording %zu done jobs: %s; their leases will "
                  "expire and they will run again", n, err);
+        char why[600];
+        snprintf(why, sizeof why, "outcome not recorded at shutdown: %s", err);
+        for (size_t i = 0; i < n; i++) {
+            if (pool_has_events(p) && !a[i].silent) {
+                pgq_event ev;
+                pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, a[i].job, a[i].who, a[i].ran_us);
+                ev.error = why;
+                pool_emit(p, &ev);
+            }
+            pgq_job_free(a[i].job);
+        }
+        acks_free_results(a, n);
+    }
     free(a);
     size_t released = 0;
     for (size_t k = 0; jobs && k < nbuf; k++) {

@@ -13,12 +13,13 @@
  * decided here, at the time of the job (exec_env.c); the error text comes
  * from stderr's tail (exec_tail.c).
  *
- * This thread makes the command's stdin and stderr pipes, hands their far
- * ends to a spawner with the request, and waits until it says the
- * command started (or could not: "not found" comes back as a clear
- * message). Then one poll() loop over three descriptors: the payload goes
+ * This thread makes the command's stdin, stdout and stderr pipes, hands
+ * their far ends to a spawner with the request, and waits until it says
+ * the command started (or could not: "not found" comes back as a clear
+ * message). Then one poll() loop over four descriptors: the payload goes
  * out in non-blocking writes (a command that never reads stdin cannot
- * block the pool), stderr comes in and only its tail is kept, and the
+ * block the pool), stdout comes in and only its first out_max bytes are
+ * kept (exec_out.c), stderr comes in and only its tail is kept, and the
  * job's socket brings the command's end -- wait status, CPU ms, max RSS --
  * once the spawner has reaped it and killed whatever it left in its group.
  * The poll timeout wakes the loop for the deadline and every 100 ms for the
@@ -26,7 +27,8 @@
  * SIGKILL to the group, each sent by the spawner, which alone knows whether
  * the group id is still the job's. After the end, stderr is drained of what
  * is already there rather than read to EOF, because a process that escaped
- * the group may hold it open.
+ * the group may hold it open; so is stdout (a command that exited has
+ * written all it wrote: what is left is in the pipe).
  *
  * If the spawner dies while a command runs (only SIGKILL can do that), the
  * command dies with it (PR_SET_PDEATHSIG), this thread SIGKILLs what is left
@@ -34,10 +36,12 @@
  * the next job starts a new spawner. A command that moves itself to another
  * process group or session (setsid, setpgid) escapes all of this.
  *
- * The command's stdout goes to /dev/null: the pool's stderr is its log, one
- * line per event written with a single write, and with --tui the terminal
- * shows the dashboard; a handler's raw output would break both. What a
- * handler has to say about a failure belongs on stderr, which is captured.
+ * The command's stdout is its result (the worker stores it with the done
+ * attempt, pool/result.c), never the pool's: the pool's stderr is its log,
+ * one line per event written with a single write, and with --tui the
+ * terminal shows the dashboard; a handler's raw output would break both.
+ * What a handler has to say about a failure belongs on stderr, which is
+ * captured.
  */
 #include "exec.h"
 
@@ -79,17 +83,19 @@ static const char *errstr(int e, char *buf, size_t len)
     return strerror_r(e, buf, len);   /* GNU variant: thread-safe */
 }
 
-/* The command's stdin (the write end ours, non-blocking) and stderr (the
- * read end ours, non-blocking), all close-on-exec. */
-static int make_pipes(int in_p[2], int err_p[2], char *err, size_t errlen)
+/* The command's stdin (the write end ours, non-blocking), stdout and
+ * stderr (the read ends ours, non-blocking), all close-on-exec. */
+static int make_pipes(int in_p[2], int out_p[2], int err_p[2], char *err, size_t errlen)
 {
     char ebuf[128];
 
-    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) {
+    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
+        pipe2(err_p, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", errstr(errno, ebuf, sizeof ebuf));
         return -1;
     }
-    if (fcntl(in_p[1], F_SETFL, O_NONBLOCK) < 0 || fcntl(err_p[0], F_SETFL, O_NONBLOCK) < 0) {
+    if (fcntl(in_p[1], F_SETFL, O_NONBLOCK) < 0 || fcntl(out_p[0], F_SETFL, O_NONBLOCK) < 0 ||
+        fcntl(err_p[0], F_SETFL, O_NONBLOCK) < 0) {
         snprintf(err, errlen, "fcntl: %s", errstr(errno, ebuf, sizeof ebuf));
         return -1;
     }
@@ -101,7 +107,8 @@ struct run {
     const exec_request *req;
     exec_result *res;
     struct exec_tail *tail;
-    int in_w, err_r, sock;      /* sock: job.sock */
+    struct exec_out out;
+    int in_w, out_r, err_r, sock;   /* sock: job.sock */
     struct exec_job job;
     size_t off;                 /* payload bytes written */
     bool epipe;                 /* a write failed with EPIPE (SIGPIPE pending) */
@@ -142,10 +149,10 @@ static int wait_loop(struct run *r, int64_t t0)
     char ebuf[128];
 
     while (!r->got_status && !r->sock_eof) {
-        struct pollfd pfd[3];
+        struct pollfd pfd[4];
         int64_t now = now_ms(), wait = -1;
         nfds_t nfd = 0;
-        int n, isock, ierr = -1, iin = -1;
+        int n, isock, ierr = -1, iin = -1, iout = -1;
 
         if (phase == RUNNING) {
             bool to = deadline && now >= deadline;
@@ -178,6 +185,10 @@ static int wait_loop(struct run *r, int64_t t0)
             ierr = (int)nfd;
             pfd[nfd++] = (struct pollfd){ .fd = r->err_r, .events = POLLIN };
         }
+        if (r->out_r >= 0) {
+            iout = (int)nfd;
+            pfd[nfd++] = (struct pollfd){ .fd = r->out_r, .events = POLLIN };
+        }
         if (r->in_w >= 0) {
             iin = (int)nfd;
             pfd[nfd++] = (struct pollfd){ .fd = r->in_w, .events = POLLOUT };
@@ -204,6 +215,8 @@ static int wait_loop(struct run *r, int64_t t0)
         }
         if (ierr >= 0 && pfd[ierr].revents && !exec_tail_read(r->err_r, r->tail, 16))
             close_fd(&r->err_r);
+        if (iout >= 0 && pfd[iout].revents && !exec_out_read(r->out_r, &r->out, 4))
+            close_fd(&r->out_r);
         if (pfd[isock].revents) {
             int got;
             while ((got = exec_spawner_read(r->sock, &r->m, &r->mlen, false)) > 0)
@@ -220,10 +233,11 @@ static int wait_loop(struct run *r, int64_t t0)
 
 int exec_run(const exec_request *req, exec_result *res)
 {
-    struct run r = { .req = req, .res = res, .in_w = -1, .err_r = -1, .sock = -1,
-                     .job = { .sock = -1, .pid = -1, .spawner = -1 } };
+    struct run r = { .req = req, .res = res, .in_w = -1, .out_r = -1, .err_r = -1, .sock = -1,
+                     .job = { .sock = -1, .pid = -1, .spawner = -1 },
+                     .out = { .max = req->out_max } };
     char *path = NULL, **envp = NULL;
-    int in_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
+    int in_p[2] = { -1, -1 }, out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
     int run_errno = 0, rc = -1;
     int64_t t0 = now_ms();
     bool pipe_pending = false, masked = false;
@@ -248,7 +262,7 @@ int exec_run(const exec_request *req, exec_result *res)
         rc = 0;
         goto out;
     }
-    if (make_pipes(in_p, err_p, res->error, sizeof res->error) < 0)
+    if (make_pipes(in_p, out_p, err_p, res->error, sizeof res->error) < 0)
         goto fail;
 
     /* SIGPIPE stays blocked in this thread until the end: a write to a
@@ -261,13 +275,14 @@ int exec_run(const exec_request *req, exec_result *res)
     sigpending(&pending);
     pipe_pending = sigismember(&pending, SIGPIPE);
 
-    if (exec_spawner_run(path, req->argv, envp, in_p[0], err_p[1], &r.job, &run_errno,
-                         res->error, sizeof res->error) < 0)
+    if (exec_spawner_run(path, req->argv, envp, in_p[0], out_p[1], err_p[1], &r.job,
+                         &run_errno, res->error, sizeof res->error) < 0)
         goto fail;
     r.sock = r.job.sock;
     /* The spawner has its own copies; ours would keep the pipes from
-     * ending (EPIPE on stdin, EOF on stderr). */
+     * ending (EPIPE on stdin, EOF on stdout and stderr). */
     close_fd(&in_p[0]);
+    close_fd(&out_p[1]);
     close_fd(&err_p[1]);
     if (r.job.pid < 0) {                /* execve (or vfork) failed: a failed attempt */
         exec_error_text(res, req, r.tail, run_errno);
@@ -275,8 +290,9 @@ int exec_run(const exec_request *req, exec_result *res)
         goto out;
     }
     r.in_w = in_p[1];
+    r.out_r = out_p[0];
     r.err_r = err_p[0];
-    in_p[1] = err_p[0] = -1;
+    in_p[1] = out_p[0] = err_p[0] = -1;
     if (req->payload_len == 0)
         close_fd(&r.in_w);
 
@@ -294,6 +310,8 @@ int exec_run(const exec_request *req, exec_result *res)
     }
     if (r.err_r >= 0)
         (void)exec_tail_read(r.err_r, r.tail, DRAIN_READS);
+    if (r.out_r >= 0)
+        (void)exec_out_read(r.out_r, &r.out, DRAIN_READS);
     res->started = true;
     res->cpu_ms = r.m.cpu_ms;
     res->max_rss_kb = r.m.max_rss_kb;
@@ -319,10 +337,16 @@ out:
     }
     close_fd(&in_p[0]);
     close_fd(&in_p[1]);
+    close_fd(&out_p[0]);
+    close_fd(&out_p[1]);
     close_fd(&err_p[0]);
     close_fd(&err_p[1]);
     close_fd(&r.in_w);
+    close_fd(&r.out_r);
     close_fd(&r.err_r);
+    res->out = r.out.buf;           /* the caller's now, kept or not */
+    res->out_len = r.out.len;
+    res->out_total = r.out.total;
     exec_spawner_release(&r.job);      /* closes r.sock */
     free(path);
     free(envp);

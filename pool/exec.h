@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bytes of stdout kept past out_max, so that the cut can tell a character
+ * that goes on past it (cut there) from a byte that starts none (not
+ * text). */
+#define EXEC_OUT_LOOKAHEAD 4
+
 /* What to run. Everything is borrowed for the duration of exec_run. */
 typedef struct exec_request {
     const char *const *argv;        /* NULL-terminated; argv[0] is found by
@@ -22,6 +27,8 @@ typedef struct exec_request {
     int64_t timeout_ms;             /* <= 0: no timeout */
     int64_t grace_ms;               /* SIGTERM -> SIGKILL of the group; <= 0: at once */
     const atomic_bool *cancel;      /* may be NULL; polled at least every 100 ms */
+    size_t out_max;                 /* stdout bytes to keep in res->out (see there); 0:
+                                     * none (stdout is still read, and dropped) */
 } exec_request;
 
 /* How one attempt went. The attempt succeeded iff ok. */
@@ -35,6 +42,13 @@ typedef struct exec_result {
                                      * -1 when unknown (it did not start) */
     int64_t max_rss_kb;             /* peak RSS of the command; -1 when unknown */
     int64_t duration_ms;            /* wall time of exec_run */
+    char *out;                      /* the first out_max bytes of stdout, and a few more
+                                     * (EXEC_OUT_LOOKAHEAD), NUL-terminated (stdout may
+                                     * hold NULs: out_len counts); malloc'd, the caller
+                                     * frees it, whatever exec_run returned; NULL when
+                                     * nothing was kept */
+    size_t out_len;
+    unsigned long long out_total;   /* bytes the command wrote on stdout */
     char error[2048];               /* "" iff ok, else one message, e.g.
                                      *   exit status 3: <stderr tail>
                                      *   killed by signal 9 (SIGKILL) after timeout (60s): <tail>
@@ -53,7 +67,8 @@ typedef struct exec_result {
  * environment. */
 int exec_resolve(const char *name, char **path, int *err) __attribute__((warn_unused_result));
 
-/* Run one command to completion (or timeout / cancellation) and fill *res.
+/* Run one command to completion (or timeout / cancellation) and fill *res
+ * (res->out is the caller's to free).
  * Returns 0 when the attempt has an outcome (see res->ok; a command that
  * cannot be run is a failed attempt, not an internal error), -1 when pgq
  * itself failed (pipe, the spawner, out of memory; res->error says why).

@@ -230,7 +230,8 @@ static char *encode(const char *path, const char *const *argv, char *const *envp
 }
 
 int exec_spawner_run(const char *path, const char *const *argv, char *const *envp, int in_r,
-                     int err_w, struct exec_job *job, int *run_errno, char *err, size_t errlen)
+                     int out_w, int err_w, struct exec_job *job, int *run_errno, char *err,
+                     size_t errlen)
 {
     size_t len = 0;
     char *req = encode(path, argv, envp, &len);
@@ -283,6 +284,7 @@ int exec_spawner_run(const char *path, const char *const *argv, char *const *env
         fds[1] = in_r;
         fds[2] = err_w;
         fds[3] = cwd;
+        fds[4] = out_w;
         rc = send_job(sl->ctl, fds);
         e = errno;
         pthread_mutex_unlock(&S.mu);

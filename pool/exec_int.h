@@ -1,7 +1,7 @@
 /* exec_int.h -- what the parts of the exec handler share, inside pool/:
  * the spawners' protocol (exec_spawner.c, exec_client.c), the environment
- * a command gets (exec_env.c) and the stderr tail that becomes the error
- * (exec_tail.c).
+ * a command gets (exec_env.c), the stderr tail that becomes the error
+ * (exec_tail.c) and the stdout that becomes the result (exec_out.c).
  * exec.c's exec_run drives them; nothing outside pool/exec*.c includes this. */
 #ifndef PGQ_EXEC_INT_H
 #define PGQ_EXEC_INT_H
@@ -17,12 +17,13 @@
 
 /* A job on a spawner's control socket: one SOCK_SEQPACKET message, this
  * magic word as its data and EXEC_NFDS descriptors (SCM_RIGHTS): the job's
- * socket, the command's stdin (read end), its stderr (write end) and the
- * pool's working directory (O_PATH). Then on the job's socket: this
- * header and len bytes of path, argv and envp as NUL-terminated strings. */
-#define EXEC_REQ_MAGIC 0x70677131u      /* "pgq1" */
+ * socket, the command's stdin (read end), its stderr (write end), the
+ * pool's working directory (O_PATH) and the command's stdout (write end).
+ * Then on the job's socket: this header and len bytes of path, argv and
+ * envp as NUL-terminated strings. */
+#define EXEC_REQ_MAGIC 0x70677132u      /* "pgq2" (version 1 had no stdout) */
 #define EXEC_REQ_MAX (256u << 20)       /* bound on one request (exec's own is far lower) */
-#define EXEC_NFDS 4
+#define EXEC_NFDS 5
 
 struct exec_req_hdr {
     uint32_t magic, len, argc, envc;
@@ -54,17 +55,17 @@ struct exec_job {
  * pid it serves. Runs in the child of a fork and never returns. */
 _Noreturn void exec_spawner_main(int ctl, pid_t pool);
 
-/* Have a spawner run path (argv, envp) with in_r as stdin, /dev/null as
+/* Have a spawner run path (argv, envp) with in_r as stdin, out_w as
  * stdout and err_w as stderr, in a process group of its own. Blocks until
  * the command started or could not be: returns 0 with either job->pid
  * (> 0) and job->sock, or *run_errno (nothing runs; job is released
  * already). -1 when pgq itself failed, with the reason in err (job
- * released). in_r and err_w stay the caller's to close (the spawner has
- * its own copies). Starts spawners on first use and again if one died.
- * Thread-safe. */
+ * released). in_r, out_w and err_w stay the caller's to close (the
+ * spawner has its own copies). Starts spawners on first use and again if
+ * one died. Thread-safe. */
 int exec_spawner_run(const char *path, const char *const *argv, char *const *envp, int in_r,
-                     int err_w, struct exec_job *job, int *run_errno, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+                     int out_w, int err_w, struct exec_job *job, int *run_errno, char *err,
+                     size_t errlen) __attribute__((warn_unused_result));
 
 /* The job is over (its STATUS read, or its spawner gone): close its
  * channel and count it off its spawner. Idempotent. */
@@ -109,5 +110,21 @@ bool exec_tail_read(int fd, struct exec_tail *t, int max_reads);
  * "cannot run \"x\": <strerror(run_errno)>" (res->started false), ... */
 void exec_error_text(exec_result *res, const exec_request *req, const struct exec_tail *t,
                      int run_errno);
+
+/* ---- stdout, kept for the result (exec_out.c) ----------------------------------- */
+
+/* The first max (+ EXEC_OUT_LOOKAHEAD) bytes of a stream, and how much
+ * there was. buf: malloc'd as it grows, NUL-terminated, NULL until the
+ * first byte kept; max 0 keeps nothing. */
+struct exec_out {
+    char *buf;
+    size_t len, cap, max;
+    unsigned long long total;
+    bool oom;                   /* growing buf failed: less was kept than could be */
+};
+
+/* Read what fd has now into o, at most max_reads chunks of 16 KB (same
+ * contract as exec_tail_read). */
+bool exec_out_read(int fd, struct exec_out *o, int max_reads);
 
 #endif /* PGQ_EXEC_INT_H */

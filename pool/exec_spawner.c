@@ -107,7 +107,7 @@ static int64_t rusage_ms(const struct rusage *ru)
 /* One job: receiving its request (pid 0), running (pid > 0), or running
  * with nobody to report to (sock -1). */
 struct job {
-    int sock, in_r, err_w, cwd;
+    int sock, in_r, err_w, cwd, out_w;
     pid_t pid;
     struct exec_req_hdr h;
     size_t have;                    /* bytes of h, then of body, received */
@@ -182,6 +182,7 @@ static void job_free(struct spawner *sp, struct job *j)
     close_fd(&j->in_r);
     close_fd(&j->err_w);
     close_fd(&j->cwd);
+    close_fd(&j->out_w);
     sp_free(j->body);
     sp_free(j);
 }
@@ -212,8 +213,8 @@ static bool job_tell(struct job *j, const struct exec_msg *m)
 /* The command, in the vfork child (sharing the spawner's memory until
  * execve): async-signal-safe calls only, nothing written but exec_err. The
  * spawner's fds 0-2 are /dev/null and all others close-on-exec, so after
- * the two dup2s the command holds its stdin, /dev/null and its stderr, and
- * nothing else. Dispositions are default already (spawner_setup); the mask
+ * the three dup2s the command holds its stdin, stdout and stderr pipes,
+ * and nothing else. Dispositions are default already (spawner_setup); the mask
  * is the spawner's all-blocked one until here. */
 static _Noreturn void command_child(struct job *j, const struct spawner *sp, const char *path,
                                     char *const *argv, char *const *envp)
@@ -225,7 +226,8 @@ static _Noreturn void command_child(struct job *j, const struct spawner *sp, con
         errno = ESRCH;
         goto fail;
     }
-    if (dup2(j->in_r, 0) < 0 || dup2(j->err_w, 2) < 0 || fchdir(j->cwd) < 0)
+    if (dup2(j->in_r, 0) < 0 || dup2(j->out_w, 1) < 0 || dup2(j->err_w, 2) < 0 ||
+        fchdir(j->cwd) < 0)
         goto fail;
     sigprocmask(SIG_SETMASK, &sp->none, NULL);
     execve(path, argv, envp);
@@ -306,10 +308,11 @@ static void job_start(struct spawner *sp, struct job *j)
     sp_free(j->body);
     j->body = NULL;
     /* The spawner must not hold the command's stdin (the pool's writes get
-     * EPIPE once the command is gone) nor its stderr (EOF). */
+     * EPIPE once the command is gone) nor its stdout and stderr (EOF). */
     close_fd(&j->in_r);
     close_fd(&j->err_w);
     close_fd(&j->cwd);
+    close_fd(&j->out_w);
     if (pid < 0) {
         m.err = j->exec_err;
         job_tell(j, &m);
@@ -414,7 +417,7 @@ static bool ctl_input(struct spawner *sp)
         struct iovec iov = { &magic, sizeof magic };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
                              .msg_controllen = sizeof cm.buf };
-        int fds[NFDS] = { -1, -1, -1, -1 }, nfds = 0;
+        int fds[NFDS] = { -1, -1, -1, -1, -1 }, nfds = 0;
         ssize_t n = recvmsg(sp->ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
         if (n < 0 && errno == EINTR)
@@ -447,7 +450,8 @@ static bool ctl_input(struct spawner *sp)
                 close(fds[i]);
             continue;
         }
-        *j = (struct job){ .sock = fds[0], .in_r = fds[1], .err_w = fds[2], .cwd = fds[3] };
+        *j = (struct job){ .sock = fds[0], .in_r = fds[1], .err_w = fds[2], .cwd = fds[3],
+                           .out_w = fds[4] };
         sp->jobs[sp->njobs++] = j;
     }
 }

@@ -8,7 +8,8 @@
  * A cancelled running job (the listener hears NOTIFY pgq_cancel) makes it
  * renew at once: the renewal finds that lease gone and stops the handler,
  * so a cancel takes effect in milliseconds, not a heartbeat.
- * It stops last at shutdown, so leases stay alive while jobs drain. */
+ * It stops last at shutdown, so leases stay alive while jobs drain. Under
+ * a systemd unit with WatchdogSec it also pings the watchdog (notify.c). */
 #include "pool_int.h"
 
 #include <errno.h>
@@ -81,12 +82,20 @@ static void renew_leases(pgq_pool *p, pgq_conn *c)
         if (!lost[k])
             continue;
         if (owner[k] < 0) {
+            struct pending_ack acked;
             pthread_mutex_lock(&p->mu);
-            bool held = batch_drop(p->batch, ids[k]);
+            bool held = batch_drop(p->batch, ids[k], &acked);
             pthread_mutex_unlock(&p->mu);
             if (held)
                 pool_log(PGQ_LOG_WARN, "heartbeat", "job=%" PRId64 ": lease lost (expired "
                          "and reclaimed) while batched; dropped", ids[k]);
+            /* A done job awaiting acknowledgement: its attempt ran, and
+             * this is its outcome. (A buffered one never started.) */
+            if (acked.job) {
+                if (!acked.silent)
+                    pool_emit_lost(p, c, acked.job, acked.who, acked.ran_us);
+                pgq_job_free(acked.job);
+            }
             continue;
         }
         struct slot *s = &p->slots[owner[k]];
@@ -176,17 +185,34 @@ void *heartbeat_main(void *arg)
     int64_t last_prune = 0;
     bool down = false;
     struct timespec ts;
+    /* Under a unit with WatchdogSec, ping systemd at least twice per
+     * period, every pass of this loop (also while the database is down: a
+     * restart would not bring it back); a loop stuck longer gets the pool
+     * restarted. A tick still comes every heartbeat, not every ping. */
+    int64_t wd_ms = pool_notify_watchdog_ms(p);
+    int64_t wait_ms = p->cfg->heartbeat_ms;
+    if (wd_ms > 0 && wd_ms / 2 < wait_ms)
+        wait_ms = wd_ms / 2 > 0 ? wd_ms / 2 : 1;
+    int64_t next_tick = pool_now_ms() + p->cfg->heartbeat_ms;
 
     pthread_mutex_lock(&p->mu);
     while (!p->hb_stop) {
-        pool_deadline(&ts, p->cfg->heartbeat_ms);
+        pool_deadline(&ts, wait_ms);
         while (!p->hb_stop && !p->hb_now &&
                pthread_cond_timedwait(&p->state_cv, &p->mu, &ts) != ETIMEDOUT)
             ;
         if (p->hb_stop)
             break;
+        bool due = p->hb_now || pool_now_ms() >= next_tick;
         p->hb_now = false;
         pthread_mutex_unlock(&p->mu);
+        if (wd_ms > 0)
+            pool_notify_watchdog(p);
+        if (!due) {
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
+        next_tick = pool_now_ms() + p->cfg->heartbeat_ms;
         if (!pgq_connected(c)) {
             char err[512];
             if (pgq_reconnect(c, err, sizeof err) < 0) {
@@ -199,6 +225,7 @@ void *heartbeat_main(void *arg)
                 continue;
             }
             pool_log(PGQ_LOG_INFO, "heartbeat", "reconnected");
+            atomic_fetch_add(&p->reconnects, 1);
             down = false;
         }
         tick(p, c, &last_prune);

@@ -96,9 +96,12 @@ int pgq_pool_check(pgq_pool *p, char *err, size_t errlen)
 int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
 {
     char e[512];
+    p->started = true;
     if (handlers_build(p, p->cfg, &p->handlers, err, errlen) < 0)
         return -1;
     p->handlers->cfg = NULL;   /* p->cfg is freed by pgq_pool_free */
+    if (metrics_new(p, err, errlen) < 0)
+        return -1;
     if (pgq_connect_via(p->url, p->cfg->pooler, &p->hb_conn, e, sizeof e) < 0 ||
         pgq_schema_check(p->hb_conn, e, sizeof e) < 0 ||
         pgq_cfg_apply_types_as(p->hb_conn, p->cfg, p->name, false, e, sizeof e) < 0 ||
@@ -160,20 +163,26 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->threads_started = true;
+    if (metrics_start(p, err, errlen) < 0) {
+        pgq_pool_stop(p);
+        return -1;
+    }
     char queues[512] = "";
     for (size_t i = 0, off = 0; i < p->cfg->nqueues && off < sizeof queues; i++)
         off += (size_t)snprintf(queues + off, sizeof queues - off, "%s%s", i ? ", " : "",
                                 p->cfg->queues[i]);
     pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s; %zu job types",
              p->name, p->nslots, queues, p->cfg->ntypes);
+    pool_notify_ready(p);
     return 0;
 }
 
 void pgq_pool_stop(pgq_pool *p)
 {
+    bool first = false;
     pthread_mutex_lock(&p->mu);
     if (!p->stop_requested) {
-        p->stop_requested = true;
+        p->stop_requested = first = true;
         p->deadline_ms = pool_now_ms() + p->cfg->shutdown_timeout_ms;
         atomic_store(&p->stopping, true);
         pthread_cond_broadcast(&p->wake_cv);
@@ -184,6 +193,8 @@ void pgq_pool_stop(pgq_pool *p)
         }
     }
     pthread_mutex_unlock(&p->mu);
+    if (first)   /* outside mu: a socket write */
+        pool_notify_stopping(p);
 }
 
 /* Wait (mu held) until no worker is busy or the monotonic time `until`. */
@@ -201,8 +212,10 @@ static void wait_workers(pgq_pool *p, int64_t until)
 
 /* Release, from this thread's own connection, the jobs of workers whose
  * handlers ignored cancellation; their threads are left behind (ABANDONED).
- * mu held: the threads left behind cannot free their jobs meanwhile. */
-static int release_abandoned(pgq_pool *p)
+ * mu held: the threads left behind cannot free their jobs meanwhile. The
+ * RELEASED events go into *ev (copies of the jobs, caller reports and
+ * frees them once mu is dropped). */
+static int release_abandoned(pgq_pool *p, struct pending_ack *ev, size_t *nev)
 {
     char err[512];
     pgq_conn *c = NULL;
@@ -230,6 +243,17 @@ static int release_abandoned(pgq_pool *p)
             pool_log(PGQ_LOG_WARN, s->who, "job=%lld type=%s: handler ignored the shutdown; "
                      "released%s", (long long)j->id, j->type,
                      lost ? " (lease already lost)" : "");
+            /* Released: that is the attempt's outcome, unless the thread
+             * left behind recorded one first (then the release found the
+             * lease gone, and the thread reports its own). */
+            if (!lost && !s->reported && pool_has_events(p)) {
+                s->reported = true;
+                pgq_job *copy = pool_job_dup(j);
+                if (copy)
+                    ev[(*nev)++] = (struct pending_ack){
+                        .job = copy, .who = s->who,
+                        .ran_us = pool_now_us() - atomic_load(&s->started_us) };
+            }
         }
     }
     pgq_disconnect(c);
@@ -240,6 +264,13 @@ int pgq_pool_wait(pgq_pool *p)
 {
     char err[512];
     int rc = 0;
+    if (pool_in_event_callback()) {
+        pool_log(PGQ_LOG_ERROR, NULL, "pgq_pool_wait called from an event callback: refused "
+                 "(it would wait for the thread it runs on)");
+        return -1;
+    }
+    struct pending_ack *released = p->slots ? calloc((size_t)p->nslots, sizeof *released) : NULL;
+    size_t nreleased = 0;
     pthread_mutex_lock(&p->mu);
     while (!p->stop_requested)
         pthread_cond_wait(&p->state_cv, &p->mu);
@@ -258,7 +289,7 @@ int pgq_pool_wait(pgq_pool *p)
         for (int i = 0; p->slots && i < p->nslots; i++)
             atomic_store(&p->slots[i].cancel, true);
         wait_workers(p, pool_now_ms() + 10000);
-        if (release_abandoned(p) < 0)
+        if (released && release_abandoned(p, released, &nreleased) < 0)
             rc = -1;
     }
     p->hb_stop = true;
@@ -269,6 +300,14 @@ int pgq_pool_wait(pgq_pool *p)
         join[i] = p->slots[i].state == SLOT_EXITED;
     pthread_mutex_unlock(&p->mu);
 
+    for (size_t i = 0; i < nreleased; i++) {
+        pgq_event ev;
+        pool_event_init(&ev, PGQ_EVENT_RELEASED, released[i].job, released[i].who,
+                        released[i].ran_us);
+        pool_emit(p, &ev);
+        pgq_job_free(released[i].job);
+    }
+    free(released);
     for (int i = 0; join && i < p->nslots; i++)
         if (join[i])
             pthread_join(p->slots[i].thread, NULL);
@@ -281,6 +320,8 @@ int pgq_pool_wait(pgq_pool *p)
      * the batch's pending acks and give back its unstarted jobs. */
     if (p->batch && p->hb_conn)
         batch_drain(p, p->hb_conn);
+    /* Scrapes are answered until every outcome is counted. */
+    metrics_stop(p);
     if (p->hb_conn && p->registered) {
         if (!pgq_connected(p->hb_conn))
             (void)!pgq_reconnect(p->hb_conn, err, sizeof err);
@@ -298,6 +339,10 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     pgq_cfg *cfg = NULL;
     struct handlers *h;
     char e[1024];
+    if (pool_in_event_callback()) {
+        snprintf(err, errlen, "pgq_pool_reload: not from an event callback");
+        return -1;
+    }
     if (!p->cfg->path) {
         snprintf(err, errlen, "no config file to reload");
         return -1;
@@ -325,7 +370,9 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
     err[0] = '\0';
     if (cfg->workers != p->cfg->workers || cfg->nqueues != p->cfg->nqueues ||
         cfg->lease_ttl_ms != p->cfg->lease_ttl_ms || cfg->heartbeat_ms != p->cfg->heartbeat_ms ||
-        cfg->batch != p->cfg->batch)
+        cfg->batch != p->cfg->batch ||
+        (cfg->metrics_listen == NULL) != (p->cfg->metrics_listen == NULL) ||
+        (cfg->metrics_listen && strcmp(cfg->metrics_listen, p->cfg->metrics_listen) != 0))
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
     else if ((cfg->handler_url == NULL) != (p->cfg->handler_url == NULL) ||
              (cfg->handler_url && strcmp(cfg->handler_url, p->cfg->handler_url) != 0))
@@ -339,6 +386,11 @@ void pgq_pool_free(pgq_pool *p)
 {
     if (!p)
         return;
+    if (pool_in_event_callback()) {
+        pool_log(PGQ_LOG_ERROR, NULL, "pgq_pool_free called from an event callback: refused "
+                 "(the pool runs it)");
+        return;
+    }
     for (int i = 0; p->slots && i < p->nslots; i++)
         if (p->slots[i].state == SLOT_ABANDONED)
             return;   /* a handler thread still runs and uses the pool: leave it be */
@@ -348,11 +400,13 @@ void pgq_pool_free(pgq_pool *p)
     }
     handlers_free(p->handlers);
     batch_free(p->batch);
+    metrics_free(p->metrics);
     pgq_hints_free(p->hints);
     pgq_disconnect(p->hb_conn);
     for (size_t i = 0; i < p->ncbs; i++)
         free(p->cbs[i].name);
     free(p->cbs);
+    free(p->subs);
     if (p->stop_pipe[0] >= 0) {
         close(p->stop_pipe[0]);
         close(p->stop_pipe[1]);

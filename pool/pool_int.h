@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "pgq_pool.h"
+#include "result.h"
 
 /* A job type's resolved handler. */
 struct handler {
@@ -40,11 +41,26 @@ struct lease {
 };
 
 /* A done job whose outcome waits to be recorded with the next claim
- * (batch.c): the lease it still holds, and what to record. */
+ * (batch.c): the lease it still holds, what to record (with the result,
+ * owned by whoever holds the pending_ack: the ack list, or the flush that
+ * took it), and for its event the job itself (owned: freed once the
+ * outcome is reported), the worker that ran it and for how long. */
 struct pending_ack {
     struct lease lease;
     int attempt;
     pgq_attempt_info info;
+    struct job_result result;
+    pgq_job *job;
+    const char *who;               /* the slot's name: lives as long as the pool */
+    int64_t ran_us;
+    bool silent;                   /* its outcome was reported already (the shutdown
+                                    * released it from an abandoned slot): no event */
+};
+
+/* A registered event callback (events.c). */
+struct event_sub {
+    pgq_event_fn fn;
+    void *arg;
 };
 
 /* What a claim asks the database for, built once from the config when the
@@ -88,6 +104,11 @@ struct slot {
      * set by the shutdown deadline. */
     atomic_bool lease_lost;
     atomic_bool cancel;
+    /* The job's outcome event was claimed by whoever reports it (the
+     * worker, or the shutdown releasing an abandoned job): exactly one
+     * does. Cleared by slot_set() when a job starts. (mu) */
+    bool reported;
+    _Atomic int64_t started_us;    /* when the running job's handler started (monotonic) */
 };
 
 struct batch;   /* batch.c */
@@ -129,8 +150,26 @@ struct pgq_pool {
     pgq_conn *hb_conn;             /* the heartbeat thread's */
     pthread_t hb_thread, listen_thread;
     bool threads_started;
+    bool started;                  /* pgq_pool_start was called: no more registrations */
     bool registered;               /* our pgq.workers row exists */
+    bool notify;                   /* tell systemd (notify.c); set before start */
+
+    struct event_sub *subs;        /* pgq_pool_on_event; fixed once started */
+    size_t nsubs;
+    atomic_llong reconnects;       /* connections re-established after a loss (metrics) */
+    struct metrics *metrics;       /* [pool] metrics_listen (metrics.c); NULL when off */
 };
+
+/* ---- notify.c: sd_notify, when the program asked for it ---- */
+
+/* READY=1 (start done), STOPPING=1 (graceful stop begun), WATCHDOG=1. Any
+ * thread; nothing when p->notify is off or NOTIFY_SOCKET is unset. */
+void pool_notify_ready(const pgq_pool *p);
+void pool_notify_stopping(const pgq_pool *p);
+void pool_notify_watchdog(const pgq_pool *p);
+/* The unit's WatchdogSec in ms when it asked this process for pings
+ * (WATCHDOG_USEC, WATCHDOG_PID) and notify is on; 0 otherwise. */
+int64_t pool_notify_watchdog_ms(const pgq_pool *p);
 
 /* ---- slot.c: the slot state machine ---- */
 
@@ -149,6 +188,41 @@ void slot_set_at(struct slot *s, enum slot_state to, pgq_job *job, const char *f
 int slot_busy(const pgq_pool *p);
 /* Slots holding a job (RUNNING, LOST, FINISHING); mu held. */
 int slot_holding(const pgq_pool *p);
+
+/* ---- events.c: pgq_pool_on_event ---- */
+
+/* Call every registered callback with ev; no pool lock may be held. */
+void pool_emit(pgq_pool *p, const pgq_event *ev);
+/* Whether anything listens (skip building events nobody reads). */
+bool pool_has_events(const pgq_pool *p);
+/* Whether the calling thread is inside an event callback. */
+bool pool_in_event_callback(void);
+/* ev for job j of worker `who`, kind and duration (microseconds). */
+void pool_event_init(pgq_event *ev, enum pgq_event_kind kind, const pgq_job *j,
+                     const char *who, int64_t ran_us);
+/* Why the lease of job id's attempt was lost, read on c: CANCELLED when an
+ * operator cancelled that attempt, else LEASE_LOST; why gets the
+ * attempt's recorded error (or a generic reason). */
+enum pgq_event_kind pool_lost_kind(pgq_conn *c, int64_t id, int attempt, char *why,
+                                   size_t whylen);
+/* Emit the lost-lease outcome of j (CANCELLED or LEASE_LOST, see above). */
+void pool_emit_lost(pgq_pool *p, pgq_conn *c, const pgq_job *j, const char *who,
+                    int64_t ran_us);
+/* A copy of j (one allocation, like a claimed job's); NULL when out of memory. */
+pgq_job *pool_job_dup(const pgq_job *j);
+
+/* ---- metrics.c: [pool] metrics_listen ---- */
+
+struct metrics;
+/* Bind cfg's metrics_listen (nothing when unset) and subscribe to the
+ * pool's events; -1 with err naming the address (a port in use says so).
+ * In pgq_pool_start, before the threads. */
+int metrics_new(pgq_pool *p, char *err, size_t errlen);
+/* Start serving (after the other threads); -1 with err. */
+int metrics_start(pgq_pool *p, char *err, size_t errlen);
+/* Stop serving and join the thread (pgq_pool_wait, last). */
+void metrics_stop(pgq_pool *p);
+void metrics_free(struct metrics *m);
 
 /* ---- claim.c: the claim specification ---- */
 
@@ -203,8 +277,11 @@ void batch_free(struct batch *b);
 pgq_job *batch_take(struct slot *s);
 /* s (FINISHING) succeeded with j: j's lease moves to the ack list and s to
  * IDLE in one step; the ack is recorded with the next claim, or at once
- * when enough are pending or the oldest waited long enough. Worker threads. */
-void batch_ack(struct slot *s, const pgq_job *j, const pgq_attempt_info *info);
+ * when enough are pending or the oldest waited long enough. Takes
+ * ownership of j (its DONE event fires once recorded); the result (may be
+ * NULL) moves with it (*result is emptied). Worker threads. */
+void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
+               struct job_result *result);
 /* A job of the batch ran for us microseconds (the adaptive policy learns
  * how short jobs are); mu held. */
 void batch_note_run(struct batch *b, int64_t us);
@@ -213,8 +290,10 @@ void batch_note_run(struct batch *b, int64_t us);
 size_t batch_nleases(const struct batch *b);
 size_t batch_leases(const struct batch *b, struct lease *out, size_t max);
 /* The heartbeat found job id's lease lost: drop it from the buffer or the
- * ack list; mu held. True when the batch held it. */
-bool batch_drop(struct batch *b, int64_t id);
+ * ack list; mu held. True when the batch held it. When it was a done job
+ * awaiting acknowledgement, *acked gets it (the caller reports its
+ * outcome and frees acked->job) and acked->job is non-NULL. */
+bool batch_drop(struct batch *b, int64_t id, struct pending_ack *acked);
 /* Wake workers waiting for a claim to end (shutdown); mu held. */
 void batch_wake(struct batch *b);
 /* At shutdown, after every thread stopped: record pending acks and give

@@ -98,6 +98,7 @@ void slot_set_at(struct slot *s, enum slot_state to, pgq_job *job, const char *f
     if ((to == SLOT_LOST || to == SLOT_FINISHING) && job != s->job)
         refuse(s, to, job, "not the job the slot holds", file, line);
     if (to == SLOT_RUNNING) {
+        s->reported = false;   /* a new job: its outcome is not reported yet */
         atomic_store(&s->lease_lost, false);
         atomic_store(&s->cancel, false);
     } else if (to == SLOT_LOST) {

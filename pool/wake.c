@@ -87,6 +87,8 @@ int pool_connect_retry_to(pgq_pool *p, const char *url, pgq_pooler pooler, pgq_c
                   : pgq_connect_via(url, pooler, conn, err, sizeof err) == 0) {
             /* keep_done = 0: a done job is deleted by its completion. */
             pgq_conn_set_keep_done(*conn, p->cfg->keep_done_ms > 0);
+            if (again)   /* a connection we had came back (not a first connect) */
+                atomic_fetch_add(&p->reconnects, 1);
             if (tries)
                 pool_log(PGQ_LOG_INFO, who, "reconnected after %d attempt%s", tries,
                          tries == 1 ? "" : "s");

@@ -29,6 +29,8 @@ struct pgq_ctx {
     struct slot *slot;
     const pgq_job *job;
     int64_t deadline_ms;   /* the job type's timeout, monotonic */
+    size_t result_max;     /* the job type's result_max */
+    struct job_result result;   /* pgq_ctx_set_result's, stored if the job is done */
 };
 
 const pgq_job *pgq_ctx_job(const pgq_ctx *ctx)
@@ -52,6 +54,25 @@ bool pgq_ctx_cancelled(const pgq_ctx *ctx)
            pool_now_ms() > ctx->deadline_ms;
 }
 
+int pgq_ctx_set_result(pgq_ctx *ctx, const char *text)
+{
+    struct job_result r = { 0 };
+    if (!text) {
+        result_clear(&ctx->result);
+        return 0;
+    }
+    size_t n = strlen(text);
+    if (result_make(text, n, n, ctx->result_max, "result", &r) < 0)
+        return -1;
+    if (!r.text && r.note) {   /* not UTF-8: refused, nothing changes */
+        result_clear(&r);
+        return -1;
+    }
+    result_clear(&ctx->result);
+    ctx->result = r;
+    return 0;
+}
+
 pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen)
 {
@@ -68,7 +89,9 @@ struct outcome {
     bool ok;
     bool cancelled;           /* stopped by the pool (shutdown or lease lost) */
     pgq_attempt_info info;
+    int64_t ran_us;           /* the handler's running time */
     char error[2048];
+    struct job_result result; /* a success's result (owned; moves to the ack) */
 };
 
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
@@ -95,12 +118,21 @@ static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
         .timeout_ms = h->type->timeout_ms,
         .grace_ms = 5000,
         .cancel = &s->cancel,
+        .out_max = (size_t)h->type->result_max,
     };
     exec_result res;
     if (exec_run(&req, &res) < 0) {
         snprintf(o->error, sizeof o->error, "%s", res.error);
+        free(res.out);
         return;
     }
+    /* stdout is the result of a success only; nothing written, no result. */
+    if (res.ok && res.out_total > 0 &&
+        result_make(res.out ? res.out : "", res.out_len, res.out_total, req.out_max, "stdout",
+                    &o->result) < 0)
+        pool_log(PGQ_LOG_ERROR, s->who, "job=%" PRId64 " type=%s: out of memory keeping its "
+                 "stdout; the job is done without a result", j->id, j->type);
+    free(res.out);
     o->ok = res.ok;
     o->cancelled = res.cancelled;
     o->info.exit_code = res.exit_code;
@@ -124,40 +156,62 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
         run_exec(s, h, j, o);
         return;
     }
-    pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms };
+    pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms, (size_t)h->type->result_max,
+                    { NULL, NULL } };
     char err[2048] = "";
     o->ok = h->fn(&ctx, h->arg, err, sizeof err) == 0;
     o->cancelled = atomic_load(&s->cancel);
     if (!o->ok)
         snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
+    if (o->ok)
+        o->result = ctx.result;   /* moves */
+    else
+        result_clear(&ctx.result);
 }
 
 enum finish { FINISH_COMPLETE, FINISH_FAIL, FINISH_RELEASE };
+
+/* Take the right to report the outcome of the job s holds: false when the
+ * shutdown already reported it (released an abandoned job); mu held. */
+static bool take_report(struct slot *s)
+{
+    bool mine = !s->reported;
+    s->reported = true;
+    return mine;
+}
 
 /* Record the end of j, which s holds FINISHING, reconnecting as long as the
  * lease may still be ours. Gives up when the heartbeat says the lease is
  * lost, or after the shutdown deadline. A completion also claims the
  * worker's next job in the same statement and transaction when claim_next
  * and the pool is not stopping (batch = 1: one commit per job); with a
- * batch, a success is queued as an ack instead. Leaves s RUNNING with the
- * job claimed (returned), or IDLE (NULL returned). */
-static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
-                       const struct outcome *o, bool claim_next)
+ * batch, a success is queued as an ack instead (its result moves with it).
+ * Once recorded, the outcome is reported as an event when the job was
+ * started (a job claimed with a completion and released unstarted at
+ * shutdown has none). Frees j; o's result stays the caller's to clear.
+ * Leaves s RUNNING with the job claimed (returned), or IDLE (NULL returned). */
+static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outcome *o,
+                       bool claim_next, bool started)
 {
     pgq_pool *p = s->pool;
     char err[512], who[128];
     bool lost = false;
     pgq_fail_result fr = { 0 };
     pgq_job *next = NULL;
+    pgq_event ev;
+    bool emit = started && pool_has_events(p);
+    char why[1024] = "";
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
-        batch_ack(s, j, &o->info);   /* recorded and logged with the batch; s is IDLE */
+        /* recorded, logged, reported with the batch */
+        batch_ack(s, j, &o->info, o->ran_us, &o->result);
         return NULL;
     }
+    pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
     for (;;) {
         int rc;
         if (how == FINISH_COMPLETE) {
-            pgq_ack ack = { j->id, j->lease_token, &o->info };
+            pgq_ack ack = { j->id, j->lease_token, &o->info, o->result.text, o->result.note };
             bool claim = claim_next && !atomic_load(&p->stopping);
             size_t got = 0;
             rc = claim_run(&s->claim, s->conn, &ack, 1, &lost, claim ? 1 : 0, &next, &got, err,
@@ -172,12 +226,16 @@ static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
         }
         if (rc == 0)
             break;
+        /* The outcome cannot be recorded: the lease will expire and the
+         * job be reaped; for the event, this attempt's lease is lost. */
         if (pgq_connected(s->conn)) {
             pool_log(PGQ_LOG_ERROR, who, "%s; the lease will expire and the job be retried", err);
+            snprintf(why, sizeof why, "outcome not recorded: %s", err);
             goto out;
         }
         if (atomic_load(&s->lease_lost)) {
             pool_log(PGQ_LOG_WARN, who, "lease lost while reconnecting; outcome not recorded");
+            snprintf(why, sizeof why, "lease lost while reconnecting; outcome not recorded");
             goto out;
         }
         pthread_mutex_lock(&p->mu);
@@ -186,31 +244,49 @@ static pgq_job *finish(struct slot *s, const pgq_job *j, enum finish how,
         if (past) {
             pool_log(PGQ_LOG_WARN, who, "database unreachable at shutdown; the lease will "
                      "expire and the job be retried");
+            snprintf(why, sizeof why, "database unreachable at shutdown; outcome not recorded");
             goto out;
         }
         pool_nap(p, 200);
         /* Not pool_connect_retry: it gives up once stopping, and a drain
          * must still record outcomes. */
-        if (pgq_reconnect(s->conn, err, sizeof err) == 0)
+        if (pgq_reconnect(s->conn, err, sizeof err) == 0) {
+            atomic_fetch_add(&p->reconnects, 1);
             pool_log(PGQ_LOG_INFO, who, "reconnected");
+        }
     }
     if (lost || fr.lease_lost) {
         pool_log(PGQ_LOG_WARN, who, "lease lost: the job was reclaimed; this attempt's "
                  "outcome is discarded");
+        if (emit)
+            ev.kind = pool_lost_kind(s->conn, j->id, j->attempt, why, sizeof why);
     } else if (how == FINISH_COMPLETE) {
         pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
+        ev.kind = PGQ_EVENT_DONE;
     } else if (how == FINISH_RELEASE) {
         pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
+        ev.kind = PGQ_EVENT_RELEASED;
     } else if (fr.dead) {
         pool_log(PGQ_LOG_WARN, who, "dead after attempt %d: %s", j->attempt, o->error);
+        ev.kind = PGQ_EVENT_DEAD;
+        ev.error = o->error;
     } else {
         pool_log(PGQ_LOG_INFO, who, "failed (attempt %d of %d), retry in %.1fs: %s", j->attempt,
                  j->max_retries + 1, fr.retry_in_s, o->error);
+        ev.kind = PGQ_EVENT_FAILED;
+        ev.error = o->error;
+        ev.retry_in_s = fr.retry_in_s;
     }
 out:
+    if (*why)
+        ev.error = why;
     pthread_mutex_lock(&p->mu);
+    emit = take_report(s) && emit;
     slot_set(s, next ? SLOT_RUNNING : SLOT_IDLE, next);
     pthread_mutex_unlock(&p->mu);
+    if (emit)
+        pool_emit(p, &ev);
+    pgq_job_free(j);
     return next;
 }
 
@@ -225,8 +301,19 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
                  j->type, j->attempt);
 
     int64_t t0 = pool_now_us();
+    atomic_store(&s->started_us, t0);
+    if (pool_has_events(p)) {
+        pgq_event ev;
+        pool_event_init(&ev, PGQ_EVENT_STARTED, j, s->who, 0);
+        pool_emit(p, &ev);
+    }
     run_handler(s, j, &o);
     int64_t ran_us = pool_now_us() - t0;
+    o.ran_us = ran_us;
+    /* A cut or refused result is said once, when the job is done. */
+    if (o.ok && o.result.note)
+        pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: result: %s", j->id, j->type,
+                 o.result.note);
 
     enum finish how = o.ok ? FINISH_COMPLETE : FINISH_FAIL;
     /* Stopped by the shutdown deadline: give the job back, not a failure. */
@@ -239,16 +326,21 @@ static pgq_job *run_job(struct slot *s, pgq_job *j, bool claim_next)
      * nothing to record. A success is still recorded: fenced, it will be
      * told the lease is gone, and say so. */
     bool stopped = s->state == SLOT_LOST && !o.ok;
+    bool report = stopped && take_report(s);
     slot_set(s, stopped ? SLOT_IDLE : SLOT_FINISHING, stopped ? NULL : j);
     pthread_mutex_unlock(&p->mu);
-    pgq_job *next = NULL;
-    if (stopped)
-        pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
-                 j->id, j->type);
-    else
-        next = finish(s, j, how, &o, claim_next);
+    if (!stopped) {
+        pgq_job *next = finish(s, j, how, &o, claim_next, true);
+        result_clear(&o.result);
+        return next;
+    }
+    pool_log(PGQ_LOG_WARN, s->who, "job=%" PRId64 " type=%s: lease lost, handler stopped",
+             j->id, j->type);
+    if (report)
+        pool_emit_lost(p, s->conn, j, s->who, ran_us);
+    result_clear(&o.result);
     pgq_job_free(j);
-    return next;
+    return NULL;
 }
 
 /* One job per transaction: each completion claims the next job. */
@@ -286,8 +378,7 @@ static void work_one_by_one(struct slot *s)
             pthread_mutex_lock(&p->mu);
             slot_set(s, SLOT_FINISHING, j);
             pthread_mutex_unlock(&p->mu);
-            (void)finish(s, j, FINISH_RELEASE, &none, false);
-            pgq_job_free(j);
+            (void)finish(s, j, FINISH_RELEASE, &none, false, false);   /* frees j */
             break;
         }
         j = run_job(s, j, true);

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install what a fresh Debian machine lacks to build, test and run pgq.
 # Quiet and quick when everything is there. Needs root (or sudo) to install.
+#   scripts/deps.sh        build, test and run
+#   scripts/deps.sh deb    also what `make deb` needs (Debian's packaging tools)
 set -eu
 pkgs=""
 need() { pkgs="$pkgs $1"; }
@@ -14,6 +16,9 @@ pkg-config --exists ncursesw 2>/dev/null || need libncurses-dev
 # jansson: headers from `pgq types header` parse and build payloads with it
 # (the embedding example and the typed tests include one)
 pkg-config --exists jansson 2>/dev/null || need libjansson-dev
+# sd_notify for Type=notify under systemd (optional at build time; the
+# notify test needs it to see READY=1 and STOPPING=1)
+pkg-config --exists libsystemd 2>/dev/null || need libsystemd-dev
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
 command -v psql >/dev/null 2>&1 || need postgresql-client
 command -v tmux >/dev/null 2>&1 || need tmux
@@ -25,8 +30,18 @@ command -v man >/dev/null 2>&1 || need man-db
 ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgresql-15-pgq3
 # PgBouncer, which the pgbouncer suite starts (transaction and session mode).
 [ -x /usr/sbin/pgbouncer ] || need pgbouncer
+# promtool (Debian prometheus), which checks a scrape of a pool's metrics endpoint.
+command -v promtool >/dev/null 2>&1 || need prometheus
 # clang builds the libFuzzer targets (make fuzz, make fuzz-check)
 command -v clang >/dev/null 2>&1 || need clang
+# make deb: dpkg-buildpackage (dpkg-dev), debhelper (compat 13), fakeroot,
+# lintian to check the result. Only for that target and its test.
+if [ "${1:-}" = deb ]; then
+    command -v dpkg-buildpackage >/dev/null 2>&1 || need dpkg-dev
+    command -v dh >/dev/null 2>&1 || need debhelper
+    command -v fakeroot >/dev/null 2>&1 || need fakeroot
+    command -v lintian >/dev/null 2>&1 || need lintian
+fi
 [ -z "$pkgs" ] && exit 0
 
 echo "deps: installing$pkgs" >&2

@@ -53,6 +53,7 @@ CONF
     pg "$bindir/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w -t 60 start >/dev/null
     "$bindir/psql" -q -h 127.0.0.1 -p "$p1" -U pgq -d postgres -c "CREATE DATABASE pgq" >/dev/null
     pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$p1" -U pgq -D "$dir/standby" -R -X stream \
+        --checkpoint=fast \
         >"$dir/basebackup.log" 2>&1
     cat >> "$dir/standby/postgresql.auto.conf" <<CONF
 port = $p2

@@ -28,10 +28,10 @@ poll = 200ms
 shutdown_timeout = 10s
 
 [job vg]
-handler = exec /bin/true
+handler = exec /bin/echo a result
 require = n:number
 INI
-step "pgq --help, types apply, add, add -, show, stats, requeue, cancel, migrate --status"
+step "pgq --help, types apply, add, add -, show, stats, requeue, cancel, migrate --status, result"
 run "$build/pgq" --help
 run "$build/pgq" -c "$tmp/pool.ini" types apply
 run "$build/pgq" add vg '{"n": 1}' --idempotency-key vg1
@@ -62,6 +62,8 @@ rc=0; wait $pid || rc=$?
 if [ "$rc" != 0 ] || grep -q "definitely lost\|Invalid \(read\|write\)\|uninitialised" "$tmp/pool.vg"; then
     echo "valgrind: FAILED: pgq-pool (exit $rc)"; cat "$tmp/pool.vg" "$tmp/pool.log"; exit 1
 fi
+run "$build/pgq" result 1
+run "$build/pgq" result 999
 run "$build/pgq" cancel 1
 run "$build/pgq" requeue --dead
 echo "valgrind: clean"

@@ -9,6 +9,7 @@
  * $PGQ_TEST_DIR (the tests/ directory; "tests" when unset).
  */
 #include <check.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "../config/pgq_config.h"
 #include "../config/duration.h"
+#include "../config/listen.h"
 
 Suite *config_suite(void);
 Suite *duration_suite(void);
@@ -93,6 +95,14 @@ static const struct golden {
     { "bad_duration_no_unit.ini", ":2: [pool] poll: \"10\": needs a unit (use ms, s, m, h, d)" },
     { "bad_duration_negative.ini", ":2: [pool] heartbeat: \"-5s\": negative" },
     { "bad_int_range.ini", ":2: [pool] workers: \"500\" is out of range (1..256)" },
+    { "bad_metrics_listen.ini", ":2: [pool] metrics_listen: \"9464\": expected HOST:PORT, e.g. "
+                                "127.0.0.1:9464 or [::1]:9464 (port 0: any free port)" },
+    { "bad_metrics_host.ini", ":3: [pool] metrics_listen: \"metrics.example.com\" is not a "
+                              "numeric address (nothing is looked up; use localhost, an IPv4 "
+                              "address or [IPv6]): expected HOST:PORT, e.g. 127.0.0.1:9464 or "
+                              "[::1]:9464 (port 0: any free port)" },
+    { "bad_metrics_port.ini", ":2: [pool] metrics_listen: \"127.0.0.1:70000\": port \"70000\" "
+                              "is not a number in 0..65535" },
     { "bad_duration_range.ini", ":2: [pool] lease_ttl: \"500ms\" is out of range (1s..1d)" },
     { "bad_not_number.ini", ":2: [pool] workers: \"eight\" is not a whole number" },
     { "bad_hash_comment.ini", ":2: [pool] workers: \"8   # only\" is not a whole number "
@@ -145,6 +155,8 @@ static const struct golden {
     { "bad_first_error_wins.ini", ":2: [pool] workers: \"0\" is out of range (1..256)" },
     { "bad_missing_key_name.ini", ":2: syntax error (missing key name before \"=\")" },
     { "bad_nul.ini", ":2: line contains a NUL byte" },
+    { "bad_result_max_unit.ini", ":3: [job x] result_max: \"64XB\": unknown size unit (use B, KB or MB)" },
+    { "bad_result_max_range.ini", ":3: [job x] result_max: \"17MB\" is out of range (0..16MB)" },
 };
 #define NGOLDENS ((int)(sizeof goldens / sizeof goldens[0]))
 
@@ -187,6 +199,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(t->priority, 0);
     ck_assert_ptr_null(t->require);
     ck_assert_uint_eq(t->nrequire, 0);
+    ck_assert_int_eq(t->result_max, 64 * 1024);
     pgq_cfg_free(c);
 }
 END_TEST
@@ -262,6 +275,7 @@ START_TEST(test_full)
     ck_assert_int_eq(t->priority, 1000);
     ck_assert_ptr_null(t->require);     /* "require =" is an empty contract */
     ck_assert_uint_eq(t->nrequire, 0);
+    ck_assert_int_eq(t->result_max, 2048);  /* "2 kb": any case, blanks between */
 
     ck_assert_ptr_null(pgq_cfg_find_type(c, "send"));
     ck_assert_ptr_null(pgq_cfg_find_type(c, NULL));
@@ -496,14 +510,41 @@ START_TEST(test_require_bad)
 }
 END_TEST
 
+/* metrics_listen: absent is off; the forms the listener accepts load
+ * (the loader and the listener share cfg_listen_parse). */
+START_TEST(test_metrics_listen)
+{
+    pgq_cfg *c = load_ok("good_metrics_listen.ini");
+    ck_assert_str_eq(c->metrics_listen, "[::1]:9464");
+    pgq_cfg_free(c);
+    c = load_ok("good_defaults.ini");
+    ck_assert_ptr_null(c->metrics_listen);
+    pgq_cfg_free(c);
+    static const char *const good[] = { "127.0.0.1:9464", "0.0.0.0:0", "localhost:65535",
+                                        "[::]:9464" };
+    static const char *const bad[] = { "", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x",
+                                       "127.0.0.1:123456", "::1:9464", "[::1:9464", "[]:1",
+                                       "example.com:80", "[127.0.0.1]:80", "256.0.0.1:80" };
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(cfg_listen_parse(good[i], &ss, &len, err, sizeof err) == 0, "%s: %s",
+                      good[i], err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(cfg_listen_parse(bad[i], &ss, &len, err, sizeof err) == -1 && *err,
+                      "%s accepted", bad[i]);
+}
+END_TEST
+
 /* ---- the generated reference ---- */
 
 START_TEST(test_reference)
 {
     static const char *const all_keys[] = {
-        "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done",
+        "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
-        "priority", "require",
+        "priority", "require", "result_max",
     };
     char *text = NULL, *line, *save = NULL;
     size_t len = 0, rows = 0, i;
@@ -518,6 +559,7 @@ START_TEST(test_reference)
     ck_assert_ptr_nonnull(strstr(text, "| `[pool]` | `lease_ttl` | duration | `30s` | 1s..1d | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `handler` | handler | (required) |  | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[database]` | `url` | string | (none) |  | "));
+    ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `result_max` | size | `64KB` | 0..16MB | "));
     for (i = 0; i < sizeof all_keys / sizeof all_keys[0]; i++) {
         char cell[64];
         snprintf(cell, sizeof cell, " | `%s` | ", all_keys[i]);
@@ -543,6 +585,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("load");
 
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_metrics_listen);
     tcase_add_test(tc, test_empty_file);
     tcase_add_test(tc, test_full);
     tcase_add_test(tc, test_crlf_bom);

@@ -124,9 +124,18 @@ START_TEST(systemd_unit_is_hardened)
     int st;
     const char *unit = tu_fmt("%s/pgq-pool.service", tu_bin_dir());
     char *text = tu_slurp(unit);
-    ck_assert_msg(!strstr(text, "@BINDIR@") && !strstr(text, "@SYSCONFDIR@"),
+    ck_assert_msg(!strstr(text, "@BINDIR@") && !strstr(text, "@SYSCONFDIR@") &&
+                  !strstr(text, "@TYPE@") && !strstr(text, "@WATCHDOG@"),
                   "unit has an unreplaced placeholder:\n%s", text);
     ck_assert_msg(strstr(text, "\nExecStart=/") && strstr(text, "/pgq-pool -c /"), "%s", text);
+    /* Type=notify exactly when pgq-pool can say READY=1 (linked with
+     * libsystemd); otherwise systemd would wait for it in vain */
+    char *ldd = tu_sh(tu_fmt("ldd '%s/pgq-pool'", tu_bin_dir()), &st);
+    bool sd = strstr(ldd, "libsystemd.so") != NULL;
+    free(ldd);
+    ck_assert_msg(strstr(text, sd ? "\nType=notify\n" : "\nType=simple\n") &&
+                  (strstr(text, "\nWatchdogSec=") != NULL) == sd,
+                  "pgq-pool %s libsystemd, but the unit says:\n%s", sd ? "has" : "lacks", text);
     free(text);
     free(tu_sh("command -v systemd-analyze", &st));
     if (st != 0) {

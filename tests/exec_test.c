@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../pool/exec.h"
+#include "../pool/result.h"
 #include "pgq_pool.h"
 #include "testutil.h"
 
@@ -551,6 +552,111 @@ START_TEST(command_ignoring_stdin_does_not_hang)
 }
 END_TEST
 
+/* ---- stdout: the result ---- */
+
+START_TEST(stdout_is_kept_up_to_out_max)
+{
+    exec_request req = sh_req("printf 'hello\\nworld'; printf 'on stderr' >&2");
+    exec_result res;
+
+    req.out_max = 100;
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert_uint_eq(res.out_total, 11);
+    ck_assert_uint_eq(res.out_len, 11);
+    ck_assert_str_eq(res.out, "hello\nworld");
+    free(res.out);
+
+    /* out_max 0: read (the command is not blocked) and dropped */
+    req = sh_req("head -c 1000000 /dev/zero");
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert_uint_eq(res.out_total, 1000000);
+    ck_assert_ptr_null(res.out);
+    ck_assert_uint_eq(res.out_len, 0);
+}
+END_TEST
+
+/* Megabytes on stdout and on stderr at once, from a command that never
+ * reads its megabytes of stdin: every pipe is served by one poll loop, so
+ * nothing blocks; only the first out_max (+ lookahead) bytes are kept. */
+START_TEST(big_stdout_stderr_and_unread_stdin_do_not_hang)
+{
+    size_t n = 4 << 20;
+    char *payload = malloc(n);
+    exec_request req = sh_req("head -c 3000000 /dev/zero | tr '\\0' a &"
+                              " head -c 3000000 /dev/zero >&2; wait");
+    exec_result res;
+
+    ck_assert_ptr_nonnull(payload);
+    memset(payload, 'p', n);
+    req.payload = payload;
+    req.payload_len = n;
+    req.out_max = 65536;
+    run(&req, &res);
+    ck_assert_msg(res.ok, "%s", res.error);
+    ck_assert(!res.timed_out);
+    ck_assert_uint_eq(res.out_total, 3000000);
+    ck_assert_uint_eq(res.out_len, 65536 + EXEC_OUT_LOOKAHEAD);
+    for (size_t i = 0; i < res.out_len; i++)
+        ck_assert_msg(res.out[i] == 'a', "byte %zu is %d", i, res.out[i]);
+    free(res.out);
+    free(payload);
+}
+END_TEST
+
+/* result_make: the one rule for what of a handler's output is stored. */
+START_TEST(result_is_cut_at_a_whole_character_and_said)
+{
+    struct job_result r = { 0 };
+    const char *e150 = NULL;
+    char buf[301];
+
+    for (int i = 0; i < 150; i++)
+        memcpy(buf + 2 * i, "\xc3\xa9", 2);     /* "é" */
+    buf[300] = '\0';
+    e150 = buf;
+
+    /* whole */
+    ck_assert_int_eq(result_make("hi\n", 3, 3, 100, "stdout", &r), 0);
+    ck_assert_str_eq(r.text, "hi\n");
+    ck_assert_ptr_null(r.note);
+    /* cut between characters: 101 bytes allowed, 100 kept */
+    ck_assert_int_eq(result_make(e150, 300, 300, 101, "stdout", &r), 0);
+    ck_assert_uint_eq(strlen(r.text), 100);
+    ck_assert_int_eq(strncmp(r.text, e150, 100), 0);
+    ck_assert_str_eq(r.note, "stdout cut to the first 100 of 300 bytes (result_max = 101 bytes)");
+    /* a reader that kept only max + lookahead of a longer output */
+    ck_assert_int_eq(result_make(e150, 105, 300, 101, "stdout", &r), 0);
+    ck_assert_uint_eq(strlen(r.text), 100);
+    ck_assert_str_eq(r.note, "stdout cut to the first 100 of 300 bytes (result_max = 101 bytes)");
+    /* an exact fit is not cut */
+    ck_assert_int_eq(result_make(e150, 300, 300, 300, "result", &r), 0);
+    ck_assert_uint_eq(strlen(r.text), 300);
+    ck_assert_ptr_null(r.note);
+    /* not UTF-8 (a byte that starts no character; a NUL; a cut-off end) */
+    ck_assert_int_eq(result_make("ok\xff", 3, 3, 100, "stdout", &r), 0);
+    ck_assert_ptr_null(r.text);
+    ck_assert_str_eq(r.note, "not stored: stdout is not UTF-8 text (byte 2 of 3 starts no "
+                     "character; NUL bytes and other encodings cannot be stored)");
+    ck_assert_int_eq(result_make("a\0b", 3, 3, 100, "stdout", &r), 0);
+    ck_assert_ptr_null(r.text);
+    ck_assert_ptr_nonnull(strstr(r.note, "byte 1 of 3"));
+    ck_assert_int_eq(result_make("a\xc3", 2, 2, 100, "stdout", &r), 0);
+    ck_assert_ptr_null(r.text);
+    ck_assert_ptr_nonnull(strstr(r.note, "byte 1 of 2"));
+    /* bad bytes past the cut are not looked at: they are not stored */
+    ck_assert_int_eq(result_make("abc\xff", 4, 4, 3, "stdout", &r), 0);
+    ck_assert_str_eq(r.text, "abc");
+    ck_assert_str_eq(r.note, "stdout cut to the first 3 of 4 bytes (result_max = 3 bytes)");
+    /* result_max 0: nothing, and nothing to say */
+    ck_assert_int_eq(result_make("abc", 3, 3, 0, "stdout", &r), 0);
+    ck_assert_ptr_null(r.text);
+    ck_assert_ptr_null(r.note);
+    result_clear(&r);
+}
+END_TEST
+
 START_TEST(timeout_sigterm_ends_command)
 {
     exec_request req = sh_req("exec sleep 1000");
@@ -719,8 +825,8 @@ static void *bg_run_main(void *arg)
     return NULL;
 }
 
-/* The running command's fds, looked at from outside: stdin and stderr are
- * pipes, stdout is /dev/null, and nothing else of the pool's got through. */
+/* The running command's fds, looked at from outside: stdin, stdout and
+ * stderr are pipes, and nothing else of the pool's got through. */
 START_TEST(only_stdio_reaches_the_command)
 {
     /* Not close-on-exec, as a careless fd elsewhere in the pool might be. */
@@ -760,7 +866,7 @@ START_TEST(only_stdio_reaches_the_command)
     ck_assert_int_eq(r.rc, 0);
     ck_assert(r.res.cancelled);
     /* readdir order is the fd order for /proc/PID/fd */
-    ck_assert_str_eq(seen, "0=pipe 1=/dev/null 2=pipe");
+    ck_assert_str_eq(seen, "0=pipe 1=pipe 2=pipe");
     close(leaky);
 }
 END_TEST
@@ -1038,6 +1144,9 @@ Suite *exec_suite(void)
     tcase_add_test(tc, non_executable_cannot_run);
     tcase_add_test(tc, check_approves_exactly_what_exec_runs);
     tcase_add_test(tc, command_ignoring_stdin_does_not_hang);
+    tcase_add_test(tc, stdout_is_kept_up_to_out_max);
+    tcase_add_test(tc, big_stdout_stderr_and_unread_stdin_do_not_hang);
+    tcase_add_test(tc, result_is_cut_at_a_whole_character_and_said);
     tcase_add_test(tc, timeout_sigterm_ends_command);
     tcase_add_test(tc, timeout_escalates_to_sigkill);
     tcase_add_test(tc, timeout_kills_the_whole_group);

@@ -69,8 +69,12 @@ static void setup(void)
     snprintf(dir, sizeof dir, "/tmp/pgq-ha.%d", (int)getpid());
     int st;
     char *out = tu_sh(tu_fmt("'%s' start '%s' 2>&1", script(), dir), &st);
-    ck_assert_msg(out && sscanf(out, "%d %d", &port1, &port2) == 2, "ha-pair.sh start: %s",
-                  out ? out : "(nothing)");
+    if (!out || sscanf(out, "%d %d", &port1, &port2) != 2) {
+        /* a failed setup gets no teardown: stop what did start */
+        int st2;
+        free(tu_sh(tu_fmt("'%s' stop '%s' 2>&1", script(), dir), &st2));
+        ck_abort_msg("ha-pair.sh start: %s", out ? out : "(nothing)");
+    }
     free(out);
     pool_pid = 0;
 }

@@ -28,7 +28,8 @@
  *   idle     an idle pool does not spin
  *   config   bad files, --check, usage
  *   embed    examples/embed-demo
- *   reload   SIGHUP adds a job type without dropping in-flight jobs */
+ *   reload   SIGHUP adds a job type without dropping in-flight jobs
+ *   metrics  a scrape of metrics_listen, checked by promtool and against the jobs run */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -36,7 +37,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1602,7 +1607,8 @@ START_TEST(check_validates_handlers)
     const char *rel = in_dir("rel.ini");
     tu_write_file(rel, "[job rel]\nhandler = exec sub/h.sh\n");
     const char *const shipped[] = { rel, tu_fmt("%s/../config/pool.ini", tu_test_dir()),
-                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()) };
+                                    tu_fmt("%s/../examples/demo.ini", tu_test_dir()),
+                                    tu_fmt("%s/../examples/video/pool.ini", tu_test_dir()) };
     for (size_t i = 0; i < sizeof shipped / sizeof shipped[0]; i++) {
         const char *pool = tu_fmt("%s/pgq-pool", tu_bin_dir());
         r = tu_run_cmd("/", NULL, NULL, pool, ARGV(pool, "--check", "-c", shipped[i]), 120);
@@ -1649,7 +1655,12 @@ START_TEST(embed_demo_runs)
     const char *demo = tu_fmt("%s/examples/embed-demo", tu_bin_dir());
     tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
                           NULL, demo, ARGV(demo, ini, tu_lld(n), outbox), 120);
-    ck_assert_msg(r.code == 0 && strcmp(r.out, "embed-demo: all jobs finished\n") == 0,
+    /* Every job started once and was done once (its events, counted by the
+     * example's callback). */
+    const char *want = tu_fmt("embed-demo: all jobs finished\nembed-demo: outcomes: started %d, "
+                              "done %d, failed 0, dead 0, lease_lost 0, cancelled 0, snoozed 0, "
+                              "released 0\n", n, n);
+    ck_assert_msg(r.code == 0 && strcmp(r.out, want) == 0,
                   "embed-demo: exit %d\nstdout: [%s]\nstderr: [%s]", r.code, r.out, r.err);
     ck_assert_int_eq(q0("SELECT count(*) FROM pgq.jobs WHERE type = 'send-email' AND state = "
                         "'done'"), n);
@@ -1906,6 +1917,226 @@ START_TEST(pools_do_not_overwrite_each_others_job_types)
 }
 END_TEST
 
+/* ---- metrics -------------------------------------------------------------- */
+
+/* One HTTP request to 127.0.0.1:port; the whole response (head and
+ * body), malloc'd. */
+static char *http(int port, const char *request)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = { 30, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to :%d: %s",
+                  port, strerror(errno));
+    ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    ssize_t r;
+    while ((r = read(fd, b + n, cap - n - 1)) > 0) {
+        n += (size_t)r;
+        if (cap - n < 4096)
+            b = realloc(b, cap *= 2);
+    }
+    close(fd);
+    b[n] = '\0';
+    return b;
+}
+
+/* The value of the sample line that starts with `series ` (name and
+ * labels exactly), or -1 when there is none. */
+static double sample(const char *text, const char *series)
+{
+    const char *key = tu_fmt("\n%s ", series);
+    const char *at = strstr(text, key);
+    return at ? strtod(at + strlen(key), NULL) : -1;
+}
+
+/* pgq-pool with [pool] metrics_listen: a scrape is valid by promtool, its
+ * counters are the jobs the pool ran (5 done, 2 failed then dead), its
+ * histograms counted every attempt, the fleet gauges agree with the
+ * database; other paths and methods are refused; a second pool on the same
+ * port does not start and says why. */
+START_TEST(metrics_endpoint_counts_jobs)
+{
+    const char *ini = in_dir("m.ini");
+    tu_write_file(ini, "[pool]\nworkers = 3\nlease_ttl = 1s\nheartbeat = 200ms\npoll = 100ms\n"
+                       "metrics_listen = 127.0.0.1:0\n\n"
+                       "[job ok]\nhandler = exec /bin/true\n\n"
+                       "[job bad]\nhandler = exec /bin/false\nmax_retries = 1\n"
+                       "backoff_base = 0s\n");
+    struct pool *a = pool_start("m", ini);
+    char *log = pool_log(a);
+    const char *at = strstr(log, "serving http://127.0.0.1:");
+    P_ASSERT(at, "no metrics address in the log");
+    int port = atoi(at + strlen("serving http://127.0.0.1:"));
+    free(log);
+    P_ASSERT(port > 0, "port %d", port);
+    add_jobs("ok", "{}", 5);
+    add_jobs("bad", "{}", 2);
+    wait_all_finished(7);
+    /* Outcomes are counted once committed: the last may come a moment
+     * after the database shows it. */
+    char *text = NULL;
+    P_ASSERT(WAIT_UNTIL((free(text), text = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+                         sample(text, "pgq_jobs_done_total{type=\"ok\"}") == 5 &&
+                         sample(text, "pgq_jobs_dead_total{type=\"bad\"}") == 2), WAIT_MS),
+             "scrape: %s", text);
+    P_ASSERT(strncmp(text, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
+             strstr(text, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+             "head: %.300s", text);
+    const char *body = strstr(text, "\r\n\r\n") + 4;
+    const char *file = in_dir("scrape.prom");
+    tu_write_file(file, body);
+    int st;
+    char *out = tu_sh(tu_fmt("command -v promtool >/dev/null || { echo 'promtool not found: "
+                       "scripts/deps.sh installs prometheus'; exit 99; }; promtool check "
+                       "metrics < '%s' 2>&1", file), &st);
+    P_ASSERT(st == 0 && !*out, "promtool check metrics: status %d: %s\n%s", st, out, body);
+    free(out);
+    const struct {
+        const char *series;
+        double want;
+    } want[] = {
+        { "pgq_jobs_started_total{type=\"ok\"}", 5 },
+        { "pgq_jobs_done_total{type=\"ok\"}", 5 },
+        { "pgq_jobs_failed_total{type=\"ok\"}", 0 },
+        { "pgq_jobs_started_total{type=\"bad\"}", 4 },
+        { "pgq_jobs_failed_total{type=\"bad\"}", 2 },
+        { "pgq_jobs_dead_total{type=\"bad\"}", 2 },
+        { "pgq_jobs_done_total{type=\"bad\"}", 0 },
+        { "pgq_jobs_lease_lost_total{type=\"bad\"}", 0 },
+        { "pgq_job_duration_seconds_count{type=\"ok\"}", 5 },
+        { "pgq_job_duration_seconds_bucket{type=\"bad\",le=\"+Inf\"}", 4 },
+        { "pgq_job_queue_wait_seconds_count{type=\"bad\"}", 4 },
+        { "pgq_jobs{queue=\"default\",state=\"done\"}", 5 },
+        { "pgq_jobs{queue=\"default\",state=\"dead\"}", 2 },
+        { "pgq_jobs{queue=\"default\",state=\"ready\"}", 0 },
+        { "pgq_pool_jobs_in_flight", 0 },
+        { "pgq_pool_workers", 3 },
+        { "pgq_pool_reconnects_total", 0 },
+        { "pgq_pool_fleet_up", 1 },
+        { tu_fmt("pgq_build_info{version=\"%s\",schema=\"%d\"}", PGQ_VERSION,
+                 pgq_schema_version()), 1 },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        P_ASSERT(sample(body, want[i].series) == want[i].want, "%s: %g, want %g\n%s",
+                 want[i].series, sample(body, want[i].series), want[i].want, body);
+    free(text);
+    text = http(port, "GET /other HTTP/1.0\r\n\r\n");
+    P_ASSERT(strncmp(text, "HTTP/1.1 404 ", 13) == 0, "%.200s", text);
+    free(text);
+    text = http(port, "POST /metrics HTTP/1.1\r\n\r\n");
+    P_ASSERT(strncmp(text, "HTTP/1.1 405 ", 13) == 0, "%.200s", text);
+    free(text);
+    text = http(port, "nonsense\r\n\r\n");
+    P_ASSERT(strncmp(text, "HTTP/1.1 400 ", 13) == 0, "%.200s", text);
+    free(text);
+
+    /* The port is taken: the second pool says so and exits. */
+    const char *ini2 = in_dir("m2.ini");
+    tu_write_file(ini2, tu_fmt("[pool]\nworkers = 1\nmetrics_listen = 127.0.0.1:%d\n", port));
+    struct pool *b = pool_try_start("m2", ini2);
+    pool_wait_exit(b, -1);
+    log = pool_log(b);
+    P_ASSERT(strstr(log, tu_fmt("[pool] metrics_listen = 127.0.0.1:%d: cannot listen: Address "
+                                "already in use", port)), "pool m2: %s", log);
+    free(log);
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+}
+END_TEST
+
+/* ---- dependencies: a fan-in across three pools --------------------------------- */
+
+/* 100 parents and a child waiting for all of them, added in one batch
+ * while three pools (adaptive batching: acks of several workers in one
+ * statement) run them: the child runs once, after every parent, in one
+ * attempt, and its run_once effect is written once. */
+START_TEST(three_pools_run_a_fan_in_child_once)
+{
+    const char *ini = pool_ini("fan.ini", 4, "30s",
+                               tu_fmt("[job work]\nhandler = plugin %s ledger_job\n", plugin()));
+    struct pool *p[3] = { pool_start("f1", ini), pool_start("f2", ini), pool_start("f3", ini) };
+    enum { PARENTS = 100 };
+    static pgq_add_item items[PARENTS + 1];
+    static pgq_add_result res[PARENTS + 1];
+    static size_t all[PARENTS];
+    for (int i = 0; i < PARENTS; i++) {
+        items[i] = (pgq_add_item){ "work", "{\"effect\": 0}", PGQ_ADD_OPTS_INIT };
+        all[i] = (size_t)i;
+    }
+    items[PARENTS] = (pgq_add_item){ "work", "{}", PGQ_ADD_OPTS_INIT };
+    items[PARENTS].opts.after_items = all;
+    items[PARENTS].opts.n_after_items = PARENTS;
+    char err[512];
+    pgq_conn *c = tu_connect();
+    ck_assert_msg(pgq_add_batch(c, items, PARENTS + 1, res, err, sizeof err) == 0, "%s", err);
+    pgq_disconnect(c);
+    long long child = res[PARENTS].id;
+    wait_all_finished(PARENTS + 1);
+    P_ASSERT(njobs("done") == PARENTS + 1, "%lld done", njobs("done"));
+    P_ASSERT(q1("SELECT attempts FROM pgq.jobs WHERE id = $1", child) == 1, "child attempts: %s",
+             history(child));
+    P_ASSERT(q1("SELECT count(*) FROM test_ledger WHERE job_id = $1", child) == 1,
+             "child's effect written %lld times", q1("SELECT count(*) FROM test_ledger WHERE"
+                                                     " job_id = $1", child));
+    /* (Not compared: the parents' finished_at with the child's started_at.
+     * Both are now(), the start of their transactions, and the claim that
+     * takes the child may be a transaction that began before the last
+     * parent's completion did: its claim statement runs after that commit.
+     * That the child cannot be claimed while a parent is not done is
+     * deps: fan_in_of_100_parents_releases_the_child_once.) */
+    for (int i = 0; i < 3; i++) {
+        pool_signal(p[i], SIGTERM);
+        pool_wait_exit(p[i], 0);
+    }
+}
+END_TEST
+
+/* ---- dependencies: the video pipeline example ------------------------------ */
+
+/* examples/video: a pool of three idle workers and a chain transcode ->
+ * thumbnails -> notify (enqueue.sh, pgq add --after). No step fails
+ * (thumbnails would without the transcode's file, notify without both:
+ * with three idle workers, each would run at once without --after), and
+ * the notification is written once. */
+START_TEST(video_pipeline_example_runs_in_order)
+{
+    const char *ini = tu_fmt("%s/../examples/video/pool.ini", tu_test_dir());
+    struct pool *p = pool_start("video", ini);
+    const char *out = in_dir("video-out");
+    const char *sh = tu_fmt("%s/../examples/video/enqueue.sh", tu_test_dir());
+    tu_run r = tu_run_cmd(dir, (const char *const[]){ tu_fmt("PGQ=%s/pgq", tu_bin_dir()), NULL },
+                          NULL, sh, (const char *const[]){ sh, "/videos/holiday.mov", out,
+                                                           "--db", tu_db_url(), NULL }, 120);
+    P_ASSERT(r.code == 0, "enqueue.sh: exit %d [%s]", r.code, r.err);
+    long long t = 0, th = 0, n = 0;
+    P_ASSERT(sscanf(r.out, "%lld %lld %lld", &t, &th, &n) == 3, "enqueue.sh printed [%s]", r.out);
+    tu_run_free(&r);
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(n), "done") == 0 || strcmp(job_state(n), "cancelled") == 0,
+                        WAIT_MS), "notify is %s", job_state(n));
+    P_ASSERT(strcmp(job_state(t), "done") == 0 && strcmp(job_state(th), "done") == 0 &&
+             strcmp(job_state(n), "done") == 0, "states %s %s %s", job_state(t), job_state(th),
+             job_state(n));
+    P_ASSERT(q0("SELECT count(*) FROM pgq.job_attempts WHERE outcome <> 'done'") == 0,
+             "a step failed: %s", history(th));
+    /* The order is the handlers' own check: thumbnails fails without the
+     * transcode's file, notify without the thumbnails (no failed attempt
+     * above), and the notification counts what it found. (Timestamps are
+     * not compared: both are the start of their transactions, see
+     * three_pools_run_a_fan_in_child_once.) */
+    char *log = read_file(tu_fmt("%s/notifications.log", out));
+    P_ASSERT(log && strcmp(log, tu_fmt("holiday ready: %s/holiday.mp4, 3 thumbnails\n", out)) == 0,
+             "notifications.log: [%s]", log ? log : "(none)");
+    free(log);
+    pool_signal(p, SIGTERM);
+    pool_wait_exit(p, 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -1937,6 +2168,8 @@ Suite *pool_suite(void)
         { "embed", { embed_demo_runs } },
         { "reload", { sighup_adds_a_job_type } },
         { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
+        { "metrics", { metrics_endpoint_counts_jobs } },
+        { "deps", { video_pipeline_example_runs_in_order, three_pools_run_a_fan_in_child_once } },
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);

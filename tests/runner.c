@@ -45,8 +45,11 @@ int main(void)
         srunner_add_suite(sr, lease_suite());
         srunner_add_suite(sr, once_suite());
         srunner_add_suite(sr, admin_suite());
+        srunner_add_suite(sr, deps_suite());
         srunner_add_suite(sr, cli_suite());
         srunner_add_suite(sr, pool_suite());
+        srunner_add_suite(sr, events_suite());
+        srunner_add_suite(sr, results_suite());
         srunner_add_suite(sr, pgbouncer_suite());
         srunner_add_suite(sr, tui_model_suite());
         srunner_add_suite(sr, tui_e2e_suite());
@@ -55,6 +58,9 @@ int main(void)
         srunner_add_suite(sr, roles_suite());
         srunner_add_suite(sr, chaos_suite());
         srunner_add_suite(sr, failover_suite());
+        srunner_add_suite(sr, badinput_suite());
+        srunner_add_suite(sr, notify_suite());
+        srunner_add_suite(sr, top_once_suite());
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

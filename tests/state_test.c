@@ -44,7 +44,7 @@ static const char *writes_job_rows(char *text, char *found, size_t foundlen)
         ck_assert_int_eq(regcomp(&re, "(update|insert[[:space:]]+into|delete[[:space:]]+from|"
                                       "truncate([[:space:]]+table)?|merge[[:space:]]+into|copy)"
                                       "[[:space:]]+(only[[:space:]]+)?pgq[.](jobs|job_attempts|"
-                                      "effects)([^a-z_]|$)",
+                                      "effects|job_deps)([^a-z_]|$)",
                                  REG_EXTENDED | REG_ICASE), 0);
         compiled = true;
     }
@@ -396,7 +396,7 @@ static void drain_hinted(int n, char *hp, char *hr, char *hi, size_t len)
             "WITH c AS (SELECT * FROM pgq.complete_claim(NULL, NULL, NULL, NULL, NULL, NULL,"
             "  '{default}', 'w', 30000, 1, ARRAY[$1::int], ARRAY[$2::bigint],"
             "  ARRAY[$3::bigint], false))"
-            " SELECT c.priority, c.run_at, c.id, (SELECT count(*) FROM pgq.complete("
+            " SELECT c.priority, c.run_at, c.id, (SELECT count(*) FROM pgq.end_attempts('done',"
             "  ARRAY[c.id], ARRAY[c.lease_token::uuid])) FROM c", 3, NULL, params, NULL, NULL, 0);
         ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
                       "hinted claim %d: %s", i, PQresultErrorMessage(r));

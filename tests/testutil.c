@@ -1,5 +1,6 @@
 /* Test helpers: see testutil.h. */
 #include "testutil.h"
+#include "../core/migrations.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,7 +117,7 @@ char *tu_text(const char *sql, int n, const char *const *params)
 void tu_reset(void)
 {
     tu_exec("TRUNCATE pgq.jobs, pgq.job_types, pgq.job_attempts, pgq.effects, pgq.workers,"
-            " pgq.actions, pgq.queues RESTART IDENTITY CASCADE", 0, NULL);
+            " pgq.actions, pgq.queues, pgq.job_deps RESTART IDENTITY CASCADE", 0, NULL);
 }
 
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
@@ -415,4 +416,22 @@ char *tu_sh(const char *cmd, int *status)
     *status = pclose(p);
     fclose(m);
     return out;
+}
+
+int tu_nmigrations(void)
+{
+    return (int)pgq_nmigrations;
+}
+
+int tu_nmigrations_after(int v)
+{
+    int n = 0;
+    for (size_t i = 0; i < pgq_nmigrations; i++)
+        n += pgq_migrations[i].version > v;
+    return n;
+}
+
+int tu_prev_version(void)
+{
+    return pgq_nmigrations > 1 ? pgq_migrations[pgq_nmigrations - 2].version : 0;
 }

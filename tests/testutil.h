@@ -85,6 +85,14 @@ char *tu_sh(const char *cmd, int *status);
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
              int64_t backoff_base_ms);
 
+/* The migrations compiled in: how many, how many are newer than version
+ * v, and the version before the newest. Versions may have gaps while
+ * branches that each add one are merged (007 before 009 arrives), so
+ * tests count the list instead of assuming 1..pgq_schema_version(). */
+int tu_nmigrations(void);
+int tu_nmigrations_after(int v);
+int tu_prev_version(void);
+
 /* Assert pgq.check_invariants() returns nothing (every integration test's
  * teardown, and the crash tests after each fault); the message lists the
  * violations. */
@@ -107,6 +115,7 @@ Suite *once_suite(void);
 Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *pool_suite(void);
+Suite *events_suite(void);
 Suite *pgbouncer_suite(void);
 Suite *config_suite(void);
 Suite *duration_suite(void);
@@ -121,11 +130,16 @@ Suite *typed_suite(void);      /* the typed job map (pgq types header), no datab
 Suite *typed_db_suite(void);   /* ... and its round trip through a database */
 Suite *tui_model_suite(void);
 Suite *tui_e2e_suite(void);
+Suite *notify_suite(void);
+Suite *top_once_suite(void);
 Suite *state_suite(void);
 Suite *upgrade_suite(void);
+Suite *results_suite(void);
+Suite *deps_suite(void);
 Suite *secrets_suite(void);
 Suite *roles_suite(void);
 Suite *chaos_suite(void);
 Suite *failover_suite(void);
+Suite *badinput_suite(void);
 
 #endif

@@ -248,6 +248,28 @@ START_TEST(detail_shows_history)
 }
 END_TEST
 
+/* A done job's detail shows its result (and the note of a cut one). */
+START_TEST(detail_shows_result)
+{
+    tu_type("tui-e2e", "tuiq", "", 2, 0);
+    int64_t id = tu_int("SELECT id FROM pgq.add('tui-e2e', '{}')", 0, NULL);
+    char *tok = tu_text("SELECT lease_token FROM pgq.claim('{tuiq}')", 0, NULL);
+    ck_assert_ptr_nonnull(tok);
+    const char *p[] = { tu_lld(id), tok };
+    tu_exec("SELECT pgq.complete($1, $2, result => 'thumbnail at s3://b/42.png')", 2, p);
+    free(tok);
+    start_top(tu_db_url(), 100, 30);
+    keys("4");
+    free(wait_for("tui-e2e", NULL));
+    keys("Enter");
+    char title[64];
+    snprintf(title, sizeof title, "job %" PRId64 "  type tui-e2e", id);
+    free(wait_for(title, "RESULT", "thumbnail at s3://b/42.png", NULL));
+    keys("q");
+    ck_assert_int_eq(exit_status(), 0);
+}
+END_TEST
+
 START_TEST(resize_and_back)
 {
     tu_type("tui-e2e", "tuiq", "", 0, 0);
@@ -331,6 +353,7 @@ Suite *tui_e2e_suite(void)
     tcase_add_test(tc, dead_letters_requeue_all);
     tcase_add_test(tc, requeue_needs_yes);
     tcase_add_test(tc, detail_shows_history);
+    tcase_add_test(tc, detail_shows_result);
     tcase_add_test(tc, resize_and_back);
     tcase_add_test(tc, sigterm_restores_terminal);
     tcase_add_test(tc, read_only_role_is_refused);

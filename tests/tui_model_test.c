@@ -367,6 +367,41 @@ START_TEST(model_thread_reports_unreachable_database)
 }
 END_TEST
 
+/* Dependencies: waiting jobs are counted per queue and in all, and a
+ * job's detail lists its parents and children with their states. */
+START_TEST(snapshot_counts_waiting_and_shows_dependencies)
+{
+    char err[512];
+    tu_type("tui-img", "img", "", 0, 0);
+    pgq_conn *c = tu_connect();
+    pgq_add_result p, k;
+    ck_assert(pgq_add(c, "tui-img", "{}", NULL, &p, err, sizeof err) == 0);
+    pgq_add_opts o = PGQ_ADD_OPTS_INIT;
+    o.after = &p.id;
+    o.n_after = 1;
+    ck_assert_msg(pgq_add(c, "tui-img", "{}", &o, &k, err, sizeof err) == 0, "%s", err);
+    pgq_disconnect(c);
+
+    struct model_query q = { .parts = MODEL_ALL, .detail_id = k.id };
+    struct snapshot *s = snap(&q);
+    ck_assert_int_eq(queue(s, "img")->waiting, 1);
+    ck_assert_int_eq(queue(s, "img")->ready, 1);
+    ck_assert_int_eq(s->total.waiting, 1);
+    ck_assert_ptr_nonnull(s->detail);
+    ck_assert_str_eq(s->detail->state, "waiting");
+    ck_assert_int_eq(s->detail->waiting_for, 1);
+    ck_assert_int_eq((int)s->detail->nparents, 1);
+    ck_assert_int_eq(s->detail->parents[0].id, p.id);
+    ck_assert_str_eq(s->detail->parents[0].state, "ready");
+    snapshot_release(s);
+    q.detail_id = p.id;
+    s = snap(&q);
+    ck_assert_int_eq((int)s->detail->nchildren_total, 1);
+    ck_assert_int_eq(s->detail->children[0].id, k.id);
+    snapshot_release(s);
+}
+END_TEST
+
 Suite *tui_model_suite(void)
 {
     Suite *s = suite_create("tui_model");
@@ -377,6 +412,7 @@ Suite *tui_model_suite(void)
     tcase_add_test(tc, snapshot_health_rows);
     tcase_add_test(tc, snapshot_health_shows_old_xact_and_lock_wait);
     tcase_add_test(tc, snapshot_filters_and_detail);
+    tcase_add_test(tc, snapshot_counts_waiting_and_shows_dependencies);
     tcase_add_test(tc, snapshot_read_only_role);
     tcase_add_test(tc, model_thread_publishes_and_acts);
     tcase_add_test(tc, model_thread_reports_unreachable_database);

@@ -108,6 +108,7 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->cancelled += q->cancelled;
         t->done += q->done;
         t->done_last_hour += q->done_last_hour;
+        t->waiting += q->waiting;
     }
     return 0;
 }

@@ -426,8 +426,8 @@ static enum next confirm_key(struct ui *u, int ch)
 /* Parse "queue:Q type:T state:S free text" into the filter. */
 static int parse_filter(struct ui *u, const char *text, struct model_filter *f)
 {
-    static const char *const states[] = { "ready", "scheduled", "running", "done", "dead",
-                                          "cancelled" };
+    static const char *const states[] = { "waiting", "ready", "scheduled", "running", "done",
+                                          "dead", "cancelled" };
     char buf[sizeof u->prompt], *save = NULL;
     memset(f, 0, sizeof *f);
     snprintf(buf, sizeof buf, "%s", text);
@@ -441,7 +441,8 @@ static int parse_filter(struct ui *u, const char *text, struct model_filter *f)
             for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
                 ok |= strcmp(w + 6, states[i]) == 0;
             if (!ok) {
-                ui_say(u, true, "state:%s? use ready, scheduled, running, done, dead or cancelled",
+                ui_say(u, true, "state:%s? use waiting, ready, scheduled, running, done, dead or "
+                       "cancelled",
                        w + 6);
                 return -1;
             }

@@ -240,9 +240,9 @@ static void draw_totals(const struct ui *u)
     }
     const pgq_queue_stats *t = &s->total;
     put(1, 0, A_NORMAL,
-        "ready %" PRId64 "  scheduled %" PRId64 "  running %" PRId64 "  retrying %" PRId64
-        "  dead %" PRId64 "  done/1h %" PRId64,
-        t->ready, t->scheduled, t->running, t->retrying, t->dead, t->done_last_hour);
+        "ready %" PRId64 "  sched %" PRId64 "  running %" PRId64 "  retrying %" PRId64
+        "  waiting %" PRId64 "  dead %" PRId64 "  done/1h %" PRId64,
+        t->ready, t->scheduled, t->running, t->retrying, t->waiting, t->dead, t->done_last_hour);
 }
 
 static void draw_status(const struct ui *u)
@@ -295,20 +295,20 @@ static void overview_lines(const struct ui *u, struct lines *l)
 {
     const struct snapshot *s = u->snap;
     char a[32], b[32];
-    int qw = COLS - 55 > 10 ? COLS - 55 : 10;
+    int qw = COLS - 64 > 10 ? COLS - 64 : 10;
     if (qw > 40)
         qw = 40;
     attr_t head = look(P_HEAD, A_BOLD) | A_BOLD;
-    add_line(l, head, "%-*s %8s %8s %8s %8s %8s %8s", qw, "QUEUE", "READY", "SCHED", "RUNNING",
-             "RETRYING", "DEAD", "DONE 1h");
+    add_line(l, head, "%-*s %8s %8s %8s %8s %8s %8s %8s", qw, "QUEUE", "READY", "SCHED",
+             "RUNNING", "RETRYING", "WAITING", "DEAD", "DONE 1h");
     for (size_t i = 0; i < s->nqueues; i++) {
         const pgq_queue_stats *q = &s->queues[i];
         char name[256];
         clean(name, sizeof name, q->queue);
         add_line(l, q->dead ? look(P_BAD, A_NORMAL) : A_NORMAL,
                  "%-*.*s %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64
-                 " %8" PRId64, qw, qw, name, q->ready, q->scheduled, q->running, q->retrying,
-                 q->dead, q->done_last_hour);
+                 " %8" PRId64 " %8" PRId64, qw, qw, name, q->ready, q->scheduled, q->running,
+                 q->retrying, q->waiting, q->dead, q->done_last_hour);
     }
     if (s->nqueues == 0)
         add_line(l, A_DIM, "(no jobs yet)");
@@ -461,6 +461,29 @@ static void detail_lines(const struct ui *u, struct lines *l)
     add_line(l, A_NORMAL, "%s", "");
     add_line(l, head, "PAYLOAD");
     add_wrapped(l, A_NORMAL, 2, d->payload_pretty);
+    if (d->result || d->result_note) {
+        /* The head of a long result: `pgq result ID` prints all of it. */
+        enum { SHOWN = 2000 };
+        add_line(l, A_NORMAL, "%s", "");
+        add_line(l, head, "RESULT");
+        if (d->result) {
+            size_t n = strlen(d->result), k = n;
+            if (k > SHOWN) {
+                k = SHOWN;
+                while (k > 0 && ((unsigned char)d->result[k] & 0xC0) == 0x80)
+                    k--;   /* not inside a UTF-8 character */
+            }
+            char *shown = strndup(d->result, k);
+            if (shown) {
+                add_wrapped(l, A_NORMAL, 2, shown);
+                free(shown);
+            }
+            if (k < n)
+                add_line(l, A_DIM, "  ... %zu bytes in all (pgq result %" PRId64 ")", n, d->id);
+        }
+        if (d->result_note)
+            add_wrapped(l, look(P_WARN, A_NORMAL), 2, d->result_note);
+    }
     add_line(l, A_NORMAL, "%s", "");
     add_line(l, head, "ATTEMPTS (%zu)", d->nattempts);
     if (d->nattempts)
@@ -505,6 +528,22 @@ static void detail_lines(const struct ui *u, struct lines *l)
         if (e->in_doubt)
             add_line(l, look(P_BAD, A_BOLD),
                      "    IN DOUBT: its worker died while it ran; it will not run again");
+    }
+    /* Dependencies (pgq add --after): whom it waits for, who waits for it. */
+    if (d->nparents || d->nchildren_total) {
+        add_line(l, A_NORMAL, "%s", "");
+        add_line(l, head, "WAITS FOR (%zu, %d not done)", d->nparents, d->waiting_for);
+        for (size_t i = 0; i < d->nparents; i++)
+            add_line(l, strcmp(d->parents[i].state, "dead") == 0 ||
+                            strcmp(d->parents[i].state, "cancelled") == 0
+                            ? look(P_BAD, A_NORMAL) : A_NORMAL,
+                     "  job %-12" PRId64 " %s", d->parents[i].id, d->parents[i].state);
+        add_line(l, head, "WAITED FOR BY (%zu)", d->nchildren_total);
+        for (size_t i = 0; i < d->nchildren; i++)
+            add_line(l, A_NORMAL, "  job %-12" PRId64 " %s", d->children[i].id,
+                     d->children[i].state);
+        if (d->nchildren < d->nchildren_total)
+            add_line(l, A_DIM, "  (the first %zu shown)", d->nchildren);
     }
     (void)a;
     (void)b;

@@ -24,6 +24,11 @@
  *   stubborn_job {"sleep_ms": S, "dir": D}  sleeps S ms, whatever happens.
  *   polite_job and stubborn_job write D/started-ID-ATTEMPT first when given
  *   D.
+ *   result_job   {"repeat": N, "fail": F}  first offers pgq_ctx_set_result a
+ *                text that is not UTF-8, then sets the result "job ID: R
+ *                refused=C" followed by N copies of "é" (2 bytes each), C
+ *                the first call's return code; F = 1: then fails (the
+ *                result must not be stored).
  *
  * test_ledger has no unique constraint on purpose: a repeated effect shows
  * up as a repeated row. */
@@ -41,6 +46,7 @@ int ledger_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 int frozen_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 int polite_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 int stubborn_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
+int result_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 
 static void sleep_ms(long ms)
 {
@@ -209,5 +215,33 @@ int stubborn_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     (void)errlen;
     mark_started(pgq_ctx_job(ctx));
     sleep_ms(payload_int(pgq_ctx_job(ctx)->payload, "sleep_ms", 0));
+    return 0;
+}
+
+int result_job(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    const pgq_job *j = pgq_ctx_job(ctx);
+    long repeat = payload_int(j->payload, "repeat", 0);
+    int refused = pgq_ctx_set_result(ctx, "bad \xff byte");
+    size_t len = 64 + (size_t)(repeat > 0 ? repeat : 0) * 2;
+    char *text = malloc(len);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int n = snprintf(text, len, "job %lld: refused=%d", (long long)j->id, refused);
+    for (long i = 0; i < repeat; i++, n += 2)
+        memcpy(text + n, "\xc3\xa9", 3);   /* "é" and the NUL after it */
+    int rc = pgq_ctx_set_result(ctx, text);
+    free(text);
+    if (rc != 0) {
+        snprintf(err, errlen, "pgq_ctx_set_result refused a valid text");
+        return -1;
+    }
+    if (payload_int(j->payload, "fail", 0)) {
+        snprintf(err, errlen, "failing after setting a result");
+        return -1;
+    }
     return 0;
 }
