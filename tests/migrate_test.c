@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 static char dbname[64];

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrations.h"
 #include "testutil.h"
 
 #define OLD_VERSION 3
