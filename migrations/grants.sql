@@ -45,16 +45,19 @@ BEGIN
             NULL;   -- a migrate of another database of the cluster made it just now
         END;
     END LOOP;
-    -- An operator may do what a viewer may.
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgq_operator')
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgq_viewer')
-       AND NOT pg_catalog.pg_has_role('pgq_operator', 'pgq_viewer', 'MEMBER') THEN
+    -- An operator may do what a viewer may; so may a pool: it can claim any
+    -- job and so see any payload anyway, and its metrics endpoint and
+    -- events read stats and history (pool/metrics.c, pool/events.c).
+    FOREACH r IN ARRAY ARRAY['pgq_operator', 'pgq_worker'] LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r)
+                   OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgq_viewer')
+                   OR pg_catalog.pg_has_role(r, 'pgq_viewer', 'MEMBER');
         BEGIN
-            GRANT pgq_viewer TO pgq_operator;
+            EXECUTE format('GRANT pgq_viewer TO %I', r);
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'pgq: % may not grant pgq_viewer to pgq_operator: skipped', current_user;
+            RAISE WARNING 'pgq: % may not grant pgq_viewer to %: skipped', current_user, r;
         END;
-    END IF;
+    END LOOP;
 END
 $roles$;
 

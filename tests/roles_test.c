@@ -226,11 +226,13 @@ START_TEST(producer_adds_and_reads_nothing)
     REFUSED(pg, "UPDATE pgq.jobs SET state = 'done'");
     REFUSED(pg, "INSERT INTO pgq.jobs (queue, type) VALUES ('default', 't')");
     REFUSED(pg, "SELECT * FROM pgq.claim('{default}', 'p', 30000)");
-    REFUSED(pg, tu_fmt("SELECT pgq.complete(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[])", id, token));
+    REFUSED(pg, tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", id, token));
     REFUSED(pg, tu_fmt("SELECT * FROM pgq.effect_begin(%s, '%s', 'k')", id, token));
     REFUSED(pg, "SELECT * FROM pgq.cancel('{1}', 'p')");
     REFUSED(pg, "SELECT * FROM pgq.requeue('{1}', 'p')");
     REFUSED(pg, "SELECT * FROM pgq.pause('{default}', 'p')");
+    REFUSED(pg, "SELECT pgq.result(1)");
+    REFUSED(pg, "SELECT * FROM pgq.job_results");
     PQfinish(pg);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs", 0, NULL), 4);
 
@@ -241,9 +243,10 @@ START_TEST(producer_adds_and_reads_nothing)
     tu_run_free(&r);
     CLI_REFUSED("pgq_t_producer", "stats");
     CLI_REFUSED("pgq_t_producer", "show", "1");
+    CLI_REFUSED("pgq_t_producer", "result", "1");
     CLI_REFUSED("pgq_t_producer", "cancel", "2");
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'cancelled'", 0, NULL), 0);
-    tu_exec(tu_fmt("SELECT pgq.complete(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[])", id, token),
+    tu_exec(tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", id, token),
             0, NULL);
 }
 END_TEST
@@ -260,13 +263,25 @@ START_TEST(worker_claims_and_completes_only)
     const char *id = tu_fmt("%s", PQgetvalue(r, 0, 0)), *tok1 = tu_fmt("%s", PQgetvalue(r, 0, 1));
     PQclear(r);
     ALLOWED(pg, tu_fmt("SELECT pgq.renew(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[], 30000)", id, tok1));
-    ALLOWED(pg, tu_fmt("SELECT pgq.complete(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[])", id, tok1));
+    ALLOWED(pg, tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", id, tok1));
     ck_assert_int_eq(tu_int(tu_fmt("SELECT count(*) FROM pgq.jobs WHERE id = %s AND state = 'done'", id),
                             0, NULL), 1);
     ALLOWED(pg, "SELECT * FROM pgq.reap(10)");
+    /* the SQL consumer interface's heartbeat, by token */
+    r = PQexec(pg, "SELECT id, lease_token FROM pgq.claim('{default}', 'w', 30000)");
+    ck_assert_int_eq(PQntuples(r), 1);
+    const char *id2 = tu_fmt("%s", PQgetvalue(r, 0, 0)), *tok2 = tu_fmt("%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    ck_assert_str_eq(tu_fmt("%s", PQgetvalue(r = PQexec(pg, tu_fmt("SELECT pgq.heartbeat(%s, '%s')",
+                                                                   id2, tok2)), 0, 0)), "t");
+    PQclear(r);
+    /* a pool reads what a viewer reads (its metrics and events do), not tokens */
+    ALLOWED(pg, "SELECT count(*), min(payload::text) FROM pgq.jobs");
+    ALLOWED(pg, "SELECT outcome, error FROM pgq.job_attempts");
+    REFUSED(pg, "SELECT lease_token FROM pgq.jobs");
     ALLOWED(pg, "SELECT * FROM pgq.prune(86400000, 86400000, 100, NULL)");
-    REFUSED(pg, "SELECT count(*) FROM pgq.jobs");
     REFUSED(pg, "UPDATE pgq.jobs SET state = 'ready'");
+    REFUSED(pg, "DELETE FROM pgq.jobs");
     REFUSED(pg, "SELECT * FROM pgq.requeue('{1}', 'w')");
     REFUSED(pg, "SELECT pgq.requeue_matching('dead', NULL, NULL, 'w')");
     REFUSED(pg, "SELECT * FROM pgq.cancel('{2}', 'w')");
@@ -274,6 +289,7 @@ START_TEST(worker_claims_and_completes_only)
     REFUSED(pg, "SELECT * FROM pgq.resume('{default}', 'w')");
     REFUSED(pg, "SELECT pgq.add('t', '{}')");
     PQfinish(pg);
+    CLI_OK("pgq_t_worker", "stats");
     CLI_REFUSED("pgq_t_worker", "cancel", "3");
     CLI_REFUSED("pgq_t_worker", "pause", "default");
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'cancelled'", 0, NULL), 0);
@@ -373,8 +389,12 @@ START_TEST(viewer_reads_dashboard_only)
     REFUSED(pg, "SELECT * FROM pgq.check_invariants()");
     PQfinish(pg);
     tu_exec(tu_fmt("SELECT pgq.effect_done(%s, '%s', 'mail')", id, token), 0, NULL);
-    tu_exec(tu_fmt("SELECT pgq.complete(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[])", id, token),
-            0, NULL);
+    ck_assert_int_eq(tu_int(tu_fmt("SELECT pgq.complete(%s, '%s', '{\"sent\": 1}')::int", id, token),
+                            0, NULL), 1);
+    r = pgq_as("pgq_t_viewer", (const char *const[]){ "result", id, NULL });
+    ck_assert_msg(r.code == 0 && strstr(r.out, "sent"), "pgq result as viewer: exit %d: %s%s",
+                  r.code, r.out, r.err);
+    tu_run_free(&r);
 }
 END_TEST
 
@@ -418,14 +438,14 @@ START_TEST(handler_acts_on_its_own_job_by_token)
     REFUSED(pg, "SELECT * FROM pgq.effects");
     REFUSED(pg, "SELECT * FROM pgq.job_attempts");
     REFUSED(pg, "SELECT * FROM pgq.claim('{default}', 'h', 30000)");
-    REFUSED(pg, tu_fmt("SELECT pgq.complete(ARRAY[%s]::bigint[], ARRAY['%s']::uuid[])", id, token));
+    REFUSED(pg, tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", id, token));
     REFUSED(pg, tu_fmt("SELECT pgq.fail(%s, '%s', 'x')", id, token));
     REFUSED(pg, tu_fmt("SELECT pgq.release(%s, '%s')", id, token));
     REFUSED(pg, "SELECT * FROM pgq.cancel('{1}', 'h')");
     REFUSED(pg, "SELECT pgq.add('t', '{}')");
     PQfinish(pg);
-    tu_exec(tu_fmt("SELECT pgq.complete(ARRAY[%s, %s]::bigint[], ARRAY['%s', '%s']::uuid[])", id,
-                   other, token, other_token), 0, NULL);
+    tu_exec(tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", id, token), 0, NULL);
+    tu_exec(tu_fmt("SELECT pgq.complete(%s::bigint, '%s'::uuid)", other, other_token), 0, NULL);
 }
 END_TEST
 
