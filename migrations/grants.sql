@@ -6,7 +6,7 @@
 -- grants. CREATE OR REPLACE FUNCTION resets SECURITY DEFINER and SET
 -- clauses but keeps grants: this file puts the attributes back.
 --
--- The design: roles hold no rights on the job tables. The functions a role
+-- The design: roles may not write the job tables. The functions a role
 -- calls run as their owner (SECURITY DEFINER, with a fixed search_path so
 -- that nothing the caller creates can stand in for a pgq or pg_catalog
 -- object), and they are the fencing: a producer can only add, a handler
