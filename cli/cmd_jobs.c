@@ -569,6 +569,34 @@ static void show_json(const pgq_job_detail *d)
     fputs("}\n", f);
 }
 
+/* pgq show and pgq result: parse "ID" (with the common options), connect
+ * and describe the job. NULL with *rc the exit code when there is nothing
+ * to print (help, a usage error, a failure, or no such job: no_job). */
+static pgq_job_detail *describe_arg(struct cli *c, int argc, char **argv, const char *help,
+                                    int no_job, int *rc)
+{
+    char err[1024];
+    int64_t id = 0;
+    const char *pos[1];
+    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
+    pgq_job_detail *d = NULL;
+    if (r)
+        *rc = r > 0 ? EXIT_OK : EXIT_USAGE;
+    else if (npos && cli_parse_id(c, pos[0], &id) < 0)
+        *rc = EXIT_USAGE;
+    else if (!id)
+        *rc = cli_usage_error(c, "needs a job id");
+    else if (cli_connect(c, false) < 0)
+        *rc = EXIT_FAIL;
+    else if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
+        *rc = cli_error(c, "%s", err);
+    else if (!d) {
+        cli_error(c, "job %" PRId64 ": no such job", id);
+        *rc = no_job;
+    }
+    return d;
+}
+
 int cmd_show(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
@@ -584,23 +612,10 @@ int cmd_show(struct cli *c, int argc, char **argv)
         "\"effects\" arrays, \"waiting_for\", \"parents\" and \"children\"\n"
         "([{\"id\":N,\"state\":S}]) and \"children_total\". `pgq result ID` prints the\n"
         "result alone, raw.\n";
-    char err[1024];
-    int64_t id = 0;
-    const char *pos[1];
-    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
-    if (r)
-        return r > 0 ? EXIT_OK : EXIT_USAGE;
-    if (npos && cli_parse_id(c, pos[0], &id) < 0)
-        return EXIT_USAGE;
-    if (!id)
-        return cli_usage_error(c, "needs a job id");
-    if (cli_connect(c, false) < 0)
-        return EXIT_FAIL;
-    pgq_job_detail *d;
-    if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
-        return cli_error(c, "%s", err);
+    int rc;
+    pgq_job_detail *d = describe_arg(c, argc, argv, help, EXIT_FAIL, &rc);
     if (!d)
-        return cli_error(c, "job %" PRId64 ": no such job", id);
+        return rc;
     if (c->json) {
         show_json(d);
         pgq_job_detail_free(d);
@@ -678,26 +693,12 @@ int cmd_result(struct cli *c, int argc, char **argv)
         "pruned); 4 no result yet (the job is not finished: ready, scheduled or\n"
         "running); 5 no result (the job ended without one: dead, cancelled, done\n"
         "without one, or its output was not stored: the note says why).\n";
-    char err[1024];
-    int64_t id = 0;
-    const char *pos[1];
-    int npos, r = cli_args(c, argc, argv, help, pos, 1, &npos);
-    if (r)
-        return r > 0 ? EXIT_OK : EXIT_USAGE;
-    if (npos && cli_parse_id(c, pos[0], &id) < 0)
-        return EXIT_USAGE;
-    if (!id)
-        return cli_usage_error(c, "needs a job id");
-    if (cli_connect(c, false) < 0)
-        return EXIT_FAIL;
-    pgq_job_detail *d;
-    if (pgq_job_describe(c->conn, id, &d, err, sizeof err) < 0)
-        return cli_error(c, "%s", err);
-    if (!d) {
-        cli_error(c, "job %" PRId64 ": no such job", id);
-        return EXIT_NO_JOB;
-    }
-    int rc = EXIT_OK;
+    int rc;
+    pgq_job_detail *d = describe_arg(c, argc, argv, help, EXIT_NO_JOB, &rc);
+    if (!d)
+        return rc;
+    int64_t id = d->id;
+    rc = EXIT_OK;
     if (strcmp(d->state, "ready") == 0 || strcmp(d->state, "running") == 0) {
         cli_error(c, "job %" PRId64 ": no result yet (%s)", id, d->state);
         rc = EXIT_NOT_YET;

@@ -132,17 +132,8 @@ START_TEST(pool_follows_the_promoted_standby)
     const char *log = tu_fmt("%s/pool.log", dir);
     const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
     const char *url = ha_url();
-    fflush(NULL);
-    pool_pid = fork();
-    ck_assert_int_ge(pool_pid, 0);
-    if (pool_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
-        _exit(127);
-    }
+    pool_pid = tu_spawn_logged(log, NULL, bin,
+                               (const char *const[]){ "pgq-pool", "-c", ini, "--db", url, NULL });
     /* the jobs, added through the HA URL: committed means on both servers */
     for (int w = 0; w < 300 && qi(url_of(port1), "SELECT count(*) FROM pgq.job_types WHERE "
                                   "name = 'load'") != 1; w++)

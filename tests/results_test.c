@@ -105,26 +105,9 @@ static void pool_start(const char *ini)
 {
     snprintf(pool_log_path, sizeof pool_log_path, "%s/pool.log", dir);
     const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
-    const char *url = tu_db_url();
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(pool_log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        unsetenv("DATABASE_URL");
-        execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = tu_spawn_logged(pool_log_path, NULL, bin,
+                                (const char *const[]){ "pgq-pool", "-c", ini, "--db",
+                                                       tu_db_url(), NULL });
     pool_pid = pid;
     int64_t end = now_ms() + WAIT_MS;
     while (!log_has("pool: started ") && now_ms() < end && waitpid(pid, NULL, WNOHANG) == 0)

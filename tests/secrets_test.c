@@ -84,26 +84,7 @@ static pid_t start_pool(const char *ini, const char *const *extra, const char *l
     for (size_t i = 0; extra[i] && n < 11; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        unsetenv("DATABASE_URL");
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    return tu_spawn_logged(log, NULL, bin, argv);
 }
 
 /* The file's text, or NULL while it does not exist. */

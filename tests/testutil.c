@@ -326,6 +326,32 @@ static void child_env(const char *const *env)
     }
 }
 
+pid_t tu_spawn_logged(const char *log, const char *const *env, const char *path,
+                      const char *const *argv)
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);   /* the test died before the prctl */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd < 0 || nul < 0)
+            _exit(127);
+        dup2(nul, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        child_env(env);
+        execv(path, (char *const *)argv);
+        dprintf(2, "exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
 tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_path,
                   const char *path, const char *const *argv, int timeout_s)
 {

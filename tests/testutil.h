@@ -77,6 +77,13 @@ tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_pat
                   const char *path, const char *const *argv, int timeout_s);
 void tu_run_free(tu_run *r);
 
+/* Start path with argv in the background, stdin /dev/null, stdout and
+ * stderr appended to log, the environment as tu_run_cmd sets it (env:
+ * NAME=VALUE to set, NAME to unset; DATABASE_URL is unset first); it dies
+ * with the test (PR_SET_PDEATHSIG). Returns its pid. */
+pid_t tu_spawn_logged(const char *log, const char *const *env, const char *path,
+                      const char *const *argv);
+
 /* Run cmd with sh; what it printed (stdout and stderr together), malloc'd,
  * and *status its wait status (as pclose returns it). */
 char *tu_sh(const char *cmd, int *status);
