@@ -8,13 +8,10 @@
  * no grant at all.
  *
  * Needs a superuser (to create the users); skipped otherwise. */
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -477,26 +474,8 @@ START_TEST(pool_as_worker_with_handler_url)
                               short_url_as("pgq_t_handler"), script));
     const char *log = tu_fmt("%s/pool.log", dir);
     const char *url = url_as("pgq_t_worker");
-    const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        unsetenv("DATABASE_URL");
-        execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = { tu_fmt("%s/pgq-pool", tu_bin_dir()), "-c", ini, "--db", url, NULL };
+    pid_t pid = tu_spawn_logged(log, NULL, argv[0], argv);
     /* the pool registers the type itself (as the worker role) */
     int status = 0, i;
     bool gone = false;
