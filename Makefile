@@ -202,9 +202,13 @@ $(POOL): $(POOL_MAIN) $(TUI_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(POOL_MAIN) $(TUI_OBJ) $(LIBA) $(LIBS) $(TUI_LIBS)
 
 # The benchmark driver (bench/README.md): embeds a pool like examples/embed.c.
+# The dashboard's model and its ncurses-free helpers: the tests drive them
+# directly, pgq-bench dashboard measures refreshes with them.
+TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o \
+                $(BUILD)/tui/filter.o $(BUILD)/tui/follow.o
 BENCH_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
-$(BENCH): $(BENCH_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BENCH_OBJ) $(LIBA) $(LIBS) -lm
+$(BENCH): $(BENCH_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(BENCH_OBJ) $(TUI_MODEL_OBJ) $(LIBA) $(LIBS) -lm
 
 # The embedding and plugin examples; the tests build and run them. pgq-pool
 # is linked -rdynamic so that plugins resolve libpgq (pgq_ctx_*) from it.
@@ -254,8 +258,6 @@ chaos: deps all $(CHAOS) $(TEST_PLUGINS)
 	PGQ_PG_OPTS="-c fsync=off -c max_connections=500" scripts/with-postgres.sh --env DATABASE_URL -- \
 	    sh -c '$(PGQ) migrate >/dev/null && $(CHAOS) --seconds $(CHAOS_SECONDS) $(CHAOS_ARGS)'
 
-# The tests drive the dashboard's model (no ncurses in it) directly.
-TUI_MODEL_OBJ = $(BUILD)/tui/model.o $(BUILD)/tui/fetch.o $(BUILD)/tui/snapshot.o
 $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA) $(LIBS) $(TESTLIBS)
 

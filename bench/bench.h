@@ -270,5 +270,6 @@ int run_soak(void);
 int run_footprint(void);
 int run_pinned(void);
 int run_spawn(void);
+int run_dashboard(void);
 
 #endif

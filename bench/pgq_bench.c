@@ -15,6 +15,7 @@
  *   pgq-bench pinned --rate R [--before-minutes 2] [--pin-minutes 10]
  *                    [--after-minutes 5] [--sample-s 60] [--concurrency 8] [--keep-done 2m]
  *   pgq-bench spawn [--jobs 10000] [--concurrency 8] [--exec /bin/true] [--timeout-s S]
+ *   pgq-bench dashboard [--sizes 10000,1000000,10000000] [--refreshes 20] [--timeout-s S]
  *
  * Every benchmark migrates first (not timed) and registers the job type
  * "bench-noop" (queue default). throughput, latency and soak embed a pool
@@ -23,7 +24,9 @@
  * drives pgq_claim/pgq_complete itself; footprint runs the real pgq-pool;
  * pinned holds a transaction open in another session while a pool works;
  * spawn measures the bare posix_spawn + waitpid ceiling exec is judged by
- * (no database).
+ * (no database); dashboard fills the queue through pgq.enqueue and
+ * pgq.complete_claim and reads the server CPU of dashboard refreshes and
+ * pgq stats calls (dashboard.c).
  *
  * Output: JSON lines on stdout, one per run (backlog: one per size and
  * pass; soak: one per minute and a summary); the pool's warnings go to
@@ -60,6 +63,8 @@ static const char usage_text[] =
     "                        [--keep-done 2m] [--timeout-s S]\n"
     "       pgq-bench spawn [--jobs 10000] [--concurrency 8] [--exec /bin/true]\n"
     "                       [--timeout-s S]\n"
+    "       pgq-bench dashboard [--sizes 10000,1000000,10000000] [--refreshes 20]\n"
+    "                           [--timeout-s S]\n"
     "DATABASE_URL names a fresh, empty database (spawn needs none). See bench/README.md.\n";
 
 static void *watchdog(void *arg)
@@ -75,7 +80,7 @@ static void *watchdog(void *arg)
 
 /* ---- arguments ------------------------------------------------------------ */
 
-enum { T = 1, L = 2, B = 4, S = 8, F = 16, P = 32, X = 64 };   /* which benchmarks take an option */
+enum { T = 1, L = 2, B = 4, S = 8, F = 16, P = 32, X = 64, D = 128 };   /* which benchmarks take an option */
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void usage_error(const char *fmt, ...)
@@ -137,8 +142,8 @@ static void parse_sizes(const char *opt, const char *val, struct opts *o)
 static int bench_bit(const char *name)
 {
     static const char *const names[] = { "throughput", "latency", "backlog", "soak", "footprint",
-                                         "pinned", "spawn" };
-    for (int i = 0; i < 7; i++)
+                                         "pinned", "spawn", "dashboard" };
+    for (int i = 0; i < 8; i++)
         if (strcmp(name, names[i]) == 0)
             return 1 << i;
     return 0;
@@ -168,6 +173,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         o->concurrency = 8;
         o->max_drain_s = 600;
     }
+    if (me == D)
+        o->cycles = 20;   /* refreshes per measurement */
     memcpy(o->sizes, default_sizes, sizeof default_sizes);
     bool batch_given = false;
 
@@ -176,7 +183,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         static const struct { const char *name; int benches; } known[] = {
             { "--jobs", T | L | P | X }, { "--concurrency", T | L | S | F | P | X },
             { "--profile", T | L | S }, { "--batch", T | L | S }, { "--max-drain-s", T | P },
-            { "--timeout-s", T | L | B | S | F | P | X }, { "--interval-ms", L }, { "--sizes", B },
+            { "--timeout-s", T | L | B | S | F | P | X | D }, { "--interval-ms", L },
+            { "--sizes", B | D }, { "--refreshes", D },
             { "--cycles", B }, { "--threads", B }, { "--passes", B }, { "--minutes", S },
             { "--rate", S | P }, { "--keep-done", T | S | P }, { "--seconds", F },
             { "--pool-bin", F }, { "--exec", T | X }, { "--pin", P }, { "--before-minutes", P },
@@ -210,6 +218,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
             parse_sizes(a, v, o);
         else if (strcmp(a, "--cycles") == 0)
             o->cycles = parse_long(a, v, 1, 1000000);
+        else if (strcmp(a, "--refreshes") == 0)
+            o->cycles = parse_long(a, v, 1, 10000);
         else if (strcmp(a, "--threads") == 0)
             o->threads = parse_long(a, v, 1, 256);
         else if (strcmp(a, "--passes") == 0)
@@ -282,7 +292,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (batch_given && strcmp(o->profile, "batched") != 0)
         usage_error("--batch: only with --profile batched (profile is \"%s\")", o->profile);
     if (o->timeout_s < 0)
-        o->timeout_s = me == B ? 3600 : me == S ? o->minutes * 60 + 300
+        o->timeout_s = me == B || me == D ? 3600 : me == S ? o->minutes * 60 + 300
                      : me == F ? o->seconds + 120
                      : me == P && o->jobs >= 0 ? o->max_drain_s + 300
                      : me == P ? (long)((o->before_min + o->pin_min + o->after_min) * 60) + 600
@@ -326,7 +336,7 @@ int main(int argc, char **argv)
     }
     int rc = me == T ? run_throughput() : me == L ? run_latency() : me == B ? run_backlog()
            : me == S ? run_soak() : me == F ? run_footprint() : me == P ? run_pinned()
-           : run_spawn();
+           : me == D ? run_dashboard() : run_spawn();
     fflush(stdout);
     free(g_calls);
     free(g_start_ns);

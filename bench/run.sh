@@ -19,6 +19,8 @@
 #   1 x     pgq-bench backlog --sizes $BACKLOG_SIZES --passes RUNS (one backlog
 #           per size, measured RUNS times on it)
 #   1 x     pgq-bench footprint --seconds $FOOTPRINT_SECONDS (the real pgq-pool)
+#   1 x     pgq-bench dashboard --sizes $DASHBOARD_SIZES --refreshes $DASHBOARD_REFRESHES
+#           (server CPU of a dashboard refresh and of pgq stats as the queue grows)
 #   PINNED_DRAIN_RUNS x pgq-bench pinned --jobs $PINNED_DRAIN_JOBS --pin no, then --pin yes
 #   pgbench ceiling: built-in simple-update (-N) and a one-INSERT script,
 #   8 clients, $PGBENCH_SECONDS each.
@@ -28,7 +30,7 @@
 # --rate $PINNED_RATE with PIN_BEFORE_MINUTES, PIN_MINUTES, AFTER_MINUTES,
 # PINNED_SAMPLE_S; its rate is found like the soak's.
 # BENCH_PARTS (default: all) picks the parts of bench: default strict
-# batched exec latency backlog footprint drain pgbench.
+# batched exec latency backlog footprint dashboard drain pgbench.
 #
 # The server keeps its WAL (wal_keep_size=2GB: pg_waldump reads each
 # throughput run's range) and preloads pg_stat_statements with tracking
@@ -38,6 +40,7 @@
 #
 # Knobs (environment): RUNS THROUGHPUT_JOBS BATCHED_JOBS EXEC_JOBS SPAWN_JOBS LATENCY_JOBS
 # BACKLOG_SIZES BACKLOG_CYCLES BACKLOG_THREADS FOOTPRINT_SECONDS PGBENCH_SECONDS
+# DASHBOARD_SIZES DASHBOARD_REFRESHES
 # SOAK_MINUTES SOAK_RATE SOAK_KEEP_DONE STRICT_JOBS PINNED_DRAIN_JOBS
 # PINNED_DRAIN_RUNS PINNED_RATE PIN_BEFORE_MINUTES PIN_MINUTES AFTER_MINUTES
 # PINNED_SAMPLE_S BENCH_PARTS, and OUT (the Markdown file written).
@@ -79,6 +82,8 @@ LATENCY_JOBS=${LATENCY_JOBS:-300}
 BACKLOG_SIZES=${BACKLOG_SIZES:-10000,1000000,10000000}
 BACKLOG_CYCLES=${BACKLOG_CYCLES:-2000}
 BACKLOG_THREADS=${BACKLOG_THREADS:-8}
+DASHBOARD_SIZES=${DASHBOARD_SIZES:-10000,1000000,10000000}
+DASHBOARD_REFRESHES=${DASHBOARD_REFRESHES:-30}
 FOOTPRINT_SECONDS=${FOOTPRINT_SECONDS:-60}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 SOAK_MINUTES=${SOAK_MINUTES:-30}
@@ -89,7 +94,7 @@ PIN_BEFORE_MINUTES=${PIN_BEFORE_MINUTES:-2}
 PIN_MINUTES=${PIN_MINUTES:-10}
 AFTER_MINUTES=${AFTER_MINUTES:-5}
 PINNED_SAMPLE_S=${PINNED_SAMPLE_S:-60}
-BENCH_PARTS=${BENCH_PARTS:-default strict batched exec latency backlog footprint drain pgbench}
+BENCH_PARTS=${BENCH_PARTS:-default strict batched exec latency backlog footprint dashboard drain pgbench}
 case "$mode" in
     bench) OUT=${OUT:-$here/RESULTS.md} ;;
     soak) OUT=${OUT:-$here/SOAK.md} ;;
@@ -228,6 +233,9 @@ part backlog && run_pgq bench_backlog backlog default --sizes "$BACKLOG_SIZES" -
 part footprint && log "footprint (pgq-pool, 8 workers, idle ${FOOTPRINT_SECONDS}s)"
 part footprint && run_pgq bench_footprint footprint exec --concurrency 8 --seconds "$FOOTPRINT_SECONDS" \
     --pool-bin "$build/pgq-pool"
+part dashboard && log "dashboard ($DASHBOARD_SIZES jobs, $DASHBOARD_REFRESHES refreshes per measurement)"
+part dashboard && run_pgq bench_dashboard dashboard default --sizes "$DASHBOARD_SIZES" \
+    --refreshes "$DASHBOARD_REFRESHES" --timeout-s 3000
 part drain && for i in $(seq 1 "$PINNED_DRAIN_RUNS"); do
     for pin in no yes; do
         log "pinned drain $i/$PINNED_DRAIN_RUNS ($PINNED_DRAIN_JOBS jobs queued, pin $pin)"

@@ -155,6 +155,24 @@ def bench(lines, recs, machine, seconds):
                     out.append(row(f"backlog: {what} {p} at {size_label(hi)} / at {size_label(lo)}"
                                    " (per pass)", ratios, "<= 1.5", None, None))
 
+    # issue 12 item 8: a dashboard's server CPU per refresh, pgq stats' time
+    for r in sorted((r for r in sel("dashboard") if "jobs" in r and r.get("ok")),
+                    key=lambda r: (r["jobs"], r.get("vacuumed", False))):
+        lab = f"{size_label(r['jobs'])} jobs{' (vacuumed)' if r.get('vacuumed') else ''}"
+        out.append(row(f"dashboard {lab}: Overview refresh, server CPU, ms",
+                       [r.get("overview_cpu_ms")], "", 1, 1))
+        out.append(row(f"dashboard {lab}: one open dashboard (1 s refresh), % of a CPU",
+                       [r.get("overview_cpu_pct")], "<= 2 (12)" if r["jobs"] >= 10000000 else "",
+                       1, 1))
+        out.append(row(f"dashboard {lab}: Jobs screen refresh, server CPU, ms",
+                       [r.get("jobs_cpu_ms")], "", 1, 1))
+        out.append(row(f"dashboard {lab}: pgq stats, p50, ms",
+                       [(r.get("stats_ms") or {}).get("p50")],
+                       "< 100 (12)" if r["jobs"] >= 10000000 else "", 1, 1))
+        if r.get("old_stats_ms") is not None:
+            out.append(row(f"dashboard {lab}: the old count of every row, ms",
+                           [r.get("old_stats_ms")], "", 1, 1))
+
     fp = sel("footprint")
     if fp:
         nok, n = oks(fp)

@@ -388,19 +388,90 @@ int cmd_cancel(struct cli *c, int argc, char **argv)
     return rc;
 }
 
+/* A count as the text form shows it: exact "1234", an estimate "~1234", a
+ * lower bound "1234+". */
+static const char *count_text(char *buf, size_t len, int64_t v, pgq_count_kind k)
+{
+    snprintf(buf, len, "%s%" PRId64 "%s", k == PGQ_COUNT_ESTIMATE ? "~" : "", v,
+             k == PGQ_COUNT_AT_LEAST ? "+" : "");
+    return buf;
+}
+
+static const char *kind_name(pgq_count_kind k)
+{
+    return k == PGQ_COUNT_ESTIMATE ? "estimate" : k == PGQ_COUNT_AT_LEAST ? "at_least" : "exact";
+}
+
+static void stats_json(const pgq_queue_stats *s, size_t n, const char *const names[8])
+{
+    fputs("{\"queues\":[", stdout);
+    for (size_t i = 0; i < n; i++) {
+        const pgq_queue_stats *q = &s[i];
+        const int64_t v[] = { q->ready, q->scheduled, q->retrying, q->running, q->dead,
+                              q->cancelled, q->done, q->done_last_hour };
+        const pgq_count_kind k[] = { q->ready_is, q->future_is, q->future_is, PGQ_COUNT_EXACT,
+                                     q->dead_is, q->cancelled_is, q->done_is,
+                                     q->done_last_hour_is };
+        fputs(i ? ",{" : "{", stdout);
+        json_kv_str(stdout, true, "queue", q->queue);
+        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++)
+            json_kv_int(stdout, false, names[j], v[j]);
+        json_kv_bool(stdout, false, "paused", q->paused);
+        json_kv_int(stdout, false, "waiting", q->waiting);
+        /* the counts that are not exact, and what they are instead */
+        json_key(stdout, false, "approx");
+        fputc('{', stdout);
+        bool first = true;
+        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+            if (k[j] == PGQ_COUNT_EXACT)
+                continue;
+            json_kv_str(stdout, first, names[j], kind_name(k[j]));
+            first = false;
+        }
+        if (q->waiting_is != PGQ_COUNT_EXACT)
+            json_kv_str(stdout, first, "waiting", kind_name(q->waiting_is));
+        fputc('}', stdout);
+        json_kv_int(stdout, false, "pools", q->pools);
+        json_kv_bool(stdout, false, "unserved", pgq_queue_unserved(q));
+        json_key(stdout, false, "oldest_ready_s");
+        if (q->oldest_ready_s < 0)
+            fputs("null", stdout);
+        else
+            printf("%.3f", q->oldest_ready_s);
+        json_kv_int(stdout, false, "done_5m", q->done_5m);
+        json_key(stdout, false, "done_5m_window_s");
+        printf("%.3f", q->done_5m_window_s);
+        json_kv_int(stdout, false, "failed_5m", q->failed_5m);
+        json_key(stdout, false, "failed_5m_window_s");
+        printf("%.3f", q->failed_5m_window_s);
+        fputc('}', stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
     static const char help[] =
         "usage: pgq stats [--json | --prometheus] [-c FILE] [--db URL]\n\n"
         "One line per queue after a header: ready (due now), scheduled (future,\n"
         "never tried), retrying (future, after a failure), running, dead,\n"
-        "cancelled, done, done in the last hour, whether the queue is paused, and\n"
-        "waiting (for other jobs to be done: pgq add --after); the\n"
-        "queue column is as wide as the longest name. --json: {\"queues\":[{\"queue\":Q,\"ready\":N,...}]} with the\n"
-        "same names as the header. --prometheus: the same as gauges in Prometheus's\n"
-        "text format (for node_exporter's textfile collector): pgq_jobs{queue,state},\n"
-        "pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},\n"
-        "pgq_queue_paused{queue},\n"
+        "cancelled, done, done in the last hour, whether the queue is paused,\n"
+        "waiting (for other jobs to be done: pgq add --after), the live pools that\n"
+        "claim from it, and the jobs done and attempts failed in the last five\n"
+        "minutes. The queue column is as wide as the longest name.\n"
+        "Counts are exact up to 5000 per index range read; above, \"~N\" is the\n"
+        "planner's estimate and \"N+\" a lower bound (running is always exact).\n"
+        "A queue with due jobs, not paused, that no live pool claims from is\n"
+        "reported on stderr (\"nobody serves it\").\n"
+        "--json: {\"queues\":[{\"queue\":Q,\"ready\":N,...,\"waiting\":N,\"approx\":{\"done\":\"estimate\"},\n"
+        "\"pools\":N,\"unserved\":B,\"oldest_ready_s\":S,\"done_5m\":N,\"done_5m_window_s\":S,\n"
+        "\"failed_5m\":N,\"failed_5m_window_s\":S}]} with the same names as the header.\n"
+        "--prometheus: the same as gauges in Prometheus's text format (for\n"
+        "node_exporter's textfile collector): pgq_jobs{queue,state},\n"
+        "pgq_jobs_exact{queue,state}, pgq_jobs_done_last_hour{queue},\n"
+        "pgq_queue_oldest_ready_seconds{queue}, pgq_queue_paused{queue},\n"
+        "pgq_queue_pools{queue}, pgq_queue_unserved{queue},\n"
+        "pgq_queue_done_per_second{queue}, pgq_queue_failed_per_second{queue},\n"
         "pgq_build_info{version,schema}.\n";
     char err[1024];
     const char *pos[1];
@@ -426,41 +497,45 @@ int cmd_stats(struct cli *c, int argc, char **argv)
          * into its directory). */
         pgq_prom_write_stats(stdout, s, n);
         pgq_prom_write_build_info(stdout);
-        free(s);
-        return EXIT_OK;
-    }
-    if (c->json) {
-        fputs("{\"queues\":[", stdout);
+    } else if (c->json) {
+        stats_json(s, n, names);
+    } else {
+        /* Queue names may be up to 100 characters: the column takes the
+         * longest, so the numbers stay under their headers. */
+        int w = 20;
+        for (size_t i = 0; i < n; i++)
+            if ((int)strlen(s[i].queue) > w)
+                w = (int)strlen(s[i].queue);
+        /* waiting, pools, done_5m, failed_5m come last, so that the
+         * columns scripts read keep their places */
+        printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n", w, "queue", "ready",
+               "scheduled", "retrying", "running", "dead", "cancelled", "done", "done_1h",
+               "paused", "waiting", "pools", "done_5m", "failed_5m");
         for (size_t i = 0; i < n; i++) {
-            const int64_t v[] = { s[i].ready, s[i].scheduled, s[i].retrying, s[i].running,
-                                  s[i].dead, s[i].cancelled, s[i].done, s[i].done_last_hour };
-            fputs(i ? ",{" : "{", stdout);
-            json_kv_str(stdout, true, "queue", s[i].queue);
-            for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
-                json_kv_int(stdout, false, names[k], v[k]);
-            json_kv_bool(stdout, false, "paused", s[i].paused);
-            json_kv_int(stdout, false, "waiting", s[i].waiting);
-            fputc('}', stdout);
+            const pgq_queue_stats *q = &s[i];
+            char b[8][32];
+            printf("%-*s %9s %9s %9s %9" PRId64 " %9s %9s %9s %9s %6s %9s %5d %8" PRId64
+                   " %9" PRId64 "\n", w, q->queue,
+                   count_text(b[0], sizeof b[0], q->ready, q->ready_is),
+                   count_text(b[1], sizeof b[1], q->scheduled, q->future_is),
+                   count_text(b[2], sizeof b[2], q->retrying, q->future_is), q->running,
+                   count_text(b[3], sizeof b[3], q->dead, q->dead_is),
+                   count_text(b[4], sizeof b[4], q->cancelled, q->cancelled_is),
+                   count_text(b[5], sizeof b[5], q->done, q->done_is),
+                   count_text(b[6], sizeof b[6], q->done_last_hour, q->done_last_hour_is),
+                   q->paused ? "yes" : "no",
+                   count_text(b[7], sizeof b[7], q->waiting, q->waiting_is), q->pools, q->done_5m,
+                   q->failed_5m);
         }
-        fputs("]}\n", stdout);
-        free(s);
-        return EXIT_OK;
     }
-    /* Queue names may be up to 100 characters: the column takes the
-     * longest, so the numbers stay under their headers. */
-    int w = 20;
+    /* Jobs that would wait silently: say so where a person or a cron mail
+     * sees it, whatever the format on stdout. */
     for (size_t i = 0; i < n; i++)
-        if ((int)strlen(s[i].queue) > w)
-            w = (int)strlen(s[i].queue);
-    /* waiting comes last, so that the columns scripts read keep their places */
-    printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n", w, "queue", "ready", "scheduled",
-           "retrying", "running", "dead", "cancelled", "done", "done_1h", "paused", "waiting");
-    for (size_t i = 0; i < n; i++)
-        printf("%-*s %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
-               " %9" PRId64 " %9" PRId64 " %9" PRId64 " %6s %9" PRId64 "\n", w, s[i].queue,
-               s[i].ready, s[i].scheduled, s[i].retrying, s[i].running, s[i].dead,
-               s[i].cancelled, s[i].done, s[i].done_last_hour, s[i].paused ? "yes" : "no",
-               s[i].waiting);
+        if (pgq_queue_unserved(&s[i]))
+            fprintf(stderr, "pgq stats: queue \"%s\": %s%" PRId64 " due job%s and no live pool "
+                    "claims from it (nobody serves it)\n", s[i].queue,
+                    s[i].ready_is == PGQ_COUNT_ESTIMATE ? "~" : "", s[i].ready,
+                    s[i].ready == 1 ? "" : "s");
     free(s);
     return EXIT_OK;
 }

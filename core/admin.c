@@ -129,27 +129,39 @@ int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead_ms, int
     return 0;
 }
 
+static pgq_count_kind count_kind(const PGresult *r, int row, int col)
+{
+    const char *k = PQgetvalue(r, row, col);
+    return k[0] == '~' ? PGQ_COUNT_ESTIMATE : k[0] == '+' ? PGQ_COUNT_AT_LEAST : PGQ_COUNT_EXACT;
+}
+
+bool pgq_queue_unserved(const pgq_queue_stats *q)
+{
+    return q->ready > 0 && q->pools == 0 && !q->paused;
+}
+
 int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen)
 {
+    return pgq_stats_capped(c, PGQ_STATS_CAP, 60, out, n, err, errlen);
+}
+
+/* The figures come from pgq.queue_stats (migration 011), which says how
+ * each is found and what it costs. */
+int pgq_stats_capped(pgq_conn *c, int cap, double stale_s, pgq_queue_stats **out, size_t *n,
+                     char *err, size_t errlen)
+{
     static const char sql[] =
-        "SELECT queue,"
-        " count(*) FILTER (WHERE state = 'ready' AND run_at <= now()),"
-        " count(*) FILTER (WHERE state = 'ready' AND run_at > now() AND attempts = 0),"
-        " count(*) FILTER (WHERE state = 'ready' AND run_at > now() AND attempts > 0),"
-        " count(*) FILTER (WHERE state = 'running'),"
-        " count(*) FILTER (WHERE state = 'dead'),"
-        " count(*) FILTER (WHERE state = 'cancelled'),"
-        " count(*) FILTER (WHERE state = 'done'),"
-        " count(*) FILTER (WHERE state = 'done' AND finished_at > now() - interval '1 hour'),"
-        " coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'ready'"
-        "   AND run_at <= now()))::float8, -1),"
-        " coalesce(bool_or(p.paused), false),"
-        " count(*) FILTER (WHERE state = 'waiting')"
-        " FROM (SELECT queue, state, run_at, attempts, finished_at FROM pgq.jobs"
-        "       UNION ALL SELECT queue, NULL, NULL, NULL, NULL FROM pgq.queues WHERE paused) j"
-        " LEFT JOIN pgq.queues p USING (queue)"
-        " GROUP BY queue ORDER BY queue";
-    PGresult *r = db_query(c, sql, 0, NULL, PGRES_TUPLES_OK, "stats", err, errlen);
+        "SELECT queue, ready, ready_is, scheduled, retrying, future_is, running, dead, dead_is,"
+        " cancelled, cancelled_is, done, done_is, done_1h, done_1h_is, done_5m, done_5m_window_s,"
+        " failed_5m, failed_5m_window_s, oldest_ready_s, paused, pools, waiting, waiting_is"
+        " FROM pgq.queue_stats($1::int, $2::float8)";
+    if (cap <= 0)
+        return seterr(err, errlen, "stats: the cap must be positive (got %d)", cap);
+    char caps[16], stales[32];
+    snprintf(caps, sizeof caps, "%d", cap);
+    snprintf(stales, sizeof stales, "%.3f", stale_s > 0 ? stale_s : 60);
+    const char *params[] = { caps, stales };
+    PGresult *r = db_query(c, sql, 2, params, PGRES_TUPLES_OK, "stats", err, errlen);
     if (!r)
         return -1;
     size_t rows = (size_t)PQntuples(r);
@@ -159,18 +171,31 @@ int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t e
         return seterr(err, errlen, "stats: out of memory");
     }
     for (int i = 0; i < (int)rows; i++) {
-        snprintf(s[i].queue, sizeof s[i].queue, "%s", PQgetvalue(r, i, 0));
-        s[i].ready = db_int64(r, i, 1, 0);
-        s[i].scheduled = db_int64(r, i, 2, 0);
-        s[i].retrying = db_int64(r, i, 3, 0);
-        s[i].running = db_int64(r, i, 4, 0);
-        s[i].dead = db_int64(r, i, 5, 0);
-        s[i].cancelled = db_int64(r, i, 6, 0);
-        s[i].done = db_int64(r, i, 7, 0);
-        s[i].done_last_hour = db_int64(r, i, 8, 0);
-        s[i].oldest_ready_s = strtod(PQgetvalue(r, i, 9), NULL);
-        s[i].paused = db_bool(r, i, 10);
-        s[i].waiting = db_int64(r, i, 11, 0);
+        pgq_queue_stats *q = &s[i];
+        snprintf(q->queue, sizeof q->queue, "%s", PQgetvalue(r, i, 0));
+        q->ready = db_int64(r, i, 1, 0);
+        q->ready_is = count_kind(r, i, 2);
+        q->scheduled = db_int64(r, i, 3, 0);
+        q->retrying = db_int64(r, i, 4, 0);
+        q->future_is = count_kind(r, i, 5);
+        q->running = db_int64(r, i, 6, 0);
+        q->dead = db_int64(r, i, 7, 0);
+        q->dead_is = count_kind(r, i, 8);
+        q->cancelled = db_int64(r, i, 9, 0);
+        q->cancelled_is = count_kind(r, i, 10);
+        q->done = db_int64(r, i, 11, 0);
+        q->done_is = count_kind(r, i, 12);
+        q->done_last_hour = db_int64(r, i, 13, 0);
+        q->done_last_hour_is = count_kind(r, i, 14);
+        q->done_5m = db_int64(r, i, 15, 0);
+        q->done_5m_window_s = strtod(PQgetvalue(r, i, 16), NULL);
+        q->failed_5m = db_int64(r, i, 17, 0);
+        q->failed_5m_window_s = strtod(PQgetvalue(r, i, 18), NULL);
+        q->oldest_ready_s = strtod(PQgetvalue(r, i, 19), NULL);
+        q->paused = db_bool(r, i, 20);
+        q->pools = (int)db_int64(r, i, 21, 0);
+        q->waiting = db_int64(r, i, 22, 0);
+        q->waiting_is = count_kind(r, i, 23);
     }
     PQclear(r);
     *out = s;

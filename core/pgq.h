@@ -469,22 +469,54 @@ PGQ_API int pgq_prune_round(pgq_conn *c, int64_t keep_done_ms, int64_t keep_dead
                     char *upto, size_t uptolen, int64_t *deleted, char *err,
                     size_t errlen) PGQ_MUSTCHECK;
 
+/* How a count of pgq_stats is known. Counts are read through index ranges
+ * that stop at a cap (PGQ_STATS_CAP rows per range), so that the cost of
+ * asking does not grow with the table: below the cap a count is exact;
+ * above it, an estimate from the planner's statistics, or, when that is
+ * lower than what the range held, a lower bound. */
+typedef enum pgq_count_kind {
+    PGQ_COUNT_EXACT = 0,
+    PGQ_COUNT_ESTIMATE,   /* "~N" */
+    PGQ_COUNT_AT_LEAST    /* "N+" */
+} pgq_count_kind;
+
+#define PGQ_STATS_CAP 5000
+
 typedef struct pgq_queue_stats {
     char queue[801];      /* room for 200 characters of UTF-8: names of up to 200
                            * could be stored before the 100-character rule */
     int64_t ready;        /* due now */
     int64_t scheduled;    /* future run_at, never tried */
     int64_t retrying;     /* future run_at after a failure */
-    int64_t running, dead, cancelled, done;
+    int64_t running, dead, cancelled, done;   /* running is always exact */
     int64_t done_last_hour;
     double oldest_ready_s;  /* how long the longest-waiting due job has been due; -1: none */
     bool paused;            /* pgq pause: claimed by no pool */
     int64_t waiting;        /* waiting for other jobs to be done (dependencies) */
+    /* how each count above is known (scheduled and retrying share one) */
+    pgq_count_kind ready_is, future_is, dead_is, cancelled_is, done_is, done_last_hour_is,
+                   waiting_is;
+    /* Recent work: done jobs and failed attempts (failed, lease expired) of
+     * the last five minutes, over the seconds of it they cover (300 unless
+     * the cap cut it short); a rate is the count over its window. Jobs
+     * deleted at once (keep_done = 0) are not seen. */
+    int64_t done_5m, failed_5m;
+    double done_5m_window_s, failed_5m_window_s;
+    int pools;              /* live pools (heartbeat within the stale limit) claiming from it */
 } pgq_queue_stats;
 
-/* Counts per queue; *out is malloc'd (free() it). */
+/* True for a queue that holds due jobs which no live pool claims (and that
+ * is not paused): its jobs would wait silently. */
+PGQ_API bool pgq_queue_unserved(const pgq_queue_stats *q);
+
+/* Counts per queue (ordered by name) with PGQ_STATS_CAP and a pool silent
+ * for 60 s counted as gone; *out is malloc'd (free() it). */
 PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* pgq_stats with its cap (rows per index range, > 0) and the heartbeat age
+ * after which a pool no longer counts as serving its queues. */
+PGQ_API int pgq_stats_capped(pgq_conn *c, int cap, double stale_s, pgq_queue_stats **out,
+                             size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
 /* Prometheus's text format (core/prom.c), shared by `pgq stats
  * --prometheus` and a pool's metrics endpoint so that both name the same
  * figures the same way. f is any stdio stream (open_memstream for a
@@ -493,7 +525,10 @@ PGQ_API int pgq_stats(pgq_conn *c, pgq_queue_stats **out, size_t *n, char *err, 
 PGQ_API void pgq_prom_label(FILE *f, const char *s);
 /* The fleet's gauges from pgq_stats: pgq_jobs{queue,state},
  * pgq_jobs_done_last_hour{queue}, pgq_queue_oldest_ready_seconds{queue},
- * pgq_queue_paused{queue}, each with its HELP and TYPE lines. */
+ * pgq_queue_paused{queue}, pgq_jobs_exact{queue,state},
+ * pgq_queue_pools{queue}, pgq_queue_unserved{queue},
+ * pgq_queue_done_per_second{queue}, pgq_queue_failed_per_second{queue},
+ * each with its HELP and TYPE lines. */
 PGQ_API void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n);
 /* pgq_build_info{version,schema} 1, with HELP and TYPE. */
 PGQ_API void pgq_prom_write_build_info(FILE *f);

@@ -58,6 +58,52 @@ void pgq_prom_write_stats(FILE *f, const pgq_queue_stats *s, size_t n)
         pgq_prom_label(f, s[i].queue);
         fprintf(f, "} %d\n", s[i].paused ? 1 : 0);
     }
+    /* pgq_stats reads capped ranges: say which counts are exact */
+    fputs("# HELP pgq_jobs_exact 1 when pgq_jobs of the queue and state is an exact count, 0 "
+          "when it is an estimate or a lower bound (above the stats cap).\n"
+          "# TYPE pgq_jobs_exact gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        const pgq_count_kind k[] = { s[i].ready_is, s[i].future_is, s[i].future_is,
+                                     PGQ_COUNT_EXACT, s[i].dead_is, s[i].cancelled_is,
+                                     s[i].done_is };
+        for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+            fputs("pgq_jobs_exact{queue=", f);
+            pgq_prom_label(f, s[i].queue);
+            fprintf(f, ",state=\"%s\"} %d\n", names[j], k[j] == PGQ_COUNT_EXACT);
+        }
+    }
+    fputs("# HELP pgq_queue_pools Live pools (a heartbeat within 60 s) that claim from the "
+          "queue.\n# TYPE pgq_queue_pools gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_pools{queue=", f);
+        pgq_prom_label(f, s[i].queue);
+        fprintf(f, "} %d\n", s[i].pools);
+    }
+    fputs("# HELP pgq_queue_unserved 1 when the queue has due jobs, is not paused and no live "
+          "pool claims from it.\n# TYPE pgq_queue_unserved gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_unserved{queue=", f);
+        pgq_prom_label(f, s[i].queue);
+        fprintf(f, "} %d\n", pgq_queue_unserved(&s[i]) ? 1 : 0);
+    }
+    fputs("# HELP pgq_queue_done_per_second Jobs of the queue done per second over the last "
+          "five minutes (or the part of them the newest jobs cover).\n"
+          "# TYPE pgq_queue_done_per_second gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_done_per_second{queue=", f);
+        pgq_prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].done_5m_window_s > 0
+                                   ? (double)s[i].done_5m / s[i].done_5m_window_s : 0.0);
+    }
+    fputs("# HELP pgq_queue_failed_per_second Failed attempts (failed, lease expired) of the "
+          "queue per second over the last five minutes.\n"
+          "# TYPE pgq_queue_failed_per_second gauge\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("pgq_queue_failed_per_second{queue=", f);
+        pgq_prom_label(f, s[i].queue);
+        fprintf(f, "} %.3f\n", s[i].failed_5m_window_s > 0
+                                   ? (double)s[i].failed_5m / s[i].failed_5m_window_s : 0.0);
+    }
 }
 
 void pgq_prom_write_build_info(FILE *f)

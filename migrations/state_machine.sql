@@ -1444,6 +1444,13 @@ BEGIN
             targets := ARRAY(SELECT t.id FROM unnest(targets) AS t(id) WHERE t.id <> ALL (blocked));
         END LOOP;
     END IF;
+    -- The jobs themselves locked in id order first: the UPDATE below takes
+    -- its rows in the join's order, so two requeues of overlapping sets
+    -- (two operators, --dead twice) deadlocked about one run in three.
+    -- A job another requeue moved meanwhile is re-checked and skipped.
+    PERFORM 1 FROM pgq.jobs j
+     WHERE j.id = ANY (targets) AND j.state IN ('dead', 'cancelled')
+     ORDER BY j.id FOR NO KEY UPDATE;
     RETURN QUERY
     WITH w AS (
         SELECT t.id, count(d.parent_id) FILTER (WHERE p.state <> 'done')::int AS n

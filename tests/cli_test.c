@@ -548,17 +548,33 @@ END_TEST
 
 /* ---- 6. stats -------------------------------------------------------------- */
 
+/* A line of pgq stats: the counts a..h, then paused, pools, done_5m and
+ * failed_5m. */
+static const char *stats_row(const char *q, int a, int b, int c, int d, int e, int f, int g,
+                             int h, const char *paused, int pools, int d5, int f5)
+{
+    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d %5d %8d %9d\n", q, a, b, c, d, e, f,
+               g, h, paused, 0, pools, d5, f5);
+}
+
 static const char *stats_line(const char *q, int a, int b, int c, int d, int e, int f, int g,
                               int h)
 {
-    return fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", q, a, b, c, d, e, f, g, h, "no", 0);
+    return stats_row(q, a, b, c, d, e, f, g, h, "no", 0, 0, 0);
+}
+
+static const char *unserved(const char *q, int n)
+{
+    return fmt("pgq stats: queue \"%s\": %d due job%s and no live pool claims from it (nobody "
+               "serves it)\n", q, n, n == 1 ? "" : "s");
 }
 
 START_TEST(stats_counts_per_queue)
 {
-    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n", "queue", "ready",
-                             "scheduled", "retrying", "running", "dead", "cancelled", "done",
-                             "done_1h", "paused", "waiting");
+    const char *header = fmt("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n",
+                             "queue", "ready", "scheduled", "retrying", "running", "dead",
+                             "cancelled", "done", "done_1h", "paused", "waiting", "pools",
+                             "done_5m", "failed_5m");
     ASSERT_RUN(PGQ_DB("stats"), 0, header, "");
 
     /* alpha: 2 ready, 1 scheduled, 3 retrying, 1 running */
@@ -578,24 +594,68 @@ START_TEST(stats_counts_per_queue)
             " WHERE finished_at = '2000-01-02'", 0, NULL);
     seed("beta", "done", "2000-01-01", 1, "2000-01-03");
 
+    /* beta's one done job of the last five minutes */
     const char *want = fmt("%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
-                           stats_line("beta", 0, 0, 0, 0, 1, 2, 3, 1));
-    ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
+                           stats_row("beta", 0, 0, 0, 0, 1, 2, 3, 1, "no", 0, 1, 0));
+    /* alpha's due jobs wait for a pool that does not exist: said on stderr */
+    ASSERT_RUN(PGQ_DB("stats"), 0, want, unserved("alpha", 2));
 
     /* a job added through the CLI shows up at once */
     ck_assert_int_eq(PGQ_DB("add", "t", "{}", "--queue", "beta").code, 0);
     want = fmt("%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
-               stats_line("beta", 1, 0, 0, 0, 1, 2, 3, 1));
-    ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
+               stats_row("beta", 1, 0, 0, 0, 1, 2, 3, 1, "no", 0, 1, 0));
+    ASSERT_RUN(PGQ_DB("stats"), 0, want, fmt("%s%s", unserved("alpha", 2), unserved("beta", 1)));
 
-    /* a paused queue is marked, one without jobs listed */
+    /* a live pool claiming from alpha serves it; a silent one does not */
+    tu_exec("INSERT INTO pgq.workers (name, host, pid, workers, queues)"
+            " VALUES ('h:1:1', 'h', 1, 2, '{x,alpha}'), ('h:2:1', 'h', 2, 2, '{alpha}'),"
+            " ('h:3:1', 'h', 3, 2, '{beta}')", 0, NULL);
+    tu_exec("UPDATE pgq.workers SET last_heartbeat = now() - interval '5 minutes'"
+            " WHERE name = 'h:3:1'", 0, NULL);
+    want = fmt("%s%s%s", header, stats_row("alpha", 2, 1, 3, 1, 0, 0, 0, 0, "no", 2, 0, 0),
+               stats_row("beta", 1, 0, 0, 0, 1, 2, 3, 1, "no", 0, 1, 0));
+    ASSERT_RUN(PGQ_DB("stats"), 0, want, unserved("beta", 1));
+    tu_exec("DELETE FROM pgq.workers", 0, NULL);
+
+    /* a paused queue is marked (and not reported: nobody is meant to
+     * claim), one without jobs listed */
     ASSERT_RUN(PGQ_DB("pause", "beta", "gamma"), 0, "beta\ngamma\n", "");
     want = fmt("%s%s%s%s", header, stats_line("alpha", 2, 1, 3, 1, 0, 0, 0, 0),
-               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", "beta", 1, 0, 0, 0, 1, 2, 3,
-                   1, "yes", 0),
-               fmt("%-20s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d\n", "gamma", 0, 0, 0, 0, 0, 0, 0,
-                   0, "yes", 0));
-    ASSERT_RUN(PGQ_DB("stats"), 0, want, "");
+               stats_row("beta", 1, 0, 0, 0, 1, 2, 3, 1, "yes", 0, 1, 0),
+               stats_row("gamma", 0, 0, 0, 0, 0, 0, 0, 0, "yes", 0, 0, 0));
+    ASSERT_RUN(PGQ_DB("stats"), 0, want, unserved("alpha", 2));
+}
+END_TEST
+
+/* Above the cap (PGQ_STATS_CAP per index range) a count is marked, never
+ * silently cut: "~N" the planner's estimate, "N+" at least N. */
+START_TEST(stats_marks_counts_above_the_cap)
+{
+    tu_exec("INSERT INTO pgq.jobs (queue, type, state, attempts, started_at, finished_at)"
+            " SELECT 'huge', 't', 'done', 1, now() - interval '3 hours', now() - interval '2 hours'"
+            " FROM generate_series(1, 5050)", 0, NULL);
+    for (int i = 0; i < 3; i++)
+        seed("huge", "dead", "2000-01-01", 6, "now");
+    tu_exec("ANALYZE pgq.jobs", 0, NULL);
+    struct run r = PGQ_DB("stats");
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    const char *line = strstr(r.out, "\nhuge ");
+    ck_assert_msg(line, "[%s]", r.out);
+    /* done: an estimate (~) or a lower bound (+), at least the cap; dead exact */
+    long long ready, sched, retr, run, dead;
+    char done[32];
+    ck_assert_int_eq(sscanf(line, " huge %lld %lld %lld %lld %lld %*s %31s", &ready, &sched, &retr,
+                            &run, &dead, done), 6);
+    ck_assert_int_eq(dead, 3);
+    bool est = done[0] == '~', atleast = done[strlen(done) - 1] == '+';
+    ck_assert_msg(est != atleast, "done is [%s]", done);
+    ck_assert_int_ge(atoll(done + est), PGQ_STATS_CAP);
+    r = PGQ_DB("stats", "--json");
+    char *j = tu_text("SELECT (($1::jsonb)->'queues'->0->'approx')::text", 1,
+                      (const char *[]){ r.out });
+    ck_assert_msg(strcmp(j, "{\"done\": \"estimate\"}") == 0 || strcmp(j, "{\"done\": \"at_least\"}") == 0,
+                  "[%s]", j);
+    free(j);
 }
 END_TEST
 
@@ -1192,17 +1252,25 @@ START_TEST(json_output_and_unbroken_text)
     r = PGQ_DB("stats", "--json");
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
     char *j = as_jsonb(r.out);
-    ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"queue\": \"%s\", "
-                               "\"ready\": 1, \"paused\": false, \"done_1h\": 0, \"running\": 0, "
-                               "\"waiting\": 0, \"retrying\": 0, \"cancelled\": 0, \"scheduled\": 0}]}",
+    free(j);
+    /* the oldest job's wait varies: everything else is fixed */
+    j = tu_text("SELECT (($1::jsonb) #- '{queues,0,oldest_ready_s}')::text", 1,
+                (const char *[]){ r.out });
+    ck_assert_str_eq(j, tu_fmt("{\"queues\": [{\"dead\": 0, \"done\": 0, \"pools\": 0, "
+                               "\"queue\": \"%s\", \"ready\": 1, \"approx\": {}, "
+                               "\"paused\": false, \"done_1h\": 0, \"done_5m\": 0, "
+                               "\"running\": 0, \"waiting\": 0, \"retrying\": 0, \"unserved\": true, "
+                               "\"cancelled\": 0, \"failed_5m\": 0, \"scheduled\": 0, "
+                               "\"done_5m_window_s\": 300.000, \"failed_5m_window_s\": 300.000}]}",
                                longq));
     free(j);
     r = PGQ_DB("stats");
-    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s\n%-50s %9d %9d "
-                                   "%9d %9d %9d %9d %9d %9d %6s %9d\n", "queue", "ready",
-                                   "scheduled", "retrying", "running", "dead", "cancelled", "done",
-                                   "done_1h", "paused", "waiting", longq, 1, 0, 0, 0, 0, 0, 0, 0,
-                                   "no", 0));
+    ck_assert_str_eq(r.out, tu_fmt("%-50s %9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %5s %8s %9s\n"
+                                   "%-50s %9d %9d %9d %9d %9d %9d %9d %9d %6s %9d %5d %8d %9d\n",
+                                   "queue", "ready", "scheduled", "retrying", "running", "dead",
+                                   "cancelled", "done", "done_1h", "paused", "waiting", "pools",
+                                   "done_5m", "failed_5m", longq, 1, 0, 0, 0, 0, 0, 0, 0, "no", 0,
+                                   0, 0, 0));
 
     r = PGQ_DB("show", id_text(id), "--json");
     ck_assert_msg(r.code == 0 && strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "[%s]", r.out);
@@ -1397,7 +1465,11 @@ START_TEST(stats_prometheus_is_valid_exposition)
     tu_exec("UPDATE pgq.jobs SET run_at = now() - interval '90 seconds' WHERE queue = 'default'",
             0, NULL);
     struct run r = PGQ_DB("stats", "--prometheus");
-    ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
+    /* both queues have due jobs and no pool: stderr says so, stdout stays clean */
+    ck_assert_msg(r.code == 0 && strstr(r.err, "nobody serves it"), "exit %d: %s", r.code, r.err);
+    ck_assert_msg(strstr(r.out, "\npgq_queue_unserved{queue=\"default\"} 1\n"), "[%s]", r.out);
+    ck_assert_msg(strstr(r.out, "\npgq_jobs_exact{queue=\"default\",state=\"ready\"} 1\n"),
+                  "[%s]", r.out);
     const char *bad = exposition_problem(r.out);
     ck_assert_msg(!bad, "%s\n%s", bad, r.out);
     ck_assert_msg(strstr(r.out, "\npgq_jobs{queue=\"q\\\"uo\\\\te\",state=\"ready\"} 1\n"), "[%s]",
@@ -1441,6 +1513,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, add_options_are_stored);
     tcase_add_test(tc, metacharacters_are_stored_verbatim);
     tcase_add_test(tc, stats_counts_per_queue);
+    tcase_add_test(tc, stats_marks_counts_above_the_cap);
     tcase_add_test(tc, show_prints_job_and_history);
     tcase_add_test(tc, requeue_dead_jobs);
     tcase_add_test(tc, cancel_ready_and_running_jobs);

@@ -85,7 +85,8 @@ START_TEST(once_prints_the_overview_as_text)
     const char *mail = row_with(rows, n, "once-mail");
     ck_assert_msg(mail, "queue once-mail not shown:\n%s", r.out);
     int ready = -1;
-    ck_assert_msg(sscanf(mail, " once-mail %d", &ready) == 1 && ready == 3,
+    /* the row may start with a marker (! nobody serves it, P paused) */
+    ck_assert_msg(sscanf(strstr(mail, "once-mail"), "once-mail %d", &ready) == 1 && ready == 3,
                   "once-mail's row does not start with its 3 ready jobs: %s", mail);
     ck_assert_msg(row_with(rows, n, "a-queue-n"),
                   "the long queue name is not shown (cut is fine, gone is not):\n%s", r.out);

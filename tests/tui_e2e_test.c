@@ -344,6 +344,76 @@ START_TEST(read_only_role_is_refused)
 }
 END_TEST
 
+/* Reopening / starts empty (typing used to append to the old filter:
+ * "queue:tuiqstate:bogus"), and an unknown state is named with the states
+ * there are (it used to say only "no job matches"). */
+START_TEST(filter_reopens_empty_and_names_bad_state)
+{
+    tu_type("tui-e2e", "tuiq", "", 0, 0);
+    dead_job("tui-e2e", 1, "gone");
+    start_top(tu_db_url(), 100, 30);
+    keys("4");
+    free(wait_for("JOBS 1", NULL));
+    keys("/");
+    free(wait_for("filter (queue:Q type:T state:S text):", NULL));
+    keys("queue:tuiq Enter");
+    free(wait_for("filter applied", "filter: queue:tuiq", "JOBS 1", NULL));
+    keys("/");
+    keys("state:bogus");
+    char *s = wait_for("filter (now queue:tuiq; empty clears, Esc keeps): state:bogus", NULL);
+    ck_assert_ptr_null(strstr(s, "queue:tuiqstate"));
+    ck_assert_ptr_null(strstr(s, "queue:tuiq state:bogus"));
+    free(s);
+    keys("Enter");
+    free(wait_for("unknown state \"bogus\": waiting, ready, scheduled, running, done, dead, cancelled",
+                  NULL));
+    /* Esc keeps the filter in force */
+    keys("Escape");
+    free(wait_for("filter: queue:tuiq", "JOBS 1", NULL));
+    keys("q");
+    ck_assert_int_eq(exit_status(), 0);
+}
+END_TEST
+
+/* p on the Overview's queue row pauses the queue after a y, and again
+ * resumes it; the row is marked; ? lists the key; no pool claims: "!". */
+START_TEST(pause_and_resume_a_queue)
+{
+    tu_type("tui-e2e", "tuiq", "", 0, 0);
+    pgq_conn *c = tu_connect();
+    char err[512];
+    pgq_add_result res;
+    ck_assert(pgq_add(c, "tui-e2e", "{}", NULL, &res, err, sizeof err) == 0);
+    pgq_disconnect(c);
+    start_top(tu_db_url(), 100, 30);
+    free(wait_for("! tuiq", "! no live pool serves it", NULL));
+    keys("?");
+    free(wait_for("pause / resume the queue under the cursor", NULL));
+    keys("Escape");
+    keys("p");
+    free(wait_for("Pause queue \"tuiq\"? No pool claims from it; running jobs finish. (y/N)",
+                  NULL));
+    keys("n");
+    free(wait_for("nothing done", NULL));
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.queues WHERE paused", 0, NULL), 0);
+    keys("p");
+    free(wait_for("Pause queue \"tuiq\"?", NULL));
+    keys("y");
+    free(wait_for("queue tuiq paused: no pool claims from it", "P tuiq", NULL));
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.queues WHERE paused AND queue = 'tuiq'", 0,
+                            NULL), 1);
+    keys("p");
+    free(wait_for("Resume queue \"tuiq\"? Pools claim from it again. (y/N)", NULL));
+    keys("y");
+    free(wait_for("queue tuiq resumed", "! tuiq", NULL));
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.queues WHERE paused", 0, NULL), 0);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.actions WHERE action IN ('pause', 'resume')"
+                            " AND detail LIKE 'pgq top%'", 0, NULL), 2);
+    keys("q");
+    ck_assert_int_eq(exit_status(), 0);
+}
+END_TEST
+
 Suite *tui_e2e_suite(void)
 {
     Suite *s = suite_create("tui_e2e");
@@ -357,6 +427,8 @@ Suite *tui_e2e_suite(void)
     tcase_add_test(tc, resize_and_back);
     tcase_add_test(tc, sigterm_restores_terminal);
     tcase_add_test(tc, read_only_role_is_refused);
+    tcase_add_test(tc, filter_reopens_empty_and_names_bad_state);
+    tcase_add_test(tc, pause_and_resume_a_queue);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,7 @@
 
 #include "model.h"
 #include "testutil.h"
+#include "ui.h"
 
 static void setup(void)
 {
@@ -304,6 +305,263 @@ START_TEST(snapshot_read_only_role)
 }
 END_TEST
 
+/* Claim one job of queue for owner; its id. */
+static int64_t claim_as(pgq_conn *c, const char *queue, const char *owner, pgq_job **out)
+{
+    char err[512];
+    const char *q[] = { queue };
+    pgq_job *j = NULL;
+    ck_assert_msg(pgq_claim(c, q, 1, owner, 30000, &j, err, sizeof err) == 0 && j, "claim: %s",
+                  err);
+    int64_t id = j->id;
+    if (out)
+        *out = j;
+    else
+        pgq_job_free(j);
+    return id;
+}
+
+/* The header's running count and the pools' in-flight jobs come from the
+ * same rows in the same snapshot: they agree, whatever the pools last
+ * reported in their heartbeat (the header said running 1 while the pool
+ * row said IN-FL 0 before). Running jobs of no registered pool are counted
+ * apart. */
+START_TEST(pool_in_flight_agrees_with_running)
+{
+    char err[512];
+    tu_type("tui-w", "work", "", 1, 0);
+    pgq_conn *c = tu_connect();
+    pgq_add_result res;
+    for (int i = 0; i < 4; i++)
+        ck_assert(pgq_add(c, "tui-w", "{}", NULL, &res, err, sizeof err) == 0);
+    const char *qs[] = { "work" };
+    ck_assert(pgq_pool_register_row(c, "tp:1:1", "tp", 1, 4, qs, 1, err, sizeof err) == 0);
+    claim_as(c, "work", "tp:1:1/w0", NULL);
+    claim_as(c, "work", "tp:1:1/w3", NULL);
+    claim_as(c, "work", "gone:2:2/w0", NULL);
+    /* the pool's own report is stale: it says nothing is in flight */
+    ck_assert_int_eq(tu_int("SELECT in_flight FROM pgq.workers WHERE name = 'tp:1:1'", 0, NULL), 0);
+    pgq_disconnect(c);
+
+    struct model_query q = { .parts = MODEL_OVERVIEW };
+    struct snapshot *s = snap(&q);
+    ck_assert_int_eq(s->npools, 1);
+    ck_assert_int_eq(s->pools[0].in_flight, 2);
+    ck_assert_int_eq(s->running_orphans, 1);
+    ck_assert_int_eq(s->total.running, 3);
+    ck_assert_int_eq(s->total.running, s->pools[0].in_flight + s->running_orphans);
+    snapshot_release(s);
+}
+END_TEST
+
+/* A done job's row does not show an earlier attempt's error as if it were
+ * current; a retrying and a dead job's rows do. */
+START_TEST(done_job_row_has_no_stale_error)
+{
+    char err[512];
+    tu_type("tui-e", "err", "", 3, 0);
+    pgq_conn *c = tu_connect();
+    int64_t done_id = add_failing(c, "tui-e", "err", 1, "flaky");
+    tu_exec("UPDATE pgq.jobs SET run_at = now() WHERE id = $1", 1,
+            (const char *[]){ tu_fmt("%lld", (long long)done_id) });
+    pgq_job *j = NULL;
+    ck_assert_int_eq(claim_as(c, "err", "tester:1:w0", &j), done_id);
+    bool lost;
+    ck_assert(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0 && !lost);
+    pgq_job_free(j);
+    int64_t retry_id = add_failing(c, "tui-e", "err", 1, "again");
+    pgq_disconnect(c);
+    char *le = tu_text("SELECT last_error FROM pgq.jobs WHERE id = $1", 1,
+                       (const char *[]){ tu_fmt("%lld", (long long)done_id) });
+    ck_assert_str_eq(le, "flaky 1");
+    free(le);
+
+    struct model_query q = { .parts = MODEL_JOBS, .detail_id = done_id };
+    struct snapshot *s = snap(&q);
+    int di = snapshot_find(s->jobs, s->njobs, done_id);
+    int ri = snapshot_find(s->jobs, s->njobs, retry_id);
+    ck_assert(di >= 0 && ri >= 0);
+    ck_assert_str_eq(s->jobs[di].state, "done");
+    ck_assert_str_eq(s->jobs[di].error, "");
+    ck_assert_str_eq(s->jobs[ri].error, "again 1");
+    /* the history keeps it, as the earlier attempt's */
+    ck_assert(s->detail && s->detail->nattempts == 2);
+    ck_assert_str_eq(s->detail->attempts_v[0].error, "flaky 1");
+    snapshot_release(s);
+}
+END_TEST
+
+/* The filter prompt: words and free text; an unknown state is named with
+ * the states there are (it said "no job matches" before). */
+START_TEST(filter_parse_words_and_bad_state)
+{
+    struct model_filter f;
+    char err[200] = "";
+    ck_assert_int_eq(filter_parse("queue:mail smtp state:dead type:tui-mail refused", &f, err,
+                                  sizeof err), 0);
+    ck_assert_str_eq(f.queue, "mail");
+    ck_assert_str_eq(f.type, "tui-mail");
+    ck_assert_str_eq(f.state, "dead");
+    ck_assert_str_eq(f.text, "smtp refused");
+    ck_assert_int_eq(filter_parse("INV-3 state:bogus", &f, err, sizeof err), -1);
+    ck_assert_str_eq(err, "unknown state \"bogus\": waiting, ready, scheduled, running, done, "
+                          "dead, cancelled");
+    ck_assert_int_eq(filter_parse("", &f, err, sizeof err), 0);
+    ck_assert(!f.queue[0] && !f.type[0] && !f.state[0] && !f.text[0]);
+}
+END_TEST
+
+/* Rows 100, 99, ... (newest first), as a list shows them. */
+static struct snap_job *rows_from(int64_t newest, size_t n)
+{
+    struct snap_job *r = calloc(n, sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i].id = newest - (int64_t)i;
+    return r;
+}
+
+/* Where the cursor goes when new jobs arrive (follow.c): at the head it
+ * stays at the head, so new jobs never scroll off the top; moved down it
+ * stays on its job, with the head still in view while that job is on the
+ * page; scrolled down, the window moves with the job. */
+START_TEST(list_cursor_follows_head_or_job)
+{
+    const int page = 10;
+    struct snap_job *a = rows_from(100, 30);   /* 100 .. 71 */
+    struct snap_job *b = rows_from(103, 33);   /* three new jobs on top */
+    struct list_pos p = { 0, 0, 0 };
+    list_follow(&p, a, 30, page);
+    ck_assert(p.cursor == 0 && p.top == 0 && p.sel_id == 100);
+    list_follow(&p, b, 33, page);
+    ck_assert_int_eq(p.cursor, 0);
+    ck_assert_int_eq(p.top, 0);
+    ck_assert_int_eq(p.sel_id, 103);           /* the newest, not the old 100 */
+
+    /* moved down to job 98 (row 2 of a): it stays on 98, the head in view */
+    p = (struct list_pos){ 98, 2, 0 };
+    list_follow(&p, b, 33, page);
+    ck_assert_int_eq(p.sel_id, 98);
+    ck_assert_int_eq(p.cursor, 5);
+    ck_assert_int_eq(p.top, 0);
+
+    /* near the bottom of the page: the window moves only as far as needed */
+    p = (struct list_pos){ 92, 8, 0 };
+    list_follow(&p, b, 33, page);
+    ck_assert_int_eq(p.cursor, 11);
+    ck_assert_int_eq(p.top, 2);
+
+    /* scrolled down: the rows on screen hold still */
+    p = (struct list_pos){ 85, 15, 12 };
+    list_follow(&p, b, 33, page);
+    ck_assert_int_eq(p.cursor, 18);
+    ck_assert_int_eq(p.top, 15);
+
+    /* the chosen job left the list: same row */
+    p = (struct list_pos){ 5, 4, 0 };
+    list_follow(&p, b, 33, page);
+    ck_assert_int_eq(p.cursor, 4);
+    ck_assert_int_eq(p.sel_id, 99);
+
+    /* an empty list */
+    list_follow(&p, b, 0, page);
+    ck_assert(p.cursor == 0 && p.top == 0 && p.sel_id == 0);
+    free(a);
+    free(b);
+}
+END_TEST
+
+static const pgq_queue_stats *find_q(const pgq_queue_stats *s, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s[i].queue, name) == 0)
+            return &s[i];
+    ck_abort_msg("queue %s not in the stats", name);
+    return NULL;
+}
+
+/* Counts through capped ranges: exact up to the cap, marked above it
+ * (never a silent wrong number); running always exact; recent throughput
+ * and failures per queue; a queue with due jobs and no live pool is
+ * unserved, a paused one is not. */
+START_TEST(stats_caps_marks_and_unserved)
+{
+    char err[512];
+    tu_type("tui-s", "big", "", 0, 0);
+    pgq_conn *c = tu_connect();
+    add_failing(c, "tui-s", "big", 1, "boom");   /* max_retries 0: dead */
+    pgq_add_result res;
+    for (int i = 0; i < 6; i++)
+        ck_assert(pgq_add(c, "tui-s", "{}", NULL, &res, err, sizeof err) == 0);
+    for (int i = 0; i < 3; i++) {
+        pgq_job *j = NULL;
+        claim_as(c, "big", "tester:1:w0", &j);
+        bool lost;
+        ck_assert(pgq_complete(c, j->id, j->lease_token, NULL, &lost, err, sizeof err) == 0);
+        pgq_job_free(j);
+    }
+    claim_as(c, "big", "tester:1:w1", NULL);      /* 2 ready left, 1 running */
+
+    pgq_queue_stats *s;
+    size_t n;
+    ck_assert_msg(pgq_stats_capped(c, 100, 60, &s, &n, err, sizeof err) == 0, "%s", err);
+    const pgq_queue_stats *q = find_q(s, n, "big");
+    ck_assert_int_eq(q->ready, 2);
+    ck_assert_int_eq(q->ready_is, PGQ_COUNT_EXACT);
+    ck_assert_int_eq(q->running, 1);
+    ck_assert_int_eq(q->done, 3);
+    ck_assert_int_eq(q->done_is, PGQ_COUNT_EXACT);
+    ck_assert_int_eq(q->dead, 1);
+    ck_assert_int_eq(q->done_last_hour, 3);
+    ck_assert_int_eq(q->done_5m, 3);
+    ck_assert_int_eq(q->failed_5m, 1);
+    ck_assert(q->done_5m_window_s == 300 && q->failed_5m_window_s == 300);
+    ck_assert(q->oldest_ready_s >= 0);
+    ck_assert_int_eq(q->pools, 0);
+    ck_assert(pgq_queue_unserved(q));
+    free(s);
+
+    /* a cap of 1: every count above it is marked; the estimates are the
+     * planner's, from the statistics ANALYZE gathers */
+    tu_exec("ANALYZE pgq.jobs", 0, NULL);
+    ck_assert(pgq_stats_capped(c, 1, 60, &s, &n, err, sizeof err) == 0);
+    q = find_q(s, n, "big");
+    ck_assert_int_ne(q->ready_is, PGQ_COUNT_EXACT);
+    ck_assert_int_ge(q->ready, 2);
+    ck_assert_int_ne(q->done_is, PGQ_COUNT_EXACT);
+    ck_assert_int_ge(q->done, 2);
+    ck_assert_int_eq(q->done_last_hour_is, PGQ_COUNT_AT_LEAST);
+    ck_assert_int_eq(q->done_last_hour, 1);
+    ck_assert_int_eq(q->dead, 1);                 /* exactly one: within the cap */
+    ck_assert_int_eq(q->dead_is, PGQ_COUNT_EXACT);
+    ck_assert_int_eq(q->running, 1);
+    ck_assert_int_eq(q->failed_5m, 1);
+    free(s);
+    ck_assert_int_eq(pgq_stats_capped(c, 0, 60, &s, &n, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "cap"), "%s", err);
+
+    /* a live pool that claims from it serves it; a silent one does not */
+    const char *qs[] = { "other", "big" };
+    ck_assert(pgq_pool_register_row(c, "sv:1:1", "sv", 1, 2, qs, 2, err, sizeof err) == 0);
+    ck_assert(pgq_stats(c, &s, &n, err, sizeof err) == 0);
+    q = find_q(s, n, "big");
+    ck_assert_int_eq(q->pools, 1);
+    ck_assert(!pgq_queue_unserved(q));
+    free(s);
+    tu_exec("UPDATE pgq.workers SET last_heartbeat = now() - interval '2 minutes'", 0, NULL);
+    ck_assert(pgq_stats(c, &s, &n, err, sizeof err) == 0);
+    ck_assert(pgq_queue_unserved(find_q(s, n, "big")));
+    free(s);
+    /* paused: not unserved (nobody is meant to claim) */
+    const char *pq[] = { "big" };
+    ck_assert(pgq_pause(c, pq, 1, true, "test", NULL, err, sizeof err) == 0);
+    ck_assert(pgq_stats(c, &s, &n, err, sizeof err) == 0);
+    q = find_q(s, n, "big");
+    ck_assert(q->paused && !pgq_queue_unserved(q));
+    free(s);
+    pgq_disconnect(c);
+}
+END_TEST
+
 /* The running model: a snapshot appears, and a queued requeue runs and
  * reports its outcome in a later snapshot. */
 START_TEST(model_thread_publishes_and_acts)
@@ -338,6 +596,23 @@ START_TEST(model_thread_publishes_and_acts)
             nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
     }
     ck_assert_msg(seen, "the requeue's outcome never showed");
+
+    /* pause and resume a queue (the Overview's p) */
+    struct model_action pa = { .kind = MODEL_PAUSE };
+    snprintf(pa.queue, sizeof pa.queue, "mail");
+    ck_assert_int_eq(model_request(m, &pa), 0);
+    seen = false;
+    for (int i = 0; i < 200 && !seen; i++) {
+        s = model_acquire(m);
+        seen = s && strcmp(s->msg, "queue mail paused: no pool claims from it") == 0;
+        snapshot_release(s);
+        if (!seen)
+            nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+    }
+    ck_assert_msg(seen, "the pause's outcome never showed");
+    ck_assert_int_eq(tu_int("SELECT paused::int FROM pgq.queues WHERE queue = 'mail'", 0, NULL), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.actions WHERE action = 'pause'"
+                            " AND detail LIKE '%tui test%'", 0, NULL), 1);
     struct model_status st;
     model_status(m, &st);
     ck_assert(st.have_snapshot && st.connected && st.error[0] == '\0');
@@ -414,6 +689,11 @@ Suite *tui_model_suite(void)
     tcase_add_test(tc, snapshot_filters_and_detail);
     tcase_add_test(tc, snapshot_counts_waiting_and_shows_dependencies);
     tcase_add_test(tc, snapshot_read_only_role);
+    tcase_add_test(tc, pool_in_flight_agrees_with_running);
+    tcase_add_test(tc, done_job_row_has_no_stale_error);
+    tcase_add_test(tc, filter_parse_words_and_bad_state);
+    tcase_add_test(tc, list_cursor_follows_head_or_job);
+    tcase_add_test(tc, stats_caps_marks_and_unserved);
     tcase_add_test(tc, model_thread_publishes_and_acts);
     tcase_add_test(tc, model_thread_reports_unreachable_database);
     suite_add_tcase(s, tc);

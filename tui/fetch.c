@@ -84,6 +84,15 @@ static void *rows_alloc(size_t n, size_t size, char *err, size_t errlen)
     return p;
 }
 
+/* The less exact of two kinds (a sum is only as exact as its parts). */
+static pgq_count_kind worse(pgq_count_kind a, pgq_count_kind b)
+{
+    if (a == PGQ_COUNT_ESTIMATE || b == PGQ_COUNT_ESTIMATE)
+        return PGQ_COUNT_ESTIMATE;
+    return a == PGQ_COUNT_AT_LEAST || b == PGQ_COUNT_AT_LEAST ? PGQ_COUNT_AT_LEAST
+                                                                : PGQ_COUNT_EXACT;
+}
+
 static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
@@ -95,9 +104,14 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
     snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
     s->read_only = !bval(r, 0, 1);
     s->db_bytes = ival(r, 0, 2, 0);
-    if (pgq_stats(c, &s->queues, &s->nqueues, err, errlen) < 0)
+    /* Capped index ranges, not a count of every row (migration 011): the
+     * cost of a refresh does not grow with the table. */
+    if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
+                         errlen) < 0)
         return -1;
     pgq_queue_stats *t = &s->total;
+    t->oldest_ready_s = -1;
+    t->done_5m_window_s = t->failed_5m_window_s = 300;
     for (size_t i = 0; i < s->nqueues; i++) {
         const pgq_queue_stats *q = &s->queues[i];
         t->ready += q->ready;
@@ -109,36 +123,71 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->done += q->done;
         t->done_last_hour += q->done_last_hour;
         t->waiting += q->waiting;
+        t->done_5m += q->done_5m;
+        t->failed_5m += q->failed_5m;
+        t->ready_is = worse(t->ready_is, q->ready_is);
+        t->future_is = worse(t->future_is, q->future_is);
+        t->dead_is = worse(t->dead_is, q->dead_is);
+        t->cancelled_is = worse(t->cancelled_is, q->cancelled_is);
+        t->done_is = worse(t->done_is, q->done_is);
+        t->done_last_hour_is = worse(t->done_last_hour_is, q->done_last_hour_is);
+        /* every queue's window is the same range's */
+        if (q->done_5m_window_s < t->done_5m_window_s)
+            t->done_5m_window_s = q->done_5m_window_s;
+        if (q->failed_5m_window_s < t->failed_5m_window_s)
+            t->failed_5m_window_s = q->failed_5m_window_s;
+        if (q->oldest_ready_s > t->oldest_ready_s)
+            t->oldest_ready_s = q->oldest_ready_s;
+        t->paused |= q->paused;
+        t->waiting_is = worse(t->waiting_is, q->waiting_is);
     }
     return 0;
 }
 
 static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
-    /* Done jobs per bucket, newest first, from finished_at (the partial
-     * index jobs_finished_idx covers it), so the line is right from the
-     * first frame and the same on every dashboard. */
+    /* Done jobs per bucket, newest first, from finished_at: the newest
+     * stats_cap of the window (a backward range of jobs_finished_idx), so
+     * that a busy hour costs no more than a quiet one; the line is complete
+     * as far back as those reach. */
     static const char tput_sql[] =
-        "SELECT floor(extract(epoch FROM now() - finished_at) / $1::int)::int AS b, count(*)"
-        " FROM pgq.jobs WHERE state = 'done'"
-        "  AND finished_at > now() - ($1::int * $2::int) * interval '1 second'"
-        " GROUP BY b";
+        "WITH d AS (SELECT finished_at FROM pgq.jobs WHERE state = 'done'"
+        "   AND finished_at > now() - ($1::int * $2::int) * interval '1 second'"
+        "   ORDER BY finished_at DESC LIMIT $3::int + 1)"
+        " SELECT floor(extract(epoch FROM now() - finished_at) / $1::int)::int AS b, count(*),"
+        "  (SELECT CASE WHEN count(*) > $3::int"
+        "          THEN extract(epoch FROM now() - min(finished_at))::float8 END FROM d)"
+        " FROM d GROUP BY b";
+    /* A pool's in-flight jobs are the running jobs it leases (owners are
+     * "pool name/wN"), read in the refresh's snapshot like the header's
+     * running count, so that the two always agree; the pool's own report
+     * (in_flight, at each heartbeat) lags. */
     static const char pool_sql[] =
-        "SELECT name, host, array_to_string(queues, ','), pid, workers, in_flight,"
+        "WITH r AS (SELECT regexp_replace(lease_owner, '/[^/]*$', '') AS pool, count(*) AS n"
+        "            FROM pgq.jobs WHERE state = 'running' GROUP BY 1)"
+        " SELECT name, host, array_to_string(queues, ','), pid, workers, coalesce(r.n, 0),"
         " extract(epoch FROM now() - last_heartbeat)::float8,"
-        " extract(epoch FROM now() - started_at)::float8"
-        " FROM pgq.workers ORDER BY host, pid, name";
-    char bucket[16], nb[16];
+        " extract(epoch FROM now() - started_at)::float8,"
+        " (SELECT coalesce(sum(o.n), 0) FROM r o"
+        "   WHERE NOT EXISTS (SELECT 1 FROM pgq.workers x WHERE x.name = o.pool))"
+        " FROM pgq.workers w LEFT JOIN r ON r.pool = w.name ORDER BY host, pid, name";
+    static const char orphans_sql[] =
+        "SELECT count(*) FROM pgq.jobs WHERE state = 'running'";
+    char bucket[16], nb[16], cap[16];
     snprintf(bucket, sizeof bucket, "%d", s->q.tput_bucket_s);
     snprintf(nb, sizeof nb, "%d", MODEL_TPUT_BUCKETS);
-    const char *params[] = { bucket, nb };
-    PGresult *r = query(c, s, "throughput", tput_sql, 2, params, err, errlen);
+    snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
+    const char *params[] = { bucket, nb, cap };
+    PGresult *r = query(c, s, "throughput", tput_sql, 3, params, err, errlen);
     if (!r)
         return -1;
+    s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
     for (int i = 0; i < PQntuples(r); i++) {
         int64_t b = ival(r, i, 0, -1);
         if (b >= 0 && b < MODEL_TPUT_BUCKETS)
             s->tput[b] += ival(r, i, 1, 0);
+        if (!PQgetisnull(r, i, 2))
+            s->tput_covered_s = dval(r, i, 2, 0);
     }
     if (!(r = query(c, s, "pools", pool_sql, 0, NULL, err, errlen)))
         return -1;
@@ -157,6 +206,13 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         p->up_s = dval(r, i, 7, 0);
         p->stale = p->beat_age_s > s->q.stale_s;
         s->nstale += p->stale;
+        s->running_orphans = ival(r, i, 8, 0);
+    }
+    if (s->npools == 0) {
+        /* no pool row to carry it: every running job is an orphan */
+        if (!(r = query(c, s, "running jobs", orphans_sql, 0, NULL, err, errlen)))
+            return -1;
+        s->running_orphans = ival(r, 0, 0, 0);
     }
     return 0;
 }
@@ -179,11 +235,19 @@ static void filter_params(const struct snapshot *s, const char **params, char *l
 #define QT_MATCH \
     " AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR type = $2)"
 
+/* A list's total: its rows (FROM and WHERE of the list) counted up to $4,
+ * the cap, instead of all of them (count(*) OVER () counted every matching
+ * row at every refresh). */
+#define CAPPED_COUNT(from_where) \
+    "SELECT count(*) FROM (SELECT 1" from_where " LIMIT $4::int + 1) x"
+
 /* Fill a list from rows of: id, queue, type, state, owner, error,
- * attempts, max_retries, age_s, lease_left_s, scheduled, total. */
+ * attempts, max_retries, age_s, lease_left_s, scheduled; and its total
+ * from count_sql with the same parameters but the cap for $4. */
 static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const char *sql,
-                    int nparams, const char *const *params, struct snap_job **out, size_t *n,
-                    int64_t *total, char *err, size_t errlen)
+                    const char *count_sql, int nparams, const char **params,
+                    struct snap_job **out, size_t *n, int64_t *total, bool *capped,
+                    char *err, size_t errlen)
 {
     PGresult *r = query(c, s, what, sql, nparams, params, err, errlen);
     if (!r)
@@ -191,7 +255,6 @@ static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const cha
     *n = (size_t)PQntuples(r);
     if (!(*out = rows_alloc(*n, sizeof **out, err, errlen)))
         return -1;
-    *total = 0;
     for (int i = 0; i < (int)*n; i++) {
         struct snap_job *j = &(*out)[i];
         j->id = ival(r, i, 0, 0);
@@ -205,58 +268,80 @@ static int job_rows(pgq_conn *c, struct snapshot *s, const char *what, const cha
         j->age_s = dval(r, i, 8, 0);
         j->lease_left_s = dval(r, i, 9, 0);
         j->scheduled = bval(r, i, 10);
-        *total = ival(r, i, 11, 0);
     }
+    char cap[16];
+    snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
+    const char *limit = params[3];
+    params[3] = cap;
+    r = query(c, s, what, count_sql, nparams, params, err, errlen);
+    params[3] = limit;
+    if (!r)
+        return -1;
+    *total = ival(r, 0, 0, 0);
+    *capped = *total > s->q.stats_cap;
+    if (*capped)
+        *total = s->q.stats_cap;
+    if (*total < (int64_t)*n)
+        *total = (int64_t)*n;   /* never fewer than the rows listed */
     return 0;
 }
+
+#define RUNNING_FROM " FROM pgq.jobs WHERE state = 'running'" QT_MATCH TEXT_MATCH
+#define DEAD_FROM " FROM pgq.jobs WHERE state = 'dead'" QT_MATCH TEXT_MATCH
+/* state "scheduled" is ready with a future run_at (no state of its own). */
+#define JOBS_FROM \
+    " FROM pgq.jobs WHERE ($5::text IS NULL OR state = $5" \
+    "   OR ($5 = 'scheduled' AND state = 'ready' AND run_at > now()))" QT_MATCH TEXT_MATCH
 
 static int fetch_running(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
         "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
         " extract(epoch FROM now() - started_at)::float8,"
-        " extract(epoch FROM lease_expires_at - now())::float8, false, count(*) OVER ()"
-        " FROM pgq.jobs WHERE state = 'running'" QT_MATCH TEXT_MATCH
-        " ORDER BY started_at, id LIMIT $4::int";
+        " extract(epoch FROM lease_expires_at - now())::float8, false"
+        RUNNING_FROM " ORDER BY started_at, id LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(RUNNING_FROM);
     const char *params[4];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
-    return job_rows(c, s, "running jobs", sql, 4, params, &s->running, &s->nrunning,
-                    &s->running_total, err, errlen);
+    return job_rows(c, s, "running jobs", sql, count_sql, 4, params, &s->running, &s->nrunning,
+                    &s->running_total, &s->running_total_capped, err, errlen);
 }
 
 static int fetch_dead(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
+    /* Newest first along the finished index (a dead job always has its
+     * finished_at), not a sort of every dead job. */
     static const char sql[] =
         "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
-        " extract(epoch FROM now() - coalesce(finished_at, created_at))::float8, 0, false,"
-        " count(*) OVER ()"
-        " FROM pgq.jobs WHERE state = 'dead'" QT_MATCH TEXT_MATCH
-        " ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $4::int";
+        " extract(epoch FROM now() - coalesce(finished_at, created_at))::float8, 0, false"
+        DEAD_FROM " ORDER BY finished_at DESC, id DESC LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(DEAD_FROM);
     const char *params[4];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
-    return job_rows(c, s, "dead letters", sql, 4, params, &s->dead, &s->ndead, &s->dead_total,
-                    err, errlen);
+    return job_rows(c, s, "dead letters", sql, count_sql, 4, params, &s->dead, &s->ndead,
+                    &s->dead_total, &s->dead_total_capped, err, errlen);
 }
 
 static int fetch_jobs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
-    /* state "scheduled" is ready with a future run_at (no state of its own). */
     static const char sql[] =
-        "SELECT id, queue, type, state, lease_owner, last_error, attempts, max_retries,"
+        "SELECT id, queue, type, state, lease_owner,"
+        /* The error only where it is the job's present: a done job's
+         * last_error is an earlier attempt's (the detail shows it as such). */
+        " CASE WHEN state IN ('dead', 'cancelled') OR (state = 'ready' AND attempts > 0)"
+        "  THEN last_error END, attempts, max_retries,"
         " extract(epoch FROM now() - coalesce(finished_at, started_at, created_at))::float8,"
-        " extract(epoch FROM run_at - now())::float8, state = 'ready' AND run_at > now(),"
-        " count(*) OVER ()"
-        " FROM pgq.jobs WHERE ($5::text IS NULL OR state = $5"
-        "   OR ($5 = 'scheduled' AND state = 'ready' AND run_at > now()))" QT_MATCH TEXT_MATCH
-        " ORDER BY id DESC LIMIT $4::int";
+        " extract(epoch FROM run_at - now())::float8, state = 'ready' AND run_at > now()"
+        JOBS_FROM " ORDER BY id DESC LIMIT $4::int";
+    static const char count_sql[] = CAPPED_COUNT(JOBS_FROM);
     const char *params[5];
     char limit[16];
     filter_params(s, params, limit, sizeof limit);
     params[4] = filter_param(s->q.filter.state);
-    return job_rows(c, s, "jobs", sql, 5, params, &s->jobs, &s->njobs, &s->jobs_total,
-                    err, errlen);
+    return job_rows(c, s, "jobs", sql, count_sql, 5, params, &s->jobs, &s->njobs,
+                    &s->jobs_total, &s->jobs_total_capped, err, errlen);
 }
 
 static int fetch_health(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
@@ -339,9 +424,22 @@ static int fetch_health(pgq_conn *c, struct snapshot *s, char *err, size_t errle
     return 0;
 }
 
+/* A statement without parameters or rows (transaction control). */
+static int exec_simple(pgq_conn *c, const char *sql, char *err, size_t errlen)
+{
+    PGconn *pg = pgq_conn_pg(c);
+    PGresult *r = PQexec(pg, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc < 0)
+        pg_err(err, errlen, sql, pg, r);
+    PQclear(r);
+    return rc;
+}
+
 int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot **out,
                        char *err, size_t errlen)
 {
+    bool in_xact = false;
     struct snapshot *s = snapshot_new();
     *out = NULL;
     if (!s) {
@@ -355,8 +453,17 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
         s->q.stale_s = 60;
     if (s->q.tput_bucket_s <= 0)
         s->q.tput_bucket_s = 10;
+    if (s->q.stats_cap <= 0)
+        s->q.stats_cap = MODEL_STATS_CAP;
     s->taken = snapshot_clock();
 
+    /* One read-only snapshot of the database for the whole refresh, so the
+     * figures agree with each other (the header's running and the pools'
+     * in-flight jobs); committed before returning, never held between
+     * refreshes. */
+    if (exec_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
+        goto fail;
+    in_xact = true;
     if (fetch_header(c, s, err, errlen) < 0)
         goto fail;
     if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, err, errlen) < 0)
@@ -371,9 +478,19 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
         goto fail;
     if (q->detail_id > 0 && pgq_job_describe(c, q->detail_id, &s->detail, err, errlen) < 0)
         goto fail;
+    in_xact = false;
+    if (exec_simple(c, "COMMIT", err, errlen) < 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
+    if (in_xact) {
+        /* The error is the statement's: keep it and end the transaction. A
+         * ROLLBACK that fails has lost the connection (which the model
+         * then makes anew), so nothing stays open either way. */
+        char ignored[256];
+        (void)exec_simple(c, "ROLLBACK", ignored, sizeof ignored);
+    }
     snapshot_release(s);
     return -1;
 }
@@ -384,7 +501,10 @@ fail:
 int fetch_session_setup(pgq_conn *c, char *err, size_t errlen)
 {
     PGconn *pg = pgq_conn_pg(c);
+    /* No parallel workers: the dashboard's queries are small capped ranges,
+     * and workers would only spread their cost over other processes. */
     PGresult *r = PQexec(pg, "SET statement_timeout = '15s'; SET lock_timeout = '5s';"
+                             " SET max_parallel_workers_per_gather = 0;"
                              " SET application_name = 'pgq top'");
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
     if (rc < 0)

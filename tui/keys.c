@@ -45,6 +45,21 @@ static void move_cursor(struct ui *u, int delta)
             u->detail_scroll = 0;
         return;
     }
+    if (u->screen == SCR_OVERVIEW && (delta == 1 || delta == -1 || delta == 1000000000
+                                      || delta == -1000000000)) {
+        /* the Overview's cursor is on its queue rows (p pauses / resumes) */
+        size_t nq = u->snap ? u->snap->nqueues : 0;
+        long c = (long)u->qcursor + (delta == 1 || delta == -1 ? delta : delta / 1000000000 * (long)nq);
+        if (c >= (long)nq)
+            c = (long)nq - 1;
+        if (c < 0)
+            c = 0;
+        u->qcursor = (int)c;
+        if (nq)
+            snprintf(u->qsel, sizeof u->qsel, "%s", u->snap->queues[c].queue);
+        u->qmoved = true;
+        return;
+    }
     if (!is_list(u->screen)) {
         u->scroll[u->screen] += delta;
         if (u->scroll[u->screen] < 0)
@@ -302,8 +317,8 @@ static enum next act_requeue_all(struct ui *u)
         snprintf(a.queue, sizeof a.queue, "%s", s->q.filter.queue);
         snprintf(a.type, sizeof a.type, "%s", s->q.filter.type);
     }
-    ask(u, &a, "Requeue all %" PRId64 " dead job%s%s? (y/N)", s->dead_total,
-        s->dead_total == 1 ? "" : "s",
+    ask(u, &a, "Requeue all %" PRId64 "%s dead job%s%s? (y/N)", s->dead_total,
+        s->dead_total_capped ? "+" : "", s->dead_total == 1 ? "" : "s",
         s->q.filter.queue[0] || s->q.filter.type[0] || s->q.filter.text[0]
             ? " matching the filter" : "");
     return NEXT_REDRAW;
@@ -320,9 +335,40 @@ static enum next act_cancel(struct ui *u)
         return NEXT_REDRAW;
     }
     if (a.nids == 1)
-        ask(u, &a, "Cancel job %" PRId64 " (if ready or scheduled)? (y/N)", a.ids[0]);
+        ask(u, &a, "Cancel job %" PRId64 " (a running one is stopped)? (y/N)", a.ids[0]);
     else
-        ask(u, &a, "Cancel %zu selected jobs (those ready or scheduled)? (y/N)", a.nids);
+        ask(u, &a, "Cancel %zu selected jobs (running ones are stopped)? (y/N)", a.nids);
+    return NEXT_REDRAW;
+}
+
+static enum next act_pause(struct ui *u)
+{
+    if (u->screen != SCR_OVERVIEW || u->mode != MODE_NORMAL) {
+        ui_say(u, true, "p pauses or resumes the queue under the cursor: screen 1");
+        return NEXT_REDRAW;
+    }
+    if (refuse_read_only(u))
+        return NEXT_REDRAW;
+    const struct snapshot *s = u->snap;
+    if (!(s->q.parts & MODEL_OVERVIEW) || s->nqueues == 0) {
+        ui_say(u, true, "no queue to pause here");
+        return NEXT_REDRAW;
+    }
+    int i = u->qcursor < (int)s->nqueues ? u->qcursor : (int)s->nqueues - 1;
+    const pgq_queue_stats *q = &s->queues[i];
+    struct model_action a = { .kind = q->paused ? MODEL_RESUME : MODEL_PAUSE };
+    if ((size_t)snprintf(a.queue, sizeof a.queue, "%s", q->queue) >= sizeof a.queue) {
+        ui_say(u, true, "queue name too long for the dashboard: use pgq %s",
+               q->paused ? "resume" : "pause");
+        return NEXT_REDRAW;
+    }
+    char name[64];   /* the question fits one line: a long name is shortened there */
+    snprintf(name, sizeof name, "%.40s%s", q->queue, strlen(q->queue) > 40 ? "..." : "");
+    if (q->paused)
+        ask(u, &a, "Resume queue \"%s\"? Pools claim from it again. (y/N)", name);
+    else
+        ask(u, &a, "Pause queue \"%s\"? No pool claims from it; running jobs finish. (y/N)",
+            name);
     return NEXT_REDRAW;
 }
 
@@ -332,16 +378,11 @@ static enum next act_filter(struct ui *u)
         ui_say(u, true, "/ filters the lists: screens 2, 3 and 4");
         return NEXT_REDRAW;
     }
-    /* Start from the current filter, so it can be edited. */
-    const struct model_filter *f = &u->filter;
-    int n = snprintf(u->prompt, sizeof u->prompt, "%s%s%s%s%s%s%s%s%s",
-                     f->queue[0] ? "queue:" : "", f->queue, f->queue[0] ? " " : "",
-                     f->type[0] ? "type:" : "", f->type, f->type[0] ? " " : "",
-                     f->state[0] ? "state:" : "", f->state, f->state[0] ? " " : "");
-    if (n < 0 || (size_t)n >= sizeof u->prompt)
-        n = 0;
-    snprintf(u->prompt + n, sizeof u->prompt - (size_t)n, "%s", f->text);
-    u->promptlen = strlen(u->prompt);
+    /* Start empty: typing replaces the filter (the status line shows the
+     * one in force); Enter on nothing clears it, Esc keeps it. */
+    u->prompt[0] = '\0';
+    u->promptlen = 0;
+    u->msg[0] = '\0';
     u->mode = MODE_PROMPT;
     return NEXT_REDRAW;
 }
@@ -383,7 +424,10 @@ static const struct binding table[] = {
     { { 'a' }, "a", "select all jobs shown", act_select_all },
     { { 'r' }, "r", "requeue the selected (or current) dead or cancelled jobs", act_requeue },
     { { 'R' }, "R", "requeue every dead job matching the filter (screen 3)", act_requeue_all },
-    { { 'c' }, "c", "cancel the selected (or current) ready or scheduled jobs", act_cancel },
+    { { 'c' }, "c", "cancel the selected (or current) ready, scheduled or running jobs",
+      act_cancel },
+    { { 'p' }, "p", "pause / resume the queue under the cursor (screen 1; asks first)",
+      act_pause },
     { { '/' }, "/", "filter: queue:Q type:T state:S and free text (Enter applies, empty clears)",
       act_filter },
     { { CTRL('l') }, "^L", "refresh now and repaint", act_refresh },
@@ -423,38 +467,6 @@ static enum next confirm_key(struct ui *u, int ch)
     return NEXT_REFETCH;
 }
 
-/* Parse "queue:Q type:T state:S free text" into the filter. */
-static int parse_filter(struct ui *u, const char *text, struct model_filter *f)
-{
-    static const char *const states[] = { "waiting", "ready", "scheduled", "running", "done",
-                                          "dead", "cancelled" };
-    char buf[sizeof u->prompt], *save = NULL;
-    memset(f, 0, sizeof *f);
-    snprintf(buf, sizeof buf, "%s", text);
-    for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-        if (strncmp(w, "queue:", 6) == 0) {
-            snprintf(f->queue, sizeof f->queue, "%s", w + 6);
-        } else if (strncmp(w, "type:", 5) == 0) {
-            snprintf(f->type, sizeof f->type, "%s", w + 5);
-        } else if (strncmp(w, "state:", 6) == 0) {
-            bool ok = false;
-            for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
-                ok |= strcmp(w + 6, states[i]) == 0;
-            if (!ok) {
-                ui_say(u, true, "state:%s? use waiting, ready, scheduled, running, done, dead or "
-                       "cancelled",
-                       w + 6);
-                return -1;
-            }
-            snprintf(f->state, sizeof f->state, "%s", w + 6);
-        } else {
-            size_t len = strlen(f->text);
-            snprintf(f->text + len, sizeof f->text - len, "%s%s", len ? " " : "", w);
-        }
-    }
-    return 0;
-}
-
 static enum next prompt_key(struct ui *u, int ch)
 {
     if (ch == 27 || ch == CTRL('g') || ch == CTRL('c')) {
@@ -463,8 +475,11 @@ static enum next prompt_key(struct ui *u, int ch)
     }
     if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
         struct model_filter f;
-        if (parse_filter(u, u->prompt, &f) < 0)
+        char why[160];
+        if (filter_parse(u->prompt, &f, why, sizeof why) < 0) {
+            ui_say(u, true, "%s", why);
             return NEXT_REDRAW;
+        }
         u->mode = MODE_NORMAL;
         u->filter = f;
         marks_clear(u);

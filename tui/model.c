@@ -114,8 +114,20 @@ static void run_action(struct model *m, pgq_conn *c, const struct model_action *
         if (rc == 0)
             snprintf(msg, sizeof msg, "cancelled %" PRId64 " of %zu job%s%s", count, a->nids,
                      a->nids == 1 ? "" : "s",
-                     (size_t)count < a->nids ? " (the others were no longer ready)" : "");
+                     (size_t)count < a->nids ? " (the others had finished)" : "");
         break;
+    case MODEL_PAUSE:
+    case MODEL_RESUME: {
+        const char *q[] = { a->queue };
+        bool changed = false;
+        bool pause = a->kind == MODEL_PAUSE;
+        rc = pgq_pause(c, q, 1, pause, m->who, &changed, err, sizeof err);
+        if (rc == 0)
+            snprintf(msg, sizeof msg, "queue %s %s", a->queue,
+                     changed ? (pause ? "paused: no pool claims from it" : "resumed")
+                             : (pause ? "was paused already" : "was not paused"));
+        break;
+    }
     default:
         rc = -1;
         snprintf(err, sizeof err, "unknown action");

@@ -23,6 +23,11 @@ enum {
 
 #define MODEL_TPUT_BUCKETS 60   /* throughput sparkline: this many buckets */
 #define MODEL_FIELD 201         /* filter fields: up to 200 bytes */
+/* Rows read per index range at each refresh: counts are exact up to this
+ * (then marked estimates or lower bounds). Lower than pgq stats' cap
+ * (PGQ_STATS_CAP) because a dashboard asks every second; bench/README.md
+ * has what a refresh costs. */
+#define MODEL_STATS_CAP 1000
 
 /* What the operator narrowed the lists to; "" means any. */
 struct model_filter {
@@ -36,11 +41,14 @@ struct model_query {
     int limit;                   /* rows per list (<= 0: 500) */
     double stale_s;              /* a pool silent this long is stale (<= 0: 60) */
     int tput_bucket_s;           /* throughput bucket width (<= 0: 10) */
+    int stats_cap;               /* rows read per index range (<= 0: MODEL_STATS_CAP) */
 };
 
 struct snap_pool {
     const char *name, *host, *queues;
-    int pid, workers, in_flight;
+    int pid, workers;
+    int in_flight;        /* running jobs leased by this pool, from pgq.jobs (the header's
+                           * running is the sum of these and running_orphans) */
     double beat_age_s, up_s;
     bool stale;
 };
@@ -87,13 +95,21 @@ struct snapshot {
     int64_t db_bytes;
 
     pgq_queue_stats *queues; size_t nqueues;
-    pgq_queue_stats total;       /* sum over queues */
+    pgq_queue_stats total;       /* sum over queues; a total's kind is the least exact of its
+                                  * parts' */
 
     int64_t tput[MODEL_TPUT_BUCKETS];  /* [0] = the newest bucket */
+    double tput_covered_s;       /* seconds back the buckets are complete (the newest
+                                  * stats_cap done jobs reach that far); the whole line when
+                                  * all were read */
     struct snap_pool *pools; size_t npools, nstale;
+    int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
+    /* The lists: at most q.limit rows each; a total is counted up to
+     * q.stats_cap, so *_total_capped says "that many or more". */
     struct snap_job *running; size_t nrunning; int64_t running_total;
     struct snap_job *dead; size_t ndead; int64_t dead_total;
     struct snap_job *jobs; size_t njobs; int64_t jobs_total;
+    bool running_total_capped, dead_total_capped, jobs_total_capped;
     struct snap_table *tables; size_t ntables;
     struct snap_xact *xacts; size_t nxacts;
     struct snap_lock *locks; size_t nlocks;
@@ -122,12 +138,13 @@ int snapshot_find(const struct snap_job *rows, size_t n, int64_t id);
 
 struct model;
 
-enum model_action_kind { MODEL_REQUEUE_IDS, MODEL_REQUEUE_MATCHING, MODEL_CANCEL_IDS };
+enum model_action_kind { MODEL_REQUEUE_IDS, MODEL_REQUEUE_MATCHING, MODEL_CANCEL_IDS,
+                         MODEL_PAUSE, MODEL_RESUME };
 
 struct model_action {
     enum model_action_kind kind;
     int64_t *ids; size_t nids;          /* *_IDS: owned by the model once requested */
-    char queue[MODEL_FIELD], type[MODEL_FIELD];  /* REQUEUE_MATCHING; "" any */
+    char queue[MODEL_FIELD], type[MODEL_FIELD];  /* REQUEUE_MATCHING ("" any); PAUSE, RESUME */
 };
 
 struct model_status {

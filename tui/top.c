@@ -44,8 +44,9 @@ static void push_query(struct ui *u, bool force)
     model_set_query(u->model, &q, force);
 }
 
-/* A new snapshot arrived: take its action message, keep every list's
- * selection on the same job (by id), and forget marks of jobs gone. */
+/* A new snapshot arrived: take its action message, move every list's
+ * cursor and window onto the new rows (follow.c says how), keep the
+ * Overview's queue cursor on its queue, and forget marks of jobs gone. */
 static void adopt(struct ui *u, struct snapshot *s)
 {
     snapshot_release(u->snap);
@@ -62,16 +63,7 @@ static void adopt(struct ui *u, struct snapshot *s)
         const struct snap_job *rows = ui_rows(u, &n);
         if (!rows)
             continue;
-        struct list_pos *p = &u->pos[sc];
-        int i = p->sel_id ? snapshot_find(rows, n, p->sel_id) : -1;
-        if (i < 0) {
-            /* the job left the list: stay at the same place */
-            i = p->cursor < (int)n ? p->cursor : (int)n - 1;
-            if (i < 0)
-                i = 0;
-        }
-        p->cursor = i;
-        p->sel_id = n ? rows[i].id : 0;
+        list_follow(&u->pos[sc], rows, n, ui_page());
         if (sc == (int)keep) {
             size_t k = 0;
             for (size_t m = 0; m < u->nmarked; m++)
@@ -81,6 +73,17 @@ static void adopt(struct ui *u, struct snapshot *s)
         }
     }
     u->screen = keep;
+    /* the Overview's queue cursor stays on its queue, by name */
+    if (s->q.parts & MODEL_OVERVIEW) {
+        int i = -1;
+        for (size_t q = 0; q < s->nqueues && i < 0; q++)
+            if (strcmp(s->queues[q].queue, u->qsel) == 0)
+                i = (int)q;
+        if (i < 0)
+            i = u->qcursor < (int)s->nqueues ? u->qcursor : (int)s->nqueues - 1;
+        u->qcursor = i < 0 ? 0 : i;
+        snprintf(u->qsel, sizeof u->qsel, "%s", s->nqueues ? s->queues[u->qcursor].queue : "");
+    }
 }
 
 /* The signal thread: wait for one of the blocked signals, raise the flag. */

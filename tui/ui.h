@@ -36,6 +36,10 @@ struct ui {
     struct list_pos pos[SCR__COUNT];
     int scroll[SCR__COUNT];      /* overview and health: first line shown */
 
+    int qcursor;                 /* overview: the queue row under the cursor */
+    char qsel[801];              /* ... by name (stable across refreshes) */
+    bool qmoved;                 /* moved since drawn: bring its row into view */
+
     int64_t *marked;             /* multi-select, by job id */
     size_t nmarked, capmarked;
 
@@ -69,6 +73,14 @@ bool ui_is_marked(const struct ui *u, int64_t id);
 
 /* Set the status message. */
 void ui_say(struct ui *u, bool bad, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* follow.c: move p (cursor, window, selected id) onto a new snapshot's
+ * rows, page rows shown at a time; the rule is in follow.c. */
+void list_follow(struct list_pos *p, const struct snap_job *rows, size_t n, int page);
+
+/* filter.c: parse the filter prompt's text ("queue:Q type:T state:S" and
+ * free text) into *f; -1 with a message naming the bad word. */
+int filter_parse(const char *text, struct model_filter *f, char *err, size_t errlen);
 
 /* keys.c: handle one key; the table for the help screen. */
 enum next keys_handle(struct ui *u, int ch);

@@ -89,6 +89,25 @@ static char *fmt_bytes(int64_t b, char *buf, size_t len)
     return buf;
 }
 
+/* A count in a narrow column: digits while they fit (under a million),
+ * then 144.9k, 1.25M; an estimate is "~N", a lower bound "N+" (pgq_stats
+ * reads capped ranges; see pgq_count_kind). */
+static char *fmt_count(int64_t v, pgq_count_kind k, char *buf, size_t len)
+{
+    char n[21];
+    if (v < (k == PGQ_COUNT_EXACT ? 1000000 : 10000))
+        snprintf(n, sizeof n, "%" PRId64, v);
+    else if (v < 1000000)
+        snprintf(n, sizeof n, "%.1fk", (double)v / 1e3);
+    else if (v < 1000000000)
+        snprintf(n, sizeof n, "%.2fM", (double)v / 1e6);
+    else
+        snprintf(n, sizeof n, "%.2fG", (double)v / 1e9);
+    snprintf(buf, len, "%s%s%s", k == PGQ_COUNT_ESTIMATE ? "~" : "", n,
+             k == PGQ_COUNT_AT_LEAST ? "+" : "");
+    return buf;
+}
+
 /* Copy src for one screen line: control characters (newlines in errors
  * and queries) become spaces. */
 static void clean(char *dst, size_t len, const char *src)
@@ -239,10 +258,13 @@ static void draw_totals(const struct ui *u)
         return;
     }
     const pgq_queue_stats *t = &s->total;
-    put(1, 0, A_NORMAL,
-        "ready %" PRId64 "  sched %" PRId64 "  running %" PRId64 "  retrying %" PRId64
-        "  waiting %" PRId64 "  dead %" PRId64 "  done/1h %" PRId64,
-        t->ready, t->scheduled, t->running, t->retrying, t->waiting, t->dead, t->done_last_hour);
+    char a[24], b[24], c[24], d[24], e[24], w[24];
+    put(1, 0, A_NORMAL, "ready %s  sched %s  running %" PRId64 "  retrying %s  waiting %s"
+        "  dead %s  done/1h %s", fmt_count(t->ready, t->ready_is, a, sizeof a),
+        fmt_count(t->scheduled, t->future_is, b, sizeof b), t->running,
+        fmt_count(t->retrying, t->future_is, c, sizeof c),
+        fmt_count(t->waiting, t->waiting_is, w, sizeof w), fmt_count(t->dead, t->dead_is, d, sizeof d),
+        fmt_count(t->done_last_hour, t->done_last_hour_is, e, sizeof e));
 }
 
 static void draw_status(const struct ui *u)
@@ -253,8 +275,25 @@ static void draw_status(const struct ui *u)
     mvhline(y, 0, ' ', COLS);
     attrset(A_NORMAL);
     if (u->mode == MODE_PROMPT) {
-        put(y, 0, A_BOLD, "filter (queue:Q type:T state:S text): %s", u->prompt);
-        move(y, (int)strlen("filter (queue:Q type:T state:S text): ") + (int)u->promptlen);
+        /* The prompt starts empty; the filter in force is named, shortened. */
+        const struct model_filter *f = &u->filter;
+        char now[120], lead[200];
+        snprintf(now, sizeof now, "%s%.20s%s%.20s%s%s%s%.20s", f->queue[0] ? "queue:" : "",
+                 f->queue, f->type[0] ? " type:" : "", f->type, f->state[0] ? " state:" : "",
+                 f->state, f->text[0] ? " " : "", f->text);
+        if (now[0] == ' ')
+            memmove(now, now + 1, strlen(now));
+        if (now[0])
+            snprintf(lead, sizeof lead, "filter (now %s; empty clears, Esc keeps): ", now);
+        else
+            snprintf(lead, sizeof lead, "filter (queue:Q type:T state:S text): ");
+        /* a refused filter says why just above the prompt, which stays
+         * open with the text to correct */
+        if (u->msg_bad && u->msg[0])
+            put(y - 1, 0, look(P_BAD, A_REVERSE | A_BOLD) | A_REVERSE, " %s ", u->msg);
+        put(y, 0, A_BOLD, "%s%s", lead, u->prompt);
+        int x = (int)strlen(lead) + (int)u->promptlen;
+        move(y, x < COLS ? x : COLS - 1);
         return;
     }
     if (u->mode == MODE_CONFIRM) {
@@ -291,27 +330,70 @@ static void draw_status(const struct ui *u)
 
 /* ---- Overview ---------------------------------------------------------------- */
 
+/* A queue's done jobs per minute and the share of its attempts that
+ * failed, over the recent window pgq_stats read; the share is -1 when
+ * nothing ended there. */
+static double per_minute(int64_t n, double window_s)
+{
+    return window_s > 0 ? (double)n * 60.0 / window_s : 0;
+}
+
+static double fail_share(const pgq_queue_stats *q)
+{
+    double d = per_minute(q->done_5m, q->done_5m_window_s);
+    double f = per_minute(q->failed_5m, q->failed_5m_window_s);
+    return d + f > 0 ? f / (d + f) : -1;
+}
+
 static void overview_lines(const struct ui *u, struct lines *l)
 {
     const struct snapshot *s = u->snap;
     char a[32], b[32];
-    int qw = COLS - 64 > 10 ? COLS - 64 : 10;
+    /* the name keeps 12 columns at least: on a narrow screen the figures
+     * on the right are cut, not the queue's name */
+    int qw = COLS - 70 > 12 ? COLS - 70 : 12;
     if (qw > 40)
         qw = 40;
     attr_t head = look(P_HEAD, A_BOLD) | A_BOLD;
-    add_line(l, head, "%-*s %8s %8s %8s %8s %8s %8s %8s", qw, "QUEUE", "READY", "SCHED",
-             "RUNNING", "RETRYING", "WAITING", "DEAD", "DONE 1h");
+    /* line 0 the header, line 1 + i queue i (the view puts the cursor there) */
+    add_line(l, head, "  %-*s %7s %6s %5s %6s %6s %6s %7s %6s %5s", qw, "QUEUE", "READY", "SCHED",
+             "RUN", "RETRY", "WAIT", "DEAD", "OLDEST", "DONE/m", "FAIL%");
+    size_t unserved = 0;
     for (size_t i = 0; i < s->nqueues; i++) {
         const pgq_queue_stats *q = &s->queues[i];
-        char name[256];
+        char name[256], c[5][24], old[24], rate[24], fail[16];
         clean(name, sizeof name, q->queue);
-        add_line(l, q->dead ? look(P_BAD, A_NORMAL) : A_NORMAL,
-                 "%-*.*s %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64
-                 " %8" PRId64 " %8" PRId64, qw, qw, name, q->ready, q->scheduled, q->running,
-                 q->retrying, q->waiting, q->dead, q->done_last_hour);
+        bool nobody = pgq_queue_unserved(q);
+        unserved += nobody;
+        if (q->oldest_ready_s < 0)
+            snprintf(old, sizeof old, "-");
+        else
+            fmt_age(q->oldest_ready_s, old, sizeof old);
+        double pm = per_minute(q->done_5m, q->done_5m_window_s);
+        snprintf(rate, sizeof rate, pm >= 100 || pm == 0 ? "%.0f" : "%.1f", pm);
+        double fs = fail_share(q);
+        if (fs < 0)
+            snprintf(fail, sizeof fail, "-");
+        else
+            snprintf(fail, sizeof fail, "%.0f", fs * 100);
+        attr_t at = nobody ? look(P_BAD, A_BOLD) : q->paused ? look(P_WARN, A_NORMAL)
+                  : q->dead ? look(P_BAD, A_NORMAL) : A_NORMAL;
+        add_line(l, at, "%c %-*.*s %7s %6s %5" PRId64 " %6s %6s %6s %7s %6s %5s",
+                 nobody ? '!' : q->paused ? 'P' : ' ', qw, qw, name,
+                 fmt_count(q->ready, q->ready_is, c[0], sizeof c[0]),
+                 fmt_count(q->scheduled, q->future_is, c[1], sizeof c[1]), q->running,
+                 fmt_count(q->retrying, q->future_is, c[2], sizeof c[2]),
+                 fmt_count(q->waiting, q->waiting_is, c[4], sizeof c[4]),
+                 fmt_count(q->dead, q->dead_is, c[3], sizeof c[3]), old, rate, fail);
     }
     if (s->nqueues == 0)
         add_line(l, A_DIM, "(no jobs yet)");
+    else
+        add_line(l, A_DIM, "P paused  ! no live pool serves it  ~ estimate  + at least"
+                 "  p pause/resume");
+    if (unserved)
+        add_line(l, look(P_BAD, A_BOLD) | A_BOLD, "%zu queue%s (!) with due jobs that no live "
+                 "pool claims from", unserved, unserved == 1 ? "" : "s");
     add_line(l, A_NORMAL, "%s", "");
 
     /* Throughput: oldest bucket left, newest right. */
@@ -322,6 +404,11 @@ static void overview_lines(const struct ui *u, struct lines *l)
     int bs = s->q.tput_bucket_s;
     add_line(l, head, "THROUGHPUT  done per %ds over the last %s: now %" PRId64 ", peak %" PRId64,
              bs, fmt_age((double)bs * MODEL_TPUT_BUCKETS, a, sizeof a), s->tput[0], max);
+    /* Buckets older than the newest jobs read reach are unknown, not zero. */
+    int known = (int)(s->tput_covered_s / bs);
+    if (known < MODEL_TPUT_BUCKETS)
+        add_line(l, A_DIM, "  (the newest %d done jobs reach %s back: '?' further)",
+                 s->q.stats_cap, fmt_age(s->tput_covered_s, b, sizeof b));
     static const char *const blocks[] = { " ", "\u2581", "\u2582", "\u2583", "\u2584",
                                           "\u2585", "\u2586", "\u2587", "\u2588" };
     static const char ascii[] = " .:-=+*#%@";
@@ -329,6 +416,10 @@ static void overview_lines(const struct ui *u, struct lines *l)
     size_t k = 0;
     for (int i = MODEL_TPUT_BUCKETS - 1; i >= 0; i--) {
         int64_t v = s->tput[i];
+        if (i >= known) {
+            spark[k++] = '?';
+            continue;
+        }
         if (u->utf8) {
             int lvl = max ? (int)((v * 8 + max - 1) / max) : 0;
             size_t n = strlen(blocks[lvl]);
@@ -362,6 +453,10 @@ static void overview_lines(const struct ui *u, struct lines *l)
     }
     if (s->npools == 0)
         add_line(l, A_DIM, "(no pool is registered: start pgq-pool)");
+    if (s->running_orphans)
+        add_line(l, look(P_WARN, A_BOLD), "%" PRId64 " running job%s leased by no registered "
+                 "pool (retried when the lease expires)", s->running_orphans,
+                 s->running_orphans == 1 ? "" : "s");
 }
 
 /* ---- Health ------------------------------------------------------------------ */
@@ -455,7 +550,10 @@ static void detail_lines(const struct ui *u, struct lines *l)
     if (d->idempotency_key)
         add_line(l, A_NORMAL, "idempotency key %s", d->idempotency_key);
     if (d->last_error) {
-        add_line(l, A_NORMAL, "last error:");
+        /* done: the error is an earlier attempt's, not the job's state */
+        add_line(l, A_NORMAL, "%s", strcmp(d->state, "done") == 0
+                                        ? "error of an earlier attempt (the job is done):"
+                                        : "last error:");
         add_wrapped(l, look(P_BAD, A_BOLD), 2, d->last_error);
     }
     add_line(l, A_NORMAL, "%s", "");
@@ -551,7 +649,8 @@ static void detail_lines(const struct ui *u, struct lines *l)
 
 /* ---- lists ---------------------------------------------------------------------- */
 
-static void list_title(const struct ui *u, const char *what, size_t shown, int64_t total)
+static void list_title(const struct ui *u, const char *what, size_t shown, int64_t total,
+                       bool capped)
 {
     const struct model_filter *f = &u->snap->q.filter;
     char filt[700] = "";
@@ -563,7 +662,7 @@ static void list_title(const struct ui *u, const char *what, size_t shown, int64
     char sel[48] = "";
     if (u->nmarked)
         snprintf(sel, sizeof sel, "  [%zu selected]", u->nmarked);
-    put(2, 0, A_BOLD, "%s %" PRId64 "%s%s%s", what, total,
+    put(2, 0, A_BOLD, "%s %" PRId64 "%s%s%s%s", what, total, capped ? "+" : "",
         (int64_t)shown < total ? " (newest shown)" : "", filt, sel);
 }
 
@@ -579,16 +678,16 @@ static void draw_list(struct ui *u)
     char a[32], b[32];
 
     if (u->screen == SCR_RUNNING) {
-        list_title(u, "RUNNING", n, s->running_total);
+        list_title(u, "RUNNING", n, s->running_total, s->running_total_capped);
         int ww = COLS - 63 > 8 ? COLS - 63 : 8;
         put(3, 0, head, "  %-8s %-16s %-10s %-*s %5s %8s %8s", "ID", "TYPE", "QUEUE", ww,
             "POOL/WORKER", "TRY", "ELAPSED", "LEASE");
     } else if (u->screen == SCR_DEAD) {
-        list_title(u, "DEAD LETTERS", n, s->dead_total);
+        list_title(u, "DEAD LETTERS", n, s->dead_total, s->dead_total_capped);
         put(3, 0, head, "  %-8s %-14s %-9s %5s %7s  %s", "ID", "TYPE", "QUEUE", "TRIES", "DIED",
             "LAST ERROR");
     } else {
-        list_title(u, "JOBS", n, s->jobs_total);
+        list_title(u, "JOBS", n, s->jobs_total, s->jobs_total_capped);
         put(3, 0, head, "  %-8s %-14s %-9s %-9s %5s %7s  %s", "ID", "TYPE", "QUEUE", "STATE",
             "TRIES", "AGE", "LAST ERROR / WORKER");
     }
@@ -704,10 +803,24 @@ void view_draw(struct ui *u)
         put(3, 2, A_DIM, "loading...");   /* the snapshot is of another screen */
     } else if (u->screen == SCR_OVERVIEW || u->screen == SCR_HEALTH) {
         struct lines l = { 0 };
-        if (u->screen == SCR_OVERVIEW)
+        if (u->screen == SCR_OVERVIEW) {
             overview_lines(u, &l);
-        else
+            /* the queue under the cursor: line 1 + qcursor, kept in view
+             * when it moved */
+            size_t ln = 1 + (size_t)u->qcursor;
+            if (u->snap->nqueues && ln < l.n && u->mode == MODE_NORMAL)
+                l.v[ln].attr |= A_REVERSE;
+            int h = LINES - 3;
+            if (u->qmoved && h > 0) {
+                if ((int)ln < u->scroll[SCR_OVERVIEW] + 1)
+                    u->scroll[SCR_OVERVIEW] = (int)ln - 1 > 0 ? (int)ln - 1 : 0;
+                if ((int)ln >= u->scroll[SCR_OVERVIEW] + h)
+                    u->scroll[SCR_OVERVIEW] = (int)ln - h + 1;
+            }
+            u->qmoved = false;
+        } else {
             health_lines(u, &l);
+        }
         draw_lines(&l, 2, LINES - 1, &u->scroll[u->screen]);
         lines_free(&l);
     } else {
