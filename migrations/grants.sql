@@ -109,6 +109,9 @@ BEGIN
             ('cancel',            'pgq_operator',                  true),
             ('pause',             'pgq_operator',                  true),
             ('resume',            'pgq_operator',                  true),
+            -- the dashboard's and `pgq stats`' figures (aggregates only; it
+            -- calls pgq.estimate_jobs, an internal helper, as its owner)
+            ('queue_stats',       'pgq_viewer',                    true),
             -- reading a job's result (`pgq result`): as the caller, who
             -- must read pgq.job_results (viewers and operators may)
             ('result',            'pgq_viewer',                    false),
