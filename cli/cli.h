@@ -81,5 +81,6 @@ int cmd_cancel(struct cli *c, int argc, char **argv);
 int cmd_pause(struct cli *c, int argc, char **argv);
 int cmd_resume(struct cli *c, int argc, char **argv);
 int cmd_top(struct cli *c, int argc, char **argv);
+int cmd_cron(struct cli *c, int argc, char **argv);
 
 #endif

@@ -32,6 +32,7 @@ static const struct command {
     { "cancel", cmd_cancel, "cancel ready, scheduled or running jobs", true },
     { "pause", cmd_pause, "stop pools from claiming from queues (running jobs finish)", false },
     { "resume", cmd_resume, "let pools claim from paused queues again", false },
+    { "cron", cmd_cron, "the periodic jobs ([cron NAME] sections): next run, last job", true },
     { "top", cmd_top, "the live dashboard: queues, pools, running, dead letters, health", false },
     { "config-reference", cmd_config_reference, "print every pool.ini key as a Markdown table", false },
 };

@@ -26,8 +26,10 @@
  * reader then reports end of file, so inih stops.
  */
 #include "pgq_config.h"
+#include "cron.h"
 #include "distance.h"
 #include "keys.h"
+#include "payload.h"
 #include "reader.h"
 #include "values.h"
 #include "words.h"
@@ -51,7 +53,7 @@ struct loader {
     struct cfg_reader rd;       /* the file, its line buffer and line number */
     pgq_cfg *cfg;
     enum sec_kind sec;          /* the open section, SEC_NONE before the first */
-    size_t job;                 /* SEC_JOB: its index in cfg->types */
+    size_t job;                 /* SEC_JOB: its index in cfg->types; SEC_CRON: in cfg->crons */
     int sec_line;
     char label[NAME_MAX_LEN + 8];   /* "[pool]", "[job NAME]": the section as messages show it */
     int key_line[CFG_KEYS_MAX]; /* line each key of the open section was set on, 0 = not set */
@@ -103,7 +105,11 @@ static void failf(struct loader *ld, int line, const char *fmt, ...)
 
 static void *section_base(const struct loader *ld, enum sec_kind sec)
 {
-    return sec == SEC_JOB ? (void *)&ld->cfg->types[ld->job] : (void *)ld->cfg;
+    if (sec == SEC_JOB)
+        return &ld->cfg->types[ld->job];
+    if (sec == SEC_CRON)
+        return &ld->cfg->crons[ld->job];
+    return ld->cfg;
 }
 
 static int apply_defaults(struct loader *ld, enum sec_kind sec)
@@ -171,8 +177,38 @@ static int close_section(struct loader *ld)
     for (i = 0; i < cfg_nrules; i++)
         if (cfg_rules[i].sec == ld->sec && check_rule(ld, &cfg_rules[i]) < 0)
             return -1;
+    if (ld->sec == SEC_CRON) {
+        /* The schedule's syntax was checked at its line; now it gets its zone. */
+        pgq_cfg_cron *cr = &ld->cfg->crons[ld->job];
+        char msg[256];
+        if (pgq_cron_parse(cr->schedule, cr->zone, &cr->cron, msg, sizeof msg) < 0) {
+            failf(ld, cr->schedule_line, "%s schedule: %s", ld->label, msg);
+            return -1;
+        }
+    }
     ld->sec = SEC_NONE;
     return 0;
+}
+
+/* At the end of the file, when every [job] section is known: each cron's
+ * type is one of them and its payload meets that type's contract. */
+static void check_crons(struct loader *ld)
+{
+    const pgq_cfg *cfg = ld->cfg;
+    char msg[512];
+
+    for (size_t i = 0; i < cfg->ncrons && !ld->failed; i++) {
+        const pgq_cfg_cron *cr = &cfg->crons[i];
+        const pgq_cfg_type *t = pgq_cfg_find_type(cfg, cr->type);
+        if (t == NULL) {
+            failf(ld, cr->type_line, "[cron %s] type: no [job %s] section in this file (a "
+                  "cron's payload is checked against its type's contract)", cr->name, cr->type);
+            return;
+        }
+        if (cfg_payload_meets(cr->payload, t->require, t->nrequire, t->name, msg, sizeof msg) < 0)
+            failf(ld, cr->payload_line ? cr->payload_line : cr->line, "[cron %s] payload: %s%s",
+                  cr->name, msg, cr->payload_line ? "" : " (the default payload is {})");
+    }
 }
 
 static int open_job(struct loader *ld, const char *name, size_t len)
@@ -207,6 +243,44 @@ static int open_job(struct loader *ld, const char *name, size_t len)
     ld->job = cfg->ntypes++;    /* owned by cfg from here on, even if the defaults fail */
     snprintf(ld->label, sizeof ld->label, "[job %s]", t->name);
     return apply_defaults(ld, SEC_JOB);
+
+oom:
+    failf(ld, ld->rd.lineno, "out of memory");
+    return -1;
+}
+
+static int open_cron(struct loader *ld, const char *name, size_t len)
+{
+    pgq_cfg *cfg = ld->cfg;
+    pgq_cfg_cron *crons, *cr;
+    size_t i;
+
+    if (len == 0) {
+        failf(ld, ld->rd.lineno, "[cron]: missing schedule name (use [cron NAME])");
+        return -1;
+    }
+    if (!valid_name(name, len)) {
+        failf(ld, ld->rd.lineno, "[cron %.*s]: cron name " NAME_RULE, (int)len, name);
+        return -1;
+    }
+    for (i = 0; i < cfg->ncrons; i++) {
+        if (strlen(cfg->crons[i].name) == len && memcmp(cfg->crons[i].name, name, len) == 0) {
+            failf(ld, ld->rd.lineno, "[cron %s]: duplicate section (first at line %d)",
+                  cfg->crons[i].name, cfg->crons[i].line);
+            return -1;
+        }
+    }
+    if ((crons = realloc(cfg->crons, (cfg->ncrons + 1) * sizeof *crons)) == NULL)
+        goto oom;
+    cfg->crons = crons;
+    cr = &crons[cfg->ncrons];
+    memset(cr, 0, sizeof *cr);
+    if ((cr->name = strndup(name, len)) == NULL)
+        goto oom;
+    cr->line = ld->rd.lineno;
+    ld->job = cfg->ncrons++;
+    snprintf(ld->label, sizeof ld->label, "[cron %s]", cr->name);
+    return apply_defaults(ld, SEC_CRON);
 
 oom:
     failf(ld, ld->rd.lineno, "out of memory");
@@ -250,9 +324,17 @@ static int open_section(struct loader *ld, const char *s)
             return -1;
         ld->sec = SEC_JOB;
         return 0;
+    } else if (e - b >= 4 && memcmp(b, "cron", 4) == 0 && (e - b == 4 || isspace((unsigned char)b[4]))) {
+        const char *name = b + 4;
+        while (name < e && isspace((unsigned char)*name))
+            name++;
+        if (open_cron(ld, name, (size_t)(e - name)) < 0)
+            return -1;
+        ld->sec = SEC_CRON;
+        return 0;
     } else {
-        failf(ld, ld->rd.lineno, "[%.*s]: unknown section (use [database], [pool] or [job NAME])",
-              (int)(e - b), b);
+        failf(ld, ld->rd.lineno, "[%.*s]: unknown section (use [database], [pool], [job NAME] "
+              "or [cron NAME])", (int)(e - b), b);
         return -1;
     }
     if (*seen) {
@@ -273,7 +355,8 @@ static int reader_section(void *user, const char *s)
 
 static void reader_eof(void *user)
 {
-    close_section(user);
+    if (close_section(user) == 0)
+        check_crons(user);
 }
 
 static void reader_error(void *user, int line, const char *msg)
@@ -355,7 +438,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 0;
     }
     if (ld->sec == SEC_NONE) {
-        failf(ld, ld->rd.lineno, "%s: key outside of any section (put it under [database], [pool] or [job NAME])",
+        failf(ld, ld->rd.lineno, "%s: key outside of any section (put it under [database], [pool], [job NAME] or [cron NAME])",
               name);
         return 0;
     }
@@ -454,6 +537,12 @@ void pgq_cfg_free(pgq_cfg *cfg)
         free(cfg->types[i].name);
     }
     free(cfg->types);
+    for (i = 0; i < cfg->ncrons; i++) {
+        pgq_cron_free(cfg->crons[i].cron);
+        cfg_section_free(SEC_CRON, &cfg->crons[i]);
+        free(cfg->crons[i].name);
+    }
+    free(cfg->crons);
     cfg_section_free(SEC_DATABASE, cfg);
     cfg_section_free(SEC_POOL, cfg);
     free(cfg->path);

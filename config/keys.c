@@ -13,6 +13,7 @@
 
 #define CFG(f) offsetof(pgq_cfg, f)
 #define TYP(f) offsetof(pgq_cfg_type, f)
+#define CRN(f) offsetof(pgq_cfg_cron, f)
 
 const struct cfg_key cfg_keys[] = {
     { .sec = SEC_DATABASE, .name = "url", .kind = V_STRING, .off = CFG(db_url),
@@ -112,6 +113,33 @@ const struct cfg_key cfg_keys[] = {
       .count_off = TYP(nrequire), .line_off = NO_OFF, .def = NULL,
       .doc = "Payload contract: required keys and their JSON types, e.g. `to:string, subject:string`; "
              "types: string, number, boolean, object, array, null." },
+
+    { .sec = SEC_CRON, .name = "schedule", .kind = V_SCHEDULE, .off = CRN(schedule),
+      .count_off = NO_OFF, .line_off = CRN(schedule_line), .def = NULL, .flags = F_REQUIRED,
+      .doc = "When the job is added: five cron fields `MIN HOUR DAY MONTH WEEKDAY` (lists `1,15`, "
+             "ranges `9-17`, steps `*/10`, names `jan`..`dec`, `sun`..`sat`), `@hourly`, "
+             "`@daily`, `@weekly`, `@monthly`, `@yearly`, or `@every DURATION` (1s..366d, "
+             "ticks at multiples of it since 1970-01-01 UTC). One job per tick across every "
+             "pool that has the section; after downtime only the latest missed tick runs." },
+    { .sec = SEC_CRON, .name = "type", .kind = V_STRING, .off = CRN(type),
+      .count_off = NO_OFF, .line_off = CRN(type_line), .def = NULL, .flags = F_REQUIRED,
+      .doc = "Job type to add; a `[job TYPE]` section of the same file, whose contract the "
+             "payload must meet." },
+    { .sec = SEC_CRON, .name = "payload", .kind = V_JSON, .off = CRN(payload),
+      .count_off = NO_OFF, .line_off = CRN(payload_line), .def = "{}",
+      .doc = "The job's payload (JSON on one line), checked against the type's contract at load." },
+    { .sec = SEC_CRON, .name = "queue", .kind = V_NAME, .off = CRN(queue),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "Queue of the jobs; absent: the type's queue." },
+    { .sec = SEC_CRON, .name = "priority", .kind = V_INT, .off = CRN(priority),
+      .count_off = NO_OFF, .line_off = CRN(priority_line), .def = NULL, .min = -1000, .max = 1000,
+      .doc = "Priority of the jobs; absent: the type's priority." },
+    { .sec = SEC_CRON, .name = "timezone", .kind = V_ZONE, .off = CRN(zone),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "UTC",
+      .doc = "IANA time zone the five fields are read in, e.g. `Europe/Berlin`. Across a DST "
+             "change a fixed time (`30 2 * * *`) runs once: at the change when the clocks skip "
+             "it, at its first pass when they repeat it; a schedule whose minute or hour is "
+             "`*...` runs at every instant that matches (both passes, none in the gap)." },
 };
 const size_t cfg_nkeys = sizeof cfg_keys / sizeof cfg_keys[0];
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
@@ -122,12 +150,14 @@ const struct cfg_rule cfg_rules[] = {
 };
 const size_t cfg_nrules = sizeof cfg_rules / sizeof cfg_rules[0];
 
-const char *const cfg_sec_title[] = { "", "[database]", "[pool]", "[job NAME]" };
-const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section", "job type" };
+const char *const cfg_sec_title[] = { "", "[database]", "[pool]", "[job NAME]", "[cron NAME]" };
+const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section", "job type",
+                                     "[cron NAME] section" };
 const char *const cfg_kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
     [V_POOLER] = "pooler", [V_LISTEN] = "address", [V_SIZE] = "size",
+    [V_SCHEDULE] = "schedule", [V_JSON] = "JSON", [V_ZONE] = "time zone",
 };
 
 const struct cfg_key *cfg_find_key(enum sec_kind sec, const char *name)

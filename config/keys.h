@@ -10,7 +10,7 @@
 
 #include "pgq_config.h"
 
-enum sec_kind { SEC_NONE, SEC_DATABASE, SEC_POOL, SEC_JOB };
+enum sec_kind { SEC_NONE, SEC_DATABASE, SEC_POOL, SEC_JOB, SEC_CRON };
 
 enum val_kind {
     V_STRING,   /* any non-empty text (char *) */
@@ -23,6 +23,9 @@ enum val_kind {
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
     V_LISTEN,   /* HOST:PORT to listen on, checked by cfg_listen_parse (char *) */
     V_SIZE,     /* bytes in [min, max], "64KB" (int64_t) */
+    V_SCHEDULE, /* a cron schedule, checked by pgq_cron_parse (char *, as written) */
+    V_JSON,     /* one JSON value as jsonb takes it (char *) */
+    V_ZONE,     /* an IANA time zone name, loaded (struct pgq_tz *) */
 };
 
 #define NO_OFF ((size_t)-1)
@@ -35,7 +38,8 @@ struct cfg_key {
     enum sec_kind sec;
     const char *name;
     enum val_kind kind;
-    size_t off;         /* the value, in pgq_cfg ([database], [pool]) or pgq_cfg_type ([job]) */
+    size_t off;         /* the value, in pgq_cfg ([database], [pool]), pgq_cfg_type ([job])
+                         * or pgq_cfg_cron ([cron]) */
     size_t count_off;   /* V_LIST, V_REQUIRE: the element count */
     size_t line_off;    /* an int that records the line the key was set on, or NO_OFF */
     const char *def;    /* default, as it would be written in the file; NULL = unset */

@@ -49,6 +49,26 @@ typedef struct pgq_cfg_type {
     int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
 } pgq_cfg_type;
 
+struct pgq_cron;   /* a parsed schedule (config/cron.h) */
+struct pgq_tz;     /* a time zone (config/tz.h) */
+
+/* One "[cron NAME]" section: a periodic job, one per tick across the fleet. */
+typedef struct pgq_cfg_cron {
+    char *name;                 /* from the section header "[cron NAME]" */
+    int line;                   /* line of the section header */
+    char *schedule;             /* as written: five fields, an @ form or "@every D" */
+    int schedule_line;
+    struct pgq_cron *cron;      /* the schedule parsed, in zone */
+    char *type;                 /* the job type it adds; a [job TYPE] of the same file */
+    int type_line;
+    char *payload;              /* JSON text, default "{}", meets the type's contract */
+    int payload_line;
+    char *queue;                /* NULL: the type's queue */
+    int priority;               /* meaningful when priority_line > 0; else the type's */
+    int priority_line;
+    struct pgq_tz *zone;        /* the timezone key, default UTC */
+} pgq_cfg_cron;
+
 typedef struct pgq_cfg {
     char *path;                 /* the file it was loaded from */
     char *db_url;               /* [database] url, NULL when absent */
@@ -68,6 +88,8 @@ typedef struct pgq_cfg {
     char *metrics_listen;       /* [pool] metrics_listen "HOST:PORT", NULL when off */
     pgq_cfg_type *types;        /* in file order */
     size_t ntypes;
+    pgq_cfg_cron *crons;        /* in file order */
+    size_t ncrons;
 } pgq_cfg;
 
 /* Load and validate the ini file at path. Returns 0 with *out owned by the

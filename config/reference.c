@@ -51,6 +51,8 @@ void pgq_cfg_write_reference(FILE *f)
             fputs("transaction, session, none", f);
         else if (k->kind == V_LISTEN)
             fputs("HOST:PORT, numeric host or localhost", f);
+        else if (k->kind == V_ZONE)
+            fputs("a name under /usr/share/zoneinfo", f);
         fputs(" | ", f);
         put_cell(f, k->doc);
         fputs(" |\n", f);

@@ -3,7 +3,10 @@
  * for their shape here (kind word, word count, a plugin symbol that is a C
  * identifier); whether the command or plugin exists is the pool's check. */
 #include "values.h"
+#include "cron.h"
 #include "duration.h"
+#include "payload.h"
+#include "tz.h"
 #include "words.h"
 #include "listen.h"
 
@@ -43,6 +46,8 @@ void cfg_value_free(const struct cfg_key *k, void *base)
     case V_STRING:
     case V_NAME:
     case V_LISTEN:
+    case V_SCHEDULE:
+    case V_JSON:
         free(*(char **)p);
         *(char **)p = NULL;
         break;
@@ -66,6 +71,10 @@ void cfg_value_free(const struct cfg_key *k, void *base)
         t->argc = 0;
         break;
     }
+    case V_ZONE:
+        tz_free(*(pgq_tz **)p);
+        *(pgq_tz **)p = NULL;
+        break;
     case V_REQUIRE:
         pgq_require_free(*(pgq_cfg_require **)p, *(size_t *)((char *)base + k->count_off));
         *(pgq_cfg_require **)p = NULL;
@@ -247,7 +256,9 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
     switch (k->kind) {
     case V_STRING:
     case V_NAME:
-    case V_LISTEN: {
+    case V_LISTEN:
+    case V_SCHEDULE:
+    case V_JSON: {
         char *s;
         if (k->kind == V_NAME && pgq_queue_name_check(v, err, errlen) < 0)
             return -1;
@@ -257,12 +268,29 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
             if (cfg_listen_parse(v, &ss, &len, err, errlen) < 0)
                 return -1;
         }
+        if (k->kind == V_JSON && cfg_json_check(v, err, errlen) < 0)
+            return -1;
+        if (k->kind == V_SCHEDULE) {
+            /* the syntax now, at its line; the zone is applied when the section closes */
+            pgq_cron *c;
+            if (pgq_cron_parse(v, NULL, &c, err, errlen) < 0)
+                return -1;
+            pgq_cron_free(c);
+        }
         if ((s = strdup(v)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
         cfg_value_free(k, base);
         *(char **)p = s;
+        return 0;
+    }
+    case V_ZONE: {
+        pgq_tz *z;
+        if (tz_load(v, &z, err, errlen) < 0)
+            return -1;
+        cfg_value_free(k, base);
+        *(pgq_tz **)p = z;
         return 0;
     }
     case V_POOLER: {

@@ -593,4 +593,48 @@ PGQ_API int pgq_pool_beat_row(pgq_conn *c, const char *name, int in_flight, char
 /* Remove the row at shutdown. */
 PGQ_API int pgq_pool_deregister_row(pgq_conn *c, const char *name, char *err, size_t errlen) PGQ_MUSTCHECK;
 
+/* ---- periodic jobs (pgq.cron) --------------------------------------------
+ * A schedule's row is shared by every pool that has its [cron NAME]
+ * section; times are milliseconds since the epoch, -1 for none. */
+
+/* One schedule as a pool knows it. */
+typedef struct pgq_cron_def {
+    const char *name, *schedule, *timezone, *type;
+    const char *queue;      /* NULL: the type's */
+    const char *payload;    /* JSON text */
+    int priority;           /* PGQ_DEFAULT: the type's */
+} pgq_cron_def;
+
+/* Register d at a pool's start: a new schedule (or one whose schedule or
+ * zone changed) starts at prev_ms, the latest tick at or before now, so it
+ * does not fire a past tick. *last_ms gets the row's last tick. */
+PGQ_API int pgq_cron_register(pgq_conn *c, const pgq_cron_def *d, int64_t prev_ms, int64_t next_ms,
+                              const char *who, int64_t *last_ms, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+typedef enum pgq_cron_outcome {
+    PGQ_CRON_ADDED,         /* this call added the tick's job */
+    PGQ_CRON_TAKEN,         /* the tick (or a later one) has its job already */
+    PGQ_CRON_EARLY,         /* the database's clock has not reached the tick */
+} pgq_cron_outcome;
+
+/* Add the job of tick tick_ms of d, unless any caller (any pool) already
+ * did: exactly one job per tick across the fleet (pgq.cron_fire). *job_id
+ * gets the new job's id when ADDED. */
+PGQ_API int pgq_cron_fire(pgq_conn *c, const pgq_cron_def *d, int64_t tick_ms, int64_t next_ms,
+                          const char *who, pgq_cron_outcome *out, int64_t *job_id, char *err,
+                          size_t errlen) PGQ_MUSTCHECK;
+
+/* A schedule's row, for pgq cron list and the dashboard. */
+typedef struct pgq_cron_row {
+    char *name, *schedule, *timezone, *type, *queue;   /* queue NULL: the type's */
+    int64_t last_tick_ms, next_tick_ms;                /* -1: none */
+    int64_t last_job;                                  /* -1: none */
+    char *last_job_state;   /* NULL: no job, or it was pruned */
+    char *fired_by;         /* the pool that added the last job, NULL if none */
+} pgq_cron_row;
+
+/* Every schedule's row, by name; free with pgq_cron_rows_free. */
+PGQ_API int pgq_cron_list(pgq_conn *c, pgq_cron_row **out, size_t *n, char *err, size_t errlen) PGQ_MUSTCHECK;
+PGQ_API void pgq_cron_rows_free(pgq_cron_row *rows, size_t n);
+
 #endif

@@ -95,6 +95,9 @@ BEGIN
             ('release',           'pgq_worker',                    true),
             ('reap',              'pgq_worker',                    true),
             ('heartbeat',         'pgq_worker',                    true),
+            -- pools with [cron NAME] sections: one job per tick
+            ('cron_register',     'pgq_worker',                    true),
+            ('cron_fire',         'pgq_worker',                    true),
             ('prune',             'pgq_worker pgq_operator',       true),
             -- by lease token, for the job's own handler: pools and exec
             -- handlers (`pgq once`). A new function a handler calls with its

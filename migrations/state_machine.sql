@@ -47,6 +47,8 @@
 --                                            under FOR UPDATE, then the end of attempt as below)
 --   (queue)      pause / resume            pgq.pause, pgq.resume       (a paused queue is
 --                                            claimed by no one; adds go on)
+--   (none)       cron tick        -> ready  pgq.cron_fire (via pgq.add)   the schedule's last tick
+--                                            (pgq.cron), advanced by a conditional upsert
 --   done/dead/cancelled prune     -> (gone) pgq.prune                   state and age
 --   running      run_once begin/done/forget (pgq.effects)
 --                                            pgq.effect_begin, pgq.effect_done,
@@ -1580,6 +1582,79 @@ LANGUAGE sql VOLATILE AS $$
     SELECT u.queue FROM up u WHERE (SELECT count(*) FROM wake) >= 0 ORDER BY u.queue
 $$;
 
+-- ---- periodic jobs ([cron NAME] sections) ----------------------------------
+
+-- A pool with the section registers it at start: the row is made with
+-- last_tick = the latest tick at or before now, so a new schedule starts
+-- with the next tick, not by firing one from the past. An existing row
+-- keeps its last tick (after downtime the pool then fires the latest
+-- missed tick, once), unless its schedule or zone changed: a new schedule
+-- starts afresh from now as well. Returns the row's last tick.
+CREATE OR REPLACE FUNCTION pgq.cron_register(p_name text, p_schedule text, p_timezone text,
+                                             p_type text, p_queue text, p_prev timestamptz,
+                                             p_next timestamptz, p_who text)
+RETURNS timestamptz
+LANGUAGE sql VOLATILE AS $$
+    INSERT INTO pgq.cron AS c (name, schedule, timezone, type, queue, last_tick, next_tick,
+                               registered_by)
+    VALUES (p_name, p_schedule, p_timezone, p_type, p_queue, least(p_prev, now()), p_next, p_who)
+    ON CONFLICT (name) DO UPDATE
+       SET last_tick = CASE WHEN (c.schedule, c.timezone)
+                                 IS DISTINCT FROM (excluded.schedule, excluded.timezone)
+                            THEN greatest(c.last_tick, excluded.last_tick) ELSE c.last_tick END,
+           schedule = excluded.schedule, timezone = excluded.timezone, type = excluded.type,
+           queue = excluded.queue, next_tick = excluded.next_tick,
+           registered_by = excluded.registered_by, registered_at = now()
+    RETURNING c.last_tick
+$$;
+
+-- Add the job of tick p_tick of schedule p_name, once across the fleet:
+-- every pool with the section calls this at each tick, and the conditional
+-- upsert of the schedule's row lets exactly one through (a concurrent
+-- caller waits for the winner's row lock, then finds last_tick no longer
+-- before its tick). The job is added by pgq.add, in the same transaction,
+-- with run_at = the tick; it records its schedule and tick. The database's
+-- clock decides whether the tick is due (a pool whose clock runs ahead is
+-- told 'early'). Outcomes: 'added' (with the job's id), 'taken' (this tick
+-- or a later one was added already), 'early'. The pool passes the latest
+-- tick at or before now, so after downtime the missed ticks in between
+-- are never added (the README says why).
+CREATE OR REPLACE FUNCTION pgq.cron_fire(p_name text, p_schedule text, p_timezone text,
+                                         p_type text, p_payload jsonb, p_queue text,
+                                         p_priority int, p_tick timestamptz, p_next timestamptz,
+                                         p_who text)
+RETURNS TABLE (outcome text, job_id bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_tick IS NULL OR NOT isfinite(p_tick) THEN
+        RAISE EXCEPTION 'cron %: tick is missing or not finite', p_name USING ERRCODE = '22023';
+    END IF;
+    IF p_tick > now() THEN
+        RETURN QUERY SELECT 'early'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    INSERT INTO pgq.cron AS c (name, schedule, timezone, type, queue, last_tick, next_tick,
+                               registered_by, fired_by, fired_at)
+    VALUES (p_name, p_schedule, p_timezone, p_type, p_queue, p_tick, p_next, p_who, p_who, now())
+    ON CONFLICT (name) DO UPDATE
+       SET last_tick = excluded.last_tick, next_tick = excluded.next_tick,
+           fired_by = excluded.fired_by, fired_at = excluded.fired_at
+     WHERE c.last_tick IS NULL OR c.last_tick < excluded.last_tick;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'taken'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    SELECT a.id INTO v_id
+      FROM pgq.add(p_type, coalesce(p_payload, '{}'), queue => p_queue, priority => p_priority,
+                   run_at => p_tick) a;
+    UPDATE pgq.jobs j SET cron = p_name, cron_tick = p_tick WHERE j.id = v_id;
+    UPDATE pgq.cron c SET last_job = v_id WHERE c.name = p_name;
+    RETURN QUERY SELECT 'added'::text, v_id;
+END
+$$;
+
 -- Delete up to p_limit done jobs finished over p_keep_done_ms ago and up
 -- to p_limit dead or cancelled ones finished over p_keep_dead_ms ago (with
 -- their history and effects). The conditions are repeated in the DELETE's
@@ -1733,6 +1808,23 @@ LANGUAGE sql STABLE AS $$
                   j.started_at)
       FROM pgq.jobs j JOIN pgq.job_attempts a ON a.job_id = j.id
      WHERE j.state = 'running' AND a.outcome = 'cancelled' AND a.finished_at >= j.started_at
+    UNION ALL
+    -- pgq.cron_fire lets one job through per tick of a schedule, never a
+    -- tick after the one it recorded, never one the database's clock has
+    -- not reached.
+    SELECT min(j.id), 'two jobs for one cron tick',
+           format('cron %L, tick %s: jobs %s', j.cron, j.cron_tick,
+                  string_agg(j.id::text, ', ' ORDER BY j.id))
+      FROM pgq.jobs j WHERE j.cron IS NOT NULL
+     GROUP BY j.cron, j.cron_tick HAVING count(*) > 1
+    UNION ALL
+    SELECT j.id, 'cron job after its schedule''s last tick',
+           format('cron %L: job tick %s, last tick %s', j.cron, j.cron_tick, c.last_tick)
+      FROM pgq.jobs j JOIN pgq.cron c ON c.name = j.cron
+     WHERE j.cron_tick > c.last_tick OR c.last_tick IS NULL
+    UNION ALL
+    SELECT c.last_job, 'cron tick in the future', format('cron %L: last tick %s', c.name, c.last_tick)
+      FROM pgq.cron c WHERE c.last_tick > now()
 $$;
 
 COMMENT ON FUNCTION pgq.claim(text[], text, bigint) IS

@@ -163,6 +163,14 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
         return -1;
     }
     p->threads_started = true;
+    if (p->cfg->ncrons > 0) {
+        if (pthread_create(&p->cron_thread, NULL, cron_main, p) != 0) {
+            snprintf(err, errlen, "cannot start the cron thread");
+            pgq_pool_stop(p);
+            return -1;
+        }
+        p->cron_started = true;
+    }
     if (metrics_start(p, err, errlen) < 0) {
         pgq_pool_stop(p);
         return -1;
@@ -171,8 +179,8 @@ int pgq_pool_start(pgq_pool *p, char *err, size_t errlen)
     for (size_t i = 0, off = 0; i < p->cfg->nqueues && off < sizeof queues; i++)
         off += (size_t)snprintf(queues + off, sizeof queues - off, "%s%s", i ? ", " : "",
                                 p->cfg->queues[i]);
-    pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s; %zu job types",
-             p->name, p->nslots, queues, p->cfg->ntypes);
+    pool_log(PGQ_LOG_INFO, NULL, "started %s: %d workers on queues %s; %zu job types, "
+             "%zu cron schedules", p->name, p->nslots, queues, p->cfg->ntypes, p->cfg->ncrons);
     pool_notify_ready(p);
     return 0;
 }
@@ -316,6 +324,8 @@ int pgq_pool_wait(pgq_pool *p)
         pthread_join(p->listen_thread, NULL);
         pthread_join(p->hb_thread, NULL);
     }
+    if (p->cron_started)
+        pthread_join(p->cron_thread, NULL);
     /* Every thread is gone: the heartbeat's connection is free to record
      * the batch's pending acks and give back its unstarted jobs. */
     if (p->batch && p->hb_conn)
@@ -374,6 +384,8 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
         (cfg->metrics_listen == NULL) != (p->cfg->metrics_listen == NULL) ||
         (cfg->metrics_listen && strcmp(cfg->metrics_listen, p->cfg->metrics_listen) != 0))
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
+    else if (cron_sections_differ(cfg, p->cfg))
+        snprintf(err, errlen, "[cron] changes need a restart; job types were reloaded");
     else if ((cfg->handler_url == NULL) != (p->cfg->handler_url == NULL) ||
              (cfg->handler_url && strcmp(cfg->handler_url, p->cfg->handler_url) != 0))
         /* exec handlers' DATABASE_URL is fixed at start (p->url_env) */

@@ -149,6 +149,8 @@ struct pgq_pool {
     int nstate[SLOT__COUNT];       /* slots per state (mu), kept by slot_set() */
     pgq_conn *hb_conn;             /* the heartbeat thread's */
     pthread_t hb_thread, listen_thread;
+    pthread_t cron_thread;         /* only with [cron NAME] sections (cron_started) */
+    bool cron_started;
     bool threads_started;
     bool started;                  /* pgq_pool_start was called: no more registrations */
     bool registered;               /* our pgq.workers row exists */
@@ -303,5 +305,13 @@ void batch_drain(pgq_pool *p, pgq_conn *c);
 void *worker_main(void *arg);
 void *heartbeat_main(void *arg);
 void *listener_main(void *arg);
+
+/* ---- cron.c: periodic jobs ---- */
+
+/* The scheduler thread of the config's [cron NAME] sections (own connection);
+ * it ends when the pool stops claiming. */
+void *cron_main(void *arg);
+/* Whether two configs' [cron] sections differ (a reload cannot apply that). */
+bool cron_sections_differ(const pgq_cfg *a, const pgq_cfg *b);
 
 #endif

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "../config/pgq_config.h"
+#include "../config/cron.h"
 #include "../config/duration.h"
+#include "../config/tz.h"
 #include "../config/listen.h"
 
 Suite *config_suite(void);
@@ -90,7 +92,7 @@ static const struct golden {
     { "bad_unknown_key_elsewhere.ini", ":2: [pool] timeout: unknown key; \"timeout\" belongs in [job NAME]" },
     { "bad_unknown_key_list.ini", ":2: [database] host: unknown key (known keys: url, pooler, listen_url, handler_url)" },
     { "bad_pooler.ini", ":2: [database] pooler: pooler \"transactions\" is not one of transaction, session, none" },
-    { "bad_unknown_section.ini", ":4: [server]: unknown section (use [database], [pool] or [job NAME])" },
+    { "bad_unknown_section.ini", ":4: [server]: unknown section (use [database], [pool], [job NAME] or [cron NAME])" },
     { "bad_duration_unit.ini", ":2: [pool] lease_ttl: \"10x\": unknown unit \"x\" (use ms, s, m, h, d)" },
     { "bad_duration_no_unit.ini", ":2: [pool] poll: \"10\": needs a unit (use ms, s, m, h, d)" },
     { "bad_duration_negative.ini", ":2: [pool] heartbeat: \"-5s\": negative" },
@@ -141,7 +143,7 @@ static const struct golden {
     { "bad_job_name_long.ini", ":1: [job nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
                                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnn]: job type name must be 1..100 characters "
                                "without whitespace" },
-    { "bad_key_outside.ini", ":1: workers: key outside of any section (put it under [database], [pool] or [job NAME])" },
+    { "bad_key_outside.ini", ":1: workers: key outside of any section (put it under [database], [pool], [job NAME] or [cron NAME])" },
     { "bad_queues_empty_item.ini", ":2: [pool] queues: \"a,,b\": empty item" },
     { "bad_queues_duplicate.ini", ":2: [pool] queues: \"a, b, a\": duplicate item \"a\"" },
     { "bad_queue_name.ini", ":3: [job x] queue: queue name \"bulk emails\" contains whitespace at byte offset 4" },
@@ -155,6 +157,25 @@ static const struct golden {
     { "bad_first_error_wins.ini", ":2: [pool] workers: \"0\" is out of range (1..256)" },
     { "bad_missing_key_name.ini", ":2: syntax error (missing key name before \"=\")" },
     { "bad_nul.ini", ":2: line contains a NUL byte" },
+    { "bad_cron_schedule.ini", ":7: [cron nightly] schedule: hour field \"25\": 25 is out of range (0-23)" },
+    { "bad_cron_fields.ini", ":6: [cron nightly] schedule: \"0 3 * * * *\": expected 5 fields (minute hour "
+                             "day-of-month month day-of-week), found more than 5" },
+    { "bad_cron_every.ini", ":6: [cron nightly] schedule: @every 200ms: out of range (1s..366d)" },
+    { "bad_cron_zone.ini", ":8: [cron nightly] timezone: unknown time zone \"Europe/Atlantis\" (no "
+                           "/usr/share/zoneinfo/Europe/Atlantis)" },
+    { "bad_cron_json.ini", ":8: [cron nightly] payload: not valid JSON: byte 32: expected a value" },
+    { "bad_cron_contract.ini", ":8: [cron nightly] payload: missing required key \"n\" (number) of job "
+                               "type \"mail\"" },
+    { "bad_cron_contract_type.ini", ":8: [cron nightly] payload: key \"n\" is a string; job type \"mail\" "
+                                    "requires a number" },
+    { "bad_cron_default_payload.ini", ":5: [cron nightly] payload: missing required key \"to\" (string) of "
+                                      "job type \"mail\" (the default payload is {})" },
+    { "bad_cron_type.ini", ":7: [cron nightly] type: no [job report] section in this file (a cron's "
+                           "payload is checked against its type's contract)" },
+    { "bad_cron_missing_schedule.ini", ":5: [cron nightly] schedule: missing (every [cron NAME] section "
+                                       "needs a schedule)" },
+    { "bad_cron_duplicate.ini", ":9: [cron nightly]: duplicate section (first at line 5)" },
+    { "bad_cron_key.ini", ":9: [cron nightly] handler: unknown key; \"handler\" belongs in [job NAME]" },
     { "bad_result_max_unit.ini", ":3: [job x] result_max: \"64XB\": unknown size unit (use B, KB or MB)" },
     { "bad_result_max_range.ini", ":3: [job x] result_max: \"17MB\" is out of range (0..16MB)" },
 };
@@ -280,6 +301,36 @@ START_TEST(test_full)
     ck_assert_ptr_null(pgq_cfg_find_type(c, "send"));
     ck_assert_ptr_null(pgq_cfg_find_type(c, NULL));
     ck_assert_ptr_null(pgq_cfg_find_type(NULL, "resize"));
+    pgq_cfg_free(c);
+}
+END_TEST
+
+START_TEST(test_cron_sections)
+{
+    pgq_cfg *c = load_ok("good_cron.ini");
+
+    ck_assert_uint_eq(c->ncrons, 2);
+    const pgq_cfg_cron *r = &c->crons[0], *h = &c->crons[1];
+    ck_assert_str_eq(r->name, "nightly-report");
+    ck_assert_int_eq(r->line, 4);
+    ck_assert_str_eq(r->schedule, "30 2 * * mon-fri");
+    ck_assert_int_eq(r->schedule_line, 5);
+    ck_assert_str_eq(r->type, "report");
+    ck_assert_str_eq(r->payload, "{\"format\": \"pdf\", \"pages\": 3, \"to\": [\"ops@example.com\"]}");
+    ck_assert_str_eq(r->queue, "reports");
+    ck_assert_int_eq(r->priority, -5);
+    ck_assert_int_gt(r->priority_line, 0);
+    ck_assert_str_eq(tz_name(r->zone), "Europe/Berlin");
+    ck_assert_ptr_nonnull(r->cron);
+    /* Monday 2025-03-31 02:30 CEST = 00:30 UTC; the parsed schedule has its zone */
+    ck_assert_int_eq(pgq_cron_next(r->cron, 1743379200000LL /* 2025-03-31T00:00Z */),
+                     1743381000000LL);
+    ck_assert_str_eq(h->name, "heartbeat");
+    ck_assert_str_eq(h->payload, "{}");
+    ck_assert_ptr_null(h->queue);
+    ck_assert_int_eq(h->priority_line, 0);
+    ck_assert_str_eq(tz_name(h->zone), "UTC");
+    ck_assert_int_eq(pgq_cron_next(h->cron, 1000), 30000);
     pgq_cfg_free(c);
 }
 END_TEST
@@ -414,6 +465,9 @@ START_TEST(test_example_pool_ini)
     ck_assert_uint_eq(t->argc, 5);
     ck_assert_str_eq(t->argv[2], "Nightly report");
     ck_assert_str_eq(t->argv[4], "/tmp/report dir");
+    ck_assert_uint_eq(c->ncrons, 1);
+    ck_assert_str_eq(c->crons[0].schedule, "30 2 * * mon-fri");
+    ck_assert_str_eq(c->crons[0].payload, "{\"scope\": \"all\"}");
     pgq_cfg_free(c);
 }
 END_TEST
@@ -544,8 +598,10 @@ START_TEST(test_reference)
     static const char *const all_keys[] = {
         "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
-        "priority", "require", "result_max",
+        "priority", "require", "result_max", "schedule", "type", "payload", "timezone",
     };
+    /* [cron NAME] has a queue and a priority too */
+    static const size_t nshared = 2;
     char *text = NULL, *line, *save = NULL;
     size_t len = 0, rows = 0, i;
     FILE *f = open_memstream(&text, &len);
@@ -574,7 +630,7 @@ START_TEST(test_reference)
         ck_assert_uint_eq(pipes, 7);
         rows++;
     }
-    ck_assert_uint_eq(rows, 2 + sizeof all_keys / sizeof all_keys[0]);
+    ck_assert_uint_eq(rows, 2 + sizeof all_keys / sizeof all_keys[0] + nshared);
     free(text);
 }
 END_TEST
@@ -589,6 +645,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_empty_file);
     tcase_add_test(tc, test_full);
     tcase_add_test(tc, test_crlf_bom);
+    tcase_add_test(tc, test_cron_sections);
     tcase_add_test(tc, test_line_199);
     tcase_add_test(tc, test_long_job_name);
     tcase_add_test(tc, test_queue_names_count_characters);

@@ -2137,6 +2137,86 @@ START_TEST(video_pipeline_example_runs_in_order)
 }
 END_TEST
 
+/* ---- periodic jobs ([cron NAME]) -------------------------------------------- */
+
+static const char *cron_ini(const char *name, const char *schedule)
+{
+    /* The jobs go to a queue no pool serves: they stay as they were added. */
+    return pool_ini(name, 1, "5s",
+                    tu_fmt("[job tick]\nqueue = cron-out\nhandler = exec /bin/true\n"
+                           "require = n:number\n\n"
+                           "[cron every]\nschedule = %s\ntype = tick\npayload = {\"n\": 1}\n",
+                           schedule));
+}
+
+/* Issue 12: three pools with the same `@every 1s` schedule for 10 s make
+ * one job per tick, 9 to 11 of them, and no tick twice (from the database:
+ * each job records its tick). The run lasts ten ticks of the database's
+ * clock after the first pool registered the schedule. */
+START_TEST(three_pools_one_job_per_tick)
+{
+    const char *ini = cron_ini("cron.ini", "@every 1s");
+    struct pool *a = pool_start("a", ini), *b = pool_start("b", ini), *c = pool_start("c", ini);
+    P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pgq.cron WHERE name = 'every'") == 1, WAIT_MS),
+             "no pool registered the schedule");
+    long long t0 = q0("SELECT (extract(epoch FROM last_tick) * 1000)::bigint FROM pgq.cron");
+    P_ASSERT(WAIT_UNTIL(q1("SELECT count(*) FROM pgq.cron WHERE last_tick >= "
+                           "'epoch'::timestamptz + ($1::bigint + 10000) * interval '1 ms'", t0) == 1,
+                        WAIT_MS), "ten ticks did not pass");
+    pool_signal(a, SIGTERM);
+    pool_signal(b, SIGTERM);
+    pool_signal(c, SIGTERM);
+    pool_wait_exit(a, 0);
+    pool_wait_exit(b, 0);
+    pool_wait_exit(c, 0);
+    long long n = q0("SELECT count(*) FROM pgq.jobs WHERE cron = 'every'");
+    long long ticks = q0("SELECT count(DISTINCT cron_tick) FROM pgq.jobs WHERE cron = 'every'");
+    long long t1 = q0("SELECT (extract(epoch FROM last_tick) * 1000)::bigint FROM pgq.cron");
+    printf("cron: three pools, %lld ticks of the database's clock: %lld jobs, %lld distinct ticks; "
+           "jobs added by pool a %d, b %d, c %d\n", (t1 - t0) / 1000, n, ticks,
+           log_count(a, "cron: every: job="), log_count(b, "cron: every: job="),
+           log_count(c, "cron: every: job="));
+    P_ASSERT(ticks == n, "%lld jobs for %lld ticks: a tick was enqueued twice", n, ticks);
+    P_ASSERT(n >= 9 && n <= 11 + (t1 - t0 - 10000) / 1000, "%lld jobs over %lld ms", n, t1 - t0);
+    /* every job is a whole-second tick in (t0, t1], at run_at = its tick */
+    P_ASSERT(q1("SELECT count(*) FROM pgq.jobs WHERE cron = 'every' AND cron_tick = run_at"
+                " AND extract(milliseconds FROM cron_tick)::int % 1000 = 0"
+                " AND cron_tick > 'epoch'::timestamptz + $1::bigint * interval '1 ms'", t0) == n,
+             "jobs with ticks that are not the schedule's");
+    P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE cron = 'every' AND type = 'tick' AND "
+                "queue = 'cron-out' AND payload = '{\"n\": 1}'") == n, "jobs of another shape");
+}
+END_TEST
+
+/* After downtime only the latest missed tick runs: a schedule whose last
+ * job was ten minutes ago gets one catch-up job at once, for the current
+ * tick, not ten. */
+START_TEST(missed_ticks_give_one_catch_up)
+{
+    const char *ini = cron_ini("cron.ini", "@every 1m");
+    /* as if the fleet last added a job ten minutes ago and then stopped */
+    tu_exec("INSERT INTO pgq.cron (name, schedule, timezone, type, last_tick)"
+            " VALUES ('every', '@every 1m', 'UTC', 'tick',"
+            "         date_trunc('minute', now()) - interval '10 minutes')", 0, NULL);
+    long long before = q0("SELECT (extract(epoch FROM date_trunc('minute', now())) * 1000)::bigint");
+    struct pool *a = pool_start("a", ini);
+    P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pgq.jobs WHERE cron = 'every'") >= 1, WAIT_MS),
+             "no catch-up job");
+    long long after = q0("SELECT (extract(epoch FROM date_trunc('minute', now())) * 1000)::bigint");
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    long long n = q0("SELECT count(*) FROM pgq.jobs WHERE cron = 'every'");
+    /* one job, or two if a minute began meanwhile */
+    P_ASSERT(n == 1 || (n == 2 && after > before), "%lld jobs after ten missed ticks", n);
+    P_ASSERT(q1("SELECT count(*) FROM pgq.jobs WHERE cron = 'every'"
+                " AND cron_tick >= 'epoch'::timestamptz + $1::bigint * interval '1 ms'", before) == n,
+             "a stale tick was enqueued");
+    char *log = pool_log(a);
+    P_ASSERT(strstr(log, "a catch-up run: ticks since ") != NULL, "log: %s", log);
+    free(log);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -2170,6 +2250,7 @@ Suite *pool_suite(void)
         { "operate", { paused_queue_is_not_claimed, cancelled_running_job_is_stopped } },
         { "metrics", { metrics_endpoint_counts_jobs } },
         { "deps", { video_pipeline_example_runs_in_order, three_pools_run_a_fan_in_child_once } },
+        { "cron", { three_pools_one_job_per_tick, missed_ticks_give_one_catch_up } },
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);

@@ -470,7 +470,9 @@ START_TEST(pool_as_worker_with_handler_url)
     const char *ini = tu_fmt("%s/pool.ini", dir);
     tu_write_file(ini, tu_fmt("[database]\nhandler_url = %s\n\n"
                               "[pool]\nworkers = 2\npoll = 100ms\n\n"
-                              "[job roles]\nhandler = exec %s\n",
+                              "[job roles]\nhandler = exec %s\n\n"
+                              "[job tick]\nhandler = exec true\n\n"
+                              "[cron tick]\nschedule = @every 1s\ntype = tick\n",
                               short_url_as("pgq_t_handler"), script));
     const char *log = tu_fmt("%s/pool.log", dir);
     const char *url = url_as("pgq_t_worker");
@@ -488,13 +490,19 @@ START_TEST(pool_as_worker_with_handler_url)
     PGconn *producer = pg_as("pgq_t_producer");
     ALLOWED(producer, tu_fmt("SELECT pgq.add('roles', '{}') FROM generate_series(1, %d)", JOBS));
     PQfinish(producer);
+    /* all done, and a cron tick fired by the worker role (pgq.cron_fire) */
     for (i = 0; i < 1200 && !(gone = pool_exited(pid, &status)); i++) {
-        if (tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL) == JOBS)
+        if (tu_int("SELECT count(*) FROM pgq.jobs WHERE type = 'roles' AND state = 'done'", 0,
+                   NULL) == JOBS &&
+            tu_int("SELECT count(*) FROM pgq.jobs WHERE type = 'tick' AND state = 'done'", 0,
+                   NULL) >= 1)
             break;
         usleep(50 * 1000);
     }
-    ck_assert_msg(!gone && i < 1200, "%lld of %d jobs done: %s",
-                  tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL), JOBS,
+    ck_assert_msg(!gone && i < 1200, "%lld of %d jobs done, %lld ticks: %s",
+                  tu_int("SELECT count(*) FROM pgq.jobs WHERE type = 'roles' AND state = 'done'",
+                         0, NULL), JOBS,
+                  tu_int("SELECT count(*) FROM pgq.jobs WHERE type = 'tick'", 0, NULL),
                   tu_slurp(log));
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);

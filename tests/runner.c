@@ -22,6 +22,7 @@ int main(void)
     srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, docs_suite());
     srunner_add_suite(sr, slot_suite());
+    srunner_add_suite(sr, cron_suite());
     srunner_add_suite(sr, layout_suite());
     srunner_add_suite(sr, typed_suite());
     if (db) {
@@ -47,6 +48,7 @@ int main(void)
         srunner_add_suite(sr, admin_suite());
         srunner_add_suite(sr, deps_suite());
         srunner_add_suite(sr, cli_suite());
+        srunner_add_suite(sr, cron_db_suite());
         srunner_add_suite(sr, pool_suite());
         srunner_add_suite(sr, events_suite());
         srunner_add_suite(sr, results_suite());

@@ -132,6 +132,8 @@ Suite *dburl_suite(void);
 Suite *log_suite(void);
 Suite *docs_suite(void);
 Suite *slot_suite(void);
+Suite *cron_suite(void);
+Suite *cron_db_suite(void);
 Suite *layout_suite(void);
 Suite *typed_suite(void);      /* the typed job map (pgq types header), no database */
 Suite *typed_db_suite(void);   /* ... and its round trip through a database */

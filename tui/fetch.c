@@ -214,6 +214,27 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
             return -1;
         s->running_orphans = ival(r, 0, 0, 0);
     }
+    /* The periodic jobs: a row per schedule, few. */
+    static const char cron_sql[] =
+        "SELECT c.name, c.schedule, c.timezone, c.type, c.last_job, j.state,"
+        " extract(epoch FROM c.next_tick - now())::float8"
+        " FROM pgq.cron c LEFT JOIN pgq.jobs j ON j.id = c.last_job ORDER BY c.name";
+    if (!(r = query(c, s, "cron", cron_sql, 0, NULL, err, errlen)))
+        return -1;
+    s->ncrons = (size_t)PQntuples(r);
+    if (!(s->crons = rows_alloc(s->ncrons, sizeof *s->crons, err, errlen)))
+        return -1;
+    for (int i = 0; i < (int)s->ncrons; i++) {
+        struct snap_cron *k = &s->crons[i];
+        k->name = val(r, i, 0);
+        k->schedule = val(r, i, 1);
+        k->timezone = val(r, i, 2);
+        k->type = val(r, i, 3);
+        k->last_job = ival(r, i, 4, -1);
+        k->last_state = PQgetisnull(r, i, 5) ? NULL : val(r, i, 5);
+        k->has_next = !PQgetisnull(r, i, 6);
+        k->next_in_s = dval(r, i, 6, 0);
+    }
     return 0;
 }
 

@@ -53,6 +53,15 @@ struct snap_pool {
     bool stale;
 };
 
+/* A periodic job ([cron NAME] section), from pgq.cron. */
+struct snap_cron {
+    const char *name, *schedule, *timezone, *type;
+    const char *last_state;   /* NULL: no job yet, or pruned */
+    int64_t last_job;         /* -1: none */
+    double next_in_s;         /* until the next tick the fleet recorded; < 0: overdue */
+    bool has_next;
+};
+
 /* One row of the Running, Dead letters and Jobs lists. */
 struct snap_job {
     int64_t id;
@@ -106,6 +115,7 @@ struct snapshot {
     int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
     /* The lists: at most q.limit rows each; a total is counted up to
      * q.stats_cap, so *_total_capped says "that many or more". */
+    struct snap_cron *crons; size_t ncrons;   /* overview: the schedules */
     struct snap_job *running; size_t nrunning; int64_t running_total;
     struct snap_job *dead; size_t ndead; int64_t dead_total;
     struct snap_job *jobs; size_t njobs; int64_t jobs_total;

@@ -457,6 +457,38 @@ static void overview_lines(const struct ui *u, struct lines *l)
         add_line(l, look(P_WARN, A_BOLD), "%" PRId64 " running job%s leased by no registered "
                  "pool (retried when the lease expires)", s->running_orphans,
                  s->running_orphans == 1 ? "" : "s");
+
+    /* Periodic jobs, a line each; only when there are any. */
+    if (s->ncrons == 0)
+        return;
+    add_line(l, A_NORMAL, "%s", "");
+    add_line(l, head, "CRON  %zu schedule%s", s->ncrons, s->ncrons == 1 ? "" : "s");
+    int cw = COLS - 58 > 12 ? COLS - 58 : 12;
+    if (cw > 30)
+        cw = 30;
+    add_line(l, head, "%-*s %-18s %-14s %-12s %s", cw, "NAME", "SCHEDULE", "TYPE", "NEXT",
+             "LAST JOB");
+    for (size_t i = 0; i < s->ncrons; i++) {
+        const struct snap_cron *cr = &s->crons[i];
+        char name[256], sched[256], type[256], next[48], job[64];
+        clean(name, sizeof name, cr->name);
+        clean(sched, sizeof sched, cr->schedule);
+        clean(type, sizeof type, cr->type);
+        if (!cr->has_next)
+            snprintf(next, sizeof next, "-");
+        else if (cr->next_in_s >= 0)
+            snprintf(next, sizeof next, "in %s", fmt_age(cr->next_in_s, a, sizeof a));
+        else
+            snprintf(next, sizeof next, "late %s", fmt_age(-cr->next_in_s, a, sizeof a));
+        if (cr->last_job < 0)
+            snprintf(job, sizeof job, "-");
+        else
+            snprintf(job, sizeof job, "%" PRId64 " %s", cr->last_job,
+                     cr->last_state ? cr->last_state : "(pruned)");
+        bool late = cr->has_next && cr->next_in_s < -60;
+        add_line(l, late ? look(P_BAD, A_NORMAL) : A_NORMAL, "%-*.*s %-18.18s %-14.14s %-12s %s",
+                 cw, cw, name, sched, type, next, job);
+    }
 }
 
 /* ---- Health ------------------------------------------------------------------ */
