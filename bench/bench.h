@@ -41,6 +41,7 @@ struct opts {
     const char *pool_bin;   /* footprint: the pgq-pool binary */
     const char *exec_cmd;   /* exec profile and spawn: the command line ("/bin/true") */
     const char *pin;        /* pinned drain: "yes" or "no" */
+    const char *limits;     /* throughput: none, other (another type has limits), self */
     double before_min, pin_min, after_min;   /* pinned sustained */
     long sample_s;          /* pinned sustained: seconds per report line */
 };
@@ -167,6 +168,9 @@ struct pool_spec {
     const char *keep_done;      /* NULL: the default */
     long batch;                 /* 0: no batch key (the default) */
     const char *handler;        /* "callback noop", "exec /bin/true" */
+    const char *limits;         /* NULL/"none"; "other": a second type with concurrency 1
+                                 * and a rate (none of its jobs run); "self": the bench type
+                                 * with limits it never reaches (the limited claim path) */
 };
 
 /* The spec for g_opts.profile: the bench settings (poll 10ms, heartbeat 1s,

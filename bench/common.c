@@ -395,6 +395,8 @@ void pool_spec_json(const struct pool_spec *s, char *buf, size_t len)
         n += snprintf(buf + n, len - (size_t)n, ",\"batch\":%ld", s->batch);
     if (n > 0 && (size_t)n < len && s->keep_done)
         n += snprintf(buf + n, len - (size_t)n, ",\"keep_done\":\"%s\"", s->keep_done);
+    if (n > 0 && (size_t)n < len && s->limits)
+        n += snprintf(buf + n, len - (size_t)n, ",\"limits\":\"%s\"", s->limits);
     if (n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, "}");
 }
@@ -423,6 +425,12 @@ int pool_ini_write(const struct pool_spec *s, char *path, size_t pathlen, char *
     if (s->batch > 0)
         fprintf(f, "batch = %ld\n", s->batch);
     fprintf(f, "\n[job " JOB_TYPE "]\nqueue = default\nhandler = %s\n", s->handler);
+    bool self = s->limits && strcmp(s->limits, "self") == 0;
+    if (self)
+        fprintf(f, "concurrency = 100000\nrate = 1000000/1s\n");
+    if (s->limits && strcmp(s->limits, "other") == 0)
+        fprintf(f, "\n[job " JOB_TYPE "-limited]\nqueue = default\nhandler = %s\n"
+                   "concurrency = 1\nrate = 10/1s\n", s->handler);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "writing %s: %s", path, strerror(errno));
         unlink(path);

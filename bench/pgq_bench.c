@@ -48,6 +48,7 @@ static const char usage_text[] =
     "usage: pgq-bench throughput --jobs N --concurrency C\n"
     "                            [--profile default|strict|batched|exec]\n"
     "                            [--batch N] [--exec CMD] [--max-drain-s S] [--timeout-s S]\n"
+    "                            [--limits none|other|self]\n"
     "       pgq-bench latency [--jobs 300] [--interval-ms 20] [--concurrency 8]\n"
     "                         [--profile default|batched] [--batch N] [--timeout-s S]\n"
     "       pgq-bench backlog [--sizes 10000,1000000,10000000] [--cycles 2000]\n"
@@ -189,6 +190,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             { "--rate", S | P }, { "--keep-done", T | S | P }, { "--seconds", F },
             { "--pool-bin", F }, { "--exec", T | X }, { "--pin", P }, { "--before-minutes", P },
             { "--pin-minutes", P }, { "--after-minutes", P }, { "--sample-s", P },
+            { "--limits", T },
         };
         int benches = -1;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -259,6 +261,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
             o->keep_done = v;
             o->keep_done_ms = ms;
             o->keep_done_given = true;
+        } else if (strcmp(a, "--limits") == 0) {
+            if (strcmp(v, "none") != 0 && strcmp(v, "other") != 0 && strcmp(v, "self") != 0)
+                usage_error("--limits: expected none, other or self, got \"%s\"", v);
+            o->limits = v;
         } else if (strcmp(a, "--profile") == 0) {
             bool exec_ok = me == T;
             if (strcmp(v, "default") != 0 && strcmp(v, "strict") != 0 &&

@@ -51,6 +51,7 @@ int run_throughput(void)
         goto out;
     }
     struct pool_spec spec = bench_pool_spec();
+    spec.limits = g_opts.limits;
     /* keep_done = 0: done jobs are deleted by their completion, so none
      * is left to count; every other check stands. */
     bool deleted = false;

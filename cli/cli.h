@@ -55,6 +55,10 @@ int cli_parse_duration(const struct cli *c, const char *opt, const char *val, in
 int cli_args(struct cli *c, int argc, char **argv, const char *help, const char **pos,
              int maxpos, int *npos);
 
+/* The job an exec handler runs for, from the environment the pool gives
+ * it (PGQ_JOB_ID, PGQ_LEASE_TOKEN): 0, or -1 with the error printed. */
+int cli_handler_env(const struct cli *c, int64_t *id, const char **token);
+
 /* True for -h/--help. */
 bool cli_is_help(const char *arg);
 
@@ -73,6 +77,7 @@ int cmd_types(struct cli *c, int argc, char **argv);
 int cmd_add(struct cli *c, int argc, char **argv);
 int cli_add_lines(struct cli *c);   /* pgq add - (cli/cmd_add_lines.c) */
 int cmd_once(struct cli *c, int argc, char **argv);
+int cmd_snooze(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_result(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);

@@ -43,19 +43,6 @@ static const char help[] =
     "  4  in doubt: an earlier attempt died while CMD ran; not run again\n"
     "  5  lease lost: this worker no longer holds the job (CMD not run)\n";
 
-/* 8-4-4-4-12 hex digits: what the pool puts in PGQ_LEASE_TOKEN. */
-static bool looks_like_token(const char *t)
-{
-    if (strlen(t) != PGQ_TOKEN_LEN)
-        return false;
-    for (int i = 0; i < PGQ_TOKEN_LEN; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? t[i] != '-' : !isxdigit((unsigned char)t[i]))
-            return false;
-    }
-    return true;
-}
-
 /* Run argv, return its wait status or -1. */
 static int run_child(char **argv)
 {
@@ -104,22 +91,10 @@ int cmd_once(struct cli *c, int argc, char **argv)
     if (i >= argc)
         return cli_usage_error(c, "needs a command after -- (see pgq once --help)");
 
-    const char *idtext = getenv("PGQ_JOB_ID"), *token = getenv("PGQ_LEASE_TOKEN");
+    const char *token;
     int64_t id;
-    if (!idtext || !*idtext) {
-        cli_error(c, "PGQ_JOB_ID is not set (run me from a pgq exec handler)");
+    if (cli_handler_env(c, &id, &token) < 0)
         return ONCE_ERROR;
-    }
-    if (!token || !*token) {
-        cli_error(c, "PGQ_LEASE_TOKEN is not set (run me from a pgq exec handler)");
-        return ONCE_ERROR;
-    }
-    if (cli_parse_id(c, idtext, &id) < 0)
-        return ONCE_ERROR;
-    if (!looks_like_token(token)) {
-        cli_error(c, "PGQ_LEASE_TOKEN \"%s\" is not a lease token (a UUID)", token);
-        return ONCE_ERROR;
-    }
     if (cli_connect(c, false) < 0)
         return ONCE_ERROR;
 

@@ -1,5 +1,6 @@
 /* pgq migrate, pgq types: the schema and the registered job types. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,24 @@ static int types_list(struct cli *c)
             json_kv_int(stdout, false, "timeout_ms", t[i].timeout_ms);
             json_kv_int(stdout, false, "backoff_base_ms", t[i].backoff_base_ms);
             json_kv_int(stdout, false, "backoff_max_ms", t[i].backoff_max_ms);
+            /* limits: null when absent; running and window_starts are the use now */
+            json_key(stdout, false, "concurrency");
+            t[i].concurrency > 0 ? printf("%d", t[i].concurrency) : fputs("null", stdout);
+            json_key(stdout, false, "rate");
+            if (t[i].rate_count > 0) {
+                fputc('{', stdout);
+                json_kv_int(stdout, true, "count", t[i].rate_count);
+                json_kv_int(stdout, false, "per_ms", t[i].rate_ms);
+                json_kv_int(stdout, false, "window_starts", t[i].window_starts);
+                fputc('}', stdout);
+            } else {
+                fputs("null", stdout);
+            }
+            if (t[i].concurrency > 0 || t[i].rate_count > 0)
+                json_kv_int(stdout, false, "running", t[i].running);
+            else
+                fputs(",\"running\":null", stdout);
+            json_kv_int(stdout, false, "max_snoozes", t[i].max_snoozes);
             json_key(stdout, false, "require");
             fputs(t[i].required, stdout);   /* jsonb text */
             json_kv_str(stdout, false, "updated_at", t[i].updated_at);
@@ -149,12 +168,20 @@ static int types_list(struct cli *c)
         }
         fputs("]}\n", stdout);
     }
-    for (size_t i = 0; i < n && !c->json; i++)
+    for (size_t i = 0; i < n && !c->json; i++) {
         printf("%s queue=%s max_retries=%d priority=%d timeout=%s backoff_base=%s "
-               "backoff_max=%s require=%s\n", t[i].type, t[i].queue, t[i].max_retries,
+               "backoff_max=%s ", t[i].type, t[i].queue, t[i].max_retries,
                t[i].priority, pgq_duration_format(t[i].timeout_ms, b1, sizeof b1),
                pgq_duration_format(t[i].backoff_base_ms, b2, sizeof b2),
-               pgq_duration_format(t[i].backoff_max_ms, b3, sizeof b3), t[i].required);
+               pgq_duration_format(t[i].backoff_max_ms, b3, sizeof b3));
+        /* Limits only where set, each with its use now. */
+        if (t[i].concurrency > 0)
+            printf("concurrency=%d running=%" PRId64 " ", t[i].concurrency, t[i].running);
+        if (t[i].rate_count > 0)
+            printf("rate=%d/%s window_starts=%" PRId64 " ", t[i].rate_count,
+                   pgq_duration_format(t[i].rate_ms, b1, sizeof b1), t[i].window_starts);
+        printf("max_snoozes=%d require=%s\n", t[i].max_snoozes, t[i].required);
+    }
     pgq_types_free(t, n);
     return EXIT_OK;
 }
@@ -253,7 +280,10 @@ int cmd_types(struct cli *c, int argc, char **argv)
         "database, printing each type's name; producers are then checked against\n"
         "its payload contract. list prints one registered type a line; --json:\n"
         "{\"types\":[{\"type\":T,\"queue\":Q,\"max_retries\":N,\"priority\":N,\"timeout_ms\":N,\n"
-        "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"require\":{...},\"updated_at\":TS}]}.\n"
+        "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"concurrency\":N|null,\"rate\":{\"count\":N,\n"
+        "\"per_ms\":N,\"window_starts\":N}|null,\"running\":N|null,\"max_snoozes\":N,\"require\":{...},\n"
+        "\"updated_at\":TS}]}. The text form shows concurrency=N running=R and\n"
+        "rate=N/D window_starts=S only for types with those limits (their use now).\n"
         "header writes a C header (to -o FILE, or stdout) with one struct per job\n"
         "type from its payload contract and typed functions (pgq_add_TYPE,\n"
         "TYPE_from_job, ...): a producer or handler naming a key the contract lacks\n"

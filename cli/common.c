@@ -2,6 +2,7 @@
  * options, loading the config, connecting, and parsing option values. Apart
  * from main.c, which only dispatches, so that the subcommands and the
  * dispatcher do not depend on each other in a circle. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -239,6 +240,40 @@ int cli_parse_duration(const struct cli *c, const char *opt, const char *val, in
     char err[256];
     if (pgq_duration_parse(val, ms, err, sizeof err) < 0) {
         cli_usage_error(c, "%s: %s", opt, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* 8-4-4-4-12 hex digits: what the pool puts in PGQ_LEASE_TOKEN. */
+static bool looks_like_token(const char *t)
+{
+    if (strlen(t) != PGQ_TOKEN_LEN)
+        return false;
+    for (int i = 0; i < PGQ_TOKEN_LEN; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? t[i] != '-' : !isxdigit((unsigned char)t[i]))
+            return false;
+    }
+    return true;
+}
+
+int cli_handler_env(const struct cli *c, int64_t *id, const char **token)
+{
+    const char *idtext = getenv("PGQ_JOB_ID");
+    *token = getenv("PGQ_LEASE_TOKEN");
+    if (!idtext || !*idtext) {
+        cli_error(c, "PGQ_JOB_ID is not set (run me from a pgq exec handler)");
+        return -1;
+    }
+    if (!*token || !**token) {
+        cli_error(c, "PGQ_LEASE_TOKEN is not set (run me from a pgq exec handler)");
+        return -1;
+    }
+    if (cli_parse_id(c, idtext, id) < 0)
+        return -1;
+    if (!looks_like_token(*token)) {
+        cli_error(c, "PGQ_LEASE_TOKEN \"%s\" is not a lease token (a UUID)", *token);
         return -1;
     }
     return 0;

@@ -25,6 +25,7 @@ static const struct command {
     { "types", cmd_types, "apply job types from -c pool.ini, list the registered ones, or write their C header", true },
     { "add", cmd_add, "enqueue a job; prints its id (and \"duplicate\")", false },
     { "once", cmd_once, "run a command at most once for the current job (exec handlers)", false },
+    { "snooze", cmd_snooze, "put the current job back to ready later, no attempt spent (exec handlers)", false },
     { "show", cmd_show, "a job's detail: payload, attempt history, run_once effects", true },
     { "result", cmd_result, "print a done job's result, raw (exit 3: no such job, 4: not done yet, 5: none)", false },
     { "stats", cmd_stats, "job counts per queue and state", true },

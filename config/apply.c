@@ -30,7 +30,10 @@ int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, boo
                                   .nrequired = t->nrequire, .max_retries = t->max_retries,
                                   .priority = t->priority, .timeout_ms = t->timeout_ms,
                                   .backoff_base_ms = t->backoff_base_ms,
-                                  .backoff_max_ms = t->backoff_max_ms };
+                                  .backoff_max_ms = t->backoff_max_ms,
+                                  .concurrency = t->concurrency,
+                                  .rate_count = t->rate.count, .rate_ms = t->rate.per_ms,
+                                  .max_snoozes = t->max_snoozes };
         for (size_t k = 0; k < t->nrequire; k++, f++)
             *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
     }

@@ -113,6 +113,18 @@ const struct cfg_key cfg_keys[] = {
       .count_off = TYP(nrequire), .line_off = NO_OFF, .def = NULL,
       .doc = "Payload contract: required keys and their JSON types, e.g. `to:string, subject:string`; "
              "types: string, number, boolean, object, array, null." },
+    { .sec = SEC_JOB, .name = "concurrency", .kind = V_INT, .off = TYP(concurrency),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL, .min = 1, .max = 100000,
+      .doc = "Fleet-wide limit: at most N jobs of this type running at once across every pool "
+             "(enforced by the claim in the database). Absent: no limit." },
+    { .sec = SEC_JOB, .name = "rate", .kind = V_RATE, .off = TYP(rate),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL, .min = 1, .max = 1000000,
+      .doc = "Fleet-wide limit: at most N starts of this type per window, written N/DURATION "
+             "(`10/1s`, `600/1m`); windows are fixed, aligned to the epoch. Absent: no limit." },
+    { .sec = SEC_JOB, .name = "max_snoozes", .kind = V_INT, .off = TYP(max_snoozes),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "100", .min = 0, .max = 100000,
+      .doc = "How often one job may snooze (`pgq snooze`, pgq_ctx_snooze); a snooze beyond it "
+             "is refused. 0: never." },
 
     { .sec = SEC_CRON, .name = "schedule", .kind = V_SCHEDULE, .off = CRN(schedule),
       .count_off = NO_OFF, .line_off = CRN(schedule_line), .def = NULL, .flags = F_REQUIRED,
@@ -156,7 +168,7 @@ const char *const cfg_sec_noun[] = { "", "[database] section", "[pool] section",
 const char *const cfg_kind_title[] = {
     [V_STRING] = "string", [V_NAME] = "name", [V_INT] = "integer", [V_DURATION] = "duration",
     [V_LIST] = "list of names", [V_HANDLER] = "handler", [V_REQUIRE] = "payload contract",
-    [V_POOLER] = "pooler", [V_LISTEN] = "address", [V_SIZE] = "size",
+    [V_POOLER] = "pooler", [V_RATE] = "rate", [V_LISTEN] = "address", [V_SIZE] = "size",
     [V_SCHEDULE] = "schedule", [V_JSON] = "JSON", [V_ZONE] = "time zone",
 };
 

@@ -21,6 +21,7 @@ enum val_kind {
     V_HANDLER,  /* "exec ...", "plugin ..." or "callback ..." (the handler fields of pgq_cfg_type) */
     V_REQUIRE,  /* payload contract (pgq_cfg_require * plus size_t count) */
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
+    V_RATE,     /* "N/DURATION": N in [min, max], DURATION 1ms..7d (pgq_cfg_rate) */
     V_LISTEN,   /* HOST:PORT to listen on, checked by cfg_listen_parse (char *) */
     V_SIZE,     /* bytes in [min, max], "64KB" (int64_t) */
     V_SCHEDULE, /* a cron schedule, checked by pgq_cron_parse (char *, as written) */

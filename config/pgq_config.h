@@ -27,6 +27,12 @@ typedef struct pgq_cfg_require {
     char *json_type;
 } pgq_cfg_require;
 
+/* A rate limit, "N/DURATION": at most count starts per per_ms window. */
+typedef struct pgq_cfg_rate {
+    int count;                  /* 0: no rate limit */
+    int64_t per_ms;
+} pgq_cfg_rate;
+
 /* One "[job NAME]" section. */
 typedef struct pgq_cfg_type {
     char *name;                 /* from the section header "[job NAME]" */
@@ -46,6 +52,9 @@ typedef struct pgq_cfg_type {
     int priority;               /* default 0, -1000..1000; lower runs first */
     pgq_cfg_require *require;   /* payload contract, from "to:string, subject:string" */
     size_t nrequire;
+    int concurrency;            /* fleet-wide running at most; 0 (no key): no limit */
+    pgq_cfg_rate rate;          /* fleet-wide starts per window; count 0 (no key): none */
+    int max_snoozes;            /* default 100 */
     int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
 } pgq_cfg_type;
 

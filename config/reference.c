@@ -49,6 +49,8 @@ void pgq_cfg_write_reference(FILE *f)
         }
         else if (k->kind == V_POOLER)
             fputs("transaction, session, none", f);
+        else if (k->kind == V_RATE)
+            fprintf(f, "%lld..%lld per 1ms..7d", (long long)k->min, (long long)k->max);
         else if (k->kind == V_LISTEN)
             fputs("HOST:PORT, numeric host or localhost", f);
         else if (k->kind == V_ZONE)

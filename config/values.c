@@ -56,6 +56,9 @@ void cfg_value_free(const struct cfg_key *k, void *base)
     case V_POOLER:
     case V_SIZE:
         break;
+    case V_RATE:
+        *(pgq_cfg_rate *)p = (pgq_cfg_rate){ 0, 0 };
+        break;
     case V_LIST:
         cfg_strv_free(*(char ***)p, *(size_t *)((char *)base + k->count_off));
         *(char ***)p = NULL;
@@ -328,6 +331,33 @@ int cfg_value_set(const struct cfg_key *k, void *base, const char *v, char *err,
             return -1;
         }
         *(int64_t *)p = x;
+        return 0;
+    }
+    case V_RATE: {
+        const char *slash = strchr(v, '/');
+        char *end;
+        long long n;
+        int64_t per;
+        if (!slash || slash == v || strspn(v, "0123456789") != (size_t)(slash - v)) {
+            snprintf(err, errlen, "\"%s\" is not N/DURATION (e.g. 10/1s, 600/1m)", v);
+            return -1;
+        }
+        n = strtoll(v, &end, 10);   /* clamps on overflow, which the bounds then catch */
+        if (n < k->min || n > k->max) {
+            snprintf(err, errlen, "\"%s\": %lld starts is out of range (%lld..%lld)", v, n,
+                     (long long)k->min, (long long)k->max);
+            return -1;
+        }
+        char why[200];
+        if (pgq_duration_parse(slash + 1, &per, why, sizeof why) < 0) {
+            snprintf(err, errlen, "\"%s\": %s", v, why);
+            return -1;
+        }
+        if (per < 1 || per > 7 * 24 * 3600 * 1000LL) {
+            snprintf(err, errlen, "\"%s\": the window must be 1ms..7d", v);
+            return -1;
+        }
+        *(pgq_cfg_rate *)p = (pgq_cfg_rate){ (int)n, per };
         return 0;
     }
     case V_SIZE: {

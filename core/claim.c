@@ -205,8 +205,10 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
         pgq_hints_forget(max_jobs > 0 ? hints : NULL);
         return -1;
     }
+    /* A claimed job without a position (one claimed after a job of a type
+     * at its limit, which the claim stepped over) moves no hint. */
     for (int row = 0; row < PQntuples(r); row++)
-        if (PQgetisnull(r, row, 0))
+        if (PQgetisnull(r, row, 0) && !PQgetisnull(r, row, 11))
             hints_claimed(&hp, PQgetvalue(r, row, 2),
                           (int)db_int64(r, row, 7, 0), db_int64(r, row, 11, 0),
                           db_int64(r, row, 1, 0));

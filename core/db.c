@@ -37,6 +37,8 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
         "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean,"
         "  p_results => $16::text[], p_result_notes => $17::text[])" },
+    [STMT_SNOOZE] = { "pgq_snooze",
+        "SELECT held, recorded, snoozes, max_snoozes FROM pgq.snooze($1, $2::uuid, $3::bigint)" },
     [STMT_FAIL] = { "pgq_fail",
         "SELECT state, extract(epoch FROM run_at - now()) FROM pgq.fail($1, $2::uuid, $3,"
         " 'failed', $4, $5, $6, $7)" },

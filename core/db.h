@@ -15,6 +15,7 @@ enum db_stmt {
     STMT_ADD,
     STMT_HEARTBEAT,
     STMT_COMPLETE_CLAIM,
+    STMT_SNOOZE,
     STMT_FAIL,
     STMT_RELEASE,
     STMT_REAP,

@@ -188,6 +188,10 @@ typedef struct pgq_type_def {
     int64_t timeout_ms;         /* <= 0: 60 s */
     int64_t backoff_base_ms;    /* < 0: 1 s */
     int64_t backoff_max_ms;     /* < 0: 1 h */
+    int concurrency;            /* fleet-wide at most this many running; <= 0: no limit */
+    int rate_count;             /* at most this many starts per rate_ms window, fleet-wide; */
+    int64_t rate_ms;            /*   either <= 0: no rate limit */
+    int max_snoozes;            /* snoozes per job; PGQ_DEFAULT (or < 0): 100 */
 } pgq_type_def;
 
 /* Create or update n job types in one transaction. */
@@ -208,6 +212,12 @@ typedef struct pgq_type_info {
     char *type, *queue, *required, *updated_at;  /* required: the contract as JSON */
     int max_retries, priority;
     int64_t timeout_ms, backoff_base_ms, backoff_max_ms;
+    int concurrency;              /* 0: no limit */
+    int rate_count;               /* 0: no rate limit; else per rate_ms */
+    int64_t rate_ms;
+    int max_snoozes;
+    int64_t running;              /* limited types: running now, by the claim's counters */
+    int64_t window_starts;        /* rate-limited types: starts in the current window */
 } pgq_type_info;
 
 /* All registered types ordered by name; free with pgq_types_free. */
@@ -422,6 +432,25 @@ PGQ_API int pgq_once_end(pgq_conn *c, int64_t job_id, const char *token, const c
                  bool succeeded, char *err, size_t errlen) PGQ_MUSTCHECK;
 
 PGQ_API const char *pgq_once_result_name(pgq_once_result r);
+
+/* ---- snooze: back to ready later, no attempt spent ----------------------- */
+
+typedef enum pgq_snooze_result {
+    PGQ_SNOOZE_ASKED = 0,     /* recorded: when the attempt ends done, the job goes back to
+                               * ready delay_ms later, the attempt not counted */
+    PGQ_SNOOZE_REFUSED,       /* the job has snoozed its type's max_snoozes times: not
+                               * recorded (err says so); the attempt ends as the handler says */
+    PGQ_SNOOZE_LEASE_LOST,    /* the token no longer holds the job */
+    PGQ_SNOOZE_ERROR          /* bad delay or database error; see err */
+} pgq_snooze_result;
+
+/* Ask that running job `job_id` (held with `token`) be snoozed for
+ * delay_ms (0 to 100 years) when its attempt ends done (pgq.snooze,
+ * fenced by the token and a live lease). A failure, timeout, release,
+ * cancel or expired lease drops the request; a second call in the same
+ * attempt replaces the delay. err is filled for every result but ASKED. */
+PGQ_API pgq_snooze_result pgq_snooze(pgq_conn *c, int64_t job_id, const char *token,
+                                     int64_t delay_ms, char *err, size_t errlen);
 
 /* ---- operating --------------------------------------------------------- */
 

@@ -90,12 +90,21 @@ static const char conflict_sql[] =
     "  CASE WHEN t.backoff_base_ms <> $7::bigint"
     "       THEN format('backoff_base_ms %s vs %s', t.backoff_base_ms, $7) END,"
     "  CASE WHEN t.backoff_max_ms <> $8::bigint"
-    "       THEN format('backoff_max_ms %s vs %s', t.backoff_max_ms, $8) END)"
+    "       THEN format('backoff_max_ms %s vs %s', t.backoff_max_ms, $8) END,"
+    "  CASE WHEN t.concurrency IS DISTINCT FROM $10::int"
+    "       THEN format('concurrency %s vs %s', coalesce(t.concurrency::text, 'none'),"
+    "                   coalesce($10::int::text, 'none')) END,"
+    "  CASE WHEN (t.rate_count, t.rate_ms) IS DISTINCT FROM ($11::int, $12::bigint)"
+    "       THEN format('rate %s vs %s', coalesce(t.rate_count || '/' || t.rate_ms || 'ms', 'none'),"
+    "                   coalesce($11::int || '/' || $12::bigint || 'ms', 'none')) END,"
+    "  CASE WHEN t.max_snoozes <> $13::int"
+    "       THEN format('max_snoozes %s vs %s', t.max_snoozes, $13) END)"
     "  FROM pgq.job_types t"
     " WHERE t.type = $1 AND t.registered_by IS DISTINCT FROM $9"
     "   AND (t.queue, t.required, t.max_retries, t.priority, t.timeout_ms, t.backoff_base_ms,"
-    "        t.backoff_max_ms) IS DISTINCT FROM ($2, $3::jsonb, $4::int, $5::int, $6::bigint,"
-    "        $7::bigint, $8::bigint)"
+    "        t.backoff_max_ms, t.concurrency, t.rate_count, t.rate_ms, t.max_snoozes)"
+    "       IS DISTINCT FROM ($2, $3::jsonb, $4::int, $5::int, $6::bigint,"
+    "        $7::bigint, $8::bigint, $10::int, $11::int, $12::bigint, $13::int)"
     "   AND (t.registered_by = 'pgq types apply'"
     "        OR (t.registered_by IS NOT NULL AND (t.updated_at > now() - interval '1 minute'"
     "            OR EXISTS (SELECT 1 FROM pgq.workers w WHERE w.name = t.registered_by"
@@ -107,12 +116,15 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
 {
     static const char sql[] =
         "INSERT INTO pgq.job_types AS t (type, queue, required, max_retries, priority,"
-        "  timeout_ms, backoff_base_ms, backoff_max_ms, registered_by)"
-        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9)"
+        "  timeout_ms, backoff_base_ms, backoff_max_ms, registered_by, concurrency, rate_count,"
+        "  rate_ms, max_snoozes)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT (type) DO UPDATE SET queue = EXCLUDED.queue, required = EXCLUDED.required,"
         "  max_retries = EXCLUDED.max_retries, priority = EXCLUDED.priority,"
         "  timeout_ms = EXCLUDED.timeout_ms, backoff_base_ms = EXCLUDED.backoff_base_ms,"
         "  backoff_max_ms = EXCLUDED.backoff_max_ms, registered_by = EXCLUDED.registered_by,"
+        "  concurrency = EXCLUDED.concurrency, rate_count = EXCLUDED.rate_count,"
+        "  rate_ms = EXCLUDED.rate_ms, max_snoozes = EXCLUDED.max_snoozes,"
         "  updated_at = now()";
 
     /* Upsert in name order: two pools registering overlapping types at
@@ -129,7 +141,7 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
     }
     for (size_t i = 0; i < n; i++) {
         const pgq_type_def *d = order[i];
-        char num[5][24], what[256];
+        char num[9][24], what[256];
         if (!d->type || !*d->type) {
             seterr(err, errlen, "types: a job type has no name");
             goto fail;
@@ -147,11 +159,20 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
         snprintf(num[2], 24, "%" PRId64, d->timeout_ms > 0 ? d->timeout_ms : 60000);
         snprintf(num[3], 24, "%" PRId64, d->backoff_base_ms >= 0 ? d->backoff_base_ms : 1000);
         snprintf(num[4], 24, "%" PRId64, d->backoff_max_ms >= 0 ? d->backoff_max_ms : 3600000);
+        /* Limits: both halves of a rate or neither; absent ones are NULL. */
+        bool rated = d->rate_count > 0 && d->rate_ms > 0;
+        snprintf(num[5], 24, "%d", d->concurrency);
+        snprintf(num[6], 24, "%d", d->rate_count);
+        snprintf(num[7], 24, "%" PRId64, d->rate_ms);
+        snprintf(num[8], 24, "%d", d->max_snoozes == PGQ_DEFAULT || d->max_snoozes < 0
+                                       ? 100 : d->max_snoozes);
         const char *params[] = { d->type, d->queue ? d->queue : "default", contract,
-                                 num[0], num[1], num[2], num[3], num[4], who };
+                                 num[0], num[1], num[2], num[3], num[4], who,
+                                 d->concurrency > 0 ? num[5] : NULL, rated ? num[6] : NULL,
+                                 rated ? num[7] : NULL, num[8] };
         snprintf(what, sizeof what, "job type \"%s\"", d->type);
         if (!replace) {
-            PGresult *k = db_query(c, conflict_sql, 9, params, PGRES_TUPLES_OK, what, err,
+            PGresult *k = db_query(c, conflict_sql, 13, params, PGRES_TUPLES_OK, what, err,
                                    errlen);
             if (!k) {
                 free(contract);
@@ -169,7 +190,7 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
             }
             PQclear(k);
         }
-        PGresult *r = db_query(c, sql, 9, params, PGRES_COMMAND_OK, what, err, errlen);
+        PGresult *r = db_query(c, sql, 13, params, PGRES_COMMAND_OK, what, err, errlen);
         free(contract);
         if (!r)
             goto fail;
@@ -186,8 +207,10 @@ fail:
 int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_t errlen)
 {
     PGresult *r = db_query(c,
-        "SELECT type, queue, required::text, max_retries, priority, timeout_ms,"
-        " backoff_base_ms, backoff_max_ms, updated_at::text FROM pgq.job_types ORDER BY type",
+        "SELECT t.type, t.queue, t.required::text, t.max_retries, t.priority, t.timeout_ms,"
+        " t.backoff_base_ms, t.backoff_max_ms, t.updated_at::text, t.concurrency, t.rate_count,"
+        " t.rate_ms, t.max_snoozes, u.running, u.window_starts"
+        " FROM pgq.job_types t LEFT JOIN pgq.type_use u ON u.type = t.type ORDER BY t.type",
         0, NULL, PGRES_TUPLES_OK, "types list", err, errlen);
     if (!r)
         return -1;
@@ -208,6 +231,12 @@ int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_
         t[i].timeout_ms = db_int64(r, row, 5, 0);
         t[i].backoff_base_ms = db_int64(r, row, 6, 0);
         t[i].backoff_max_ms = db_int64(r, row, 7, 0);
+        t[i].concurrency = (int)db_int64(r, row, 9, 0);
+        t[i].rate_count = (int)db_int64(r, row, 10, 0);
+        t[i].rate_ms = db_int64(r, row, 11, 0);
+        t[i].max_snoozes = (int)db_int64(r, row, 12, 100);
+        t[i].running = db_int64(r, row, 13, 0);
+        t[i].window_starts = db_int64(r, row, 14, 0);
         if (!t[i].type || !t[i].queue || !t[i].required || !t[i].updated_at) {
             pgq_types_free(t, i + 1);
             PQclear(r);

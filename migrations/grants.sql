@@ -106,6 +106,7 @@ BEGIN
             ('effect_begin',      'pgq_worker pgq_handler',        true),
             ('effect_done',       'pgq_worker pgq_handler',        true),
             ('effect_forget',     'pgq_worker pgq_handler',        true),
+            ('snooze',            'pgq_worker pgq_handler',        true),
             -- operators: the dashboard's and the CLI's actions
             ('requeue',           'pgq_operator',                  true),
             ('requeue_matching',  'pgq_operator',                  true),
@@ -118,6 +119,9 @@ BEGIN
             -- reading a job's result (`pgq result`): as the caller, who
             -- must read pgq.job_results (viewers and operators may)
             ('result',            'pgq_viewer',                    false),
+            -- pure arithmetic the view pgq.type_use calls (a view's functions
+            -- run with the reader's rights)
+            ('rate_window',       'pgq_viewer',                    false),
             -- pure arithmetic the C code calls around prune: no table access
             ('position_us',       'pgq_worker pgq_operator',       false),
             ('from_position_us',  'pgq_worker pgq_operator',       false)

@@ -818,6 +818,201 @@ BEGIN
 END
 $$;
 
+-- ---- limits per job type ---------------------------------------------------
+
+-- [job T] concurrency = N and rate = N/DURATION, fleet-wide (issue 12).
+-- The design, chosen so that a type without limits pays nothing more on
+-- the claim path, and nothing at all when its attempts end:
+--   * pgq.type_limits holds one row per limited type only (pgq.limits_sync
+--     keeps it equal to pgq.job_types); the claim reads it with its pause
+--     check, in the same statement, and with no row it changes nothing.
+--   * The row is the lock of the type's claims: a claim that picked a job
+--     of a limited type takes it only inside pgq.limit_take, which locks
+--     the limits rows (all of them, in type order, so that two claims
+--     taking several types cannot deadlock), then counts, in a statement
+--     that sees every claim committed before it got the lock, the type's
+--     running jobs (the partial index jobs_limited_running_idx: the claim
+--     marks a limited type's jobs `limited`), and the starts of the rate
+--     window on the row. Claims of other types never touch it.
+--   * No counter of running jobs is kept: the count is the index, so the
+--     ends of attempts (complete, fail, release, reap, cancel, snooze) do
+--     nothing for limits and cannot leave a count wrong. A completion not
+--     yet committed is still running in every snapshot, so a claim can only
+--     see too many running, never too few.
+--   * Rate windows are fixed, aligned to the epoch (window number
+--     floor(epoch ms / window)), counted on the type's row: at most N starts
+--     per window. A burst may end one window and open the next, so a span
+--     of one window's length that straddles two may see up to 2N starts.
+--   * The claim steps over blocked types (at their limit now) in the index
+--     walk, and returns no hint position for a job claimed after one of
+--     them, so that they are found again once they may start.
+
+-- The number of the rate window that now() lies in, for windows of p_ms.
+CREATE OR REPLACE FUNCTION pgq.rate_window(p_ms bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT floor(extract(epoch FROM now()) * 1000 / p_ms)::bigint $$;
+
+-- Each limited type's use now: running jobs, starts in the current rate
+-- window, and whether it may start a job now (blocked). The claim reads
+-- it, and so do the dashboard and `pgq types list`.
+CREATE OR REPLACE VIEW pgq.type_use AS
+    SELECT t.type, t.concurrency, r.n AS running, t.rate_count, t.rate_ms,
+           CASE WHEN t.window_no = pgq.rate_window(t.rate_ms) THEN t.window_starts ELSE 0 END
+               AS window_starts,
+           (t.concurrency IS NOT NULL AND r.n >= t.concurrency)
+           OR (t.rate_count IS NOT NULL AND t.window_no = pgq.rate_window(t.rate_ms)
+               AND t.window_starts >= t.rate_count) AS blocked,
+           t.set_at
+      FROM pgq.type_limits t
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
+                          WHERE j.state = 'running' AND j.limited AND j.type = t.type) r;
+
+-- Admit the claim of job p_id (of limited type p_type, picked and locked
+-- by the claim): true, counted as a start of its rate window, when the
+-- type is below its concurrency and its window has room; false otherwise,
+-- and then the job, which stays ready, is announced (claims that found it
+-- locked while we held it may have moved their hints past it). Called
+-- from the claim's UPDATE (pgq.complete_claim) for limited types only;
+-- that UPDATE marks the job `limited`, so the next count includes it. The
+-- transaction start time (now(), also the job's started_at) chooses the
+-- window; a claim whose now() lies in a window before the one already
+-- counted is refused (its window is over), so starts never count into a
+-- past window.
+CREATE OR REPLACE FUNCTION pgq.limit_take(p_type text, p_id bigint, p_queue text, p_priority int,
+                                          p_run_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    lim record;
+    running bigint;
+BEGIN
+    PERFORM 1 FROM pgq.type_limits l ORDER BY l.type FOR UPDATE;
+    -- A new statement, hence a snapshot taken after the lock: it sees the
+    -- jobs of every claim that held it before us.
+    SELECT l.concurrency, l.rate_count, l.rate_ms, l.window_no, l.window_starts INTO lim
+      FROM pgq.type_limits l WHERE l.type = p_type;
+    IF NOT FOUND THEN
+        RETURN true;   -- its limits were removed meanwhile: not limited
+    END IF;
+    IF lim.concurrency IS NOT NULL THEN
+        SELECT count(*) INTO running FROM pgq.jobs j
+         WHERE j.state = 'running' AND j.limited AND j.type = p_type;
+    END IF;
+    IF (lim.concurrency IS NULL OR running < lim.concurrency)
+       AND (lim.rate_count IS NULL OR lim.window_no IS NULL
+            OR lim.window_no < pgq.rate_window(lim.rate_ms)
+            OR (lim.window_no = pgq.rate_window(lim.rate_ms)
+                AND lim.window_starts < lim.rate_count)) THEN
+        IF lim.rate_count IS NOT NULL THEN
+            UPDATE pgq.type_limits l
+               SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                                        THEN l.window_starts + 1 ELSE 1 END,
+                   window_no = pgq.rate_window(l.rate_ms)
+             WHERE l.type = p_type;
+        END IF;
+        RETURN true;
+    END IF;
+    PERFORM pgq.announce(p_queue, p_priority, p_run_at, p_id, true);
+    RETURN false;
+END
+$$;
+
+-- Keep pgq.type_limits equal to the limits registered in pgq.job_types
+-- (a trigger after every statement that writes pgq.job_types: `pgq types
+-- apply`, a pool's registration, an operator's UPDATE). Nothing happens
+-- unless some type's limits changed. Then, under an ACCESS EXCLUSIVE lock
+-- of pgq.type_limits (every claim that read it has committed, and none can
+-- start until this transaction does), the changed types' rows are
+-- replaced and their running jobs marked as limited or not, so that the
+-- count of running jobs a claim makes includes those that started before
+-- the limit was set. (Claims wait for that lock for the milliseconds of a
+-- registration that changed a limit; one that changes nothing takes no
+-- lock.)
+CREATE OR REPLACE FUNCTION pgq.limits_sync() RETURNS trigger
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    changed text[];
+BEGIN
+    FOR i IN 1..2 LOOP
+        changed := ARRAY(
+            SELECT coalesce(t.type, l.type)
+              FROM (SELECT * FROM pgq.job_types jt
+                     WHERE jt.concurrency IS NOT NULL OR jt.rate_count IS NOT NULL) t
+              FULL JOIN pgq.type_limits l ON l.type = t.type
+             WHERE (t.type, t.concurrency, t.rate_count, t.rate_ms)
+                   IS DISTINCT FROM (l.type, l.concurrency, l.rate_count, l.rate_ms));
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;
+        END IF;
+        EXIT WHEN i = 2;
+        -- Changed: look again under the lock.
+        LOCK TABLE pgq.type_limits IN ACCESS EXCLUSIVE MODE;
+    END LOOP;
+    DELETE FROM pgq.type_limits l
+     WHERE l.type = ANY (changed)
+       AND NOT EXISTS (SELECT 1 FROM pgq.job_types t WHERE t.type = l.type
+                          AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL));
+    INSERT INTO pgq.type_limits AS l (type, concurrency, rate_count, rate_ms, window_no,
+                                      window_starts, set_at)
+    SELECT t.type, t.concurrency, t.rate_count, t.rate_ms, NULL, 0, now()
+      FROM pgq.job_types t
+     WHERE t.type = ANY (changed) AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL)
+    ON CONFLICT (type) DO UPDATE
+       SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
+           rate_ms = excluded.rate_ms, set_at = excluded.set_at,
+           -- the starts of the current window stay counted when the window is the same
+           window_no = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_no END,
+           window_starts = CASE WHEN l.rate_ms = excluded.rate_ms THEN l.window_starts ELSE 0 END;
+    UPDATE pgq.jobs j
+       SET limited = EXISTS (SELECT 1 FROM pgq.type_limits l WHERE l.type = j.type)
+     WHERE j.state = 'running' AND j.type = ANY (changed);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER job_types_limits_sync
+    AFTER INSERT OR UPDATE OR DELETE ON pgq.job_types
+    FOR EACH STATEMENT EXECUTE FUNCTION pgq.limits_sync();
+
+-- ---- snooze --------------------------------------------------------------
+
+-- A handler asks that its job go back to ready p_delay_ms after this
+-- attempt ends, without spending the attempt (`pgq snooze D` of an exec
+-- handler, pgq_ctx_snooze() in process). Recorded on the running job,
+-- fenced by its lease token and a live lease; applied when the attempt
+-- ends done (pgq.complete_claim: ready at now() + the delay, the attempt
+-- not counted, a `snoozed` history row); any other end (a failure, a
+-- timeout, a release, an expired lease, a cancel) drops it. A later call
+-- in the same attempt replaces the delay. held: the lease holds;
+-- recorded: the snooze is asked; refused: not asked, because the job has
+-- snoozed max_snoozes times already (its type's [job T] max_snoozes).
+CREATE OR REPLACE FUNCTION pgq.snooze(p_id bigint, p_token uuid, p_delay_ms bigint)
+RETURNS TABLE (held boolean, recorded boolean, snoozes int, max_snoozes int)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    cur record;
+BEGIN
+    IF p_delay_ms IS NULL OR p_delay_ms < 0 OR p_delay_ms > 3155760000000 THEN
+        RAISE EXCEPTION 'snooze: the delay must be 0 to 100 years (3155760000000 ms), not % ms',
+            coalesce(p_delay_ms::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT j.snoozes, coalesce(t.max_snoozes, 100) AS max INTO cur
+      FROM pgq.jobs j LEFT JOIN pgq.job_types t ON t.type = j.type
+     WHERE j.id = p_id AND j.lease_token = p_token AND (j.state = 'running') IS TRUE
+       AND j.lease_expires_at > now()
+       FOR UPDATE OF j;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, false, NULL::int, NULL::int;
+        RETURN;
+    END IF;
+    IF cur.snoozes >= cur.max THEN
+        RETURN QUERY SELECT true, false, cur.snoozes, cur.max;
+        RETURN;
+    END IF;
+    UPDATE pgq.jobs j SET snooze_ms = p_delay_ms
+     WHERE j.id = p_id AND j.lease_token = p_token AND (j.state = 'running') IS TRUE;
+    RETURN QUERY SELECT true, true, cur.snoozes, cur.max;
+END
+$$;
+
 -- ---- the hot path: end attempts, claim the next, in one statement -------
 
 -- pgq.complete_claim is the one home of the two halves of a job's run: it
@@ -896,8 +1091,12 @@ RETURNS TABLE (acked bigint, id bigint, queue text, type text, payload text, att
                run_at bigint, state text)
 -- Generic plans and no sequential scans: see migration 003. Every hint
 -- condition below is on parameters only, so that the plan keeps walking
--- the claim index from the bound (a gate, not a filter).
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+-- the claim index from the bound (a gate, not a filter). No JIT: the
+-- read of pgq.type_limits (a few rows, no index worth walking) is a
+-- sequential scan whose disabled cost alone passes jit_above_cost, and
+-- compiling it took 230 ms per claim.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     n int := coalesce(cardinality(p_ids), 0);
@@ -911,6 +1110,11 @@ DECLARE
     k int;
     got int := 0;
     taken bigint;
+    paused boolean;
+    limited_types text[];  -- the types with limits (NULL: none, the common case)
+    blocked_types text[];  -- those that may not start now (NULL: none)
+    nb text[];
+    retry boolean;
 BEGIN
     IF n > 0 THEN
         IF p_outcome IS NULL
@@ -927,12 +1131,19 @@ BEGIN
              WHERE a.id IS NOT NULL
         ), upd AS (
             UPDATE pgq.jobs j
-               SET state = CASE WHEN p_outcome IN ('done', 'cancelled') THEN p_outcome
+               SET state = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL THEN 'ready'
+                                WHEN p_outcome IN ('done', 'cancelled') THEN p_outcome
                                 WHEN p_outcome = 'released' OR j.attempts <= j.max_retries
                                 THEN 'ready' ELSE 'dead' END,
-                   attempts = CASE WHEN p_outcome = 'released' THEN j.attempts - 1
-                                   ELSE j.attempts END,
-                   run_at = CASE WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
+                   attempts = CASE WHEN p_outcome = 'released'
+                                     OR (p_outcome = 'done' AND j.snooze_ms IS NOT NULL)
+                                   THEN j.attempts - 1 ELSE j.attempts END,
+                   snoozes = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL
+                                  THEN j.snoozes + 1 ELSE j.snoozes END,
+                   snooze_ms = NULL,
+                   run_at = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL
+                                 THEN now() + j.snooze_ms * interval '1 millisecond'
+                                 WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
                                  THEN now() + (SELECT pgq.backoff_ms(j.attempts,
                                                                      coalesce(t.backoff_base_ms, 1000),
                                                                      coalesce(t.backoff_max_ms, 3600000))
@@ -940,7 +1151,8 @@ BEGIN
                                                  LEFT JOIN pgq.job_types t ON t.type = j.type)
                                               * interval '1 millisecond'
                                  ELSE j.run_at END,
-                   finished_at = CASE WHEN p_outcome IN ('done', 'cancelled')
+                   finished_at = CASE WHEN (p_outcome = 'done' AND j.snooze_ms IS NULL)
+                                        OR p_outcome = 'cancelled'
                                         OR (failing AND j.attempts > j.max_retries)
                                       THEN now() END,
                    last_error = CASE WHEN failing OR p_outcome = 'cancelled' THEN a.error
@@ -949,16 +1161,17 @@ BEGIN
                    lease_expires_at = NULL
               FROM a
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
-               AND NOT gone
+               AND (NOT gone OR j.snooze_ms IS NOT NULL)
          RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
                    j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
+                   p_outcome = 'done' AND j.state = 'ready' AS snoozed,
                    CASE WHEN p_outcome = 'done' THEN a.result END AS result,
                    CASE WHEN p_outcome = 'done' THEN a.note END AS note, j.has_children
         ), del AS (
             DELETE FROM pgq.jobs j
              USING a
              WHERE gone AND j.id = a.id AND j.lease_token = a.tok
-               AND (j.state = 'running') IS TRUE
+               AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
          RETURNING j.id, j.run_at, j.attempts, j.has_children
         ), undep AS (
             -- a deleted job's own edges go with it (pgq.job_deps has no
@@ -978,25 +1191,32 @@ BEGIN
                     UNION ALL
                     SELECT d.id, 'done' FROM del d WHERE d.has_children) x
             HAVING count(*) > 0
+        ), woke AS (
+            -- Snoozed jobs are ready again (later): announced like retries.
+            SELECT count(pgq.announce(u.queue, u.priority, u.run_at, u.id, false)) AS n
+              FROM upd u WHERE u.snoozed
         ), hist AS (
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms,
                                           result, result_note)
-            SELECT u.id, CASE WHEN p_outcome = 'released' THEN u.attempts + 1 ELSE u.attempts END,
-                   p_outcome, u.lease_owner,
-                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)' ELSE u.error END,
+            SELECT u.id, CASE WHEN p_outcome = 'released' OR u.snoozed THEN u.attempts + 1
+                              ELSE u.attempts END,
+                   CASE WHEN u.snoozed THEN 'snoozed' ELSE p_outcome END, u.lease_owner,
+                   CASE WHEN p_outcome = 'released' THEN 'released (not counted)'
+                        WHEN u.snoozed THEN 'snoozed until ' || u.run_at || ' (not counted)'
+                        ELSE u.error END,
                    u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
                    extract(epoch FROM clock_timestamp() - u.started_at) * 1000,
                    u.result, u.note
               FROM upd u
              WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
                 OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
-                OR u.result IS NOT NULL OR u.note IS NOT NULL
+                OR u.snoozed OR u.result IS NOT NULL OR u.note IS NOT NULL
         )
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
           FROM upd u
-         WHERE (SELECT count(*) FROM deps) >= 0
+         WHERE (SELECT count(*) FROM deps) >= 0 AND (SELECT w.n FROM woke w) >= 0
         UNION ALL
         SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
                NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
@@ -1023,7 +1243,16 @@ BEGIN
     -- A paused queue is claimed by no one: its name is blanked here, so
     -- that the hints stay aligned with the queues (every search below
     -- skips a NULL name). One probe of pgq.queues' primary key per claim.
-    IF EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused) THEN
+    -- The same statement reads the limited types (pgq.type_use: none in a
+    -- fleet without limits, and then nothing below changes) and those of
+    -- them that may not start now, which the picks step over.
+    SELECT EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused),
+           l.limited, l.blocked
+      INTO paused, limited_types, blocked_types
+      FROM (SELECT array_agg(t.type) AS limited,
+                   array_agg(t.type) FILTER (WHERE t.blocked) AS blocked
+              FROM pgq.type_use t) l;
+    IF paused THEN
         p_queues := ARRAY(SELECT CASE WHEN EXISTS (SELECT 1 FROM pgq.queues pq
                                                      WHERE pq.queue = u.q AND pq.paused)
                                       THEN NULL ELSE u.q END
@@ -1078,6 +1307,7 @@ BEGIN
         END IF;
         -- Take from each in turn, locking only what is taken.
         FOREACH k IN ARRAY turn LOOP
+          LOOP   -- once more when a limited type's job was refused (see below)
             IF want > 1 THEN
                 -- Several: picked with a plan made afresh with the values
                 -- (rare, and shared by the batch).
@@ -1090,16 +1320,33 @@ BEGIN
                                > (CASE WHEN $4 = $2 THEN pgq.from_position_us($5)
                                        ELSE '-infinity' END,
                                   CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
+                           AND ($7::text[] IS NULL OR j.type <> ALL ($7))
                          ORDER BY j.run_at, j.id
                          LIMIT $3 FOR UPDATE SKIP LOCKED)
                 $q$ INTO picks
-                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k];
-                CONTINUE WHEN cardinality(picks) = 0;
+                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k],
+                      blocked_types;
+                EXIT WHEN cardinality(picks) = 0;
             END IF;
             -- The one place a lease is given out: the jobs just picked, or
             -- for one job (a pool worker's every call) the pick itself, in
             -- the same statement, with LIMIT 1 written out so that the
             -- cached plan walks the index (migration 003). ord: claim order.
+            --
+            -- Limits (a fleet without them skips all of this: `limited_types`
+            -- is NULL): the picks step over the blocked types, and a picked
+            -- job of a limited type is taken only if pgq.limit_take admits
+            -- it, under the lock of its type's row (so the limit holds
+            -- however many pools claim at once; a job it refuses stays
+            -- ready and is announced, since other claims may have skipped
+            -- it while we held it). A claimed job's position is its
+            -- caller's new hint; when a job of a blocked type was stepped
+            -- over before it, the position is NULL instead, so that no
+            -- hint moves past a job that will be claimable again.
+            -- Without limits in the fleet the statement is the one of
+            -- version 6, node for node: a type without limits costs its
+            -- claims nothing more (bench/LIMITS.md).
+            IF limited_types IS NULL THEN
             RETURN QUERY
             WITH upd AS (
                 UPDATE pgq.jobs j
@@ -1126,9 +1373,67 @@ BEGIN
                    got + CASE WHEN want > 1 THEN array_position(picks, u.id) ELSE 1 END,
                    pgq.position_us(u.run_at), NULL::text
               FROM upd u;
+            ELSE
+            RETURN QUERY
+            WITH upd AS (
+                UPDATE pgq.jobs j
+                   SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+                       lease_token = gen_random_uuid(),
+                       lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now(),
+                       limited = j.type = ANY (limited_types)
+                 WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
+                            SELECT c.id FROM pgq.jobs c
+                             WHERE c.state = 'ready' AND c.queue = p_queues[k]
+                               AND c.priority = prio AND c.run_at <= now()
+                               AND (c.run_at, c.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                               AND (blocked_types IS NULL OR c.type <> ALL (blocked_types))
+                             ORDER BY c.run_at, c.id
+                             LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+                   AND CASE WHEN limited_types IS NULL OR j.type <> ALL (limited_types) THEN true
+                            ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
+             RETURNING j.*
+            )
+            SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
+                   u.max_retries, u.priority, u.lease_token::text,
+                   coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
+                            60000),
+                   -- (dense, though limits may refuse some of the picks)
+                   got + CASE WHEN want > 1
+                              THEN row_number() OVER (ORDER BY array_position(picks, u.id))::int
+                              ELSE 1 END,
+                   CASE WHEN blocked_types IS NULL THEN pgq.position_us(u.run_at)
+                        WHEN EXISTS (
+                            SELECT 1 FROM pgq.jobs s
+                             WHERE s.state = 'ready' AND s.queue = u.queue
+                               AND s.priority = u.priority AND s.type = ANY (blocked_types)
+                               AND (s.run_at, s.id) < (u.run_at, u.id)
+                               AND (s.run_at, s.id)
+                                   > (CASE WHEN p_hint_prio[k] = prio
+                                           THEN pgq.from_position_us(p_hint_run_at[k])
+                                           ELSE '-infinity' END,
+                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END))
+                        THEN NULL
+                        ELSE pgq.position_us(u.run_at) END,
+                   NULL::text
+              FROM upd u;
+            END IF;
             GET DIAGNOSTICS taken = ROW_COUNT;
+            -- Fewer taken than picked (or none for one) with limits: a type
+            -- may have reached its limit meanwhile; once the blocked types
+            -- are read again, this queue is searched once more without them.
+            retry := limited_types IS NOT NULL AND want - taken > 0
+                     AND taken < CASE WHEN want > 1 THEN cardinality(picks) ELSE 1 END;
             got := got + taken;
             want := want - taken;
+            EXIT WHEN NOT retry;
+            nb := ARRAY(SELECT t.type FROM pgq.type_use t WHERE t.blocked ORDER BY t.type);
+            EXIT WHEN cardinality(nb) = 0 OR (blocked_types IS NOT NULL AND nb <@ blocked_types);
+            blocked_types := nb;
+          END LOOP;
             EXIT WHEN want = 0;
         END LOOP;
         EXIT WHEN want = 0;
@@ -1463,7 +1768,7 @@ BEGIN
     ), upd AS (
         UPDATE pgq.jobs j
            SET state = CASE WHEN w.n > 0 THEN 'waiting' ELSE 'ready' END, waiting_for = w.n,
-               run_at = now(), attempts = 0, finished_at = NULL
+               run_at = now(), attempts = 0, snoozes = 0, finished_at = NULL
           FROM w
          WHERE j.id = w.id AND j.state IN ('dead', 'cancelled')
         RETURNING j.id, j.queue, j.priority, j.run_at, j.state
@@ -1825,6 +2130,49 @@ LANGUAGE sql STABLE AS $$
     UNION ALL
     SELECT c.last_job, 'cron tick in the future', format('cron %L: last tick %s', c.name, c.last_tick)
       FROM pgq.cron c WHERE c.last_tick > now()
+    UNION ALL
+    -- Snoozes: asked only by a running attempt (every end clears it), and
+    -- counted from 0.
+    SELECT j.id, 'snooze asked by a job that is not running',
+           format('state %s, snooze_ms %s', j.state, j.snooze_ms)
+      FROM pgq.jobs j WHERE j.snooze_ms IS NOT NULL AND j.state <> 'running'
+    UNION ALL
+    SELECT j.id, 'negative snooze count', format('snoozes %s', j.snoozes)
+      FROM pgq.jobs j WHERE j.snoozes < 0
+    UNION ALL
+    -- Limits (pgq.limit_take, pgq.limits_sync): every running job of a
+    -- limited type is counted (marked limited); no more of a type started
+    -- since its limit was set are running than its concurrency; no more
+    -- starts in the current rate window than its rate; the limited types
+    -- are those registered with limits.
+    SELECT j.id, 'running job of a limited type not counted',
+           format('type %s, limited %s', j.type, j.limited)
+      FROM pgq.jobs j JOIN pgq.type_limits l ON l.type = j.type
+     WHERE j.state = 'running' AND j.limited IS NOT TRUE
+    UNION ALL
+    SELECT NULL::bigint, 'more running than the concurrency of the type',
+           format('type %s: %s started since its limit was set (%s) are running, concurrency %s',
+                  u.type, r.n, u.set_at, u.concurrency)
+      FROM pgq.type_use u
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
+                          WHERE j.state = 'running' AND j.type = u.type
+                            AND j.started_at >= u.set_at) r
+     WHERE u.concurrency IS NOT NULL AND r.n > u.concurrency
+    UNION ALL
+    SELECT NULL::bigint, 'more starts in a rate window than the rate of the type',
+           format('type %s: %s starts in the window, rate %s per %s ms', u.type,
+                  u.window_starts, u.rate_count, u.rate_ms)
+      FROM pgq.type_use u WHERE u.window_starts > u.rate_count
+    UNION ALL
+    SELECT NULL::bigint, 'limits out of step with the registered ones',
+           format('type %s: registered %s/%s/%s, the claim''s %s/%s/%s',
+                  coalesce(t.type, l.type), t.concurrency, t.rate_count, t.rate_ms,
+                  l.concurrency, l.rate_count, l.rate_ms)
+      FROM (SELECT * FROM pgq.job_types jt
+             WHERE jt.concurrency IS NOT NULL OR jt.rate_count IS NOT NULL) t
+      FULL JOIN pgq.type_limits l ON l.type = t.type
+     WHERE (t.type, t.concurrency, t.rate_count, t.rate_ms)
+           IS DISTINCT FROM (l.type, l.concurrency, l.rate_count, l.rate_ms)
 $$;
 
 COMMENT ON FUNCTION pgq.claim(text[], text, bigint) IS

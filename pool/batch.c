@@ -282,7 +282,8 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
             pool_emit_lost(p, c, a[i].job, a[i].who, a[i].ran_us);
         } else if (pool_has_events(p)) {
             pgq_event ev;
-            pool_event_init(&ev, PGQ_EVENT_DONE, a[i].job, a[i].who, a[i].ran_us);
+            pool_event_init(&ev, a[i].snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE, a[i].job,
+                            a[i].who, a[i].ran_us);
             pool_emit(p, &ev);
         }
         pgq_job_free(a[i].job);
@@ -427,7 +428,7 @@ pgq_job *batch_take(struct slot *s)
 }
 
 void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
-               struct job_result *result)
+               struct job_result *result, bool snoozed)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
@@ -466,6 +467,7 @@ void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t
      * came too late: the slot was abandoned and its job released and
      * reported (the ack will find the lease gone). */
     a->silent = s->reported;
+    a->snoozed = snoozed;
     s->reported = true;
     a->result = result ? *result : none;
     if (result)

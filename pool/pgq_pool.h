@@ -36,6 +36,13 @@ PGQ_API pgq_conn *pgq_ctx_conn(pgq_ctx *ctx);
 PGQ_API pgq_once_result pgq_ctx_run_once(pgq_ctx *ctx, const char *key, pgq_once_fn fn, void *arg,
                                  char *err, size_t errlen);
 
+/* Snooze the job: when the handler returns 0 the job goes back to ready
+ * ms milliseconds later, its attempt not counted (a `snoozed` history row);
+ * returning -1 fails the attempt as usual and drops the snooze. Recorded
+ * at once through the worker's connection, fenced by the lease (see
+ * pgq_snooze): PGQ_SNOOZE_REFUSED (with err) when the job has snoozed its
+ * type's max_snoozes times, and then returning 0 makes it done. */
+PGQ_API pgq_snooze_result pgq_ctx_snooze(pgq_ctx *ctx, int64_t ms, char *err, size_t errlen);
 /* Set the job's result: text stored with the attempt if the handler
  * returns success (pgq show, `pgq result ID`, pgq.result(id) in SQL);
  * ignored when it fails. A later call replaces it; NULL clears it. The
@@ -130,7 +137,8 @@ enum pgq_event_kind {
                              * not be recorded): this attempt's outcome is discarded */
     PGQ_EVENT_CANCELLED,    /* cancelled by an operator (pgq cancel) while it ran */
     PGQ_EVENT_SNOOZED,      /* the handler snoozed it: back to ready later, no attempt
-                             * spent (defined for pgq_ctx_snooze; not emitted yet) */
+                             * spent (pgq_ctx_snooze; an exec handler's pgq snooze is
+                             * reported DONE: the pool does not learn of it) */
     PGQ_EVENT_RELEASED,     /* given back at shutdown: ready again, attempt not counted */
     PGQ_EVENT__COUNT
 };

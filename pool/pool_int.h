@@ -55,6 +55,7 @@ struct pending_ack {
     int64_t ran_us;
     bool silent;                   /* its outcome was reported already (the shutdown
                                     * released it from an abandoned slot): no event */
+    bool snoozed;                  /* reported SNOOZED, not DONE */
 };
 
 /* A registered event callback (events.c). */
@@ -283,7 +284,7 @@ pgq_job *batch_take(struct slot *s);
  * ownership of j (its DONE event fires once recorded); the result (may be
  * NULL) moves with it (*result is emptied). Worker threads. */
 void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
-               struct job_result *result);
+               struct job_result *result, bool snoozed);
 /* A job of the batch ran for us microseconds (the adaptive policy learns
  * how short jobs are); mu held. */
 void batch_note_run(struct batch *b, int64_t us);

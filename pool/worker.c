@@ -31,6 +31,7 @@ struct pgq_ctx {
     int64_t deadline_ms;   /* the job type's timeout, monotonic */
     size_t result_max;     /* the job type's result_max */
     struct job_result result;   /* pgq_ctx_set_result's, stored if the job is done */
+    int64_t snooze_ms;     /* asked by pgq_ctx_snooze; -1: not */
 };
 
 const pgq_job *pgq_ctx_job(const pgq_ctx *ctx)
@@ -52,6 +53,15 @@ bool pgq_ctx_cancelled(const pgq_ctx *ctx)
 {
     return atomic_load(&ctx->slot->cancel) || atomic_load(&ctx->slot->lease_lost) ||
            pool_now_ms() > ctx->deadline_ms;
+}
+
+pgq_snooze_result pgq_ctx_snooze(pgq_ctx *ctx, int64_t ms, char *err, size_t errlen)
+{
+    pgq_snooze_result r = pgq_snooze(ctx->slot->conn, ctx->job->id, ctx->job->lease_token, ms,
+                                     err, errlen);
+    if (r == PGQ_SNOOZE_ASKED)
+        ctx->snooze_ms = ms;
+    return r;
 }
 
 int pgq_ctx_set_result(pgq_ctx *ctx, const char *text)
@@ -92,6 +102,7 @@ struct outcome {
     int64_t ran_us;           /* the handler's running time */
     char error[2048];
     struct job_result result; /* a success's result (owned; moves to the ack) */
+    bool snoozed;             /* an in-process handler snoozed (reported SNOOZED) */
 };
 
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
@@ -157,12 +168,15 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
         return;
     }
     pgq_ctx ctx = { s, j, pool_now_ms() + h->type->timeout_ms, (size_t)h->type->result_max,
-                    { NULL, NULL } };
+                    { NULL, NULL }, -1 };
     char err[2048] = "";
     o->ok = h->fn(&ctx, h->arg, err, sizeof err) == 0;
     o->cancelled = atomic_load(&s->cancel);
     if (!o->ok)
         snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
+    else if ((o->snoozed = ctx.snooze_ms >= 0))
+        pool_log(PGQ_LOG_INFO, s->who, "job=%" PRId64 " type=%s: snoozed for %" PRId64 " ms "
+                 "(attempt %d not counted)", j->id, j->type, ctx.snooze_ms, j->attempt);
     if (o->ok)
         o->result = ctx.result;   /* moves */
     else
@@ -204,7 +218,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
         /* recorded, logged, reported with the batch */
-        batch_ack(s, j, &o->info, o->ran_us, &o->result);
+        batch_ack(s, j, &o->info, o->ran_us, &o->result, o->snoozed);
         return NULL;
     }
     pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
@@ -262,7 +276,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
             ev.kind = pool_lost_kind(s->conn, j->id, j->attempt, why, sizeof why);
     } else if (how == FINISH_COMPLETE) {
         pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
-        ev.kind = PGQ_EVENT_DONE;
+        ev.kind = o->snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE;
     } else if (how == FINISH_RELEASE) {
         pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
         ev.kind = PGQ_EVENT_RELEASED;

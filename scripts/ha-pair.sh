@@ -31,16 +31,26 @@ free_port() {
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }
     done
 }
+# start DATADIR LOG: on a port free now; if the server still loses a race
+# for it (other servers start on this machine too), try another. Prints it.
+start_on_free_port() {
+    for _ in 1 2 3 4 5; do
+        p=$(free_port)
+        if pg "$bindir/pg_ctl" -D "$1" -l "$2" -w -t 60 -o "-p $p" start >/dev/null 2>&1; then
+            echo "$p"; return 0
+        fi
+    done
+    echo "ha-pair: $1 did not start; see $2" >&2
+    return 1
+}
 
 case $cmd in
 start)
     mkdir -p "$dir"
     chmod 755 "$dir"
     [ ${#as_user[@]} = 0 ] || chown "$pguser" "$dir"
-    p1=$(free_port); p2=$(free_port)
     pg "$bindir/initdb" -D "$dir/primary" -U pgq --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
     cat >> "$dir/primary/postgresql.conf" <<CONF
-port = $p1
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 max_connections = 100
@@ -50,16 +60,15 @@ hot_standby = on
 fsync = off
 synchronous_commit = on
 CONF
-    pg "$bindir/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w -t 60 start >/dev/null
+    p1=$(start_on_free_port "$dir/primary" "$dir/primary.log")
     "$bindir/psql" -q -h 127.0.0.1 -p "$p1" -U pgq -d postgres -c "CREATE DATABASE pgq" >/dev/null
     pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$p1" -U pgq -D "$dir/standby" -R -X stream \
         --checkpoint=fast \
         >"$dir/basebackup.log" 2>&1
     cat >> "$dir/standby/postgresql.auto.conf" <<CONF
-port = $p2
 primary_conninfo = 'host=127.0.0.1 port=$p1 user=pgq application_name=standby1'
 CONF
-    pg "$bindir/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start >/dev/null
+    p2=$(start_on_free_port "$dir/standby" "$dir/standby.log")
     # synchronous only now: before the standby streams, every commit would wait for it
     "$bindir/psql" -q -h 127.0.0.1 -p "$p1" -U pgq -d postgres \
         -c "ALTER SYSTEM SET synchronous_standby_names = 'standby1'" -c "SELECT pg_reload_conf()" \

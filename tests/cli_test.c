@@ -965,10 +965,12 @@ START_TEST(types_apply_and_list)
     ck_assert_msg(r.code == 0 && !*r.err, "exit %d: %s", r.code, r.err);
     const char *req = "require={\"n\": \"number\", \"to\": \"string\"}";
     ck_assert_msg(has_line(r.out, fmt("cli-mail queue=cli-emails max_retries=3 priority=5 "
-                                      "timeout=1m30s backoff_base=2s backoff_max=10m %s", req)),
+                                      "timeout=1m30s backoff_base=2s backoff_max=10m "
+                                      "max_snoozes=100 %s", req)),
                   "[%s]", r.out);
     ck_assert_msg(has_line(r.out, fmt("cli-resize queue=default max_retries=5 priority=0 "
-                                      "timeout=1m backoff_base=1s backoff_max=1h %s", req)),
+                                      "timeout=1m backoff_base=1s backoff_max=1h "
+                                      "max_snoozes=100 %s", req)),
                   "[%s]", r.out);
     /* plus the two types of setup(): one line each, sorted by name */
     ck_assert_int_eq(tu_count_lines(r.out), 4);

@@ -153,6 +153,12 @@ static const struct golden {
                                    "offset 4" },
     { "bad_empty_value.ini", ":2: [pool] workers: empty value" },
     { "bad_max_retries.ini", ":3: [job x] max_retries: \"-1\" is out of range (0..1000)" },
+    { "bad_rate_form.ini", ":3: [job x] rate: \"10\" is not N/DURATION (e.g. 10/1s, 600/1m)" },
+    { "bad_rate_count.ini", ":4: [job x] rate: \"0/1s\": 0 starts is out of range (1..1000000)" },
+    { "bad_rate_window.ini", ":3: [job x] rate: \"10/0s\": the window must be 1ms..7d" },
+    { "bad_rate_unit.ini", ":3: [job x] rate: \"10/1parsec\": \"1parsec\": unknown unit \"parsec\" "
+                           "(use ms, s, m, h, d)" },
+    { "bad_concurrency.ini", ":3: [job x] concurrency: \"0\" is out of range (1..100000)" },
     { "bad_priority.ini", ":3: [job x] priority: \"1001\" is out of range (-1000..1000)" },
     { "bad_first_error_wins.ini", ":2: [pool] workers: \"0\" is out of range (1..256)" },
     { "bad_missing_key_name.ini", ":2: syntax error (missing key name before \"=\")" },
@@ -221,6 +227,22 @@ START_TEST(test_defaults)
     ck_assert_ptr_null(t->require);
     ck_assert_uint_eq(t->nrequire, 0);
     ck_assert_int_eq(t->result_max, 64 * 1024);
+    ck_assert_int_eq(t->concurrency, 0);   /* no limits unless asked */
+    ck_assert_int_eq(t->rate.count, 0);
+    ck_assert_int_eq(t->max_snoozes, 100);
+    pgq_cfg_free(c);
+}
+END_TEST
+
+START_TEST(test_limits)
+{
+    pgq_cfg *c = load_ok("good_limits.ini");
+    const pgq_cfg_type *t = &c->types[0];
+
+    ck_assert_int_eq(t->concurrency, 3);
+    ck_assert_int_eq(t->rate.count, 600);
+    ck_assert_int_eq(t->rate.per_ms, 1 * MS_M);
+    ck_assert_int_eq(t->max_snoozes, 0);
     pgq_cfg_free(c);
 }
 END_TEST
@@ -598,7 +620,8 @@ START_TEST(test_reference)
     static const char *const all_keys[] = {
         "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
-        "priority", "require", "result_max", "schedule", "type", "payload", "timezone",
+        "priority", "require", "concurrency", "rate", "max_snoozes", "result_max", "schedule",
+        "type", "payload", "timezone",
     };
     /* [cron NAME] has a queue and a priority too */
     static const size_t nshared = 2;
@@ -651,6 +674,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_queue_names_count_characters);
     tcase_add_test(tc, test_queue_name_rule);
     tcase_add_test(tc, test_example_pool_ini);
+    tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_error_buffers);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);

@@ -141,6 +141,17 @@ static int h_flaky(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
     return 0;
 }
 
+/* Snoozes its first run (10 ms), then is done: attempt 1 both times. */
+static atomic_bool napped;
+static int h_nap(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    if (!atomic_exchange(&napped, true) &&
+        pgq_ctx_snooze(ctx, 10, err, errlen) != PGQ_SNOOZE_ASKED)
+        return -1;
+    return 0;
+}
+
 static int h_doomed(pgq_ctx *ctx, void *arg, char *err, size_t errlen)
 {
     (void)ctx, (void)arg;
@@ -196,6 +207,7 @@ static void setup(void)
     atomic_store(&lost_running, false);
     atomic_store(&cancel_running, false);
     atomic_store(&slow_running, false);
+    atomic_store(&napped, false);
     checker = PQconnectdb(tu_db_url());
     ck_assert_int_eq(PQstatus(checker), CONNECTION_OK);
 }
@@ -223,6 +235,7 @@ START_TEST(every_outcome_is_reported_once)
                                "[job doomed]\nhandler = callback doomed\nmax_retries = 0\n\n"
                                "[job lost]\nhandler = callback lost\nbackoff_base = 0s\n\n"
                                "[job cancel]\nhandler = callback cancel\n\n"
+                               "[job nap]\nhandler = callback nap\n\n"
                                "[job slow]\nhandler = callback slow\n",
                                batch ? tu_fmt("batch = %d\n", batch) : ""));
     pgq_cfg *cfg;
@@ -232,7 +245,7 @@ START_TEST(every_outcome_is_reported_once)
     ck_assert_msg(pgq_pool_new(cfg, tu_db_url(), &pool, err, sizeof err) == 0, "%s", err);
     static const struct { const char *name; pgq_handler_fn fn; } cbs[] = {
         { "ok", h_ok }, { "flaky", h_flaky }, { "doomed", h_doomed },
-        { "lost", h_lost }, { "cancel", h_cancel }, { "slow", h_slow },
+        { "lost", h_lost }, { "cancel", h_cancel }, { "slow", h_slow }, { "nap", h_nap },
     };
     for (size_t i = 0; i < sizeof cbs / sizeof cbs[0]; i++)
         ck_assert(pgq_pool_on(pool, cbs[i].name, cbs[i].fn, NULL, err, sizeof err) == 0);
@@ -243,13 +256,14 @@ START_TEST(every_outcome_is_reported_once)
     ck_assert_msg(strstr(err, "before pgq_pool_start"), "%s", err);
 
     pgq_conn *c = tu_connect();
-    int64_t ok[3], flaky, doomed, lost, cancel, slow;
+    int64_t ok[3], flaky, doomed, lost, cancel, slow, napper;
     for (int i = 0; i < 3; i++)
         ok[i] = add(c, "ok");
     flaky = add(c, "flaky");
     doomed = add(c, "doomed");
     lost = add(c, "lost");
     cancel = add(c, "cancel");
+    napper = add(c, "nap");
 
     /* The lease of "lost" expires (as if its pool had frozen) and is reaped. */
     ck_assert_msg(WAIT_FOR(atomic_load(&lost_running)), "the lost job did not start");
@@ -265,8 +279,9 @@ START_TEST(every_outcome_is_reported_once)
                   "%s", err);
     ck_assert(done);
 
-    /* ok x3, flaky failed + done, doomed dead, lost lease_lost + done, cancel cancelled. */
-    const int want = 3 + 2 + 1 + 2 + 1;
+    /* ok x3, flaky failed + done, doomed dead, lost lease_lost + done, cancel cancelled,
+     * nap snoozed + done. */
+    const int want = 3 + 2 + 1 + 2 + 1 + 2;
     ck_assert_msg(WAIT_FOR(count_outcomes() >= want), "%d outcomes of %d", count_outcomes(),
                   want);
     /* "slow" runs into the shutdown deadline and is released. */
@@ -284,8 +299,10 @@ START_TEST(every_outcome_is_reported_once)
     ck_assert_str_eq(story(lost), "started:1 lease_lost:1 started:2 done:2");
     ck_assert_str_eq(story(cancel), "started:1 cancelled:1");
     ck_assert_str_eq(story(slow), "started:1 released:1");
-    ck_assert_int_eq(total, 2 * 3 + 4 + 2 + 4 + 2 + 2);
-    ck_assert_int_eq(count_kind(PGQ_EVENT_DONE), 5);
+    ck_assert_str_eq(story(napper), "started:1 snoozed:1 started:1 done:1");
+    ck_assert_int_eq(total, 2 * 3 + 4 + 2 + 4 + 2 + 2 + 4);
+    ck_assert_int_eq(count_kind(PGQ_EVENT_DONE), 6);
+    ck_assert_int_eq(count_kind(PGQ_EVENT_SNOOZED), 1);
     for (int i = 0; i < total; i++) {
         const struct seen *s = &events[i];
         ck_assert_msg(s->named, "event %d (%s of job %lld): worker or queue missing", i,
@@ -308,7 +325,7 @@ START_TEST(every_outcome_is_reported_once)
     }
     /* The database agrees. */
     char *states = tu_text("SELECT string_agg(state, ',' ORDER BY id) FROM pgq.jobs", 0, NULL);
-    ck_assert_str_eq(states, "done,done,done,done,dead,done,cancelled,ready");
+    ck_assert_str_eq(states, "done,done,done,done,dead,done,cancelled,done,ready");
     free(states);
     pgq_disconnect(c);
 }

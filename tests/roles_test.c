@@ -430,6 +430,11 @@ START_TEST(handler_acts_on_its_own_job_by_token)
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.effects WHERE key = 'refund'", 0, NULL), 0);
 
     PGconn *pg = pg_as("pgq_t_handler");
+    /* snooze, by token: a wrong one holds nothing */
+    PGresult *sr = PQexec(pg, tu_fmt("SELECT held FROM pgq.snooze(%s, '%s', 1000)", id, wrong));
+    ck_assert_msg(PQresultStatus(sr) == PGRES_TUPLES_OK, "snooze as handler: %s", PQerrorMessage(pg));
+    ck_assert_str_eq(PQgetvalue(sr, 0, 0), "f");
+    PQclear(sr);
     REFUSED(pg, "SELECT count(*) FROM pgq.jobs");
     REFUSED(pg, "SELECT lease_token FROM pgq.jobs");
     REFUSED(pg, "SELECT * FROM pgq.effects");

@@ -50,6 +50,7 @@ int main(void)
         srunner_add_suite(sr, cli_suite());
         srunner_add_suite(sr, cron_db_suite());
         srunner_add_suite(sr, pool_suite());
+        srunner_add_suite(sr, limits_suite());
         srunner_add_suite(sr, events_suite());
         srunner_add_suite(sr, results_suite());
         srunner_add_suite(sr, pgbouncer_suite());

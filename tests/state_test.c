@@ -180,6 +180,8 @@ START_TEST(check_invariants_reports_each_violation)
     expect_violation("state = 'cancelled'", "finished without finished_at");
     expect_violation("finished_at = now()", "unfinished with finished_at");
     expect_violation("run_at = 'infinity'", "run_at not finite");
+    expect_violation("snooze_ms = 1000", "snooze asked by a job that is not running");
+    expect_violation("snoozes = -1", "negative snooze count");
 
     /* history and effects */
     pgq_job *j;
@@ -205,6 +207,30 @@ START_TEST(check_invariants_reports_each_violation)
             " VALUES (1, 1, 'done'), (1, 2, 'failed')", 0, NULL);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
                             " 'history after a done attempt'", 0, NULL), 1);
+    tu_exec("ROLLBACK", 0, NULL);
+
+    /* limits: a running job of a limited type that its claim did not mark
+     * is not counted; more running than the concurrency; a rate window
+     * over its rate */
+    tu_exec("BEGIN", 0, NULL);
+    tu_exec("UPDATE pgq.job_types SET concurrency = 1, rate_count = 1, rate_ms = 60000"
+            " WHERE type = 't'", 0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants()", 0, NULL), 0);
+    tu_exec("UPDATE pgq.jobs SET limited = NULL WHERE id = 1", 0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'running job of a limited type not counted'", 0, NULL), 1);
+    tu_exec("UPDATE pgq.jobs SET limited = true WHERE id = 1", 0, NULL);
+    tu_exec("UPDATE pgq.type_limits SET set_at = now() - interval '1 hour',"
+            " window_no = pgq.rate_window(rate_ms), window_starts = 2", 0, NULL);
+    tu_exec("INSERT INTO pgq.jobs (queue, type, payload, state, attempts, lease_token,"
+            " lease_owner, lease_expires_at, started_at, limited)"
+            " VALUES ('default', 't', '{}', 'running', 1, gen_random_uuid(), 'w',"
+            " now() + interval '1 minute', now(), true)", 0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'more running than the concurrency of the type'", 0, NULL), 1);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.check_invariants() WHERE invariant ="
+                            " 'more starts in a rate window than the rate of the type'", 0,
+                            NULL), 1);
     tu_exec("ROLLBACK", 0, NULL);
 
     /* and the transitions themselves keep them */

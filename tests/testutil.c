@@ -117,7 +117,7 @@ char *tu_text(const char *sql, int n, const char *const *params)
 void tu_reset(void)
 {
     tu_exec("TRUNCATE pgq.jobs, pgq.job_types, pgq.job_attempts, pgq.effects, pgq.workers,"
-            " pgq.actions, pgq.queues, pgq.cron, pgq.job_deps RESTART IDENTITY CASCADE", 0, NULL);
+            " pgq.actions, pgq.queues, pgq.cron, pgq.type_limits, pgq.job_deps RESTART IDENTITY CASCADE", 0, NULL);
 }
 
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,

@@ -122,6 +122,7 @@ Suite *once_suite(void);
 Suite *admin_suite(void);
 Suite *cli_suite(void);
 Suite *pool_suite(void);
+Suite *limits_suite(void);
 Suite *events_suite(void);
 Suite *pgbouncer_suite(void);
 Suite *config_suite(void);

@@ -189,6 +189,18 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         if (!PQgetisnull(r, i, 2))
             s->tput_covered_s = dval(r, i, 2, 0);
     }
+    static const char limit_sql[] =
+        "SELECT type, concurrency, running, rate_count, rate_ms, window_starts, blocked"
+        " FROM pgq.type_use ORDER BY type";
+    if (!(r = query(c, s, "limits", limit_sql, 0, NULL, err, errlen)))
+        return -1;
+    s->nlimits = (size_t)PQntuples(r);
+    if (!(s->limits = rows_alloc(s->nlimits, sizeof *s->limits, err, errlen)))
+        return -1;
+    for (int i = 0; i < (int)s->nlimits; i++)
+        s->limits[i] = (struct snap_limit){ val(r, i, 0), (int)ival(r, i, 1, 0),
+                                            (int)ival(r, i, 3, 0), ival(r, i, 2, 0),
+                                            ival(r, i, 4, 0), ival(r, i, 5, 0), bval(r, i, 6) };
     if (!(r = query(c, s, "pools", pool_sql, 0, NULL, err, errlen)))
         return -1;
     s->npools = (size_t)PQntuples(r);

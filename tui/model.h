@@ -62,6 +62,14 @@ struct snap_cron {
     bool has_next;
 };
 
+/* A job type with fleet-wide limits and its use now (pgq.type_use). */
+struct snap_limit {
+    const char *type;
+    int concurrency, rate_count;   /* 0: that limit is not set */
+    int64_t running, rate_ms, window_starts;
+    bool blocked;                  /* at a limit: none of it starts now */
+};
+
 /* One row of the Running, Dead letters and Jobs lists. */
 struct snap_job {
     int64_t id;
@@ -112,6 +120,7 @@ struct snapshot {
                                   * stats_cap done jobs reach that far); the whole line when
                                   * all were read */
     struct snap_pool *pools; size_t npools, nstale;
+    struct snap_limit *limits; size_t nlimits;
     int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
     /* The lists: at most q.limit rows each; a total is counted up to
      * q.stats_cap, so *_total_capped says "that many or more". */

@@ -55,6 +55,7 @@ void snapshot_release(struct snapshot *s)
     free(s->queues);
     free(s->pools);
     free(s->crons);
+    free(s->limits);
     free(s->running);
     free(s->dead);
     free(s->jobs);

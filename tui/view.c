@@ -19,6 +19,7 @@
 #include <time.h>
 #include <wchar.h>
 
+#include "duration.h"
 #include "ui.h"
 
 enum { P_BAR = 1, P_BAD, P_WARN, P_GOOD, P_HEAD, P_MARK };
@@ -395,6 +396,28 @@ static void overview_lines(const struct ui *u, struct lines *l)
         add_line(l, look(P_BAD, A_BOLD) | A_BOLD, "%zu queue%s (!) with due jobs that no live "
                  "pool claims from", unserved, unserved == 1 ? "" : "s");
     add_line(l, A_NORMAL, "%s", "");
+
+    /* Limited types only (pgq.type_use): their use now, marked at a limit. */
+    if (s->nlimits)
+        add_line(l, head, "%-*s %11s %22s", qw, "LIMITED TYPE", "RUNNING", "STARTS / WINDOW");
+    for (size_t i = 0; i < s->nlimits; i++) {
+        const struct snap_limit *t = &s->limits[i];
+        char name[256], run[40], rate[48];
+        clean(name, sizeof name, t->type);
+        if (t->concurrency > 0)
+            snprintf(run, sizeof run, "%" PRId64 "/%d", t->running, t->concurrency);
+        else
+            snprintf(run, sizeof run, "%" PRId64, t->running);
+        if (t->rate_count > 0)
+            snprintf(rate, sizeof rate, "%" PRId64 "/%d per %s", t->window_starts,
+                     t->rate_count, pgq_duration_format(t->rate_ms, a, sizeof a));
+        else
+            snprintf(rate, sizeof rate, "-");
+        add_line(l, t->blocked ? look(P_BAD, A_BOLD) : A_NORMAL, "%-*.*s %11s %22s%s", qw, qw,
+                 name, run, rate, t->blocked ? "  AT LIMIT" : "");
+    }
+    if (s->nlimits)
+        add_line(l, A_NORMAL, "%s", "");
 
     /* Throughput: oldest bucket left, newest right. */
     int64_t max = 0;
