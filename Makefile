@@ -59,9 +59,11 @@ CORE_SRC   = $(wildcard core/*.c)
 CONFIG_SRC = $(wildcard config/*.c)
 POOL_SRC   = $(wildcard pool/*.c)
 # Numbered schema migrations, applied once each in order; then the state
-# machine's one home, applied whenever its text changed (core/migrate.c).
+# machine's one home, applied whenever its text changed, and the roles and
+# grants, applied after it at every migrate (core/migrate.c).
 MIGRATIONS = $(sort $(wildcard migrations/[0-9]*.sql))
 STATE_SQL = migrations/state_machine.sql
+GRANTS_SQL = migrations/grants.sql
 LIB_OBJ    = $(CORE_SRC:%.c=$(BUILD)/%.o) $(CONFIG_SRC:%.c=$(BUILD)/%.o) \
              $(POOL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/migrations_gen.o
 # cli/ holds both programs' front ends: pool_main.c is pgq-pool, the rest pgq.
@@ -150,9 +152,9 @@ $(BUILD)/migrations.list: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(MIGRATIONS)' | cmp -s - $@ || echo '$(MIGRATIONS)' > $@
 
-$(BUILD)/migrations_gen.c: $(MIGRATIONS) $(STATE_SQL) $(BUILD)/migrations.list scripts/embed-sql.sh
+$(BUILD)/migrations_gen.c: $(MIGRATIONS) $(STATE_SQL) $(GRANTS_SQL) $(BUILD)/migrations.list scripts/embed-sql.sh
 	@mkdir -p $(BUILD)
-	sh scripts/embed-sql.sh $@ $(STATE_SQL) $(MIGRATIONS)
+	sh scripts/embed-sql.sh $@ $(STATE_SQL) $(GRANTS_SQL) $(MIGRATIONS)
 
 $(BUILD)/migrations_gen.o: $(BUILD)/migrations_gen.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<

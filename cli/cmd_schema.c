@@ -7,9 +7,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "cli.h"
 #include "duration.h"
 #include "typegen.h"
+
+/* migrations/grants.sql warns, as "pgq: ...", about what this migrate may
+ * not do (create the group roles without CREATEROLE): say so on stderr.
+ * Other notices ("already exists") are noise. */
+static void migrate_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    const char *m = strstr(msg, "pgq: ");
+    if (m)
+        fprintf(stderr, "pgq migrate: warning: %s", m + 5);
+}
 
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
@@ -83,6 +96,7 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
     if (target == pgq_schema_version() &&
         pgq_state_machine_status(c->conn, &was_current, at, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
+    PQsetNoticeProcessor(pgq_conn_pg(c->conn), migrate_notice, NULL);
     if (pgq_migrate_to(c->conn, (int)target, &applied, err, sizeof err) < 0)
         return cli_error(c, "%s", err);
     if (target == pgq_schema_version() &&

@@ -28,6 +28,12 @@ const struct cfg_key cfg_keys[] = {
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
       .doc = "With pooler = transaction: a direct URL (PostgreSQL itself) for the pool's one "
              "LISTEN connection, so new jobs wake workers at once. Absent: workers poll." },
+    { .sec = SEC_DATABASE, .name = "handler_url", .kind = V_STRING, .off = CFG(handler_url),
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
+      .doc = "The DATABASE_URL given to exec handlers instead of the pool's own: a user in "
+             "the role pgq_handler, which can act only on its own job by lease token (pgq "
+             "once). Absent: handlers get the pool's URL and its rights (see README, "
+             "\"Roles and grants\")." },
 
     { .sec = SEC_POOL, .name = "workers", .kind = V_INT, .off = CFG(workers),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "8", .min = 1, .max = 256,

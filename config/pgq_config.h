@@ -83,6 +83,7 @@ typedef struct pgq_cfg {
     char *db_url;               /* [database] url, NULL when absent */
     pgq_pooler pooler;          /* [database] pooler, default none */
     char *listen_url;           /* [database] listen_url, NULL when absent */
+    char *handler_url;          /* [database] handler_url (exec handlers' DATABASE_URL), NULL when absent */
     int workers;                /* default 8, 1..256 */
     int batch;                  /* jobs claimed/acked per statement, 1..1000; 0 (no key): adaptive */
     char **queues;              /* default {"default"}; not NULL-terminated, see nqueues */

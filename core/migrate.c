@@ -12,7 +12,15 @@
  * job transition as CREATE OR REPLACE) when the MD5 recorded in
  * pgq.state_machine is not that of the text compiled in, in one transaction
  * with the new MD5. pgq_schema_check refuses a database whose state machine
- * is not this build's, as it refuses an older schema. */
+ * is not this build's, as it refuses an older schema.
+ *
+ * Then, at every migrate to this version, the roles and grants
+ * (migrations/grants.sql), in that same transaction: CREATE OR REPLACE
+ * resets a function's SECURITY DEFINER and search_path and a new function
+ * starts with PUBLIC EXECUTE, so no other transaction may see the state
+ * machine without them. Applied every time, not by MD5, so that roles a
+ * superuser created after the last migrate get their grants from the next
+ * one. */
 #include "db.h"
 #include "migrations.h"
 
@@ -95,31 +103,41 @@ static int step_begin(pgq_conn *c, const char *what, char *err, size_t errlen)
 }
 
 /* (Re)define every transition, recording the text's MD5 with it, unless a
- * concurrent migrate just did. */
+ * concurrent migrate just did; then the roles and grants, in the same
+ * transaction. */
 static int apply_state(pgq_conn *c, char *err, size_t errlen)
 {
     const char *what = "state machine (migrations/state_machine.sql)";
     const char *params[] = { pgq_state_md5 };
     bool current;
+    PGresult *r;
 
     if (step_begin(c, what, err, errlen) < 0)
         return -1;
     if (state_current(c, &current, NULL, err, errlen) < 0)
         goto fail;
-    if (current)
-        return db_command(c, "COMMIT", what, err, errlen);
-    PGresult *r = PQexec(c->pg, pgq_state_sql);
+    if (!current) {
+        r = PQexec(c->pg, pgq_state_sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+            db_error(c, r, what, err, errlen);
+            PQclear(r);
+            goto fail;
+        }
+        PQclear(r);
+        r = db_query(c, "INSERT INTO pgq.state_machine (md5) VALUES ($1)"
+                        " ON CONFLICT (one) DO UPDATE SET md5 = excluded.md5, applied_at = now()",
+                     1, params, PGRES_COMMAND_OK, what, err, errlen);
+        if (!r)
+            goto fail;
+        PQclear(r);
+    }
+    what = "roles and grants (migrations/grants.sql)";
+    r = PQexec(c->pg, pgq_grants_sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, what, err, errlen);
         PQclear(r);
         goto fail;
     }
-    PQclear(r);
-    r = db_query(c, "INSERT INTO pgq.state_machine (md5) VALUES ($1)"
-                    " ON CONFLICT (one) DO UPDATE SET md5 = excluded.md5, applied_at = now()",
-                 1, params, PGRES_COMMAND_OK, what, err, errlen);
-    if (!r)
-        goto fail;
     PQclear(r);
     return db_command(c, "COMMIT", what, err, errlen);
 fail:
@@ -286,13 +304,8 @@ int pgq_migrate_to(pgq_conn *c, int target, int *applied, char *err, size_t errl
             goto out;
         n += did;
     }
-    if (target == pgq_schema_version()) {
-        bool current;
-        if (state_current(c, &current, NULL, err, errlen) < 0)
-            goto out;
-        if (!current && apply_state(c, err, errlen) < 0)
-            goto out;
-    }
+    if (target == pgq_schema_version() && apply_state(c, err, errlen) < 0)
+        goto out;
     rc = 0;
 out:
     if (applied)

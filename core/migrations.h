@@ -19,4 +19,8 @@ extern const size_t pgq_nmigrations;
 extern const char pgq_state_sql[];
 extern const char pgq_state_md5[];
 
+/* The roles and grants (migrations/grants.sql), applied after the state
+ * machine at every migrate to this library's version. */
+extern const char pgq_grants_sql[];
+
 #endif

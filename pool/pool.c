@@ -34,7 +34,7 @@ int pgq_pool_new(pgq_cfg *cfg, const char *db_url, pgq_pool **out, char *err, si
     }
     pgq_pool *p = calloc(1, sizeof *p);
     if (!p || !(p->url = strdup(url)) ||
-        asprintf(&p->url_env, "DATABASE_URL=%s", url) < 0) {
+        asprintf(&p->url_env, "DATABASE_URL=%s", cfg->handler_url ? cfg->handler_url : url) < 0) {
         if (p)
             free(p->url);
         free(p);
@@ -386,6 +386,11 @@ int pgq_pool_reload(pgq_pool *p, char *err, size_t errlen)
         snprintf(err, errlen, "[pool] changes need a restart; job types were reloaded");
     else if (cron_sections_differ(cfg, p->cfg))
         snprintf(err, errlen, "[cron] changes need a restart; job types were reloaded");
+    else if ((cfg->handler_url == NULL) != (p->cfg->handler_url == NULL) ||
+             (cfg->handler_url && strcmp(cfg->handler_url, p->cfg->handler_url) != 0))
+        /* exec handlers' DATABASE_URL is fixed at start (p->url_env) */
+        snprintf(err, errlen, "[database] handler_url changes need a restart; job types were "
+                 "reloaded");
     return 0;
 }
 

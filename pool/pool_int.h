@@ -116,7 +116,7 @@ struct batch;   /* batch.c */
 
 struct pgq_pool {
     char *url;
-    char *url_env;                 /* "DATABASE_URL=" url, for exec handlers */
+    char *url_env;                 /* "DATABASE_URL=" handler_url or url, for exec handlers */
     pgq_cfg *cfg;                  /* the generation the pool started with */
     struct handlers *handlers;     /* current generation (mu) */
     struct callback *cbs;

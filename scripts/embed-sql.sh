@@ -1,12 +1,13 @@
 #!/bin/sh
 # Turn the SQL of migrations/ into a C table so that an installed
 # `pgq migrate` needs no source tree.
-#   embed-sql.sh OUT.c STATE.sql NNN_name.sql...
+#   embed-sql.sh OUT.c STATE.sql GRANTS.sql NNN_name.sql...
 # STATE.sql is the state machine's one home (every job transition), applied
 # after the numbered migrations whenever its text changed: it is embedded
-# with its MD5, which pgq.state_machine records.
+# with its MD5, which pgq.state_machine records. GRANTS.sql (the roles and
+# who may call what) is applied after it at every migrate.
 set -eu
-out=$1; state=$2; shift 2
+out=$1; state=$2; grants=$3; shift 3
 cstr() {
     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/      "/' -e 's/$/\\n"/' "$1"
 }
@@ -26,6 +27,9 @@ cstr() {
     echo 'const size_t pgq_nmigrations = sizeof pgq_migrations / sizeof pgq_migrations[0];'
     echo 'const char pgq_state_sql[] ='
     cstr "$state"
+    echo '    ;'
+    echo 'const char pgq_grants_sql[] ='
+    cstr "$grants"
     echo '    ;'
     printf 'const char pgq_state_md5[] = "%s";\n' "$(md5sum < "$state" | cut -c1-32)"
 } > "$out.tmp"

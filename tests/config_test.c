@@ -90,7 +90,7 @@ static const struct golden {
     { "does_not_exist.ini", ": cannot open: No such file or directory" },
     { "bad_unknown_key.ini", ":3: [pool] workrs: unknown key; did you mean \"workers\"?" },
     { "bad_unknown_key_elsewhere.ini", ":2: [pool] timeout: unknown key; \"timeout\" belongs in [job NAME]" },
-    { "bad_unknown_key_list.ini", ":2: [database] host: unknown key (known keys: url, pooler, listen_url)" },
+    { "bad_unknown_key_list.ini", ":2: [database] host: unknown key (known keys: url, pooler, listen_url, handler_url)" },
     { "bad_pooler.ini", ":2: [database] pooler: pooler \"transactions\" is not one of transaction, session, none" },
     { "bad_unknown_section.ini", ":4: [server]: unknown section (use [database], [pool], [job NAME] or [cron NAME])" },
     { "bad_duration_unit.ini", ":2: [pool] lease_ttl: \"10x\": unknown unit \"x\" (use ms, s, m, h, d)" },
@@ -618,7 +618,7 @@ END_TEST
 START_TEST(test_reference)
 {
     static const char *const all_keys[] = {
-        "url", "pooler", "listen_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
+        "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
         "priority", "require", "concurrency", "rate", "max_snoozes", "result_max", "schedule",
         "type", "payload", "timezone",

@@ -58,6 +58,7 @@ int main(void)
         srunner_add_suite(sr, tui_e2e_suite());
         srunner_add_suite(sr, typed_db_suite());
         srunner_add_suite(sr, secrets_suite());
+        srunner_add_suite(sr, roles_suite());
         srunner_add_suite(sr, chaos_suite());
         srunner_add_suite(sr, failover_suite());
         srunner_add_suite(sr, badinput_suite());

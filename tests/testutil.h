@@ -147,6 +147,7 @@ Suite *upgrade_suite(void);
 Suite *results_suite(void);
 Suite *deps_suite(void);
 Suite *secrets_suite(void);
+Suite *roles_suite(void);
 Suite *chaos_suite(void);
 Suite *failover_suite(void);
 Suite *badinput_suite(void);

@@ -325,8 +325,9 @@ START_TEST(read_only_role_is_refused)
         return;
     tu_exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgq_tui_ro') THEN"
             " CREATE ROLE pgq_tui_ro LOGIN; END IF; END$$", 0, NULL);
-    tu_exec("GRANT USAGE ON SCHEMA pgq TO pgq_tui_ro", 0, NULL);
-    tu_exec("GRANT SELECT ON ALL TABLES IN SCHEMA pgq TO pgq_tui_ro", 0, NULL);
+    /* a viewer (README, "Roles and grants"): reads, may not act */
+    tu_exec("DO $$BEGIN IF NOT pg_has_role('pgq_tui_ro', 'pgq_viewer', 'MEMBER') THEN"
+            " GRANT pgq_viewer TO pgq_tui_ro; END IF; END$$", 0, NULL);
     tu_type("tui-e2e", "tuiq", "", 0, 0);
     dead_job("tui-e2e", 1, "nope");
     char *url = tu_text("SELECT $1::text || CASE WHEN $1 LIKE '%?%' THEN '&' ELSE '?' END"

@@ -96,7 +96,7 @@ static pgq_count_kind worse(pgq_count_kind a, pgq_count_kind b)
 static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 {
     static const char sql[] =
-        "SELECT current_user, has_table_privilege('pgq.jobs', 'UPDATE'),"
+        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
         " pg_database_size(current_database())";
     PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
     if (!r)

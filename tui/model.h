@@ -108,7 +108,7 @@ struct snapshot {
     struct model_query q;        /* what it was built for */
 
     char user[128];
-    bool read_only;              /* no UPDATE right on pgq.jobs */
+    bool read_only;              /* may not call pgq.requeue (not a pgq_operator) */
     int64_t db_bytes;
 
     pgq_queue_stats *queues; size_t nqueues;
