@@ -106,26 +106,10 @@ static void pool_start(const char *ini)
     ck_assert_int_lt(npools, 4);
     struct pool *p = &pools[npools];
     snprintf(p->log, sizeof p->log, "%s/pool%d.log", dir, npools);
-    const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir()), *url = tu_db_url();
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        unsetenv("DATABASE_URL");
-        execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
-        _exit(127);
-    }
+    const char *bin = tu_fmt("%s/pgq-pool", tu_bin_dir());
+    pid_t pid = tu_spawn_logged(p->log, NULL, bin,
+                                (const char *const[]){ "pgq-pool", "-c", ini, "--db",
+                                                       tu_db_url(), NULL });
     p->pid = pid;
     npools++;
     int64_t end = now_ms() + WAIT_MS;
