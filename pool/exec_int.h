@@ -103,6 +103,14 @@ struct exec_tail {
 /* Read what fd has now into t, at most max_reads chunks of 4 KB (a writer
  * that escaped the group could otherwise keep us here). False once the
  * stream is over (EOF or an error), true while it may have more. */
+/* Read what is there from a non-blocking fd, in chunks of at most chunk
+ * bytes (16 KiB at most), each handed to add; at most max_reads chunks (a
+ * writer that escaped the group could otherwise keep us here). False once
+ * the stream is over (EOF or an error), true while it may bring more. The
+ * stderr tail and the stdout result both read through it (exec_tail.c). */
+bool exec_read_chunks(int fd, size_t chunk, int max_reads,
+                      void (*add)(void *arg, const char *p, size_t n), void *arg);
+
 bool exec_tail_read(int fd, struct exec_tail *t, int max_reads);
 
 /* res->error from the outcome in *res: "" when ok, else "exit status 3:

@@ -45,20 +45,12 @@ static void out_add(struct exec_out *o, const char *p, size_t n)
     o->buf[o->len] = '\0';
 }
 
+static void out_sink(void *arg, const char *p, size_t n)
+{
+    out_add(arg, p, n);
+}
+
 bool exec_out_read(int fd, struct exec_out *o, int max_reads)
 {
-    char buf[16384];
-
-    for (int i = 0; i < max_reads;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n > 0) {
-            out_add(o, buf, (size_t)n);
-            i++;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n < 0 && errno == EAGAIN;
-    }
-    return true;
+    return exec_read_chunks(fd, 16384, max_reads, out_sink, o);
 }

@@ -151,16 +151,16 @@ void exec_error_text(exec_result *res, const exec_request *req, const struct exe
         snprintf(res->error, sizeof res->error, "%s", what);
 }
 
-/* Read what is there, at most max_reads chunks (a writer that escaped the
- * group could otherwise keep us here). False once the stream is over. */
-bool exec_tail_read(int fd, struct exec_tail *t, int max_reads)
+bool exec_read_chunks(int fd, size_t chunk, int max_reads,
+                      void (*add)(void *arg, const char *p, size_t n), void *arg)
 {
-    char buf[4096];
-
+    char buf[16384];
+    if (chunk > sizeof buf)
+        chunk = sizeof buf;
     for (int i = 0; i < max_reads;) {
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = read(fd, buf, chunk);
         if (n > 0) {
-            tail_add(t, buf, (size_t)n);
+            add(arg, buf, (size_t)n);
             i++;
             continue;
         }
@@ -169,4 +169,14 @@ bool exec_tail_read(int fd, struct exec_tail *t, int max_reads)
         return n < 0 && errno == EAGAIN;
     }
     return true;
+}
+
+static void tail_sink(void *arg, const char *p, size_t n)
+{
+    tail_add(arg, p, n);
+}
+
+bool exec_tail_read(int fd, struct exec_tail *t, int max_reads)
+{
+    return exec_read_chunks(fd, 4096, max_reads, tail_sink, t);
 }
