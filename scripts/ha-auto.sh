@@ -43,11 +43,13 @@ if [ "$(id -u)" = 0 ]; then
     fi
     as_user=(runuser -u "$pguser" --)
 fi
-# pg_autoctl keeps its config, state and pid files in the XDG directories
-ctl() {
-    "${as_user[@]}" env XDG_CONFIG_HOME="$dir/xdg/config" XDG_DATA_HOME="$dir/xdg/data" \
-        XDG_RUNTIME_DIR="$dir/xdg/run" "$autoctl" "$@"
-}
+# pg_autoctl keeps its config, state and pid files in the XDG directories;
+# the servers' unix sockets go in DIR too (PG_REGRESS_SOCK_DIR: pg_autoctl
+# starts postgres with -k that; PGHOST: where its keepers look for them),
+# not in /var/run/postgresql, which a fresh boot may not have
+ctl_env=(env XDG_CONFIG_HOME="$dir/xdg/config" XDG_DATA_HOME="$dir/xdg/data"
+         XDG_RUNTIME_DIR="$dir/xdg/run" PG_REGRESS_SOCK_DIR="$dir" PGHOST="$dir")
+ctl() { "${as_user[@]}" "${ctl_env[@]}" "$autoctl" "$@"; }
 pg() { "${as_user[@]}" "$@"; }
 psql_at() { # PORT USER DB SQL: one value, or nothing when the server does not answer
     PGCONNECT_TIMEOUT=2 "$bindir/psql" -Atqw -h 127.0.0.1 -p "$1" -U "$2" -d "$3" -c "$4" 2>/dev/null || true
@@ -65,8 +67,7 @@ now_ms() { date +%s%3N; }
 # NAME ARGS...
 service() {
     local name=$1; shift
-    setsid "${as_user[@]}" env XDG_CONFIG_HOME="$dir/xdg/config" XDG_DATA_HOME="$dir/xdg/data" \
-        XDG_RUNTIME_DIR="$dir/xdg/run" "$autoctl" "$@" >>"$dir/$name.log" 2>&1 </dev/null &
+    setsid "${as_user[@]}" "${ctl_env[@]}" "$autoctl" "$@" >>"$dir/$name.log" 2>&1 </dev/null &
     echo $! >"$dir/$name.sid"
 }
 # Kill a whole service: the keeper's session and the postgres it ran
@@ -127,7 +128,7 @@ CONF
 }
 node_create() { # NAME PORT
     service "$1" create postgres --pgctl "$bindir/pg_ctl" --pgdata "$dir/$1" --pgport "$2" \
-        --hostname 127.0.0.1 --listen 127.0.0.1 --name "$1" --formation default \
+        --pghost "$dir" --hostname 127.0.0.1 --listen 127.0.0.1 --name "$1" --formation default \
         --monitor "postgres://autoctl_node@127.0.0.1:$(cat "$dir/monitor.port")/pg_auto_failover?sslmode=disable" \
         --dbname pgq --username pgq --auth trust --no-ssl --replication-quorum true --run
 }

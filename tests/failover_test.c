@@ -13,7 +13,7 @@
  * primary stopped -m immediate, the standby promoted by pg_ctl promote).
  * PGQ_HA_ENGINE=pg_ctl forces the fallback. One cluster serves the whole
  * test case (an unchecked fixture: starting a formation takes seconds);
- * the scripts stop it when the test runner dies (PGQ_HA_OWNER). */
+ * both scripts stop it when the test runner dies (PGQ_HA_OWNER). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -139,7 +139,7 @@ static void setup(void)
     fprintf(stderr, "failover_test: engine %s\n", engine_name());
     int st;
     /* PGQ_HA_OWNER: this process; if it dies, the script's watchdog stops
-     * the servers (ha-auto.sh; ha-pair.sh ignores it) */
+     * the servers */
     char *out = tu_sh(tu_fmt("PGQ_HA_OWNER=%d '%s' start '%s' 2>&1", (int)getpid(), script(),
                              dir), &st);
     engine_url[0] = '\0';
