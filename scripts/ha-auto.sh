@@ -20,7 +20,9 @@
 # (XDG_* set there), nothing in a home directory.
 # If PGQ_HA_OWNER holds a pid, start leaves a watchdog that runs "stop DIR"
 # as soon as that process is gone: a killed test leaves no servers running.
-# Leftovers by hand: scripts/ha-auto.sh stop /tmp/pgq-ha.* (each such DIR).
+# Leftovers by hand (the test's DIRs are /tmp/pgq-ha.PID; stop also hands
+# a DIR of ha-pair.sh's to it):
+#   for d in /tmp/pgq-ha.*; do scripts/ha-auto.sh stop "$d"; done
 # As root the servers run as postgres (or pgqtest), like with-postgres.sh:
 # PostgreSQL and pg_autoctl refuse to run as root.
 set -euo pipefail
@@ -252,6 +254,9 @@ failover)
     ;;
 stop)
     [ -d "$dir" ] || exit 0
+    if [ ! -f "$dir/monitor.port" ] && { [ -d "$dir/primary" ] || [ -d "$dir/standby" ]; }; then
+        exec "$(dirname "$self")/ha-pair.sh" stop "$dir"
+    fi
     # a crash of everything (the cluster is thrown away), keepers and
     # servers at once so that no keeper restarts a server stopped before it
     for n in node1 node2 monitor; do crash "$n"; done
