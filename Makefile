@@ -264,10 +264,17 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
+# A failed run ends with the list of its failures (after the server log's
+# tail that with-postgres prints), so that the last lines name them.
 test: deps all man service $(TESTBIN) $(CHAOS)
+	@rm -f $(BUILD)/test-failures.txt
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
-	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
+	PGQ_TEST_FAILURES=$(CURDIR)/$(BUILD)/test-failures.txt \
+	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN) || \
+	    { rc=$$?; echo "--- make test failed (exit $$rc):"; \
+	      cat $(BUILD)/test-failures.txt 2>/dev/null || echo "(no failure list: the runner died)"; \
+	      exit $$rc; }
 
 # Unit tests only: no database needed (the layout suite reads every object
 # and libpgq.so, so everything is built first).
