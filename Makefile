@@ -91,7 +91,7 @@ TESTBIN = $(BUILD)/pgq-tests
 VERSION := $(shell sed -n 's/^\#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
+.PHONY: bench-cost all test unit run bench soak pinned install uninstall clean deps check-deps man service \
         fuzz fuzz-check fuzz-build chaos valgrind deb deb-test
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
@@ -288,6 +288,12 @@ run: deps all
 # Knobs (RUNS, THROUGHPUT_JOBS, BACKLOG_SIZES, ...) in bench/README.md.
 bench: deps all
 	bench/run.sh bench $(BUILD)
+
+# Instructions per strict transition (complete one job, claim the next) and
+# the floor of two bare UPDATEs, by callgrind: the same figure on a busy
+# machine and a quiet one (bench/README.md, "the cost of one transition").
+bench-cost: deps all
+	bench/transition_cost.sh $(BUILD)
 
 # The sustained-load soak, apart from make bench; writes bench/SOAK.md.
 soak: deps all
