@@ -149,7 +149,8 @@ const struct cfg_key cfg_keys[] = {
              "payload must meet." },
     { .sec = SEC_CRON, .name = "payload", .kind = V_JSON, .off = CRN(payload),
       .count_off = NO_OFF, .line_off = CRN(payload_line), .def = "{}",
-      .doc = "The job's payload (JSON on one line), checked against the type's contract at load." },
+      .doc = "The job's payload (JSON on one line), checked against the type's contract and "
+             "max_payload at load." },
     { .sec = SEC_CRON, .name = "queue", .kind = V_NAME, .off = CRN(queue),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
       .doc = "Queue of the jobs; absent: the type's queue." },

@@ -320,6 +320,15 @@ START_TEST(payload_over_max_payload_is_refused)
     through_library(&d);
     through_sql(&d);
     through_cli(&d);
+    /* read from a table, where it is stored compressed (to a few KiB):
+     * measured whole all the same */
+    const char *bp[] = { big };
+    tu_exec("CREATE TEMP TABLE big_src AS SELECT $1::jsonb AS p", 1, bp);
+    ck_assert_int_lt(tu_int("SELECT pg_column_size(p) FROM big_src", 0, NULL), 1 << 20);
+    PGresult *r = PQexec(tu_pg(), "SELECT a.* FROM big_src, LATERAL pgq.add('t', big_src.p) a");
+    ck_assert_msg(strstr(PQresultErrorMessage(r), want_big), "[%s]", PQresultErrorMessage(r));
+    PQclear(r);
+    ck_assert_int_eq(njobs(), 0);
 
     /* exactly at the limit: accepted, whole */
     add_ok_everywhere("small", at);
@@ -430,6 +439,12 @@ START_TEST(replace_over_max_payload_changes_nothing)
     s.replace = true;
     ck_assert_int_eq(pgq_add(c, "strict", "{\"n\": \"one\"}", &s, &res, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "key \"n\" must be number, not string"), "[%s]", err);
+    /* (and a run_at of infinity is named, not a bigint cast's error) */
+    r = PQexec(tu_pg(), "SELECT * FROM pgq.add('strict', '{\"n\": 2}', idempotency_key => 's', "
+                        "replace => true, run_at => 'infinity')");
+    ck_assert_msg(strstr(PQresultErrorMessage(r), "run_at must be a finite time"), "[%s]",
+                  PQresultErrorMessage(r));
+    PQclear(r);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE idempotency_key = 's' AND "
                             "payload = '{\"n\": 1}'", 0, NULL), 1);
     pgq_disconnect(c);
