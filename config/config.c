@@ -227,14 +227,15 @@ static void check_crons(struct loader *ld)
                   cr->payload_line ? "" : " (the default payload is {})");
             return;
         }
-        /* The size the database will measure at every tick (pgq.payload_size). */
+        /* The size the database will measure at every tick (pgq.payload_size);
+         * computing it also finds numbers PostgreSQL's numeric refuses. */
         int64_t size;
+        if (cfg_jsonb_size(cr->payload, &size, msg, sizeof msg) < 0) {
+            failf(ld, line, "[cron %s] payload: %s", cr->name, msg);
+            return;
+        }
         if (t->max_payload > 0) {
             char sz[32], lim[32];
-            if (cfg_jsonb_size(cr->payload, &size, msg, sizeof msg) < 0) {
-                failf(ld, line, "[cron %s] payload: %s", cr->name, msg);
-                return;
-            }
             if (size > t->max_payload) {
                 char where[32] = ", the default";
                 if (t->max_payload_line)

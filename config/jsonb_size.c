@@ -24,6 +24,7 @@
 #include "payload.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ struct node {
 struct rd {
     const char *p;
     bool oom;
+    bool range;     /* a number numeric_in() refuses ("value overflows numeric format") */
 };
 
 static void ws(struct rd *r)
@@ -161,8 +163,12 @@ static size_t number(struct rd *r)
     }
     if (*r->p == 'e' || *r->p == 'E') {
         char *end;
-        long e = strtol(r->p + 1, &end, 10);
+        long e = strtol(r->p + 1, &end, 10);    /* saturates, then refused below */
         r->p = end;
+        if (e >= INT_MAX / 2 || e <= -(INT_MAX / 2)) {
+            r->range = true;
+            return 0;
+        }
         dweight += e;
         dscale -= e;
         if (dscale < 0)
@@ -175,6 +181,10 @@ static size_t number(struct rd *r)
         weight = floor4(dweight - first);
         n = weight - floor4(dweight - last) + 1;
     }
+    /* NUMERIC_DSCALE_MAX and NUMERIC_WEIGHT_MAX (a weight below the
+     * minimum needs a scale above the maximum) */
+    if (dscale > 0x3FFF || weight > 32767)
+        r->range = true;
     bool shrt = dscale <= 0x3F && weight <= 63 && weight >= -64;
     return (size_t)((shrt ? 6 : 8) + 2 * n);
 }
@@ -384,6 +394,11 @@ int cfg_jsonb_size(const char *s, int64_t *out, char *err, size_t errlen)
     node_free(&root);
     if (rc < 0 || r.oom) {
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (r.range) {
+        snprintf(err, errlen, "a number is out of the range of PostgreSQL's numeric (it "
+                 "refuses the payload: \"value overflows numeric format\")");
         return -1;
     }
     *out = len;

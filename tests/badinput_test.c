@@ -502,6 +502,7 @@ START_TEST(config_measures_payloads_as_the_database_does)
         "1E-3", "-12.5e+2", "1.50", "100", "10000", "100000000", "12345678",
         "123456789012345678901234567890", "0.000000000000000000000000000000000000001",
         "1e252", "1e253", "1e256", "1e-252", "1e-260", "0.1e-253", "12.34e-70", "9999.9999",
+        "1e131071", "1e-16383", "-1.5e-16382", "0e99999",
         "{\"n\":1}", "{\"n\": 1, \"s\": \"abc\"}", "{\"b\":1,\"a\":2,\"a\":\"x\"}",
         "{\"a\":\"x\",\"a\":2}", "{\"aa\":1,\"b\":[1,2,{\"c\":null}],\"a\":true}",
         "[1,\"a\",2.5,[],{},[[1]],false]", "[\"a\",1,\"bc\",2,\"def\",[3],{\"g\":4}]",
@@ -543,6 +544,22 @@ START_TEST(config_measures_payloads_as_the_database_does)
         ck_assert_msg(mine == payload_size(json), "%s: config says %lld, the database %lld", json,
                       (long long)mine, payload_size(json));
     }
+    /* numbers PostgreSQL's numeric refuses are refused at load too (an
+     * exponent that overflowed a long was found by fuzz_payload) */
+    static const char *const refused[] = { "1e131072", "10e-16384", "[0.1e-16383]", "0.000e-16383",
+                                           "{\"n\": 1e1073741823}", "0.1e-2222222222222222222532" };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        int64_t mine = -1;
+        char err[256];
+        ck_assert_msg(cfg_jsonb_size(refused[i], &mine, err, sizeof err) == -1, "%s", refused[i]);
+        ck_assert_msg(strstr(err, "out of the range of PostgreSQL's numeric"), "[%s]", err);
+        const char *p[] = { refused[i] };
+        PGresult *r = PQexecParams(tu_pg(), "SELECT $1::jsonb", 1, NULL, p, NULL, NULL, 0);
+        ck_assert_msg(strstr(PQresultErrorMessage(r), "value overflows numeric format"), "%s: [%s]",
+                      refused[i], PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    ck_assert_int_eq(cfg_jsonb_size("1e131071", &(int64_t){ 0 }, (char[64]){ 0 }, 64), 0);
 }
 END_TEST
 
