@@ -46,6 +46,7 @@ struct rd {
     const char *p;
     bool oom;
     bool range;     /* a number numeric_in() refuses ("value overflows numeric format") */
+    bool surrogate; /* a \u escape of half a surrogate pair, which jsonb refuses */
 };
 
 static void ws(struct rd *r)
@@ -98,6 +99,8 @@ static size_t string(struct rd *r, char *out)
                 r->p += 6;
             }
         }
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            r->surrogate = true;
         char u[4];
         size_t k;
         if (cp < 0x80) {
@@ -394,6 +397,11 @@ int cfg_jsonb_size(const char *s, int64_t *out, char *err, size_t errlen)
     node_free(&root);
     if (rc < 0 || r.oom) {
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (r.surrogate) {
+        snprintf(err, errlen, "a \\u escape is half of a surrogate pair (PostgreSQL's jsonb "
+                 "refuses it: write the pair, or the character itself)");
         return -1;
     }
     if (r.range) {

@@ -560,6 +560,19 @@ START_TEST(config_measures_payloads_as_the_database_does)
         PQclear(r);
     }
     ck_assert_int_eq(cfg_jsonb_size("1e131071", &(int64_t){ 0 }, (char[64]){ 0 }, 64), 0);
+    /* half a surrogate pair: jsonb refuses it, so does the load */
+    static const char *const halves[] = { "\"\\ud800\"", "\"\\udc00\"",
+                                          "{\"k\": \"\\ud800\\u0041\"}" };
+    for (size_t i = 0; i < sizeof halves / sizeof halves[0]; i++) {
+        char err[256];
+        ck_assert_msg(cfg_jsonb_size(halves[i], &(int64_t){ 0 }, err, sizeof err) == -1, "%s",
+                      halves[i]);
+        ck_assert_msg(strstr(err, "half of a surrogate pair"), "[%s]", err);
+        const char *p[] = { halves[i] };
+        PGresult *r = PQexecParams(tu_pg(), "SELECT $1::jsonb", 1, NULL, p, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR, "%s taken by PostgreSQL", halves[i]);
+        PQclear(r);
+    }
 }
 END_TEST
 
