@@ -198,8 +198,8 @@ $$;
 -- both (construct_md_array detoasts its elements), so this is the same
 -- figure wherever the payload comes from. (A copy of the payload: callers
 -- on the hot path first test the plain pg_column_size, which is at most 3
--- bytes less, and ask this only near the limit.) config/payload.c computes
--- the same figure for [cron NAME] payloads at load.
+-- bytes less, and ask this only near the limit.) config/jsonb_size.c
+-- computes the same figure for [cron NAME] payloads at load.
 -- STABLE, as pg_column_size is: an IMMUTABLE function with a STABLE body
 -- is not inlined, and one not inlined cost every add 40 us.
 CREATE OR REPLACE FUNCTION pgq.payload_size(p_payload jsonb) RETURNS bigint
@@ -394,7 +394,7 @@ BEGIN
                     THEN t.max_payload = 0
                       -- (the plain size first: an uncompressed payload at
                       -- most 3 bytes under the limit fits whatever its
-                      -- header; pgq.payload_size's copy cost every add 3 us)
+                      -- header, and pgq.payload_size copies the payload)
                       OR (pg_column_size(add.payload) <= t.max_payload - 3
                           AND pg_column_compression(add.payload) IS NULL)
                       OR pgq.payload_size(add.payload) <= t.max_payload
@@ -592,6 +592,8 @@ BEGIN
                  OR jsonb_typeof(s.payload -> r.key) <> r.want)
      WHERE s.ord <= n
        AND (NOT isfinite(s.run_at) OR t.type IS NULL OR r.key IS NOT NULL
+            -- (parsed above, so never compressed; small ones reach here
+            -- with a 1-byte header, hence the 3 bytes)
             OR (t.max_payload > 0 AND pg_column_size(s.payload) > t.max_payload - 3
                 AND pgq.payload_size(s.payload) > t.max_payload))
      ORDER BY CASE WHEN NOT isfinite(s.run_at) THEN 1 WHEN t.type IS NULL THEN 2
