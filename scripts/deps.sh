@@ -36,8 +36,12 @@ command -v promtool >/dev/null 2>&1 || need prometheus
 # failover suite runs on (tests/failover_test.c, scripts/ha-auto.sh).
 ls /usr/share/postgresql/15/extension/pgautofailover.control >/dev/null 2>&1 \
     && command -v pg_autoctl >/dev/null 2>&1 || need postgresql-15-auto-failover
-# clang builds the libFuzzer targets (make fuzz, make fuzz-check)
+# clang builds the libFuzzer targets (make fuzz, make fuzz-check), with
+# libFuzzer's runtime, which apt's --no-install-recommends leaves out of
+# clang (a fresh Debian 12 then fails to link every target)
 command -v clang >/dev/null 2>&1 || need clang
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
+    || need libclang-rt-14-dev
 # make deb: dpkg-buildpackage (dpkg-dev), debhelper (compat 13), fakeroot,
 # lintian to check the result. Only for that target and its test.
 if [ "${1:-}" = deb ]; then

@@ -30,6 +30,7 @@
  *   embed    examples/embed-demo
  *   reload   SIGHUP adds a job type without dropping in-flight jobs
  *   metrics  a scrape of metrics_listen, checked by promtool and against the jobs run */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -113,6 +114,18 @@ static char *read_file(const char *path)
 static bool exists(const char *path)
 {
     return access(path, F_OK) == 0;
+}
+
+/* How many handlers wrote their started-ID-ATTEMPT file into the test dir. */
+static int started_files(void)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        n += strncmp(e->d_name, "started-", 8) == 0;
+    if (d)
+        closedir(d);
+    return n;
 }
 
 /* An executable sh script in the test dir; $D is the dir, $PGQ the pgq CLI.
@@ -1299,12 +1312,16 @@ END_TEST
 START_TEST(batched_sigterm_releases_buffered)
 {
     const char *ini = pool_ini_batch("r.ini", 2, 32, "30s",
-                                     tu_fmt("[job nap]\nhandler = plugin %s ledger_job\n",
+                                     tu_fmt("[job nap]\nhandler = plugin %s stubborn_job\n",
                                          plugin()));
     struct pool *a = pool_start("r", ini);
     P_ASSERT(WAIT_UNTIL(registered(a) == 1, WAIT_MS), "the pool did not start");
-    add_jobs("nap", "{\"sleep_ms\": 300, \"effect\": 0}", 40);
+    add_jobs("nap", tu_fmt("{\"sleep_ms\": 300, \"dir\": \"%s\"}", dir), 40);
     P_ASSERT(WAIT_UNTIL(njobs("running") >= 10, WAIT_MS), "the pool did not claim a batch");
+    /* Both workers' handlers running, not just claimed: jobs that are only
+     * in the buffer are released at shutdown, so a SIGTERM that came before
+     * any handler started (a loaded machine) left none to finish. */
+    P_ASSERT(WAIT_UNTIL(started_files() >= 2, WAIT_MS), "the handlers did not start");
     pool_signal(a, SIGTERM);
     pool_wait_exit(a, 0);
     long long done = njobs("done"), ready = njobs("ready");
