@@ -93,23 +93,11 @@ static pgq_count_kind worse(pgq_count_kind a, pgq_count_kind b)
                                                                 : PGQ_COUNT_EXACT;
 }
 
-static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
+/* The totals line: the sum over the queues. */
+static void sum_queues(struct snapshot *s)
 {
-    static const char sql[] =
-        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
-        " pg_database_size(current_database())";
-    PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
-    if (!r)
-        return -1;
-    snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
-    s->read_only = !bval(r, 0, 1);
-    s->db_bytes = ival(r, 0, 2, 0);
-    /* Capped index ranges, not a count of every row (migration 011): the
-     * cost of a refresh does not grow with the table. */
-    if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
-                         errlen) < 0)
-        return -1;
     pgq_queue_stats *t = &s->total;
+    memset(t, 0, sizeof *t);
     t->oldest_ready_s = -1;
     t->done_5m_window_s = t->failed_5m_window_s = 300;
     for (size_t i = 0; i < s->nqueues; i++) {
@@ -141,10 +129,117 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->paused |= q->paused;
         t->waiting_is = worse(t->waiting_is, q->waiting_is);
     }
+}
+
+/* The figures that stay exact and cheap however large the table, read at
+ * every refresh when the counts are prev's: per queue, the running jobs
+ * (the running index: one entry per busy worker), the age of the oldest
+ * due job (the first due entry of each (queue, priority) of the claim
+ * index, found by a skip scan: one probe per pair), paused, and the live
+ * pools that claim from it. */
+static const char live_sql[] =
+    "WITH RECURSIVE qp AS ("
+    "  (SELECT j.queue, j.priority FROM pgq.jobs j WHERE j.state = 'ready'"
+    "    ORDER BY j.queue, j.priority LIMIT 1)"
+    "  UNION ALL"
+    "  SELECT n.queue, n.priority FROM qp"
+    "   CROSS JOIN LATERAL (SELECT j.queue, j.priority FROM pgq.jobs j"
+    "                        WHERE j.state = 'ready' AND (j.queue, j.priority) > (qp.queue, qp.priority)"
+    "                        ORDER BY j.queue, j.priority LIMIT 1) n),"
+    " due AS (SELECT qp.queue, min(f.run_at) AS first FROM qp"
+    "   CROSS JOIN LATERAL (SELECT j.run_at FROM pgq.jobs j WHERE j.state = 'ready'"
+    "                        AND j.queue = qp.queue AND j.priority = qp.priority"
+    "                        AND j.run_at <= now() ORDER BY j.run_at LIMIT 1) f"
+    "   GROUP BY qp.queue),"
+    " run AS (SELECT j.queue, count(*) AS n FROM pgq.jobs j WHERE j.state = 'running'"
+    "          GROUP BY j.queue),"
+    " live AS (SELECT unnest(w.queues) AS queue FROM pgq.workers w"
+    "           WHERE w.last_heartbeat > now() - $1::float8 * interval '1 second'),"
+    " names AS (SELECT qp.queue FROM qp UNION SELECT run.queue FROM run"
+    "           UNION SELECT q.queue FROM pgq.queues q WHERE q.paused)"
+    " SELECT n.queue, coalesce(r.n, 0), coalesce(extract(epoch FROM now() - d.first)::float8, -1),"
+    "  coalesce(p.paused, false), (SELECT count(*) FROM live l WHERE l.queue = n.queue)"
+    " FROM names n LEFT JOIN run r ON r.queue = n.queue LEFT JOIN due d ON d.queue = n.queue"
+    " LEFT JOIN pgq.queues p ON p.queue = n.queue";
+
+/* The counts of prev (copied) with the figures of live_sql read anew. 1
+ * when they cannot be reused (a queue prev did not list has jobs now: it
+ * must be counted), 0 done, -1 error. */
+static int reuse_counts(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                        char *err, size_t errlen)
+{
+    char stale[32];
+    snprintf(stale, sizeof stale, "%.3f", s->q.stale_s);
+    const char *params[] = { stale };
+    PGresult *r = query(c, s, "queue activity", live_sql, 1, params, err, errlen);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        bool known = false;
+        for (size_t k = 0; k < prev->nqueues && !known; k++)
+            known = strcmp(prev->queues[k].queue, val(r, i, 0)) == 0;
+        if (!known)
+            return 1;
+    }
+    if (!(s->queues = rows_alloc(prev->nqueues, sizeof *s->queues, err, errlen)))
+        return -1;
+    s->nqueues = prev->nqueues;
+    if (prev->nqueues)
+        memcpy(s->queues, prev->queues, prev->nqueues * sizeof *s->queues);
+    for (size_t k = 0; k < s->nqueues; k++) {
+        pgq_queue_stats *q = &s->queues[k];
+        q->running = 0;
+        q->oldest_ready_s = -1;
+        q->paused = false;
+        q->pools = 0;
+        for (int i = 0; i < PQntuples(r); i++)
+            if (strcmp(q->queue, val(r, i, 0)) == 0) {
+                q->running = ival(r, i, 1, 0);
+                q->oldest_ready_s = dval(r, i, 2, -1);
+                q->paused = bval(r, i, 3);
+                q->pools = (int)ival(r, i, 4, 0);
+            }
+    }
+    s->counts_taken = prev->counts_taken;
+    s->counts_s = prev->counts_s;
+    s->counts_reused = true;
     return 0;
 }
 
-static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
+/* The counts may be prev's (NULL: count): see model_refresh_reusing. */
+static int fetch_header(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                        char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
+        " pg_database_size(current_database())";
+    PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
+    if (!r)
+        return -1;
+    snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
+    s->read_only = !bval(r, 0, 1);
+    s->db_bytes = ival(r, 0, 2, 0);
+    int rc = 1;
+    if (prev && (rc = reuse_counts(c, s, prev, err, errlen)) < 0)
+        return -1;
+    if (rc > 0) {
+        /* Capped index ranges, not a count of every row (migration 011):
+         * the cost of a refresh does not grow with the table. */
+        double t0 = snapshot_clock();
+        if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
+                             errlen) < 0)
+            return -1;
+        s->counts_taken = s->taken;
+        s->counts_s = snapshot_clock() - t0;
+    }
+    sum_queues(s);
+    return 0;
+}
+
+/* The throughput line is recent work like the counts: prev's when the
+ * counts are (reused with them, as old as they are). */
+static int fetch_overview(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                          char *err, size_t errlen)
 {
     /* Done jobs per bucket, newest first, from finished_at: the newest
      * stats_cap of the window (a backward range of jobs_finished_idx), so
@@ -178,16 +273,25 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
     snprintf(nb, sizeof nb, "%d", MODEL_TPUT_BUCKETS);
     snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
     const char *params[] = { bucket, nb, cap };
-    PGresult *r = query(c, s, "throughput", tput_sql, 3, params, err, errlen);
-    if (!r)
-        return -1;
-    s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t b = ival(r, i, 0, -1);
-        if (b >= 0 && b < MODEL_TPUT_BUCKETS)
-            s->tput[b] += ival(r, i, 1, 0);
-        if (!PQgetisnull(r, i, 2))
-            s->tput_covered_s = dval(r, i, 2, 0);
+    PGresult *r;
+    if (s->counts_reused && prev && (prev->q.parts & MODEL_OVERVIEW) &&
+        prev->q.tput_bucket_s == s->q.tput_bucket_s) {
+        memcpy(s->tput, prev->tput, sizeof s->tput);
+        s->tput_covered_s = prev->tput_covered_s;
+    } else {
+        double t0 = snapshot_clock();
+        if (!(r = query(c, s, "throughput", tput_sql, 3, params, err, errlen)))
+            return -1;
+        s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
+        for (int i = 0; i < PQntuples(r); i++) {
+            int64_t b = ival(r, i, 0, -1);
+            if (b >= 0 && b < MODEL_TPUT_BUCKETS)
+                s->tput[b] += ival(r, i, 1, 0);
+            if (!PQgetisnull(r, i, 2))
+                s->tput_covered_s = dval(r, i, 2, 0);
+        }
+        if (!s->counts_reused)
+            s->counts_s += snapshot_clock() - t0;   /* part of what a count costs */
     }
     static const char limit_sql[] =
         "SELECT type, concurrency, running, rate_count, rate_ms, window_starts, blocked"
@@ -472,6 +576,12 @@ static int exec_simple(pgq_conn *c, const char *sql, char *err, size_t errlen)
 int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot **out,
                        char *err, size_t errlen)
 {
+    return model_refresh_reusing(c, q, NULL, out, err, errlen);
+}
+
+int model_refresh_reusing(pgq_conn *c, const struct model_query *q, const struct snapshot *prev,
+                          struct snapshot **out, char *err, size_t errlen)
+{
     bool in_xact = false;
     struct snapshot *s = snapshot_new();
     *out = NULL;
@@ -489,6 +599,9 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
     if (s->q.stats_cap <= 0)
         s->q.stats_cap = MODEL_STATS_CAP;
     s->taken = snapshot_clock();
+    /* counts of another cap or stale limit are not these */
+    if (prev && (prev->q.stats_cap != s->q.stats_cap || prev->q.stale_s != s->q.stale_s))
+        prev = NULL;
 
     /* One read-only snapshot of the database for the whole refresh, so the
      * figures agree with each other (the header's running and the pools'
@@ -497,9 +610,9 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
     if (exec_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
         goto fail;
     in_xact = true;
-    if (fetch_header(c, s, err, errlen) < 0)
+    if (fetch_header(c, s, prev, err, errlen) < 0)
         goto fail;
-    if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, err, errlen) < 0)
+    if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, prev, err, errlen) < 0)
         goto fail;
     if ((q->parts & MODEL_RUNNING) && fetch_running(c, s, err, errlen) < 0)
         goto fail;
