@@ -566,7 +566,7 @@ END_TEST
 /* Counts reused from an earlier snapshot (what the model thread does
  * between counts): ready and done stay as counted, the figures that stay
  * exact are read anew (running, the oldest due job, paused, live pools),
- * and a queue that was not counted forces a count. The model's rule for
+ * and a queue that was not counted and has running jobs forces a count. The model's rule for
  * how often to count: every refresh while a count is cheap, else at most
  * once per 100 times its cost, at least every 10 s. */
 START_TEST(counts_reused_with_exact_figures_fresh)
@@ -609,12 +609,17 @@ START_TEST(counts_reused_with_exact_figures_fresh)
     ck_assert_int_eq(m2->pools, 1);          /* beta is stale */
     ck_assert_int_eq(memcmp(s2->tput, s1->tput, sizeof s1->tput), 0);
 
-    /* a queue the counts did not list has jobs now: counted */
+    /* a queue the counts did not list has running jobs now: counted */
     tu_type("tui-new", "fresh", "", 0, 0);
     ck_assert(pgq_add(c, "tui-new", "{}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_add(c, "tui-new", "{}", NULL, &res, err, sizeof err) == 0);
+    const char *qf[] = { "fresh" };
+    ck_assert(pgq_claim(c, qf, 1, "alpha:10:w0", 30000, &j, err, sizeof err) == 0 && j);
+    pgq_job_free(j);
     ck_assert_msg(model_refresh_reusing(c, &q, s2, &s3, err, sizeof err) == 0, "%s", err);
     ck_assert(!s3->counts_reused);
     ck_assert_int_eq(queue(s3, "fresh")->ready, 1);
+    ck_assert_int_eq(queue(s3, "fresh")->running, 1);
     ck_assert_int_eq(queue(s3, "mail")->ready, 3);
     snapshot_release(s1);
     snapshot_release(s2);

@@ -132,20 +132,28 @@ static void sum_queues(struct snapshot *s)
 }
 
 /* The figures that stay exact and cheap however large the table, read at
- * every refresh when the counts are prev's: per queue, the running jobs
- * (the running index: one entry per busy worker), the age of the oldest
- * due job (the first due entry of each (queue, priority) of the claim
- * index, found by a skip scan: one probe per pair), paused, and the live
- * pools that claim from it. */
+ * every refresh when the counts are prev's: per queue (those counted, $2,
+ * and any with running jobs or paused), the running jobs (the running
+ * index: one entry per busy worker), paused, and the live pools that claim
+ * from it; and the age of the oldest due job of the queues ($3) that had
+ * due jobs at the last count: the first due entry of
+ * each of their priorities in the claim index (a skip scan within the
+ * queue, one probe per priority). Only those queues: probing one without
+ * ready jobs would walk the claim index's entries of its claimed jobs,
+ * which stay there until vacuum (a million after a bulk load), at every
+ * refresh; they are found at the next count. */
 static const char live_sql[] =
     "WITH RECURSIVE qp AS ("
-    "  (SELECT j.queue, j.priority FROM pgq.jobs j WHERE j.state = 'ready'"
-    "    ORDER BY j.queue, j.priority LIMIT 1)"
+    "  SELECT f.queue, f.priority FROM unnest($3::text[]) AS k(queue)"
+    "   CROSS JOIN LATERAL (SELECT j.queue, j.priority FROM pgq.jobs j"
+    "                        WHERE j.state = 'ready' AND j.queue = k.queue"
+    "                        ORDER BY j.priority LIMIT 1) f"
     "  UNION ALL"
     "  SELECT n.queue, n.priority FROM qp"
     "   CROSS JOIN LATERAL (SELECT j.queue, j.priority FROM pgq.jobs j"
-    "                        WHERE j.state = 'ready' AND (j.queue, j.priority) > (qp.queue, qp.priority)"
-    "                        ORDER BY j.queue, j.priority LIMIT 1) n),"
+    "                        WHERE j.state = 'ready' AND j.queue = qp.queue"
+    "                          AND j.priority > qp.priority"
+    "                        ORDER BY j.priority LIMIT 1) n),"
     " due AS (SELECT qp.queue, min(f.run_at) AS first FROM qp"
     "   CROSS JOIN LATERAL (SELECT j.run_at FROM pgq.jobs j WHERE j.state = 'ready'"
     "                        AND j.queue = qp.queue AND j.priority = qp.priority"
@@ -155,23 +163,62 @@ static const char live_sql[] =
     "          GROUP BY j.queue),"
     " live AS (SELECT unnest(w.queues) AS queue FROM pgq.workers w"
     "           WHERE w.last_heartbeat > now() - $1::float8 * interval '1 second'),"
-    " names AS (SELECT qp.queue FROM qp UNION SELECT run.queue FROM run"
+    " names AS (SELECT unnest($2::text[]) AS queue UNION SELECT run.queue FROM run"
     "           UNION SELECT q.queue FROM pgq.queues q WHERE q.paused)"
     " SELECT n.queue, coalesce(r.n, 0), coalesce(extract(epoch FROM now() - d.first)::float8, -1),"
     "  coalesce(p.paused, false), (SELECT count(*) FROM live l WHERE l.queue = n.queue)"
     " FROM names n LEFT JOIN run r ON r.queue = n.queue LEFT JOIN due d ON d.queue = n.queue"
     " LEFT JOIN pgq.queues p ON p.queue = n.queue";
 
+/* A text[] literal of the queues of prev (only those that had due jobs,
+ * with only_due); malloc'd, NULL when out of memory. Every element
+ * quoted, \ and " escaped. */
+static char *queue_array(const struct snapshot *prev, bool only_due)
+{
+    size_t cap = 3;
+    for (size_t k = 0; k < prev->nqueues; k++)
+        cap += 2 * strlen(prev->queues[k].queue) + 3;
+    char *a = malloc(cap), *p = a;
+    if (!a)
+        return NULL;
+    *p++ = '{';
+    for (size_t k = 0; k < prev->nqueues; k++) {
+        if (only_due && prev->queues[k].ready <= 0)
+            continue;
+        if (p[-1] != '{')
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = prev->queues[k].queue; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return a;
+}
+
 /* The counts of prev (copied) with the figures of live_sql read anew. 1
- * when they cannot be reused (a queue prev did not list has jobs now: it
- * must be counted), 0 done, -1 error. */
+ * when they cannot be reused (a queue prev did not list has running jobs
+ * or is paused now: it must be counted), 0 done, -1 error. */
 static int reuse_counts(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
                         char *err, size_t errlen)
 {
     char stale[32];
     snprintf(stale, sizeof stale, "%.3f", s->q.stale_s);
-    const char *params[] = { stale };
-    PGresult *r = query(c, s, "queue activity", live_sql, 1, params, err, errlen);
+    char *all = queue_array(prev, false), *due = queue_array(prev, true);
+    if (!all || !due) {
+        free(all);
+        free(due);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *params[] = { stale, all, due };
+    PGresult *r = query(c, s, "queue activity", live_sql, 3, params, err, errlen);
+    free(all);
+    free(due);
     if (!r)
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
