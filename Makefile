@@ -91,7 +91,7 @@ TESTBIN = $(BUILD)/pgq-tests
 VERSION := $(shell sed -n 's/^\#define PGQ_VERSION "\(.*\)"/\1/p' core/pgq.h)
 BENCH = $(BUILD)/pgq-bench
 
-.PHONY: all test unit run bench soak pinned install uninstall clean deps check-deps man service \
+.PHONY: bench-cost all test unit run bench soak pinned install uninstall clean deps check-deps man service \
         fuzz fuzz-check fuzz-build chaos valgrind deb deb-test
 EXAMPLES = $(BUILD)/examples/embed-demo $(BUILD)/examples/plugin-demo.so
 
@@ -264,10 +264,17 @@ $(TESTBIN): $(TEST_OBJ) $(TUI_MODEL_OBJ) $(LIBA)
 # Unit and integration tests; a throwaway PostgreSQL unless
 # PGQ_TEST_DATABASE_URL names one. fsync is off there: tests check
 # correctness, and crash tests kill processes, not the machine.
+# A failed run ends with the list of its failures (after the server log's
+# tail that with-postgres prints), so that the last lines name them.
 test: deps all man service $(TESTBIN) $(CHAOS)
+	@rm -f $(BUILD)/test-failures.txt
 	PGQ_PG_OPTS="-c fsync=off -c synchronous_commit=off" \
 	PGQ_TEST_DIR=$(CURDIR)/tests PGQ_BIN_DIR=$(CURDIR)/$(BUILD) \
-	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN)
+	PGQ_TEST_FAILURES=$(CURDIR)/$(BUILD)/test-failures.txt \
+	    scripts/with-postgres.sh --env PGQ_TEST_DATABASE_URL -- $(TESTBIN) || \
+	    { rc=$$?; echo "--- make test failed (exit $$rc):"; \
+	      cat $(BUILD)/test-failures.txt 2>/dev/null || echo "(no failure list: the runner died)"; \
+	      exit $$rc; }
 
 # Unit tests only: no database needed (the layout suite reads every object
 # and libpgq.so, so everything is built first).
@@ -281,6 +288,12 @@ run: deps all
 # Knobs (RUNS, THROUGHPUT_JOBS, BACKLOG_SIZES, ...) in bench/README.md.
 bench: deps all
 	bench/run.sh bench $(BUILD)
+
+# Instructions per strict transition (complete one job, claim the next) and
+# the floor of two bare UPDATEs, by callgrind: the same figure on a busy
+# machine and a quiet one (bench/README.md, "the cost of one transition").
+bench-cost: deps all
+	bench/transition_cost.sh $(BUILD)
 
 # The sustained-load soak, apart from make bench; writes bench/SOAK.md.
 soak: deps all

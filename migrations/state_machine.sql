@@ -1080,6 +1080,24 @@ DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigin
 DROP FUNCTION IF EXISTS pgq.complete_claim(bigint[], uuid[], int[], int[], bigint[], bigint[],
                                            text[], text, bigint, int, int[], bigint[], bigint[],
                                            boolean, text, text[], boolean);
+-- The delay before the retry of a job of type p_type that failed its
+-- attempt p_attempts: its type's backoff (defaults for a type without a
+-- row). A function of its own, not a subquery of the completion's UPDATE,
+-- so that only a failing attempt pays for it: a subquery's plan is set up
+-- at every execution of the statement, and a call of a PL/pgSQL function
+-- keeps its plan (migration 015).
+CREATE OR REPLACE FUNCTION pgq.retry_delay_ms(p_type text, p_attempts int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    base bigint;
+    cap bigint;
+BEGIN
+    SELECT t.backoff_base_ms, t.backoff_max_ms INTO base, cap
+      FROM pgq.job_types t WHERE t.type = p_type;
+    RETURN pgq.backoff_ms(p_attempts, coalesce(base, 1000), coalesce(cap, 3600000));
+END
+$$;
+
 CREATE OR REPLACE FUNCTION pgq.complete_claim(p_ids bigint[], p_tokens uuid[], p_exit int[],
                                    p_signal int[], p_cpu_ms bigint[], p_rss_kb bigint[],
                                    p_queues text[], p_owner text, p_ttl_ms bigint,
@@ -1118,6 +1136,16 @@ DECLARE
     blocked_types text[];  -- those that may not start now (NULL: none)
     nb text[];
     retry boolean;
+    e_ids bigint[];      -- the attempts ended here: job, attempts, position, state
+    e_attempts int[];
+    e_pos bigint[];
+    e_states text[];
+    h_ids bigint[];      -- those that get an attempt row
+    s_ids bigint[];      -- those snoozed
+    c_ids bigint[];      -- those whose children are settled, and their states
+    c_states text[];
+    limits boolean;      -- any type with limits in the fleet
+    detail boolean;      -- the caller reported more than the outcome of some attempt
 BEGIN
     IF n > 0 THEN
         IF p_outcome IS NULL
@@ -1125,12 +1153,25 @@ BEGIN
             RAISE EXCEPTION 'pgq.complete_claim: unknown outcome "%"', p_outcome
                 USING ERRCODE = '22023';
         END IF;
-        RETURN QUERY
+        -- The end of each attempt is this one UPDATE, fenced by the lease
+        -- token. What only some ends need -- a history row, the release of
+        -- dependants, a snoozed job's announcement, the removal of a done
+        -- job when done jobs are not kept -- runs after it as statements
+        -- of their own, and only when a row of this call needs them: a
+        -- plain done job (the common case) costs this one statement.
+        -- (Until migration 015 all of it was one statement with a CTE per
+        -- step; every step's plan was set up at every call, needed or not,
+        -- which cost a strict-profile job more server CPU than the update.)
+        -- Exit status, CPU, RSS, a result: an attempt that reports any of
+        -- them gets its history row (an in-process job reports none).
+        detail := coalesce(cardinality(array_remove(p_exit[1:n], NULL)), 0) > 0
+                  OR coalesce(cardinality(array_remove(p_signal[1:n], NULL)), 0) > 0
+                  OR coalesce(cardinality(array_remove(p_cpu_ms[1:n], NULL)), 0) > 0
+                  OR coalesce(cardinality(array_remove(p_rss_kb[1:n], NULL)), 0) > 0
+                  OR coalesce(cardinality(array_remove(p_results[1:n], NULL)), 0) > 0
+                  OR coalesce(cardinality(array_remove(p_result_notes[1:n], NULL)), 0) > 0;
         WITH a AS (
-            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_exit[1:n], p_signal[1:n],
-                                 p_cpu_ms[1:n], p_rss_kb[1:n], p_results[1:n],
-                                 p_result_notes[1:n])
-                       AS a(id, tok, error, exit_code, sig, cpu_ms, rss_kb, result, note)
+            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n]) AS a(id, tok, error)
              WHERE a.id IS NOT NULL
         ), upd AS (
             UPDATE pgq.jobs j
@@ -1147,11 +1188,7 @@ BEGIN
                    run_at = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL
                                  THEN now() + j.snooze_ms * interval '1 millisecond'
                                  WHEN p_outcome = 'failed' AND j.attempts <= j.max_retries
-                                 THEN now() + (SELECT pgq.backoff_ms(j.attempts,
-                                                                     coalesce(t.backoff_base_ms, 1000),
-                                                                     coalesce(t.backoff_max_ms, 3600000))
-                                                 FROM (SELECT 1) one
-                                                 LEFT JOIN pgq.job_types t ON t.type = j.type)
+                                 THEN now() + pgq.retry_delay_ms(j.type, j.attempts)
                                               * interval '1 millisecond'
                                  ELSE j.run_at END,
                    finished_at = CASE WHEN (p_outcome = 'done' AND j.snooze_ms IS NULL)
@@ -1165,66 +1202,96 @@ BEGIN
               FROM a
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
                AND (NOT gone OR j.snooze_ms IS NOT NULL)
-         RETURNING j.id, j.state, j.run_at, j.attempts, j.queue, j.priority, j.lease_owner,
-                   j.started_at, a.error, a.exit_code, a.sig, a.cpu_ms, a.rss_kb,
+         RETURNING j.id, j.state, j.run_at, j.attempts, j.has_children,
                    p_outcome = 'done' AND j.state = 'ready' AS snoozed,
-                   CASE WHEN p_outcome = 'done' THEN a.result END AS result,
-                   CASE WHEN p_outcome = 'done' THEN a.note END AS note, j.has_children
-        ), del AS (
-            DELETE FROM pgq.jobs j
-             USING a
-             WHERE gone AND j.id = a.id AND j.lease_token = a.tok
-               AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
-         RETURNING j.id, j.run_at, j.attempts, j.has_children
-        ), undep AS (
-            -- a deleted job's own edges go with it (pgq.job_deps has no
-            -- foreign key: see migration 010)
-            DELETE FROM pgq.job_deps d USING del WHERE d.child_id = del.id
-        ), deps AS (
-            -- Dependencies (migration 010): the children of jobs that end
-            -- here done, dead or cancelled are released or cancelled in
-            -- this transaction (pgq.deps_settle). Only jobs that have
-            -- children pay for it: one call for the whole batch, none
-            -- without them. (has_children is read from the row this
-            -- UPDATE wrote: an add of a child that held the row made the
-            -- UPDATE wait and see its flag.)
-            SELECT pgq.deps_settle(array_agg(x.id), array_agg(x.state)) AS n
-              FROM (SELECT u.id, u.state FROM upd u
-                     WHERE u.has_children AND u.state IN ('done', 'dead', 'cancelled')
-                    UNION ALL
-                    SELECT d.id, 'done' FROM del d WHERE d.has_children) x
-            HAVING count(*) > 0
-        ), woke AS (
-            -- Snoozed jobs are ready again (later): announced like retries.
-            SELECT count(pgq.announce(u.queue, u.priority, u.run_at, u.id, false)) AS n
-              FROM upd u WHERE u.snoozed
-        ), hist AS (
+                   -- an attempt row is written for every end but the plain
+                   -- first-time done (whose record is the job row itself)
+                   -- (a candidate: with details, the INSERT below decides)
+                   p_outcome <> 'done' OR j.attempts > 1 OR j.state = 'ready' OR detail
+                     AS hist
+        )
+        SELECT array_agg(u.id), array_agg(u.attempts), array_agg(pgq.position_us(u.run_at)),
+               array_agg(u.state),
+               array_agg(u.id) FILTER (WHERE u.hist),
+               array_agg(u.id) FILTER (WHERE u.snoozed),
+               array_agg(u.id) FILTER (WHERE u.has_children
+                                          AND u.state IN ('done', 'dead', 'cancelled')),
+               array_agg(u.state) FILTER (WHERE u.has_children
+                                             AND u.state IN ('done', 'dead', 'cancelled'))
+          INTO e_ids, e_attempts, e_pos, e_states, h_ids, s_ids, c_ids, c_states
+          FROM upd u;
+        IF gone THEN
+            -- keep_done = 0: a done job leaves at once (a snoozed one was
+            -- updated above instead). Its own dependency edges go with it
+            -- (pgq.job_deps has no foreign key: see migration 010).
+            WITH del AS (
+                DELETE FROM pgq.jobs j
+                 USING unnest(p_ids, p_tokens) AS a(id, tok)
+                 WHERE j.id = a.id AND j.lease_token = a.tok
+                   AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
+             RETURNING j.id, j.run_at, j.attempts, j.has_children
+            ), undep AS (
+                DELETE FROM pgq.job_deps d USING del WHERE d.child_id = del.id
+            )
+            SELECT coalesce(e_ids, '{}') || coalesce(array_agg(d.id), '{}'),
+                   coalesce(e_attempts, '{}') || coalesce(array_agg(d.attempts), '{}'),
+                   coalesce(e_pos, '{}') || coalesce(array_agg(pgq.position_us(d.run_at)), '{}'),
+                   coalesce(e_states, '{}') || coalesce(array_agg('done'::text), '{}'),
+                   coalesce(c_ids, '{}') || coalesce(array_agg(d.id) FILTER (WHERE d.has_children), '{}'),
+                   coalesce(c_states, '{}')
+                     || coalesce(array_agg('done'::text) FILTER (WHERE d.has_children), '{}')
+              INTO e_ids, e_attempts, e_pos, e_states, c_ids, c_states
+              FROM del d;
+        END IF;
+        IF h_ids IS NOT NULL THEN
+            -- The attempt's record, read back from the row just written (its
+            -- owner and start are kept by the UPDATE) with what the caller
+            -- reported for it.
             INSERT INTO pgq.job_attempts (job_id, attempt, outcome, worker, error, exit_code,
                                           term_signal, cpu_ms, max_rss_kb, started_at, duration_ms,
                                           result, result_note)
-            SELECT u.id, CASE WHEN p_outcome = 'released' OR u.snoozed THEN u.attempts + 1
-                              ELSE u.attempts END,
-                   CASE WHEN u.snoozed THEN 'snoozed' ELSE p_outcome END, u.lease_owner,
+            SELECT j.id,
+                   CASE WHEN p_outcome = 'released' OR s.snoozed THEN j.attempts + 1
+                        ELSE j.attempts END,
+                   CASE WHEN s.snoozed THEN 'snoozed' ELSE p_outcome END, j.lease_owner,
                    CASE WHEN p_outcome = 'released' THEN 'released (not counted)'
-                        WHEN u.snoozed THEN 'snoozed until ' || u.run_at || ' (not counted)'
-                        ELSE u.error END,
-                   u.exit_code, u.sig, u.cpu_ms, u.rss_kb, u.started_at,
-                   extract(epoch FROM clock_timestamp() - u.started_at) * 1000,
-                   u.result, u.note
-              FROM upd u
-             WHERE p_outcome <> 'done' OR u.attempts > 1 OR u.exit_code IS NOT NULL
-                OR u.sig IS NOT NULL OR u.cpu_ms IS NOT NULL OR u.rss_kb IS NOT NULL
-                OR u.snoozed OR u.result IS NOT NULL OR u.note IS NOT NULL
-        )
+                        WHEN s.snoozed THEN 'snoozed until ' || j.run_at || ' (not counted)'
+                        ELSE a.error END,
+                   a.exit_code, a.sig, a.cpu_ms, a.rss_kb, j.started_at,
+                   extract(epoch FROM clock_timestamp() - j.started_at) * 1000,
+                   CASE WHEN p_outcome = 'done' THEN a.result END,
+                   CASE WHEN p_outcome = 'done' THEN a.note END
+              FROM (SELECT DISTINCT ON (a.id) a.*
+                      FROM unnest(p_ids, p_errors[1:n], p_exit[1:n], p_signal[1:n],
+                                  p_cpu_ms[1:n], p_rss_kb[1:n], p_results[1:n],
+                                  p_result_notes[1:n])
+                               AS a(id, error, exit_code, sig, cpu_ms, rss_kb, result, note)
+                     WHERE a.id = ANY (h_ids)
+                     ORDER BY a.id) a
+              JOIN pgq.jobs j ON j.id = a.id
+             CROSS JOIN LATERAL (SELECT coalesce(a.id = ANY (s_ids), false) AS snoozed) s
+             WHERE p_outcome <> 'done' OR j.attempts > 1 OR s.snoozed OR a.exit_code IS NOT NULL
+                OR a.sig IS NOT NULL OR a.cpu_ms IS NOT NULL OR a.rss_kb IS NOT NULL
+                OR a.result IS NOT NULL OR a.note IS NOT NULL;
+        END IF;
+        IF c_ids IS NOT NULL AND cardinality(c_ids) > 0 THEN
+            -- Dependencies (migration 010): the children of jobs that end
+            -- here done, dead or cancelled are released or cancelled in
+            -- this transaction. Only jobs that have children pay for it.
+            -- (has_children is read from the row the UPDATE wrote: an add
+            -- of a child that held the row made the UPDATE wait and see
+            -- its flag.)
+            PERFORM pgq.deps_settle(c_ids, c_states);
+        END IF;
+        IF s_ids IS NOT NULL THEN
+            -- Snoozed jobs are ready again (later): announced like retries.
+            PERFORM pgq.announce(j.queue, j.priority, j.run_at, j.id, false)
+               FROM pgq.jobs j WHERE j.id = ANY (s_ids);
+        END IF;
+        RETURN QUERY
         SELECT u.id, NULL::bigint, NULL::text, NULL::text, NULL::text, u.attempts, NULL::int,
-               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(u.run_at), u.state
-          FROM upd u
-         WHERE (SELECT count(*) FROM deps) >= 0 AND (SELECT w.n FROM woke w) >= 0
-        UNION ALL
-        SELECT d.id, NULL::bigint, NULL::text, NULL::text, NULL::text, d.attempts, NULL::int,
-               NULL::int, NULL::text, NULL::bigint, NULL::int, pgq.position_us(d.run_at),
-               'done'::text
-          FROM del d;
+               NULL::int, NULL::text, NULL::bigint, NULL::int, u.pos, u.state
+          FROM unnest(e_ids, e_attempts, e_pos, e_states) AS u(id, attempts, pos, state);
         IF p_outcome <> 'done' THEN
             -- Announce the jobs made ready again (a job of p_ids that is
             -- ready for another reason is announced too: harmless).
@@ -1250,11 +1317,13 @@ BEGIN
     -- fleet without limits, and then nothing below changes) and those of
     -- them that may not start now, which the picks step over.
     SELECT EXISTS (SELECT 1 FROM pgq.queues pq WHERE pq.queue = ANY (p_queues) AND pq.paused),
-           l.limited, l.blocked
-      INTO paused, limited_types, blocked_types
-      FROM (SELECT array_agg(t.type) AS limited,
-                   array_agg(t.type) FILTER (WHERE t.blocked) AS blocked
-              FROM pgq.type_use t) l;
+           EXISTS (SELECT 1 FROM pgq.type_limits)
+      INTO paused, limits;
+    IF limits THEN
+        SELECT array_agg(t.type), array_agg(t.type) FILTER (WHERE t.blocked)
+          INTO limited_types, blocked_types
+          FROM pgq.type_use t;
+    END IF;
     IF paused THEN
         p_queues := ARRAY(SELECT CASE WHEN EXISTS (SELECT 1 FROM pgq.queues pq
                                                      WHERE pq.queue = u.q AND pq.paused)
@@ -1265,7 +1334,15 @@ BEGIN
         END IF;
     END IF;
     -- The first priority with a ready job after each queue's hint; with
-    -- p_better also any better priority than the hint's.
+    -- p_better also any better priority than the hint's. One queue with a
+    -- hint (a pool worker's every claim after its first) starts at its
+    -- hint's priority without asking: the search below takes what is due
+    -- there after the hint and otherwise moves on to the next priority,
+    -- which is what the statement would have found.
+    IF nq = 1 AND p_hint_prio[1] IS NOT NULL AND p_queues[1] IS NOT NULL
+       AND p_better IS NOT TRUE THEN
+        prio := p_hint_prio[1];
+    ELSE
     SELECT min(least(b.priority, x.priority)) INTO prio
       FROM unnest(p_queues, p_hint_prio[1:nq], p_hint_run_at[1:nq], p_hint_id[1:nq])
                AS q(name, hp, hr, hi)
@@ -1281,6 +1358,7 @@ BEGIN
                             AND j.state = 'ready' AND j.queue = q.name AND j.priority < q.hp
                           ORDER BY j.priority LIMIT 1) b ON true
      WHERE q.name IS NOT NULL;
+    END IF;
     WHILE prio IS NOT NULL AND want > 0 LOOP
         -- The queues in the order of their next due job of this priority.
         -- Nothing is locked here: a claim that locked one row per queue and

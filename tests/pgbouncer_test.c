@@ -7,13 +7,16 @@
  * pgq_add_one already exists" and the pool logged the same for its claims.
  * Skips, saying why, when pgbouncer is not installed (scripts/deps.sh
  * installs it). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +55,21 @@ static void server_params(char *host, char *port, char *user, size_t len)
     PQconninfoFree(o);
 }
 
+/* A loopback port nobody listens on now: the kernel's choice for a socket
+ * bound to port 0 (a port picked by pid could be another server's, even
+ * another test PostgreSQL with a database of the same name). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 /* Start pgbouncer in pool_mode `mode`: in transaction mode with 2 server
  * connections for the many clients (so that they share them), in session
  * mode with one per client; as root it drops to the user the test server
@@ -62,7 +80,7 @@ static void bouncer_start(const char *mode)
     server_params(host, port, user, sizeof host);
     snprintf(dir, sizeof dir, "/tmp/pgq-bouncer.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    bport = 20000 + (int)(getpid() % 20000);
+    bport = free_port();
     char *dbname = tu_text("SELECT current_database()", 0, NULL);
     tu_write_file(tu_fmt("%s/users.txt", dir), tu_fmt("\"%s\" \"\"\n", user));
     tu_write_file(tu_fmt("%s/pgbouncer.ini", dir),
@@ -96,7 +114,12 @@ static void bouncer_start(const char *mode)
             execl(PGBOUNCER, "pgbouncer", tu_fmt("%s/pgbouncer.ini", dir), (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 300; i++) {
+        int st;
+        if (waitpid(bouncer, &st, WNOHANG) == bouncer) {
+            bouncer = -1;
+            ck_abort_msg("pgbouncer exited at start (log: %s/pgbouncer.log)", dir);
+        }
         PGconn *pg = PQconnectdb(tu_fmt("postgresql://%s@127.0.0.1:%d/%s", user, bport, dbname));
         bool ok = PQstatus(pg) == CONNECTION_OK;
         PQfinish(pg);

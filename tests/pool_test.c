@@ -270,7 +270,10 @@ static const char *status_text(int st)
 static struct pool *pool_try_start(const char *name, const char *ini)
 {
     ck_assert_int_lt(npools, (int)(sizeof pools / sizeof pools[0]));
-    struct pool *p = &pools[npools++];
+    /* Counted only once it has a pid (below): kill_pools() must never see
+     * pid 0, as kill(0, SIGKILL) would kill this test's process group --
+     * the runner and make with it. */
+    struct pool *p = &pools[npools];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
@@ -297,6 +300,7 @@ static struct pool *pool_try_start(const char *name, const char *ini)
         _exit(127);
     }
     p->pid = pid;
+    npools++;
     WAIT_UNTIL(log_count(p, "pool: started ") > 0 || pool_gone(p), WAIT_MS);
     return p;
 }
@@ -354,7 +358,7 @@ static int64_t pool_wait_exit(struct pool *p, int want_code)
 static void kill_pools(void)
 {
     for (int i = 0; i < npools; i++) {
-        if (!pools[i].exited) {
+        if (!pools[i].exited && pools[i].pid > 0) {
             kill(pools[i].pid, SIGKILL);
             waitpid(pools[i].pid, NULL, 0);
             pools[i].exited = true;

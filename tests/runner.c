@@ -67,6 +67,20 @@ int main(void)
     }
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
+    /* The failures once more, into PGQ_TEST_FAILURES when it names a file:
+     * `make test` prints that file last, after the server log's tail, so
+     * that the end of a failed run (all a CI excerpt may show) names the
+     * failing tests. */
+    const char *list = getenv("PGQ_TEST_FAILURES");
+    FILE *f = failed && list && *list ? fopen(list, "w") : NULL;
+    if (f) {
+        TestResult **tr = srunner_failures(sr);
+        for (int i = 0; i < failed; i++)
+            fprintf(f, "%s:%d: [%s] %s\n", tr_lfile(tr[i]) ? tr_lfile(tr[i]) : "?", tr_lno(tr[i]),
+                    tr_tcname(tr[i]) ? tr_tcname(tr[i]) : "?", tr_msg(tr[i]) ? tr_msg(tr[i]) : "");
+        free(tr);
+        fclose(f);
+    }
     srunner_free(sr);
     return failed ? 1 : 0;
 }
