@@ -99,6 +99,13 @@ struct snap_lock {
     const char *rel, *mode, *blockers, *query;
 };
 
+/* Running jobs of one queue leased by one pool (the lease owner's pool
+ * name), read once per refresh. */
+struct snap_run {
+    const char *queue, *pool;
+    int64_t n;
+};
+
 /* A consistent picture of the queue at one moment. Immutable once
  * published; shared between threads by reference count. */
 struct snapshot {
@@ -128,6 +135,8 @@ struct snapshot {
                                   * stats_cap done jobs reach that far); the whole line when
                                   * all were read */
     struct snap_pool *pools; size_t npools, nstale;
+    struct snap_run *runs; size_t nruns;   /* when runs_read (Overview, reused counts) */
+    bool runs_read;
     struct snap_limit *limits; size_t nlimits;
     int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
     /* The lists: at most q.limit rows each; a total is counted up to
