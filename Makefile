@@ -316,7 +316,7 @@ valgrind: deps all
 # input, built with clang under ASan + UBSan in build-fuzz/, each run for
 # FUZZ_SECONDS on its corpus in tests/fuzz/corpus/. `make fuzz-check` only
 # replays the corpora (seconds; part of .ci/run).
-FUZZ_TARGETS = config duration require words dburl utf8 cron
+FUZZ_TARGETS = config duration require words dburl utf8 cron payload
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	$(MAKE) CC=clang SANITIZER=fuzzer BUILD=build-fuzz fuzz-build

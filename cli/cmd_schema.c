@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "duration.h"
 #include "typegen.h"
+#include "values.h"
 
 /* migrations/grants.sql warns, as "pgq: ...", about what this migrate may
  * not do (create the group roles without CREATEROLE): say so on stderr.
@@ -161,6 +162,9 @@ static int types_list(struct cli *c)
             else
                 fputs(",\"running\":null", stdout);
             json_kv_int(stdout, false, "max_snoozes", t[i].max_snoozes);
+            /* bytes as pgq.payload_size measures them; null: no limit of pgq's own */
+            json_key(stdout, false, "max_payload");
+            t[i].max_payload > 0 ? printf("%" PRId64, t[i].max_payload) : fputs("null", stdout);
             json_key(stdout, false, "require");
             fputs(t[i].required, stdout);   /* jsonb text */
             json_kv_str(stdout, false, "updated_at", t[i].updated_at);
@@ -180,7 +184,9 @@ static int types_list(struct cli *c)
         if (t[i].rate_count > 0)
             printf("rate=%d/%s window_starts=%" PRId64 " ", t[i].rate_count,
                    pgq_duration_format(t[i].rate_ms, b1, sizeof b1), t[i].window_starts);
-        printf("max_snoozes=%d require=%s\n", t[i].max_snoozes, t[i].required);
+        printf("max_snoozes=%d max_payload=%s require=%s\n", t[i].max_snoozes,
+               t[i].max_payload > 0 ? cfg_size_format(t[i].max_payload, b1, sizeof b1) : "none",
+               t[i].required);
     }
     pgq_types_free(t, n);
     return EXIT_OK;
@@ -281,9 +287,10 @@ int cmd_types(struct cli *c, int argc, char **argv)
         "its payload contract. list prints one registered type a line; --json:\n"
         "{\"types\":[{\"type\":T,\"queue\":Q,\"max_retries\":N,\"priority\":N,\"timeout_ms\":N,\n"
         "\"backoff_base_ms\":N,\"backoff_max_ms\":N,\"concurrency\":N|null,\"rate\":{\"count\":N,\n"
-        "\"per_ms\":N,\"window_starts\":N}|null,\"running\":N|null,\"max_snoozes\":N,\"require\":{...},\n"
-        "\"updated_at\":TS}]}. The text form shows concurrency=N running=R and\n"
-        "rate=N/D window_starts=S only for types with those limits (their use now).\n"
+        "\"per_ms\":N,\"window_starts\":N}|null,\"running\":N|null,\"max_snoozes\":N,\n"
+        "\"max_payload\":BYTES|null,\"require\":{...},\"updated_at\":TS}]}. The text form\n"
+        "shows concurrency=N running=R and rate=N/D window_starts=S only for types\n"
+        "with those limits (their use now), and max_payload=SIZE (none: no limit).\n"
         "header writes a C header (to -o FILE, or stdout) with one struct per job\n"
         "type from its payload contract and typed functions (pgq_add_TYPE,\n"
         "TYPE_from_job, ...): a producer or handler naming a key the contract lacks\n"

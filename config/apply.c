@@ -33,7 +33,9 @@ int pgq_cfg_apply_types_as(pgq_conn *c, const pgq_cfg *cfg, const char *who, boo
                                   .backoff_max_ms = t->backoff_max_ms,
                                   .concurrency = t->concurrency,
                                   .rate_count = t->rate.count, .rate_ms = t->rate.per_ms,
-                                  .max_snoozes = t->max_snoozes };
+                                  .max_snoozes = t->max_snoozes,
+                                  /* pool.ini's 0 is "none"; the struct's 0 the default */
+                                  .max_payload = t->max_payload > 0 ? t->max_payload : -1 };
         for (size_t k = 0; k < t->nrequire; k++, f++)
             *f = (pgq_field){ t->require[k].key, t->require[k].json_type };
     }

@@ -78,6 +78,22 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
+/* n with a comma between groups of three digits ("2,345,678"), as the
+ * database's refusals write sizes; returns buf. */
+static char *group_digits(int64_t n, char *buf, size_t len)
+{
+    char raw[32];
+    size_t k = (size_t)snprintf(raw, sizeof raw, "%lld", (long long)n), o = 0;
+
+    for (size_t i = 0; i < k && o + 2 < len; i++) {
+        if (i > 0 && raw[i - 1] != '-' && (k - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* ---- the loader: sections, keys, errors ---- */
 
 /* Record the first error as "FILE:LINE: ..." (or "FILE: ..." when line is 0). */
@@ -205,9 +221,32 @@ static void check_crons(struct loader *ld)
                   "cron's payload is checked against its type's contract)", cr->name, cr->type);
             return;
         }
-        if (cfg_payload_meets(cr->payload, t->require, t->nrequire, t->name, msg, sizeof msg) < 0)
-            failf(ld, cr->payload_line ? cr->payload_line : cr->line, "[cron %s] payload: %s%s",
-                  cr->name, msg, cr->payload_line ? "" : " (the default payload is {})");
+        int line = cr->payload_line ? cr->payload_line : cr->line;
+        if (cfg_payload_meets(cr->payload, t->require, t->nrequire, t->name, msg, sizeof msg) < 0) {
+            failf(ld, line, "[cron %s] payload: %s%s", cr->name, msg,
+                  cr->payload_line ? "" : " (the default payload is {})");
+            return;
+        }
+        /* The size the database will measure at every tick (pgq.payload_size);
+         * computing it also finds numbers PostgreSQL's numeric refuses. */
+        int64_t size;
+        if (cfg_jsonb_size(cr->payload, &size, msg, sizeof msg) < 0) {
+            failf(ld, line, "[cron %s] payload: %s", cr->name, msg);
+            return;
+        }
+        if (t->max_payload > 0) {
+            char sz[32], lim[32];
+            if (size > t->max_payload) {
+                char where[32] = ", the default";
+                if (t->max_payload_line)
+                    snprintf(where, sizeof where, ", line %d", t->max_payload_line);
+                cfg_size_format(t->max_payload, lim, sizeof lim);
+                failf(ld, line, "[cron %s] payload: %s bytes as jsonb, over the max_payload of "
+                      "job type \"%s\" (%s%s)", cr->name, group_digits(size, sz, sizeof sz),
+                      t->name, lim, where);
+                return;
+            }
+        }
     }
 }
 

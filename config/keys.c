@@ -102,17 +102,27 @@ const struct cfg_key cfg_keys[] = {
       .count_off = NO_OFF, .line_off = NO_OFF, .def = "0", .min = -1000, .max = 1000,
       .doc = "Default priority of jobs of this type; lower runs first." },
     { .sec = SEC_JOB, .name = "result_max", .kind = V_SIZE, .off = TYP(result_max),
-      .count_off = NO_OFF, .line_off = NO_OFF, .def = "64KB", .min = 0, .max = 16 << 20,
+      .count_off = NO_OFF, .line_off = NO_OFF, .def = "64KiB", .min = 0, .max = 16 << 20,
       .doc = "Most bytes of a job's result that are stored with its done attempt: an exec "
              "handler's stdout, or the text a plugin or callback handler gives "
              "pgq_ctx_set_result(). A longer one is cut to a whole UTF-8 character within it, "
              "with a note saying so (pgq show, pgq.job_results) and a log line; stdout that "
              "is not UTF-8 text is not stored, with a note. 0 keeps no result. Sizes: bytes, "
-             "or with KB or MB (1024-based)." },
+             "or with KiB, MiB or GiB (KB, MB, GB: the same, 1024-based)." },
     { .sec = SEC_JOB, .name = "require", .kind = V_REQUIRE, .off = TYP(require),
       .count_off = TYP(nrequire), .line_off = NO_OFF, .def = NULL,
       .doc = "Payload contract: required keys and their JSON types, e.g. `to:string, subject:string`; "
              "types: string, number, boolean, object, array, null." },
+    { .sec = SEC_JOB, .name = "max_payload", .kind = V_SIZE, .off = TYP(max_payload),
+      .count_off = NO_OFF, .line_off = TYP(max_payload_line), .def = "1MiB", .min = 0,
+      .max = 256 << 20,
+      .doc = "Largest payload of this type: an add (pgq add, pgq_add, pgq.add, pgq.enqueue) "
+             "with a larger one is refused, naming the type, the size and the limit, and "
+             "nothing is stored; a [cron NAME] payload over it is an error at load. Measured "
+             "as PostgreSQL stores it: the payload's size as jsonb, uncompressed, which "
+             "`SELECT pgq.payload_size('PAYLOAD')` prints (`{\"n\":1}` is 28 bytes; long "
+             "strings count about their length in UTF-8). 0: no limit of pgq's own "
+             "(PostgreSQL's jsonb limit, about 255 MiB, applies). Sizes as for result_max." },
     { .sec = SEC_JOB, .name = "concurrency", .kind = V_INT, .off = TYP(concurrency),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL, .min = 1, .max = 100000,
       .doc = "Fleet-wide limit: at most N jobs of this type running at once across every pool "
@@ -139,7 +149,8 @@ const struct cfg_key cfg_keys[] = {
              "payload must meet." },
     { .sec = SEC_CRON, .name = "payload", .kind = V_JSON, .off = CRN(payload),
       .count_off = NO_OFF, .line_off = CRN(payload_line), .def = "{}",
-      .doc = "The job's payload (JSON on one line), checked against the type's contract at load." },
+      .doc = "The job's payload (JSON on one line), checked against the type's contract and "
+             "max_payload at load." },
     { .sec = SEC_CRON, .name = "queue", .kind = V_NAME, .off = CRN(queue),
       .count_off = NO_OFF, .line_off = NO_OFF, .def = NULL,
       .doc = "Queue of the jobs; absent: the type's queue." },

@@ -23,7 +23,7 @@ enum val_kind {
     V_POOLER,   /* transaction, session or none (pgq_pooler) */
     V_RATE,     /* "N/DURATION": N in [min, max], DURATION 1ms..7d (pgq_cfg_rate) */
     V_LISTEN,   /* HOST:PORT to listen on, checked by cfg_listen_parse (char *) */
-    V_SIZE,     /* bytes in [min, max], "64KB" (int64_t) */
+    V_SIZE,     /* bytes in [min, max], "64KiB" (int64_t) */
     V_SCHEDULE, /* a cron schedule, checked by pgq_cron_parse (char *, as written) */
     V_JSON,     /* one JSON value as jsonb takes it (char *) */
     V_ZONE,     /* an IANA time zone name, loaded (struct pgq_tz *) */

@@ -4,6 +4,7 @@
 #define PGQ_CFG_PAYLOAD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pgq_config.h"
 
@@ -17,5 +18,11 @@ int cfg_json_check(const char *s, char *err, size_t errlen) __attribute__((warn_
  * \"to\" (string) of job type \"send-email\""). */
 int cfg_payload_meets(const char *s, const pgq_cfg_require *req, size_t n, const char *type,
                       char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* The size PostgreSQL's jsonb makes of the JSON text s, in bytes, as
+ * pgq.payload_size() measures it for [job T] max_payload (jsonb_size.c).
+ * 0 with *out set, or -1 with err (s is not valid JSON, out of memory). */
+int cfg_jsonb_size(const char *s, int64_t *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

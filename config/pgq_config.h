@@ -55,7 +55,10 @@ typedef struct pgq_cfg_type {
     int concurrency;            /* fleet-wide running at most; 0 (no key): no limit */
     pgq_cfg_rate rate;          /* fleet-wide starts per window; count 0 (no key): none */
     int max_snoozes;            /* default 100 */
-    int64_t result_max;         /* bytes of a result kept; default 64KB, 0..16MB */
+    int64_t result_max;         /* bytes of a result kept; default 64KiB, 0..16MiB */
+    int64_t max_payload;        /* largest payload in bytes (pgq.payload_size); default 1MiB,
+                                 * 0..256MiB; 0: no limit of pgq's own */
+    int max_payload_line;       /* line of the max_payload key; 0: the default */
 } pgq_cfg_type;
 
 struct pgq_cron;   /* a parsed schedule (config/cron.h) */

@@ -192,19 +192,23 @@ fail:
     return -1;
 }
 
-/* "64KB", "1MB", "1500", "0" (units B, KB, MB, any case, 1024-based;
- * blanks between number and unit allowed). 0, or -1 with err. */
+/* "64KiB", "1MiB", "1500", "0" (units B, KiB, MiB, GiB, any case, blanks
+ * between number and unit allowed; KB, MB and GB are taken as the same
+ * 1024-based units, since that is what people mean by them in a config
+ * file, and pool.ini accepted them before KiB was). 0, or -1 with err. */
+#define SIZE_UNITS "B, KiB, MiB or GiB"
 static int size_parse(const char *v, int64_t *out, char *err, size_t errlen)
 {
     static const struct { const char *unit; int64_t mul; } units[] = {
-        { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 },
+        { "", 1 }, { "b", 1 }, { "kib", 1024 }, { "kb", 1024 }, { "mib", 1024 * 1024 },
+        { "mb", 1024 * 1024 }, { "gib", 1024 * 1024 * 1024 }, { "gb", 1024 * 1024 * 1024 },
     };
     const char *p = v;
     int64_t n = 0;
     while (*p == ' ' || *p == '\t')
         p++;
     if (*p < '0' || *p > '9') {
-        snprintf(err, errlen, "\"%s\" is not a size (bytes, or a number with KB or MB)", v);
+        snprintf(err, errlen, "\"%s\" is not a size (bytes, or a number with " SIZE_UNITS ")", v);
         return -1;
     }
     for (; *p >= '0' && *p <= '9'; p++) {
@@ -233,16 +237,18 @@ static int size_parse(const char *v, int64_t *out, char *err, size_t errlen)
             return 0;
         }
     }
-    snprintf(err, errlen, "\"%s\": unknown size unit (use B, KB or MB)", v);
+    snprintf(err, errlen, "\"%s\": unknown size unit (use " SIZE_UNITS ")", v);
     return -1;
 }
 
 char *cfg_size_format(int64_t bytes, char *buf, size_t len)
 {
-    if (bytes > 0 && bytes % (1024 * 1024) == 0)
-        snprintf(buf, len, "%lldMB", (long long)(bytes / (1024 * 1024)));
+    if (bytes > 0 && bytes % (1024 * 1024 * 1024) == 0)
+        snprintf(buf, len, "%lldGiB", (long long)(bytes / (1024 * 1024 * 1024)));
+    else if (bytes > 0 && bytes % (1024 * 1024) == 0)
+        snprintf(buf, len, "%lldMiB", (long long)(bytes / (1024 * 1024)));
     else if (bytes > 0 && bytes % 1024 == 0)
-        snprintf(buf, len, "%lldKB", (long long)(bytes / 1024));
+        snprintf(buf, len, "%lldKiB", (long long)(bytes / 1024));
     else
         snprintf(buf, len, "%lld", (long long)bytes);
     return buf;

@@ -22,13 +22,13 @@ void cfg_value_free(const struct cfg_key *k, void *base);
 void cfg_section_free(enum sec_kind sec, void *base);
 
 /* A V_INT, V_DURATION or V_SIZE value as a number, and as text the way a
- * user would write it ("30s", "64KB"); buf of len bytes (32 suffice),
+ * user would write it ("30s", "64KiB"); buf of len bytes (32 suffice),
  * returned. */
 int64_t cfg_value_num(const struct cfg_key *k, const void *base);
 char *cfg_value_format(const struct cfg_key *k, const void *base, char *buf, size_t len);
 
-/* A size in bytes as written in pool.ini: the largest unit (MB, KB) that
- * holds it exactly, else bytes ("64KB", "1500"). Returns buf. */
+/* A size in bytes as written in pool.ini: the largest unit (GiB, MiB, KiB)
+ * that holds it exactly, else bytes ("64KiB", "1500"). Returns buf. */
 char *cfg_size_format(int64_t bytes, char *buf, size_t len);
 
 #endif

@@ -192,7 +192,13 @@ typedef struct pgq_type_def {
     int rate_count;             /* at most this many starts per rate_ms window, fleet-wide; */
     int64_t rate_ms;            /*   either <= 0: no rate limit */
     int max_snoozes;            /* snoozes per job; PGQ_DEFAULT (or < 0): 100 */
+    int64_t max_payload;        /* largest payload in bytes, as pgq.payload_size() measures
+                                 * it (the size as jsonb); 0: PGQ_MAX_PAYLOAD_DEFAULT;
+                                 * < 0: no limit of pgq's own (jsonb's own applies) */
 } pgq_type_def;
+
+/* The payload limit of a type that names none: 1 MiB (see README, "Payload size"). */
+#define PGQ_MAX_PAYLOAD_DEFAULT (1024 * 1024)
 
 /* Create or update n job types in one transaction. */
 PGQ_API int pgq_types_register(pgq_conn *c, const pgq_type_def *defs, size_t n,
@@ -216,6 +222,7 @@ typedef struct pgq_type_info {
     int rate_count;               /* 0: no rate limit; else per rate_ms */
     int64_t rate_ms;
     int max_snoozes;
+    int64_t max_payload;          /* bytes (pgq.payload_size); 0: no limit of pgq's own */
     int64_t running;              /* limited types: running now, by the claim's counters */
     int64_t window_starts;        /* rate-limited types: starts in the current window */
 } pgq_type_info;

@@ -98,13 +98,16 @@ static const char conflict_sql[] =
     "       THEN format('rate %s vs %s', coalesce(t.rate_count || '/' || t.rate_ms || 'ms', 'none'),"
     "                   coalesce($11::int || '/' || $12::bigint || 'ms', 'none')) END,"
     "  CASE WHEN t.max_snoozes <> $13::int"
-    "       THEN format('max_snoozes %s vs %s', t.max_snoozes, $13) END)"
+    "       THEN format('max_snoozes %s vs %s', t.max_snoozes, $13) END,"
+    "  CASE WHEN t.max_payload <> $14::bigint"
+    "       THEN format('max_payload %s vs %s', t.max_payload, $14) END)"
     "  FROM pgq.job_types t"
     " WHERE t.type = $1 AND t.registered_by IS DISTINCT FROM $9"
     "   AND (t.queue, t.required, t.max_retries, t.priority, t.timeout_ms, t.backoff_base_ms,"
-    "        t.backoff_max_ms, t.concurrency, t.rate_count, t.rate_ms, t.max_snoozes)"
+    "        t.backoff_max_ms, t.concurrency, t.rate_count, t.rate_ms, t.max_snoozes,"
+    "        t.max_payload)"
     "       IS DISTINCT FROM ($2, $3::jsonb, $4::int, $5::int, $6::bigint,"
-    "        $7::bigint, $8::bigint, $10::int, $11::int, $12::bigint, $13::int)"
+    "        $7::bigint, $8::bigint, $10::int, $11::int, $12::bigint, $13::int, $14::bigint)"
     "   AND (t.registered_by = 'pgq types apply'"
     "        OR (t.registered_by IS NOT NULL AND (t.updated_at > now() - interval '1 minute'"
     "            OR EXISTS (SELECT 1 FROM pgq.workers w WHERE w.name = t.registered_by"
@@ -117,14 +120,15 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
     static const char sql[] =
         "INSERT INTO pgq.job_types AS t (type, queue, required, max_retries, priority,"
         "  timeout_ms, backoff_base_ms, backoff_max_ms, registered_by, concurrency, rate_count,"
-        "  rate_ms, max_snoozes)"
-        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "  rate_ms, max_snoozes, max_payload)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         " ON CONFLICT (type) DO UPDATE SET queue = EXCLUDED.queue, required = EXCLUDED.required,"
         "  max_retries = EXCLUDED.max_retries, priority = EXCLUDED.priority,"
         "  timeout_ms = EXCLUDED.timeout_ms, backoff_base_ms = EXCLUDED.backoff_base_ms,"
         "  backoff_max_ms = EXCLUDED.backoff_max_ms, registered_by = EXCLUDED.registered_by,"
         "  concurrency = EXCLUDED.concurrency, rate_count = EXCLUDED.rate_count,"
         "  rate_ms = EXCLUDED.rate_ms, max_snoozes = EXCLUDED.max_snoozes,"
+        "  max_payload = EXCLUDED.max_payload,"
         "  updated_at = now()";
 
     /* Upsert in name order: two pools registering overlapping types at
@@ -141,7 +145,7 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
     }
     for (size_t i = 0; i < n; i++) {
         const pgq_type_def *d = order[i];
-        char num[9][24], what[256];
+        char num[10][24], what[256];
         if (!d->type || !*d->type) {
             seterr(err, errlen, "types: a job type has no name");
             goto fail;
@@ -166,13 +170,16 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
         snprintf(num[7], 24, "%" PRId64, d->rate_ms);
         snprintf(num[8], 24, "%d", d->max_snoozes == PGQ_DEFAULT || d->max_snoozes < 0
                                        ? 100 : d->max_snoozes);
+        /* 0 in the column is "no limit"; 0 in the struct the default */
+        snprintf(num[9], 24, "%" PRId64, d->max_payload == 0 ? (int64_t)PGQ_MAX_PAYLOAD_DEFAULT
+                                         : d->max_payload < 0 ? 0 : d->max_payload);
         const char *params[] = { d->type, d->queue ? d->queue : "default", contract,
                                  num[0], num[1], num[2], num[3], num[4], who,
                                  d->concurrency > 0 ? num[5] : NULL, rated ? num[6] : NULL,
-                                 rated ? num[7] : NULL, num[8] };
+                                 rated ? num[7] : NULL, num[8], num[9] };
         snprintf(what, sizeof what, "job type \"%s\"", d->type);
         if (!replace) {
-            PGresult *k = db_query(c, conflict_sql, 13, params, PGRES_TUPLES_OK, what, err,
+            PGresult *k = db_query(c, conflict_sql, 14, params, PGRES_TUPLES_OK, what, err,
                                    errlen);
             if (!k) {
                 free(contract);
@@ -190,7 +197,7 @@ int pgq_types_register_as(pgq_conn *c, const pgq_type_def *defs, size_t n, const
             }
             PQclear(k);
         }
-        PGresult *r = db_query(c, sql, 13, params, PGRES_COMMAND_OK, what, err, errlen);
+        PGresult *r = db_query(c, sql, 14, params, PGRES_COMMAND_OK, what, err, errlen);
         free(contract);
         if (!r)
             goto fail;
@@ -209,7 +216,7 @@ int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_
     PGresult *r = db_query(c,
         "SELECT t.type, t.queue, t.required::text, t.max_retries, t.priority, t.timeout_ms,"
         " t.backoff_base_ms, t.backoff_max_ms, t.updated_at::text, t.concurrency, t.rate_count,"
-        " t.rate_ms, t.max_snoozes, u.running, u.window_starts"
+        " t.rate_ms, t.max_snoozes, u.running, u.window_starts, t.max_payload"
         " FROM pgq.job_types t LEFT JOIN pgq.type_use u ON u.type = t.type ORDER BY t.type",
         0, NULL, PGRES_TUPLES_OK, "types list", err, errlen);
     if (!r)
@@ -237,6 +244,7 @@ int pgq_types_list(pgq_conn *c, pgq_type_info **out, size_t *n, char *err, size_
         t[i].max_snoozes = (int)db_int64(r, row, 12, 100);
         t[i].running = db_int64(r, row, 13, 0);
         t[i].window_starts = db_int64(r, row, 14, 0);
+        t[i].max_payload = db_int64(r, row, 15, 0);
         if (!t[i].type || !t[i].queue || !t[i].required || !t[i].updated_at) {
             pgq_types_free(t, i + 1);
             PQclear(r);

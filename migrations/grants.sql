@@ -122,6 +122,9 @@ BEGIN
             -- pure arithmetic the view pgq.type_use calls (a view's functions
             -- run with the reader's rights)
             ('rate_window',       'pgq_viewer',                    false),
+            -- what [job T] max_payload measures, for producers sizing their
+            -- payloads (pure: no table access)
+            ('payload_size',      'pgq_producer pgq_viewer',       false),
             -- pure arithmetic the C code calls around prune: no table access
             ('position_us',       'pgq_worker pgq_operator',       false),
             ('from_position_us',  'pgq_worker pgq_operator',       false)

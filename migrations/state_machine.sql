@@ -22,7 +22,7 @@
 -- same functions in migrations 001-004 are superseded by the ones here.
 --
 --   state        transition                function                    fenced by
---   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, idempotency key
+--   (none)       add              -> ready  pgq.add, pgq.enqueue        contract, max_payload, idempotency key
 --   (none)       add with after   -> waiting (ready when every parent is done already)
 --                                            pgq.enqueue -> pgq.deps_attach  parents' row locks
 --   waiting      last parent done -> ready  pgq.deps_settle (from the     the child's row lock,
@@ -189,6 +189,45 @@ BEGIN
 END
 $$;
 
+-- What max_payload measures ([job T] max_payload, pgq.job_types,
+-- migration 013): the payload's size as jsonb, in bytes, as
+-- pg_column_size() reports a jsonb value of its own -- not compressed, with
+-- a 4-byte header: pg_column_size('{"n":1}'::jsonb) is 28. A payload read
+-- from a table may be compressed, and one that passed through a tuple
+-- (unnest's) may have a 1-byte header when it is small; ARRAY[...] expands
+-- both (construct_md_array detoasts its elements), so this is the same
+-- figure wherever the payload comes from. (A copy of the payload: callers
+-- on the hot path first test the plain pg_column_size, which is at most 3
+-- bytes less, and ask this only near the limit.) config/jsonb_size.c
+-- computes the same figure for [cron NAME] payloads at load.
+-- STABLE, as pg_column_size is: an IMMUTABLE function with a STABLE body
+-- is not inlined, and one not inlined cost every add 40 us.
+CREATE OR REPLACE FUNCTION pgq.payload_size(p_payload jsonb) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT pg_column_size((ARRAY[p_payload])[1])::bigint $$;
+
+-- A payload of p_size bytes (pgq.payload_size) against its type's
+-- max_payload p_max; 0 or NULL: no limit of pgq's own. Raises naming the
+-- type, the size, the limit and the item; true when the payload fits. The
+-- callers test the condition themselves and call this only to word the
+-- refusal, so the hot path pays a comparison.
+CREATE OR REPLACE FUNCTION pgq.check_payload_size(p_ord int, p_type text, p_size bigint,
+                                                  p_max bigint)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_max IS NULL OR p_max = 0 OR p_size <= p_max THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION '%', format('payload of job type "%s" is %s bytes, over its max_payload of %s%s',
+        p_type, to_char(p_size, 'FM999,999,999,999,990'), p_max,
+        CASE WHEN p_max % 1048576 = 0 THEN ' (' || p_max / 1048576 || ' MiB)'
+             WHEN p_max % 1024 = 0 THEN ' (' || p_max / 1024 || ' KiB)'
+             ELSE '' END)
+        USING ERRCODE = '22023', DETAIL = 'item ' || p_ord,
+              HINT = 'a larger payload can be stored elsewhere and named in the job; or raise '
+                     '[job ' || p_type || '] max_payload (0: no limit of pgq''s own)';
+END
+$$;
+
 -- ---- add -----------------------------------------------------------------
 
 -- Dedup windows: keys of p_keys whose job was created more than the
@@ -298,6 +337,17 @@ BEGIN
         PERFORM pgq.check_dedup(1, add.idempotency_key, add.unique_for_ms, add.replace);
         PERFORM pgq.keys_expire(ARRAY[add.idempotency_key], ARRAY[add.unique_for_ms]);
         IF add.replace AND add.payload IS NOT NULL THEN
+            -- The new payload meets the type's contract and size before it
+            -- replaces a waiting job's (the insert below checks them too
+            -- late for this path).
+            PERFORM pgq.check_item(1, add.type, add.payload,
+                                   coalesce(add.run_at, now() + coalesce(add.delay_ms, 0)
+                                                        * interval '1 millisecond'),
+                                   jt.required),
+                    pgq.check_payload_size(1, add.type, pgq.payload_size(add.payload),
+                                           jt.max_payload)
+               FROM (SELECT NULL) AS one
+               LEFT JOIN pgq.job_types jt ON jt.type = add.type;
             RETURN QUERY
             SELECT r.id, true, true
               FROM pgq.keys_replace(ARRAY[add.idempotency_key], ARRAY[true], ARRAY[add.payload],
@@ -322,10 +372,11 @@ BEGIN
     -- One statement (each statement of a function costs as much as a
     -- small insert): the type's defaults, the contract check (only when
     -- the type has a contract or the time is odd: pgq.check_item raises
-    -- the refusal), the insert and the announcement.
+    -- the refusal), then the size check (pgq.check_payload_size; the CASE
+    -- keeps that order), the insert and the announcement.
     RETURN QUERY
     WITH t AS (
-        SELECT jt.queue, jt.priority, jt.max_retries, jt.required
+        SELECT jt.queue, jt.priority, jt.max_retries, jt.required, jt.max_payload
           FROM pgq.job_types jt WHERE jt.type = add.type
     ), i AS (
         SELECT coalesce(add.run_at, now() + coalesce(add.delay_ms, 0) * interval '1 millisecond')
@@ -338,8 +389,18 @@ BEGIN
                coalesce(add.priority, t.priority), i.due, coalesce(add.max_retries, t.max_retries),
                add.idempotency_key
           FROM i LEFT JOIN t ON true
-         WHERE (t.required = '{}' AND isfinite(i.due))
-            OR pgq.check_item(1, add.type, add.payload, i.due, t.required)
+         WHERE CASE WHEN (t.required = '{}' AND isfinite(i.due))
+                          OR pgq.check_item(1, add.type, add.payload, i.due, t.required)
+                    THEN t.max_payload = 0
+                      -- (the plain size first: an uncompressed payload at
+                      -- most 3 bytes under the limit fits whatever its
+                      -- header, and pgq.payload_size copies the payload)
+                      OR (pg_column_size(add.payload) <= t.max_payload - 3
+                          AND pg_column_compression(add.payload) IS NULL)
+                      OR pgq.payload_size(add.payload) <= t.max_payload
+                      OR pgq.check_payload_size(1, add.type, pgq.payload_size(add.payload),
+                                                t.max_payload)
+               END
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING j.id, j.queue, j.priority, j.run_at
     )
@@ -514,9 +575,11 @@ BEGIN
     END;
 
     -- One pass finds the first refusal in version 1's order of precedence
-    -- (see pgq.check_item); the contracts of the batch's types are unnested
-    -- once, not per item.
-    SELECT s.ord, s.type, s.payload, s.run_at, t.required INTO bad
+    -- (see pgq.check_item), then a payload over its type's max_payload
+    -- (pgq.check_payload_size); the contracts of the batch's types are
+    -- unnested once, not per item.
+    SELECT s.ord, s.type, s.payload, s.run_at, t.required, t.max_payload,
+           pgq.payload_size(s.payload) AS size INTO bad
       FROM unnest(p_types, payloads, p_run_ats) WITH ORDINALITY AS s(type, payload, run_at, ord)
       LEFT JOIN pgq.job_types t ON t.type = s.type
       LEFT JOIN (SELECT c.type, r.key, r.want
@@ -528,12 +591,18 @@ BEGIN
                  OR NOT s.payload ? r.key
                  OR jsonb_typeof(s.payload -> r.key) <> r.want)
      WHERE s.ord <= n
-       AND (NOT isfinite(s.run_at) OR t.type IS NULL OR r.key IS NOT NULL)
-     ORDER BY CASE WHEN NOT isfinite(s.run_at) THEN 1 WHEN t.type IS NULL THEN 2 ELSE 3 END,
+       AND (NOT isfinite(s.run_at) OR t.type IS NULL OR r.key IS NOT NULL
+            -- (parsed above, so never compressed; small ones reach here
+            -- with a 1-byte header, hence the 3 bytes)
+            OR (t.max_payload > 0 AND pg_column_size(s.payload) > t.max_payload - 3
+                AND pgq.payload_size(s.payload) > t.max_payload))
+     ORDER BY CASE WHEN NOT isfinite(s.run_at) THEN 1 WHEN t.type IS NULL THEN 2
+                   WHEN r.key IS NOT NULL THEN 3 ELSE 4 END,
               s.ord
      LIMIT 1;
     IF FOUND THEN
         PERFORM pgq.check_item(bad.ord::int, bad.type, bad.payload, bad.run_at, bad.required);
+        PERFORM pgq.check_payload_size(bad.ord::int, bad.type, bad.size, bad.max_payload);
         RAISE EXCEPTION 'pgq.enqueue: item % refused for no known reason', bad.ord;
     END IF;
 

@@ -966,11 +966,11 @@ START_TEST(types_apply_and_list)
     const char *req = "require={\"n\": \"number\", \"to\": \"string\"}";
     ck_assert_msg(has_line(r.out, fmt("cli-mail queue=cli-emails max_retries=3 priority=5 "
                                       "timeout=1m30s backoff_base=2s backoff_max=10m "
-                                      "max_snoozes=100 %s", req)),
+                                      "max_snoozes=100 max_payload=1MiB %s", req)),
                   "[%s]", r.out);
     ck_assert_msg(has_line(r.out, fmt("cli-resize queue=default max_retries=5 priority=0 "
                                       "timeout=1m backoff_base=1s backoff_max=1h "
-                                      "max_snoozes=100 %s", req)),
+                                      "max_snoozes=100 max_payload=1MiB %s", req)),
                   "[%s]", r.out);
     /* plus the two types of setup(): one line each, sorted by name */
     ck_assert_int_eq(tu_count_lines(r.out), 4);

@@ -182,8 +182,17 @@ static const struct golden {
                                        "needs a schedule)" },
     { "bad_cron_duplicate.ini", ":9: [cron nightly]: duplicate section (first at line 5)" },
     { "bad_cron_key.ini", ":9: [cron nightly] handler: unknown key; \"handler\" belongs in [job NAME]" },
-    { "bad_result_max_unit.ini", ":3: [job x] result_max: \"64XB\": unknown size unit (use B, KB or MB)" },
-    { "bad_result_max_range.ini", ":3: [job x] result_max: \"17MB\" is out of range (0..16MB)" },
+    { "bad_result_max_unit.ini", ":3: [job x] result_max: \"64XB\": unknown size unit (use B, KiB, MiB or GiB)" },
+    { "bad_result_max_range.ini", ":3: [job x] result_max: \"17MB\" is out of range (0..16MiB)" },
+    { "bad_max_payload_unit.ini", ":4: [job mail] max_payload: \"1 MiBs\": unknown size unit (use B, "
+                                  "KiB, MiB or GiB)" },
+    { "bad_max_payload_range.ini", ":3: [job mail] max_payload: \"300MiB\" is out of range "
+                                   "(0..256MiB)" },
+    { "bad_max_payload_negative.ini", ":3: [job mail] max_payload: \"-1\" is not a size (bytes, or a "
+                                      "number with B, KiB, MiB or GiB)" },
+    { "bad_max_payload_empty.ini", ":3: [job mail] max_payload: empty value" },
+    { "bad_cron_max_payload.ini", ":9: [cron nightly] payload: 69 bytes as jsonb, over the "
+                                  "max_payload of job type \"mail\" (64, line 3)" },
 };
 #define NGOLDENS ((int)(sizeof goldens / sizeof goldens[0]))
 
@@ -243,6 +252,28 @@ START_TEST(test_limits)
     ck_assert_int_eq(t->rate.count, 600);
     ck_assert_int_eq(t->rate.per_ms, 1 * MS_M);
     ck_assert_int_eq(t->max_snoozes, 0);
+    pgq_cfg_free(c);
+}
+END_TEST
+
+/* [job T] max_payload: the sizes people write, 0, the default, and a cron
+ * payload exactly at its type's limit (accepted). */
+START_TEST(test_max_payload)
+{
+    pgq_cfg *c = load_ok("good_max_payload.ini");
+    static const struct { const char *type; int64_t bytes; int line; } want[] = {
+        { "bytes", 512, 4 }, { "kib", 64 * 1024, 8 }, { "mib", 16 << 20, 12 },
+        { "lower", 2048, 16 }, { "none", 0, 20 }, { "absent", 1 << 20, 0 }, { "exact", 51, 27 },
+    };
+
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const pgq_cfg_type *t = pgq_cfg_find_type(c, want[i].type);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_msg(t->max_payload == want[i].bytes, "%s: %lld", want[i].type,
+                      (long long)t->max_payload);
+        ck_assert_int_eq(t->max_payload_line, want[i].line);
+    }
+    ck_assert_uint_eq(c->ncrons, 1);
     pgq_cfg_free(c);
 }
 END_TEST
@@ -620,7 +651,7 @@ START_TEST(test_reference)
     static const char *const all_keys[] = {
         "url", "pooler", "listen_url", "handler_url", "workers", "batch", "queues", "lease_ttl", "heartbeat", "poll", "shutdown_timeout", "keep_done", "metrics_listen",
         "keep_dead", "queue", "handler", "timeout", "max_retries", "backoff_base", "backoff_max",
-        "priority", "require", "concurrency", "rate", "max_snoozes", "result_max", "schedule",
+        "priority", "require", "concurrency", "rate", "max_snoozes", "result_max", "max_payload", "schedule",
         "type", "payload", "timezone",
     };
     /* [cron NAME] has a queue and a priority too */
@@ -638,7 +669,8 @@ START_TEST(test_reference)
     ck_assert_ptr_nonnull(strstr(text, "| `[pool]` | `lease_ttl` | duration | `30s` | 1s..1d | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `handler` | handler | (required) |  | "));
     ck_assert_ptr_nonnull(strstr(text, "| `[database]` | `url` | string | (none) |  | "));
-    ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `result_max` | size | `64KB` | 0..16MB | "));
+    ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `result_max` | size | `64KiB` | 0..16MiB | "));
+    ck_assert_ptr_nonnull(strstr(text, "| `[job NAME]` | `max_payload` | size | `1MiB` | 0..256MiB | "));
     for (i = 0; i < sizeof all_keys / sizeof all_keys[0]; i++) {
         char cell[64];
         snprintf(cell, sizeof cell, " | `%s` | ", all_keys[i]);
@@ -675,6 +707,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_queue_name_rule);
     tcase_add_test(tc, test_example_pool_ini);
     tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_max_payload);
     tcase_add_test(tc, test_error_buffers);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);
