@@ -158,13 +158,13 @@ static int fetch_runs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
 /* The figures that stay exact and cheap however large the table, read at
  * every refresh when the counts are prev's: per queue (those counted, $2,
  * and any paused), paused and the live pools that claim from it (the
- * running jobs come from fetch_runs); and the age of the oldest due job of the queues ($3) that had
- * due jobs at the last count: the first due entry of
- * each of their priorities in the claim index (a skip scan within the
- * queue, one probe per priority). Only those queues: probing one without
- * ready jobs would walk the claim index's entries of its claimed jobs,
- * which stay there until vacuum (a million after a bulk load), at every
- * refresh; they are found at the next count. */
+ * running jobs come from fetch_runs); and the age of the oldest due job
+ * of the queues ($3) that had due jobs at the last count: the first due
+ * entry of each of their priorities in the claim index (a skip scan within
+ * the queue, one probe per priority). Only those queues: probing one
+ * without ready jobs would walk the claim index's entries of its claimed
+ * jobs, which stay there until vacuum (a million after a bulk load), at
+ * every refresh; they are found at the next count. */
 static const char live_sql[] =
     "WITH RECURSIVE qp AS ("
     "  SELECT f.queue, f.priority FROM unnest($3::text[]) AS k(queue)"
