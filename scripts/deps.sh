@@ -32,6 +32,10 @@ ls /usr/share/postgresql/15/extension/pgq.control >/dev/null 2>&1 || need postgr
 [ -x /usr/sbin/pgbouncer ] || need pgbouncer
 # promtool (Debian prometheus), which checks a scrape of a pool's metrics endpoint.
 command -v promtool >/dev/null 2>&1 || need prometheus
+# pg_auto_failover (monitor extension + pg_autoctl), the HA engine the
+# failover suite runs on (tests/failover_test.c, scripts/ha-auto.sh).
+ls /usr/share/postgresql/15/extension/pgautofailover.control >/dev/null 2>&1 \
+    && command -v pg_autoctl >/dev/null 2>&1 || need postgresql-15-auto-failover
 # clang builds the libFuzzer targets (make fuzz, make fuzz-check)
 command -v clang >/dev/null 2>&1 || need clang
 # make deb: dpkg-buildpackage (dpkg-dev), debhelper (compat 13), fakeroot,

@@ -7,6 +7,8 @@
 #                             promote the standby (pg_ctl promote)
 #   ha-pair.sh stop DIR       stop both, remove DIR
 # As root the servers run as postgres (or pgqtest), like with-postgres.sh.
+# If PGQ_HA_OWNER holds a pid, start leaves a watchdog that runs "stop DIR"
+# as soon as that process is gone (as ha-auto.sh does).
 set -euo pipefail
 cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: ha-pair.sh start|failover|stop DIR" >&2; exit 2; }
@@ -49,6 +51,12 @@ start)
     mkdir -p "$dir"
     chmod 755 "$dir"
     [ ${#as_user[@]} = 0 ] || chown "$pguser" "$dir"
+    if [ -n "${PGQ_HA_OWNER:-}" ]; then
+        self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+        setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 1; done
+                        [ -d "$2" ] && exec "$3" stop "$2"' watchdog \
+            "$PGQ_HA_OWNER" "$dir" "$self" >/dev/null 2>&1 </dev/null &
+    fi
     pg "$bindir/initdb" -D "$dir/primary" -U pgq --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
     cat >> "$dir/primary/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'

@@ -1,10 +1,19 @@
-/* PostgreSQL failover (issue 15): a primary and a synchronous streaming
- * standby (scripts/ha-pair.sh), a pool given a multi-host URL with
- * target_session_attrs=read-write, the primary killed mid-load and the
- * standby promoted. The pool finds the new primary by itself; with
- * synchronous replication no committed job, completion or effect is lost
- * and no effect runs twice; a connection to a read-only server is dropped
- * and made again, not counted against a job. */
+/* PostgreSQL failover (issue 15) on an HA engine: a pool given a
+ * multi-host URL with target_session_attrs=read-write, the primary killed
+ * mid-load and the standby promoted. The pool finds the new primary by
+ * itself; with synchronous replication no committed job, completion or
+ * effect is lost and no effect runs twice; a connection to a read-only
+ * server is dropped and made again, not counted against a job.
+ *
+ * The engine: pg_auto_failover (scripts/ha-auto.sh: a monitor, a primary
+ * and a synchronous secondary, the primary's keeper and postgres SIGKILLed,
+ * the monitor promotes the secondary) when pg_autoctl and its extension
+ * are installed (scripts/deps.sh installs them); otherwise, as a fallback,
+ * a primary and a synchronous streaming standby (scripts/ha-pair.sh: the
+ * primary stopped -m immediate, the standby promoted by pg_ctl promote).
+ * PGQ_HA_ENGINE=pg_ctl forces the fallback. One cluster serves the whole
+ * test case (an unchecked fixture: starting a formation takes seconds);
+ * both scripts stop it when the test runner dies (PGQ_HA_OWNER). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +28,8 @@
 
 static char dir[128];
 static int port1, port2;
+static char engine_url[512];   /* pg_autoctl show uri, without user */
+static bool autoctl;           /* the engine is pg_auto_failover */
 static pid_t pool_pid;
 
 static int64_t now_ms(void)
@@ -33,9 +44,31 @@ static void sleep_ms(int ms)
     nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
 }
 
+/* pg_auto_failover when it is here (and not turned off), else pg_ctl. */
+static bool want_autoctl(void)
+{
+    const char *e = getenv("PGQ_HA_ENGINE");
+    if (e && strcmp(e, "pg_ctl") == 0)
+        return false;
+    int st;
+    free(tu_sh("command -v pg_autoctl >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/"
+               "pgautofailover.control >/dev/null 2>&1", &st));
+    return st == 0;
+}
+
+static const char *engine_name(void)
+{
+    if (autoctl)
+        return "pg_auto_failover (pg_autoctl, monitor-driven promotion)";
+    const char *e = getenv("PGQ_HA_ENGINE");
+    return e && strcmp(e, "pg_ctl") == 0
+               ? "a streaming standby promoted by pg_ctl promote (PGQ_HA_ENGINE=pg_ctl)"
+               : "a streaming standby promoted by pg_ctl promote (pg_autoctl not installed)";
+}
+
 static const char *script(void)
 {
-    return tu_fmt("%s/../scripts/ha-pair.sh", tu_test_dir());
+    return tu_fmt("%s/../scripts/%s", tu_test_dir(), autoctl ? "ha-auto.sh" : "ha-pair.sh");
 }
 
 static const char *url_of(int port)
@@ -43,8 +76,13 @@ static const char *url_of(int port)
     return tu_fmt("postgresql://pgq@127.0.0.1:%d/pgq?connect_timeout=2", port);
 }
 
+/* The URL a user would give pools: pg_auto_failover's own (pg_autoctl show
+ * uri: every node, target_session_attrs=read-write) with our role added,
+ * or the same made by hand for the pg_ctl pair. */
 static const char *ha_url(void)
 {
+    if (autoctl)
+        return tu_fmt("%s&user=pgq&connect_timeout=2", engine_url);
     return tu_fmt("postgresql://pgq@127.0.0.1:%d,127.0.0.1:%d/pgq?target_session_attrs=read-write"
                   "&connect_timeout=2", port1, port2);
 }
@@ -64,16 +102,57 @@ static long long qi(const char *url, const char *sql)
     return v;
 }
 
+/* One text value (tu_fmt's storage; "" when there is none). */
+static const char *qs(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    const char *v = "";
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            v = tu_fmt("%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return v;
+}
+
+static void stop_cluster(void)
+{
+    int st;
+    free(tu_sh(tu_fmt("'%s' stop '%s' 2>&1", script(), dir), &st));
+}
+
+static void kill_pool(void)
+{
+    if (pool_pid > 0) {
+        kill(pool_pid, SIGKILL);
+        waitpid(pool_pid, NULL, 0);
+        pool_pid = 0;
+    }
+}
+
 static void setup(void)
 {
+    autoctl = want_autoctl();
     snprintf(dir, sizeof dir, "/tmp/pgq-ha.%d", (int)getpid());
+    fprintf(stderr, "failover_test: engine %s\n", engine_name());
     int st;
-    char *out = tu_sh(tu_fmt("'%s' start '%s' 2>&1", script(), dir), &st);
-    if (!out || sscanf(out, "%d %d", &port1, &port2) != 2) {
+    /* PGQ_HA_OWNER: this process; if it dies, the script's watchdog stops
+     * the servers */
+    char *out = tu_sh(tu_fmt("PGQ_HA_OWNER=%d '%s' start '%s' 2>&1", (int)getpid(), script(),
+                             dir), &st);
+    engine_url[0] = '\0';
+    bool ok = out && st == 0 && sscanf(out, "%d %d", &port1, &port2) == 2;
+    if (ok && autoctl) {
+        const char *nl = strchr(out, '\n');
+        ok = nl && sscanf(nl + 1, "%511s", engine_url) == 1 &&
+             strncmp(engine_url, "postgres", 8) == 0 && strchr(engine_url, '?');
+    }
+    if (!ok) {
         /* a failed setup gets no teardown: stop what did start */
-        int st2;
-        free(tu_sh(tu_fmt("'%s' stop '%s' 2>&1", script(), dir), &st2));
-        ck_abort_msg("ha-pair.sh start: %s", out ? out : "(nothing)");
+        stop_cluster();
+        ck_abort_msg("%s start: %s", script(), out ? out : "(nothing)");
     }
     free(out);
     pool_pid = 0;
@@ -81,12 +160,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (pool_pid > 0) {
-        kill(pool_pid, SIGKILL);
-        waitpid(pool_pid, NULL, 0);
-    }
-    int st;
-    free(tu_sh(tu_fmt("'%s' stop '%s' 2>&1", script(), dir), &st));
+    kill_pool();   /* set only without CK_FORK (with it, the pool dies with its test) */
+    stop_cluster();
 }
 
 static void run_ok(const char *const *argv)
@@ -117,6 +192,7 @@ END_TEST
 START_TEST(pool_follows_the_promoted_standby)
 {
     enum { JOBS = 400 };
+    int64_t started = now_ms();
     const char *pgq = tu_fmt("%s/pgq", tu_bin_dir());
     run_ok((const char *const[]){ pgq, "--db", url_of(port1), "migrate", NULL });
     PGconn *p = PQconnectdb(url_of(port1));
@@ -135,9 +211,13 @@ START_TEST(pool_follows_the_promoted_standby)
     pool_pid = tu_spawn_logged(log, NULL, bin,
                                (const char *const[]){ "pgq-pool", "-c", ini, "--db", url, NULL });
     /* the jobs, added through the HA URL: committed means on both servers */
-    for (int w = 0; w < 300 && qi(url_of(port1), "SELECT count(*) FROM pgq.job_types WHERE "
-                                  "name = 'load'") != 1; w++)
+    /* the pool has registered its job type (the column is "type": this
+     * loop used to ask for "name", got -1 and waited out its 30 s) */
+    const char *registered = "SELECT count(*) FROM pgq.job_types WHERE type = 'load'";
+    for (int w = 0; w < 300 && qi(url_of(port1), registered) != 1; w++)
         sleep_ms(100);
+    ck_assert_msg(qi(url_of(port1), registered) == 1, "the pool did not register its job type\n%s",
+                  tu_slurp(log));
     char err[1024];
     pgq_conn *c = NULL;
     ck_assert_msg(pgq_connect(url, &c, err, sizeof err) == 0, "%s", err);
@@ -156,9 +236,13 @@ START_TEST(pool_follows_the_promoted_standby)
     long long done_before = qi(url_of(port1), done_sql);
     ck_assert_msg(done_before >= JOBS / 4 && done_before < JOBS, "done before the kill: %lld",
                   done_before);
+    /* the crash: pg_auto_failover's monitor sees the primary die and
+     * promotes the secondary; the pg_ctl pair is promoted by the script */
+    int64_t killed = now_ms();
+    fprintf(stderr, "failover_test: load started after %.1f s\n", (double)(killed - started) / 1000.0);
     int fst;
     char *out = tu_sh(tu_fmt("'%s' failover '%s' 2>&1", script(), dir), &fst);
-    ck_assert_msg(fst == 0, "ha-pair.sh failover: %s", out);
+    ck_assert_msg(fst == 0, "%s failover: %s", script(), out);
     free(out);
     int64_t promoted = now_ms();
     long long done_at_promotion = qi(url_of(port2), done_sql);
@@ -176,9 +260,15 @@ START_TEST(pool_follows_the_promoted_standby)
             break;
         sleep_ms(100);
     }
+    int64_t all_done = now_ms() - promoted;
     const char *p2 = url_of(port2);
-    ck_assert_msg(qi(p2, done_sql) == JOBS, "only %lld of %d jobs done after the failover\n%s",
-                  qi(p2, done_sql), JOBS, tu_slurp(log));
+    ck_assert_msg(qi(p2, done_sql) == JOBS, "only %lld of %d jobs done after the failover (%s)\n%s",
+                  qi(p2, done_sql), JOBS, engine_name(), tu_slurp(log));
+    /* the issue's promise: pools are working on the new primary within
+     * 10 s of its promotion (the only timing this suite asserts) */
+    ck_assert_msg(first_done >= 0 && first_done <= 10000,
+                  "first job done on the new primary %lld ms after the promotion",
+                  (long long)first_done);
     ck_assert_int_eq(qi(p2, "SELECT count(*) FROM pgq.jobs"), JOBS);
     /* no effect twice, none lost */
     ck_assert_int_eq(qi(p2, "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT job_id, key"
@@ -195,10 +285,31 @@ START_TEST(pool_follows_the_promoted_standby)
     ck_assert_int_eq(qi(p2, "SELECT count(*) FROM pgq.job_attempts a JOIN pgq.jobs j ON j.id = "
                             "a.job_id WHERE j.payload->>'effect' = '0' AND a.outcome = 'failed'"),
                      0);
-    fprintf(stderr, "failover_test: %lld of %d done at the kill; first job done on the new "
-            "primary %lld ms after the promotion; %lld attempts lost their lease\n",
-            done_before, JOBS, (long long)first_done,
-            qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"));
+    /* A handler whose own statement (run_once on the worker's connection)
+     * died with the primary returns an error, and that attempt counts as
+     * failed: the handler's verdict, not the pool's. No attempt failed for
+     * any other reason. */
+    ck_assert_msg(qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed' AND "
+                         "error !~ '(no connection to the server|server closed the connection|"
+                         "could not receive data from server|terminating connection)'") == 0,
+                  "an attempt failed for another reason than the lost primary: %s",
+                  qs(p2, "SELECT string_agg(DISTINCT error, ' | ') FROM pgq.job_attempts WHERE "
+                         "outcome = 'failed'"));
+    fprintf(stderr, "failover_test [%s]: %lld of %d done at the kill; promoted %lld ms after "
+            "the kill; first job done on the new primary %lld ms after the promotion, all %lld ms after it; %lld of %d "
+            "done, %lld effects (%lld in doubt), %lld attempts lost their lease, %lld attempts "
+            "of effect jobs failed in their handler; test %.1f s\n",
+            autoctl ? "pg_auto_failover" : "pg_ctl promote", done_before, JOBS,
+            (long long)(promoted - killed), (long long)first_done, (long long)all_done, qi(p2, done_sql), JOBS,
+            qi(p2, "SELECT count(*) FROM test_ledger"),
+            qi(p2, "SELECT count(*) FROM pgq.effects_in_doubt"),
+            qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"),
+            qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed'"),
+            (double)(now_ms() - started) / 1000.0);
+    const char *why = qs(p2, "SELECT string_agg(DISTINCT error, ' | ') FROM pgq.job_attempts "
+                             "WHERE outcome = 'failed'");
+    if (*why)
+        fprintf(stderr, "failover_test: the effect jobs' failed attempts said: %s\n", why);
     kill(pool_pid, SIGTERM);
     int st;
     waitpid(pool_pid, &st, 0);
@@ -213,7 +324,7 @@ Suite *failover_suite(void)
     Suite *s = suite_create("failover");
     TCase *tc = tcase_create("failover");
     tcase_set_timeout(tc, TU_TIMEOUT);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_add_test(tc, a_read_only_server_is_left_not_blamed);
     tcase_add_test(tc, pool_follows_the_promoted_standby);
     suite_add_tcase(s, tc);
