@@ -32,6 +32,7 @@
  * The bench machine and the server must be the same machine (/proc). One
  * JSON line per size and state. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -173,6 +174,14 @@ static double wall_ms(void)
     return (double)now_ns() / 1e6;
 }
 
+/* The machine's one-minute load average (-1: unknown): the wall times
+ * mean little without it on a shared machine. */
+static double load1(void)
+{
+    double l[1];
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
+
 /* CPU and wall time per refresh of the given screen, over n refreshes
  * after 3 untimed ones. */
 static int refresh_cost(pgq_conn *c, unsigned parts, long n, double *cpu_ms, double *wall,
@@ -202,12 +211,102 @@ no_proc:
     return -1;
 }
 
+/* CPU per Overview refresh that reuses the counts of a full one (what the
+ * model thread runs between counts): n after 3 untimed. */
+static int reuse_cost(pgq_conn *c, long n, double *cpu_ms, char *err, size_t errlen)
+{
+    struct model_query q = { .parts = MODEL_OVERVIEW };
+    struct snapshot *full = NULL;
+    double c0 = 0, c1 = 0;
+    if (model_refresh_once(c, &q, &full, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    for (long i = 0; i < n + 3; i++) {
+        if (i == 3 && backend_cpu_ms(c, &c0) < 0)
+            goto no_proc;
+        struct snapshot *s = NULL;
+        if (model_refresh_reusing(c, &q, full, &s, err, errlen) < 0)
+            goto out;
+        snapshot_release(s);
+    }
+    if (backend_cpu_ms(c, &c1) < 0)
+        goto no_proc;
+    *cpu_ms = (c1 - c0) / (double)n;
+    rc = 0;
+    goto out;
+no_proc:
+    snprintf(err, errlen, "cannot read the backend's /proc/PID/stat");
+out:
+    snapshot_release(full);
+    return rc;
+}
+
+/* What one open dashboard costs as it runs: the model thread itself
+ * (model_start, the default refresh of 1 s, the Overview), its backend's
+ * CPU over `seconds` after its first snapshot, as a share of one CPU; and
+ * how often it counted (the wall time of its last count and the interval
+ * that gives). The backend is found by its application name, so no other
+ * dashboard may be open on this database. */
+static int dashboard_cost(pgq_conn *c, long seconds, double *pct, double *count_ms,
+                          double *every_s, char *err, size_t errlen)
+{
+    struct model *m = NULL;
+    if (model_start(getenv("DATABASE_URL"), "pgq-bench", 1000, &m, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    struct snapshot *s = NULL;
+    for (int i = 0; i < 600 && !(s = model_acquire(m)); i++)
+        nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    if (!s) {
+        snprintf(err, errlen, "the dashboard's model made no snapshot in 60 s");
+        goto out;
+    }
+    snapshot_release(s);
+    PGresult *r = bench_query(c, "the dashboard's backend",
+                              "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgq top'"
+                              " AND pid <> pg_backend_pid()", 0, NULL, PGRES_TUPLES_OK, err,
+                              errlen);
+    if (!r)
+        goto out;
+    if (PQntuples(r) != 1) {
+        snprintf(err, errlen, "%d sessions named 'pgq top' (another dashboard is open?)",
+                 PQntuples(r));
+        PQclear(r);
+        goto out;
+    }
+    int pid = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    int ppid;
+    int64_t t0, t1, ch;
+    double w0 = wall_ms();
+    if (proc_stat(pid, &ppid, &t0, &ch) < 0)
+        goto no_proc;
+    nanosleep(&(struct timespec){ seconds, 0 }, NULL);
+    if (proc_stat(pid, &ppid, &t1, &ch) < 0)
+        goto no_proc;
+    double cpu = (double)(t1 - t0) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    *pct = cpu / (wall_ms() - w0) * 100.0;
+    s = model_acquire(m);
+    *count_ms = s ? s->counts_s * 1000.0 : -1;
+    *every_s = s ? model_count_every_s(s->counts_s, 1.0) : -1;
+    snapshot_release(s);
+    rc = 0;
+    goto out;
+no_proc:
+    snprintf(err, errlen, "cannot read the dashboard backend's /proc/%d/stat", pid);
+out:
+    model_stop(m);
+    return rc;
+}
+
 static int measure(pgq_conn *c, long size, bool vacuumed, char *err, size_t errlen)
 {
-    double ov_cpu, ov_wall, jobs_cpu, jobs_wall;
+    double ov_cpu, ov_wall, jobs_cpu, jobs_wall, reuse_cpu, dash_pct, count_ms, every_s;
     long n = g_opts.cycles;
     if (refresh_cost(c, MODEL_OVERVIEW, n, &ov_cpu, &ov_wall, err, errlen) < 0 ||
-        refresh_cost(c, MODEL_JOBS, n, &jobs_cpu, &jobs_wall, err, errlen) < 0)
+        reuse_cost(c, n, &reuse_cpu, err, errlen) < 0 ||
+        refresh_cost(c, MODEL_JOBS, n, &jobs_cpu, &jobs_wall, err, errlen) < 0 ||
+        dashboard_cost(c, n, &dash_pct, &count_ms, &every_s, err, errlen) < 0)
         return -1;
     double *st = calloc((size_t)n, sizeof *st);
     if (!st) {
@@ -250,9 +349,12 @@ static int measure(pgq_conn *c, long size, bool vacuumed, char *err, size_t errl
     }
     json_head(stdout, true, false);
     printf(",\"jobs\":%ld,\"vacuumed\":%s,\"refreshes\":%ld,\"overview_cpu_ms\":%.2f,"
-           "\"overview_wall_ms\":%.2f,\"overview_cpu_pct\":%.2f,\"jobs_cpu_ms\":%.2f,"
-           "\"jobs_wall_ms\":%.2f,\"stats_cpu_ms\":%.2f", size, vacuumed ? "true" : "false", n,
-           ov_cpu, ov_wall, ov_cpu / 1000.0 * 100.0, jobs_cpu, jobs_wall, (c1 - c0) / (double)n);
+           "\"overview_wall_ms\":%.2f,\"overview_cpu_pct\":%.2f,\"overview_reuse_cpu_ms\":%.2f,"
+           "\"dashboard_cpu_pct\":%.2f,\"dashboard_count_ms\":%.1f,\"dashboard_count_every_s\":%.1f,"
+           "\"jobs_cpu_ms\":%.2f,\"jobs_wall_ms\":%.2f,\"stats_cpu_ms\":%.2f,\"load1\":%.2f",
+           size, vacuumed ? "true" : "false", n, ov_cpu, ov_wall, ov_cpu / 1000.0 * 100.0,
+           reuse_cpu, dash_pct, count_ms, every_s, jobs_cpu, jobs_wall, (c1 - c0) / (double)n,
+           load1());
     print_dist(stdout, "stats_ms", st, (size_t)n);
     if (old_ms >= 0)
         printf(",\"old_stats_ms\":%.1f", old_ms);
@@ -260,6 +362,22 @@ static int measure(pgq_conn *c, long size, bool vacuumed, char *err, size_t errl
     fflush(stdout);
     free(st);
     return 0;
+}
+
+/* A database filled before (and vacuumed since) is measured as right
+ * after its fill: its visibility map is truncated (pg_visibility, which
+ * needs a superuser), so that index-only scans visit the heap again as
+ * they do before the first vacuum. Nothing else changes. */
+static int reset_visibility(pgq_conn *c, char *err, size_t errlen)
+{
+    fprintf(stderr, "pgq-bench dashboard: the size is there already: forgetting pgq.jobs'"
+            " visibility map (pg_visibility)\n");
+    return exec_ok(c, "forgetting the visibility map (needs the pg_visibility extension and a "
+                   "superuser)", "CREATE EXTENSION IF NOT EXISTS pg_visibility", 0, NULL,
+                   PGRES_COMMAND_OK, err, errlen) < 0 ||
+           exec_ok(c, "forgetting the visibility map",
+                   "SELECT pg_truncate_visibility_map('pgq.jobs'::regclass)", 0, NULL,
+                   PGRES_TUPLES_OK, err, errlen) < 0 ? -1 : 0;
 }
 
 int run_dashboard(void)
@@ -295,6 +413,8 @@ int run_dashboard(void)
             finish_n(c, done, "done", err, sizeof err) < 0 ||
             enqueue_n(c, dead, "finished", 0, err, sizeof err) < 0 ||
             finish_n(c, dead, "failed", err, sizeof err) < 0)
+            goto fail;
+        if (add == 0 && reset_visibility(c, err, sizeof err) < 0)
             goto fail;
         have = g_opts.sizes[i];
         if (exec_ok(c, "analyze", "ANALYZE pgq.jobs", 0, NULL, PGRES_COMMAND_OK, err,

@@ -17,7 +17,7 @@
 
 /* A claimed job from row `row` of a complete_claim result (columns: acked,
  * id, queue, type, payload, attempts, max_retries, priority, lease_token,
- * timeout_ms, ord, run_at). One allocation: the struct followed by its strings. */
+ * timeout_ms, ord, run_at, state). One allocation: the struct followed by its strings. */
 static pgq_job *job_from_row(const PGresult *r, int row)
 {
     size_t lq = strlen(PQgetvalue(r, row, 2)) + 1, lt = strlen(PQgetvalue(r, row, 3)) + 1,
@@ -143,6 +143,16 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
                               size_t max_jobs, pgq_job **jobs, size_t *njobs, char *err,
                               size_t errlen)
 {
+    return pgq_complete_claim_snoozed(c, hints, acks, nacks, lost, NULL, queues, nqueues, worker,
+                                      lease_ttl_ms, max_jobs, jobs, njobs, err, errlen);
+}
+
+int pgq_complete_claim_snoozed(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
+                               size_t nacks, bool *lost, bool *snoozed,
+                               const char *const *queues, size_t nqueues, const char *worker,
+                               int64_t lease_ttl_ms, size_t max_jobs, pgq_job **jobs,
+                               size_t *njobs, char *err, size_t errlen)
+{
     char ttl[24], lim[24];
     struct ack_arrays aa;
     if (njobs)
@@ -214,16 +224,25 @@ int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks
                           db_int64(r, row, 1, 0));
     hints_params_free(&hp);
 
-    for (size_t i = 0; i < nacks; i++)
+    for (size_t i = 0; i < nacks; i++) {
         lost[i] = true;
+        if (snoozed)
+            snoozed[i] = false;
+    }
     size_t got = 0;
     bool oom = false;
     for (int row = 0; row < PQntuples(r); row++) {
         if (!PQgetisnull(r, row, 0)) {
+            /* A held done ack comes back in its job's new state: "ready"
+             * only when the done end applied a snooze. */
             int64_t id = db_int64(r, row, 0, 0);
+            bool again = !PQgetisnull(r, row, 12) && strcmp(PQgetvalue(r, row, 12), "ready") == 0;
             for (size_t i = 0; i < nacks; i++)
-                if (acks[i].id == id)
+                if (acks[i].id == id) {
                     lost[i] = false;
+                    if (snoozed)
+                        snoozed[i] = again;
+                }
             continue;
         }
         /* ord is 1-based claim order; rows may come in any order. */

@@ -32,7 +32,7 @@ static const struct stmt_def stmts[STMT__COUNT] = {
         "SELECT id, lease_token FROM pgq.renew($1::bigint[], $2::uuid[], $3::bigint)" },
     [STMT_COMPLETE_CLAIM] = { "pgq_complete_claim",
         "SELECT acked, id, queue, type, payload, attempts, max_retries, priority, lease_token,"
-        "  timeout_ms, ord, run_at"
+        "  timeout_ms, ord, run_at, state"
         " FROM pgq.complete_claim($1::bigint[], $2::uuid[], $3::int[], $4::int[],"
         "  $5::bigint[], $6::bigint[], $7::text[], $8, $9::bigint, $10::int, $11::int[],"
         "  $12::bigint[], $13::bigint[], $14::boolean, p_keep_done => $15::boolean,"

@@ -390,6 +390,18 @@ PGQ_API int pgq_complete_claim_hinted(pgq_conn *c, pgq_hints *hints, const pgq_a
                               size_t max_jobs, pgq_job **jobs, size_t *njobs, char *err,
                               size_t errlen) PGQ_MUSTCHECK;
 
+/* pgq_complete_claim_hinted that also says how each held ack ended:
+ * snoozed[i] (may be NULL) is set true when acks[i]'s job went back to
+ * ready instead of done, because a snooze was asked during the attempt
+ * (pgq_snooze: an exec handler's `pgq snooze`, or pgq_ctx_snooze), false
+ * otherwise (done, or lease lost). A pool reports SNOOZED from it. */
+PGQ_API int pgq_complete_claim_snoozed(pgq_conn *c, pgq_hints *hints, const pgq_ack *acks,
+                                       size_t nacks, bool *lost, bool *snoozed,
+                                       const char *const *queues, size_t nqueues,
+                                       const char *worker, int64_t lease_ttl_ms,
+                                       size_t max_jobs, pgq_job **jobs, size_t *njobs,
+                                       char *err, size_t errlen) PGQ_MUSTCHECK;
+
 typedef struct pgq_fail_result {
     bool lease_lost;     /* nothing changed */
     bool dead;           /* no retries left: dead-lettered */

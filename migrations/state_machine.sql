@@ -1103,7 +1103,10 @@ $$;
 -- queued); 'released' (back to ready,
 -- the attempt not counted). A token that no longer holds its job changes
 -- nothing and is not listed; the others come back as rows with acked set
--- (and their new state, attempts and run_at). History: every attempt that
+-- (and their new state, attempts and run_at: a 'done' ack whose state is
+-- 'ready' is one whose done end applied a snooze asked during the attempt,
+-- which is how a pool learns of an exec handler's `pgq snooze` and reports
+-- it snoozed, not done; migration 14). History: every attempt that
 -- did not end 'done', and a done one when the job had earlier attempts or
 -- the caller reported exit code or resources (migration 003). Jobs made
 -- ready again (a release, a retry) are announced (pgq.announce). With

@@ -259,20 +259,28 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
     struct batch *b = p->batch;
     pgq_ack *acks = n ? malloc(n * sizeof *acks) : NULL;
     bool *lost = n ? malloc(n * sizeof *lost) : NULL;
-    if (n && (!acks || !lost)) {
+    bool *snoozed = n ? malloc(n * sizeof *snoozed) : NULL;
+    if (n && (!acks || !lost || !snoozed)) {
         free(acks);
         free(lost);
+        free(snoozed);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++)
         acks[i] = (pgq_ack){ a[i].lease.id, a[i].lease.token, &a[i].info, a[i].result.text,
                              a[i].result.note };
-    int rc = claim_run(&b->claim, c, acks, n, lost, want, got, ngot, err, errlen);
+    int rc = claim_run(&b->claim, c, acks, n, lost, snoozed, want, got, ngot, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        /* snoozed: the database applied a snooze asked during the attempt
+         * (pgq_ctx_snooze, or an exec handler's `pgq snooze`, which only
+         * the database knows of) */
         if (lost[i])
             pool_log(PGQ_LOG_WARN, who, "job=%" PRId64 ": lease lost: the job was reclaimed; "
                      "this attempt's outcome is discarded", a[i].lease.id);
+        else if (snoozed[i])
+            pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " snoozed (attempt %d not counted)",
+                     a[i].lease.id, a[i].attempt);
         else if (pool_log_enabled(PGQ_LOG_INFO))
             pool_log(PGQ_LOG_INFO, who, "job=%" PRId64 " done (attempt %d)", a[i].lease.id,
                      a[i].attempt);
@@ -282,7 +290,7 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
             pool_emit_lost(p, c, a[i].job, a[i].who, a[i].ran_us);
         } else if (pool_has_events(p)) {
             pgq_event ev;
-            pool_event_init(&ev, a[i].snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE, a[i].job,
+            pool_event_init(&ev, snoozed[i] ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE, a[i].job,
                             a[i].who, a[i].ran_us);
             pool_emit(p, &ev);
         }
@@ -293,6 +301,7 @@ static int record(pgq_pool *p, pgq_conn *c, const char *who, struct pending_ack 
         acks_free_results(a, n);
     free(acks);
     free(lost);
+    free(snoozed);
     return rc;
 }
 
@@ -428,7 +437,7 @@ pgq_job *batch_take(struct slot *s)
 }
 
 void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
-               struct job_result *result, bool snoozed)
+               struct job_result *result)
 {
     pgq_pool *p = s->pool;
     struct batch *b = p->batch;
@@ -467,7 +476,6 @@ void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t
      * came too late: the slot was abandoned and its job released and
      * reported (the ack will find the lease gone). */
     a->silent = s->reported;
-    a->snoozed = snoozed;
     s->reported = true;
     a->result = result ? *result : none;
     if (result)

@@ -17,10 +17,11 @@ void claim_spec_init(struct claim_spec *c, const pgq_pool *p, const char *owner)
 }
 
 int claim_run(const struct claim_spec *c, pgq_conn *conn, const pgq_ack *acks, size_t n,
-              bool *lost, size_t limit, pgq_job **got, size_t *ngot, char *err, size_t errlen)
+              bool *lost, bool *snoozed, size_t limit, pgq_job **got, size_t *ngot, char *err,
+              size_t errlen)
 {
     size_t none = 0;
-    return pgq_complete_claim_hinted(conn, c->hints, acks, n, lost, c->queues, c->nqueues,
-                                     c->owner, c->ttl_ms, limit, got, ngot ? ngot : &none, err,
-                                     errlen);
+    return pgq_complete_claim_snoozed(conn, c->hints, acks, n, lost, snoozed, c->queues,
+                                      c->nqueues, c->owner, c->ttl_ms, limit, got,
+                                      ngot ? ngot : &none, err, errlen);
 }

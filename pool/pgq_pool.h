@@ -137,8 +137,8 @@ enum pgq_event_kind {
                              * not be recorded): this attempt's outcome is discarded */
     PGQ_EVENT_CANCELLED,    /* cancelled by an operator (pgq cancel) while it ran */
     PGQ_EVENT_SNOOZED,      /* the handler snoozed it: back to ready later, no attempt
-                             * spent (pgq_ctx_snooze; an exec handler's pgq snooze is
-                             * reported DONE: the pool does not learn of it) */
+                             * spent (pgq_ctx_snooze, or an exec handler's pgq snooze:
+                             * the completion says it applied one) */
     PGQ_EVENT_RELEASED,     /* given back at shutdown: ready again, attempt not counted */
     PGQ_EVENT__COUNT
 };

@@ -55,7 +55,6 @@ struct pending_ack {
     int64_t ran_us;
     bool silent;                   /* its outcome was reported already (the shutdown
                                     * released it from an abandoned slot): no event */
-    bool snoozed;                  /* reported SNOOZED, not DONE */
 };
 
 /* A registered event callback (events.c). */
@@ -231,12 +230,14 @@ void metrics_free(struct metrics *m);
 
 /* Fill c from the pool's config and hints, with lease owner `owner`. */
 void claim_spec_init(struct claim_spec *c, const pgq_pool *p, const char *owner);
-/* pgq_complete_claim_hinted with c: record n acks (lost[i] set for those
- * whose lease was lost; lost may be NULL when n is 0) and claim up to limit
- * jobs into got (*ngot of them, caller frees each). 0, or -1 with err. */
+/* pgq_complete_claim_snoozed with c: record n acks (lost[i] set for those
+ * whose lease was lost, snoozed[i] for those whose done end applied a
+ * snooze asked during the attempt; lost may be NULL when n is 0, snoozed
+ * always) and claim up to limit jobs into got (*ngot of them, caller frees
+ * each). 0, or -1 with err. */
 int claim_run(const struct claim_spec *c, pgq_conn *conn, const pgq_ack *acks, size_t n,
-              bool *lost, size_t limit, pgq_job **got, size_t *ngot, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+              bool *lost, bool *snoozed, size_t limit, pgq_job **got, size_t *ngot, char *err,
+              size_t errlen) __attribute__((warn_unused_result));
 
 /* Monotonic milliseconds, and microseconds. */
 int64_t pool_now_ms(void);
@@ -284,7 +285,7 @@ pgq_job *batch_take(struct slot *s);
  * ownership of j (its DONE event fires once recorded); the result (may be
  * NULL) moves with it (*result is emptied). Worker threads. */
 void batch_ack(struct slot *s, pgq_job *j, const pgq_attempt_info *info, int64_t ran_us,
-               struct job_result *result, bool snoozed);
+               struct job_result *result);
 /* A job of the batch ran for us microseconds (the adaptive policy learns
  * how short jobs are); mu held. */
 void batch_note_run(struct batch *b, int64_t us);

@@ -102,7 +102,6 @@ struct outcome {
     int64_t ran_us;           /* the handler's running time */
     char error[2048];
     struct job_result result; /* a success's result (owned; moves to the ack) */
-    bool snoozed;             /* an in-process handler snoozed (reported SNOOZED) */
 };
 
 static void run_exec(struct slot *s, const struct handler *h, const pgq_job *j,
@@ -174,9 +173,11 @@ static void run_handler(struct slot *s, const pgq_job *j, struct outcome *o)
     o->cancelled = atomic_load(&s->cancel);
     if (!o->ok)
         snprintf(o->error, sizeof o->error, "%s", *err ? err : "handler failed");
-    else if ((o->snoozed = ctx.snooze_ms >= 0))
-        pool_log(PGQ_LOG_INFO, s->who, "job=%" PRId64 " type=%s: snoozed for %" PRId64 " ms "
-                 "(attempt %d not counted)", j->id, j->type, ctx.snooze_ms, j->attempt);
+    else if (ctx.snooze_ms >= 0 && pool_log_enabled(PGQ_LOG_DEBUG))
+        /* applied (and logged, and reported) by the done end, which the
+         * database tells about it, as it does for an exec handler's */
+        pool_log(PGQ_LOG_DEBUG, s->who, "job=%" PRId64 " type=%s: asked to snooze for %" PRId64
+                 " ms", j->id, j->type, ctx.snooze_ms);
     if (o->ok)
         o->result = ctx.result;   /* moves */
     else
@@ -209,7 +210,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
 {
     pgq_pool *p = s->pool;
     char err[512], who[128];
-    bool lost = false;
+    bool lost = false, snoozed = false;
     pgq_fail_result fr = { 0 };
     pgq_job *next = NULL;
     pgq_event ev;
@@ -218,7 +219,7 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
     snprintf(who, sizeof who, "%s job=%" PRId64 " type=%s", s->who, j->id, j->type);
     if (how == FINISH_COMPLETE && p->batch) {
         /* recorded, logged, reported with the batch */
-        batch_ack(s, j, &o->info, o->ran_us, &o->result, o->snoozed);
+        batch_ack(s, j, &o->info, o->ran_us, &o->result);
         return NULL;
     }
     pool_event_init(&ev, PGQ_EVENT_LEASE_LOST, j, s->who, o->ran_us);
@@ -228,8 +229,8 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
             pgq_ack ack = { j->id, j->lease_token, &o->info, o->result.text, o->result.note };
             bool claim = claim_next && !atomic_load(&p->stopping);
             size_t got = 0;
-            rc = claim_run(&s->claim, s->conn, &ack, 1, &lost, claim ? 1 : 0, &next, &got, err,
-                           sizeof err);
+            rc = claim_run(&s->claim, s->conn, &ack, 1, &lost, &snoozed, claim ? 1 : 0, &next,
+                           &got, err, sizeof err);
             if (rc < 0 || got == 0)
                 next = NULL;
         } else if (how == FINISH_FAIL) {
@@ -275,8 +276,13 @@ static pgq_job *finish(struct slot *s, pgq_job *j, enum finish how, struct outco
         if (emit)
             ev.kind = pool_lost_kind(s->conn, j->id, j->attempt, why, sizeof why);
     } else if (how == FINISH_COMPLETE) {
-        pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
-        ev.kind = o->snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE;
+        /* the database says whether the done end applied a snooze: an
+         * exec handler's `pgq snooze` is known only there */
+        if (snoozed)
+            pool_log(PGQ_LOG_INFO, who, "snoozed (attempt %d not counted)", j->attempt);
+        else
+            pool_log(PGQ_LOG_INFO, who, "done (attempt %d)", j->attempt);
+        ev.kind = snoozed ? PGQ_EVENT_SNOOZED : PGQ_EVENT_DONE;
     } else if (how == FINISH_RELEASE) {
         pool_log(PGQ_LOG_INFO, who, "released at shutdown (attempt not counted)");
         ev.kind = PGQ_EVENT_RELEASED;
@@ -370,7 +376,7 @@ static void work_one_by_one(struct slot *s)
                 break;
             size_t got;
             pgq_job *c = NULL;
-            if (claim_run(&s->claim, s->conn, NULL, 0, NULL, 1, &c, &got, err, sizeof err) < 0) {
+            if (claim_run(&s->claim, s->conn, NULL, 0, NULL, NULL, 1, &c, &got, err, sizeof err) < 0) {
                 if (pgq_connected(s->conn)) {
                     pool_log(PGQ_LOG_ERROR, s->who, "%s", err);
                     pool_nap(p, 1000);

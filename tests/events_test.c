@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -331,6 +332,60 @@ START_TEST(every_outcome_is_reported_once)
 }
 END_TEST
 
+/* An exec handler's `pgq snooze` is recorded on the job through SQL, by
+ * another process: the pool learns of it from the completion, which says
+ * that it applied a snooze, and reports SNOOZED, then DONE for the run
+ * after (the handler snoozes once: a marker file per job). */
+START_TEST(exec_snooze_is_reported)
+{
+    char err[1024];
+    int batch = modes[_i];
+    char dir[] = "/tmp/pgq-events-exec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char script[128], ini[128];
+    snprintf(script, sizeof script, "%s/nap.sh", dir);
+    snprintf(ini, sizeof ini, "%s/pool.ini", dir);
+    tu_write_file(script, tu_fmt("#!/bin/sh\nif [ ! -e '%s/s-'\"$PGQ_JOB_ID\" ]; then\n"
+                                 "  : > '%s/s-'\"$PGQ_JOB_ID\"\n  '%s/pgq' snooze 10ms || exit 1\n"
+                                 "fi\nexit 0\n", dir, dir, tu_bin_dir()));
+    ck_assert_int_eq(chmod(script, 0755), 0);
+    tu_write_file(ini, tu_fmt("[pool]\nworkers = 2\n%slease_ttl = 5s\nheartbeat = 200ms\n"
+                              "poll = 100ms\nshutdown_timeout = 2s\n\n"
+                              "[job xnap]\nhandler = exec %s\n\n[job xok]\nhandler = exec /bin/true\n",
+                              batch ? tu_fmt("batch = %d\n", batch) : "", script));
+    pgq_cfg *cfg;
+    pgq_pool *pool;
+    ck_assert_msg(pgq_cfg_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(pgq_pool_new(cfg, tu_db_url(), &pool, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(pgq_pool_on_event(pool, on_event, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(pgq_pool_start(pool, err, sizeof err) == 0, "%s", err);
+    pgq_conn *c = tu_connect();
+    int64_t napper = add(c, "xnap"), ok = add(c, "xok");
+    /* xnap: snoozed + done; xok: done */
+    ck_assert_msg(WAIT_FOR(count_outcomes() >= 3), "%d outcomes of 3", count_outcomes());
+    pgq_pool_stop(pool);
+    ck_assert_int_eq(pgq_pool_wait(pool), 0);
+    pgq_pool_free(pool);
+
+    ck_assert_str_eq(story(napper), "started:1 snoozed:1 started:1 done:1");
+    ck_assert_str_eq(story(ok), "started:1 done:1");
+    ck_assert_int_eq(count_kind(PGQ_EVENT_SNOOZED), 1);
+    for (int i = 0; i < nevents; i++)
+        if (events[i].kind == PGQ_EVENT_DONE)
+            ck_assert_msg(events[i].durable, "job %lld: DONE reported before it was done",
+                          (long long)events[i].id);
+    char *states = tu_text("SELECT string_agg(state || ':' || attempts || ':' || snoozes, ','"
+                           " ORDER BY id) FROM pgq.jobs", 0, NULL);
+    ck_assert_str_eq(states, "done:1:1,done:1:0");
+    free(states);
+    pgq_disconnect(c);
+    unlink(script);
+    unlink(ini);
+    unlink(tu_fmt("%s/s-%lld", dir, (long long)napper));
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(kind_names)
 {
     ck_assert_str_eq(pgq_event_kind_name(PGQ_EVENT_STARTED), "started");
@@ -350,6 +405,7 @@ Suite *events_suite(void)
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_loop_test(tc, every_outcome_is_reported_once, 0,
                         (int)(sizeof modes / sizeof modes[0]));
+    tcase_add_loop_test(tc, exec_snooze_is_reported, 0, sizeof modes / sizeof modes[0]);
     tcase_add_test(tc, kind_names);
     suite_add_tcase(s, tc);
     return s;

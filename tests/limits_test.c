@@ -376,6 +376,10 @@ START_TEST(snooze_exec)
                 " AND j.snoozes = 1 AND a.outcome = 'snoozed' AND a.attempt = 1"
                 " AND j.started_at >= a.finished_at + interval '300 ms'") == 1,
              "the exec job did not come back, after its delay, at attempt 1");
+    /* The pool learns of the snooze from the completion: its log says
+     * snoozed, not done (the metrics and events follow the same answer). */
+    L_ASSERT(log_has(&pools[0], "snoozed (attempt 1 not counted)"),
+             "the pool did not log the exec job's snooze");
     /* Snoozed, then exited 3: a failed attempt like any other, no snooze. */
     char *why = tu_text("SELECT last_error FROM pgq.jobs WHERE type = 'fails'"
                         " AND state = 'dead' AND snoozes = 0", 0, NULL);

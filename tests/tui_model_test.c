@@ -563,6 +563,76 @@ START_TEST(stats_caps_marks_and_unserved)
 }
 END_TEST
 
+/* Counts reused from an earlier snapshot (what the model thread does
+ * between counts): ready and done stay as counted, the figures that stay
+ * exact are read anew (running, the oldest due job, paused, live pools),
+ * and a queue that was not counted and has running jobs forces a count. The model's rule for
+ * how often to count: every refresh while a count is cheap, else at most
+ * once per 100 times its cost, at least every 10 s. */
+START_TEST(counts_reused_with_exact_figures_fresh)
+{
+    int64_t running_id, dead2;
+    seed(&running_id, &dead2);
+    char err[512];
+    struct model_query q = { .parts = MODEL_OVERVIEW };
+    pgq_conn *c = tu_connect();
+    struct snapshot *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    ck_assert_msg(model_refresh_once(c, &q, &s1, err, sizeof err) == 0, "%s", err);
+    ck_assert(!s1->counts_reused);
+    ck_assert_int_eq(queue(s1, "mail")->ready, 2);
+    ck_assert_int_eq(queue(s1, "mail")->running, 1);
+    ck_assert(!queue(s1, "mail")->paused);
+
+    /* two more ready jobs, one of them running, mail paused */
+    pgq_add_result res;
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":7}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_add(c, "tui-mail", "{\"n\":8}", NULL, &res, err, sizeof err) == 0);
+    const char *qm[] = { "mail" };
+    pgq_job *j = NULL;
+    ck_assert(pgq_claim(c, qm, 1, "alpha:10:w2", 30000, &j, err, sizeof err) == 0 && j);
+    pgq_job_free(j);
+    bool changed;
+    ck_assert(pgq_pause(c, qm, 1, true, "tui test", &changed, err, sizeof err) == 0 && changed);
+    ck_assert_msg(model_refresh_reusing(c, &q, s1, &s2, err, sizeof err) == 0, "%s", err);
+    ck_assert(s2->counts_reused);
+    ck_assert(s2->counts_taken == s1->counts_taken);
+    const pgq_queue_stats *m2 = queue(s2, "mail");
+    ck_assert_int_eq(m2->ready, 2);          /* as counted */
+    ck_assert_int_eq(m2->running, 2);        /* read anew */
+    ck_assert_int_eq(s2->total.running, 2);  /* and the header's agrees with the pools' */
+    int in_flight = 0;
+    for (size_t i = 0; i < s2->npools; i++)
+        in_flight += s2->pools[i].in_flight;
+    ck_assert_int_eq(in_flight + (int)s2->running_orphans, 2);
+    ck_assert(m2->paused);
+    ck_assert(m2->oldest_ready_s >= 0);
+    ck_assert_int_eq(m2->pools, 1);          /* beta is stale */
+    ck_assert_int_eq(memcmp(s2->tput, s1->tput, sizeof s1->tput), 0);
+
+    /* a queue the counts did not list has running jobs now: counted */
+    tu_type("tui-new", "fresh", "", 0, 0);
+    ck_assert(pgq_add(c, "tui-new", "{}", NULL, &res, err, sizeof err) == 0);
+    ck_assert(pgq_add(c, "tui-new", "{}", NULL, &res, err, sizeof err) == 0);
+    const char *qf[] = { "fresh" };
+    ck_assert(pgq_claim(c, qf, 1, "alpha:10:w0", 30000, &j, err, sizeof err) == 0 && j);
+    pgq_job_free(j);
+    ck_assert_msg(model_refresh_reusing(c, &q, s2, &s3, err, sizeof err) == 0, "%s", err);
+    ck_assert(!s3->counts_reused);
+    ck_assert_int_eq(queue(s3, "fresh")->ready, 1);
+    ck_assert_int_eq(queue(s3, "fresh")->running, 1);
+    ck_assert_int_eq(queue(s3, "mail")->ready, 3);
+    snapshot_release(s1);
+    snapshot_release(s2);
+    snapshot_release(s3);
+    pgq_disconnect(c);
+
+    ck_assert(model_count_every_s(0.004, 1.0) == 1.0);
+    ck_assert(model_count_every_s(0.04, 1.0) > 3.999 && model_count_every_s(0.04, 1.0) < 4.001);
+    ck_assert(model_count_every_s(0.5, 1.0) == MODEL_COUNT_MAX_S);
+    ck_assert(model_count_every_s(0.04, 30.0) == 30.0);
+}
+END_TEST
+
 /* The running model: a snapshot appears, and a queued requeue runs and
  * reports its outcome in a later snapshot. */
 START_TEST(model_thread_publishes_and_acts)
@@ -695,6 +765,7 @@ Suite *tui_model_suite(void)
     tcase_add_test(tc, filter_parse_words_and_bad_state);
     tcase_add_test(tc, list_cursor_follows_head_or_job);
     tcase_add_test(tc, stats_caps_marks_and_unserved);
+    tcase_add_test(tc, counts_reused_with_exact_figures_fresh);
     tcase_add_test(tc, model_thread_publishes_and_acts);
     tcase_add_test(tc, model_thread_reports_unreachable_database);
     suite_add_tcase(s, tc);

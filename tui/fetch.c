@@ -93,23 +93,11 @@ static pgq_count_kind worse(pgq_count_kind a, pgq_count_kind b)
                                                                 : PGQ_COUNT_EXACT;
 }
 
-static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
+/* The totals line: the sum over the queues. */
+static void sum_queues(struct snapshot *s)
 {
-    static const char sql[] =
-        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
-        " pg_database_size(current_database())";
-    PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
-    if (!r)
-        return -1;
-    snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
-    s->read_only = !bval(r, 0, 1);
-    s->db_bytes = ival(r, 0, 2, 0);
-    /* Capped index ranges, not a count of every row (migration 011): the
-     * cost of a refresh does not grow with the table. */
-    if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
-                         errlen) < 0)
-        return -1;
     pgq_queue_stats *t = &s->total;
+    memset(t, 0, sizeof *t);
     t->oldest_ready_s = -1;
     t->done_5m_window_s = t->failed_5m_window_s = 300;
     for (size_t i = 0; i < s->nqueues; i++) {
@@ -141,10 +129,190 @@ static int fetch_header(pgq_conn *c, struct snapshot *s, char *err, size_t errle
         t->paused |= q->paused;
         t->waiting_is = worse(t->waiting_is, q->waiting_is);
     }
+}
+
+/* The running jobs per queue and pool (lease owners are "pool name/wN"),
+ * read once per refresh and shared by the queue rows (between counts), the
+ * pools' in-flight jobs and the orphans: each scan of the running index
+ * walks the entries of every job that ran since the last vacuum (a million
+ * right after a bulk load took 4 ms a scan at 10M jobs). */
+static int fetch_runs(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT queue, regexp_replace(lease_owner, '/[^/]*$', ''), count(*)"
+        " FROM pgq.jobs WHERE state = 'running' GROUP BY 1, 2";
+    if (s->runs_read)
+        return 0;
+    PGresult *r = query(c, s, "running jobs", sql, 0, NULL, err, errlen);
+    if (!r)
+        return -1;
+    s->nruns = (size_t)PQntuples(r);
+    if (!(s->runs = rows_alloc(s->nruns, sizeof *s->runs, err, errlen)))
+        return -1;
+    for (int i = 0; i < (int)s->nruns; i++)
+        s->runs[i] = (struct snap_run){ val(r, i, 0), val(r, i, 1), ival(r, i, 2, 0) };
+    s->runs_read = true;
     return 0;
 }
 
-static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t errlen)
+/* The figures that stay exact and cheap however large the table, read at
+ * every refresh when the counts are prev's: per queue (those counted, $2,
+ * and any paused), paused and the live pools that claim from it (the
+ * running jobs come from fetch_runs); and the age of the oldest due job
+ * of the queues ($3) that had due jobs at the last count: the first due
+ * entry of each of their priorities in the claim index (a skip scan within
+ * the queue, one probe per priority). Only those queues: probing one
+ * without ready jobs would walk the claim index's entries of its claimed
+ * jobs, which stay there until vacuum (a million after a bulk load), at
+ * every refresh; they are found at the next count. */
+static const char live_sql[] =
+    "WITH RECURSIVE qp AS ("
+    "  SELECT f.queue, f.priority FROM unnest($3::text[]) AS k(queue)"
+    "   CROSS JOIN LATERAL (SELECT j.queue, j.priority FROM pgq.jobs j"
+    "                        WHERE j.state = 'ready' AND j.queue = k.queue"
+    "                        ORDER BY j.priority LIMIT 1) f"
+    "  UNION ALL"
+    "  SELECT n.queue, n.priority FROM qp"
+    "   CROSS JOIN LATERAL (SELECT j.queue, j.priority FROM pgq.jobs j"
+    "                        WHERE j.state = 'ready' AND j.queue = qp.queue"
+    "                          AND j.priority > qp.priority"
+    "                        ORDER BY j.priority LIMIT 1) n),"
+    " due AS (SELECT qp.queue, min(f.run_at) AS first FROM qp"
+    "   CROSS JOIN LATERAL (SELECT j.run_at FROM pgq.jobs j WHERE j.state = 'ready'"
+    "                        AND j.queue = qp.queue AND j.priority = qp.priority"
+    "                        AND j.run_at <= now() ORDER BY j.run_at LIMIT 1) f"
+    "   GROUP BY qp.queue),"
+    " live AS (SELECT unnest(w.queues) AS queue FROM pgq.workers w"
+    "           WHERE w.last_heartbeat > now() - $1::float8 * interval '1 second'),"
+    " names AS (SELECT unnest($2::text[]) AS queue"
+    "           UNION SELECT q.queue FROM pgq.queues q WHERE q.paused)"
+    " SELECT n.queue, 0, coalesce(extract(epoch FROM now() - d.first)::float8, -1),"
+    "  coalesce(p.paused, false), (SELECT count(*) FROM live l WHERE l.queue = n.queue)"
+    " FROM names n LEFT JOIN due d ON d.queue = n.queue"
+    " LEFT JOIN pgq.queues p ON p.queue = n.queue";
+
+/* A text[] literal of the queues of prev (only those that had due jobs,
+ * with only_due); malloc'd, NULL when out of memory. Every element
+ * quoted, \ and " escaped. */
+static char *queue_array(const struct snapshot *prev, bool only_due)
+{
+    size_t cap = 3;
+    for (size_t k = 0; k < prev->nqueues; k++)
+        cap += 2 * strlen(prev->queues[k].queue) + 3;
+    char *a = malloc(cap), *p = a;
+    if (!a)
+        return NULL;
+    *p++ = '{';
+    for (size_t k = 0; k < prev->nqueues; k++) {
+        if (only_due && prev->queues[k].ready <= 0)
+            continue;
+        if (p[-1] != '{')
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = prev->queues[k].queue; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return a;
+}
+
+/* The counts of prev (copied) with the figures of live_sql read anew. 1
+ * when they cannot be reused (a queue prev did not list has running jobs
+ * or is paused now: it must be counted), 0 done, -1 error. */
+static int reuse_counts(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                        char *err, size_t errlen)
+{
+    char stale[32];
+    snprintf(stale, sizeof stale, "%.3f", s->q.stale_s);
+    char *all = queue_array(prev, false), *due = queue_array(prev, true);
+    if (!all || !due) {
+        free(all);
+        free(due);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *params[] = { stale, all, due };
+    PGresult *r = query(c, s, "queue activity", live_sql, 3, params, err, errlen);
+    free(all);
+    free(due);
+    if (!r)
+        return -1;
+    if (fetch_runs(c, s, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < PQntuples(r) + (int)s->nruns; i++) {
+        const char *name = i < PQntuples(r) ? val(r, i, 0) : s->runs[i - PQntuples(r)].queue;
+        bool known = false;
+        for (size_t k = 0; k < prev->nqueues && !known; k++)
+            known = strcmp(prev->queues[k].queue, name) == 0;
+        if (!known)
+            return 1;
+    }
+    if (!(s->queues = rows_alloc(prev->nqueues, sizeof *s->queues, err, errlen)))
+        return -1;
+    s->nqueues = prev->nqueues;
+    if (prev->nqueues)
+        memcpy(s->queues, prev->queues, prev->nqueues * sizeof *s->queues);
+    for (size_t k = 0; k < s->nqueues; k++) {
+        pgq_queue_stats *q = &s->queues[k];
+        q->running = 0;
+        q->oldest_ready_s = -1;
+        q->paused = false;
+        q->pools = 0;
+        for (int i = 0; i < PQntuples(r); i++)
+            if (strcmp(q->queue, val(r, i, 0)) == 0) {
+                q->oldest_ready_s = dval(r, i, 2, -1);
+                q->paused = bval(r, i, 3);
+                q->pools = (int)ival(r, i, 4, 0);
+            }
+        for (size_t i = 0; i < s->nruns; i++)
+            if (strcmp(q->queue, s->runs[i].queue) == 0)
+                q->running += s->runs[i].n;
+    }
+    s->counts_taken = prev->counts_taken;
+    s->counts_s = prev->counts_s;
+    s->counts_reused = true;
+    return 0;
+}
+
+/* The counts may be prev's (NULL: count): see model_refresh_reusing. */
+static int fetch_header(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                        char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT current_user, has_function_privilege('pgq.requeue(bigint[], text)', 'EXECUTE'),"
+        " pg_database_size(current_database())";
+    PGresult *r = query(c, s, "who am I", sql, 0, NULL, err, errlen);
+    if (!r)
+        return -1;
+    snprintf(s->user, sizeof s->user, "%s", val(r, 0, 0));
+    s->read_only = !bval(r, 0, 1);
+    s->db_bytes = ival(r, 0, 2, 0);
+    int rc = 1;
+    if (prev && (rc = reuse_counts(c, s, prev, err, errlen)) < 0)
+        return -1;
+    if (rc > 0) {
+        /* Capped index ranges, not a count of every row (migration 011):
+         * the cost of a refresh does not grow with the table. */
+        double t0 = snapshot_clock();
+        if (pgq_stats_capped(c, s->q.stats_cap, s->q.stale_s, &s->queues, &s->nqueues, err,
+                             errlen) < 0)
+            return -1;
+        s->counts_taken = s->taken;
+        s->counts_s = snapshot_clock() - t0;
+    }
+    sum_queues(s);
+    return 0;
+}
+
+/* The throughput line is recent work like the counts: prev's when the
+ * counts are (reused with them, as old as they are). */
+static int fetch_overview(pgq_conn *c, struct snapshot *s, const struct snapshot *prev,
+                          char *err, size_t errlen)
 {
     /* Done jobs per bucket, newest first, from finished_at: the newest
      * stats_cap of the window (a backward range of jobs_finished_idx), so
@@ -158,36 +326,39 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         "  (SELECT CASE WHEN count(*) > $3::int"
         "          THEN extract(epoch FROM now() - min(finished_at))::float8 END FROM d)"
         " FROM d GROUP BY b";
-    /* A pool's in-flight jobs are the running jobs it leases (owners are
-     * "pool name/wN"), read in the refresh's snapshot like the header's
-     * running count, so that the two always agree; the pool's own report
-     * (in_flight, at each heartbeat) lags. */
+    /* A pool's in-flight jobs are the running jobs it leases (fetch_runs),
+     * read in the refresh's snapshot like the header's running count, so
+     * that the two always agree; the pool's own report (in_flight, at each
+     * heartbeat) lags. */
     static const char pool_sql[] =
-        "WITH r AS (SELECT regexp_replace(lease_owner, '/[^/]*$', '') AS pool, count(*) AS n"
-        "            FROM pgq.jobs WHERE state = 'running' GROUP BY 1)"
-        " SELECT name, host, array_to_string(queues, ','), pid, workers, coalesce(r.n, 0),"
+        "SELECT name, host, array_to_string(queues, ','), pid, workers,"
         " extract(epoch FROM now() - last_heartbeat)::float8,"
-        " extract(epoch FROM now() - started_at)::float8,"
-        " (SELECT coalesce(sum(o.n), 0) FROM r o"
-        "   WHERE NOT EXISTS (SELECT 1 FROM pgq.workers x WHERE x.name = o.pool))"
-        " FROM pgq.workers w LEFT JOIN r ON r.pool = w.name ORDER BY host, pid, name";
-    static const char orphans_sql[] =
-        "SELECT count(*) FROM pgq.jobs WHERE state = 'running'";
+        " extract(epoch FROM now() - started_at)::float8"
+        " FROM pgq.workers ORDER BY host, pid, name";
     char bucket[16], nb[16], cap[16];
     snprintf(bucket, sizeof bucket, "%d", s->q.tput_bucket_s);
     snprintf(nb, sizeof nb, "%d", MODEL_TPUT_BUCKETS);
     snprintf(cap, sizeof cap, "%d", s->q.stats_cap);
     const char *params[] = { bucket, nb, cap };
-    PGresult *r = query(c, s, "throughput", tput_sql, 3, params, err, errlen);
-    if (!r)
-        return -1;
-    s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t b = ival(r, i, 0, -1);
-        if (b >= 0 && b < MODEL_TPUT_BUCKETS)
-            s->tput[b] += ival(r, i, 1, 0);
-        if (!PQgetisnull(r, i, 2))
-            s->tput_covered_s = dval(r, i, 2, 0);
+    PGresult *r;
+    if (s->counts_reused && prev && (prev->q.parts & MODEL_OVERVIEW) &&
+        prev->q.tput_bucket_s == s->q.tput_bucket_s) {
+        memcpy(s->tput, prev->tput, sizeof s->tput);
+        s->tput_covered_s = prev->tput_covered_s;
+    } else {
+        double t0 = snapshot_clock();
+        if (!(r = query(c, s, "throughput", tput_sql, 3, params, err, errlen)))
+            return -1;
+        s->tput_covered_s = (double)s->q.tput_bucket_s * MODEL_TPUT_BUCKETS;
+        for (int i = 0; i < PQntuples(r); i++) {
+            int64_t b = ival(r, i, 0, -1);
+            if (b >= 0 && b < MODEL_TPUT_BUCKETS)
+                s->tput[b] += ival(r, i, 1, 0);
+            if (!PQgetisnull(r, i, 2))
+                s->tput_covered_s = dval(r, i, 2, 0);
+        }
+        if (!s->counts_reused)
+            s->counts_s += snapshot_clock() - t0;   /* part of what a count costs */
     }
     static const char limit_sql[] =
         "SELECT type, concurrency, running, rate_count, rate_ms, window_starts, blocked"
@@ -201,7 +372,8 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         s->limits[i] = (struct snap_limit){ val(r, i, 0), (int)ival(r, i, 1, 0),
                                             (int)ival(r, i, 3, 0), ival(r, i, 2, 0),
                                             ival(r, i, 4, 0), ival(r, i, 5, 0), bval(r, i, 6) };
-    if (!(r = query(c, s, "pools", pool_sql, 0, NULL, err, errlen)))
+    if (fetch_runs(c, s, err, errlen) < 0 ||
+        !(r = query(c, s, "pools", pool_sql, 0, NULL, err, errlen)))
         return -1;
     s->npools = (size_t)PQntuples(r);
     if (!(s->pools = rows_alloc(s->npools, sizeof *s->pools, err, errlen)))
@@ -213,18 +385,23 @@ static int fetch_overview(pgq_conn *c, struct snapshot *s, char *err, size_t err
         p->queues = val(r, i, 2);
         p->pid = (int)ival(r, i, 3, 0);
         p->workers = (int)ival(r, i, 4, 0);
-        p->in_flight = (int)ival(r, i, 5, 0);
-        p->beat_age_s = dval(r, i, 6, 0);
-        p->up_s = dval(r, i, 7, 0);
+        p->beat_age_s = dval(r, i, 5, 0);
+        p->up_s = dval(r, i, 6, 0);
         p->stale = p->beat_age_s > s->q.stale_s;
         s->nstale += p->stale;
-        s->running_orphans = ival(r, i, 8, 0);
     }
-    if (s->npools == 0) {
-        /* no pool row to carry it: every running job is an orphan */
-        if (!(r = query(c, s, "running jobs", orphans_sql, 0, NULL, err, errlen)))
-            return -1;
-        s->running_orphans = ival(r, 0, 0, 0);
+    /* each pool's share of the running jobs; those of no registered pool
+     * are orphans */
+    s->running_orphans = 0;
+    for (size_t k = 0; k < s->nruns; k++) {
+        bool owned = false;
+        for (size_t i = 0; i < s->npools; i++)
+            if (strcmp(s->pools[i].name, s->runs[k].pool) == 0) {
+                s->pools[i].in_flight += (int)s->runs[k].n;
+                owned = true;
+            }
+        if (!owned)
+            s->running_orphans += s->runs[k].n;
     }
     /* The periodic jobs: a row per schedule, few. */
     static const char cron_sql[] =
@@ -472,6 +649,12 @@ static int exec_simple(pgq_conn *c, const char *sql, char *err, size_t errlen)
 int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot **out,
                        char *err, size_t errlen)
 {
+    return model_refresh_reusing(c, q, NULL, out, err, errlen);
+}
+
+int model_refresh_reusing(pgq_conn *c, const struct model_query *q, const struct snapshot *prev,
+                          struct snapshot **out, char *err, size_t errlen)
+{
     bool in_xact = false;
     struct snapshot *s = snapshot_new();
     *out = NULL;
@@ -489,6 +672,9 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
     if (s->q.stats_cap <= 0)
         s->q.stats_cap = MODEL_STATS_CAP;
     s->taken = snapshot_clock();
+    /* counts of another cap or stale limit are not these */
+    if (prev && (prev->q.stats_cap != s->q.stats_cap || prev->q.stale_s != s->q.stale_s))
+        prev = NULL;
 
     /* One read-only snapshot of the database for the whole refresh, so the
      * figures agree with each other (the header's running and the pools'
@@ -497,9 +683,9 @@ int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot
     if (exec_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
         goto fail;
     in_xact = true;
-    if (fetch_header(c, s, err, errlen) < 0)
+    if (fetch_header(c, s, prev, err, errlen) < 0)
         goto fail;
-    if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, err, errlen) < 0)
+    if ((q->parts & MODEL_OVERVIEW) && fetch_overview(c, s, prev, err, errlen) < 0)
         goto fail;
     if ((q->parts & MODEL_RUNNING) && fetch_running(c, s, err, errlen) < 0)
         goto fail;

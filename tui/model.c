@@ -30,6 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+double model_count_every_s(double count_s, double interval_s)
+{
+    double every = count_s * MODEL_COUNT_FACTOR;
+    if (every > MODEL_COUNT_MAX_S)
+        every = MODEL_COUNT_MAX_S;
+    return every > interval_s ? every : interval_s;
+}
+
 /* ---- the model thread ------------------------------------------------------ */
 
 struct action_node {
@@ -43,6 +51,7 @@ struct model {
     pthread_cond_t cond;
     /* under mu */
     bool stop, dirty, orphaned, leaving;
+    bool recount;       /* count at the next refresh (forced, or after an action) */
     struct model_query q;
     struct snapshot *cur;
     struct model_status st;
@@ -190,14 +199,29 @@ static void *model_main(void *arg)
                 run_action(m, c, &a->a);
                 free(a->a.ids);
                 free(a);
+                pthread_mutex_lock(&m->mu);
+                m->recount = true;   /* show the action's effect on the counts */
+                pthread_mutex_unlock(&m->mu);
             }
             pthread_mutex_lock(&m->mu);
             struct model_query q = m->q;
             m->dirty = false;
+            /* The counts cost what the table's size and state make them
+             * (capped ranges that visit the heap until vacuum has run):
+             * counted again only when the last count is old enough for
+             * its cost, or when asked to (a forced refresh, an action),
+             * and reused meanwhile; the view shows their age. */
+            struct snapshot *prev = NULL;
+            if (!m->recount && m->cur &&
+                snapshot_clock() - m->cur->counts_taken <
+                    model_count_every_s(m->cur->counts_s, (double)m->interval_ms / 1000.0))
+                prev = snapshot_ref(m->cur);
+            m->recount = false;
             pthread_mutex_unlock(&m->mu);
             struct snapshot *s = NULL;
-            if (model_refresh_once(c, &q, &s, err, sizeof err) < 0)
+            if (model_refresh_reusing(c, &q, prev, &s, err, sizeof err) < 0)
                 ok = false;
+            snapshot_release(prev);
             pthread_mutex_lock(&m->mu);
             if (s) {
                 s->gen = ++m->gen;
@@ -322,6 +346,7 @@ void model_set_query(struct model *m, const struct model_query *q, bool force)
     if (force || memcmp(&m->q, q, sizeof *q) != 0) {
         m->q = *q;
         m->dirty = true;
+        m->recount |= force;
         pthread_cond_signal(&m->cond);
     }
     pthread_mutex_unlock(&m->mu);

@@ -99,6 +99,13 @@ struct snap_lock {
     const char *rel, *mode, *blockers, *query;
 };
 
+/* Running jobs of one queue leased by one pool (the lease owner's pool
+ * name), read once per refresh. */
+struct snap_run {
+    const char *queue, *pool;
+    int64_t n;
+};
+
 /* A consistent picture of the queue at one moment. Immutable once
  * published; shared between threads by reference count. */
 struct snapshot {
@@ -115,11 +122,21 @@ struct snapshot {
     pgq_queue_stats total;       /* sum over queues; a total's kind is the least exact of its
                                   * parts' */
 
+    /* The queue counts (queues, total but their always-exact figures:
+     * running, oldest_ready_s, paused, pools) and the throughput line
+     * were read at counts_taken (wall clock), in counts_s seconds; a
+     * snapshot built by model_refresh_reusing may carry an earlier one's
+     * (counts_reused). */
+    double counts_taken, counts_s;
+    bool counts_reused;
+
     int64_t tput[MODEL_TPUT_BUCKETS];  /* [0] = the newest bucket */
     double tput_covered_s;       /* seconds back the buckets are complete (the newest
                                   * stats_cap done jobs reach that far); the whole line when
                                   * all were read */
     struct snap_pool *pools; size_t npools, nstale;
+    struct snap_run *runs; size_t nruns;   /* when runs_read (Overview, reused counts) */
+    bool runs_read;
     struct snap_limit *limits; size_t nlimits;
     int64_t running_orphans;     /* running jobs whose lease owner is no registered pool */
     /* The lists: at most q.limit rows each; a total is counted up to
@@ -145,6 +162,24 @@ struct snapshot {
  * too). 0 and *out (refs = 1) or -1 with err. No transaction is left open. */
 int model_refresh_once(pgq_conn *c, const struct model_query *q, struct snapshot **out,
                        char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* model_refresh_once that takes the queue counts and the throughput line
+ * from prev (NULL: counts them), an earlier snapshot of the same database
+ * and query settings, and reads anew only the figures that stay cheap and
+ * exact (running, the oldest due job's age, paused, live pools, and the
+ * screens' lists). Counts them anyway when a queue prev did not list has
+ * jobs now. */
+int model_refresh_reusing(pgq_conn *c, const struct model_query *q, const struct snapshot *prev,
+                          struct snapshot **out, char *err, size_t errlen) PGQ_MUSTCHECK;
+
+/* How often the model thread counts again (model_count_every_s): at most
+ * once per MODEL_COUNT_FACTOR times the last count's wall time, so that
+ * counting takes at most 1/MODEL_COUNT_FACTOR of the server's time
+ * whatever the table's size and state, but at least every
+ * MODEL_COUNT_MAX_S, and at every refresh while counting is that cheap. */
+#define MODEL_COUNT_FACTOR 100
+#define MODEL_COUNT_MAX_S 10.0
+double model_count_every_s(double count_s, double interval_s);
 
 /* Take one more reference / drop one (frees at zero). Any thread. NULL ok. */
 struct snapshot *snapshot_ref(struct snapshot *s);

@@ -54,6 +54,7 @@ void snapshot_release(struct snapshot *s)
     }
     free(s->queues);
     free(s->pools);
+    free(s->runs);
     free(s->crons);
     free(s->limits);
     free(s->running);

@@ -318,9 +318,15 @@ static void draw_status(const struct ui *u)
         return;
     }
     fmt_age(u->st.last_ok > 0 ? now - u->st.last_ok : 0, age, sizeof age);
-    snprintf(right, sizeof right, "%s%s  ? help  q quit ",
+    /* Counts carried over from an earlier refresh (the model counts again
+     * as often as their cost allows) say how old they are. */
+    char counts[48] = "", cage[32];
+    if (u->snap && u->snap->counts_reused && now - u->snap->counts_taken >= 2)
+        snprintf(counts, sizeof counts, ", counts %s old",
+                 fmt_age(now - u->snap->counts_taken, cage, sizeof cage));
+    snprintf(right, sizeof right, "%s%s%s  ? help  q quit ",
              u->snap && u->snap->read_only ? "READ-ONLY  " : "",
-             u->snap ? (now - u->st.last_ok >= 3 ? age : "live") : "connecting");
+             u->snap ? (now - u->st.last_ok >= 3 ? age : "live") : "connecting", counts);
     int rw = (int)strlen(right);
     if (u->msg[0])
         put(y, 0, u->msg_bad ? look(P_BAD, A_REVERSE) | A_REVERSE : bar, " %.*s ",
