@@ -72,6 +72,19 @@ service() {
     setsid "${as_user[@]}" "${ctl_env[@]}" "$autoctl" "$@" >>"$dir/$name.log" 2>&1 </dev/null &
     echo $! >"$dir/$name.sid"
 }
+# children PID: the pids whose parent is PID, from /proc (a minimal Debian
+# has no ps: procps is not installed there)
+children() {
+    local want=$1 p st
+    for p in /proc/[0-9]*; do
+        st=$(cat "$p/stat" 2>/dev/null) || continue
+        st=${st##*) }          # past "pid (comm) ", which may hold spaces
+        set -- $st             # state ppid ...
+        [ "${2:-}" = "$want" ] && printf '%s ' "${p#/proc/}"
+    done
+    return 0
+}
+
 # Kill a whole service: the keeper's session and the postgres it ran
 # (postgres's children each have a session of their own: found by parent
 # pid, before the postmaster dies and they are handed to init). The pids
@@ -83,7 +96,7 @@ crash() {
         pm=$(head -n 1 "$dir/$name/postmaster.pid")
         # that pid, if it is still this server's postmaster (not a reused pid)
         if [ -n "$pm" ] && { tr '\0' ' ' <"/proc/$pm/cmdline"; } 2>/dev/null | grep -qF -- "-D $dir/$name "; then
-            kids=$(ps -o pid= --ppid "$pm" | tr '\n' ' ')
+            kids=$(children "$pm")
         else
             pm=""
         fi
