@@ -20,15 +20,13 @@ build=${1:-build}
 pgq=$root/$build/pgq
 [ -x "$pgq" ] || { echo "transition_cost: $pgq not built (make)" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "transition_cost: valgrind not installed" >&2; exit 2; }
-bindir=/usr/lib/postgresql/15/bin
+. "$root/scripts/pg-env.sh"
+pg_find_bindir transition_cost
+pg_run_as
+as=("${as_user[@]}")
 tmp=$(mktemp -d /tmp/pgq-cost.XXXXXX)
 chmod 755 "$tmp"
-as=()
-if [ "$(id -u)" = 0 ]; then
-    u=postgres; id "$u" >/dev/null 2>&1 || u=pgqtest
-    id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
-    chown "$u" "$tmp"; as=(runuser -u "$u" --)
-fi
+if [ "$(id -u)" = 0 ]; then chown "$pguser" "$tmp"; fi
 trap '"${as[@]}" "$bindir/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 "${as[@]}" "$bindir/initdb" -D "$tmp/data" -U pgq -A trust --no-sync >/dev/null
 "${as[@]}" "$bindir/pg_ctl" -D "$tmp/data" -w -l "$tmp/log" \

@@ -30,21 +30,10 @@ cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: ha-auto.sh start|failover|stop DIR" >&2; exit 2; }
 case $dir in /*) ;; *) dir=$PWD/$dir ;; esac
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-bindir=""
-for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-    if [ -x "$d/initdb" ]; then bindir=$d; break; fi
-done
-[ -n "$bindir" ] || { echo "ha-auto: no PostgreSQL server found" >&2; exit 2; }
+. "$(dirname "$0")/pg-env.sh"
+pg_find_bindir ha-auto
 autoctl=$(command -v pg_autoctl || true)
-as_user=()
-if [ "$(id -u)" = 0 ]; then
-    pguser=postgres
-    if ! id "$pguser" >/dev/null 2>&1; then
-        pguser=pgqtest
-        id "$pguser" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pguser"
-    fi
-    as_user=(runuser -u "$pguser" --)
-fi
+pg_run_as
 # pg_autoctl keeps its config, state and pid files in the XDG directories;
 # the servers' unix sockets go in DIR too (PG_REGRESS_SOCK_DIR: pg_autoctl
 # starts postgres with -k that; PGHOST: where its keepers look for them),

@@ -12,20 +12,9 @@
 set -euo pipefail
 cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: ha-pair.sh start|failover|stop DIR" >&2; exit 2; }
-bindir=""
-for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-    if [ -x "$d/initdb" ]; then bindir=$d; break; fi
-done
-[ -n "$bindir" ] || { echo "ha-pair: no PostgreSQL server found" >&2; exit 2; }
-as_user=()
-if [ "$(id -u)" = 0 ]; then
-    pguser=postgres
-    if ! id "$pguser" >/dev/null 2>&1; then
-        pguser=pgqtest
-        id "$pguser" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pguser"
-    fi
-    as_user=(runuser -u "$pguser" --)
-fi
+. "$(dirname "$0")/pg-env.sh"
+pg_find_bindir ha-pair
+pg_run_as
 pg() { "${as_user[@]}" "$@"; }
 free_port() {
     while :; do

@@ -28,27 +28,13 @@ if [ -n "${!var:-}" ]; then
     exec "$@"
 fi
 
-bindir=""
-for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-    if [ -x "$d/initdb" ]; then bindir=$d; break; fi
-done
-if [ -z "$bindir" ]; then
-    echo "with-postgres: no PostgreSQL server found (apt-get install postgresql-15)" >&2
-    exit 2
-fi
+. "$(dirname "$0")/pg-env.sh"
+pg_find_bindir with-postgres
 
 tmp=$(mktemp -d /tmp/pgq-pg.XXXXXX)
 chmod 755 "$tmp"
-as_user=()
-if [ "$(id -u)" = 0 ]; then
-    pguser=postgres
-    if ! id "$pguser" >/dev/null 2>&1; then
-        pguser=pgqtest
-        id "$pguser" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pguser"
-    fi
-    chown "$pguser" "$tmp"
-    as_user=(runuser -u "$pguser" --)
-fi
+pg_run_as
+if [ "$(id -u)" = 0 ]; then chown "$pguser" "$tmp"; fi
 
 logfile="$tmp/server.log"
 cleanup() {
