@@ -1484,7 +1484,13 @@ START_TEST(adaptive_sigterm_releases_buffered)
     P_ASSERT(njobs("running") == 0, "%lld jobs left running", njobs("running"));
     P_ASSERT(done + ready == total, "%lld done, %lld ready of %d", done, ready, total);
     P_ASSERT(q0("SELECT count(*) FROM pgq.jobs WHERE state = 'ready' AND attempts <> 0") == 0,
-             "a released job spent an attempt");
+             "a released job spent an attempt: %s",
+             tu_text("SELECT string_agg(j.id || ' attempts ' || j.attempts || ' ['"
+                     " || coalesce((SELECT string_agg(a.attempt || ':' || a.outcome || ':'"
+                     " || coalesce(a.error, ''), ', ' ORDER BY a.id) FROM pgq.job_attempts a"
+                     " WHERE a.job_id = j.id), '') || ']', '; ')"
+                     " FROM (SELECT * FROM pgq.jobs WHERE state = 'ready' AND attempts <> 0"
+                     " ORDER BY id LIMIT 5) j", 0, NULL));
 }
 END_TEST
 

@@ -870,13 +870,17 @@ START_TEST(schema3_upgrade_keeps_everything_and_the_old_pool_carries_on)
     pgq_conn *c = NULL;
     ck_assert_msg(pgq_connect(dburl, &c, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(pgq_schema_check(c, err, sizeof err) == 0, "%s", err);
+    /* The old pool lets go of these leases first: two holders renewing the
+     * same rows at once (in different orders) can deadlock, which no real
+     * fleet does -- a lease has one holder. (old_pool_forget waits for a
+     * beat in flight.) */
+    for (int i = 3; i < 6; i++)
+        old_pool_forget(&pool, live[i].id);
     int64_t ids[3] = { live[3].id, live[4].id, live[5].id };
     const char *toks[3] = { live[3].token, live[4].token, live[5].token };
     bool lost[3] = { true, true, true };
     ck_assert_msg(pgq_heartbeat(c, ids, toks, 3, 30000, lost, err, sizeof err) == 0, "%s", err);
     ck_assert(!lost[0] && !lost[1] && !lost[2]);
-    for (int i = 3; i < 6; i++)
-        old_pool_forget(&pool, live[i].id);
     bool gone = true;
     ck_assert_msg(pgq_complete(c, live[3].id, live[3].token, NULL, &gone, err, sizeof err) == 0,
                   "%s", err);
