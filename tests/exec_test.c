@@ -72,13 +72,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-    nanosleep(&ts, NULL);
-}
-
 /* Whole file, malloc'd and NUL-terminated; NULL if it does not exist. */
 static char *slurp(const char *path, size_t *len)
 {
@@ -120,7 +113,7 @@ static pid_t read_pid(const char *name)
         }
         free(s);
         ck_assert_msg(mono_ms() < end, "%s never written", name);
-        sleep_ms(20);
+        tu_sleep_ms(20);
     }
 }
 
@@ -131,7 +124,7 @@ static bool wait_dead(pid_t pid, int ms)
     while (!tu_pid_dead(pid)) {
         if (mono_ms() > end)
             return false;
-        sleep_ms(20);
+        tu_sleep_ms(20);
     }
     return true;
 }
@@ -717,7 +710,7 @@ static void *cancel_later(void *arg)
 {
     struct canceller *c = arg;
 
-    sleep_ms(c->after_ms);
+    tu_sleep_ms(c->after_ms);
     atomic_store(&c->flag, true);
     return NULL;
 }
@@ -844,7 +837,7 @@ START_TEST(only_stdio_reaches_the_command)
     r.req.cancel = &c.flag;
     ck_assert_int_eq(pthread_create(&t, NULL, bg_run_main, &r), 0);
     cmd = read_pid("sh");
-    sleep_ms(200);                      /* let "exec sleep" happen */
+    tu_sleep_ms(200);                      /* let "exec sleep" happen */
     snprintf(path, sizeof path, "/proc/%d/fd", (int)cmd);
     d = opendir(path);
     ck_assert_ptr_nonnull(d);

@@ -32,18 +32,6 @@ static char engine_url[512];   /* pg_autoctl show uri, without user */
 static bool autoctl;           /* the engine is pg_auto_failover */
 static pid_t pool_pid;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
-}
-
 /* pg_auto_failover when it is here (and not turned off), else pg_ctl. */
 static bool want_autoctl(void)
 {
@@ -192,7 +180,7 @@ END_TEST
 START_TEST(pool_follows_the_promoted_standby)
 {
     enum { JOBS = 400 };
-    int64_t started = now_ms();
+    int64_t started = tu_now_ms();
     const char *pgq = tu_fmt("%s/pgq", tu_bin_dir());
     run_ok((const char *const[]){ pgq, "--db", url_of(port1), "migrate", NULL });
     PGconn *p = PQconnectdb(url_of(port1));
@@ -215,7 +203,7 @@ START_TEST(pool_follows_the_promoted_standby)
      * loop used to ask for "name", got -1 and waited out its 30 s) */
     const char *registered = "SELECT count(*) FROM pgq.job_types WHERE type = 'load'";
     for (int w = 0; w < 300 && qi(url_of(port1), registered) != 1; w++)
-        sleep_ms(100);
+        tu_sleep_ms(100);
     ck_assert_msg(qi(url_of(port1), registered) == 1, "the pool did not register its job type\n%s",
                   tu_slurp(log));
     char err[1024];
@@ -232,19 +220,19 @@ START_TEST(pool_follows_the_promoted_standby)
 
     const char *done_sql = "SELECT count(*) FROM pgq.jobs WHERE state = 'done'";
     for (int w = 0; w < 600 && qi(url_of(port1), done_sql) < JOBS / 4; w++)
-        sleep_ms(100);
+        tu_sleep_ms(100);
     long long done_before = qi(url_of(port1), done_sql);
     ck_assert_msg(done_before >= JOBS / 4 && done_before < JOBS, "done before the kill: %lld",
                   done_before);
     /* the crash: pg_auto_failover's monitor sees the primary die and
      * promotes the secondary; the pg_ctl pair is promoted by the script */
-    int64_t killed = now_ms();
+    int64_t killed = tu_now_ms();
     fprintf(stderr, "failover_test: load started after %.1f s\n", (double)(killed - started) / 1000.0);
     int fst;
     char *out = tu_sh(tu_fmt("'%s' failover '%s' 2>&1", script(), dir), &fst);
     ck_assert_msg(fst == 0, "%s failover: %s", script(), out);
     free(out);
-    int64_t promoted = now_ms();
+    int64_t promoted = tu_now_ms();
     long long done_at_promotion = qi(url_of(port2), done_sql);
     /* Synchronous replication: every completion the primary committed is
      * on the standby. (Commits the primary made after this read are not
@@ -255,12 +243,12 @@ START_TEST(pool_follows_the_promoted_standby)
     for (int w = 0; w < 1200; w++) {
         long long d = qi(url_of(port2), done_sql);
         if (first_done < 0 && d > done_at_promotion)
-            first_done = now_ms() - promoted;
+            first_done = tu_now_ms() - promoted;
         if (d == JOBS)
             break;
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
-    int64_t all_done = now_ms() - promoted;
+    int64_t all_done = tu_now_ms() - promoted;
     const char *p2 = url_of(port2);
     ck_assert_msg(qi(p2, done_sql) == JOBS, "only %lld of %d jobs done after the failover (%s)\n%s",
                   qi(p2, done_sql), JOBS, engine_name(), tu_slurp(log));
@@ -305,7 +293,7 @@ START_TEST(pool_follows_the_promoted_standby)
             qi(p2, "SELECT count(*) FROM pgq.effects_in_doubt"),
             qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'lease_expired'"),
             qi(p2, "SELECT count(*) FROM pgq.job_attempts WHERE outcome = 'failed'"),
-            (double)(now_ms() - started) / 1000.0);
+            (double)(tu_now_ms() - started) / 1000.0);
     const char *why = qs(p2, "SELECT string_agg(DISTINCT error, ' | ') FROM pgq.job_attempts "
                              "WHERE outcome = 'failed'");
     if (*why)

@@ -32,11 +32,6 @@ static pgq_job *add_and_claim(pgq_conn *c, const char *type, int64_t ttl_ms)
     return j;
 }
 
-static void sleep_ms(int ms)
-{
-    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
-}
-
 START_TEST(stale_token_after_reap_and_reclaim_changes_nothing)
 {
     char err[512];
@@ -96,7 +91,7 @@ START_TEST(heartbeat_keeps_lease_alive)
     bool lost = true;
     ck_assert(pgq_heartbeat(c, &j->id, tok, 1, 60000, &lost, err, sizeof err) == 0);
     ck_assert(!lost);
-    sleep_ms(600);   /* past the original 300 ms lease */
+    tu_sleep_ms(600);   /* past the original 300 ms lease */
     int reaped = -1;
     ck_assert(pgq_reap(c, 100, &reaped, err, sizeof err) == 0);
     ck_assert_int_eq(reaped, 0);

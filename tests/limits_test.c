@@ -38,20 +38,6 @@
 
 #define WAIT_MS 60000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static char dir[128];
 
 struct pool {
@@ -112,11 +98,11 @@ static void pool_start(const char *ini)
                                                        tu_db_url(), NULL });
     p->pid = pid;
     npools++;
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = tu_now_ms() + WAIT_MS;
     int st;
-    while (!log_has(p, "pool: started ") && now_ms() < end) {
+    while (!log_has(p, "pool: started ") && tu_now_ms() < end) {
         L_ASSERT(waitpid(pid, &st, WNOHANG) != pid, "pool %d exited at start", npools - 1);
-        sleep_ms(25);
+        tu_sleep_ms(25);
     }
     L_ASSERT(log_has(p, "pool: started "), "pool %d did not start", npools - 1);
 }
@@ -170,17 +156,17 @@ static long long q0(const char *sql)
 static void wait_finished(long long total)
 {
     long long last = -1;
-    int64_t moved = now_ms();
+    int64_t moved = tu_now_ms();
     for (;;) {
         long long fin = q0("SELECT count(*) FROM pgq.jobs WHERE state IN ('done', 'dead')");
         if (fin == total)
             return;
         if (fin != last) {
             last = fin;
-            moved = now_ms();
+            moved = tu_now_ms();
         }
-        L_ASSERT(now_ms() - moved < WAIT_MS, "stuck at %lld of %lld jobs finished", fin, total);
-        sleep_ms(50);
+        L_ASSERT(tu_now_ms() - moved < WAIT_MS, "stuck at %lld of %lld jobs finished", fin, total);
+        tu_sleep_ms(50);
     }
 }
 

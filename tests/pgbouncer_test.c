@@ -31,11 +31,6 @@ static char dir[64];
 static pid_t bouncer = -1;
 static int bport;
 
-static void sleep_ms(int ms)
-{
-    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L }, NULL);
-}
-
 /* The test server's host, port and user, from its URL. */
 static void server_params(char *host, char *port, char *user, size_t len)
 {
@@ -127,7 +122,7 @@ static void bouncer_start(const char *mode)
             free(dbname);
             return;
         }
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
     ck_abort_msg("pgbouncer did not come up on port %d (log: %s/pgbouncer.log)", bport, dir);
 }
@@ -221,7 +216,7 @@ static void run_through(const char *mode, const char *pooler, bool listen_direct
     }
     long long done = 0;
     for (int i = 0; i < 600 && done < JOBS; i++) {
-        sleep_ms(100);
+        tu_sleep_ms(100);
         done = tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL);
     }
     kill(pool, SIGTERM);

@@ -54,27 +54,13 @@
 
 /* ---- time, strings, files ------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Evaluate cond every 25 ms until it holds or ms pass; its last value. */
 #define WAIT_UNTIL(cond, ms)                                                                 \
     ({                                                                                       \
-        int64_t end_ = now_ms() + (ms);                                                      \
+        int64_t end_ = tu_now_ms() + (ms);                                                      \
         bool ok_;                                                                            \
-        while (!(ok_ = (cond)) && now_ms() < end_)                                           \
-            sleep_ms(25);                                                                    \
+        while (!(ok_ = (cond)) && tu_now_ms() < end_)                                           \
+            tu_sleep_ms(25);                                                                    \
         ok_;                                                                                 \
     })
 
@@ -355,9 +341,9 @@ static const char *sanitizer_report(const struct pool *p)
  * (-1: any non-zero exit). Returns how long it took. */
 static int64_t pool_wait_exit(struct pool *p, int want_code)
 {
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     P_ASSERT(WAIT_UNTIL(pool_gone(p), WAIT_MS), "pool %s did not exit within 60 s", p->name);
-    int64_t took = now_ms() - t0;
+    int64_t took = tu_now_ms() - t0;
     bool ok = WIFEXITED(p->status) &&
               (want_code < 0 ? WEXITSTATUS(p->status) != 0 : WEXITSTATUS(p->status) == want_code);
     P_ASSERT(ok, "pool %s: %s, want %s", p->name, status_text(p->status),
@@ -467,18 +453,18 @@ static long long registered(const struct pool *p)
 static void wait_all_finished(long long total)
 {
     long long last = -1;
-    int64_t moved = now_ms();
+    int64_t moved = tu_now_ms();
     for (;;) {
         long long fin = nfinished();
         if (fin == total)
             return;
         if (fin != last) {
             last = fin;
-            moved = now_ms();
+            moved = tu_now_ms();
         }
-        P_ASSERT(now_ms() - moved < WAIT_MS, "stuck at %lld of %lld jobs finished for 60 s", fin,
+        P_ASSERT(tu_now_ms() - moved < WAIT_MS, "stuck at %lld of %lld jobs finished for 60 s", fin,
                  total);
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
 }
 
@@ -605,18 +591,18 @@ START_TEST(kill9_handlers_die_and_jobs_recover)
         P_ASSERT(!tu_pid_dead(procs[i]), "process %d died early", (int)procs[i]);
 
     pool_signal(a, SIGKILL);
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     P_ASSERT(WAIT_UNTIL(pool_gone(a), WAIT_MS), "the pool survived SIGKILL");
     tu_check_invariants();
     for (int i = 0; i < nprocs; i++)
         P_ASSERT(WAIT_UNTIL(tu_pid_dead(procs[i]), 10000), "%s %d outlived the killed pool",
                  what[i], (int)procs[i]);
-    int64_t t_dead = now_ms() - t0;
+    int64_t t_dead = tu_now_ms() - t0;
     P_ASSERT(njobs("running") == 3, "the jobs should still be leased to the dead pool");
 
     struct pool *b = pool_start("b", ini);
     P_ASSERT(WAIT_UNTIL(njobs("done") == 3, WAIT_MS), "pool b did not finish the jobs");
-    int64_t t_done = now_ms() - t0;
+    int64_t t_done = tu_now_ms() - t0;
     for (int i = 0; i < 3; i++) {
         const char *h = history(ids[i]);
         P_ASSERT(strcmp(h, "1:lease_expired:lease expired,2:done:") == 0, "job %lld: history %s",
@@ -649,18 +635,18 @@ START_TEST(sigterm_drains_short_jobs)
     P_ASSERT(registered(a) == 1, "the pool is not in pgq.workers");
 
     pool_signal(a, SIGTERM);
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     P_ASSERT(WAIT_UNTIL(log_count(a, "shutting down") > 0, WAIT_MS), "no shutdown logged");
     /* Claiming has stopped: jobs added now stay where they are. */
     long long late[2] = { add_job("short", "{}"), add_job("short", "{}") };
-    sleep_ms(500);
+    tu_sleep_ms(500);
     P_ASSERT(!pool_gone(a), "the pool exited with jobs in flight");
     P_ASSERT(njobs("running") == 2, "the in-flight jobs should still run");
     tu_write_file(in_dir("go"), "");
-    int64_t t_go = now_ms();
+    int64_t t_go = tu_now_ms();
     pool_wait_exit(a, 0);
     fprintf(stderr, "pool_test: SIGTERM drain: exit %lld ms after the jobs were let go "
-            "(%lld ms after SIGTERM)\n", (long long)(now_ms() - t_go), (long long)(now_ms() - t0));
+            "(%lld ms after SIGTERM)\n", (long long)(tu_now_ms() - t_go), (long long)(tu_now_ms() - t0));
     for (int i = 0; i < 2; i++) {
         P_ASSERT(strcmp(job_state(ids[i]), "done") == 0, "job %lld: %s", ids[i],
                  job_state(ids[i]));
@@ -891,19 +877,19 @@ START_TEST(postgres_restart_mid_load)
     struct pool *a = pool_start("a", load_ini());
     add_load();
     P_ASSERT(WAIT_UNTIL(njobs("done") >= LOAD_JOBS / 4, WAIT_MS), "no progress");
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     const char *cmd = tu_fmt("%s '%s/pg_ctl' -D '%s' -w -t 60 restart -m fast >>'%s' 2>&1",
                           runas ? runas : "", bindir, data, pglog && *pglog ? pglog : "/dev/null");
     int rc = system(cmd);
     P_ASSERT(rc == 0, "%s: %d", cmd, rc);
-    int64_t t_restart = now_ms() - t0;
+    int64_t t_restart = tu_now_ms() - t0;
     PQreset(tu_pg());
     tu_check_invariants();
     P_ASSERT(njobs("done") < LOAD_JOBS, "the load was over before the restart");
     check_load_done(a);
     int reconnects = log_count(a, "reconnected");
     fprintf(stderr, "pool_test: PostgreSQL restart (%lld ms) mid-load: all done %lld ms after "
-            "it began; %d reconnects logged\n", (long long)t_restart, (long long)(now_ms() - t0),
+            "it began; %d reconnects logged\n", (long long)t_restart, (long long)(tu_now_ms() - t0),
             reconnects);
     P_ASSERT(reconnects >= 6, "only %d reconnects logged", reconnects);
 }
@@ -961,7 +947,7 @@ START_TEST(database_unreachable_past_lease)
     long long killed = q_soft("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
                               "pg_stat_activity WHERE application_name = 'pgq' AND datname = "
                               "current_database() AND pid <> pg_backend_pid()");
-    sleep_ms(2500);   /* the outage: 2.5 lease TTLs */
+    tu_sleep_ms(2500);   /* the outage: 2.5 lease TTLs */
     long long back = q_soft("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                             "'pgq' AND pid <> pg_backend_pid()");
     long long expired = q_soft("SELECT count(*) FROM pgq.jobs WHERE state = 'running' AND "
@@ -1077,7 +1063,7 @@ static void check_fenced(struct pool *a, long long id, struct stolen *b)
     char err[512];
     P_ASSERT(WAIT_UNTIL(log_count(a, "lease lost") > 0, WAIT_MS), "pool a did not log its lost "
              "lease");
-    sleep_ms(500);   /* a's heartbeat and worker have had their say */
+    tu_sleep_ms(500);   /* a's heartbeat and worker have had their say */
     const char *p[] = { tu_lld(id), b->j->lease_token };
     P_ASSERT(tu_int("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND state = 'running' AND "
                     "lease_token = $2::uuid AND lease_owner = 'pool-B' AND attempts = 2", 2, p)
@@ -1200,7 +1186,7 @@ START_TEST(lease_lost_stops_handlers)
                             log_count(a, tu_fmt("job=%lld type=%s: lease lost", ids[i],
                                              i ? "inproc" : "shell")) == 1, WAIT_MS),
                  "job %lld: lease loss not logged", ids[i]);
-    sleep_ms(500);   /* anything the pool would still write, it has written */
+    tu_sleep_ms(500);   /* anything the pool would still write, it has written */
     for (int i = 0; i < 2; i++)
         P_ASSERT(strcmp(job_state(ids[i]), "dead") == 0 &&
                  strcmp(history(ids[i]), "1:lease_expired:lease expired") == 0,
@@ -1220,9 +1206,9 @@ START_TEST(three_pools_twenty_thousand_jobs)
                                tu_fmt("[job work]\nhandler = plugin %s ledger_job\nmax_retries = 2\n"
                                    "backoff_base = 10ms\nbackoff_max = 100ms\n", plugin()));
     struct pool *p[3] = { pool_start("p1", ini), pool_start("p2", ini), pool_start("p3", ini) };
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     add_jobs("work", "{\"fail\": 10}", total);
-    int64_t t_added = now_ms() - t0;
+    int64_t t_added = tu_now_ms() - t0;
 
     /* kill -9 one pool a third of the way, and start a new one */
     P_ASSERT(WAIT_UNTIL(nfinished() >= total / 3, 600000), "no progress");
@@ -1233,7 +1219,7 @@ START_TEST(three_pools_twenty_thousand_jobs)
     struct pool *p4 = pool_start("p4", ini);
 
     wait_all_finished(total);
-    int64_t wall = now_ms() - t0;
+    int64_t wall = tu_now_ms() - t0;
     long long done = njobs("done"), dead = njobs("dead");
     P_ASSERT(done + dead == total && q0("SELECT count(*) FROM pgq.jobs") == total,
              "%lld done + %lld dead of %d", done, dead, total);
@@ -1453,11 +1439,11 @@ START_TEST(adaptive_holds_no_buffer_for_long_jobs)
     P_ASSERT(WAIT_UNTIL(njobs("done") == 1, WAIT_MS), "the first job did not finish");
     add_jobs("slow", "{\"sleep_ms\": 250, \"effect\": 0}", total - 1);
     long long most = 0;
-    int64_t until = now_ms() + WAIT_MS;
-    while (nfinished() < total && now_ms() < until) {
+    int64_t until = tu_now_ms() + WAIT_MS;
+    while (nfinished() < total && tu_now_ms() < until) {
         long long r = njobs("running");
         most = r > most ? r : most;
-        sleep_ms(10);
+        tu_sleep_ms(10);
     }
     P_ASSERT(nfinished() == total, "%lld of %d finished", nfinished(), total);
     P_ASSERT(most <= 2, "%lld jobs running at once with 2 workers: long jobs were buffered",
@@ -1520,12 +1506,12 @@ START_TEST(idle_pool_sleeps)
 {
     struct pool *a = pool_start("a", pool_ini("a.ini", 8, "30s",
                                               "[job x]\nhandler = exec /bin/true\n"));
-    sleep_ms(500);
+    tu_sleep_ms(500);
     long long c0 = cpu_ms(a->pid);
-    int64_t t0 = now_ms();
-    sleep_ms(3000);
+    int64_t t0 = tu_now_ms();
+    tu_sleep_ms(3000);
     long long used = cpu_ms(a->pid) - c0;
-    int64_t wall = now_ms() - t0;
+    int64_t wall = tu_now_ms() - t0;
     fprintf(stderr, "pool_test: idle pool (8 workers, poll 100ms, heartbeat 200ms): %lld ms CPU "
             "in %lld ms\n", used, (long long)wall);
     P_ASSERT(used * 4 < wall, "an idle pool used %lld ms of CPU in %lld ms", used,
@@ -1782,7 +1768,7 @@ static long long claim_blocks(void)
     P_ASSERT(WAIT_UNTIL(q0("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgq'"
                            " AND datname = current_database()") == 0, WAIT_MS),
              "pool connections are still there");
-    sleep_ms(200);
+    tu_sleep_ms(200);
     tu_exec("SELECT pg_stat_clear_snapshot()", 0, NULL);
     return q0("SELECT (SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes"
               "          WHERE indexrelname = 'jobs_claim_idx')"
@@ -1852,13 +1838,13 @@ START_TEST(paused_queue_is_not_claimed)
     P_ASSERT(pgq_pause(c, q, 1, true, "pool test", &changed, err, sizeof err) == 0, "%s", err);
     P_ASSERT(changed, "default was paused already");
     long long later[3] = { add_job("gate", "{}"), add_job("gate", "{}"), add_job("gate", "{}") };
-    sleep_ms(800);   /* four polls, and the listener woke a worker for each add */
+    tu_sleep_ms(800);   /* four polls, and the listener woke a worker for each add */
     P_ASSERT(njobs("ready") == 3 && njobs("running") == 1, "paused: %lld ready, %lld running",
              njobs("ready"), njobs("running"));
     tu_write_file(in_dir("go"), "");
     P_ASSERT(WAIT_UNTIL(strcmp(job_state(first), "done") == 0, WAIT_MS),
              "the running job did not finish: %s", job_state(first));
-    sleep_ms(500);
+    tu_sleep_ms(500);
     P_ASSERT(njobs("ready") == 3, "a job of the paused queue was claimed");
     P_ASSERT(pgq_pause(c, q, 1, false, "pool test", &changed, err, sizeof err) == 0, "%s", err);
     for (int i = 0; i < 3; i++)
@@ -1893,7 +1879,7 @@ START_TEST(cancelled_running_job_is_stopped)
     pgq_conn *c = tu_connect();
     int64_t ids[] = { id }, count = 0;
     bool done = false;
-    int64_t t0 = now_ms();
+    int64_t t0 = tu_now_ms();
     P_ASSERT(pgq_cancel(c, ids, 1, "pool test", &done, &count, err, sizeof err) == 0, "%s", err);
     P_ASSERT(done && strcmp(job_state(id), "cancelled") == 0, "not cancelled: %s",
              job_state(id));
@@ -1901,8 +1887,8 @@ START_TEST(cancelled_running_job_is_stopped)
              "the command of the cancelled job got no SIGTERM within 20 s (the heartbeat is "
              "30 s: was the pool told?)");
     fprintf(stderr, "pool_test: cancel of a running exec job: SIGTERM %lld ms after the cancel\n",
-            (long long)(now_ms() - t0));
-    sleep_ms(500);
+            (long long)(tu_now_ms() - t0));
+    tu_sleep_ms(500);
     P_ASSERT(strcmp(job_state(id), "cancelled") == 0 &&
              strcmp(history(id), "1:cancelled:cancelled by pool test") == 0,
              "after the command's exit: %s, history %s", job_state(id), history(id));

@@ -34,19 +34,6 @@
 
 static char dir[64];
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* ---- the pool ---------------------------------------------------------------- */
 
 static pid_t pool_pid;
@@ -109,9 +96,9 @@ static void pool_start(const char *ini)
                                 (const char *const[]){ "pgq-pool", "-c", ini, "--db",
                                                        tu_db_url(), NULL });
     pool_pid = pid;
-    int64_t end = now_ms() + WAIT_MS;
-    while (!log_has("pool: started ") && now_ms() < end && waitpid(pid, NULL, WNOHANG) == 0)
-        sleep_ms(25);
+    int64_t end = tu_now_ms() + WAIT_MS;
+    while (!log_has("pool: started ") && tu_now_ms() < end && waitpid(pid, NULL, WNOHANG) == 0)
+        tu_sleep_ms(25);
     R_ASSERT(log_has("pool: started "), "the pool did not start");
 }
 
@@ -122,10 +109,10 @@ static void pool_stop(void)
     if (pool_pid <= 0)
         return;
     ck_assert_int_eq(kill(pool_pid, SIGTERM), 0);
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = tu_now_ms() + WAIT_MS;
     pid_t got;
-    while ((got = waitpid(pool_pid, &st, WNOHANG)) == 0 && now_ms() < end)
-        sleep_ms(25);
+    while ((got = waitpid(pool_pid, &st, WNOHANG)) == 0 && tu_now_ms() < end)
+        tu_sleep_ms(25);
     R_ASSERT(got == pool_pid, "the pool did not exit within 60 s");
     pool_pid = 0;
     R_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the pool exited with status 0x%x", st);
@@ -162,11 +149,11 @@ static const char *state_of(long long id)
 /* Wait until no job is ready or running. */
 static void wait_finished(void)
 {
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = tu_now_ms() + WAIT_MS;
     long long left;
     while ((left = tu_int("SELECT count(*) FROM pgq.jobs WHERE state IN ('ready', 'running')",
-                          0, NULL)) > 0 && now_ms() < end)
-        sleep_ms(50);
+                          0, NULL)) > 0 && tu_now_ms() < end)
+        tu_sleep_ms(50);
     R_ASSERT(left == 0, "%lld jobs still unfinished after 60 s", left);
 }
 

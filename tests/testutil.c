@@ -279,11 +279,18 @@ int tu_file_lines(const char *path)
     return n;
 }
 
-static int64_t mono_ms(void)
+int64_t tu_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tu_sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 struct buf {
@@ -381,10 +388,10 @@ tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_pat
      * other would never exit. */
     struct buf out = { malloc(8192), 0, 8192 }, err = { malloc(8192), 0, 8192 };
     struct pollfd fds[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
-    int64_t deadline = mono_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = tu_now_ms() + (int64_t)timeout_s * 1000;
     ck_assert(out.p && err.p);
     while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-        if (mono_ms() > deadline) {
+        if (tu_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             ck_abort_msg("%s: no exit within %d s", path, timeout_s);
@@ -406,7 +413,7 @@ tu_run tu_run_cmd(const char *cwd, const char *const *env, const char *stdin_pat
     int st;
     pid_t w;
     while ((w = waitpid(pid, &st, WNOHANG)) == 0) {
-        if (mono_ms() > deadline) {
+        if (tu_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             ck_abort_msg("%s: no exit within %d s", path, timeout_s);

@@ -37,6 +37,9 @@ PGresult *tu_query(PGconn *pg, const char *sql, int n, const char *const *params
 void tu_exec(const char *sql, int n, const char *const *params);
 long long tu_int(const char *sql, int n, const char *const *params);
 char *tu_text(const char *sql, int n, const char *const *params);
+/* Milliseconds of CLOCK_MONOTONIC, and a sleep of at least ms (EINTR resumed). */
+int64_t tu_now_ms(void);
+void tu_sleep_ms(long ms);
 
 /* printf into one of a ring of buffers (per thread) for paths and SQL
  * params that live a few statements; asserts the text fits. */

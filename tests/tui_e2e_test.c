@@ -43,11 +43,6 @@ static void teardown(void)
     tu_check_invariants();
 }
 
-static void sleep_ms(long ms)
-{
-    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000 }, NULL);
-}
-
 /* Run a tmux command on the private server; assert it worked. */
 static void tmux(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void tmux(const char *fmt, ...)
@@ -105,7 +100,7 @@ static char *wait_for(const char *first, ...)
             ok++;
         if (ok == n)
             return s;
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
     for (size_t k = 0; k < n; k++)
         ck_assert_msg(strstr(s, want[k]), "the screen never showed \"%s\":\n%s", want[k], s);
@@ -139,7 +134,7 @@ static int exit_status(void)
             if (got == 1)
                 return code;
         }
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
     ck_abort_msg("pgq top did not exit");
     return -1;

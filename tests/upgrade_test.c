@@ -217,13 +217,6 @@ static const char *one(PGconn *pg, const char *sql, int n, const char *const *pa
     return v;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Wait until job id's lease has run out (bounded: 60 s). */
 static void wait_lease_expired(int64_t id)
 {
@@ -234,7 +227,7 @@ static void wait_lease_expired(int64_t id)
         if (strcmp(one(K, "SELECT lease_expires_at < now() FROM pgq.jobs WHERE id = $1", 1, p),
                    "t") == 0)
             return;
-        sleep_ms(10);
+        tu_sleep_ms(10);
     }
     ck_abort_msg("job %lld's lease did not expire", (long long)id);
 }
