@@ -123,6 +123,14 @@ extern long g_target;
 /* The in-process no-op callback ("callback noop"). */
 int bench_noop(pgq_ctx *ctx, void *arg, char *err, size_t errlen);
 
+/* One more job handled (g_distinct); wakes bench_wait_handled at g_target. */
+void bench_handled_one(void);
+
+/* A pool event callback (pgq_pool_on_event) that counts DONE events with
+ * bench_handled_one: the exec profile's signal, whose handlers run in
+ * other processes. A DONE is reported once its end committed. */
+void bench_count_done(const pgq_event *ev, void *arg);
+
 /* Wait until g_distinct >= g_target or deadline_ns; true when reached. */
 bool bench_wait_handled(int64_t deadline_ns);
 
@@ -155,11 +163,10 @@ void bench_batch_free(struct bench_batch *b);
 int bench_enqueue_all(pgq_conn *c, long n, char *err, size_t errlen);
 
 /* Until watch sees no unfinished job or deadline: 1 drained, 0 deadline,
- * -1 error. Unless no_signal (exec handlers), first sleeps until the
- * handler has seen all g_target jobs, then probes every 0.5 ms (else every
- * 10 ms from the start). *end gets the time of the probe that saw none. */
-int bench_watch_drain(pgq_conn *watch, int64_t deadline, bool no_signal, int64_t *end, char *err,
-                      size_t errlen);
+ * -1 error. First sleeps until g_target jobs were handled (bench_noop, or
+ * bench_count_done for exec handlers), then probes every 0.5 ms. *end gets
+ * the time of the probe that saw none. */
+int bench_watch_drain(pgq_conn *watch, int64_t deadline, int64_t *end, char *err, size_t errlen);
 
 /* What goes into the temporary pool.ini. */
 struct pool_spec {

@@ -211,7 +211,7 @@ static int run_drain(void)
     int64_t d0 = now_ns(), d1 = d0;
     if (bench_pool_start(pool) < 0)
         goto out;
-    int drained = bench_watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000, false,
+    int drained = bench_watch_drain(watch, d0 + (int64_t)g_opts.max_drain_s * 1000000000,
                                     &d1, err, sizeof err);
     if (drained < 0) {
         pgq_pool_stop(pool);
