@@ -1239,9 +1239,15 @@ BEGIN
                   OR coalesce(cardinality(array_remove(p_rss_kb[1:n], NULL)), 0) > 0
                   OR coalesce(cardinality(array_remove(p_results[1:n], NULL)), 0) > 0
                   OR coalesce(cardinality(array_remove(p_result_notes[1:n], NULL)), 0) > 0;
+        -- Rows are locked in id order, as pgq.renew and pgq.cancel lock
+        -- them: acks of several workers in one call, in the order they
+        -- finished, against the heartbeat's renewal of the same leases in
+        -- another order, deadlocked (a stall of deadlock_timeout and a
+        -- retry; seen in the exec benchmark).
         WITH a AS (
             SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n]) AS a(id, tok, error)
              WHERE a.id IS NOT NULL
+             ORDER BY a.id
         ), upd AS (
             UPDATE pgq.jobs j
                SET state = CASE WHEN p_outcome = 'done' AND j.snooze_ms IS NOT NULL THEN 'ready'
@@ -1295,7 +1301,7 @@ BEGIN
             -- (pgq.job_deps has no foreign key: see migration 010).
             WITH del AS (
                 DELETE FROM pgq.jobs j
-                 USING unnest(p_ids, p_tokens) AS a(id, tok)
+                 USING (SELECT * FROM unnest(p_ids, p_tokens) AS u(id, tok) ORDER BY u.id) a
                  WHERE j.id = a.id AND j.lease_token = a.tok
                    AND (j.state = 'running') IS TRUE AND j.snooze_ms IS NULL
              RETURNING j.id, j.run_at, j.attempts, j.has_children
@@ -1765,12 +1771,16 @@ $$;
 -- ---- leases --------------------------------------------------------------
 
 -- Renew the leases of running jobs (ids[i] with tokens[i]) to now + ttl.
--- Returns the ones still held.
+-- Returns the ones still held. Rows are locked in id order, as the
+-- completions of pgq.complete_claim lock them (a join that walked the
+-- table's order deadlocked with a batch of acks): each id is looked up by
+-- the primary key in turn.
 CREATE OR REPLACE FUNCTION pgq.renew(p_ids bigint[], p_tokens uuid[], p_ttl_ms bigint)
 RETURNS TABLE (id bigint, lease_token text)
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql VOLATILE SET enable_seqscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET enable_bitmapscan = off AS $$
     UPDATE pgq.jobs j SET lease_expires_at = pgq.lease_expiry(p_ttl_ms)
-      FROM unnest(p_ids, p_tokens) AS h(id, token)
+      FROM (SELECT * FROM unnest(p_ids, p_tokens) AS u(id, token) ORDER BY u.id) h
      WHERE j.id = h.id AND j.lease_token = h.token AND (j.state = 'running') IS TRUE
     RETURNING j.id, j.lease_token::text
 $$;

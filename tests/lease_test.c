@@ -336,6 +336,91 @@ START_TEST(reaped_job_is_retried_in_its_place)
 }
 END_TEST
 
+/* Until the backend of pg waits for a lock (a condition, not a time). */
+static void wait_for_lock(PGconn *pg, const char *what)
+{
+    const char *pid = tu_lld(PQbackendPID(pg));
+    int64_t until = tu_now_ms() + 10000;
+    while (tu_int("SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int"
+                  " AND wait_event_type = 'Lock'", 1, (const char *[]){ pid }) == 0) {
+        ck_assert_msg(tu_now_ms() < until, "%s never waited for a lock", what);
+        tu_sleep_ms(2);
+    }
+}
+
+static PGresult *result_of(PGconn *pg)
+{
+    PGresult *r = PQgetResult(pg), *extra;
+    while ((extra = PQgetResult(pg)) != NULL)
+        PQclear(extra);
+    return r;
+}
+
+/* The heartbeat's renewal and a batch of acks of the same two leases, each
+ * given the ids in the opposite order of the other, with the higher id
+ * held elsewhere for a moment (a third session here): the one given the
+ * ids high-to-low waits first. Both now lock in id order, so the second
+ * waits behind the first and neither fails. Before, the acks locked in the
+ * order given and the renewal in the table's order, and with the acks
+ * given high-to-low the two deadlocked: one failed with "deadlock
+ * detected" after deadlock_timeout (seen in the exec benchmark). */
+static void renewal_and_acks(bool acks_first)
+{
+    pgq_conn *c = tu_connect();
+    pgq_job *lo = add_and_claim(c, "t", 60000);
+    pgq_job *hi = add_and_claim(c, "t", 60000);
+    ck_assert(lo->id < hi->id);
+    PGconn *holder = PQconnectdb(tu_db_url()), *renew = PQconnectdb(tu_db_url()),
+           *acks = PQconnectdb(tu_db_url());
+    ck_assert(PQstatus(holder) == CONNECTION_OK && PQstatus(renew) == CONNECTION_OK &&
+              PQstatus(acks) == CONNECTION_OK);
+    PQclear(tu_query(holder, "BEGIN", 0, NULL));
+    PQclear(tu_query(holder, "SELECT 1 FROM pgq.jobs WHERE id = $1 FOR NO KEY UPDATE", 1,
+                     (const char *[]){ tu_lld(hi->id) }));
+
+    char down_ids[64], down_toks[128], up_ids[64], up_toks[128];
+    snprintf(down_ids, sizeof down_ids, "{%lld,%lld}", (long long)hi->id, (long long)lo->id);
+    snprintf(down_toks, sizeof down_toks, "{%s,%s}", hi->lease_token, lo->lease_token);
+    snprintf(up_ids, sizeof up_ids, "{%lld,%lld}", (long long)lo->id, (long long)hi->id);
+    snprintf(up_toks, sizeof up_toks, "{%s,%s}", lo->lease_token, hi->lease_token);
+    static const char renew_sql[] = "SELECT count(*) FROM pgq.renew($1::bigint[], $2::uuid[], 60000)";
+    static const char acks_sql[] =
+        "SELECT count(*) FROM pgq.end_attempts('done', $1::bigint[], $2::uuid[])";
+    PGconn *first = acks_first ? acks : renew, *second = acks_first ? renew : acks;
+    ck_assert(PQsendQueryParams(first, acks_first ? acks_sql : renew_sql, 2, NULL,
+                                (const char *[]){ down_ids, down_toks }, NULL, NULL, 0) == 1);
+    wait_for_lock(first, "the first");
+    ck_assert(PQsendQueryParams(second, acks_first ? renew_sql : acks_sql, 2, NULL,
+                                (const char *[]){ up_ids, up_toks }, NULL, NULL, 0) == 1);
+    wait_for_lock(second, "the second");
+    PQclear(tu_query(holder, "COMMIT", 0, NULL));
+
+    PGresult *rr = result_of(renew), *ra = result_of(acks);
+    ck_assert_msg(PQresultStatus(rr) == PGRES_TUPLES_OK, "renewal: %s", PQresultErrorMessage(rr));
+    ck_assert_msg(PQresultStatus(ra) == PGRES_TUPLES_OK, "acks: %s", PQresultErrorMessage(ra));
+    /* Acks first: the renewal finds both leases gone. Renewal first: it
+     * renews both, and the acks end both. */
+    ck_assert_str_eq(PQgetvalue(rr, 0, 0), acks_first ? "0" : "2");
+    ck_assert_str_eq(PQgetvalue(ra, 0, 0), "2");
+    PQclear(rr);
+    PQclear(ra);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'done'", 0, NULL), 2);
+    PQfinish(holder);
+    PQfinish(renew);
+    PQfinish(acks);
+    pgq_job_free(lo);
+    pgq_job_free(hi);
+    pgq_disconnect(c);
+}
+
+START_TEST(renewal_and_acks_lock_in_one_order)
+{
+    renewal_and_acks(true);
+    tu_exec("DELETE FROM pgq.jobs", 0, NULL);
+    renewal_and_acks(false);
+}
+END_TEST
+
 Suite *lease_suite(void)
 {
     Suite *s = suite_create("lease");
@@ -354,6 +439,7 @@ Suite *lease_suite(void)
     tcase_add_test(tc, strictly_invalid_utf8_error_text_is_kept);
     tcase_add_test(tc, completion_without_keep_done_deletes_the_job);
     tcase_add_test(tc, reaped_job_is_retried_in_its_place);
+    tcase_add_test(tc, renewal_and_acks_lock_in_one_order);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,15 @@
+-- 016: one lock order for the rows of running jobs (migrations/
+-- state_machine.sql). No table changes; the state machine's new version
+-- comes with this number.
+--
+-- The heartbeat's renewal (pgq.renew) and a batch of acks (pgq.complete_claim,
+-- several workers' successes in one statement) update the same running
+-- rows. The acks locked them in the order given (the order the workers
+-- finished), the renewal in whatever order its join walked the table, and
+-- when a third session held one of the rows for a moment the two could
+-- wait for each other: "deadlock detected" after deadlock_timeout (1 s by
+-- default), one statement failed and was retried. Seen in the exec
+-- benchmark (8 workers, /bin/true). Both now take the rows in id order, as
+-- pgq.cancel and pgq.requeue already did (tests/lease_test.c,
+-- renewal_and_acks_lock_in_one_order, fails without this).
+SELECT 1;
