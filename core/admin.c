@@ -222,8 +222,9 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         " j.waiting_for"
         " FROM pgq.jobs j LEFT JOIN LATERAL (SELECT x.result, x.result_note FROM pgq.job_results x"
         "  WHERE x.job_id = j.id ORDER BY x.attempt DESC LIMIT 1) r ON true WHERE j.id = $1";
-    /* A job done at its first in-process attempt has no history row (the
-     * job row holds that attempt, see migration 003): show it from there. */
+    /* A job done at its first attempt has no history row (the job row
+     * holds that attempt, see migrations 003 and 017): show it from there,
+     * with an exec handler's CPU time and RSS (its exit code was 0). */
     static const char att_sql[] =
         "SELECT attempt, outcome, worker, error, started_at::text, finished_at::text,"
         " duration_ms, exit_code, term_signal, cpu_ms, max_rss_kb FROM ("
@@ -233,7 +234,8 @@ int pgq_job_describe(pgq_conn *c, int64_t id, pgq_job_detail **out, char *err, s
         "  UNION ALL"
         "  SELECT 9223372036854775807, j.attempts, 'done', j.lease_owner, NULL, j.started_at,"
         "   j.finished_at, extract(epoch FROM j.finished_at - j.started_at) * 1000,"
-        "   NULL, NULL, NULL, NULL"
+        "   CASE WHEN j.cpu_ms IS NOT NULL OR j.max_rss_kb IS NOT NULL THEN 0 END, NULL,"
+        "   j.cpu_ms, j.max_rss_kb"
         "   FROM pgq.jobs j WHERE j.id = $1 AND j.state = 'done' AND NOT EXISTS ("
         "    SELECT 1 FROM pgq.job_attempts a WHERE a.job_id = j.id AND a.outcome = 'done'"
         "     AND a.attempt = j.attempts)) x ORDER BY ord";

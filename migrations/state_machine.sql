@@ -1231,13 +1231,11 @@ BEGIN
         -- (Until migration 015 all of it was one statement with a CTE per
         -- step; every step's plan was set up at every call, needed or not,
         -- which cost a strict-profile job more server CPU than the update.)
-        -- Exit status, CPU, RSS, a result: an attempt that reports any of
-        -- them gets its history row (an in-process job reports none).
-        detail := coalesce(cardinality(array_remove(p_exit[1:n], NULL)), 0) > 0
-                  OR coalesce(cardinality(array_remove(p_signal[1:n], NULL)), 0) > 0
-                  OR coalesce(cardinality(array_remove(p_cpu_ms[1:n], NULL)), 0) > 0
-                  OR coalesce(cardinality(array_remove(p_rss_kb[1:n], NULL)), 0) > 0
-                  OR coalesce(cardinality(array_remove(p_results[1:n], NULL)), 0) > 0
+        -- A result or its note: a done attempt that reports one gets its
+        -- history row (where results are kept). An exec handler's CPU time
+        -- and RSS go on the job row (migration 017), whose UPDATE below
+        -- writes them for every end; a done attempt's exit status is 0.
+        detail := coalesce(cardinality(array_remove(p_results[1:n], NULL)), 0) > 0
                   OR coalesce(cardinality(array_remove(p_result_notes[1:n], NULL)), 0) > 0;
         -- Rows are locked in id order, as pgq.renew and pgq.cancel lock
         -- them: acks of several workers in one call, in the order they
@@ -1245,7 +1243,8 @@ BEGIN
         -- another order, deadlocked (a stall of deadlock_timeout and a
         -- retry; seen in the exec benchmark).
         WITH a AS (
-            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n]) AS a(id, tok, error)
+            SELECT * FROM unnest(p_ids, p_tokens, p_errors[1:n], p_cpu_ms[1:n], p_rss_kb[1:n])
+                              AS a(id, tok, error, cpu_ms, rss_kb)
              WHERE a.id IS NOT NULL
              ORDER BY a.id
         ), upd AS (
@@ -1273,7 +1272,9 @@ BEGIN
                    last_error = CASE WHEN failing OR p_outcome = 'cancelled' THEN a.error
                                      ELSE j.last_error END,
                    lease_token = NULL,
-                   lease_expires_at = NULL
+                   lease_expires_at = NULL,
+                   cpu_ms = a.cpu_ms,
+                   max_rss_kb = a.rss_kb
               FROM a
              WHERE j.id = a.id AND j.lease_token = a.tok AND (j.state = 'running') IS TRUE
                AND (NOT gone OR j.snooze_ms IS NOT NULL)
@@ -1281,7 +1282,7 @@ BEGIN
                    p_outcome = 'done' AND j.state = 'ready' AS snoozed,
                    -- an attempt row is written for every end but the plain
                    -- first-time done (whose record is the job row itself)
-                   -- (a candidate: with details, the INSERT below decides)
+                   -- (a candidate: with a result, the INSERT below decides)
                    p_outcome <> 'done' OR j.attempts > 1 OR j.state = 'ready' OR detail
                      AS hist
         )
@@ -1345,8 +1346,7 @@ BEGIN
                      ORDER BY a.id) a
               JOIN pgq.jobs j ON j.id = a.id
              CROSS JOIN LATERAL (SELECT coalesce(a.id = ANY (s_ids), false) AS snoozed) s
-             WHERE p_outcome <> 'done' OR j.attempts > 1 OR s.snoozed OR a.exit_code IS NOT NULL
-                OR a.sig IS NOT NULL OR a.cpu_ms IS NOT NULL OR a.rss_kb IS NOT NULL
+             WHERE p_outcome <> 'done' OR j.attempts > 1 OR s.snoozed
                 OR a.result IS NOT NULL OR a.note IS NOT NULL;
         END IF;
         IF c_ids IS NOT NULL AND cardinality(c_ids) > 0 THEN

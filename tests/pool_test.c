@@ -996,6 +996,32 @@ START_TEST(hanging_exec_killed_at_timeout)
 }
 END_TEST
 
+/* An exec handler's first-time success has no history row (migration
+ * 017): its CPU time and RSS are on the job row, and `pgq show` reports
+ * the attempt from there with exit 0. */
+START_TEST(exec_first_success_keeps_its_figures_on_the_job_row)
+{
+    const char *sh = script("ok.sh", "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done\nexit 0\n");
+    struct pool *a = pool_start("a", pool_ini("a.ini", 2, "30s",
+                                              tu_fmt("[job ok]\nhandler = exec %s\n", sh)));
+    long long id = add_job("ok", "{}");
+    P_ASSERT(WAIT_UNTIL(strcmp(job_state(id), "done") == 0, WAIT_MS), "job not done: %s",
+             job_state(id));
+    pool_signal(a, SIGTERM);
+    pool_wait_exit(a, 0);
+    P_ASSERT(q1("SELECT count(*) FROM pgq.job_attempts WHERE job_id = $1", id) == 0,
+             "a first-time exec success wrote a history row");
+    P_ASSERT(q1("SELECT count(*) FROM pgq.jobs WHERE id = $1 AND cpu_ms >= 0 AND max_rss_kb > 0",
+                id) == 1, "the job row has no CPU time or RSS");
+    tu_run r = tu_run_cmd(NULL, (const char *const[]){ tu_fmt("DATABASE_URL=%s", tu_db_url()), NULL },
+                          NULL, tu_fmt("%s/pgq", tu_bin_dir()),
+                          (const char *const[]){ "pgq", "show", tu_lld(id), NULL }, 60);
+    P_ASSERT(r.code == 0 && strstr(r.out, "history: 1\n") && strstr(r.out, "attempt 1 done at ") &&
+             strstr(r.out, ", exit 0, cpu ") && strstr(r.out, " kB"), "pgq show: %s", r.out);
+    tu_run_free(&r);
+}
+END_TEST
+
 /* ---- fencing: SIGSTOP past the lease ---------------------------------------- */
 
 static void append_b(const char *path)
@@ -2257,6 +2283,7 @@ Suite *pool_suite(void)
                      sigterm_releases_in_process_handlers, second_sigterm_exits_at_once } },
         { "faults", { terminate_backends_mid_load, postgres_restart_mid_load,
                       database_unreachable_past_lease, hanging_exec_killed_at_timeout } },
+        { "exec", { exec_first_success_keeps_its_figures_on_the_job_row } },
         { "fencing", { sigstop_past_lease_exec_changes_nothing,
                        sigstop_past_lease_plugin_changes_nothing, lease_lost_stops_handlers } },
         { "scale", { three_pools_twenty_thousand_jobs } },
