@@ -17,4 +17,10 @@
 -- every other call. bench/README.md, "Issue 10: the cost of one
 -- transition": 1.10 M instructions per strict transition before, 0.85 M
 -- after.
+--
+-- The picks of a claim for several jobs (every claim of an adaptive or
+-- batch = N pool) are a static statement with a generic plan, which walks
+-- the claim index from the hint as the one-job claim does, instead of an
+-- EXECUTE parsed and planned at every call: exec jobs' server CPU 151..160
+-- against 161..187 us per job (three alternating pairs).
 SELECT 1;

@@ -1529,23 +1529,23 @@ BEGIN
         FOREACH k IN ARRAY turn LOOP
           LOOP   -- once more when a limited type's job was refused (see below)
             IF want > 1 THEN
-                -- Several: picked with a plan made afresh with the values
-                -- (rare, and shared by the batch).
-                EXECUTE $q$
-                    SELECT ARRAY(
-                        SELECT j.id FROM pgq.jobs j
-                         WHERE j.state = 'ready' AND j.queue = $1 AND j.priority = $2
-                           AND j.run_at <= now()
-                           AND (j.run_at, j.id)
-                               > (CASE WHEN $4 = $2 THEN pgq.from_position_us($5)
-                                       ELSE '-infinity' END,
-                                  CASE WHEN $4 = $2 THEN $6 ELSE 0 END)
-                           AND ($7::text[] IS NULL OR j.type <> ALL ($7))
-                         ORDER BY j.run_at, j.id
-                         LIMIT $3 FOR UPDATE SKIP LOCKED)
-                $q$ INTO picks
-                USING p_queues[k], prio, want, p_hint_prio[k], p_hint_run_at[k], p_hint_id[k],
-                      blocked_types;
+                -- Several (every claim of a pool that claims for several
+                -- workers): the generic plan walks the claim index from the
+                -- hint, as the one-job claim below does. (Until migration
+                -- 018 this was an EXECUTE, parsed and planned afresh at
+                -- every claim of the default and exec profiles.)
+                picks := ARRAY(
+                    SELECT j.id FROM pgq.jobs j
+                     WHERE j.state = 'ready' AND j.queue = p_queues[k] AND j.priority = prio
+                       AND j.run_at <= now()
+                       AND (j.run_at, j.id)
+                           > (CASE WHEN p_hint_prio[k] = prio
+                                   THEN pgq.from_position_us(p_hint_run_at[k])
+                                   ELSE '-infinity' END,
+                              CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                       AND (blocked_types IS NULL OR j.type <> ALL (blocked_types))
+                     ORDER BY j.run_at, j.id
+                     LIMIT want FOR UPDATE SKIP LOCKED);
                 EXIT WHEN cardinality(picks) = 0;
             END IF;
             -- The one place a lease is given out: the jobs just picked, or
