@@ -174,10 +174,10 @@ static size_t claim_size(const pgq_pool *p, const struct batch *b, size_t *for_w
     /* From a dry queue, claims grow: one, one, two, four, ... (each claim
      * that finds all it asked for doubles the next; one that finds fewer
      * starts over), like TCP's slow start. An idle pool's claims are thus
-     * claims of one, which run the cached plan of a worker's claim as with
-     * batch = 1 (a claim of several plans its pick afresh): a job added to
-     * an idle pool starts as soon as there. A backlog reaches full claims
-     * within a few round trips. */
+     * claims of one, the statement a worker's claim runs with batch = 1
+     * (one row, its plan cached): a job added to an idle pool starts as
+     * soon as there. A backlog reaches full claims within a few round
+     * trips. */
     size_t cap = b->full_run < 2 ? 1 : (size_t)1 << (b->full_run - 1);
     if (cap == 1)
         return *for_workers = need > 0 ? 1 : 0;
