@@ -45,12 +45,12 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -pthread -fPIC $(OPT) $(WARN) $(WERROR) $(SAN_
            -MMD -MP -Icore -Iconfig -Ipool -Icli -Itui -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 LDFLAGS += -pthread $(SAN_FLAGS)
 LIBS     = $(shell pkg-config --libs $(PKGS))
-# libsystemd is optional: with it pgq-pool speaks sd_notify (pool/notify.c,
-# the one file that knows) and the unit is Type=notify; without it
-# (SYSTEMD=no, or no libsystemd-dev) everything builds, the unit is Type=simple.
+# libsystemd is optional: with its headers pgq-pool speaks sd_notify
+# (pool/notify.c, the one file that knows, loads libsystemd.so.0 at run time
+# under systemd only) and the unit is Type=notify; without them (SYSTEMD=no,
+# or no libsystemd-dev) everything builds, the unit is Type=simple.
 SYSTEMD ?= $(if $(shell pkg-config --exists libsystemd && echo y),yes,no)
 ifeq ($(SYSTEMD),yes)
-LIBS    += $(shell pkg-config --libs libsystemd)
 $(BUILD)/pool/notify.o: CFLAGS += -DPGQ_HAVE_SYSTEMD $(shell pkg-config --cflags libsystemd)
 endif
 TESTLIBS = $(shell pkg-config --libs $(TESTPKGS))
@@ -346,7 +346,7 @@ install: all man service $(BUILD)/pool.ini
 	[ -e $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini ] || \
 	    install -m 644 $(BUILD)/pool.ini $(DESTDIR)$(SYSCONFDIR)/pgq/pool.ini
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@REQUIRES@|$(PKGS)$(if $(filter yes,$(SYSTEMD)), libsystemd,)|' \
+	    -e 's|@REQUIRES@|$(PKGS)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pgq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pgq.pc
 	# the loader learns the new library (a staged DESTDIR install, as the
 	# Debian package's, leaves that to ldconfig's trigger on the target)

@@ -128,11 +128,10 @@ START_TEST(systemd_unit_is_hardened)
                   !strstr(text, "@TYPE@") && !strstr(text, "@WATCHDOG@"),
                   "unit has an unreplaced placeholder:\n%s", text);
     ck_assert_msg(strstr(text, "\nExecStart=/") && strstr(text, "/pgq-pool -c /"), "%s", text);
-    /* Type=notify exactly when pgq-pool can say READY=1 (linked with
-     * libsystemd); otherwise systemd would wait for it in vain */
-    char *ldd = tu_sh(tu_fmt("ldd '%s/pgq-pool'", tu_bin_dir()), &st);
-    bool sd = strstr(ldd, "libsystemd.so") != NULL;
-    free(ldd);
+    /* Type=notify exactly when pgq-pool can say READY=1 (built for
+     * libsystemd, which it loads under systemd by this name: pool/notify.c);
+     * otherwise systemd would wait for it in vain */
+    bool sd = tu_pool_has_systemd();
     ck_assert_msg(strstr(text, sd ? "\nType=notify\n" : "\nType=simple\n") &&
                   (strstr(text, "\nWatchdogSec=") != NULL) == sd,
                   "pgq-pool %s libsystemd, but the unit says:\n%s", sd ? "has" : "lacks", text);

@@ -49,16 +49,6 @@ static void teardown(void)
     tu_check_invariants();
 }
 
-/* Whether this pgq-pool was linked with libsystemd (ldd names it). */
-static bool built_with_systemd(void)
-{
-    int st;
-    char *out = tu_sh(tu_fmt("ldd '%s/pgq-pool'", tu_bin_dir()), &st);
-    bool yes = strstr(out, "libsystemd.so") != NULL;
-    free(out);
-    return yes;
-}
-
 /* One datagram (NUL-terminated in buf), or "" when none came within the
  * socket's receive bound. */
 static const char *recv_state(int fd, char *buf, size_t len)
@@ -128,9 +118,15 @@ static pid_t start_pool(const char *sock, const char *ini, const char *log, cons
         dup2(lfd, 2);
         char wpid[32];
         snprintf(wpid, sizeof wpid, "%d", (int)getpid());
-        setenv("NOTIFY_SOCKET", sock, 1);
-        setenv("WATCHDOG_USEC", "1000000", 1);
-        setenv("WATCHDOG_PID", wpid, 1);
+        if (sock) {
+            setenv("NOTIFY_SOCKET", sock, 1);
+            setenv("WATCHDOG_USEC", "1000000", 1);
+            setenv("WATCHDOG_PID", wpid, 1);
+        } else {
+            unsetenv("NOTIFY_SOCKET");
+            unsetenv("WATCHDOG_USEC");
+            unsetenv("WATCHDOG_PID");
+        }
         unsetenv("DATABASE_URL");
         execl(bin, "pgq-pool", "-c", ini, "--db", url, (char *)NULL);
         _exit(127);
@@ -138,9 +134,18 @@ static pid_t start_pool(const char *sock, const char *ini, const char *log, cons
     return pid;
 }
 
+/* Whether process pid has libsystemd mapped. */
+static bool maps_libsystemd(pid_t pid)
+{
+    char *maps = tu_slurp(tu_fmt("/proc/%d/maps", (int)pid));
+    bool yes = strstr(maps, "libsystemd.so") != NULL;
+    free(maps);
+    return yes;
+}
+
 START_TEST(pool_says_ready_watchdog_stopping)
 {
-    bool sd = built_with_systemd();
+    bool sd = tu_pool_has_systemd();
     const char *sock = tu_fmt("%s/notify.sock", dir);
     const char *ini = tu_fmt("%s/pool.ini", dir);
     const char *log = tu_fmt("%s/pool.log", dir);
@@ -168,6 +173,7 @@ START_TEST(pool_says_ready_watchdog_stopping)
         ck_assert_msg(ready, "no READY=1 (got %s); pool log:\n%s", seen, tu_slurp(log));
         /* READY=1 comes after the start: the pool's row exists by then */
         ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.workers", 0, NULL), 1);
+        ck_assert_msg(maps_libsystemd(pid), "READY=1 came, but libsystemd is not loaded");
         bool wd = wait_for(fd, "WATCHDOG=1", seen, sizeof seen);
         ck_assert_msg(wd, "no WATCHDOG=1 after READY=1 (got %s)", seen);
     }
@@ -216,6 +222,34 @@ START_TEST(pool_that_cannot_start_is_never_ready)
 }
 END_TEST
 
+/* Not under systemd (no NOTIFY_SOCKET), a pool does not load libsystemd
+ * (and what it pulls in: ~1 MB of an idle pool's RSS). */
+START_TEST(pool_outside_systemd_does_not_load_libsystemd)
+{
+    const char *ini = tu_fmt("%s/pool-plain.ini", dir);
+    const char *log = tu_fmt("%s/pool-plain.log", dir);
+    tu_write_file(ini, "[pool]\nworkers = 2\n\n[job noop]\nhandler = exec true\n");
+    tu_write_file(log, "");
+    pid_t pid = start_pool(NULL, ini, log, tu_db_url());
+    bool up = false;
+    for (int i = 0; i < 600 && !up; i++) {   /* until it started: at most 60 s */
+        char *l = tu_slurp(log);
+        up = strstr(l, "pool: started ") != NULL;
+        free(l);
+        if (!up)
+            usleep(100000);
+    }
+    ck_assert_msg(up, "the pool did not start; log:\n%s", tu_slurp(log));
+    bool loaded = maps_libsystemd(pid);
+    kill(pid, SIGTERM);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(!loaded, "a pool outside systemd loaded libsystemd");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pgq-pool: status 0x%x; log:\n%s", st,
+                  tu_slurp(log));
+}
+END_TEST
+
 Suite *notify_suite(void)
 {
     Suite *s = suite_create("notify");
@@ -225,6 +259,7 @@ Suite *notify_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, pool_says_ready_watchdog_stopping);
     tcase_add_test(tc, pool_that_cannot_start_is_never_ready);
+    tcase_add_test(tc, pool_outside_systemd_does_not_load_libsystemd);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -202,14 +202,22 @@ void tu_check_invariants(void)
 
 char *tu_slurp(const char *path)
 {
+    /* Read to the end rather than to the size fstat gives: /proc files
+     * report 0 bytes. */
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
+    size_t cap = 4096, n = 0, got;
+    char *s = malloc(cap);
     ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq((long)fread(s, 1, (size_t)n, f), n);
+    while ((got = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            s = realloc(s, cap);
+            ck_assert_ptr_nonnull(s);
+        }
+    }
+    ck_assert_msg(!ferror(f), "cannot read %s", path);
     s[n] = '\0';
     fclose(f);
     return s;
@@ -467,4 +475,13 @@ int tu_nmigrations_after(int v)
 int tu_prev_version(void)
 {
     return pgq_nmigrations > 1 ? pgq_migrations[pgq_nmigrations - 2].version : 0;
+}
+
+bool tu_pool_has_systemd(void)
+{
+    int st;
+    char *out = tu_sh(tu_fmt("grep -c libsystemd.so.0 '%s/pgq-pool'", tu_bin_dir()), &st);
+    bool yes = atoi(out) > 0;
+    free(out);
+    return yes;
 }

@@ -90,6 +90,9 @@ pid_t tu_spawn_logged(const char *log, const char *const *env, const char *path,
 /* Run cmd with sh; what it printed (stdout and stderr together), malloc'd,
  * and *status its wait status (as pclose returns it). */
 char *tu_sh(const char *cmd, int *status);
+/* pgq-pool (in tu_bin_dir) was built to speak sd_notify: it loads
+ * libsystemd.so.0 under systemd (pool/notify.c), so that name is in it. */
+bool tu_pool_has_systemd(void);
 
 /* Register a job type. require like "to:string,subject:string" or "". */
 void tu_type(const char *type, const char *queue, const char *require, int max_retries,
