@@ -1528,31 +1528,29 @@ BEGIN
         -- Take from each in turn, locking only what is taken.
         FOREACH k IN ARRAY turn LOOP
           LOOP   -- once more when a limited type's job was refused (see below)
-            IF want > 1 OR limited_types IS NULL THEN
-                -- The picks, one or several: the generic plan walks the
-                -- claim index from the hint (its ORDER BY is the index's
-                -- own, after the equalities; at 3M ready jobs it reads 12
-                -- buffers for 8 jobs). Until migration 018 several were an
-                -- EXECUTE, parsed and planned afresh at every claim of the
-                -- default and exec profiles, and one a statement of its own.
-                picks := ARRAY(
-                    SELECT j.id FROM pgq.jobs j
-                     WHERE j.state = 'ready' AND j.queue = p_queues[k] AND j.priority = prio
-                       AND j.run_at <= now()
-                       AND (j.run_at, j.id)
-                           > (CASE WHEN p_hint_prio[k] = prio
-                                   THEN pgq.from_position_us(p_hint_run_at[k])
-                                   ELSE '-infinity' END,
-                              CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
-                       AND (blocked_types IS NULL OR j.type <> ALL (blocked_types))
-                     ORDER BY j.run_at, j.id
-                     LIMIT want FOR UPDATE SKIP LOCKED);
-                EXIT WHEN cardinality(picks) = 0;
-            END IF;
-            -- The one place a lease is given out: the jobs just picked, or
-            -- for one job (a pool worker's every call) the pick itself, in
-            -- the same statement, with LIMIT 1 written out so that the
-            -- cached plan walks the index (migration 003). ord: claim order.
+            -- The picks, one or several: the generic plan walks the claim
+            -- index from the hint (its ORDER BY is the index's own after
+            -- the equalities; at 3M ready jobs it reads 12 buffers for 8
+            -- jobs). Until migration 018 several were an EXECUTE, parsed
+            -- and planned afresh at every claim of the default and exec
+            -- profiles, and one job was picked inside each lease-out
+            -- statement.
+            picks := ARRAY(
+                SELECT j.id FROM pgq.jobs j
+                 WHERE j.state = 'ready' AND j.queue = p_queues[k] AND j.priority = prio
+                   AND j.run_at <= now()
+                   AND (j.run_at, j.id)
+                       > (CASE WHEN p_hint_prio[k] = prio
+                               THEN pgq.from_position_us(p_hint_run_at[k])
+                               ELSE '-infinity' END,
+                          CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
+                   AND (blocked_types IS NULL OR j.type <> ALL (blocked_types))
+                 ORDER BY j.run_at, j.id
+                 LIMIT want FOR UPDATE SKIP LOCKED);
+            EXIT WHEN cardinality(picks) = 0;
+            -- The one place a lease is given out, to the jobs just picked
+            -- (and locked): one statement without limits in the fleet, one
+            -- with them. ord: claim order.
             --
             -- Limits (a fleet without them skips all of this: `limited_types`
             -- is NULL): the picks step over the blocked types, and a picked
@@ -1588,18 +1586,7 @@ BEGIN
                        lease_token = gen_random_uuid(),
                        lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now(),
                        limited = j.type = ANY (limited_types)
-                 WHERE j.id = ANY (CASE WHEN want > 1 THEN picks ELSE ARRAY(
-                            SELECT c.id FROM pgq.jobs c
-                             WHERE c.state = 'ready' AND c.queue = p_queues[k]
-                               AND c.priority = prio AND c.run_at <= now()
-                               AND (c.run_at, c.id)
-                                   > (CASE WHEN p_hint_prio[k] = prio
-                                           THEN pgq.from_position_us(p_hint_run_at[k])
-                                           ELSE '-infinity' END,
-                                      CASE WHEN p_hint_prio[k] = prio THEN p_hint_id[k] ELSE 0 END)
-                               AND (blocked_types IS NULL OR c.type <> ALL (blocked_types))
-                             ORDER BY c.run_at, c.id
-                             LIMIT 1 FOR UPDATE SKIP LOCKED) END)
+                 WHERE j.id = ANY (picks)
                    AND CASE WHEN limited_types IS NULL OR j.type <> ALL (limited_types) THEN true
                             ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
              RETURNING j.*
@@ -1609,9 +1596,7 @@ BEGIN
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
                    -- (dense, though limits may refuse some of the picks)
-                   got + CASE WHEN want > 1
-                              THEN row_number() OVER (ORDER BY array_position(picks, u.id))::int
-                              ELSE 1 END,
+                   got + row_number() OVER (ORDER BY array_position(picks, u.id))::int,
                    CASE WHEN blocked_types IS NULL THEN pgq.position_us(u.run_at)
                         WHEN EXISTS (
                             SELECT 1 FROM pgq.jobs s
@@ -1633,7 +1618,7 @@ BEGIN
             -- may have reached its limit meanwhile; once the blocked types
             -- are read again, this queue is searched once more without them.
             retry := limited_types IS NOT NULL AND want - taken > 0
-                     AND taken < CASE WHEN want > 1 THEN cardinality(picks) ELSE 1 END;
+                     AND taken < cardinality(picks);
             got := got + taken;
             want := want - taken;
             EXIT WHEN NOT retry;
