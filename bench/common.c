@@ -177,11 +177,11 @@ int bench_unfinished(pgq_conn *c, char *err, size_t errlen)
     /* Scalar subqueries with the indexes' own order, not EXISTS: with
      * EXISTS the planner may choose a sequential scan that walks every done
      * row before the first ready one. The running jobs in the order of
-     * jobs_running_idx (id): ordered by lease_expires_at, which no index
-     * has had since migration 005, each probe of the exec profile (every
-     * 10 ms through the drain) sorted every running row and cost the
-     * server 3.2 ms -- a quarter of a CPU taken from the pool it measured
-     * (pg_stat_statements, 10,000 exec jobs). */
+     * jobs_running_idx (id); no index has had lease_expires_at as its key
+     * since migration 005. A probe still walks the claim index's entries
+     * of every job claimed since the last vacuum (3.3 ms of server CPU in
+     * an exec drain), which is why watchers probe only once the handlers
+     * have seen every job (bench_watch_drain). */
     static const char sql[] =
         "SELECT (SELECT id FROM pgq.jobs WHERE state = 'ready' AND type = $1"
         "         ORDER BY queue, priority, run_at, id LIMIT 1) IS NOT NULL"

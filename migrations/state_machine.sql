@@ -1195,7 +1195,7 @@ DECLARE
     want int := greatest(coalesce(p_limit, 0), 0);
     nq int := coalesce(cardinality(p_queues), 0);
     prio int;
-    picks bigint[] := '{}';
+    picks bigint[];      -- the jobs a claim picked (and locked), before their lease
     turn int[];
     k int;
     got int := 0;
