@@ -1550,7 +1550,9 @@ BEGIN
             EXIT WHEN cardinality(picks) = 0;
             -- The one place a lease is given out, to the jobs just picked
             -- (and locked): one statement without limits in the fleet, one
-            -- with them. ord: claim order.
+            -- with them. ord: claim order, the picks' ordinality (joined, not
+            -- searched for: array_position per job made a claim of n jobs
+            -- compare n^2/2 ids; migration 019).
             --
             -- Limits (a fleet without them skips all of this: `limited_types`
             -- is NULL): the picks step over the blocked types, and a picked
@@ -1572,12 +1574,13 @@ BEGIN
                    SET state = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
                        lease_token = gen_random_uuid(),
                        lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now()
-                 WHERE j.id = ANY (picks)
+                  FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
+                 WHERE j.id = p.id
              RETURNING NULL::bigint, j.id, j.queue, j.type, j.payload::text, j.attempts,
                        j.max_retries, j.priority, j.lease_token::text,
                        coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = j.type),
                                 60000),
-                       got + array_position(picks, j.id), pgq.position_us(j.run_at), NULL::text;
+                       got + p.ord::int, pgq.position_us(j.run_at), NULL::text;
             ELSE
             RETURN QUERY
             WITH upd AS (
@@ -1586,17 +1589,20 @@ BEGIN
                        lease_token = gen_random_uuid(),
                        lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now(),
                        limited = j.type = ANY (limited_types)
-                 WHERE j.id = ANY (picks)
+                  FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
+                 -- (= ANY as well: whatever plan joins them, pgq.limit_take
+                 -- below must see the picked rows only, as it takes a slot)
+                 WHERE j.id = ANY (picks) AND j.id = p.id
                    AND CASE WHEN limited_types IS NULL OR j.type <> ALL (limited_types) THEN true
                             ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
-             RETURNING j.*
+             RETURNING j.*, p.ord AS pick_ord
             )
             SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
                    u.max_retries, u.priority, u.lease_token::text,
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
                    -- (dense, though limits may refuse some of the picks)
-                   got + row_number() OVER (ORDER BY array_position(picks, u.id))::int,
+                   got + row_number() OVER (ORDER BY u.pick_ord)::int,
                    CASE WHEN blocked_types IS NULL THEN pgq.position_us(u.run_at)
                         WHEN EXISTS (
                             SELECT 1 FROM pgq.jobs s
