@@ -199,6 +199,35 @@ START_TEST(batch_claim_keeps_the_order)
 }
 END_TEST
 
+/* The same order with limits in the fleet, which lease their picks with a
+ * statement of their own (migrations/state_machine.sql): a type whose
+ * concurrency limit admits them all; each job is marked as limited. */
+START_TEST(batch_claim_with_limits_keeps_the_order)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default", "b" };
+    tu_exec("INSERT INTO pgq.job_types (type, concurrency) VALUES ('t', 100)"
+            " ON CONFLICT (type) DO UPDATE SET concurrency = 100", 0, NULL);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.type_limits WHERE type = 't'", 0, NULL), 1);
+    int64_t want[5];
+    add_ordered(c, want);
+    pgq_job *jobs[8] = { 0 };
+    size_t got = 0;
+    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 2, "w", 60000, 8, jobs, &got, err,
+                                     sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(got, 5);
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_ptr_nonnull(jobs[i]);
+        ck_assert_int_eq(jobs[i]->id, want[i]);
+        pgq_job_free(jobs[i]);
+    }
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'running' AND limited",
+                            0, NULL), 5);
+    pgq_disconnect(c);
+}
+END_TEST
+
 START_TEST(scheduled_jobs_wait_and_queues_filter)
 {
     pgq_conn *c = tu_connect();
@@ -262,6 +291,7 @@ Suite *claim_suite(void)
     tcase_add_test(tc, eight_threads_claim_each_job_once);
     tcase_add_test(tc, claim_order_priority_run_at_id);
     tcase_add_test(tc, batch_claim_keeps_the_order);
+    tcase_add_test(tc, batch_claim_with_limits_keeps_the_order);
     tcase_add_test(tc, scheduled_jobs_wait_and_queues_filter);
     tcase_add_test(tc, claim_sets_fresh_lease);
     tcase_add_test(tc, future_jobs_do_not_hide_due_ones);
