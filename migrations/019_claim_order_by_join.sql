@@ -11,4 +11,12 @@
 -- of the previous version's; a strict transition (one job) costs 1.8%
 -- more instructions (0.872 M -> 0.888 M, make bench-cost: the function
 -- scan and the join are set up at every call).
+--
+-- A claim with limits in the fleet takes, of each limited type among its
+-- picks, the earliest in claim order, as many as pgq.limit_room (new)
+-- finds room for, and records their rate-window starts in one statement.
+-- pgq.limit_take, which admitted one job at a time from inside the
+-- lease-out UPDATE, is dropped: it admitted them in the order the UPDATE
+-- reached the rows (id order), so with one slot left a job due later but
+-- added earlier started before one due sooner.
 SELECT 1;

@@ -895,14 +895,15 @@ $$;
 --   * pgq.type_limits holds one row per limited type only (pgq.limits_sync
 --     keeps it equal to pgq.job_types); the claim reads it with its pause
 --     check, in the same statement, and with no row it changes nothing.
---   * The row is the lock of the type's claims: a claim that picked a job
---     of a limited type takes it only inside pgq.limit_take, which locks
---     the limits rows (all of them, in type order, so that two claims
---     taking several types cannot deadlock), then counts, in a statement
---     that sees every claim committed before it got the lock, the type's
---     running jobs (the partial index jobs_limited_running_idx: the claim
---     marks a limited type's jobs `limited`), and the starts of the rate
---     window on the row. Claims of other types never touch it.
+--   * The row is the lock of the type's claims: a claim that picked jobs
+--     of a limited type takes them only as far as pgq.limit_room finds
+--     room, earliest first; it locks the limits rows (all of them, in type
+--     order, so that two claims taking several types cannot deadlock),
+--     then counts, in a statement that sees every claim committed before
+--     it got the lock, the type's running jobs (the partial index
+--     jobs_limited_running_idx: the claim marks a limited type's jobs
+--     `limited`), and the starts of the rate window on the row, which the
+--     claim then adds its starts to. Claims of other types never touch it.
 --   * No counter of running jobs is kept: the count is the index, so the
 --     ends of attempts (complete, fail, release, reap, cancel, snooze) do
 --     nothing for limits and cannot leave a count wrong. A completion not
@@ -935,52 +936,49 @@ CREATE OR REPLACE VIEW pgq.type_use AS
      CROSS JOIN LATERAL (SELECT count(*) AS n FROM pgq.jobs j
                           WHERE j.state = 'running' AND j.limited AND j.type = t.type) r;
 
--- Admit the claim of job p_id (of limited type p_type, picked and locked
--- by the claim): true, counted as a start of its rate window, when the
--- type is below its concurrency and its window has room; false otherwise,
--- and then the job, which stays ready, is announced (claims that found it
--- locked while we held it may have moved their hints past it). Called
--- from the claim's UPDATE (pgq.complete_claim) for limited types only;
--- that UPDATE marks the job `limited`, so the next count includes it. The
--- transaction start time (now(), also the job's started_at) chooses the
--- window; a claim whose now() lies in a window before the one already
--- counted is refused (its window is over), so starts never count into a
--- past window.
-CREATE OR REPLACE FUNCTION pgq.limit_take(p_type text, p_id bigint, p_queue text, p_priority int,
-                                          p_run_at timestamptz)
-RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    lim record;
-    running bigint;
+-- How many jobs of each limited type in p_types a claim may start now
+-- (and whether the type has a rate limit, whose starts the claim counts):
+-- below its concurrency (the type's running jobs counted) and within its
+-- rate window's starts, the smaller (a type with one limit only: that
+-- one's). Locks the limits rows first (all of them, in type order, so that
+-- two claims of several types cannot deadlock; held to commit), then
+-- counts in a statement of its own, whose snapshot sees every claim that
+-- held the lock before us. A type without a row (its limits were removed
+-- meanwhile) is not returned: not limited. The transaction start time
+-- (now(), also the jobs' started_at) chooses the window; a claim whose
+-- now() lies in a window before the one already counted has no room (its
+-- window is over), so starts never count into a past window. Called once
+-- per lease-out of the claim with limits (pgq.complete_claim), which takes
+-- that many of each type's picks, earliest first, and records their
+-- starts; an empty p_types locks nothing.
+-- (Until migration 019 pgq.limit_take admitted one job at a time from
+-- inside the lease-out UPDATE: in the order the UPDATE reached the rows,
+-- id order, not claim order.)
+DROP FUNCTION IF EXISTS pgq.limit_take(text, bigint, text, int, timestamptz);
+CREATE OR REPLACE FUNCTION pgq.limit_room(p_types text[])
+RETURNS TABLE (type text, room bigint, rated boolean) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
 BEGIN
+    IF coalesce(cardinality(p_types), 0) = 0 THEN
+        RETURN;
+    END IF;
     PERFORM 1 FROM pgq.type_limits l ORDER BY l.type FOR UPDATE;
-    -- A new statement, hence a snapshot taken after the lock: it sees the
-    -- jobs of every claim that held it before us.
-    SELECT l.concurrency, l.rate_count, l.rate_ms, l.window_no, l.window_starts INTO lim
-      FROM pgq.type_limits l WHERE l.type = p_type;
-    IF NOT FOUND THEN
-        RETURN true;   -- its limits were removed meanwhile: not limited
-    END IF;
-    IF lim.concurrency IS NOT NULL THEN
-        SELECT count(*) INTO running FROM pgq.jobs j
-         WHERE j.state = 'running' AND j.limited AND j.type = p_type;
-    END IF;
-    IF (lim.concurrency IS NULL OR running < lim.concurrency)
-       AND (lim.rate_count IS NULL OR lim.window_no IS NULL
-            OR lim.window_no < pgq.rate_window(lim.rate_ms)
-            OR (lim.window_no = pgq.rate_window(lim.rate_ms)
-                AND lim.window_starts < lim.rate_count)) THEN
-        IF lim.rate_count IS NOT NULL THEN
-            UPDATE pgq.type_limits l
-               SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
-                                        THEN l.window_starts + 1 ELSE 1 END,
-                   window_no = pgq.rate_window(l.rate_ms)
-             WHERE l.type = p_type;
-        END IF;
-        RETURN true;
-    END IF;
-    PERFORM pgq.announce(p_queue, p_priority, p_run_at, p_id, true);
-    RETURN false;
+    -- A new statement, hence a snapshot taken after the lock.
+    RETURN QUERY
+    SELECT l.type,
+           greatest(least(CASE WHEN l.concurrency IS NULL THEN NULL
+                               ELSE l.concurrency - (SELECT count(*) FROM pgq.jobs j
+                                                      WHERE j.state = 'running' AND j.limited
+                                                        AND j.type = l.type) END,
+                          CASE WHEN l.rate_count IS NULL THEN NULL
+                               WHEN l.window_no IS NULL
+                                    OR l.window_no < pgq.rate_window(l.rate_ms) THEN l.rate_count
+                               WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                               THEN l.rate_count - l.window_starts
+                               ELSE 0 END), 0)::bigint,
+           l.rate_count IS NOT NULL
+      FROM pgq.type_limits l
+     WHERE l.type = ANY (p_types);
 END
 $$;
 
@@ -1196,6 +1194,9 @@ DECLARE
     nq int := coalesce(cardinality(p_queues), 0);
     prio int;
     picks bigint[];      -- the jobs a claim picked (and locked), before their lease
+    admitted bigint[];   -- ... those of them that limits admit, in claim order
+    refused bigint[];    -- ... and those they do not
+    rated boolean;       -- ... and whether a type with a rate limit is among those admitted
     turn int[];
     k int;
     got int := 0;
@@ -1555,12 +1556,11 @@ BEGIN
             -- compare n^2/2 ids; migration 019).
             --
             -- Limits (a fleet without them skips all of this: `limited_types`
-            -- is NULL): the picks step over the blocked types, and a picked
-            -- job of a limited type is taken only if pgq.limit_take admits
-            -- it, under the lock of its type's row (so the limit holds
-            -- however many pools claim at once; a job it refuses stays
-            -- ready and is announced, since other claims may have skipped
-            -- it while we held it). A claimed job's position is its
+            -- is NULL): the picks step over the blocked types, and picked
+            -- jobs of a limited type are taken only as far as
+            -- pgq.limit_room finds room, under the lock of the limits' rows
+            -- (so the limit holds however many pools claim at once; a job
+            -- refused stays ready and is announced). A claimed job's position is its
             -- caller's new hint; when a job of a blocked type was stepped
             -- over before it, the position is NULL instead, so that no
             -- hint moves past a job that will be claimable again.
@@ -1582,6 +1582,42 @@ BEGIN
                                 60000),
                        got + p.ord::int, pgq.position_us(j.run_at), NULL::text;
             ELSE
+            -- Admission, in claim order: of each limited type among the
+            -- picks, the earliest, as many as pgq.limit_room finds room for
+            -- (under the lock of the limits' rows, held to commit); the
+            -- others stay ready and are announced, since other claims may
+            -- have skipped them while we held them. (A type without room
+            -- at all was a blocked type, which the picks stepped over,
+            -- unless it filled up since the blocked types were read.)
+            SELECT coalesce(array_agg(x.id ORDER BY x.ord) FILTER (WHERE x.admit), '{}'),
+                   coalesce(array_agg(x.id) FILTER (WHERE NOT x.admit), '{}'),
+                   coalesce(bool_or(x.rated AND x.admit), false)
+              INTO admitted, refused, rated
+              FROM (SELECT p.id, p.ord, r.type IS NOT NULL AND r.rated AS rated,
+                           r.type IS NULL
+                           OR row_number() OVER (PARTITION BY j.type ORDER BY p.ord) <= r.room
+                             AS admit
+                      FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
+                      JOIN pgq.jobs j ON j.id = p.id
+                      LEFT JOIN pgq.limit_room(ARRAY(
+                                    SELECT DISTINCT l.type FROM pgq.jobs l
+                                     WHERE l.id = ANY (picks) AND l.type = ANY (limited_types)))
+                                AS r ON r.type = j.type) x;
+            IF cardinality(refused) > 0 THEN
+                PERFORM pgq.announce(j.queue, j.priority, j.run_at, j.id, true)
+                   FROM pgq.jobs j WHERE j.id = ANY (refused);
+            END IF;
+            -- The starts of the rate windows, counted on the types' rows.
+            IF rated THEN
+            UPDATE pgq.type_limits l
+               SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                                        THEN l.window_starts + s.n ELSE s.n END,
+                   window_no = pgq.rate_window(l.rate_ms)
+              FROM (SELECT j.type, count(*) AS n FROM pgq.jobs j
+                     WHERE j.id = ANY (admitted) AND j.type = ANY (limited_types)
+                     GROUP BY j.type) s
+             WHERE l.type = s.type AND l.rate_count IS NOT NULL;
+            END IF;
             RETURN QUERY
             WITH upd AS (
                 UPDATE pgq.jobs j
@@ -1589,20 +1625,15 @@ BEGIN
                        lease_token = gen_random_uuid(),
                        lease_expires_at = pgq.lease_expiry(p_ttl_ms), started_at = now(),
                        limited = j.type = ANY (limited_types)
-                  FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
-                 -- (= ANY as well: whatever plan joins them, pgq.limit_take
-                 -- below must see the picked rows only, as it takes a slot)
-                 WHERE j.id = ANY (picks) AND j.id = p.id
-                   AND CASE WHEN limited_types IS NULL OR j.type <> ALL (limited_types) THEN true
-                            ELSE pgq.limit_take(j.type, j.id, j.queue, j.priority, j.run_at) END
+                  FROM unnest(admitted) WITH ORDINALITY AS p(id, ord)
+                 WHERE j.id = p.id
              RETURNING j.*, p.ord AS pick_ord
             )
             SELECT NULL::bigint, u.id, u.queue, u.type, u.payload::text, u.attempts,
                    u.max_retries, u.priority, u.lease_token::text,
                    coalesce((SELECT t.timeout_ms FROM pgq.job_types t WHERE t.type = u.type),
                             60000),
-                   -- (dense, though limits may refuse some of the picks)
-                   got + row_number() OVER (ORDER BY u.pick_ord)::int,
+                   got + u.pick_ord::int,   -- dense: the admitted, in claim order
                    CASE WHEN blocked_types IS NULL THEN pgq.position_us(u.run_at)
                         WHEN EXISTS (
                             SELECT 1 FROM pgq.jobs s
@@ -2342,7 +2373,7 @@ LANGUAGE sql STABLE AS $$
     SELECT j.id, 'negative snooze count', format('snoozes %s', j.snoozes)
       FROM pgq.jobs j WHERE j.snoozes < 0
     UNION ALL
-    -- Limits (pgq.limit_take, pgq.limits_sync): every running job of a
+    -- Limits (pgq.limit_room, pgq.limits_sync): every running job of a
     -- limited type is counted (marked limited); no more of a type started
     -- since its limit was set are running than its concurrency; no more
     -- starts in the current rate window than its rate; the limited types

@@ -228,6 +228,45 @@ START_TEST(batch_claim_with_limits_keeps_the_order)
 }
 END_TEST
 
+/* A claim of several that picks more jobs of a limited type than it has
+ * room for takes the earliest in claim order: here the job added second
+ * is due first, and one slot is left. (Until migration 019 the lease-out
+ * admitted them in the order its UPDATE reached the rows: by id.) The
+ * one refused stays ready and is taken by the next claim once there is
+ * room again. */
+START_TEST(limit_admits_in_claim_order)
+{
+    char err[512];
+    pgq_conn *c = tu_connect();
+    const char *q[] = { "default" };
+    tu_exec("INSERT INTO pgq.job_types (type, concurrency) VALUES ('t', 1)"
+            " ON CONFLICT (type) DO UPDATE SET concurrency = 1", 0, NULL);
+    int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
+    int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
+    pgq_job *jobs[8] = { 0 };
+    size_t got = 0;
+    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 1, "w", 60000, 8, jobs, &got, err,
+                                     sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(got, 1);
+    ck_assert_int_eq(jobs[0]->id, early);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'ready'", 0, NULL), 1);
+
+    /* Its success makes room; the next claim (the same call) takes the other. */
+    pgq_job *first = jobs[0];
+    pgq_ack ack = { .id = first->id, .token = first->lease_token };
+    bool lost = true;
+    memset(jobs, 0, sizeof jobs);
+    ck_assert_msg(pgq_complete_claim(c, &ack, 1, &lost, q, 1, "w", 60000, 8, jobs, &got, err,
+                                     sizeof err) == 0, "%s", err);
+    pgq_job_free(first);
+    ck_assert(!lost);
+    ck_assert_uint_eq(got, 1);
+    ck_assert_int_eq(jobs[0]->id, late);
+    pgq_job_free(jobs[0]);
+    pgq_disconnect(c);
+}
+END_TEST
+
 START_TEST(scheduled_jobs_wait_and_queues_filter)
 {
     pgq_conn *c = tu_connect();
@@ -292,6 +331,7 @@ Suite *claim_suite(void)
     tcase_add_test(tc, claim_order_priority_run_at_id);
     tcase_add_test(tc, batch_claim_keeps_the_order);
     tcase_add_test(tc, batch_claim_with_limits_keeps_the_order);
+    tcase_add_test(tc, limit_admits_in_claim_order);
     tcase_add_test(tc, scheduled_jobs_wait_and_queues_filter);
     tcase_add_test(tc, claim_sets_fresh_lease);
     tcase_add_test(tc, future_jobs_do_not_hide_due_ones);
