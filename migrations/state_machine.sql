@@ -1197,6 +1197,7 @@ DECLARE
     admitted bigint[];   -- ... those of them that limits admit, in claim order
     refused bigint[];    -- ... and those they do not
     rated boolean;       -- ... and whether a type with a rate limit is among those admitted
+    pick_types text[];   -- the picks' types (with limits in the fleet)
     turn int[];
     k int;
     got int := 0;
@@ -1589,34 +1590,42 @@ BEGIN
             -- have skipped them while we held them. (A type without room
             -- at all was a blocked type, which the picks stepped over,
             -- unless it filled up since the blocked types were read.)
-            SELECT coalesce(array_agg(x.id ORDER BY x.ord) FILTER (WHERE x.admit), '{}'),
-                   coalesce(array_agg(x.id) FILTER (WHERE NOT x.admit), '{}'),
-                   coalesce(bool_or(x.rated AND x.admit), false)
-              INTO admitted, refused, rated
-              FROM (SELECT p.id, p.ord, r.type IS NOT NULL AND r.rated AS rated,
-                           r.type IS NULL
-                           OR row_number() OVER (PARTITION BY j.type ORDER BY p.ord) <= r.room
-                             AS admit
-                      FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
-                      JOIN pgq.jobs j ON j.id = p.id
-                      LEFT JOIN pgq.limit_room(ARRAY(
-                                    SELECT DISTINCT l.type FROM pgq.jobs l
-                                     WHERE l.id = ANY (picks) AND l.type = ANY (limited_types)))
-                                AS r ON r.type = j.type) x;
-            IF cardinality(refused) > 0 THEN
-                PERFORM pgq.announce(j.queue, j.priority, j.run_at, j.id, true)
-                   FROM pgq.jobs j WHERE j.id = ANY (refused);
+            -- Picks of other types only (most claims of a fleet with a
+            -- limited type somewhere) are all admitted after one look at
+            -- their types.
+            pick_types := ARRAY(SELECT j.type FROM unnest(picks) WITH ORDINALITY AS p(id, ord)
+                                  JOIN pgq.jobs j ON j.id = p.id ORDER BY p.ord);
+            admitted := picks;
+            rated := false;
+            IF pick_types && limited_types THEN
+                SELECT coalesce(array_agg(x.id ORDER BY x.ord) FILTER (WHERE x.admit), '{}'),
+                       coalesce(array_agg(x.id) FILTER (WHERE NOT x.admit), '{}'),
+                       coalesce(bool_or(x.rated AND x.admit), false)
+                  INTO admitted, refused, rated
+                  FROM (SELECT p.id, p.ord, r.type IS NOT NULL AND r.rated AS rated,
+                               r.type IS NULL
+                               OR row_number() OVER (PARTITION BY p.type ORDER BY p.ord) <= r.room
+                                 AS admit
+                          FROM unnest(picks, pick_types) WITH ORDINALITY AS p(id, type, ord)
+                          LEFT JOIN pgq.limit_room(ARRAY(
+                                        SELECT DISTINCT t.t FROM unnest(pick_types) AS t(t)
+                                         WHERE t.t = ANY (limited_types)))
+                                    AS r ON r.type = p.type) x;
+                IF cardinality(refused) > 0 THEN
+                    PERFORM pgq.announce(j.queue, j.priority, j.run_at, j.id, true)
+                       FROM pgq.jobs j WHERE j.id = ANY (refused);
+                END IF;
             END IF;
             -- The starts of the rate windows, counted on the types' rows.
             IF rated THEN
-            UPDATE pgq.type_limits l
-               SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
-                                        THEN l.window_starts + s.n ELSE s.n END,
-                   window_no = pgq.rate_window(l.rate_ms)
-              FROM (SELECT j.type, count(*) AS n FROM pgq.jobs j
-                     WHERE j.id = ANY (admitted) AND j.type = ANY (limited_types)
-                     GROUP BY j.type) s
-             WHERE l.type = s.type AND l.rate_count IS NOT NULL;
+                UPDATE pgq.type_limits l
+                   SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
+                                            THEN l.window_starts + s.n ELSE s.n END,
+                       window_no = pgq.rate_window(l.rate_ms)
+                  FROM (SELECT j.type, count(*) AS n FROM pgq.jobs j
+                         WHERE j.id = ANY (admitted) AND j.type = ANY (limited_types)
+                         GROUP BY j.type) s
+                 WHERE l.type = s.type AND l.rate_count IS NOT NULL;
             END IF;
             RETURN QUERY
             WITH upd AS (
