@@ -199,24 +199,44 @@ START_TEST(batch_claim_keeps_the_order)
 }
 END_TEST
 
+/* Type "t" limited to `concurrency` running jobs fleet-wide. */
+static void limit_t(int concurrency)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", concurrency);
+    const char *p[] = { n };
+    tu_exec("INSERT INTO pgq.job_types (type, concurrency) VALUES ('t', $1::int)"
+            " ON CONFLICT (type) DO UPDATE SET concurrency = excluded.concurrency", 1, p);
+    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.type_limits WHERE type = 't'", 0, NULL), 1);
+}
+
+/* One call: the acks given (none: NULL), then a claim of up to 8 jobs of
+ * queues q into jobs[]; returns how many it claimed. */
+static size_t claim_up_to_8(pgq_conn *c, const pgq_ack *ack, const char *const *q, size_t nq,
+                            pgq_job *jobs[8])
+{
+    char err[512];
+    size_t got = 0;
+    bool lost = false;
+    memset(jobs, 0, 8 * sizeof *jobs);
+    ck_assert_msg(pgq_complete_claim(c, ack, ack ? 1 : 0, ack ? &lost : NULL, q, nq, "w", 60000,
+                                     8, jobs, &got, err, sizeof err) == 0, "%s", err);
+    ck_assert(!lost);
+    return got;
+}
+
 /* The same order with limits in the fleet, which lease their picks with a
  * statement of their own (migrations/state_machine.sql): a type whose
  * concurrency limit admits them all; each job is marked as limited. */
 START_TEST(batch_claim_with_limits_keeps_the_order)
 {
-    char err[512];
     pgq_conn *c = tu_connect();
     const char *q[] = { "default", "b" };
-    tu_exec("INSERT INTO pgq.job_types (type, concurrency) VALUES ('t', 100)"
-            " ON CONFLICT (type) DO UPDATE SET concurrency = 100", 0, NULL);
-    ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.type_limits WHERE type = 't'", 0, NULL), 1);
+    limit_t(100);
     int64_t want[5];
     add_ordered(c, want);
-    pgq_job *jobs[8] = { 0 };
-    size_t got = 0;
-    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 2, "w", 60000, 8, jobs, &got, err,
-                                     sizeof err) == 0, "%s", err);
-    ck_assert_uint_eq(got, 5);
+    pgq_job *jobs[8];
+    ck_assert_uint_eq(claim_up_to_8(c, NULL, q, 2, jobs), 5);
     for (size_t i = 0; i < 5; i++) {
         ck_assert_ptr_nonnull(jobs[i]);
         ck_assert_int_eq(jobs[i]->id, want[i]);
@@ -236,31 +256,21 @@ END_TEST
  * room again. */
 START_TEST(limit_admits_in_claim_order)
 {
-    char err[512];
     pgq_conn *c = tu_connect();
     const char *q[] = { "default" };
-    tu_exec("INSERT INTO pgq.job_types (type, concurrency) VALUES ('t', 1)"
-            " ON CONFLICT (type) DO UPDATE SET concurrency = 1", 0, NULL);
+    limit_t(1);
     int64_t late = add_one(c, "default", 0, 0, "2000-01-01 00:00:02+00");
     int64_t early = add_one(c, "default", 0, 0, "2000-01-01 00:00:01+00");
-    pgq_job *jobs[8] = { 0 };
-    size_t got = 0;
-    ck_assert_msg(pgq_complete_claim(c, NULL, 0, NULL, q, 1, "w", 60000, 8, jobs, &got, err,
-                                     sizeof err) == 0, "%s", err);
-    ck_assert_uint_eq(got, 1);
+    pgq_job *jobs[8];
+    ck_assert_uint_eq(claim_up_to_8(c, NULL, q, 1, jobs), 1);
     ck_assert_int_eq(jobs[0]->id, early);
     ck_assert_int_eq(tu_int("SELECT count(*) FROM pgq.jobs WHERE state = 'ready'", 0, NULL), 1);
 
     /* Its success makes room; the next claim (the same call) takes the other. */
     pgq_job *first = jobs[0];
     pgq_ack ack = { .id = first->id, .token = first->lease_token };
-    bool lost = true;
-    memset(jobs, 0, sizeof jobs);
-    ck_assert_msg(pgq_complete_claim(c, &ack, 1, &lost, q, 1, "w", 60000, 8, jobs, &got, err,
-                                     sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(claim_up_to_8(c, &ack, q, 1, jobs), 1);
     pgq_job_free(first);
-    ck_assert(!lost);
-    ck_assert_uint_eq(got, 1);
     ck_assert_int_eq(jobs[0]->id, late);
     pgq_job_free(jobs[0]);
     pgq_disconnect(c);
