@@ -46,12 +46,6 @@ psql_at() { # PORT USER DB SQL: one value, or nothing when the server does not a
     PGCONNECT_TIMEOUT=2 "$bindir/psql" -Atqw -h 127.0.0.1 -p "$1" -U "$2" -d "$3" -c "$4" 2>/dev/null || true
 }
 mon() { psql_at "$(cat "$dir/monitor.port")" autoctl_node pg_auto_failover "$1"; }
-free_port() {
-    while :; do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }
-    done
-}
 now_ms() { date +%s%3N; }
 # Run a pg_autoctl service in its own session (so that a crash can kill the
 # keeper and everything it started at once) and record the session id.
@@ -168,7 +162,7 @@ start)
     fi
     # the monitor (a port taken meanwhile by another server: try another)
     for _ in 1 2 3 4 5; do
-        pm=$(free_port)
+        pm=$(pg_free_port)
         if ctl create monitor --pgctl "$bindir/pg_ctl" --pgdata "$dir/monitor" --pgport "$pm" \
             --hostname 127.0.0.1 --listen 127.0.0.1 --auth trust --no-ssl >>"$dir/monitor.log" 2>&1; then
             break
@@ -186,7 +180,7 @@ start)
     [ "$(mon "SELECT current_setting('pgautofailover.node_considered_unhealthy_timeout')")" = 2s ] ||
         fail_start "the monitor did not start with the test's settings"
     # the first node: it registers and becomes "single"
-    p1=$(free_port)
+    p1=$(pg_free_port)
     node_create node1 "$p1"
     for _ in $(seq 1 600); do
         case " $(states) " in *" node1:single/single "*) break ;; esac
@@ -201,8 +195,8 @@ start)
     psql_at "$p1" pgq pgq "SELECT pg_reload_conf()" >/dev/null
     # the second node: a base backup of the first, then catching-up, then
     # secondary; the monitor makes node1 primary with node2 in its quorum
-    p2=$(free_port)
-    while [ "$p2" = "$p1" ]; do p2=$(free_port); done
+    p2=$(pg_free_port)
+    while [ "$p2" = "$p1" ]; do p2=$(pg_free_port); done
     node_create node2 "$p2"
     ready=""
     for _ in $(seq 1 900); do

@@ -16,17 +16,11 @@ cmd=${1:-} dir=${2:-}
 pg_find_bindir ha-pair
 pg_run_as
 pg() { "${as_user[@]}" "$@"; }
-free_port() {
-    while :; do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }
-    done
-}
 # start DATADIR LOG: on a port free now; if the server still loses a race
 # for it (other servers start on this machine too), try another. Prints it.
 start_on_free_port() {
     for _ in 1 2 3 4 5; do
-        p=$(free_port)
+        p=$(pg_free_port)
         if pg "$bindir/pg_ctl" -D "$1" -l "$2" -w -t 60 -o "-p $p" start >/dev/null 2>&1; then
             echo "$p"; return 0
         fi

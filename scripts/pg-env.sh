@@ -8,6 +8,8 @@
 #                         with USER "postgres" if present, else "pgqtest"
 #                         (created), since PostgreSQL refuses to run as
 #                         root; pguser names that user
+#   pg_free_port          prints a loopback port nobody listens on now,
+#                         below the kernel's ephemeral range
 pg_find_bindir() {
     bindir=""
     for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
@@ -31,4 +33,20 @@ pg_run_as() {
         fi
         as_user=(runuser -u "$pguser" --)
     fi
+}
+
+# Below the ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+# default): the kernel hands those ports to outgoing connections, so one
+# picked there can be taken by any client's socket between this check and
+# the server's bind. (Ports were picked in 20000-59999 until a failover
+# test's node lost its port that way under the sanitizer run's load,
+# 2 December 2026: "could not create any TCP/IP sockets".)
+pg_free_port() {
+    local lo=32768 hi p
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+    [ "$lo" -gt 12000 ] 2>/dev/null || lo=32768
+    while :; do
+        p=$(( 10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000) ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
 }

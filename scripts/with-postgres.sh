@@ -51,8 +51,7 @@ trap 'exit 143' TERM
 # A port that is free now; if the server still loses a race for it, try again.
 started=0
 for try in 1 2 3 4 5; do
-    port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+    port=$(pg_free_port)
     if "${as_user[@]}" "$bindir/pg_ctl" -D "$tmp/data" -l "$logfile" -w -t 60 \
         -o "-p $port -k $tmp -c listen_addresses=127.0.0.1 -c max_connections=200 ${PGQ_PG_OPTS:-}" \
         start >/dev/null 2>&1; then

@@ -138,9 +138,16 @@ static void setup(void)
              strncmp(engine_url, "postgres", 8) == 0 && strchr(engine_url, '?');
     }
     if (!ok) {
-        /* a failed setup gets no teardown: stop what did start */
+        /* a failed setup gets no teardown: stop what did start. The
+         * output is freed before the abort: this setup runs in the
+         * runner's process, and a block it leaks there is inherited by
+         * every test forked after it, each of which LeakSanitizer then
+         * fails (one failed start once failed eleven later tests). */
+        char msg[4096];
+        snprintf(msg, sizeof msg, "%s", out ? out : "(nothing)");
+        free(out);
         stop_cluster();
-        ck_abort_msg("%s start: %s", script(), out ? out : "(nothing)");
+        ck_abort_msg("%s start: %s", script(), msg);
     }
     free(out);
     pool_pid = 0;
