@@ -144,7 +144,9 @@ static void setup(void)
          * every test forked after it, each of which LeakSanitizer then
          * fails (one failed start once failed eleven later tests). */
         char msg[4096];
-        snprintf(msg, sizeof msg, "%s", out ? out : "(nothing)");
+        int len = snprintf(msg, sizeof msg, "%s", out ? out : "(nothing)");
+        if (len >= (int)sizeof msg)   /* the message keeps its start; stderr gets it all */
+            fprintf(stderr, "failover_test: %s start, its whole output:\n%s\n", script(), out);
         free(out);
         stop_cluster();
         ck_abort_msg("%s start: %s", script(), msg);
