@@ -1622,9 +1622,10 @@ BEGIN
                    SET window_starts = CASE WHEN l.window_no = pgq.rate_window(l.rate_ms)
                                             THEN l.window_starts + s.n ELSE s.n END,
                        window_no = pgq.rate_window(l.rate_ms)
-                  FROM (SELECT j.type, count(*) AS n FROM pgq.jobs j
-                         WHERE j.id = ANY (admitted) AND j.type = ANY (limited_types)
-                         GROUP BY j.type) s
+                  FROM (SELECT t.type, count(*) AS n
+                          FROM unnest(picks, pick_types) AS t(id, type)
+                         WHERE t.id = ANY (admitted) AND t.type = ANY (limited_types)
+                         GROUP BY t.type) s
                  WHERE l.type = s.type AND l.rate_count IS NOT NULL;
             END IF;
             RETURN QUERY
